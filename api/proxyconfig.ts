@@ -1,0 +1,220 @@
+// ProxyConfig: the document the operator compiles per meshed namespace and every sidecar in
+// that namespace applies. The operator writes it, the proxy validates it with ajv against
+// this schema before swapping it in, so both sides share this one definition.
+//
+// Durations are integers in milliseconds here (the CRDs use strings like "15s"; the compiler
+// converts), so the proxy never parses text on its hot path. Lists are sorted by name so the
+// document is deterministic, and `version` is the content hash of everything else.
+import { Type } from '@sinclair/typebox';
+import { AUTHZ_ACTIONS, Rule } from './authorizationpolicy.ts';
+import type { Static } from './common.ts';
+import { MTLS_MODES, RETRY_ON } from './mesh.ts';
+import { HttpMatch, LB_TYPES } from './trafficsplit.ts';
+
+export const PROXY_CONFIG_API_VERSION = 'weft.dev/proxyconfig/v1';
+
+/** Ports and identities the webhook injects and the proxy expects: one definition. */
+export const PROXY = {
+  uid: 1337,
+  gid: 1337,
+  outboundPort: 15001,
+  inboundPort: 15006,
+  adminPort: 15000,
+  healthPort: 15020,
+  containerName: 'weft-proxy',
+  initContainerName: 'weft-init',
+  /** Where the namespace's ProxyConfig ConfigMaps are projected. */
+  configDir: '/etc/weft/config',
+  /** Downward-API files: `labels` (pod labels), `annotations`. */
+  podInfoDir: '/etc/weft/podinfo',
+  /** The workload identity Secret: tls.crt, tls.key, ca.crt. */
+  identityDir: '/etc/weft/identity',
+} as const;
+
+/**
+ * Distribution format (operator → ConfigMaps → proxy), documented in docs/proxy-config.md:
+ * ConfigMaps named `weft-proxy-config` and `weft-proxy-config-<i>` (i = 1..MAX_SHARDS-1) in the
+ * pod's namespace are projected into one directory. `manifest.json` (in the first) is a
+ * ConfigManifest; each part is a binaryData key `part-<nnn>.gz`; the parts, concatenated in
+ * order and gunzipped, are the ProxyConfig JSON. A part whose sha256 differs from the manifest
+ * means the kubelet has not finished projecting: the proxy keeps its last good config.
+ */
+export const CONFIG_DISTRIBUTION = {
+  configMapName: 'weft-proxy-config',
+  maxShards: 4,
+  manifestKey: 'manifest.json',
+  partKey: (i: number) => `part-${String(i).padStart(3, '0')}.gz`,
+  /** Most bytes of binaryData per ConfigMap (the apiserver limit is 1 MiB for the whole object). */
+  maxBytesPerShard: 900 * 1024,
+  labels: { 'app.kubernetes.io/managed-by': 'weft', 'weft.dev/component': 'proxy-config' },
+} as const;
+
+export const ConfigManifest = Type.Object({
+  apiVersion: Type.Literal(PROXY_CONFIG_API_VERSION),
+  version: Type.String({ minLength: 1 }),
+  encoding: Type.Literal('gzip'),
+  /** Uncompressed JSON size in bytes. */
+  size: Type.Integer({ minimum: 0 }),
+  parts: Type.Array(Type.Object({ key: Type.String(), configMap: Type.String(), sha256: Type.String() }), {
+    minItems: 1,
+  }),
+});
+export type ConfigManifest = Static<typeof ConfigManifest>;
+
+const Ms = (description: string) => Type.Integer({ minimum: 0, description });
+const MtlsMode = Type.Union(MTLS_MODES.map((m) => Type.Literal(m)));
+
+export const ServicePort = Type.Object({
+  name: Type.String(),
+  port: Type.Integer({ minimum: 1, maximum: 65535 }),
+  protocol: Type.Union([Type.Literal('TCP'), Type.Literal('UDP'), Type.Literal('SCTP')]),
+  /** Service appProtocol (http, http2, grpc, tcp, tls, kubernetes.io/h2c, …); overrides detection. */
+  appProtocol: Type.Optional(Type.String()),
+});
+export type ServicePort = Static<typeof ServicePort>;
+
+export const Endpoint = Type.Object({
+  address: Type.String(),
+  /** Target port by service port name ("" for an unnamed port). */
+  ports: Type.Record(Type.String(), Type.Integer({ minimum: 1, maximum: 65535 })),
+  ready: Type.Boolean(),
+  serving: Type.Boolean(),
+  terminating: Type.Boolean(),
+  /** SPIFFE ID the endpoint must present under mTLS; absent for pods outside the mesh. */
+  identity: Type.Optional(Type.String()),
+  /** Whether a Weft sidecar runs beside the endpoint (so mTLS and HTTP/2 upgrade are possible). */
+  meshed: Type.Boolean(),
+  zone: Type.Optional(Type.String()),
+  pod: Type.Optional(Type.String()),
+});
+export type Endpoint = Static<typeof Endpoint>;
+
+export const Service = Type.Object({
+  /** "<namespace>/<name>" */
+  id: Type.String(),
+  name: Type.String(),
+  namespace: Type.String(),
+  clusterIPs: Type.Array(Type.String()),
+  /** Names a client may use: name.ns.svc.<domain>, name.ns.svc, name.ns (and name within ns). */
+  hostnames: Type.Array(Type.String()),
+  ports: Type.Array(ServicePort),
+  endpoints: Type.Array(Endpoint),
+});
+export type Service = Static<typeof Service>;
+
+export const RetryPolicy = Type.Object({
+  attempts: Type.Integer({ minimum: 0, maximum: 10 }),
+  perTryTimeoutMs: Type.Optional(Ms('Per-try timeout.')),
+  retryOn: Type.Array(Type.Union(RETRY_ON.map((r) => Type.Literal(r)))),
+  budgetPercent: Type.Number({ minimum: 0, maximum: 100 }),
+  minRetriesPerSecond: Type.Integer({ minimum: 0 }),
+});
+export type RetryPolicy = Static<typeof RetryPolicy>;
+
+export const Route = Type.Object({
+  /** "<namespace>/<TrafficSplit name>" */
+  name: Type.String(),
+  /** Service id of the root Service. */
+  service: Type.String(),
+  port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
+  matches: Type.Array(HttpMatch),
+  backends: Type.Array(
+    Type.Object({
+      service: Type.String({ description: 'Service id.' }),
+      weight: Type.Integer({ minimum: 0 }),
+      port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
+    }),
+    { minItems: 1 },
+  ),
+  timeoutMs: Type.Optional(Ms('Whole-request timeout; 0 means none.')),
+  retries: Type.Optional(RetryPolicy),
+  faultInjection: Type.Optional(
+    Type.Object({
+      delay: Type.Optional(
+        Type.Object({ fixedDelayMs: Ms('Delay.'), percentage: Type.Number({ minimum: 0, maximum: 100 }) }),
+      ),
+      abort: Type.Optional(
+        Type.Object({
+          httpStatus: Type.Integer({ minimum: 200, maximum: 599 }),
+          percentage: Type.Number({ minimum: 0, maximum: 100 }),
+        }),
+      ),
+    }),
+  ),
+  mirror: Type.Optional(
+    Type.Object({ service: Type.String(), percentage: Type.Number({ minimum: 0, maximum: 100 }) }),
+  ),
+  loadBalancer: Type.Optional(
+    Type.Object({
+      type: Type.Union(LB_TYPES.map((t) => Type.Literal(t))),
+      hashHeader: Type.Optional(Type.String()),
+    }),
+  ),
+  circuitBreaker: Type.Optional(
+    Type.Object({
+      maxConnections: Type.Optional(Type.Integer({ minimum: 1 })),
+      maxPendingRequests: Type.Optional(Type.Integer({ minimum: 0 })),
+      maxRequests: Type.Optional(Type.Integer({ minimum: 1 })),
+      consecutive5xxErrors: Type.Integer({ minimum: 0 }),
+      consecutiveConnectFailures: Type.Integer({ minimum: 0 }),
+      baseEjectionTimeMs: Ms('First ejection time; doubles on each repeat.'),
+      maxEjectionPercent: Type.Number({ minimum: 0, maximum: 100 }),
+    }),
+  ),
+  rateLimit: Type.Optional(
+    Type.Object({
+      requestsPerSecond: Type.Number({ exclusiveMinimum: 0 }),
+      burst: Type.Integer({ minimum: 1 }),
+    }),
+  ),
+});
+export type Route = Static<typeof Route>;
+
+export const AuthzPolicy = Type.Object({
+  /** "<namespace>/<name>", the name denials and metrics report. */
+  name: Type.String(),
+  namespace: Type.String(),
+  action: Type.Union(AUTHZ_ACTIONS.map((a) => Type.Literal(a))),
+  /** Absent: every workload in the namespace. */
+  selector: Type.Optional(
+    Type.Object({ matchLabels: Type.Optional(Type.Record(Type.String(), Type.String())) }),
+  ),
+  /** Absent: an ALLOW policy allows nothing (Istio semantics). */
+  rules: Type.Optional(Type.Array(Rule)),
+});
+export type AuthzPolicy = Static<typeof AuthzPolicy>;
+
+export const ProxyConfig = Type.Object({
+  apiVersion: Type.Literal(PROXY_CONFIG_API_VERSION),
+  /** Content hash (sha256, hex, first 16 characters) of the document without this field. */
+  version: Type.String({ minLength: 1 }),
+  namespace: Type.String(),
+  mesh: Type.Object({
+    trustDomain: Type.String(),
+    clusterDomain: Type.String(),
+    /** mTLS mode for workloads in this namespace, after the Mesh's namespace override. */
+    mtls: Type.Object({
+      mode: MtlsMode,
+      ports: Type.Array(Type.Object({ port: Type.Integer({ minimum: 1, maximum: 65535 }), mode: MtlsMode })),
+    }),
+    outboundTrafficPolicy: Type.Union([Type.Literal('ALLOW_ANY'), Type.Literal('REGISTRY_ONLY')]),
+    defaultAuthorization: Type.Union([Type.Literal('ALLOW'), Type.Literal('DENY')]),
+    defaultTimeoutMs: Ms('Request timeout when no route sets one; 0 means none.'),
+    defaultRetries: Type.Optional(RetryPolicy),
+    drainTimeoutMs: Ms('How long a stopping proxy lets in-flight requests finish.'),
+    logLevel: Type.String(),
+    telemetry: Type.Object({
+      metrics: Type.Boolean(),
+      accessLogs: Type.Boolean(),
+      tracing: Type.Optional(
+        Type.Object({ endpoint: Type.String(), samplingPercent: Type.Number({ minimum: 0, maximum: 100 }) }),
+      ),
+    }),
+  }),
+  /** PEM roots trusted for peer certificates (more than one during a CA rotation). */
+  trustBundle: Type.Array(Type.String()),
+  services: Type.Array(Service),
+  routes: Type.Array(Route),
+  authorizationPolicies: Type.Array(AuthzPolicy),
+});
+export type ProxyConfig = Static<typeof ProxyConfig>;

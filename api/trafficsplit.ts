@@ -1,0 +1,244 @@
+// TrafficSplit: SMI-shaped weighted routing of a root Service to backend Services, with
+// HTTP matches for A/B routing and the per-route resilience policies.
+import { Type } from '@sinclair/typebox';
+import {
+  Duration,
+  type KindDefinition,
+  ObjectName,
+  Percentage,
+  Port,
+  type Resource,
+  type Static,
+  statusOf,
+} from './common.ts';
+import { Retries } from './mesh.ts';
+
+export const HTTP_METHODS = [
+  'GET',
+  'HEAD',
+  'POST',
+  'PUT',
+  'DELETE',
+  'CONNECT',
+  'OPTIONS',
+  'TRACE',
+  'PATCH',
+] as const;
+export const HttpMethod = Type.Union(HTTP_METHODS.map((m) => Type.Literal(m)));
+
+export const Backend = Type.Object({
+  service: ObjectName('Backend Service in the same namespace.'),
+  weight: Type.Integer({
+    minimum: 0,
+    maximum: 1000000,
+    description: 'Relative share of traffic (0 sends none).',
+  }),
+  port: Type.Optional(Port('Backend Service port; default: the port the client called.')),
+});
+export type Backend = Static<typeof Backend>;
+
+export const PathMatch = Type.Object({
+  type: Type.Union([Type.Literal('Exact'), Type.Literal('PathPrefix'), Type.Literal('RegularExpression')], {
+    default: 'PathPrefix',
+  }),
+  value: Type.String({ minLength: 1, maxLength: 1024 }),
+});
+
+export const HeaderMatch = Type.Object({
+  name: Type.String({ minLength: 1, maxLength: 256, pattern: "^[A-Za-z0-9!#$%&'*+\\-.^_`|~]+$" }),
+  type: Type.Optional(
+    Type.Union([Type.Literal('Exact'), Type.Literal('RegularExpression'), Type.Literal('Present')], {
+      default: 'Exact',
+    }),
+  ),
+  value: Type.Optional(Type.String({ maxLength: 4096 })),
+});
+
+export const HttpMatch = Type.Object(
+  {
+    path: Type.Optional(PathMatch),
+    headers: Type.Optional(Type.Array(HeaderMatch, { maxItems: 16 })),
+    method: Type.Optional(HttpMethod),
+  },
+  {
+    'x-kubernetes-validations': [
+      {
+        rule: '!has(self.path) || self.path.type != "PathPrefix" && self.path.type != "Exact" || self.path.value.startsWith("/")',
+        message: 'matches[].path.value must start with "/" for Exact and PathPrefix matches',
+        fieldPath: '.path.value',
+      },
+      {
+        rule: '!has(self.headers) || self.headers.all(h, (has(h.type) && h.type == "Present") || has(h.value))',
+        message: 'matches[].headers[].value is required unless type is Present',
+        fieldPath: '.headers',
+      },
+    ],
+  },
+);
+export type HttpMatch = Static<typeof HttpMatch>;
+
+export const FaultInjection = Type.Object(
+  {
+    delay: Type.Optional(
+      Type.Object({
+        fixedDelay: Duration('Delay added before forwarding.'),
+        percentage: Percentage('Share of requests delayed.'),
+      }),
+    ),
+    abort: Type.Optional(
+      Type.Object({
+        httpStatus: Type.Integer({
+          minimum: 200,
+          maximum: 599,
+          description: 'Status returned to the caller.',
+        }),
+        percentage: Percentage('Share of requests aborted.'),
+      }),
+    ),
+  },
+  {
+    'x-kubernetes-validations': [
+      { rule: 'has(self.delay) || has(self.abort)', message: 'faultInjection needs delay, abort or both' },
+    ],
+  },
+);
+
+export const LB_TYPES = ['P2C_EWMA', 'ROUND_ROBIN', 'CONSISTENT_HASH'] as const;
+export const LoadBalancer = Type.Object(
+  {
+    type: Type.Union(
+      LB_TYPES.map((t) => Type.Literal(t)),
+      { default: 'P2C_EWMA' },
+    ),
+    hashHeader: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 256, description: 'Header hashed by CONSISTENT_HASH.' }),
+    ),
+  },
+  {
+    'x-kubernetes-validations': [
+      {
+        rule: '(self.type == "CONSISTENT_HASH") == has(self.hashHeader)',
+        message: 'loadBalancer.hashHeader is required with type CONSISTENT_HASH and only allowed with it',
+        fieldPath: '.hashHeader',
+      },
+    ],
+  },
+);
+
+export const CircuitBreaker = Type.Object({
+  maxConnections: Type.Optional(
+    Type.Integer({ minimum: 1, maximum: 1000000, description: 'Connections per endpoint.' }),
+  ),
+  maxPendingRequests: Type.Optional(
+    Type.Integer({ minimum: 0, maximum: 1000000, description: 'Requests queued for a connection.' }),
+  ),
+  maxRequests: Type.Optional(
+    Type.Integer({ minimum: 1, maximum: 1000000, description: 'Concurrent requests per endpoint.' }),
+  ),
+  consecutive5xxErrors: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000, default: 5 })),
+  consecutiveConnectFailures: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000, default: 5 })),
+  baseEjectionTime: Type.Optional(
+    Duration('First ejection time; doubles on each repeat.', { default: '30s' }),
+  ),
+  maxEjectionPercent: Type.Optional(Percentage('Most endpoints ejected at once.', { default: 50 })),
+});
+
+export const RateLimit = Type.Object(
+  {
+    requestsPerSecond: Type.Number({
+      exclusiveMinimum: 0,
+      maximum: 1000000,
+      description: 'Token refill rate.',
+    }),
+    burst: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 1000000,
+        description: 'Bucket size (default: one second of requests).',
+      }),
+    ),
+  },
+  { description: 'Local token-bucket rate limit at each server sidecar; excess requests get 429.' },
+);
+
+export const Mirror = Type.Object({
+  service: ObjectName('Service that receives a copy of the traffic; its answers are discarded.'),
+  percentage: Percentage('Share of requests mirrored.', { default: 100 }),
+});
+
+export const TrafficSplitSpec = Type.Object(
+  {
+    service: ObjectName('The root Service clients call.'),
+    port: Type.Optional(Port('Only traffic to this port of the root Service (default: all ports).')),
+    backends: Type.Array(Backend, {
+      minItems: 1,
+      maxItems: 16,
+      description: 'Services that receive the traffic, by weight.',
+      'x-kubernetes-list-type': 'map',
+      'x-kubernetes-list-map-keys': ['service'],
+      'x-kubernetes-validations': [
+        {
+          rule: 'self.exists(b, b.weight > 0)',
+          message: 'backends: at least one weight must be greater than 0',
+        },
+      ],
+    }),
+    matches: Type.Optional(
+      Type.Array(HttpMatch, {
+        maxItems: 8,
+        description:
+          'HTTP requests this split applies to (any match). Empty: all traffic to the root Service.',
+      }),
+    ),
+    timeout: Type.Optional(Duration('Whole-request timeout, retries included; "0s" means none.')),
+    retries: Type.Optional(Retries),
+    faultInjection: Type.Optional(FaultInjection),
+    mirror: Type.Optional(Mirror),
+    loadBalancer: Type.Optional(LoadBalancer),
+    circuitBreaker: Type.Optional(CircuitBreaker),
+    rateLimit: Type.Optional(RateLimit),
+  },
+  {
+    'x-kubernetes-validations': [
+      {
+        rule: '!has(self.retries) || !has(self.retries.perTryTimeout) || !has(self.timeout) || duration(self.timeout) == duration("0s") || duration(self.retries.perTryTimeout) <= duration(self.timeout)',
+        message: 'retries.perTryTimeout must not exceed timeout',
+        fieldPath: '.retries.perTryTimeout',
+      },
+      {
+        rule: '!has(self.mirror) || self.backends.all(b, b.service != self.mirror.service)',
+        message: 'mirror.service must not be one of the backends',
+        fieldPath: '.mirror.service',
+      },
+    ],
+  },
+);
+export type TrafficSplitSpec = Static<typeof TrafficSplitSpec>;
+
+export const TrafficSplitStatus = statusOf({});
+export type TrafficSplitStatus = Static<typeof TrafficSplitStatus>;
+export type TrafficSplit = Resource<TrafficSplitSpec, TrafficSplitStatus>;
+
+export const TrafficSplitKind: KindDefinition = {
+  kind: 'TrafficSplit',
+  plural: 'trafficsplits',
+  singular: 'trafficsplit',
+  shortNames: ['ts', 'split'],
+  scope: 'Namespaced',
+  spec: TrafficSplitSpec,
+  status: TrafficSplitStatus,
+  description:
+    'Weighted and matched routing of a root Service to backend Services, with per-route resilience.',
+  printerColumns: [
+    { name: 'Service', type: 'string', jsonPath: '.spec.service' },
+    { name: 'Backends', type: 'string', jsonPath: '.spec.backends', priority: 1 },
+    { name: 'Ready', type: 'string', jsonPath: ".status.conditions[?(@.type=='Ready')].status" },
+    {
+      name: 'Reason',
+      type: 'string',
+      jsonPath: ".status.conditions[?(@.type=='Ready')].reason",
+      priority: 1,
+    },
+    { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+  ],
+};

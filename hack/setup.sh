@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs everything Weft's demo and tests need on a fresh machine, and reuses what is
+# there: Debian packages (hack/apt-packages.txt), Node.js 24 and the npm dependencies
+# (node_modules, from the lock file), and the control plane built with Go (cached outside
+# the repository). Safe to run again; prints what it does.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+say() { printf '[setup] %s\n' "$*" >&2; }
+
+# 1. Debian packages (iptables, iproute2, nginx, …) for the network-namespace tests.
+missing=()
+while read -r pkg; do
+  [[ -z "$pkg" || "$pkg" == \#* ]] && continue
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done < hack/apt-packages.txt
+if ((${#missing[@]})); then
+  sudo=""; [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  say "installing Debian packages: ${missing[*]}"
+  $sudo apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+# 2. npm dependencies, including Node.js 24 itself (the `node` package): the system Node may be 20.
+command -v npm >/dev/null || { say "error: npm is not installed; install Node.js (any version >= 18) with npm first"; exit 1; }
+stamp=node_modules/.weft-lock-hash
+want=$(sha256sum package-lock.json | cut -c1-64)
+if [[ ! -x node_modules/.bin/node || ! -f $stamp || "$(cat $stamp)" != "$want" ]]; then
+  say "installing npm dependencies and Node.js 24 (npm ci)"
+  npm ci --no-audit --no-fund >&2
+  echo "$want" > $stamp
+fi
+export PATH="$PWD/node_modules/.bin:$PATH"
+v=$(node --version)
+[[ "$v" == v24.* ]] || { say "error: expected Node.js 24 from node_modules/.bin, got $v"; exit 1; }
+
+# 3. The control plane (etcd, kube-apiserver, kube-controller-manager, kubectl), built with Go.
+command -v go >/dev/null || { say "error: Go is not installed; install Go 1.24 or newer"; exit 1; }
+bash hack/build-control-plane.sh >/dev/null
+say "ready: Node.js $v, control plane in $(bash hack/build-control-plane.sh --print)"

@@ -1,0 +1,280 @@
+// The generated CRDs against a real kube-apiserver: they install and become Established,
+// the samples apply, and bad input is refused by the apiserver itself with a message that
+// names the field.
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import {
+  installCrds,
+  readYamlDocs,
+  refusal,
+  repoRoot,
+  startTestCluster,
+  type TestCluster,
+} from '../support/cluster.ts';
+
+let cluster: TestCluster;
+
+before(async () => {
+  cluster = await startTestCluster();
+});
+after(async () => {
+  await cluster?.stop();
+});
+
+const split = (spec: Record<string, unknown>, name = 'bad') => ({
+  apiVersion: 'weft.dev/v1alpha1',
+  kind: 'TrafficSplit',
+  metadata: { name, namespace: 'default' },
+  spec: { service: 'reviews', backends: [{ service: 'reviews-v1', weight: 1 }], ...spec },
+});
+const policy = (spec: Record<string, unknown>) => ({
+  apiVersion: 'weft.dev/v1alpha1',
+  kind: 'AuthorizationPolicy',
+  metadata: { name: 'bad', namespace: 'default' },
+  spec,
+});
+const mesh = (spec: Record<string, unknown>, name = 'default') => ({
+  apiVersion: 'weft.dev/v1alpha1',
+  kind: 'Mesh',
+  metadata: { name },
+  spec,
+});
+
+/** One invalid resource per rule, and what the apiserver's message must contain. */
+const INVALID: { rule: string; obj: Record<string, unknown>; expect: RegExp[] }[] = [
+  {
+    rule: 'backends non-empty',
+    obj: split({ backends: [] }),
+    expect: [/spec\.backends/, /at least 1 items/],
+  },
+  {
+    rule: 'weights not all zero',
+    obj: split({
+      backends: [
+        { service: 'a', weight: 0 },
+        { service: 'b', weight: 0 },
+      ],
+    }),
+    expect: [/spec\.backends/, /at least one weight must be greater than 0/],
+  },
+  {
+    rule: 'weight bounds',
+    obj: split({ backends: [{ service: 'a', weight: -1 }] }),
+    expect: [/spec\.backends\[0\]\.weight/],
+  },
+  {
+    rule: 'backend unique',
+    obj: split({
+      backends: [
+        { service: 'a', weight: 1 },
+        { service: 'a', weight: 2 },
+      ],
+    }),
+    expect: [/spec\.backends\[1\]/, /[Dd]uplicate/],
+  },
+  { rule: 'service name is a DNS label', obj: split({ service: 'Not_A_Name' }), expect: [/spec\.service/] },
+  { rule: 'duration format', obj: split({ timeout: 'five seconds' }), expect: [/spec\.timeout/] },
+  {
+    rule: 'perTryTimeout within timeout',
+    obj: split({ timeout: '1s', retries: { attempts: 2, perTryTimeout: '2s' } }),
+    expect: [/spec\.retries\.perTryTimeout/, /must not exceed timeout/],
+  },
+  {
+    rule: 'retry attempts bound',
+    obj: split({ retries: { attempts: 11 } }),
+    expect: [/spec\.retries\.attempts/],
+  },
+  {
+    rule: 'retryOn enum',
+    obj: split({ retries: { attempts: 1, retryOn: ['sometimes'] } }),
+    expect: [/spec\.retries\.retryOn\[0\]/, /Unsupported value/],
+  },
+  {
+    rule: 'fault needs delay or abort',
+    obj: split({ faultInjection: {} }),
+    expect: [/spec\.faultInjection/, /needs delay, abort or both/],
+  },
+  {
+    rule: 'abort status range',
+    obj: split({ faultInjection: { abort: { httpStatus: 99, percentage: 1 } } }),
+    expect: [/spec\.faultInjection\.abort\.httpStatus/],
+  },
+  {
+    rule: 'percentage bound',
+    obj: split({ faultInjection: { delay: { fixedDelay: '1s', percentage: 101 } } }),
+    expect: [/spec\.faultInjection\.delay\.percentage/],
+  },
+  {
+    rule: 'consistent hash needs a header',
+    obj: split({ loadBalancer: { type: 'CONSISTENT_HASH' } }),
+    expect: [/spec\.loadBalancer\.hashHeader/, /required with type CONSISTENT_HASH/],
+  },
+  {
+    rule: 'lb type enum',
+    obj: split({ loadBalancer: { type: 'RANDOM' } }),
+    expect: [/spec\.loadBalancer\.type/, /Unsupported value/],
+  },
+  {
+    rule: 'mirror is not a backend',
+    obj: split({ mirror: { service: 'reviews-v1', percentage: 10 } }),
+    expect: [/spec\.mirror\.service/, /must not be one of the backends/],
+  },
+  {
+    rule: 'match path starts with /',
+    obj: split({ matches: [{ path: { type: 'PathPrefix', value: 'api' } }] }),
+    expect: [/spec\.matches\[0\]\.path\.value/],
+  },
+  {
+    rule: 'serviceAccounts not combined with principals',
+    obj: policy({
+      rules: [{ from: [{ source: { serviceAccounts: ['web'], principals: ['cluster.local/ns/a/sa/b'] } }] }],
+    }),
+    expect: [
+      /spec\.rules\[0\]\.from\[0\]\.source\.serviceAccounts/,
+      /cannot be combined with principals or namespaces/,
+    ],
+  },
+  {
+    rule: 'serviceAccounts not combined with namespaces',
+    obj: policy({ rules: [{ from: [{ source: { serviceAccounts: ['web'], namespaces: ['shop'] } }] }] }),
+    expect: [/source\.serviceAccounts/, /cannot be combined/],
+  },
+  { rule: 'action enum', obj: policy({ action: 'MAYBE' }), expect: [/spec\.action/, /Unsupported value/] },
+  {
+    rule: 'ipBlocks are CIDRs',
+    obj: policy({ rules: [{ from: [{ source: { ipBlocks: ['10.0.0.0/33'] } }] }] }),
+    expect: [/spec\.rules\[0\]\.from\[0\]\.source\.ipBlocks/, /CIDR/],
+  },
+  {
+    rule: 'port range',
+    obj: policy({ rules: [{ to: [{ operation: { ports: [70000] } }] }] }),
+    expect: [/spec\.rules\[0\]\.to\[0\]\.operation\.ports\[0\]/],
+  },
+  {
+    rule: 'when needs values',
+    obj: policy({ rules: [{ when: [{ key: 'source.ip' }] }] }),
+    expect: [/spec\.rules\[0\]\.when\[0\]/, /needs values or notValues/],
+  },
+  {
+    rule: 'when key is known',
+    obj: policy({ rules: [{ when: [{ key: 'request.body', values: ['x'] }] }] }),
+    expect: [/spec\.rules\[0\]\.when\[0\]\.key/],
+  },
+  {
+    rule: 'DENY needs rules',
+    obj: policy({ action: 'DENY', rules: [] }),
+    expect: [/spec\.rules/, /need at least one rule/],
+  },
+  {
+    rule: 'rotation before lifetime',
+    obj: mesh({ ca: { workloadCertLifetime: '1h', renewBefore: '2h' } }),
+    expect: [/spec\.ca\.renewBefore/, /must be shorter than ca\.workloadCertLifetime/],
+  },
+  {
+    rule: 'one CA kind',
+    obj: mesh({ ca: { builtIn: {}, certManager: { issuerRef: { name: 'x' } } } }),
+    expect: [/spec\.ca\.certManager/, /exclusive/],
+  },
+  {
+    rule: 'mtls mode enum',
+    obj: mesh({ mtls: { mode: 'ON' } }),
+    expect: [/spec\.mtls\.mode/, /Unsupported value/],
+  },
+  { rule: 'Mesh is named default', obj: mesh({}, 'other'), expect: [/must be named "default"/] },
+  { rule: 'trust domain format', obj: mesh({ trustDomain: 'Bad Domain!' }), expect: [/spec\.trustDomain/] },
+  {
+    rule: 'tracing endpoint is a URL',
+    obj: mesh({ telemetry: { tracing: { endpoint: 'collector:4318' } } }),
+    expect: [/spec\.telemetry\.tracing\.endpoint/],
+  },
+];
+
+describe('CRDs on a real kube-apiserver', () => {
+  test('the generated CRDs install and become Established', async (t) => {
+    t.diagnostic(`cluster: ${cluster.description}`);
+    const names = await installCrds(cluster);
+    assert.deepEqual(names.length, 3);
+    const resources = cluster
+      .kubectl('api-resources', '--api-group=weft.dev', '-o', 'name')
+      .trim()
+      .split('\n')
+      .sort();
+    assert.deepEqual(resources, [
+      'authorizationpolicies.weft.dev',
+      'meshes.weft.dev',
+      'trafficsplits.weft.dev',
+    ]);
+  });
+
+  test('every sample in config/samples applies, defaults are filled in, and the weft category lists them', async () => {
+    const out = cluster.kubectl(
+      'apply',
+      '--server-side',
+      '--field-manager=weft-test',
+      '-k',
+      join(repoRoot, 'config', 'samples'),
+    );
+    assert.match(out, /mesh\.weft\.dev\/default serverside-applied/);
+    assert.match(out, /trafficsplit\.weft\.dev\/reviews-canary serverside-applied/);
+    assert.match(out, /authorizationpolicy\.weft\.dev\/deny-admin serverside-applied/);
+    const samples = ['mesh.yaml', 'trafficsplit.yaml', 'authorizationpolicy.yaml'].flatMap((f) =>
+      readYamlDocs(join(repoRoot, 'config', 'samples', f)),
+    );
+    assert.equal(samples.length, 5);
+    const listed = cluster.kubectl('get', 'weft', '-A', '-o', 'name').trim().split('\n').sort();
+    assert.equal(listed.length, 5, listed.join(','));
+    // Structural defaults come from the schema.
+    const ts = JSON.parse(
+      cluster.kubectl('get', 'trafficsplit', 'reviews-beta', '-n', 'default', '-o', 'json'),
+    );
+    assert.equal(ts.spec.matches[0].headers[0].type, 'Exact');
+    const m = JSON.parse(cluster.kubectl('get', 'mesh', 'default', '-o', 'json'));
+    assert.equal(m.spec.outboundTrafficPolicy.mode, 'ALLOW_ANY');
+    assert.equal(m.spec.proxy.image, 'ghcr.io/weft-mesh/weft:latest');
+    // Short names and printer columns.
+    const table = cluster.kubectl('get', 'ts', '-n', 'default');
+    assert.match(table, /^NAME\s+SERVICE\s+READY\s+AGE/m);
+    assert.match(table, /^reviews-canary\s+reviews\s/m);
+    const wide = cluster.kubectl('get', 'ts', 'reviews-canary', '-n', 'default', '-o', 'wide');
+    assert.match(wide, /BACKENDS/);
+    assert.match(wide, /"service":"reviews-v2","weight":10/);
+  });
+
+  test('status is a subresource: a spec write cannot set status', async () => {
+    const obj = split({}, 'status-probe');
+    await cluster.objects.create({ ...obj, status: { observedGeneration: 7 } } as never);
+    const got = JSON.parse(cluster.kubectl('get', 'ts', 'status-probe', '-n', 'default', '-o', 'json'));
+    assert.equal(got.status, undefined);
+  });
+
+  test('the trust domain is immutable', async () => {
+    const msg = await refusal(
+      cluster.objects.patch(
+        {
+          apiVersion: 'weft.dev/v1alpha1',
+          kind: 'Mesh',
+          metadata: { name: 'default' },
+          spec: { trustDomain: 'other.example' },
+        } as never,
+        undefined,
+        undefined,
+        'weft-test',
+        true,
+        'application/apply-patch+yaml' as never,
+      ),
+    );
+    assert.match(msg, /spec\.trustDomain/);
+    assert.match(msg, /immutable/);
+  });
+
+  describe(`${INVALID.length} invalid resources are refused by the apiserver with the field named`, () => {
+    for (const { rule, obj, expect } of INVALID) {
+      test(rule, async () => {
+        const msg = await refusal(cluster.objects.create(obj as never, undefined, 'All'));
+        assert.notEqual(msg, '', `the apiserver accepted an invalid ${obj.kind} (${rule})`);
+        for (const re of expect) assert.match(msg, re);
+      });
+    }
+  });
+});
