@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { startControlPlane } from '../test/support/control-plane.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-export const STATE_DIR = join(root, '.cluster');
+/** Where the running cluster's state lives; WEFT_CLUSTER_DIR moves it (tests use their own). */
+export const STATE_DIR = process.env.WEFT_CLUSTER_DIR ?? join(root, '.cluster');
 const STATE = join(STATE_DIR, 'state.json');
 
 interface State {
@@ -64,7 +65,7 @@ export async function up(
       'apply',
       '--server-side',
       '--field-manager=weft',
-      '-f',
+      '-k',
       join(root, 'crds'),
     ],
     {

@@ -58,7 +58,7 @@ export function readYamlDocs(path: string): Record<string, unknown>[] {
 
 /** Applies crds/*.yaml (server-side) and waits until every CRD is Established. */
 export async function installCrds(cluster: TestCluster, timeoutMs = 30_000): Promise<string[]> {
-  cluster.kubectl('apply', '--server-side', '--field-manager=weft-test', '-f', join(repoRoot, 'crds'));
+  cluster.kubectl('apply', '--server-side', '--field-manager=weft-test', '-k', join(repoRoot, 'crds'));
   const ext = cluster.kc.makeApiClient(ApiextensionsV1Api);
   const names = ['meshes.weft.dev', 'trafficsplits.weft.dev', 'authorizationpolicies.weft.dev'];
   const deadline = Date.now() + timeoutMs;

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Quick start: brings Weft up with its demo. Uses the cluster in $KUBECONFIG (or --kubeconfig)
+# when given, otherwise the embedded local cluster. Installs what is missing first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash hack/setup.sh
+exec node_modules/.bin/node hack/demo.ts "$@"
