@@ -1,0 +1,130 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { type Check, runChecks } from './checks.ts';
+import { explain, parseLabels, renderExplanation } from './explain.ts';
+import { program } from './main.ts';
+import { renderStatus, rowOf } from './status.ts';
+
+test('authz explain names the policy and rule that decided, from the sample policies', async () => {
+  let out = '';
+  const cmd = program((s) => (out += s)).exitOverride();
+  await cmd.parseAsync(
+    [
+      'authz',
+      'explain',
+      '-n',
+      'default',
+      '--labels',
+      'app=reviews',
+      '--principal',
+      'cluster.local/ns/default/sa/frontend',
+      '--port',
+      '9080',
+      '--method',
+      'GET',
+      '--path',
+      '/admin/x',
+      '-f',
+      join(import.meta.dirname, '..', 'config', 'samples', 'authorizationpolicy.yaml'),
+    ],
+    { from: 'user' },
+  );
+  assert.match(out, /^DENY: denied by DENY policy default\/deny-admin rule 0/);
+  assert.match(out, /default\/reviews-readers ALLOW selects this workload/);
+  assert.equal(process.exitCode, 3);
+  process.exitCode = 0;
+});
+
+test('explain: the frontend may GET /api/* on reviews; a POST is not allowed by any ALLOW rule', () => {
+  const policies = [
+    {
+      apiVersion: 'weft.dev/v1alpha1' as const,
+      kind: 'AuthorizationPolicy',
+      metadata: { name: 'readers', namespace: 'shop' },
+      spec: {
+        selector: { matchLabels: { app: 'reviews' } },
+        rules: [
+          {
+            from: [{ source: { serviceAccounts: ['frontend'] } }],
+            to: [{ operation: { methods: ['GET'], paths: ['/api/*'] } }],
+          },
+        ],
+      },
+    },
+  ];
+  const base = { namespace: 'shop', labels: { app: 'reviews' }, policies, defaultAction: 'ALLOW' as const };
+  const req = (method: string) => ({
+    principal: 'cluster.local/ns/shop/sa/frontend',
+    sourceIp: '10.0.0.1',
+    port: 80,
+    http: { method, path: '/api/1', host: 'reviews', headers: {} },
+  });
+  assert.equal(explain({ ...base, request: req('GET') }).decision.decidedBy?.policy, 'shop/readers');
+  const post = explain({ ...base, request: req('POST') });
+  assert.equal(post.decision.allowed, false);
+  assert.match(renderExplanation(post), /no rule of the ALLOW policies shop\/readers matches/);
+});
+
+test('labels parse, and a malformed pair names the flag and an example', () => {
+  assert.deepEqual(parseLabels('app=a,version=v1'), { app: 'a', version: 'v1' });
+  assert.throws(() => parseLabels('app'), /--labels: "app" is not key=value/);
+});
+
+test('checks retry until the deadline, then report the hint; a later check still runs', async () => {
+  let t = 0;
+  let tries = 0;
+  const checks: Check[] = [
+    {
+      category: 'c',
+      name: 'flaky',
+      hint: 'h1',
+      run: async () => (++tries < 3 ? Promise.reject(new Error('not yet')) : 'fine'),
+    },
+    { category: 'c', name: 'broken', hint: 'do X', run: async () => Promise.reject(new Error('bad')) },
+  ];
+  const seen: string[] = [];
+  const results = await runChecks(checks, {
+    deadlineMs: 10_000,
+    retryMs: 1000,
+    now: () => t,
+    sleep: async (ms) => void (t += ms),
+    onResult: (r) => seen.push(r.name),
+  });
+  assert.deepEqual(seen, ['flaky', 'broken']);
+  assert.deepEqual(results[0], { category: 'c', name: 'flaky', ok: true, message: 'fine' });
+  assert.equal(tries, 3);
+  assert.equal(results[1]!.ok, false);
+  assert.equal(results[1]!.hint, 'do X');
+});
+
+test('an unreachable API skips the checks that need it', async () => {
+  const checks: Check[] = [
+    {
+      category: 'kubernetes-api',
+      name: 'api',
+      hint: 'kubeconfig',
+      run: async () => Promise.reject(new Error('ECONNREFUSED')),
+    },
+    { category: 'weft-api', name: 'crd', hint: 'x', run: async () => 'never' },
+  ];
+  const r = await runChecks(checks, { deadlineMs: 0 });
+  assert.match(r[1]!.message!, /skipped/);
+});
+
+test('status shows the reason and marks resources the operator has not caught up with', () => {
+  const rows = [
+    rowOf('TrafficSplit', {
+      metadata: { name: 'canary', namespace: 'shop', generation: 2 },
+      status: {
+        observedGeneration: 1,
+        conditions: [
+          { type: 'Ready', status: 'False', reason: 'BackendNotFound', message: 'Service shop/v3 not found' },
+        ],
+      },
+    }),
+  ];
+  const text = renderStatus(rows);
+  assert.match(text, /TrafficSplit\s+shop\s+canary\s+False\*\s+BackendNotFound\s+Service shop\/v3 not found/);
+  assert.match(text, /has not yet reconciled the latest generation/);
+});
