@@ -88,7 +88,9 @@ test('checks retry until the deadline, then report the hint; a later check still
     deadlineMs: 10_000,
     retryMs: 1000,
     now: () => t,
-    sleep: async (ms) => void (t += ms),
+    sleep: async (ms) => {
+      t += ms;
+    },
     onResult: (r) => seen.push(r.name),
   });
   assert.deepEqual(seen, ['flaky', 'broken']);
