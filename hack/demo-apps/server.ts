@@ -1,0 +1,49 @@
+// Demo workload: a tiny HTTP server (a "reviews"-style service) that answers with its service
+// name, version and pod. Configured by environment, so a Pod spec needs no arguments:
+//   PORT [8080]  SERVICE_NAME [reviews]  VERSION [v1]  POD_NAME, POD_NAMESPACE, POD_IP (downward API)
+//   FILES_DIR  when set, GET /files/<name> returns that file (to show projected volumes)
+// GET /healthz → 200 "ok"; any other path → JSON {service, version, pod, namespace, podIP, path}.
+import { readFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import { basename, join } from 'node:path';
+
+const env = process.env;
+const port = Number(env.PORT ?? 8080);
+const info = {
+  service: env.SERVICE_NAME ?? 'reviews',
+  version: env.VERSION ?? 'v1',
+  pod: env.POD_NAME ?? env.HOSTNAME ?? 'unknown',
+  namespace: env.POD_NAMESPACE ?? 'default',
+  podIP: env.POD_IP ?? '',
+};
+
+const server = createServer(async (req, res) => {
+  const path = (req.url ?? '/').split('?')[0]!;
+  if (path === '/healthz') {
+    res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+    return;
+  }
+  if (path.startsWith('/files/') && env.FILES_DIR) {
+    try {
+      const body = await readFile(join(env.FILES_DIR, basename(decodeURIComponent(path.slice(7)))));
+      res.writeHead(200, { 'content-type': 'text/plain' }).end(body);
+    } catch {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('no such file\n');
+    }
+    return;
+  }
+  const body = JSON.stringify({ ...info, path, uid: process.getuid?.() });
+  res.writeHead(200, { 'content-type': 'application/json', 'x-served-by': info.pod }).end(`${body}\n`);
+});
+
+server.listen(port, '0.0.0.0', () => {
+  process.stdout.write(`${info.service} ${info.version} (pod ${info.pod}) listening on :${port}\n`);
+});
+const shutdown = (sig: string) => {
+  process.stdout.write(`${sig}: shutting down\n`);
+  server.close(() => process.exit(0));
+  server.closeAllConnections();
+  setTimeout(() => process.exit(0), 2000).unref();
+};
+process.on('SIGTERM', () => shutdown('SIGTERM'));
+process.on('SIGINT', () => shutdown('SIGINT'));

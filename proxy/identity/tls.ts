@@ -1,0 +1,219 @@
+// Workload identity in the proxy: the certificate, key and trust bundle the operator writes
+// to the identity Secret (projected at PROXY.identityDir), turned into TLS 1.3 contexts for
+// sidecar-to-sidecar mutual TLS. Files are re-read when the kubelet swaps them; new
+// connections use the new context, open ones keep theirs, so rotation drops nothing.
+import { X509Certificate } from 'node:crypto';
+import { existsSync, readFileSync, statSync, watch } from 'node:fs';
+import { join } from 'node:path';
+import tls from 'node:tls';
+
+/** ALPN of the protocol carried inside sidecar-to-sidecar TLS (as Istio's istio-h2 etc.). */
+export const ALPN = { h2: 'weft-h2', http1: 'weft-http/1.1', tcp: 'weft-tcp' } as const;
+export type InnerProtocol = keyof typeof ALPN;
+export const protocolOfAlpn = (alpn: string | false | null | undefined): InnerProtocol | undefined =>
+  (Object.entries(ALPN).find(([, v]) => v === alpn)?.[0] as InnerProtocol | undefined) ?? undefined;
+
+export class IdentityError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'IdentityError';
+    this.code = code;
+  }
+}
+
+export interface IdentityMaterial {
+  /** Leaf and intermediates, PEM. */
+  certChain: string;
+  key: string;
+  /** Trusted roots, PEM (the trust bundle). */
+  roots: string;
+}
+
+/** The SPIFFE ID in a certificate's URI SAN, or undefined. */
+export function spiffeIdOf(cert: { subjectaltname?: string } | undefined): string | undefined {
+  const san = cert?.subjectaltname ?? '';
+  for (const part of san.split(',')) {
+    const p = part.trim();
+    if (p.startsWith('URI:spiffe://')) return p.slice(4);
+  }
+  return undefined;
+}
+
+/** The SPIFFE ID of the peer on a TLS socket, only when the peer's chain was verified. */
+export function peerSpiffeId(socket: tls.TLSSocket): string | undefined {
+  if (!socket.authorized) return undefined;
+  return spiffeIdOf(socket.getPeerCertificate());
+}
+
+export function readIdentity(dir: string, extraRoots: string[] = []): IdentityMaterial {
+  const file = (name: string) => {
+    const p = join(dir, name);
+    if (!existsSync(p))
+      throw new IdentityError(
+        'WEFT_IDENTITY_MISSING',
+        `${p} is missing: is the identity Secret mounted at ${dir}?`,
+      );
+    return readFileSync(p, 'utf8');
+  };
+  return {
+    certChain: file('tls.crt'),
+    key: file('tls.key'),
+    roots: [file('ca.crt'), ...extraRoots].join('\n'),
+  };
+}
+
+/**
+ * The proxy's identity, reloaded from `dir` when its files change (watching the directory,
+ * as the kubelet swaps `..data`). `onReload` is told of each reload or failure; a failed
+ * reload keeps the previous identity.
+ */
+export class WorkloadIdentity {
+  #material: IdentityMaterial;
+  #client: tls.SecureContext;
+  #stamp: string;
+  readonly #dir: string;
+  #watcher: ReturnType<typeof watch> | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  readonly #onReload: (err?: Error) => void;
+  readonly #servers = new Set<tls.Server>();
+  /** The SPIFFE ID this proxy presents. */
+  id: string;
+
+  constructor(dir: string, onReload: (err?: Error) => void = () => {}) {
+    this.#dir = dir;
+    this.#onReload = onReload;
+    this.#material = readIdentity(dir);
+    [this.#client, this.id] = this.#contexts(this.#material);
+    this.#stamp = this.#currentStamp();
+  }
+
+  #currentStamp(): string {
+    try {
+      return ['tls.crt', 'tls.key', 'ca.crt'].map((f) => statSync(join(this.#dir, f)).mtimeMs).join(':');
+    } catch {
+      return '';
+    }
+  }
+
+  /** The client context (parsing it also validates the material) and the SPIFFE ID. */
+  #contexts(m: IdentityMaterial): [tls.SecureContext, string] {
+    let client: tls.SecureContext;
+    try {
+      client = tls.createSecureContext({ cert: m.certChain, key: m.key, ca: m.roots, minVersion: 'TLSv1.3' });
+    } catch (err) {
+      throw new IdentityError(
+        'WEFT_IDENTITY_INVALID',
+        `the identity in ${this.#dir} is not usable: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+    const leaf = new X509Certificate(m.certChain);
+    const id = spiffeIdOf({ subjectaltname: leaf.subjectAltName });
+    if (!id)
+      throw new IdentityError(
+        'WEFT_IDENTITY_NO_SPIFFE',
+        `the certificate in ${this.#dir} has no spiffe:// URI SAN`,
+      );
+    return [client, id];
+  }
+
+  /** Re-reads the files now; keeps the previous identity if they are incomplete or invalid. */
+  reload(): boolean {
+    try {
+      const m = readIdentity(this.#dir);
+      const [client, id] = this.#contexts(m);
+      this.#material = m;
+      this.#client = client;
+      this.id = id;
+      for (const s of this.#servers)
+        s.setSecureContext({ cert: m.certChain, key: m.key, ca: m.roots, minVersion: 'TLSv1.3' });
+      this.#onReload();
+      return true;
+    } catch (err) {
+      this.#onReload(err as Error);
+      return false;
+    }
+  }
+
+  /** Watches the directory and reloads after changes settle (50 ms), until close(). */
+  watch(): this {
+    this.#watcher = watch(this.#dir, () => {
+      clearTimeout(this.#timer);
+      this.#timer = setTimeout(() => {
+        const stamp = this.#currentStamp();
+        if (stamp !== this.#stamp) {
+          this.#stamp = stamp;
+          this.reload();
+        }
+      }, 50);
+    });
+    return this;
+  }
+
+  close(): void {
+    this.#watcher?.close();
+    clearTimeout(this.#timer);
+  }
+
+  get material(): IdentityMaterial {
+    return this.#material;
+  }
+
+  /** Options for an inbound TLS server: client certificates required and verified. */
+  serverOptions(alpn: string[] = Object.values(ALPN)): tls.TlsOptions {
+    // Options rather than this.#server: a SecureContext made by createSecureContext fails
+    // server handshakes with ECDSA keys ("no suitable signature algorithm") in Node 24.
+    return {
+      cert: this.#material.certChain,
+      key: this.#material.key,
+      ca: this.#material.roots,
+      requestCert: true,
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.3',
+      ALPNProtocols: alpn,
+    };
+  }
+
+  /** Registers a TLS server whose context follows reloads. */
+  track(server: tls.Server): void {
+    this.#servers.add(server);
+    server.once('close', () => this.#servers.delete(server));
+  }
+
+  /**
+   * Connects to a peer sidecar with mutual TLS and verifies that it presents `expectedId`.
+   * The socket emits 'error' with code WEFT_PEER_IDENTITY when the peer is someone else.
+   */
+  connect(opts: { host: string; port: number; expectedId?: string; protocol: InnerProtocol }): tls.TLSSocket {
+    const expected = opts.expectedId;
+    const sock = tls.connect({
+      host: opts.host,
+      port: opts.port,
+      secureContext: this.#client,
+      minVersion: 'TLSv1.3',
+      ALPNProtocols: [ALPN[opts.protocol]],
+      servername: undefined,
+      // Peers are named by SPIFFE ID, not DNS: the chain is verified against the bundle by
+      // OpenSSL; this replaces only the hostname check.
+      checkServerIdentity: (_host, cert) => {
+        const id = spiffeIdOf(cert);
+        if (!id) return new IdentityError('WEFT_PEER_IDENTITY', 'the peer certificate has no SPIFFE ID');
+        if (expected && id !== expected) {
+          return new IdentityError(
+            'WEFT_PEER_IDENTITY',
+            `the peer presented ${id}, but the endpoint's identity is ${expected}`,
+          );
+        }
+        return undefined;
+      },
+    });
+    sock.setNoDelay(true);
+    return sock;
+  }
+}
+
+/** Whether the first bytes of a connection are a TLS ClientHello (record type 22, version 3.x). */
+export function looksLikeTls(first: Buffer): boolean {
+  return first.length >= 3 && first[0] === 0x16 && first[1] === 0x03 && first[2]! <= 0x04;
+}
