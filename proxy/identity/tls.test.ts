@@ -205,7 +205,7 @@ test('renewed certificate files are picked up for new connections while open one
   // A broken write (a key that is not a key) is refused and the previous identity stays.
   writeFileSync(join(apiDir, 'tls.key'), 'not a key');
   assert.equal(api.reload(), false);
-  assert.equal((reloads.at(-1) as Error & { code: string }).code, 'WEFT_IDENTITY_INVALID');
+  assert.equal((reloads.at(-1) as unknown as { code: string }).code, 'WEFT_IDENTITY_INVALID');
   const after2 = web.connect({ host: '127.0.0.1', port, expectedId: api.id, protocol: 'tcp' });
   await once(after2, 'secureConnect');
   after2.destroy();
