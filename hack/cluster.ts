@@ -1,8 +1,8 @@
 // npm run cluster:up — start a local control plane (etcd, kube-apiserver,
 // kube-controller-manager) with the Weft CRDs installed, and print its kubeconfig.
 // npm run cluster:down — stop it and remove its directory.
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startControlPlane } from '../test/support/control-plane.ts';
@@ -17,12 +17,15 @@ interface State {
   dir: string;
   kubeconfigPath: string;
   server: string;
+  /** Processes started beside the control plane (local node, operator, webhook), stopped first. */
+  extra?: { name: string; pid: number; log: string }[];
 }
 
-function alive(pid: number): boolean {
+/** True while the process exists and has not exited (a zombie counts as gone). */
+export function alive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
   } catch {
     return false;
   }
@@ -89,18 +92,49 @@ export async function up(
   return { ...state, kubectl: cp.kubectl };
 }
 
+/**
+ * Starts a long-running process beside the cluster (detached, logging to .cluster/<name>.log)
+ * and records it so cluster:down stops it before the control plane.
+ */
+export function startBeside(
+  name: string,
+  command: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): { pid: number; log: string } {
+  const s = JSON.parse(readFileSync(STATE, 'utf8')) as State;
+  const existing = s.extra?.find((e) => e.name === name && alive(e.pid));
+  if (existing) return existing;
+  const log = join(STATE_DIR, `${name}.log`);
+  const fd = openSync(log, 'a');
+  const child = spawn(command, args, { detached: true, stdio: ['ignore', fd, fd], env, cwd: root });
+  closeSync(fd);
+  child.unref();
+  s.extra = [...(s.extra ?? []).filter((e) => e.name !== name), { name, pid: child.pid!, log }];
+  writeFileSync(STATE, JSON.stringify(s, null, 2));
+  return { pid: child.pid!, log };
+}
+
 export async function down(log = (l: string) => process.stderr.write(`${l}\n`)): Promise<void> {
   if (!existsSync(STATE)) {
     log('[cluster] nothing is running');
     return;
   }
   const s = JSON.parse(readFileSync(STATE, 'utf8')) as State;
+  // The processes beside the cluster first: the local node removes its pods, namespaces and
+  // iptables rules on SIGTERM and needs the apiserver while it does.
+  const extra = s.extra ?? [];
+  for (const e of extra) if (alive(e.pid)) process.kill(e.pid, 'SIGTERM');
+  const extraDeadline = Date.now() + 30_000;
+  while (extra.some((e) => alive(e.pid)) && Date.now() < extraDeadline)
+    await new Promise((r) => setTimeout(r, 100));
+  for (const e of extra) if (alive(e.pid)) process.kill(e.pid, 'SIGKILL');
   for (const pid of [...s.pids].reverse()) if (alive(pid)) process.kill(pid, 'SIGTERM');
   const deadline = Date.now() + 10_000;
   while (s.pids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
   for (const pid of s.pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
   rmSync(STATE_DIR, { recursive: true, force: true });
-  log(`[cluster] stopped ${s.pids.length} processes and removed ${s.dir}`);
+  log(`[cluster] stopped ${s.pids.length + extra.length} processes and removed ${s.dir}`);
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

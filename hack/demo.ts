@@ -1,45 +1,70 @@
-// The demo: brings the mesh up and shows it. With --kubeconfig (or KUBECONFIG) it uses that
-// cluster; otherwise it starts the embedded local cluster (npm run cluster:up) and leaves
-// it running for you to explore; `npm run cluster:down` stops it.
+// The demo: brings the mesh up and shows it working.
+//
+// Without a kubeconfig it uses the embedded local cluster: the control plane built from
+// source (npm run cluster:up), the local node that runs pods as processes in network
+// namespaces, and Weft's operator and webhook as local processes. It deploys a "reviews"
+// service in two versions behind a canary TrafficSplit and a client calling it, then shows
+// where the traffic went. Everything keeps running for you to explore until
+// `npm run cluster:down`.
 import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { ensureBinaries } from '../test/support/control-plane.ts';
-import { up } from './cluster.ts';
+import { STATE_DIR, startBeside, up } from './cluster.ts';
 
 const root = join(import.meta.dirname, '..');
-const step = (n: number, total: number, what: string) =>
-  process.stderr.write(`[demo ${n}/${total}] ${what}\n`);
+const node = join(root, 'node_modules', '.bin', 'node');
+const TOTAL = 7;
+let n = 0;
+const step = (what: string) => process.stderr.write(`[demo ${++n}/${TOTAL}] ${what}\n`);
+const info = (what: string) => process.stderr.write(`  ${what}\n`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const program = new Command('demo')
   .description('Bring Weft up with its demo')
   .option('--kubeconfig <path>', 'use this cluster instead of the embedded local one', process.env.KUBECONFIG)
   .parse();
 const opts = program.opts<{ kubeconfig?: string }>();
+const embedded = !opts.kubeconfig;
 
-const TOTAL = 3;
 step(
-  1,
-  TOTAL,
-  opts.kubeconfig ? `using the cluster in ${opts.kubeconfig}` : 'starting the embedded local cluster',
+  embedded
+    ? 'starting the embedded local cluster (etcd, kube-apiserver, kube-controller-manager)'
+    : `using the cluster in ${opts.kubeconfig}`,
 );
 let kubeconfig: string;
 let kubectlBin: string;
-if (opts.kubeconfig) {
-  kubeconfig = opts.kubeconfig;
-  kubectlBin = join(ensureBinaries(), 'kubectl');
-} else {
-  const s = await up((l) => process.stderr.write(`  ${l}\n`));
+if (embedded) {
+  const s = await up((l) => info(l));
   kubeconfig = s.kubeconfigPath;
   kubectlBin = s.kubectl;
+} else {
+  kubeconfig = opts.kubeconfig!;
+  kubectlBin = join(ensureBinaries(), 'kubectl');
 }
 const kubectl = (...args: string[]) =>
   execFileSync(kubectlBin, ['--kubeconfig', kubeconfig, ...args], {
     encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
 
-step(2, TOTAL, 'installing the Weft CRDs');
+async function until<T>(what: string, timeoutMs: number, probe: () => T | undefined): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  for (;;) {
+    try {
+      const v = probe();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = (err as Error).message.split('\n')[0] ?? '';
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${last}` : ''}`);
+    await sleep(500);
+  }
+}
+
+step('installing the Weft CRDs and the demo Mesh');
 kubectl('apply', '--server-side', '--field-manager=weft', '-k', join(root, 'crds'));
 kubectl(
   'wait',
@@ -49,16 +74,127 @@ kubectl(
   '-l',
   'app.kubernetes.io/part-of=weft',
 );
+kubectl('apply', '--server-side', '--field-manager=weft', '-f', join(root, 'config', 'demo', 'mesh.yaml'));
 
-step(3, TOTAL, 'applying the samples (a Mesh, a canary TrafficSplit, AuthorizationPolicies)');
-kubectl('apply', '--server-side', '--field-manager=weft', '-k', join(root, 'config', 'samples'));
+step(
+  embedded
+    ? 'starting the local node (pods run as processes in network namespaces; needs root)'
+    : 'skipping the local node: the cluster has its own nodes',
+);
+if (embedded) {
+  if (process.getuid?.() !== 0)
+    throw new Error('the embedded demo needs root for network namespaces and iptables: run it with sudo');
+  const nodeState = join(STATE_DIR, 'node');
+  const { log } = startBeside('local-node', node, [
+    join(root, 'hack', 'local-node', 'main.ts'),
+    '--kubeconfig',
+    kubeconfig,
+    '--state-dir',
+    nodeState,
+  ]);
+  await until('the local node to be Ready (log: ' + log + ')', 60_000, () =>
+    kubectl('get', 'node', 'weft-local', '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}') ===
+    'True'
+      ? true
+      : undefined,
+  );
+  info('Node weft-local is Ready');
+}
+
+step('starting the Weft operator and webhook');
+const weft = join(root, 'cmd', 'weft.ts');
+const components: string[] = [];
+if (existsSync(weft)) {
+  const help = execFileSync(node, [weft, '--help'], { encoding: 'utf8' });
+  if (/\boperator\b/.test(help)) {
+    startBeside('operator', node, [
+      weft,
+      'operator',
+      '--kubeconfig',
+      kubeconfig,
+      '--namespace',
+      'weft-system',
+    ]);
+    components.push('operator');
+  }
+  if (/\bwebhook\b/.test(help)) {
+    startBeside('webhook', node, [
+      weft,
+      'webhook',
+      '--kubeconfig',
+      kubeconfig,
+      '--namespace',
+      'weft-system',
+      '--register-url',
+      'https://127.0.0.1:9443',
+    ]);
+    components.push('webhook');
+  }
+}
+info(
+  components.length
+    ? `running: ${components.join(', ')} (logs in ${STATE_DIR})`
+    : 'not available in this build',
+);
+
+step('deploying the demo: reviews v1 and v2 behind a canary TrafficSplit (80/20), and a client');
+kubectl('apply', '--server-side', '--field-manager=weft', '-k', join(root, 'config', 'demo'));
+for (const d of ['reviews-v1', 'reviews-v2', 'frontend']) {
+  await until(`deployment ${d} to be available`, 120_000, () =>
+    kubectl('get', 'deployment', d, '-n', 'weft-demo', '-o', 'jsonpath={.status.availableReplicas}') === '1'
+      ? true
+      : undefined,
+  );
+}
+info(kubectl('get', 'pods', '-n', 'weft-demo', '-o', 'wide').trimEnd().split('\n').join('\n  '));
+
+step('watching where the client traffic goes');
+function clientLines(): string[] {
+  const pods = join(STATE_DIR, 'node', 'pods');
+  if (!existsSync(pods)) return [];
+  const dir = readdirSync(pods).find((d) => d.startsWith('weft-demo_frontend-'));
+  const file = dir && join(pods, dir, 'logs', 'client.log');
+  return file && existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n') : [];
+}
+if (embedded) {
+  const lines = await until('100 answers from the client', 90_000, () => {
+    const l = clientLines();
+    return l.length >= 100 ? l.slice(-100) : undefined;
+  });
+  const tally = new Map<string, number>();
+  for (const l of lines) {
+    const [, status, , version] = l.split(' ');
+    const key = status === '200' ? `reviews ${version}` : `status ${status}`;
+    tally.set(key, (tally.get(key) ?? 0) + 1);
+  }
+  for (const [k, v] of [...tally].sort()) info(`${k}: ${v} of the last 100 calls`);
+  info(`last answer: ${lines.at(-1)}`);
+}
+
+step('what Weft reports');
+try {
+  info(
+    execFileSync(
+      node,
+      [join(root, 'cli', 'main.ts'), '--kubeconfig', kubeconfig, 'status', '-n', 'weft-demo'],
+      { encoding: 'utf8' },
+    )
+      .trimEnd()
+      .split('\n')
+      .join('\n  '),
+  );
+} catch (err) {
+  info(`weftctl status failed: ${(err as Error).message}`);
+}
 
 process.stdout.write(`
-Weft is up.
-${kubectl('get', 'weft', '-A')}
-Explore it:
+Weft is up with its demo.
   export KUBECONFIG=${kubeconfig}
-  ${kubectlBin} get weft -A
-  ${kubectlBin} explain trafficsplit.spec
-Stop the embedded cluster with: npm run cluster:down
+  ${kubectlBin} get weft -A                       # the mesh's resources and their status
+  ${kubectlBin} -n weft-demo get pods,svc,ts      # the demo
+  node cli/main.ts check                          # weftctl: is the mesh healthy?
+  node cli/main.ts authz explain -n weft-demo --labels app=reviews --port 8080 --method GET \\
+      --principal cluster.local/ns/weft-demo/sa/frontend
+Edit the canary: ${kubectlBin} -n weft-demo edit ts reviews-canary
+Stop everything: npm run cluster:down
 `);
