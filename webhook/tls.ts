@@ -1,0 +1,320 @@
+// The webhook's serving certificate. In bootstrap mode the webhook keeps its own CA (ECDSA
+// P-256, 10 years) and a serving certificate (1 year) in a Secret, renews the serving
+// certificate at two thirds of its life with the same CA (so the caBundle does not change),
+// and writes the CA into the webhook configurations' caBundle. In cert-manager mode
+// cert-manager writes the Secret and the cainjector the caBundle; the webhook only reads it.
+// Either way the server reloads the certificate without a restart.
+// @peculiar/x509 resolves its ASN.1 services through tsyringe, which needs the Reflect metadata API.
+import 'reflect-metadata';
+import { webcrypto } from 'node:crypto';
+import {
+  AdmissionregistrationV1Api,
+  CoreV1Api,
+  type KubeConfig,
+  type V1MutatingWebhookConfiguration,
+  type V1Secret,
+  type V1ValidatingWebhookConfiguration,
+} from '@kubernetes/client-node';
+import * as x509 from '@peculiar/x509';
+import { WEBHOOK_ERROR_CODES, WebhookError } from './errors.ts';
+
+const crypto = webcrypto;
+x509.cryptoProvider.set(crypto);
+const EC = { name: 'ECDSA', namedCurve: 'P-256' } as const;
+const SIGN = { name: 'ECDSA', hash: 'SHA-256' } as const;
+const DAY = 86_400_000;
+
+export const CA_LIFETIME_MS = 3650 * DAY;
+export const SERVING_LIFETIME_MS = 365 * DAY;
+
+export interface ServingCertificate {
+  caPem: string;
+  /** The CA's private key; absent in cert-manager mode. */
+  caKeyPem?: string;
+  certPem: string;
+  keyPem: string;
+  notBefore: Date;
+  notAfter: Date;
+}
+
+export interface CertOptions {
+  /** DNS names the certificate covers (the Service's names in-cluster). */
+  dnsNames: string[];
+  /** IP addresses it covers (127.0.0.1 when the apiserver calls a URL on loopback). */
+  ipAddresses: string[];
+  now: Date;
+  servingLifetimeMs?: number;
+}
+
+function serial(): string {
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[0]! &= 0x7f;
+  return Buffer.from(b).toString('hex');
+}
+
+async function exportKey(key: webcrypto.CryptoKey): Promise<string> {
+  return x509.PemConverter.encode(await crypto.subtle.exportKey('pkcs8', key), 'PRIVATE KEY');
+}
+
+async function generateCa(now: Date): Promise<{ caPem: string; caKeyPem: string }> {
+  const keys = (await crypto.subtle.generateKey(EC, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: serial(),
+    name: `O=Weft, CN=weft-webhook-ca ${now.toISOString()}`,
+    notBefore: new Date(now.getTime() - 60_000),
+    notAfter: new Date(now.getTime() + CA_LIFETIME_MS),
+    keys,
+    signingAlgorithm: SIGN,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  return { caPem: cert.toString('pem'), caKeyPem: await exportKey(keys.privateKey) };
+}
+
+/** A serving certificate signed by the given CA (or by a new CA when none is given). */
+export async function issueServingCertificate(
+  opts: CertOptions,
+  ca?: { caPem: string; caKeyPem: string },
+): Promise<ServingCertificate> {
+  const authority = ca ?? (await generateCa(opts.now));
+  const caCert = new x509.X509Certificate(authority.caPem);
+  const caKey = await crypto.subtle.importKey(
+    'pkcs8',
+    x509.PemConverter.decodeFirst(authority.caKeyPem),
+    EC,
+    false,
+    ['sign'],
+  );
+  const keys = (await crypto.subtle.generateKey(EC, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  const notBefore = new Date(opts.now.getTime() - 60_000);
+  const notAfter = new Date(
+    Math.min(opts.now.getTime() + (opts.servingLifetimeMs ?? SERVING_LIFETIME_MS), caCert.notAfter.getTime()),
+  );
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: serial(),
+    subject: `O=Weft, CN=${opts.dnsNames[0] ?? opts.ipAddresses[0] ?? 'weft-webhook'}`,
+    issuer: caCert.subject,
+    notBefore,
+    notAfter,
+    publicKey: keys.publicKey,
+    signingKey: caKey,
+    signingAlgorithm: SIGN,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(
+        x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement,
+        true,
+      ),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+      new x509.SubjectAlternativeNameExtension([
+        ...opts.dnsNames.map((value) => ({ type: 'dns' as const, value })),
+        ...opts.ipAddresses.map((value) => ({ type: 'ip' as const, value })),
+      ]),
+      await x509.AuthorityKeyIdentifierExtension.create(caCert.publicKey),
+    ],
+  });
+  return {
+    caPem: authority.caPem,
+    caKeyPem: authority.caKeyPem,
+    certPem: cert.toString('pem'),
+    keyPem: await exportKey(keys.privateKey),
+    notBefore,
+    notAfter,
+  };
+}
+
+/** Why the stored certificate cannot be served as is, or undefined when it can. */
+export function renewalReason(cert: ServingCertificate, opts: CertOptions): string | undefined {
+  const leaf = new x509.X509Certificate(cert.certPem);
+  const life = leaf.notAfter.getTime() - leaf.notBefore.getTime();
+  if (opts.now.getTime() >= leaf.notBefore.getTime() + (life * 2) / 3)
+    return 'two thirds of its lifetime have passed';
+  const san = leaf.getExtension(x509.SubjectAlternativeNameExtension);
+  const names = new Set((san?.names.items ?? []).map((n) => n.value));
+  const missing = [...opts.dnsNames, ...opts.ipAddresses].filter((n) => !names.has(n));
+  if (missing.length > 0) return `it does not cover ${missing.join(', ')}`;
+  const ca = new x509.X509Certificate(cert.caPem);
+  if (opts.now.getTime() >= ca.notAfter.getTime() - SERVING_LIFETIME_MS)
+    return 'its CA expires within a year';
+  return undefined;
+}
+
+const b64 = (s: string) => Buffer.from(s).toString('base64');
+const unb64 = (s: string | undefined) => (s ? Buffer.from(s, 'base64').toString('utf8') : '');
+
+export function fromSecret(secret: V1Secret): ServingCertificate | undefined {
+  const d = secret.data ?? {};
+  const certPem = unb64(d['tls.crt']);
+  const keyPem = unb64(d['tls.key']);
+  const caPem = unb64(d['ca.crt']);
+  if (!certPem || !keyPem || !caPem) return undefined;
+  try {
+    const leaf = new x509.X509Certificate(certPem);
+    const caKeyPem = unb64(d['ca.key']);
+    return {
+      caPem,
+      certPem,
+      keyPem,
+      notBefore: leaf.notBefore,
+      notAfter: leaf.notAfter,
+      ...(caKeyPem ? { caKeyPem } : {}),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+function toSecretData(c: ServingCertificate): Record<string, string> {
+  const data: Record<string, string> = {
+    'tls.crt': b64(c.certPem),
+    'tls.key': b64(c.keyPem),
+    'ca.crt': b64(c.caPem),
+  };
+  if (c.caKeyPem) data['ca.key'] = b64(c.caKeyPem);
+  return data;
+}
+
+const statusOf = (err: unknown): number | undefined => (err as { code?: number }).code;
+
+/**
+ * Bootstrap mode: returns the certificate stored in the Secret, creating or renewing it
+ * first when needed. Safe with several replicas: creation and replacement are conditional,
+ * and the loser of a race reads the winner's certificate.
+ */
+export async function ensureServingSecret(
+  kc: KubeConfig,
+  ref: { namespace: string; name: string },
+  opts: CertOptions,
+  log: (msg: string) => void = () => {},
+): Promise<ServingCertificate> {
+  const core = kc.makeApiClient(CoreV1Api);
+  for (let attempt = 0; attempt < 5; attempt++) {
+    let secret: V1Secret | undefined;
+    try {
+      secret = await core.readNamespacedSecret(ref);
+    } catch (err) {
+      if (statusOf(err) !== 404)
+        throw new WebhookError(
+          WEBHOOK_ERROR_CODES.TLS,
+          `reading Secret ${ref.namespace}/${ref.name} failed`,
+          {
+            cause: err,
+          },
+        );
+    }
+    const current = secret && fromSecret(secret);
+    const why = current ? renewalReason(current, opts) : 'there is none';
+    if (current && !why) return current;
+    // Keep the CA when it can still sign, so the caBundle stays valid across renewals.
+    const keepCa =
+      current?.caKeyPem && !(why ?? '').startsWith('its CA')
+        ? { caPem: current.caPem, caKeyPem: current.caKeyPem }
+        : undefined;
+    const next = await issueServingCertificate(opts, keepCa);
+    log(`issuing a webhook serving certificate because ${why}`);
+    const body: V1Secret = {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      type: 'kubernetes.io/tls',
+      metadata: {
+        name: ref.name,
+        namespace: ref.namespace,
+        labels: { 'app.kubernetes.io/managed-by': 'weft', 'weft.dev/component': 'webhook' },
+        ...(secret?.metadata?.resourceVersion ? { resourceVersion: secret.metadata.resourceVersion } : {}),
+      },
+      data: toSecretData(next),
+    };
+    try {
+      if (secret) await core.replaceNamespacedSecret({ ...ref, body });
+      else await core.createNamespacedSecret({ namespace: ref.namespace, body });
+      return next;
+    } catch (err) {
+      const code = statusOf(err);
+      if (code === 409) continue; // another replica wrote it first: read theirs
+      throw new WebhookError(WEBHOOK_ERROR_CODES.TLS, `writing Secret ${ref.namespace}/${ref.name} failed`, {
+        cause: err,
+      });
+    }
+  }
+  throw new WebhookError(
+    WEBHOOK_ERROR_CODES.TLS,
+    `Secret ${ref.namespace}/${ref.name} kept changing under us`,
+  );
+}
+
+/** cert-manager mode: reads the Secret cert-manager writes; undefined until it exists. */
+export async function readServingSecret(
+  kc: KubeConfig,
+  ref: { namespace: string; name: string },
+): Promise<ServingCertificate | undefined> {
+  try {
+    return fromSecret(await kc.makeApiClient(CoreV1Api).readNamespacedSecret(ref));
+  } catch (err) {
+    if (statusOf(err) === 404) return undefined;
+    throw new WebhookError(WEBHOOK_ERROR_CODES.TLS, `reading Secret ${ref.namespace}/${ref.name} failed`, {
+      cause: err,
+    });
+  }
+}
+
+/**
+ * Writes caBundle into every webhook of the named configurations that does not already carry
+ * it. Missing configurations are skipped (they may be applied later; the next reload patches
+ * them). Returns the names of the configurations changed.
+ */
+export async function patchCaBundles(
+  kc: KubeConfig,
+  caPem: string,
+  names: { mutating?: string[]; validating?: string[] },
+): Promise<string[]> {
+  const api = kc.makeApiClient(AdmissionregistrationV1Api);
+  const bundle = b64(caPem);
+  const changed: string[] = [];
+  const update = async <T extends V1MutatingWebhookConfiguration | V1ValidatingWebhookConfiguration>(
+    name: string,
+    read: () => Promise<T>,
+    replace: (body: T) => Promise<unknown>,
+  ) => {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      let cfg: T;
+      try {
+        cfg = await read();
+      } catch (err) {
+        if (statusOf(err) === 404) return;
+        throw err;
+      }
+      const hooks = cfg.webhooks ?? [];
+      if (hooks.every((h) => h.clientConfig.caBundle === bundle)) return;
+      for (const h of hooks) h.clientConfig.caBundle = bundle;
+      try {
+        await replace(cfg);
+        changed.push(name);
+        return;
+      } catch (err) {
+        if (statusOf(err) !== 409) throw err;
+      }
+    }
+  };
+  for (const name of names.mutating ?? [])
+    await update(
+      name,
+      () => api.readMutatingWebhookConfiguration({ name }),
+      (body) => api.replaceMutatingWebhookConfiguration({ name, body }),
+    );
+  for (const name of names.validating ?? [])
+    await update(
+      name,
+      () => api.readValidatingWebhookConfiguration({ name }),
+      (body) => api.replaceValidatingWebhookConfiguration({ name, body }),
+    );
+  return changed;
+}
+
+/** SHA-256 fingerprint of a PEM certificate (hex), for logs and tests. */
+export async function fingerprint(certPem: string): Promise<string> {
+  const der = x509.PemConverter.decodeFirst(certPem);
+  return Buffer.from(await crypto.subtle.digest('SHA-256', der)).toString('hex');
+}
