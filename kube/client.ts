@@ -1,0 +1,370 @@
+// A small Kubernetes REST client over node:https, with credentials from client-node's
+// KubeConfig. Weft needs a handful of verbs on known paths (list, watch, get, create, update,
+// delete, server-side apply, also on the status subresource); doing them directly keeps
+// keep-alive connections, streaming watches and error mapping under our control.
+import * as http from 'node:http';
+import * as https from 'node:https';
+import { createInterface } from 'node:readline';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { ERROR_CODES, KubeApiError, WeftError } from './errors.ts';
+
+export const FIELD_MANAGER = 'weft-operator';
+
+/** Where a resource kind lives in the REST API. */
+export interface ResourceType {
+  /** "" for the core group. */
+  group: string;
+  version: string;
+  plural: string;
+  kind: string;
+  namespaced: boolean;
+}
+
+export const apiVersionOf = (t: ResourceType) => (t.group ? `${t.group}/${t.version}` : t.version);
+
+export function resourcePath(t: ResourceType, namespace?: string, name?: string, sub?: string): string {
+  let p = t.group ? `/apis/${t.group}/${t.version}` : `/api/${t.version}`;
+  if (t.namespaced && namespace) p += `/namespaces/${encodeURIComponent(namespace)}`;
+  p += `/${t.plural}`;
+  if (name) p += `/${encodeURIComponent(name)}`;
+  if (sub) p += `/${sub}`;
+  return p;
+}
+
+export interface KubeObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata: {
+    name: string;
+    namespace?: string;
+    uid?: string;
+    resourceVersion?: string;
+    generation?: number;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    ownerReferences?: OwnerReference[];
+    managedFields?: unknown;
+    deletionTimestamp?: string;
+    creationTimestamp?: string;
+  };
+  [field: string]: unknown;
+}
+
+export interface OwnerReference {
+  apiVersion: string;
+  kind: string;
+  name: string;
+  uid: string;
+  controller?: boolean;
+  blockOwnerDeletion?: boolean;
+}
+
+export interface ListResult<T> {
+  items: T[];
+  resourceVersion: string;
+}
+
+type Query = Record<string, string | number | boolean | undefined>;
+
+export interface WatchEvent<T> {
+  type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
+  object: T;
+}
+
+export interface WatchHandle {
+  /** Resolves when the stream ends (server close, error, abort); rejects on a transport error. */
+  done: Promise<void>;
+  abort(): void;
+}
+
+export class KubeClient {
+  readonly kc: KubeConfig;
+  readonly server: string;
+  private agent?: https.Agent;
+  private readonly userAgent: string;
+
+  constructor(kc: KubeConfig, userAgent = 'weft') {
+    this.kc = kc;
+    const cluster = kc.getCurrentCluster();
+    if (!cluster) throw new WeftError(ERROR_CODES.CONFIG, 'kubeconfig has no current cluster');
+    this.server = cluster.server;
+    this.userAgent = userAgent;
+  }
+
+  private async options(
+    method: string,
+    path: string,
+    query?: Query,
+  ): Promise<https.RequestOptions & { url: URL }> {
+    const url = new URL(this.server + path);
+    for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
+    const opts: https.RequestOptions = { method, headers: {} };
+    await this.kc.applyToHTTPSOptions(opts);
+    if (!this.agent) {
+      this.agent = new https.Agent({
+        keepAlive: true,
+        maxSockets: 32,
+        ca: opts.ca,
+        cert: opts.cert,
+        key: opts.key,
+        rejectUnauthorized: opts.rejectUnauthorized,
+        servername: opts.servername,
+      });
+    }
+    const headers = { ...(opts.headers as Record<string, string>), 'user-agent': this.userAgent };
+    return {
+      url,
+      method,
+      headers,
+      agent: url.protocol === 'https:' ? this.agent : undefined,
+      auth: opts.auth,
+    };
+  }
+
+  /** One request; the parsed JSON body, or a KubeApiError with the Status' reason and message. */
+  async request<T>(
+    method: string,
+    path: string,
+    opts: { query?: Query; body?: unknown; contentType?: string; signal?: AbortSignal } = {},
+  ): Promise<T> {
+    const o = await this.options(method, path, opts.query);
+    const payload = opts.body === undefined ? undefined : Buffer.from(JSON.stringify(opts.body));
+    if (payload) {
+      (o.headers as Record<string, string>)['content-type'] = opts.contentType ?? 'application/json';
+      (o.headers as Record<string, string>)['content-length'] = String(payload.length);
+    }
+    (o.headers as Record<string, string>).accept = 'application/json';
+    const mod = o.url.protocol === 'https:' ? https : http;
+    return new Promise<T>((resolve, reject) => {
+      const req = mod.request(o.url, { ...o, signal: opts.signal }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', (err) =>
+          reject(new WeftError(ERROR_CODES.TRANSPORT, `${method} ${path}: ${err.message}`, { cause: err })),
+        );
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          const status = res.statusCode ?? 0;
+          let parsed: unknown;
+          try {
+            parsed = text ? JSON.parse(text) : undefined;
+          } catch {
+            parsed = undefined;
+          }
+          if (status >= 200 && status < 300) return resolve(parsed as T);
+          const st = (parsed ?? {}) as { reason?: string; message?: string };
+          reject(
+            new KubeApiError(method, path, status, st.reason ?? 'Unknown', st.message ?? text.slice(0, 500)),
+          );
+        });
+      });
+      req.on('error', (err) =>
+        reject(new WeftError(ERROR_CODES.TRANSPORT, `${method} ${path}: ${err.message}`, { cause: err })),
+      );
+      req.end(payload);
+    });
+  }
+
+  get<T extends KubeObject>(t: ResourceType, name: string, namespace?: string): Promise<T> {
+    return this.request<T>('GET', resourcePath(t, namespace, name));
+  }
+
+  /** Lists every page (limit 500) of a kind, across namespaces unless one is given. */
+  async list<T extends KubeObject>(
+    t: ResourceType,
+    opts: { namespace?: string; labelSelector?: string; fieldSelector?: string; signal?: AbortSignal } = {},
+  ): Promise<ListResult<T>> {
+    const items: T[] = [];
+    let cont: string | undefined;
+    let rv = '';
+    do {
+      const page = await this.request<{
+        items: T[];
+        metadata: { resourceVersion: string; continue?: string };
+      }>('GET', resourcePath(t, opts.namespace), {
+        query: {
+          limit: 500,
+          continue: cont,
+          labelSelector: opts.labelSelector,
+          fieldSelector: opts.fieldSelector,
+        },
+        signal: opts.signal,
+      });
+      for (const it of page.items) items.push(it);
+      rv = page.metadata.resourceVersion;
+      cont = page.metadata.continue || undefined;
+    } while (cont);
+    return { items, resourceVersion: rv };
+  }
+
+  create<T extends KubeObject>(t: ResourceType, obj: T): Promise<T> {
+    return this.request<T>('POST', resourcePath(t, obj.metadata.namespace), { body: obj });
+  }
+
+  update<T extends KubeObject>(t: ResourceType, obj: T): Promise<T> {
+    return this.request<T>('PUT', resourcePath(t, obj.metadata.namespace, obj.metadata.name), { body: obj });
+  }
+
+  async delete(t: ResourceType, name: string, namespace?: string): Promise<void> {
+    await this.request('DELETE', resourcePath(t, namespace, name), {
+      body: { propagationPolicy: 'Background' },
+    });
+  }
+
+  /**
+   * Server-side apply of the fields in `obj` under one field manager (force: Weft owns what it
+   * applies). With `subresource: 'status'`, only status is applied, never spec.
+   */
+  apply<T extends KubeObject>(
+    t: ResourceType,
+    obj: KubeObject,
+    opts: { subresource?: 'status'; fieldManager?: string } = {},
+  ): Promise<T> {
+    const body = { apiVersion: apiVersionOf(t), kind: t.kind, ...obj };
+    return this.request<T>(
+      'PATCH',
+      resourcePath(t, obj.metadata.namespace, obj.metadata.name, opts.subresource),
+      {
+        body,
+        contentType: 'application/apply-patch+yaml',
+        query: { fieldManager: opts.fieldManager ?? FIELD_MANAGER, force: true },
+      },
+    );
+  }
+
+  /**
+   * A streaming watch. Every event goes to onEvent; `idleTimeoutMs` is the watchdog: a watch
+   * that sends nothing (not even a bookmark) for that long is aborted and reported as silent.
+   */
+  async watch<T>(
+    t: ResourceType,
+    query: Query,
+    onEvent: (ev: WatchEvent<T>) => void,
+    idleTimeoutMs: number,
+  ): Promise<WatchHandle> {
+    const o = await this.options('GET', resourcePath(t), {
+      ...query,
+      watch: true,
+      allowWatchBookmarks: true,
+    });
+    (o.headers as Record<string, string>).accept = 'application/json';
+    const mod = o.url.protocol === 'https:' ? https : http;
+    let req: http.ClientRequest | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    let silent = false;
+    const arm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        silent = true;
+        req?.destroy();
+      }, idleTimeoutMs);
+      timer.unref();
+    };
+    let aborted = false;
+    const done = new Promise<void>((resolve, reject) => {
+      const fail = (err: Error) => {
+        clearTimeout(timer);
+        if (aborted) return resolve();
+        if (silent)
+          return reject(
+            new WeftError(ERROR_CODES.WATCH_SILENT, `watch ${t.plural}: silent for ${idleTimeoutMs} ms`, {
+              cause: err,
+            }),
+          );
+        reject(new WeftError(ERROR_CODES.TRANSPORT, `watch ${t.plural}: ${err.message}`, { cause: err }));
+      };
+      arm();
+      req = mod.request(o.url, o, (res) => {
+        if (res.statusCode !== 200) {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            clearTimeout(timer);
+            let st: { reason?: string; message?: string } = {};
+            try {
+              st = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+            } catch {}
+            reject(
+              new KubeApiError(
+                'WATCH',
+                resourcePath(t),
+                res.statusCode ?? 0,
+                st.reason ?? 'Unknown',
+                st.message ?? '',
+              ),
+            );
+          });
+          return;
+        }
+        res.on('data', arm);
+        res.on('error', fail);
+        const lines = createInterface({ input: res, crlfDelay: Number.POSITIVE_INFINITY });
+        // readline forwards the input's errors (an aborted response) to the interface.
+        lines.on('error', fail);
+        lines.on('line', (line) => {
+          if (!line) return;
+          let ev: WatchEvent<T>;
+          try {
+            ev = JSON.parse(line) as WatchEvent<T>;
+          } catch {
+            return;
+          }
+          onEvent(ev);
+        });
+        lines.on('close', () => {
+          clearTimeout(timer);
+          if (silent) fail(new Error('idle'));
+          else resolve();
+        });
+      });
+      req.on('error', fail);
+      req.end();
+    });
+    done.catch(() => {});
+    return {
+      done,
+      abort: () => {
+        aborted = true;
+        clearTimeout(timer);
+        req?.destroy();
+      },
+    };
+  }
+
+  close(): void {
+    this.agent?.destroy();
+  }
+}
+
+/** The REST coordinates of the kinds Weft reads and writes. */
+export const RESOURCES = {
+  namespaces: { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false },
+  services: { group: '', version: 'v1', plural: 'services', kind: 'Service', namespaced: true },
+  pods: { group: '', version: 'v1', plural: 'pods', kind: 'Pod', namespaced: true },
+  configMaps: { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap', namespaced: true },
+  events: { group: '', version: 'v1', plural: 'events', kind: 'Event', namespaced: true },
+  nodes: { group: '', version: 'v1', plural: 'nodes', kind: 'Node', namespaced: false },
+  endpointSlices: {
+    group: 'discovery.k8s.io',
+    version: 'v1',
+    plural: 'endpointslices',
+    kind: 'EndpointSlice',
+    namespaced: true,
+  },
+  leases: { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease', namespaced: true },
+  meshes: { group: 'weft.dev', version: 'v1alpha1', plural: 'meshes', kind: 'Mesh', namespaced: false },
+  trafficSplits: {
+    group: 'weft.dev',
+    version: 'v1alpha1',
+    plural: 'trafficsplits',
+    kind: 'TrafficSplit',
+    namespaced: true,
+  },
+  authorizationPolicies: {
+    group: 'weft.dev',
+    version: 'v1alpha1',
+    plural: 'authorizationpolicies',
+    kind: 'AuthorizationPolicy',
+    namespaced: true,
+  },
+} as const satisfies Record<string, ResourceType>;

@@ -1,0 +1,40 @@
+// Condition types and reasons Weft writes on its resources: constants in one place, so code,
+// docs and users' `kubectl wait --for=condition=...` agree.
+
+export const CONDITION = {
+  /** The resource is fully in effect. */
+  Ready: 'Ready',
+  /** The spec is valid and Weft will act on it. */
+  Accepted: 'Accepted',
+  /** Every object the spec names (Services) exists. */
+  ResolvedRefs: 'ResolvedRefs',
+} as const;
+
+export const REASON = {
+  // Ready
+  Programmed: 'Programmed',
+  NotProgrammed: 'NotProgrammed',
+  /** A previous good version stays programmed while the current spec cannot be. */
+  LastGoodProgrammed: 'LastGoodProgrammed',
+  // Accepted
+  Accepted: 'Accepted',
+  Invalid: 'Invalid',
+  /** A Mesh that is not named "default" is ignored. */
+  NotDefault: 'NotDefault',
+  // ResolvedRefs
+  ResolvedRefs: 'ResolvedRefs',
+  ServiceNotFound: 'ServiceNotFound',
+  PortNotFound: 'PortNotFound',
+  // Mesh
+  ConfigTooLarge: 'ConfigTooLarge',
+  WriteFailed: 'WriteFailed',
+} as const;
+export type Reason = (typeof REASON)[keyof typeof REASON];
+
+/** Kubernetes Event reasons. */
+export const EVENT_REASON = {
+  InvalidSpec: 'InvalidSpec',
+  RefNotFound: 'RefNotFound',
+  ConfigWriteFailed: 'ConfigWriteFailed',
+  ConfigTooLarge: 'ConfigTooLarge',
+} as const;
