@@ -11,6 +11,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { ensureBinaries } from '../test/support/control-plane.ts';
+import { WEBHOOK_NAMES, webhookConfigurations } from '../webhook/manifests.ts';
 import { STATE_DIR, startBeside, up } from './cluster.ts';
 
 const root = join(import.meta.dirname, '..');
@@ -43,11 +44,15 @@ if (embedded) {
   kubeconfig = opts.kubeconfig!;
   kubectlBin = join(ensureBinaries(), 'kubectl');
 }
-const kubectl = (...args: string[]) =>
-  execFileSync(kubectlBin, ['--kubeconfig', kubeconfig, ...args], {
+function kubectl(...args: (string | { input: string })[]): string {
+  const input = args.find((a): a is { input: string } => typeof a === 'object');
+  const argv = args.filter((a): a is string => typeof a === 'string');
+  return execFileSync(kubectlBin, ['--kubeconfig', kubeconfig, ...argv], {
     encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'pipe'],
+    ...(input ? { input: input.input } : {}),
+    stdio: [input ? 'pipe' : 'ignore', 'pipe', 'pipe'],
   });
+}
 
 async function until<T>(what: string, timeoutMs: number, probe: () => T | undefined): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -103,39 +108,72 @@ if (embedded) {
 
 step('starting the Weft operator and webhook');
 const weft = join(root, 'cmd', 'weft.ts');
-const components: string[] = [];
-if (existsSync(weft)) {
-  const help = execFileSync(node, [weft, '--help'], { encoding: 'utf8' });
-  if (/\boperator\b/.test(help)) {
-    startBeside('operator', node, [
-      weft,
-      'operator',
-      '--kubeconfig',
-      kubeconfig,
-      '--namespace',
-      'weft-system',
-    ]);
-    components.push('operator');
+const WEBHOOK_PORT = 9443;
+kubectl('apply', '--server-side', '--field-manager=weft', '-f', '-', {
+  input: 'apiVersion: v1\nkind: Namespace\nmetadata: {name: weft-system}\n',
+});
+if (embedded) {
+  // Out of cluster, the apiserver reaches the webhook by URL on loopback; the webhook writes
+  // the caBundle of its own CA into these configurations once it has bootstrapped.
+  const { mutating, validating } = webhookConfigurations({
+    namespace: 'weft-system',
+    clientConfig: (path) => ({ url: `https://127.0.0.1:${WEBHOOK_PORT}${path}` }),
+  });
+  for (const obj of [mutating, validating]) {
+    const full = {
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: obj === mutating ? 'MutatingWebhookConfiguration' : 'ValidatingWebhookConfiguration',
+      ...obj,
+    };
+    kubectl('apply', '--server-side', '--force-conflicts', '--field-manager=weft-demo', '-f', '-', {
+      input: JSON.stringify(full),
+    });
   }
-  if (/\bwebhook\b/.test(help)) {
-    startBeside('webhook', node, [
-      weft,
-      'webhook',
-      '--kubeconfig',
-      kubeconfig,
-      '--namespace',
-      'weft-system',
-      '--register-url',
-      'https://127.0.0.1:9443',
-    ]);
-    components.push('webhook');
-  }
+  const wh = startBeside('webhook', node, [
+    weft,
+    'webhook',
+    '--kubeconfig',
+    kubeconfig,
+    '--namespace',
+    'weft-system',
+    '--host',
+    '127.0.0.1',
+    '--port',
+    String(WEBHOOK_PORT),
+  ]);
+  await until(`the webhook to publish its CA (log: ${wh.log})`, 60_000, () =>
+    kubectl(
+      'get',
+      'mutatingwebhookconfiguration',
+      WEBHOOK_NAMES.mutatingConfiguration,
+      '-o',
+      'jsonpath={.webhooks[0].clientConfig.caBundle}',
+    )
+      ? true
+      : undefined,
+  );
+  info(`webhook: https://127.0.0.1:${WEBHOOK_PORT} (injection and validation), log ${wh.log}`);
 }
-info(
-  components.length
-    ? `running: ${components.join(', ')} (logs in ${STATE_DIR})`
-    : 'not available in this build',
+const op = startBeside('operator', node, [
+  weft,
+  'operator',
+  '--kubeconfig',
+  kubeconfig,
+  '--namespace',
+  'weft-system',
+  '--no-leader-elect',
+  '--metrics-bind-address',
+  '127.0.0.1:18080',
+  '--health-probe-bind-address',
+  '127.0.0.1:18081',
+]);
+await until(`the operator to report the Mesh Ready (log: ${op.log})`, 60_000, () =>
+  kubectl('get', 'mesh', 'default', '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}') ===
+  'True'
+    ? true
+    : undefined,
 );
+info(`operator: metrics on 127.0.0.1:18080, log ${op.log}`);
 
 step('deploying the demo: reviews v1 and v2 behind a canary TrafficSplit (80/20), and a client');
 kubectl('apply', '--server-side', '--field-manager=weft', '-k', join(root, 'config', 'demo'));
