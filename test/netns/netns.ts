@@ -12,6 +12,7 @@ import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { PROXY, type ProxyConfig } from '../../api/index.ts';
 import { encodeConfig, writeProjected } from '../../proxy/configdir.ts';
+import { PROXY_NODE_FLAGS } from '../../proxy/runtime.ts';
 
 const run = promisify(execFile);
 const ROOT = new URL('../../', import.meta.url).pathname;
@@ -55,13 +56,34 @@ export class Topology {
     this.configDir = join(dir, 'config');
   }
 
+  /** A temporary directory removed by destroy(). */
+  async tempDir(tag: string): Promise<string> {
+    const dir = await mkdtemp(join(tmpdir(), `${this.prefix}${tag}-`));
+    await chmod(dir, 0o755);
+    this.#dirs.push(dir);
+    return dir;
+  }
+
   async addPod(name: string): Promise<Pod> {
     const ns = `${this.prefix}${name}`;
     const ip = `10.244.0.${this.#next++}`;
     await run('ip', ['netns', 'add', ns]);
     await this.ip(ns, 'ip', 'link', 'set', 'lo', 'up');
     const veth = `v${name}`.slice(0, 15);
-    await this.ip(this.router, 'ip', 'link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns);
+    await this.ip(
+      this.router,
+      'ip',
+      'link',
+      'add',
+      veth,
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'eth0',
+      'netns',
+      ns,
+    );
     await this.ip(this.router, 'ip', 'link', 'set', veth, 'master', 'br0');
     await this.ip(this.router, 'ip', 'link', 'set', veth, 'up');
     await this.ip(ns, 'ip', 'addr', 'add', `${ip}/24`, 'dev', 'eth0');
@@ -83,8 +105,14 @@ export class Topology {
   }
 
   spawnIn(pod: Pod, args: string[], opts: { asProxy?: boolean; tag: string }): ChildProcess {
-    const prefix = opts.asProxy ? ['setpriv', `--reuid=${PROXY.uid}`, `--regid=${PROXY.gid}`, '--clear-groups'] : [];
-    const p = spawn('ip', ['netns', 'exec', pod.ns, ...prefix, NODE, ...args], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+    const prefix = opts.asProxy
+      ? ['setpriv', `--reuid=${PROXY.uid}`, `--regid=${PROXY.gid}`, '--clear-groups']
+      : [];
+    const flags = opts.asProxy ? PROXY_NODE_FLAGS : [];
+    const p = spawn('ip', ['netns', 'exec', pod.ns, ...prefix, NODE, ...flags, ...args], {
+      cwd: ROOT,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     this.procs.push(p);
     const log: string[] = [];
     this.logs.set(opts.tag, log);
@@ -101,16 +129,36 @@ export class Topology {
   async startProxy(pod: Pod, extra: string[] = []): Promise<ChildProcess> {
     const p = this.spawnIn(
       pod,
-      ['proxy/main.ts', '--config-dir', this.configDir, '--namespace', 'shop', '--pod-name', `${pod.name}-7d9f8b6c5d-x2x4q`, '--workload', pod.name, '--poll-ms', '500', ...extra],
+      [
+        'proxy/main.ts',
+        '--config-dir',
+        this.configDir,
+        '--namespace',
+        'shop',
+        '--pod-name',
+        `${pod.name}-7d9f8b6c5d-x2x4q`,
+        '--workload',
+        pod.name,
+        '--poll-ms',
+        '500',
+        ...extra,
+      ],
       { asProxy: true, tag: `proxy-${pod.name}` },
     );
     this.proxies.set(pod.name, p);
-    await waitForLine(p, (l) => l.includes('weft-proxy started'), 20_000, this.logs.get(`proxy-${pod.name}`)!);
+    await waitForLine(
+      p,
+      (l) => l.includes('weft-proxy started'),
+      20_000,
+      this.logs.get(`proxy-${pod.name}`)!,
+    );
     return p;
   }
 
   async startApp(pod: Pod, cfg: Record<string, unknown>): Promise<void> {
-    const p = this.spawnIn(pod, ['test/netns/fixtures/app.ts', JSON.stringify({ name: pod.name, ...cfg })], { tag: `app-${pod.name}` });
+    const p = this.spawnIn(pod, ['test/netns/fixtures/app.ts', JSON.stringify({ name: pod.name, ...cfg })], {
+      tag: `app-${pod.name}`,
+    });
     await waitForLine(p, (l) => l === 'ready', 15_000, this.logs.get(`app-${pod.name}`)!);
   }
 
@@ -134,7 +182,10 @@ export class Topology {
       send<T>(cmd: Record<string, unknown>, timeoutMs = 60_000): Promise<T> {
         const n = ++id;
         return new Promise<T>((resolve, reject) => {
-          const t = setTimeout(() => reject(new Error(`agent command ${JSON.stringify(cmd).slice(0, 200)} timed out`)), timeoutMs);
+          const t = setTimeout(
+            () => reject(new Error(`agent command ${JSON.stringify(cmd).slice(0, 200)} timed out`)),
+            timeoutMs,
+          );
           pending.set(n, (v) => {
             clearTimeout(t);
             resolve(v as T);
@@ -158,10 +209,18 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-export function waitForLine(p: ChildProcess, match: (line: string) => boolean, timeoutMs: number, stderr: string[]): Promise<void> {
+export function waitForLine(
+  p: ChildProcess,
+  match: (line: string) => boolean,
+  timeoutMs: number,
+  stderr: string[],
+): Promise<void> {
   return new Promise((resolve, reject) => {
     const rl = createInterface({ input: p.stdout! });
-    const t = setTimeout(() => reject(new Error(`timed out waiting for output; stderr:\n${stderr.join('').slice(-2000)}`)), timeoutMs);
+    const t = setTimeout(
+      () => reject(new Error(`timed out waiting for output; stderr:\n${stderr.join('').slice(-2000)}`)),
+      timeoutMs,
+    );
     rl.on('line', (line) => {
       if (match(line)) {
         clearTimeout(t);
@@ -170,7 +229,9 @@ export function waitForLine(p: ChildProcess, match: (line: string) => boolean, t
     });
     p.once('exit', (code) => {
       clearTimeout(t);
-      reject(new Error(`process exited (${code}) before it was ready; stderr:\n${stderr.join('').slice(-2000)}`));
+      reject(
+        new Error(`process exited (${code}) before it was ready; stderr:\n${stderr.join('').slice(-2000)}`),
+      );
     });
   });
 }

@@ -1,0 +1,97 @@
+// The admin server (127.0.0.1:15000: /config, /ready, /live, /stats) and the health server
+// (:15020: /metrics, /healthz/ready, and /app-health/<port>/<path> probe passthrough, so the
+// kubelet's HTTP probes of the app still work once all inbound traffic goes through the proxy).
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { ProxyMetrics } from './metrics.ts';
+import type { ProxyHandle } from './proxy.ts';
+import type { ConfigStatus } from './watcher.ts';
+
+export interface AdminDeps {
+  proxy: ProxyHandle;
+  status: ConfigStatus;
+  metrics: ProxyMetrics;
+  draining: () => boolean;
+  appProbeHost?: string;
+}
+
+function send(res: http.ServerResponse, status: number, body: unknown, type = 'application/json'): void {
+  const text = typeof body === 'string' ? body : `${JSON.stringify(body, null, 2)}\n`;
+  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function ready(d: AdminDeps): boolean {
+  return d.status.version !== undefined && !d.draining();
+}
+
+export function adminHandler(d: AdminDeps): http.RequestListener {
+  return (req, res) => {
+    const path = (req.url ?? '/').split('?', 1)[0];
+    switch (path) {
+      case '/config':
+        return send(res, 200, { status: d.status, config: d.proxy.table()?.config ?? null });
+      case '/ready':
+        return ready(d)
+          ? send(res, 200, 'ready\n', 'text/plain')
+          : send(res, 503, 'not ready: no config applied yet, or draining\n', 'text/plain');
+      case '/live':
+        return send(res, 200, 'live\n', 'text/plain');
+      case '/stats':
+        return send(res, 200, { config: d.status, ...d.proxy.stats() });
+      default:
+        return send(res, 404, 'not found: try /config /ready /live /stats\n', 'text/plain');
+    }
+  };
+}
+
+export function healthHandler(d: AdminDeps): http.RequestListener {
+  return (req, res) => {
+    const path = req.url ?? '/';
+    if (path === '/metrics') {
+      d.metrics.registry.metrics().then(
+        (text) => send(res, 200, text, d.metrics.registry.contentType),
+        (e: Error) => send(res, 500, `${e.message}\n`, 'text/plain'),
+      );
+      return;
+    }
+    if (path === '/healthz/ready')
+      return ready(d) ? send(res, 200, 'ready\n', 'text/plain') : send(res, 503, 'not ready\n', 'text/plain');
+    const m = /^\/app-health\/(\d+)(\/.*)?$/.exec(path);
+    if (m) {
+      // The kubelet's probe, forwarded to the app on loopback as the kubelet would have sent it.
+      const up = http.request(
+        {
+          host: d.appProbeHost ?? '127.0.0.1',
+          port: Number(m[1]),
+          path: m[2] ?? '/',
+          method: req.method,
+          timeout: 10_000,
+          headers: { 'user-agent': req.headers['user-agent'] ?? 'kube-probe' },
+        },
+        (r) => {
+          res.writeHead(r.statusCode ?? 502, { 'content-type': r.headers['content-type'] ?? 'text/plain' });
+          r.pipe(res);
+        },
+      );
+      up.on('timeout', () => up.destroy(new Error('probe timed out')));
+      up.on('error', (e) => {
+        if (!res.headersSent) send(res, 503, `app probe failed: ${e.message}\n`, 'text/plain');
+        else res.destroy();
+      });
+      up.end();
+      return;
+    }
+    send(res, 404, 'not found: try /metrics /healthz/ready /app-health/<port>/<path>\n', 'text/plain');
+  };
+}
+
+export async function listen(
+  handler: http.RequestListener,
+  port: number,
+  host: string,
+): Promise<{ server: http.Server; port: number }> {
+  const server = http.createServer({ headersTimeout: 10_000, requestTimeout: 30_000 }, handler);
+  await new Promise<void>((r, j) => server.once('error', j).listen(port, host, () => r()));
+  return { server, port: (server.address() as AddressInfo).port };
+}

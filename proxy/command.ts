@@ -1,0 +1,144 @@
+// `weft proxy` (the sidecar) and `weft init` (the init container's iptables rules) as commander
+// subcommands for cmd/weft.ts; proxy/main.ts runs the first standalone (`node proxy/main.ts`).
+// Every flag also reads a WEFT_* environment variable, which is what the injector sets.
+import { spawnSync } from 'node:child_process';
+import { Command } from 'commander';
+import { PROXY } from '../api/index.ts';
+import { loadOriginalDst } from './native/index.ts';
+import { startSidecar } from './sidecar.ts';
+
+const int = (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`not a port or count: ${v}`);
+  return n;
+};
+
+interface ProxyFlags {
+  configDir: string;
+  podInfoDir: string;
+  identityDir: string;
+  namespace: string;
+  podName: string;
+  workload?: string;
+  outboundPort: number;
+  inboundPort: number;
+  adminPort: number;
+  healthPort: number;
+  maxConnections: number;
+  headersTimeoutMs: number;
+  maxHeaderBytes: number;
+  pollMs: number;
+}
+
+export function proxyCommand(name = 'proxy'): Command {
+  const env = process.env;
+  return new Command(name)
+    .description("Run the Weft sidecar proxy (as UID 1337, behind the init container's iptables rules)")
+    .option('--config-dir <dir>', 'projected ProxyConfig ConfigMaps', env.WEFT_CONFIG_DIR ?? PROXY.configDir)
+    .option('--pod-info-dir <dir>', 'downward-API files (labels)', env.WEFT_POD_INFO_DIR ?? PROXY.podInfoDir)
+    .option(
+      '--identity-dir <dir>',
+      'workload certificate (tls.crt, tls.key, ca.crt)',
+      env.WEFT_IDENTITY_DIR ?? PROXY.identityDir,
+    )
+    .option('--namespace <ns>', 'pod namespace', env.WEFT_NAMESPACE ?? env.POD_NAMESPACE ?? 'default')
+    .option('--pod-name <name>', 'pod name', env.WEFT_POD_NAME ?? env.POD_NAME ?? env.HOSTNAME ?? 'unknown')
+    .option('--workload <name>', 'workload name for metrics (default: from labels)', env.WEFT_WORKLOAD)
+    .option(
+      '--outbound-port <n>',
+      'outbound listener',
+      int,
+      Number(env.WEFT_OUTBOUND_PORT ?? PROXY.outboundPort),
+    )
+    .option('--inbound-port <n>', 'inbound listener', int, Number(env.WEFT_INBOUND_PORT ?? PROXY.inboundPort))
+    .option('--admin-port <n>', 'admin (loopback)', int, Number(env.WEFT_ADMIN_PORT ?? PROXY.adminPort))
+    .option('--health-port <n>', 'health and metrics', int, Number(env.WEFT_HEALTH_PORT ?? PROXY.healthPort))
+    .option(
+      '--max-connections <n>',
+      'downstream connections per listener',
+      int,
+      Number(env.WEFT_MAX_CONNECTIONS ?? 20000),
+    )
+    .option(
+      '--headers-timeout-ms <n>',
+      'time for a client to send request headers (408 after)',
+      int,
+      Number(env.WEFT_HEADERS_TIMEOUT_MS ?? 10000),
+    )
+    .option(
+      '--max-header-bytes <n>',
+      'request header bytes (431 beyond)',
+      int,
+      Number(env.WEFT_MAX_HEADER_BYTES ?? 16384),
+    )
+    .option('--poll-ms <n>', 'config directory poll interval', int, Number(env.WEFT_CONFIG_POLL_MS ?? 2000))
+    .action(async (o: ProxyFlags) => {
+      try {
+        loadOriginalDst();
+      } catch (e) {
+        console.error((e as Error).message);
+        process.exit(2);
+      }
+      const sidecar = await startSidecar({
+        configDir: o.configDir,
+        podInfoDir: o.podInfoDir,
+        identityDir: o.identityDir,
+        namespace: o.namespace,
+        podName: o.podName,
+        workload: o.workload,
+        ports: { outbound: o.outboundPort, inbound: o.inboundPort, admin: o.adminPort, health: o.healthPort },
+        limits: {
+          maxConnections: o.maxConnections,
+          headersTimeoutMs: o.headersTimeoutMs,
+          maxHeaderBytes: o.maxHeaderBytes,
+        },
+        pollMs: o.pollMs,
+      });
+      // One request's bug must never take the pod's traffic down with it: log, count, keep serving.
+      process.on('uncaughtException', (err) => {
+        console.error(
+          JSON.stringify({
+            level: 50,
+            msg: 'uncaught exception in weft-proxy; still serving',
+            err: err.stack,
+          }),
+        );
+        sidecar.metrics.proxyErrors.inc({ direction: 'none', code: 'UNCAUGHT' });
+      });
+      process.on('unhandledRejection', (err) => {
+        console.error(
+          JSON.stringify({
+            level: 50,
+            msg: 'unhandled rejection in weft-proxy; still serving',
+            err: String(err),
+          }),
+        );
+        sidecar.metrics.proxyErrors.inc({ direction: 'none', code: 'UNCAUGHT' });
+      });
+      let stopping = false;
+      for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+        process.on(sig, () => {
+          if (stopping) process.exit(1);
+          stopping = true;
+          sidecar.drain().then(
+            () => process.exit(0),
+            () => process.exit(1),
+          );
+        });
+      }
+    });
+}
+
+/** `weft init`: installs (or with --clean removes) the iptables rules; settings from WEFT_* env. */
+export function initCommand(name = 'init'): Command {
+  return new Command(name)
+    .description(
+      "Install the iptables rules that send the pod's TCP traffic through weft-proxy (root, NET_ADMIN)",
+    )
+    .option('--clean', 'remove the rules instead')
+    .action((o: { clean?: boolean }) => {
+      const script = new URL('./iptables.sh', import.meta.url).pathname;
+      const r = spawnSync('sh', [script, ...(o.clean ? ['--clean'] : [])], { stdio: 'inherit' });
+      process.exit(r.status ?? 1);
+    });
+}

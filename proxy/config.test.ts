@@ -1,0 +1,143 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { seededRandom } from './clock.ts';
+import { encodeConfig, readConfigDir, writeProjected } from './configdir.ts';
+import { pickBackend, RoutingTable, usableEndpoints } from './table.ts';
+import { endpoint, proxyConfig, service } from './testdata.ts';
+import { ConfigWatcher } from './watcher.ts';
+
+const web = service('web', 'shop', '10.96.0.10', 80, [
+  endpoint('10.1.0.1', 8080),
+  endpoint('10.1.0.2', 8080, { ready: false, terminating: true }),
+]);
+const v2 = service('web-v2', 'shop', '10.96.0.11', 80, [endpoint('10.1.0.3', 8080)]);
+const cfg = proxyConfig(
+  'shop',
+  [web, v2],
+  [
+    {
+      name: 'shop/canary-header',
+      service: 'shop/web',
+      matches: [
+        { headers: [{ name: 'x-canary', value: 'yes' }] },
+        { path: { type: 'PathPrefix', value: '/beta' }, method: 'GET' },
+      ],
+      backends: [{ service: 'shop/web-v2', weight: 1 }],
+    },
+    {
+      name: 'shop/split',
+      service: 'shop/web',
+      matches: [],
+      backends: [
+        { service: 'shop/web', weight: 90 },
+        { service: 'shop/web-v2', weight: 10 },
+      ],
+    },
+  ],
+);
+
+describe('RoutingTable', () => {
+  const t = new RoutingTable(cfg);
+  const req = (path: string, headers: Record<string, string> = {}, method = 'GET') => ({
+    method,
+    path,
+    header: (n: string) => headers[n],
+  });
+  it('finds services by VIP:port and by Host', () => {
+    assert.equal(t.byVip('10.96.0.10', 80)?.service.id, 'shop/web');
+    assert.equal(t.byVip('10.96.0.10', 81), undefined);
+    assert.equal(t.byAuthority('web.shop.svc.cluster.local', 80)?.service.id, 'shop/web');
+    assert.equal(t.byAuthority('web:80', 1234)?.service.id, 'shop/web', 'short name within the namespace');
+    assert.equal(t.byAuthority('WEB-V2.shop', 80)?.service.id, 'shop/web-v2');
+    assert.equal(t.byAuthority('example.com', 80), undefined);
+  });
+  it('matches routes on headers, path prefix and method; catch-all last', () => {
+    const target = t.byVip('10.96.0.10', 80)!;
+    assert.equal(t.route(target, req('/', { 'x-canary': 'yes' })).name, 'shop/canary-header');
+    assert.equal(t.route(target, req('/beta/x')).name, 'shop/canary-header');
+    assert.equal(t.route(target, req('/betamax')).name, 'shop/split', 'prefix matches whole segments');
+    assert.equal(t.route(target, req('/beta', {}, 'POST')).name, 'shop/split', 'method must match');
+    assert.equal(
+      t.route(t.byVip('10.96.0.11', 80)!, req('/')).name,
+      'shop/web-v2:80',
+      'implicit default route',
+    );
+  });
+  it('splits by weight', () => {
+    const route = t.route(t.byVip('10.96.0.10', 80)!, req('/'));
+    const rnd = seededRandom(7);
+    let v2n = 0;
+    for (let i = 0; i < 10_000; i++) if (pickBackend(route, rnd)!.service.name === 'web-v2') v2n++;
+    assert.ok(v2n > 900 && v2n < 1100, `${v2n} of 10000 near 10%`);
+  });
+  it('uses only ready endpoints; terminating ones only when nothing else serves', () => {
+    assert.deepEqual(
+      usableEndpoints(web).map((e) => e.address),
+      ['10.1.0.1'],
+    );
+    const draining = { ...web, endpoints: [endpoint('10.1.0.2', 8080, { ready: false, terminating: true })] };
+    assert.deepEqual(
+      usableEndpoints(draining).map((e) => e.address),
+      ['10.1.0.2'],
+    );
+    const gone = {
+      ...web,
+      endpoints: [endpoint('10.1.0.2', 8080, { ready: false, serving: false, terminating: true })],
+    };
+    assert.deepEqual(usableEndpoints(gone), []);
+  });
+});
+
+describe('config directory', () => {
+  const dirs: string[] = [];
+  after(async () => {
+    for (const d of dirs) await rm(d, { recursive: true, force: true });
+  });
+  it('reads the manifest format written as the kubelet does, and refuses bad input with a code', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'weft-cfg-'));
+    dirs.push(dir);
+    await writeProjected(dir, encodeConfig(cfg));
+    assert.equal((await readConfigDir(dir)).version, cfg.version);
+    assert.ok((await readdir(dir)).includes('..data'));
+    const files = encodeConfig(cfg);
+    files.set('part-000.gz', Buffer.from('truncated'));
+    await writeProjected(dir, files);
+    await assert.rejects(readConfigDir(dir), { code: 'WEFT_CONFIG_INCOMPLETE' });
+    await writeProjected(dir, new Map([['proxyconfig.json', JSON.stringify({ ...cfg, services: 'nope' })]]));
+    await assert.rejects(
+      readConfigDir(dir),
+      (e: Error & { code: string }) => e.code === 'WEFT_CONFIG_INVALID' && /services/.test(e.message),
+    );
+  });
+  it('the watcher applies new versions and keeps the last good one on bad input', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'weft-cfg-'));
+    dirs.push(dir);
+    await writeProjected(dir, encodeConfig(cfg));
+    const applied: string[] = [];
+    const rejected: string[] = [];
+    const w = new ConfigWatcher(
+      dir,
+      { apply: (c) => applied.push(c.version), rejected: (e) => rejected.push(e.code) },
+      60_000,
+    );
+    await w.start();
+    try {
+      assert.deepEqual(applied, [cfg.version]);
+      await writeFile(join(dir, '..data', 'manifest.json'), '{not json');
+      await w.reload();
+      assert.deepEqual(rejected, ['WEFT_CONFIG_INVALID']);
+      assert.equal(w.status.version, cfg.version, 'last good kept');
+      assert.equal(w.status.lastError?.code, 'WEFT_CONFIG_INVALID');
+      const next = proxyConfig('shop', [web]);
+      await writeProjected(dir, encodeConfig(next));
+      await w.reload();
+      assert.deepEqual(applied, [cfg.version, next.version]);
+      assert.equal(w.status.lastError, undefined);
+    } finally {
+      w.stop();
+    }
+  });
+});

@@ -1,0 +1,170 @@
+// Reading the projected ConfigMap directory (format in api/proxyconfig.ts CONFIG_DISTRIBUTION):
+// manifest.json names the gzip parts and their sha256; the parts concatenated and gunzipped are
+// the ProxyConfig JSON. A plain `proxyconfig.json` is accepted too (local runs, tests).
+// Also the writer, which lays files out as the kubelet does (a timestamped directory, `..data`
+// symlink swapped atomically, one top-level symlink per key) for tests, benchmarks and demos.
+import { createHash } from 'node:crypto';
+import { mkdir, readdir, readFile, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import {
+  CONFIG_DISTRIBUTION,
+  type ConfigManifest,
+  ConfigManifest as ConfigManifestSchema,
+  check,
+  PROXY_CONFIG_API_VERSION,
+  ProxyConfig,
+} from '../api/index.ts';
+import { ProxyError } from './errors.ts';
+
+export const PLAIN_CONFIG_FILE = 'proxyconfig.json';
+const MAX_CONFIG_BYTES = 64 * 1024 * 1024;
+
+async function readIfExists(path: string): Promise<Buffer | undefined> {
+  try {
+    return await readFile(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+}
+
+/** A fingerprint of what the directory holds now: the `..data` target, else the file list. */
+export async function dirFingerprint(dir: string): Promise<string> {
+  try {
+    return `data:${await readlink(join(dir, '..data'))}`;
+  } catch {
+    try {
+      return `files:${(await readdir(dir)).sort().join(',')}`;
+    } catch {
+      return 'missing';
+    }
+  }
+}
+
+/** Reads, reassembles and validates the config; throws ProxyError with WEFT_CONFIG_* codes. */
+export async function readConfigDir(dir: string): Promise<ProxyConfig> {
+  let text: string;
+  const manifestRaw = await readIfExists(join(dir, CONFIG_DISTRIBUTION.manifestKey));
+  if (manifestRaw) {
+    let manifest: ConfigManifest;
+    try {
+      manifest = JSON.parse(manifestRaw.toString('utf8')) as ConfigManifest;
+    } catch (cause) {
+      throw new ProxyError('WEFT_CONFIG_INVALID', `manifest.json is not JSON: ${(cause as Error).message}`, {
+        cause,
+      });
+    }
+    const errors = check(ConfigManifestSchema, manifest, 'manifest');
+    if (errors.length > 0) {
+      throw new ProxyError(
+        'WEFT_CONFIG_INVALID',
+        `manifest.json is invalid: ${errors.map((e) => `${e.field}: ${e.message}`).join('; ')}`,
+      );
+    }
+    const parts: Buffer[] = [];
+    for (const p of manifest.parts) {
+      const data = await readIfExists(join(dir, p.key));
+      if (!data)
+        throw new ProxyError(
+          'WEFT_CONFIG_INCOMPLETE',
+          `part ${p.key} (ConfigMap ${p.configMap}) is not projected yet`,
+        );
+      if (createHash('sha256').update(data).digest('hex') !== p.sha256) {
+        throw new ProxyError(
+          'WEFT_CONFIG_INCOMPLETE',
+          `part ${p.key} (ConfigMap ${p.configMap}) does not match the manifest's sha256 yet`,
+        );
+      }
+      parts.push(data);
+    }
+    try {
+      text = gunzipSync(Buffer.concat(parts), { maxOutputLength: MAX_CONFIG_BYTES }).toString('utf8');
+    } catch (cause) {
+      throw new ProxyError('WEFT_CONFIG_INVALID', `config parts do not gunzip: ${(cause as Error).message}`, {
+        cause,
+      });
+    }
+  } else {
+    const plain = await readIfExists(join(dir, PLAIN_CONFIG_FILE));
+    if (!plain)
+      throw new ProxyError(
+        'WEFT_CONFIG_MISSING',
+        `no ${CONFIG_DISTRIBUTION.manifestKey} or ${PLAIN_CONFIG_FILE} in ${dir}`,
+      );
+    text = plain.toString('utf8');
+  }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (cause) {
+    throw new ProxyError('WEFT_CONFIG_INVALID', `ProxyConfig is not JSON: ${(cause as Error).message}`, {
+      cause,
+    });
+  }
+  const errors = check(ProxyConfig, doc);
+  if (errors.length > 0) {
+    throw new ProxyError(
+      'WEFT_CONFIG_INVALID',
+      `ProxyConfig is invalid: ${errors
+        .slice(0, 10)
+        .map((e) => `${e.field}: ${e.message}`)
+        .join('; ')}`,
+    );
+  }
+  return doc as ProxyConfig;
+}
+
+/** The files of a config in the distribution format (one shard): key → bytes. */
+export function encodeConfig(config: ProxyConfig): Map<string, Buffer> {
+  const gz = gzipSync(Buffer.from(JSON.stringify(config)));
+  const key = CONFIG_DISTRIBUTION.partKey(0);
+  const manifest: ConfigManifest = {
+    apiVersion: PROXY_CONFIG_API_VERSION,
+    version: config.version,
+    encoding: 'gzip',
+    size: Buffer.byteLength(JSON.stringify(config)),
+    parts: [
+      {
+        key,
+        configMap: CONFIG_DISTRIBUTION.configMapName,
+        sha256: createHash('sha256').update(gz).digest('hex'),
+      },
+    ],
+  };
+  return new Map([
+    [CONFIG_DISTRIBUTION.manifestKey, Buffer.from(JSON.stringify(manifest))],
+    [key, gz],
+  ]);
+}
+
+let swapCounter = 0;
+
+/**
+ * Writes `files` into `dir` the way the kubelet projects a ConfigMap volume: a new hidden
+ * directory, then an atomic rename of the `..data` symlink onto it, then per-key symlinks.
+ */
+export async function writeProjected(dir: string, files: Map<string, Buffer | string>): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const stamp = `..${Date.now()}_${process.pid}_${swapCounter++}`;
+  await mkdir(join(dir, stamp));
+  for (const [k, v] of files) await writeFile(join(dir, stamp, k), v);
+  let old: string | undefined;
+  try {
+    old = await readlink(join(dir, '..data'));
+  } catch {}
+  await symlink(stamp, join(dir, '..data_tmp'));
+  await rename(join(dir, '..data_tmp'), join(dir, '..data'));
+  for (const k of files.keys()) {
+    try {
+      await symlink(join('..data', k), join(dir, k));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+  }
+  // Keys that went away lose their top-level link, as with the kubelet.
+  for (const name of await readdir(dir)) {
+    if (!name.startsWith('..') && !files.has(name)) await rm(join(dir, name), { force: true });
+  }
+  if (old && old !== stamp) await rm(join(dir, old), { recursive: true, force: true });
+}

@@ -1,0 +1,44 @@
+// One error class for the proxy, with stable codes: callers and tests switch on `code`, never
+// on message text. Messages say what happened and what the user can do.
+export const PROXY_ERROR_CODES = [
+  'WEFT_NATIVE_UNAVAILABLE',
+  'WEFT_NO_ORIGINAL_DST',
+  'WEFT_CONFIG_MISSING',
+  'WEFT_CONFIG_INCOMPLETE',
+  'WEFT_CONFIG_INVALID',
+  'WEFT_NO_ROUTE',
+  'WEFT_NO_ENDPOINTS',
+  'WEFT_OVERFLOW',
+  'WEFT_RATE_LIMITED',
+  'WEFT_UPSTREAM_CONNECT',
+  'WEFT_UPSTREAM_RESET',
+  'WEFT_UPSTREAM_TIMEOUT',
+  'WEFT_DENIED',
+] as const;
+export type ProxyErrorCode = (typeof PROXY_ERROR_CODES)[number];
+
+export class ProxyError extends Error {
+  readonly code: ProxyErrorCode;
+  constructor(code: ProxyErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ProxyError';
+    this.code = code;
+  }
+}
+
+/** The HTTP status a request ends with when the proxy itself fails it. */
+export function statusForError(code: ProxyErrorCode): number {
+  switch (code) {
+    case 'WEFT_NO_ENDPOINTS':
+    case 'WEFT_OVERFLOW':
+      return 503;
+    case 'WEFT_RATE_LIMITED':
+      return 429;
+    case 'WEFT_UPSTREAM_TIMEOUT':
+      return 504;
+    case 'WEFT_DENIED':
+      return 403;
+    default:
+      return 502;
+  }
+}

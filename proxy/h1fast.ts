@@ -1,0 +1,572 @@
+// The inbound HTTP/1.1 fast path: requests arriving for the local app are forwarded on raw
+// sockets with a small parser instead of node:http (about half the CPU per request, see
+// docs/proxy.md). Only the plain case is handled here: anything else (upgrades, Expect:
+// 100-continue, HTTP/1.0, tracing on) is handed, at a request boundary, to the node:http path.
+// Bodies are streamed in both directions with their framing (Content-Length, chunked, or until
+// close) passed through as is; requests may be pipelined and are answered in order.
+import net from 'node:net';
+
+const CRLF2 = Buffer.from('\r\n\r\n');
+const MAX_WAITING = 64 * 1024;
+/** Methods that may be sent twice (RFC 9110 §9.2.2): the only ones resent after a stale connection. */
+export const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+export type Framing =
+  | { kind: 'none' }
+  | { kind: 'length'; remaining: number }
+  | { kind: 'chunked' }
+  | { kind: 'close' };
+
+/** Counts the bytes of one message body as they pass, to find where it ends. */
+export class BodyTracker {
+  done: boolean;
+  #kind: Framing['kind'];
+  #remaining: number;
+  // chunked: 0 size line, 1 data, 2 CRLF after data, 3 trailer lines
+  #state = 0;
+  #line = '';
+
+  constructor(f: Framing) {
+    this.#kind = f.kind;
+    this.#remaining = f.kind === 'length' ? f.remaining : 0;
+    this.done = f.kind === 'none' || (f.kind === 'length' && f.remaining === 0);
+  }
+
+  /** How many bytes of `b` belong to the body; sets `done` at its end. Throws on bad chunking. */
+  feed(b: Buffer): number {
+    if (this.done) return 0;
+    if (this.#kind === 'close') return b.length;
+    if (this.#kind === 'length') {
+      const n = Math.min(this.#remaining, b.length);
+      this.#remaining -= n;
+      if (this.#remaining === 0) this.done = true;
+      return n;
+    }
+    let i = 0;
+    while (i < b.length && !this.done) {
+      if (this.#state === 1) {
+        const n = Math.min(this.#remaining, b.length - i);
+        i += n;
+        this.#remaining -= n;
+        if (this.#remaining === 0) this.#state = 2;
+        continue;
+      }
+      const c = b[i++]!;
+      if (c !== 0x0a) {
+        if (this.#line.length > 4096) throw new Error('chunk line too long');
+        this.#line += String.fromCharCode(c);
+        continue;
+      }
+      const line = this.#line.endsWith('\r') ? this.#line.slice(0, -1) : this.#line;
+      this.#line = '';
+      if (this.#state === 0) {
+        const size = Number.parseInt(line.split(';', 1)[0]!.trim(), 16);
+        if (!Number.isFinite(size) || size < 0 || !/^[0-9a-fA-F]+/.test(line.trim()))
+          throw new Error('bad chunk size');
+        if (size === 0) this.#state = 3;
+        else {
+          this.#remaining = size;
+          this.#state = 1;
+        }
+      } else if (this.#state === 2) {
+        if (line !== '') throw new Error('bad chunk end');
+        this.#state = 0;
+      } else if (line === '') {
+        this.done = true;
+      }
+    }
+    return i;
+  }
+}
+
+export interface Head {
+  method: string;
+  target: string;
+  minor: number;
+  /** [lowercased name, value] in order. */
+  headers: Array<[string, string]>;
+}
+
+/** Parses a request head (without the final CRLFCRLF); undefined when malformed. */
+export function parseRequestHead(text: string): Head | undefined {
+  const lines = text.split('\r\n');
+  const m = /^([A-Z]+) (\S+) HTTP\/1\.([01])$/.exec(lines[0]!);
+  if (!m) return undefined;
+  const headers: Array<[string, string]> = [];
+  for (let i = 1; i < lines.length; i++) {
+    const l = lines[i]!;
+    const c = l.indexOf(':');
+    if (c <= 0 || /[\s]/.test(l.slice(0, c))) return undefined;
+    headers.push([l.slice(0, c).toLowerCase(), l.slice(c + 1).trim()]);
+  }
+  return { method: m[1]!, target: m[2]!, minor: Number(m[3]), headers };
+}
+
+function get(h: Array<[string, string]>, name: string): string | undefined {
+  for (const [k, v] of h) if (k === name) return v;
+  return undefined;
+}
+
+/** Body framing of a message from its headers (RFC 9112 §6); undefined when contradictory. */
+export function framingOf(h: Array<[string, string]>, isResponse: boolean): Framing | undefined {
+  const te = get(h, 'transfer-encoding');
+  const cls = h.filter(([k]) => k === 'content-length').map(([, v]) => v);
+  if (te !== undefined) {
+    if (cls.length > 0) return undefined;
+    if (te.toLowerCase().split(',').pop()!.trim() === 'chunked') return { kind: 'chunked' };
+    return isResponse ? { kind: 'close' } : undefined;
+  }
+  if (cls.length > 0) {
+    const v = new Set(cls.flatMap((c) => c.split(',').map((x) => x.trim())));
+    if (v.size !== 1) return undefined;
+    const n = Number([...v][0]);
+    if (!Number.isSafeInteger(n) || n < 0 || !/^\d+$/.test([...v][0]!)) return undefined;
+    return { kind: 'length', remaining: n };
+  }
+  return isResponse ? { kind: 'close' } : { kind: 'none' };
+}
+
+/** Idle keep-alive connections to the local app, per port. */
+export class LocalPool {
+  readonly #idle = new Map<number, net.Socket[]>();
+  readonly #host: string;
+  readonly #idleMs: number;
+
+  constructor(host: string, idleMs: number) {
+    this.#host = host;
+    this.#idleMs = idleMs;
+  }
+
+  acquire(port: number): { socket: net.Socket; reused: boolean } {
+    const list = this.#idle.get(port);
+    while (list && list.length > 0) {
+      const s = list.pop()!;
+      s.removeAllListeners('close');
+      s.removeAllListeners('error');
+      s.removeAllListeners('timeout');
+      s.setTimeout(0);
+      if (!s.destroyed && s.readyState === 'open') return { socket: s, reused: true };
+      s.destroy();
+    }
+    const socket = net.connect({ host: this.#host, port });
+    socket.setNoDelay(true);
+    return { socket, reused: false };
+  }
+
+  release(port: number, s: net.Socket): void {
+    s.removeAllListeners('data');
+    s.removeAllListeners('end');
+    s.removeAllListeners('close');
+    s.removeAllListeners('error');
+    s.removeAllListeners('drain');
+    let list = this.#idle.get(port);
+    if (!list) {
+      list = [];
+      this.#idle.set(port, list);
+    }
+    if (list.length >= 256) {
+      s.destroy();
+      return;
+    }
+    const drop = () => {
+      const i = list.indexOf(s);
+      if (i >= 0) list.splice(i, 1);
+      s.destroy();
+    };
+    s.on('error', drop);
+    s.on('close', drop);
+    s.setTimeout(this.#idleMs, drop);
+    s.resume();
+    list.push(s);
+  }
+
+  close(): void {
+    for (const list of this.#idle.values()) for (const s of list) s.destroy();
+    this.#idle.clear();
+  }
+}
+
+export interface FastDeps {
+  port: number;
+  pool: LocalPool;
+  maxHeaderBytes: number;
+  idleTimeoutMs: number;
+  /** Extra response header lines ("name: value\r\n"), e.g. the destination workload. */
+  responseHeaders: string;
+  /** Request header names removed before the app (sidecar metadata). */
+  strip: ReadonlySet<string>;
+  /** True when this request must go the node:http way (tracing on, say). */
+  handoffWanted(): boolean;
+  handoff(socket: net.Socket, buffered: Buffer): void;
+  authorize:
+    | ((
+        method: string,
+        path: string,
+        headers: Array<[string, string]>,
+      ) => { allow: boolean; policy?: string })
+    | undefined;
+  onHead(): void;
+  start(): void;
+  finish(r: {
+    status: number;
+    method: string;
+    path: string;
+    authority: string | undefined;
+    src: [string, string];
+  }): void;
+  draining(): boolean;
+  error(code: string): void;
+}
+
+/** Serves one downstream connection on the fast path; `initial` holds bytes already read. */
+export function serveInbound(socket: net.Socket, initial: Buffer, d: FastDeps): void {
+  let buf: Buffer<ArrayBufferLike> = initial;
+  let state: 'head' | 'body' | 'wait' | 'closed' = 'head';
+  let reqBody: BodyTracker | undefined;
+  let up: net.Socket | undefined;
+  let keepAlive = true;
+  let inRequest = false;
+  let denying = false;
+
+  const reply = (status: number, reason: string, close: boolean) => {
+    d.error(`HTTP_${status}`);
+    socket.end(
+      `HTTP/1.1 ${status} ${reason}\r\ncontent-length: 0\r\n${close ? 'connection: close\r\n' : ''}\r\n`,
+    );
+    if (close) {
+      state = 'closed';
+      socket.destroySoon();
+    }
+  };
+
+  const onData = (chunk: Buffer) => {
+    buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+    pump();
+  };
+  let abortCurrent: (() => void) | undefined;
+  const onClose = () => {
+    state = 'closed';
+    up?.destroy();
+    abortCurrent?.();
+  };
+  socket.setNoDelay(true);
+  socket.on('data', onData);
+  socket.on('close', onClose);
+  socket.on('error', () => socket.destroy());
+  socket.setTimeout(d.idleTimeoutMs, () => {
+    if (!inRequest) socket.destroy();
+  });
+
+  function detach(): void {
+    socket.off('data', onData);
+    socket.off('close', onClose);
+    socket.removeAllListeners('error');
+    socket.setTimeout(0);
+    socket.removeAllListeners('timeout');
+  }
+
+  function pump(): void {
+    for (let guard = 0; guard < 1000; guard++) {
+      if (state === 'closed') return;
+      if (state === 'head') {
+        const end = buf.indexOf(CRLF2);
+        if (end < 0) {
+          if (buf.length > d.maxHeaderBytes) reply(431, 'Request Header Fields Too Large', true);
+          return;
+        }
+        if (end + 4 > d.maxHeaderBytes) {
+          reply(431, 'Request Header Fields Too Large', true);
+          return;
+        }
+        d.onHead();
+        const head = parseRequestHead(buf.toString('latin1', 0, end));
+        if (!head) {
+          reply(400, 'Bad Request', true);
+          return;
+        }
+        const conn = (get(head.headers, 'connection') ?? '').toLowerCase();
+        if (
+          head.minor === 0 ||
+          get(head.headers, 'upgrade') !== undefined ||
+          get(head.headers, 'expect') !== undefined ||
+          d.handoffWanted()
+        ) {
+          state = 'closed';
+          detach();
+          d.handoff(socket, buf);
+          return;
+        }
+        const framing = framingOf(head.headers, false);
+        if (!framing) {
+          reply(400, 'Bad Request', true);
+          return;
+        }
+        keepAlive = !conn.includes('close') && !d.draining();
+        if (d.authorize) {
+          const v = d.authorize(head.method, head.target, head.headers);
+          if (!v.allow) {
+            // The body is read and dropped so the connection stays usable, then 403.
+            buf = buf.subarray(end + 4);
+            reqBody = new BodyTracker(framing);
+            denying = true;
+            state = 'body';
+            continue;
+          }
+        }
+        buf = buf.subarray(end + 4);
+        reqBody = new BodyTracker(framing);
+        state = 'body';
+        forward(head, framing);
+        continue;
+      }
+      if (state === 'body') {
+        if (buf.length > 0 && !reqBody!.done) {
+          let n: number;
+          try {
+            n = reqBody!.feed(buf);
+          } catch {
+            up?.destroy();
+            reply(400, 'Bad Request', true);
+            return;
+          }
+          if (n > 0) {
+            const part = buf.subarray(0, n);
+            buf = buf.subarray(n);
+            if (up && !up.destroyed && !up.write(part)) {
+              socket.pause();
+              up.once('drain', () => socket.resume());
+            }
+          }
+        }
+        if (reqBody!.done) {
+          if (denying) {
+            denying = false;
+            finishDeny();
+            continue;
+          }
+          // The response may have finished first (an early answer): then go on at once.
+          state = inRequest ? 'wait' : 'head';
+          continue;
+        }
+        return;
+      }
+      // wait: a pipelined next request sits in buf until this response is done.
+      if (buf.length > MAX_WAITING) socket.pause();
+      return;
+    }
+  }
+
+  function finishDeny(): void {
+    d.error('WEFT_DENIED');
+    socket.write(
+      `HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nweft-error: WEFT_DENIED\r\n${keepAlive ? '' : 'connection: close\r\n'}\r\n`,
+    );
+    if (!keepAlive) {
+      state = 'closed';
+      socket.end();
+      return;
+    }
+    state = 'head';
+  }
+
+  function forward(head: Head, framing: Framing): void {
+    inRequest = true;
+    d.start();
+    let src: [string, string] = ['unknown', 'unknown'];
+    let authority: string | undefined;
+    let out = `${head.method} ${head.target} HTTP/1.1\r\n`;
+    for (const [k, v] of head.headers) {
+      if (d.strip.has(k)) {
+        if (k === 'weft-src-workload') src = [v, src[1]];
+        else if (k === 'weft-src-namespace') src = [src[0], v];
+        continue;
+      }
+      if (k === 'host') authority = v;
+      if (k === 'connection' || k === 'keep-alive') continue;
+      out += `${k}: ${v}\r\n`;
+    }
+    const headBytes = Buffer.from(`${out}\r\n`, 'latin1');
+    const hasBody = framing.kind !== 'none' && !(framing.kind === 'length' && framing.remaining === 0);
+    let triedFresh = false;
+    let responded = false;
+    let finished = false;
+    let lastStatus = 0;
+    // The client went away mid-request: account for it (499, as nginx says) so nothing leaks.
+    abortCurrent = () => {
+      if (finished) return;
+      finished = true;
+      inRequest = false;
+      d.finish({ status: lastStatus || 499, method: head.method, path: head.target, authority, src });
+    };
+
+    const done = (status: number, reusable: boolean, conn: net.Socket) => {
+      if (finished) return;
+      finished = true;
+      inRequest = false;
+      d.finish({ status, method: head.method, path: head.target, authority, src });
+      if (reusable) d.pool.release(d.port, conn);
+      else conn.destroy();
+      up = undefined;
+      if (!keepAlive || d.draining()) {
+        state = 'closed';
+        socket.end();
+        return;
+      }
+      if (state === 'wait') {
+        state = 'head';
+        socket.resume();
+        pump();
+      }
+    };
+
+    const attempt = () => {
+      const { socket: conn, reused } = d.pool.acquire(d.port);
+      up = conn;
+      let rbuf: Buffer<ArrayBufferLike> = Buffer.alloc(0);
+      let resBody: BodyTracker | undefined;
+      let status = 0;
+      let closeAfter = false;
+      // Head and the body bytes already here leave in one segment.
+      conn.cork();
+      conn.write(headBytes);
+      process.nextTick(() => conn.uncork());
+
+      const fail = (e?: Error & { code?: string }) => {
+        if (finished || up !== conn) return;
+        if (!responded) {
+          // A pooled connection the app had just closed: send again on a fresh one.
+          if (
+            reused &&
+            !hasBody &&
+            !triedFresh &&
+            IDEMPOTENT.has(head.method) &&
+            (e?.code === 'ECONNRESET' || e?.code === 'EPIPE' || e === undefined)
+          ) {
+            triedFresh = true;
+            conn.destroy();
+            attempt();
+            return;
+          }
+          responded = true;
+          d.error(e?.code === 'ECONNREFUSED' ? 'WEFT_UPSTREAM_CONNECT' : 'WEFT_UPSTREAM_RESET');
+          const body = `local app: ${e?.code ?? 'connection closed'}\n`;
+          socket.write(
+            `HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nweft-error: WEFT_UPSTREAM_CONNECT\r\nconnection: close\r\n\r\n${body}`,
+          );
+          keepAlive = false;
+          done(502, false, conn);
+          return;
+        }
+        // Mid-response: the status is out, so the connection is all we can end.
+        finished = true;
+        inRequest = false;
+        d.finish({ status, method: head.method, path: head.target, authority, src });
+        state = 'closed';
+        socket.destroy();
+      };
+      conn.on('error', fail);
+      conn.on('close', () => {
+        if (resBody && !resBody.done && closeAfter) {
+          // Body delimited by the close: it is complete now.
+          responded = true;
+          done(status, false, conn);
+          return;
+        }
+        fail();
+      });
+      conn.on('data', (input: Buffer) => {
+        if (finished) return;
+        let chunk: Buffer<ArrayBufferLike> = input;
+        if (!resBody) {
+          rbuf = rbuf.length === 0 ? chunk : Buffer.concat([rbuf, chunk]);
+          for (;;) {
+            const end = rbuf.indexOf(CRLF2);
+            if (end < 0) {
+              if (rbuf.length > 64 * 1024)
+                conn.destroy(Object.assign(new Error('response head too large'), { code: 'EPROTO' }));
+              return;
+            }
+            const text = rbuf.toString('latin1', 0, end);
+            const lines = text.split('\r\n');
+            const sm = /^HTTP\/1\.[01] (\d{3})(?: .*)?$/.exec(lines[0]!);
+            if (!sm) {
+              conn.destroy(Object.assign(new Error('bad response'), { code: 'EPROTO' }));
+              return;
+            }
+            const code = Number(sm[1]);
+            const headers: Array<[string, string]> = [];
+            for (let i = 1; i < lines.length; i++) {
+              const c = lines[i]!.indexOf(':');
+              if (c > 0) headers.push([lines[i]!.slice(0, c).toLowerCase(), lines[i]!.slice(c + 1).trim()]);
+            }
+            rbuf = rbuf.subarray(end + 4);
+            if (code >= 100 && code < 200) {
+              // Interim responses pass through; the final one follows.
+              socket.write(`${text}\r\n\r\n`);
+              continue;
+            }
+            status = code;
+            lastStatus = code;
+            responded = true;
+            const f: Framing | undefined =
+              head.method === 'HEAD' || code === 204 || code === 304
+                ? { kind: 'none' }
+                : framingOf(headers, true);
+            if (!f) {
+              conn.destroy(Object.assign(new Error('bad response framing'), { code: 'EPROTO' }));
+              return;
+            }
+            const connHdr = (get(headers, 'connection') ?? '').toLowerCase();
+            closeAfter = f.kind === 'close';
+            const reusable = !closeAfter && !connHdr.includes('close');
+            if (closeAfter) keepAlive = false;
+            let outHead = `${lines[0]}\r\n`;
+            for (let i = 1; i < lines.length; i++) {
+              const l = lines[i]!;
+              const lk = l.slice(0, l.indexOf(':')).toLowerCase();
+              if (lk === 'connection' || lk === 'keep-alive') continue;
+              outHead += `${l}\r\n`;
+            }
+            outHead += d.responseHeaders;
+            if (!keepAlive || d.draining()) {
+              keepAlive = false;
+              outHead += 'connection: close\r\n';
+            }
+            socket.cork();
+            socket.write(Buffer.from(`${outHead}\r\n`, 'latin1'));
+            process.nextTick(() => socket.uncork());
+            resBody = new BodyTracker(f);
+            (conn as net.Socket & { weftReusable?: boolean }).weftReusable = reusable;
+            if (rbuf.length === 0 && resBody.done) {
+              done(status, reusable, conn);
+              return;
+            }
+            chunk = rbuf;
+            rbuf = Buffer.alloc(0);
+            break;
+          }
+        }
+        if (!resBody || chunk.length === 0) return;
+        let n: number;
+        try {
+          n = resBody.feed(chunk);
+        } catch {
+          conn.destroy();
+          return;
+        }
+        if (n > 0 && !socket.write(n === chunk.length ? chunk : chunk.subarray(0, n))) {
+          conn.pause();
+          socket.once('drain', () => conn.resume());
+        }
+        if (resBody.done) {
+          const reusable =
+            (conn as net.Socket & { weftReusable?: boolean }).weftReusable === true && n === chunk.length;
+          done(status, reusable, conn);
+        }
+      });
+    };
+    attempt();
+  }
+
+  pump();
+}

@@ -1,0 +1,1418 @@
+// weft-proxy's data plane: the outbound (15001) and inbound (15006) listeners, protocol
+// detection, HTTP routing with the resilience policies, and TCP passthrough. `startProxy`
+// takes ports (0 for tests) and returns the bound ports and a graceful `drain`.
+import http from 'node:http';
+import http2 from 'node:http2';
+import net from 'node:net';
+import { Duplex } from 'node:stream';
+import type { Endpoint, ProxyConfig, RetryPolicy } from '../api/index.ts';
+import { RetryBudget } from './budget.ts';
+import type { Now, Random } from './clock.ts';
+import { systemNow, systemRandom } from './clock.ts';
+import { detectProtocol, type Protocol, protocolForAppProtocol, SERVER_FIRST_PORTS } from './detect.ts';
+import { type ProxyErrorCode, statusForError } from './errors.ts';
+import { IDEMPOTENT, LocalPool, serveInbound } from './h1fast.ts';
+import { Balancer, type EndpointStats, newEndpointStats, observeLatency } from './lb.ts';
+import type { ProxyMetrics } from './metrics.ts';
+import { originalDst } from './native/index.ts';
+import { DEFAULT_OUTLIER_POLICY, OutlierDetector, type OutlierPolicy, type OutlierState } from './outlier.ts';
+import { TokenBucket } from './ratelimit.ts';
+import {
+  type Backend,
+  type CompiledRoute,
+  DEFAULT_RETRY_BUDGET,
+  pickBackend,
+  RoutingTable,
+  type ServiceTarget,
+  targetPort,
+  usableEndpoints,
+} from './table.ts';
+import type { Tracing } from './tracing.ts';
+import { Transport, type UpstreamAddress } from './transport.ts';
+import {
+  type Attempt,
+  type AttemptRequest,
+  attemptHttp1,
+  attemptHttp2,
+  UpstreamFailure,
+  type UpstreamResponse,
+} from './upstream.ts';
+
+export type Direction = 'inbound' | 'outbound';
+
+/** A socket whose first bytes, already read for detection, are replayed before the rest. */
+class Replay extends Duplex {
+  readonly #socket: net.Socket;
+  constructor(socket: net.Socket, initial: Buffer) {
+    super();
+    this.#socket = socket;
+    this.push(initial);
+    socket.on('data', (d: Buffer) => {
+      if (!this.push(d)) socket.pause();
+    });
+    socket.on('end', () => this.push(null));
+    socket.on('close', () => this.destroy());
+  }
+  override _read(): void {
+    this.#socket.resume();
+  }
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
+    this.#socket.write(chunk, cb);
+  }
+  override _final(cb: () => void): void {
+    this.#socket.end();
+    cb();
+  }
+  override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
+    this.#socket.destroy();
+    cb(err);
+  }
+}
+
+export interface Limits {
+  /** Downstream connections per listener; beyond it new connections are refused. */
+  maxConnections: number;
+  /** Time for a client to send its request headers (408 after). */
+  headersTimeoutMs: number;
+  /** Most bytes of request headers (431 beyond). */
+  maxHeaderBytes: number;
+  /** Idle keep-alive connections are closed after this. */
+  idleTimeoutMs: number;
+  /** Time to wait for the first bytes before giving up on detection (then opaque TCP). */
+  detectTimeoutMs: number;
+  /** With no client bytes after this, the upstream connection is opened so a server-first protocol is not delayed. */
+  serverFirstGraceMs: number;
+  maxConnectionsPerEndpoint: number;
+}
+
+export const DEFAULT_LIMITS: Limits = {
+  maxConnections: 20_000,
+  headersTimeoutMs: 10_000,
+  maxHeaderBytes: 16 * 1024,
+  idleTimeoutMs: 60_000,
+  detectTimeoutMs: 10_000,
+  serverFirstGraceMs: 50,
+  maxConnectionsPerEndpoint: 1024,
+};
+
+/** Who the proxy serves: this pod. */
+export interface Identity {
+  namespace: string;
+  podName: string;
+  workload: string;
+  labels: Record<string, string>;
+}
+
+export interface AuthzRequest {
+  direction: 'inbound';
+  port: number;
+  sourceWorkload: string;
+  sourceNamespace: string;
+  /** The peer's SPIFFE ID once mTLS is in place (a later issue); undefined in plaintext. */
+  peerIdentity: string | undefined;
+  method: string | undefined;
+  path: string | undefined;
+  headers: Record<string, string | string[] | undefined> | undefined;
+}
+
+/** The inbound authorization hook: one place where the policies (a later issue) plug in. */
+export type Authorize = (req: AuthzRequest, config: ProxyConfig) => { allow: boolean; policy?: string };
+
+export const allowAll: Authorize = () => ({ allow: true });
+
+export interface ProxyOptions {
+  identity: Identity;
+  ports: { outbound: number; inbound: number };
+  host?: string;
+  /** Where inbound connections are forwarded: the app on loopback by default. */
+  inboundTarget?: string;
+  limits?: Partial<Limits>;
+  metrics: ProxyMetrics;
+  tracing?: Tracing;
+  /** JSON access logs; asked per request so the entry is built only when logging is on. */
+  accessLog?: { enabled(): boolean; write(entry: Record<string, unknown>): void };
+  authorize?: Authorize;
+  /** Inbound HTTP/1.1 on raw sockets (proxy/h1fast.ts) instead of node:http; default true. */
+  inboundFastPath?: boolean;
+  now?: Now;
+  random?: Random;
+  log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+}
+
+/** Headers that are about one hop and never forwarded. */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+  'te',
+  'trailer',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'http2-settings',
+]);
+/** Sidecar-to-sidecar metadata: who called (request) and who answered (response). Stripped at the edges. */
+export const H_SRC_WORKLOAD = 'weft-src-workload';
+export const H_SRC_NAMESPACE = 'weft-src-namespace';
+export const H_DST_WORKLOAD = 'weft-dst-workload';
+export const H_DST_NAMESPACE = 'weft-dst-namespace';
+
+const GRPC_CODES: Record<string, number> = {
+  cancelled: 1,
+  'deadline-exceeded': 4,
+  'resource-exhausted': 8,
+  unavailable: 14,
+};
+
+interface ClusterState {
+  active: number;
+  budget: RetryBudget | undefined;
+  budgetKey: string;
+}
+
+interface ConnContext {
+  direction: Direction;
+  dst: { address: string; port: number } | undefined;
+  target: ServiceTarget | undefined;
+}
+
+type DownReq = http.IncomingMessage | http2.Http2ServerRequest;
+type DownRes = http.ServerResponse | http2.Http2ServerResponse;
+
+function headerOf(h: http.IncomingHttpHeaders, name: string): string | undefined {
+  const v = h[name];
+  return Array.isArray(v) ? v.join(',') : v;
+}
+
+function forwardHeaders(h: http.IncomingHttpHeaders): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  const conn = headerOf(h, 'connection');
+  const extra = conn
+    ? new Set(
+        conn
+          .toLowerCase()
+          .split(',')
+          .map((s) => s.trim()),
+      )
+    : undefined;
+  for (const [k, v] of Object.entries(h)) {
+    if (v === undefined || k.startsWith(':') || HOP_BY_HOP.has(k) || extra?.has(k)) continue;
+    out[k] = v;
+  }
+  if (headerOf(h, 'te')?.includes('trailers')) out.te = 'trailers';
+  return out;
+}
+
+export interface ProxyHandle {
+  ports: { outbound: number; inbound: number };
+  /** Swaps the whole config at once; in-flight requests finish on the table they started with. */
+  apply(config: ProxyConfig): void;
+  table(): RoutingTable | undefined;
+  stats(): Record<string, unknown>;
+  /** Stops accepting, lets in-flight requests finish (up to timeoutMs), then closes everything. */
+  drain(timeoutMs: number): Promise<void>;
+  close(): void;
+}
+
+export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
+  const limits: Limits = { ...DEFAULT_LIMITS, ...opts.limits };
+  const now = opts.now ?? systemNow;
+  const random = opts.random ?? systemRandom;
+  const metrics = opts.metrics;
+  const log = opts.log ?? (() => {});
+  const authorize = opts.authorize ?? allowAll;
+  const inboundTarget = opts.inboundTarget ?? '127.0.0.1';
+  const transport = new Transport({
+    maxConnectionsPerEndpoint: limits.maxConnectionsPerEndpoint,
+    idleTimeoutMs: limits.idleTimeoutMs,
+  });
+  const balancer = new Balancer(now, random);
+  const outlier = new OutlierDetector(now);
+  const endpointStats = new Map<string, EndpointStats>();
+  const clusters = new Map<string, ClusterState>();
+  const buckets = new Map<string, TokenBucket>();
+  const ctxOf = new WeakMap<object, ConnContext>();
+  const sessionCtx = new WeakMap<object, ConnContext>();
+  const headerTimers = new WeakMap<object, NodeJS.Timeout>();
+  let pendingH2Ctx: ConnContext | undefined;
+  const sockets = new Set<net.Socket>();
+  let table: RoutingTable | undefined;
+  let inflight = 0;
+  let draining = false;
+  let drained: (() => void) | undefined;
+  const id = opts.identity;
+
+  const done = () => {
+    inflight--;
+    if (draining && inflight === 0) drained?.();
+  };
+
+  // ---- endpoints -------------------------------------------------------------------------
+  function statsFor(key: string): EndpointStats {
+    let s = endpointStats.get(key);
+    if (!s) {
+      s = newEndpointStats(key, now());
+      endpointStats.set(key, s);
+    }
+    return s;
+  }
+
+  function clusterFor(serviceId: string, retries: RetryPolicy | undefined): ClusterState {
+    let c = clusters.get(serviceId);
+    if (!c) {
+      c = { active: 0, budget: undefined, budgetKey: '' };
+      clusters.set(serviceId, c);
+    }
+    const pct = retries?.budgetPercent ?? DEFAULT_RETRY_BUDGET.budgetPercent;
+    const floor = retries?.minRetriesPerSecond ?? DEFAULT_RETRY_BUDGET.minRetriesPerSecond;
+    const key = `${pct}/${floor}`;
+    if (c.budgetKey !== key) {
+      c.budget = new RetryBudget(pct, floor, now);
+      c.budgetKey = key;
+    }
+    return c;
+  }
+
+  function outlierPolicy(route: CompiledRoute): OutlierPolicy {
+    const cb = route.source?.circuitBreaker;
+    if (!cb) return { ...DEFAULT_OUTLIER_POLICY, consecutive5xxErrors: 0 };
+    return cb;
+  }
+
+  interface Picked {
+    endpoint: Endpoint;
+    stats: EndpointStats;
+    address: UpstreamAddress;
+    peers: OutlierState[];
+  }
+
+  interface BackendEntries {
+    stats: EndpointStats[];
+    peers: OutlierState[];
+    byStats: Map<EndpointStats, { e: Endpoint; address: UpstreamAddress }>;
+  }
+  // Per config: each backend's usable endpoints with their live stats, built on first use.
+  const backendCache = new Map<string, BackendEntries>();
+
+  function entriesFor(backend: Backend): BackendEntries {
+    const key = `${backend.service.id}:${backend.port.port}`;
+    let be = backendCache.get(key);
+    if (!be) {
+      be = { stats: [], peers: [], byStats: new Map() };
+      for (const e of usableEndpoints(backend.service)) {
+        const port = targetPort(e, backend.port);
+        const st = statsFor(`${e.address}:${port}`);
+        be.stats.push(st);
+        be.peers.push(st.outlier);
+        be.byStats.set(st, { e, address: { host: e.address, port, meshed: e.meshed } });
+      }
+      backendCache.set(key, be);
+    }
+    return be;
+  }
+
+  function pickEndpoint(
+    backend: Backend,
+    route: CompiledRoute,
+    tried: Set<string>,
+    hashKey: string | undefined,
+  ): Picked | undefined {
+    const be = entriesFor(backend);
+    let candidates = be.stats;
+    let excluded = false;
+    for (const st of candidates) {
+      if (tried.has(st.key) || outlier.isEjected(st.outlier)) {
+        excluded = true;
+        break;
+      }
+    }
+    if (excluded) {
+      candidates = be.stats.filter((st) => !tried.has(st.key) && !outlier.isEjected(st.outlier));
+      // Everything ejected or tried: better to try an ejected endpoint than to fail outright.
+      if (candidates.length === 0) candidates = be.stats.filter((st) => !tried.has(st.key));
+    }
+    if (candidates.length === 0) return undefined;
+    const chosen = balancer.pick(route.lb, candidates, hashKey) ?? candidates[0]!;
+    const entry = be.byStats.get(chosen)!;
+    return { endpoint: entry.e, stats: chosen, address: entry.address, peers: be.peers };
+  }
+
+  function recordOutcome(
+    p: Picked,
+    outcome: 'success' | '5xx' | 'connect-failure',
+    route: CompiledRoute,
+    service: string,
+  ): void {
+    if (outlier.record(p.stats.outlier, outcome, outlierPolicy(route), p.peers)) {
+      metrics.ejections.inc({ destination_service: service });
+      log('warn', 'endpoint ejected by outlier detection', { endpoint: p.stats.key, service, outcome });
+    }
+  }
+
+  function bucketFor(route: CompiledRoute): TokenBucket | undefined {
+    const rl = route.source?.rateLimit;
+    if (!rl) return undefined;
+    const key = `${route.name}:${rl.requestsPerSecond}:${rl.burst}`;
+    let b = buckets.get(key);
+    if (!b) {
+      b = new TokenBucket(rl.requestsPerSecond, rl.burst, now);
+      buckets.set(key, b);
+    }
+    return b;
+  }
+
+  // ---- HTTP ------------------------------------------------------------------------------
+  function serviceLabel(t: ServiceTarget | undefined): string {
+    return t ? `${t.service.name}.${t.service.namespace}` : 'unknown';
+  }
+
+  // prom-client hashes the label object on every call; children are cached by a joined key.
+  const children = new Map<string, { count: { inc(): void }; hist: { observe(v: number): void } }>();
+  function finishMetrics(
+    direction: Direction,
+    started: number,
+    status: number,
+    grpcStatus: string,
+    src: { workload: string; namespace: string },
+    dst: { workload: string; namespace: string; service: string },
+  ): void {
+    const key = `${direction}|${src.workload}|${src.namespace}|${dst.workload}|${dst.namespace}|${dst.service}|${status}|${grpcStatus}`;
+    let c = children.get(key);
+    if (!c) {
+      const labels = {
+        direction,
+        source_workload: src.workload,
+        source_namespace: src.namespace,
+        destination_workload: dst.workload,
+        destination_namespace: dst.namespace,
+        destination_service: dst.service,
+        status_code: String(status),
+        grpc_status: grpcStatus,
+      };
+      // Bounded: label sets come from the config and status codes; a flood of unknown peers
+      // cannot grow this without limit.
+      if (children.size > 10_000) children.clear();
+      c = { count: metrics.requests.labels(labels), hist: metrics.duration.labels(labels) };
+      children.set(key, c);
+    }
+    c.count.inc();
+    c.hist.observe((now() - started) / 1000);
+  }
+
+  function sendError(
+    res: DownRes,
+    status: number,
+    code: ProxyErrorCode | 'WEFT_FAULT',
+    message: string,
+    direction: Direction,
+  ): void {
+    metrics.proxyErrors.inc({ direction, code });
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    const body = `${message}\n`;
+    try {
+      (res as http.ServerResponse).writeHead(status, {
+        'content-type': 'text/plain',
+        'content-length': Buffer.byteLength(body),
+        'weft-error': code,
+        ...(draining && res.req.httpVersionMajor < 2 ? { connection: 'close' } : {}),
+      });
+      res.end(body);
+    } catch {
+      res.destroy();
+    }
+  }
+
+  function requestHasBody(req: DownReq): boolean {
+    if (req.httpVersionMajor === 2) return !(req as http2.Http2ServerRequest).stream.endAfterHeaders;
+    const cl = headerOf(req.headers, 'content-length');
+    return (cl !== undefined && cl !== '0') || req.headers['transfer-encoding'] !== undefined;
+  }
+
+  function retriable(
+    policy: RetryPolicy,
+    failure: UpstreamFailure | undefined,
+    status: number,
+    grpcStatus: string | undefined,
+  ): boolean {
+    const on = new Set(policy.retryOn);
+    if (failure) {
+      if (failure.kind === 'connect-failure')
+        return on.has('connect-failure') || on.has('5xx') || on.has('gateway-error');
+      if (failure.kind === 'refused-stream') return on.has('refused-stream') || on.has('5xx');
+      // reset and per-try timeout
+      return on.has('reset') || on.has('5xx') || on.has('gateway-error');
+    }
+    if (status >= 500 && on.has('5xx')) return true;
+    if ((status === 502 || status === 503 || status === 504) && on.has('gateway-error')) return true;
+    if (status === 409 && on.has('retriable-4xx')) return true;
+    if (grpcStatus !== undefined) {
+      for (const [cond, code] of Object.entries(GRPC_CODES))
+        if (on.has(cond as never) && Number(grpcStatus) === code) return true;
+    }
+    return false;
+  }
+
+  async function handleHttp(direction: Direction, req: DownReq, res: DownRes): Promise<void> {
+    const started = now();
+    inflight++;
+    let finished = false;
+    const h2 = req.httpVersionMajor === 2;
+    const ctx = (h2
+      ? sessionCtx.get((req as http2.Http2ServerRequest).stream.session as object)
+      : ctxOf.get(req.socket)) ?? {
+      direction,
+      dst: undefined,
+      target: undefined,
+    };
+    const t = table;
+    const authority = h2 ? headerOf(req.headers, ':authority') : headerOf(req.headers, 'host');
+    const method = req.method ?? 'GET';
+    const path = req.url ?? '/';
+    let target: ServiceTarget | undefined;
+    let upstreamWorkload = 'unknown';
+    let upstreamNamespace = 'unknown';
+    let status = 0;
+    let grpcStatus = '';
+    const src =
+      direction === 'inbound'
+        ? {
+            workload: headerOf(req.headers, H_SRC_WORKLOAD) ?? 'unknown',
+            namespace: headerOf(req.headers, H_SRC_NAMESPACE) ?? 'unknown',
+          }
+        : { workload: id.workload, namespace: id.namespace };
+
+    const finish = () => {
+      if (finished) return;
+      finished = true;
+      done();
+      const dst =
+        direction === 'inbound'
+          ? { workload: id.workload, namespace: id.namespace, service: `${ctx.dst?.port ?? 0}` }
+          : { workload: upstreamWorkload, namespace: upstreamNamespace, service: serviceLabel(target) };
+      const code = status || res.statusCode || 0;
+      finishMetrics(direction, started, code, grpcStatus, src, dst);
+      if (opts.accessLog?.enabled())
+        opts.accessLog.write({
+          direction,
+          method,
+          authority,
+          path,
+          status: code,
+          grpcStatus: grpcStatus || undefined,
+          durationMs: Math.round((now() - started) * 1000) / 1000,
+          service: dst.service,
+          source: `${src.workload}.${src.namespace}`,
+        });
+    };
+    // 'close' follows 'finish' and also comes for aborted responses: one listener does for both.
+    res.once('close', finish);
+
+    const headers = forwardHeaders(req.headers);
+    delete headers[H_SRC_WORKLOAD];
+    delete headers[H_SRC_NAMESPACE];
+    const span = opts.tracing?.start(
+      direction,
+      method,
+      authority,
+      path,
+      headerOf(req.headers, 'traceparent'),
+    );
+    if (span) headers.traceparent = span.traceparent;
+
+    if (direction === 'inbound') {
+      const verdict = t
+        ? authorize(
+            {
+              direction,
+              port: ctx.dst?.port ?? 0,
+              sourceWorkload: src.workload,
+              sourceNamespace: src.namespace,
+              peerIdentity: undefined,
+              method,
+              path,
+              headers: req.headers,
+            },
+            t.config,
+          )
+        : { allow: true };
+      if (!verdict.allow) {
+        span?.end(403);
+        sendError(res, 403, 'WEFT_DENIED', `denied by ${verdict.policy ?? 'policy'}`, direction);
+        return;
+      }
+      const port = ctx.dst?.port;
+      if (!port) {
+        sendError(res, 502, 'WEFT_NO_ROUTE', 'inbound connection without an original destination', direction);
+        return;
+      }
+      const to: UpstreamAddress = { host: inboundTarget, port, meshed: false };
+      const hasBody = requestHasBody(req);
+      const areq: AttemptRequest = { method, path, authority, headers, hasBody };
+      let bodyStarted = false;
+      let current: Attempt | undefined;
+      res.once('close', () => {
+        if (!res.writableFinished) current?.abort();
+      });
+      // Two tries at most: the second only when a pooled connection turned out closed by the app.
+      for (let i = 0; i < 2; i++) {
+        const attempt = h2 ? attemptHttp2(transport, to, areq) : attemptHttp1(transport, to, areq, undefined);
+        current = attempt;
+        if (hasBody) {
+          attempt.whenConnected(() => {
+            if (bodyStarted || res.destroyed) return;
+            bodyStarted = true;
+            req.pipe(attempt.body);
+          });
+        }
+        try {
+          const up = await attempt.response;
+          status = up.status;
+          up.headers[H_DST_WORKLOAD] = id.workload;
+          up.headers[H_DST_NAMESPACE] = id.namespace;
+          grpcStatus = await relayResponse(res, up, h2);
+          span?.end(up.status);
+          return;
+        } catch (e) {
+          const f = e as UpstreamFailure;
+          if (res.headersSent) {
+            res.destroy();
+            return;
+          }
+          if (i === 0 && f.staleConnection && !bodyStarted && !res.destroyed && IDEMPOTENT.has(method))
+            continue;
+          status = 502;
+          span?.end(502);
+          sendError(
+            res,
+            502,
+            f.kind === 'connect-failure' ? 'WEFT_UPSTREAM_CONNECT' : 'WEFT_UPSTREAM_RESET',
+            `local app: ${f.message}`,
+            direction,
+          );
+          return;
+        }
+      }
+      return;
+    }
+
+    // Outbound: which service, which route.
+    if (!t) {
+      sendError(res, 503, 'WEFT_NO_ROUTE', 'weft-proxy has no config yet', direction);
+      return;
+    }
+    target =
+      (ctx.dst ? t.byVip(ctx.dst.address, ctx.dst.port) : undefined) ??
+      t.byAuthority(authority, ctx.dst?.port ?? 80);
+    if (!target) {
+      if (ctx.dst && t.config.mesh.outboundTrafficPolicy === 'ALLOW_ANY') {
+        await forwardPassthrough(req, res, ctx.dst, headers, authority, h2);
+        return;
+      }
+      sendError(
+        res,
+        502,
+        'WEFT_NO_ROUTE',
+        `no service for ${authority ?? ''} (${ctx.dst ? `${ctx.dst.address}:${ctx.dst.port}` : 'no original destination'})`,
+        direction,
+      );
+      return;
+    }
+    const route = t.route(target, { method, path, header: (n) => headerOf(req.headers, n) });
+
+    const bucket = bucketFor(route);
+    if (bucket && !bucket.take()) {
+      status = 429;
+      sendError(res, 429, 'WEFT_RATE_LIMITED', `rate limit of route ${route.name} exceeded`, direction);
+      return;
+    }
+    const fault = route.source?.faultInjection;
+    if (fault?.abort && random() * 100 < fault.abort.percentage) {
+      status = fault.abort.httpStatus;
+      sendError(
+        res,
+        fault.abort.httpStatus,
+        'WEFT_FAULT',
+        `fault injected by route ${route.name}`,
+        direction,
+      );
+      return;
+    }
+    if (fault?.delay && random() * 100 < fault.delay.percentage) {
+      await new Promise((r) => setTimeout(r, fault.delay!.fixedDelayMs));
+      if (res.destroyed) return;
+    }
+
+    const backend = pickBackend(route, random);
+    if (!backend) {
+      sendError(res, 503, 'WEFT_NO_ENDPOINTS', `route ${route.name} has no backend with weight`, direction);
+      return;
+    }
+    target = { service: backend.service, port: backend.port };
+    const cluster = clusterFor(backend.service.id, route.retries);
+    const cb = route.source?.circuitBreaker;
+    const maxActive = Math.min(
+      cb?.maxRequests ?? Number.POSITIVE_INFINITY,
+      cb?.maxConnections !== undefined
+        ? cb.maxConnections + (cb.maxPendingRequests ?? 0)
+        : Number.POSITIVE_INFINITY,
+    );
+    if (cluster.active >= maxActive) {
+      status = 503;
+      sendError(res, 503, 'WEFT_OVERFLOW', `${serviceLabel(target)} is at its request limit`, direction);
+      return;
+    }
+    cluster.active++;
+
+    headers[H_SRC_WORKLOAD] = id.workload;
+    headers[H_SRC_NAMESPACE] = id.namespace;
+    const hasBody = requestHasBody(req);
+    const areq: AttemptRequest = { method, path, authority, headers, hasBody };
+
+    // Mirror: a copy of the request, fire and forget; its response is discarded.
+    let mirror: Attempt | undefined;
+    if (route.mirror && random() * 100 < route.mirror.percentage) {
+      const m = pickEndpoint(
+        { service: route.mirror.target.service, port: route.mirror.target.port, weight: 1 },
+        route,
+        new Set(),
+        undefined,
+      );
+      if (m) {
+        mirror = h2
+          ? attemptHttp2(transport, m.address, areq)
+          : attemptHttp1(transport, m.address, areq, undefined);
+        mirror.response.then(
+          (r) => r.body.resume(),
+          () => {},
+        );
+        if (!hasBody) mirror = undefined;
+      }
+    }
+
+    const retries = route.retries;
+    const maxTries = 1 + (retries?.attempts ?? 0);
+    const tried = new Set<string>();
+    const hashKey = route.hashHeader ? headerOf(req.headers, route.hashHeader) : undefined;
+    let bodyStarted = false;
+    let staleRetried = false;
+    let overallTimer: NodeJS.Timeout | undefined;
+    let timedOut = false;
+    let current: Attempt | undefined;
+    const overall = new Promise<'timeout'>((resolve) => {
+      if (route.timeoutMs > 0) {
+        overallTimer = setTimeout(() => {
+          timedOut = true;
+          current?.abort();
+          resolve('timeout');
+        }, route.timeoutMs);
+      }
+    });
+    res.once('close', () => {
+      cluster.active--;
+      if (overallTimer) clearTimeout(overallTimer);
+      if (!res.writableFinished) current?.abort();
+    });
+    cluster.budget?.recordRequest();
+
+    for (let attemptNo = 1; attemptNo <= maxTries; attemptNo++) {
+      const picked = pickEndpoint(backend, route, tried, hashKey);
+      if (!picked) {
+        status = 503;
+        sendError(res, 503, 'WEFT_NO_ENDPOINTS', `${serviceLabel(target)} has no ready endpoints`, direction);
+        return;
+      }
+      tried.add(picked.stats.key);
+      // Once every endpoint was tried, allow them again (a retry may still hit a recovered one).
+      if (tried.size >= entriesFor(backend).stats.length) tried.clear();
+      upstreamNamespace = backend.service.namespace;
+      const attempt = h2
+        ? attemptHttp2(transport, picked.address, areq)
+        : attemptHttp1(transport, picked.address, areq, cb?.maxConnections);
+      current = attempt;
+      picked.stats.inflight++;
+      const tryStart = now();
+      if (hasBody) {
+        attempt.whenConnected(() => {
+          if (bodyStarted || res.destroyed) return;
+          bodyStarted = true;
+          if (mirror) {
+            const m = mirror;
+            req.on('data', (chunk: Buffer) => {
+              if (m.body.writableLength < 1 << 20) m.body.write(chunk);
+              else m.abort();
+            });
+            req.on('end', () => m.body.end());
+          }
+          req.pipe(attempt.body);
+        });
+      }
+      let perTry: NodeJS.Timeout | undefined;
+      const perTryP = new Promise<'pertry'>((resolve) => {
+        if (retries?.perTryTimeoutMs) perTry = setTimeout(() => resolve('pertry'), retries.perTryTimeoutMs);
+      });
+      let up: UpstreamResponse | undefined;
+      let failure: UpstreamFailure | undefined;
+      try {
+        const racers: Array<Promise<UpstreamResponse | 'timeout' | 'pertry'>> = [attempt.response];
+        if (overallTimer) racers.push(overall);
+        if (perTry) racers.push(perTryP);
+        const r = racers.length === 1 ? await attempt.response : await Promise.race(racers);
+        if (r === 'timeout' || timedOut) {
+          picked.stats.inflight--;
+          attempt.abort();
+          status = 504;
+          span?.end(504);
+          sendError(
+            res,
+            504,
+            'WEFT_UPSTREAM_TIMEOUT',
+            `${serviceLabel(target)} did not answer within ${route.timeoutMs} ms`,
+            direction,
+          );
+          return;
+        }
+        if (r === 'pertry') {
+          attempt.abort();
+          failure = new UpstreamFailure('timeout', `per-try timeout of ${retries?.perTryTimeoutMs} ms`);
+        } else {
+          up = r;
+        }
+      } catch (e) {
+        failure = e as UpstreamFailure;
+      } finally {
+        if (perTry) clearTimeout(perTry);
+      }
+      picked.stats.inflight--;
+      observeLatency(picked.stats, now() - tryStart, now());
+      if (res.destroyed) {
+        up?.body.destroy();
+        return;
+      }
+      const gs = up ? (up.headers['grpc-status'] as string | undefined) : undefined;
+      if (failure?.staleConnection) {
+        // A pooled connection closed under us says nothing about the endpoint's health.
+      } else if (failure?.kind === 'connect-failure')
+        recordOutcome(picked, 'connect-failure', route, serviceLabel(target));
+      else if (failure || (up && up.status >= 500)) recordOutcome(picked, '5xx', route, serviceLabel(target));
+      else recordOutcome(picked, 'success', route, serviceLabel(target));
+
+      const canReplay = !hasBody || !bodyStarted;
+      if (failure?.staleConnection && canReplay && !staleRetried && IDEMPOTENT.has(method)) {
+        // Not the endpoint's fault and not a policy retry: resend once on a fresh connection.
+        staleRetried = true;
+        tried.delete(picked.stats.key);
+        attemptNo--;
+        continue;
+      }
+      const wantRetry =
+        retries !== undefined &&
+        attemptNo < maxTries &&
+        retriable(retries, failure, up?.status ?? 0, gs) &&
+        canReplay;
+      if (wantRetry) {
+        if (cluster.budget?.tryRetry() ?? true) {
+          metrics.retries.inc({ destination_service: serviceLabel(target), outcome: 'sent' });
+          up?.body.resume();
+          continue;
+        }
+        metrics.retries.inc({ destination_service: serviceLabel(target), outcome: 'budget_exhausted' });
+      }
+      if (overallTimer) clearTimeout(overallTimer);
+      if (failure || !up) {
+        const code: ProxyErrorCode =
+          failure?.kind === 'timeout'
+            ? 'WEFT_UPSTREAM_TIMEOUT'
+            : failure?.kind === 'connect-failure'
+              ? 'WEFT_UPSTREAM_CONNECT'
+              : 'WEFT_UPSTREAM_RESET';
+        status = failure?.kind === 'connect-failure' ? 503 : statusForError(code);
+        span?.end(status);
+        sendError(
+          res,
+          status,
+          code,
+          `${serviceLabel(target)}: ${failure?.message ?? 'no response'}`,
+          direction,
+        );
+        return;
+      }
+      status = up.status;
+      upstreamWorkload =
+        headerOf(up.headers as http.IncomingHttpHeaders, H_DST_WORKLOAD) ?? picked.endpoint.pod ?? 'unknown';
+      upstreamNamespace =
+        headerOf(up.headers as http.IncomingHttpHeaders, H_DST_NAMESPACE) ?? upstreamNamespace;
+      delete up.headers[H_DST_WORKLOAD];
+      delete up.headers[H_DST_NAMESPACE];
+      try {
+        grpcStatus = await relayResponse(res, up, h2);
+      } catch {
+        res.destroy();
+      }
+      span?.end(status);
+      return;
+    }
+  }
+
+  /** Writes an upstream response downstream: status, headers, streamed body, trailers. Returns grpc-status. */
+  async function relayResponse(res: DownRes, up: UpstreamResponse, h2: boolean): Promise<string> {
+    const headers: Record<string, string | string[]> = {};
+    for (const [k, v] of Object.entries(up.headers)) if (!HOP_BY_HOP.has(k)) headers[k] = v;
+    let grpcStatus = (up.headers['grpc-status'] as string | undefined) ?? '';
+    const wantsTrailers =
+      !!up.headers.trailer ||
+      (up.headers['content-type'] as string | undefined)?.startsWith('application/grpc');
+    if (wantsTrailers && !h2)
+      headers.trailer = (up.headers.trailer as string | undefined) ?? 'grpc-status, grpc-message';
+    if (draining && !h2) headers.connection = 'close';
+    if (h2) {
+      (res as http2.Http2ServerResponse).writeHead(up.status, headers);
+    } else {
+      (res as http.ServerResponse).writeHead(up.status, headers);
+    }
+    await new Promise<void>((resolve, reject) => {
+      up.body.on('error', reject);
+      up.body.on('data', (chunk: Buffer) => {
+        if (!(res as http.ServerResponse).write(chunk)) {
+          up.body.pause();
+          res.once('drain', () => up.body.resume());
+        }
+      });
+      up.body.once('end', resolve);
+      up.body.once('close', () =>
+        up.body.readableEnded ? resolve() : reject(new Error('upstream closed mid-body')),
+      );
+    });
+    const trailers = await up.trailers();
+    if (Object.keys(trailers).length > 0) {
+      if (trailers['grpc-status'] !== undefined) grpcStatus = trailers['grpc-status'];
+      if (h2 || res.getHeader('trailer') !== undefined || wantsTrailers) res.addTrailers(trailers);
+    }
+    res.end();
+    return grpcStatus;
+  }
+
+  /** ALLOW_ANY for an address outside the mesh: forward to the original destination as-is. */
+  async function forwardPassthrough(
+    req: DownReq,
+    res: DownRes,
+    dst: { address: string; port: number },
+    headers: Record<string, string | string[]>,
+    authority: string | undefined,
+    h2: boolean,
+  ): Promise<void> {
+    const to = { host: dst.address, port: dst.port, meshed: false };
+    const areq = {
+      method: req.method ?? 'GET',
+      path: req.url ?? '/',
+      authority,
+      headers,
+      hasBody: requestHasBody(req),
+    };
+    const attempt = h2 ? attemptHttp2(transport, to, areq) : attemptHttp1(transport, to, areq, undefined);
+    if (areq.hasBody) attempt.whenConnected(() => req.pipe(attempt.body));
+    res.once('close', () => {
+      if (!res.writableFinished) attempt.abort();
+    });
+    try {
+      await relayResponse(res, await attempt.response, h2);
+    } catch (e) {
+      sendError(
+        res,
+        502,
+        'WEFT_UPSTREAM_CONNECT',
+        `${dst.address}:${dst.port}: ${(e as Error).message}`,
+        'outbound',
+      );
+    }
+  }
+
+  // ---- WebSocket and other upgrades: after the handshake, bytes both ways. ------------------
+  function handleUpgrade(
+    direction: Direction,
+    req: http.IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+  ): void {
+    const ctx = ctxOf.get(req.socket);
+    let to: UpstreamAddress | undefined;
+    let service = 'unknown';
+    const t = table;
+    if (direction === 'inbound') {
+      if (ctx?.dst) to = { host: inboundTarget, port: ctx.dst.port, meshed: false };
+    } else if (t) {
+      const target =
+        (ctx?.dst ? t.byVip(ctx.dst.address, ctx.dst.port) : undefined) ??
+        t.byAuthority(headerOf(req.headers, 'host'), ctx?.dst?.port ?? 80);
+      if (target) {
+        const route = t.route(target, {
+          method: req.method ?? 'GET',
+          path: req.url ?? '/',
+          header: (n) => headerOf(req.headers, n),
+        });
+        const backend = pickBackend(route, random);
+        const picked = backend ? pickEndpoint(backend, route, new Set(), undefined) : undefined;
+        if (picked) to = picked.address;
+        service = serviceLabel(target);
+      } else if (ctx?.dst && t.config.mesh.outboundTrafficPolicy === 'ALLOW_ANY') {
+        to = { host: ctx.dst.address, port: ctx.dst.port, meshed: false };
+      }
+    }
+    if (!to) {
+      socket.end('HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+      return;
+    }
+    const up = transport.connect(to);
+    const lines = [`${req.method} ${req.url} HTTP/1.1`];
+    for (let i = 0; i < req.rawHeaders.length; i += 2)
+      lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+    up.write(`${lines.join('\r\n')}\r\n\r\n`);
+    if (head.length > 0) up.write(head);
+    inflight++;
+    let closed = false;
+    const close = () => {
+      if (closed) return;
+      closed = true;
+      done();
+      socket.destroy();
+      up.destroy();
+    };
+    up.on('error', () => {
+      if (!closed && up.bytesRead === 0)
+        socket.end('HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+      close();
+    });
+    socket.on('error', close);
+    up.on('close', close);
+    socket.on('close', close);
+    socket.pipe(up).pipe(socket);
+    metrics.tcpOpened.inc({
+      direction,
+      source_workload: id.workload,
+      source_namespace: id.namespace,
+      destination_service: service,
+    });
+  }
+
+  // ---- opaque TCP --------------------------------------------------------------------------
+  function tcpTarget(
+    direction: Direction,
+    ctx: ConnContext,
+  ): { to: UpstreamAddress; service: string; picked?: Picked; route?: CompiledRoute } | undefined {
+    if (!ctx.dst) return undefined;
+    if (direction === 'inbound')
+      return { to: { host: inboundTarget, port: ctx.dst.port, meshed: false }, service: `${ctx.dst.port}` };
+    const t = table;
+    if (!t) return undefined;
+    if (ctx.target) {
+      const route = t.route(ctx.target, undefined);
+      const backend = pickBackend(route, random);
+      const picked = backend ? pickEndpoint(backend, route, new Set(), undefined) : undefined;
+      if (!picked) return undefined;
+      return { to: picked.address, service: serviceLabel(ctx.target), picked, route };
+    }
+    if (t.config.mesh.outboundTrafficPolicy === 'ALLOW_ANY')
+      return { to: { host: ctx.dst.address, port: ctx.dst.port, meshed: false }, service: 'passthrough' };
+    return undefined;
+  }
+
+  function proxyTcp(
+    direction: Direction,
+    client: net.Socket,
+    ctx: ConnContext,
+    initial: Buffer,
+    pre?: net.Socket,
+    preTarget?: ReturnType<typeof tcpTarget>,
+  ): void {
+    const target = preTarget ?? tcpTarget(direction, ctx);
+    if (!target) {
+      client.destroy();
+      return;
+    }
+    const labels = {
+      direction,
+      source_workload: direction === 'outbound' ? id.workload : 'unknown',
+      source_namespace: direction === 'outbound' ? id.namespace : 'unknown',
+      destination_service: target.service,
+    };
+    metrics.tcpOpened.inc(labels);
+    const up = pre ?? transport.connect(target.to);
+    inflight++;
+    let closed = false;
+    const close = () => {
+      if (closed) return;
+      closed = true;
+      done();
+      metrics.tcpReceived.inc(labels, client.bytesRead);
+      metrics.tcpSent.inc(labels, client.bytesWritten);
+      client.destroy();
+      up.destroy();
+    };
+    up.once('connect', () => {
+      if (target.picked && target.route)
+        recordOutcome(target.picked, 'success', target.route, target.service);
+    });
+    up.on('error', () => {
+      if (up.connecting && target.picked && target.route)
+        recordOutcome(target.picked, 'connect-failure', target.route, target.service);
+      close();
+    });
+    client.on('error', close);
+    up.on('close', close);
+    client.on('close', close);
+    // Half-close is passed on: a client that ends its side still gets the server's answer.
+    client.on('end', () => up.end());
+    up.on('end', () => client.end());
+    if (initial.length > 0) up.write(initial);
+    client.pipe(up, { end: false });
+    up.pipe(client, { end: false });
+    client.resume();
+  }
+
+  // ---- listeners ---------------------------------------------------------------------------
+  function makeHttpServers(direction: Direction) {
+    const h1 = http.createServer({
+      maxHeaderSize: limits.maxHeaderBytes,
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: 0,
+      keepAliveTimeout: limits.idleTimeoutMs,
+      connectionsCheckingInterval: Math.max(100, Math.min(30_000, limits.headersTimeoutMs / 4)),
+    });
+    h1.on('request', (req, res) => {
+      const timer = headerTimers.get(req.socket);
+      if (timer) {
+        clearTimeout(timer);
+        headerTimers.delete(req.socket);
+      }
+      handleHttp(direction, req, res).catch((e) => {
+        log('error', 'request failed in the proxy', { err: (e as Error).message });
+        sendError(res, 502, 'WEFT_UPSTREAM_RESET', 'proxy error', direction);
+      });
+    });
+    h1.on('upgrade', (req, socket, head) => {
+      clearTimeout(headerTimers.get(req.socket));
+      handleUpgrade(direction, req, socket, head);
+    });
+    h1.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+      const code = err.code ?? '';
+      const status =
+        code === 'HPE_HEADER_OVERFLOW'
+          ? 431
+          : code === 'ERR_HTTP_REQUEST_TIMEOUT' || code === 'HPE_HEADER_TIMEOUT'
+            ? 408
+            : 400;
+      metrics.proxyErrors.inc({ direction, code: `HTTP_${status}` });
+      if (socket.writable && !(socket as net.Socket).destroyed) {
+        const reason = http.STATUS_CODES[status] ?? 'Error';
+        socket.end(`HTTP/1.1 ${status} ${reason}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
+      } else {
+        socket.destroy();
+      }
+    });
+    const h2 = http2.createServer({
+      maxSessionMemory: 10,
+      settings: { maxHeaderListSize: limits.maxHeaderBytes },
+    });
+    h2.on('request', (req, res) => {
+      handleHttp(direction, req, res).catch((e) => {
+        log('error', 'request failed in the proxy', { err: (e as Error).message });
+        sendError(res, 502, 'WEFT_UPSTREAM_RESET', 'proxy error', direction);
+      });
+    });
+    h2.on('sessionError', () => {});
+    h2.on('session', (session) => {
+      if (pendingH2Ctx) sessionCtx.set(session, pendingH2Ctx);
+    });
+    return { h1, h2 };
+  }
+
+  function makeListener(direction: Direction): net.Server {
+    const servers = makeHttpServers(direction);
+    const server = net.createServer({ pauseOnConnect: true, noDelay: true });
+    server.maxConnections = limits.maxConnections;
+    server.on('connection', (socket) => {
+      sockets.add(socket);
+      metrics.tcpOpen.inc({ direction });
+      socket.once('close', () => {
+        sockets.delete(socket);
+        metrics.tcpOpen.dec({ direction });
+      });
+      socket.on('error', () => socket.destroy());
+      let dst: { address: string; port: number } | undefined;
+      try {
+        const od = originalDst(socket);
+        // A direct connection to the listener (no REDIRECT) reports the listener itself.
+        if (od && !(od.port === socket.localPort && od.address === socket.localAddress))
+          dst = { address: od.address, port: od.port };
+      } catch (e) {
+        log('error', (e as Error).message);
+        socket.destroy();
+        return;
+      }
+      const ctx: ConnContext = { direction, dst, target: undefined };
+      const t = table;
+      if (direction === 'outbound' && dst && t) ctx.target = t.byVip(dst.address, dst.port);
+      ctxOf.set(socket, ctx);
+      const declared = protocolForAppProtocol(ctx.target?.port.appProtocol);
+      const serverFirst = dst !== undefined && SERVER_FIRST_PORTS.has(dst.port);
+      if (declared || serverFirst) {
+        dispatch(direction, socket, ctx, declared ?? 'tcp', Buffer.alloc(0), servers);
+        return;
+      }
+      detect(direction, socket, ctx, servers);
+    });
+    server.on('error', (e) => log('error', `${direction} listener error: ${e.message}`));
+    return server;
+  }
+
+  function detect(
+    direction: Direction,
+    socket: net.Socket,
+    ctx: ConnContext,
+    servers: ReturnType<typeof makeHttpServers>,
+  ): void {
+    let buf: Buffer = Buffer.alloc(0);
+    let settled = false;
+    let pre: net.Socket | undefined;
+    let preTarget: ReturnType<typeof tcpTarget>;
+    const cleanup = () => {
+      settled = true;
+      clearTimeout(grace);
+      clearTimeout(giveUp);
+      socket.off('data', onData);
+    };
+    const onData = (chunk: Buffer) => {
+      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      const p = detectProtocol(buf);
+      if (p === 'more' && buf.length < 64) return;
+      cleanup();
+      socket.pause();
+      const proto: Protocol = p === 'more' ? 'tcp' : p;
+      if (pre && proto === 'tcp') {
+        proxyTcp(direction, socket, ctx, buf, pre, preTarget);
+        return;
+      }
+      pre?.destroy();
+      dispatch(direction, socket, ctx, proto, buf, servers);
+    };
+    // No client bytes yet: open the upstream connection now; if the server speaks first, this is TCP.
+    const grace = setTimeout(() => {
+      if (settled || !ctx.dst) return;
+      preTarget = tcpTarget(direction, ctx);
+      if (!preTarget) return;
+      pre = transport.connect(preTarget.to);
+      pre.on('error', () => {});
+      pre.once('readable', () => {
+        if (settled) return;
+        cleanup();
+        proxyTcp(direction, socket, ctx, buf, pre, preTarget);
+      });
+    }, limits.serverFirstGraceMs);
+    const giveUp = setTimeout(() => {
+      if (settled) return;
+      cleanup();
+      if (buf.length === 0 && !pre) {
+        socket.destroy();
+        return;
+      }
+      proxyTcp(direction, socket, ctx, buf, pre, preTarget);
+    }, limits.detectTimeoutMs);
+    socket.on('data', onData);
+    socket.once('close', () => {
+      if (!settled) {
+        cleanup();
+        pre?.destroy();
+      }
+    });
+    socket.resume();
+  }
+
+  // ---- inbound HTTP/1.1 fast path (proxy/h1fast.ts) ---------------------------------------
+  const fastInbound = opts.inboundFastPath ?? true;
+  const localPool = new LocalPool(inboundTarget, Math.min(limits.idleTimeoutMs, 4_000));
+  const fastStrip = new Set([H_SRC_WORKLOAD, H_SRC_NAMESPACE]);
+  const fastResponseHeaders = `${H_DST_WORKLOAD}: ${id.workload}\r\n${H_DST_NAMESPACE}: ${id.namespace}\r\n`;
+
+  function serveFastInbound(
+    socket: net.Socket,
+    port: number,
+    initial: Buffer,
+    onHead: () => void,
+    handoff: (b: Buffer) => void,
+  ): void {
+    let started = 0;
+    const auth = opts.authorize;
+    serveInbound(socket, initial, {
+      port,
+      pool: localPool,
+      maxHeaderBytes: limits.maxHeaderBytes,
+      idleTimeoutMs: limits.idleTimeoutMs,
+      responseHeaders: fastResponseHeaders,
+      strip: fastStrip,
+      handoffWanted: () => opts.tracing?.active() === true,
+      handoff: (_s, buffered) => handoff(buffered),
+      authorize: auth
+        ? (method, path, headers) => {
+            if (!table) return { allow: true };
+            const h: Record<string, string> = {};
+            for (const [k, v] of headers) h[k] = h[k] === undefined ? v : `${h[k]}, ${v}`;
+            return auth(
+              {
+                direction: 'inbound',
+                port,
+                sourceWorkload: h[H_SRC_WORKLOAD] ?? 'unknown',
+                sourceNamespace: h[H_SRC_NAMESPACE] ?? 'unknown',
+                peerIdentity: undefined,
+                method,
+                path,
+                headers: h,
+              },
+              table!.config,
+            );
+          }
+        : undefined,
+      onHead,
+      start: () => {
+        inflight++;
+        started = now();
+      },
+      finish: (r) => {
+        done();
+        const src = { workload: r.src[0], namespace: r.src[1] };
+        finishMetrics('inbound', started, r.status, '', src, {
+          workload: id.workload,
+          namespace: id.namespace,
+          service: `${port}`,
+        });
+        if (opts.accessLog?.enabled()) {
+          opts.accessLog.write({
+            direction: 'inbound',
+            method: r.method,
+            authority: r.authority,
+            path: r.path,
+            status: r.status,
+            durationMs: Math.round((now() - started) * 1000) / 1000,
+            service: `${port}`,
+            source: `${src.workload}.${src.namespace}`,
+          });
+        }
+      },
+      draining: () => draining,
+      error: (code) => metrics.proxyErrors.inc({ direction: 'inbound', code }),
+    });
+  }
+
+  function dispatch(
+    direction: Direction,
+    socket: net.Socket,
+    ctx: ConnContext,
+    proto: Protocol,
+    initial: Buffer,
+    servers: ReturnType<typeof makeHttpServers>,
+  ): void {
+    if (proto === 'http1') {
+      // The first request's headers must arrive within headersTimeoutMs (slow clients get 408).
+      // Node's own check runs only for servers that listen, and this one is fed connections.
+      const timer = setTimeout(() => {
+        if (socket.destroyed) return;
+        metrics.proxyErrors.inc({ direction, code: 'HTTP_408' });
+        socket.end('HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+        socket.destroySoon();
+      }, limits.headersTimeoutMs);
+      timer.unref();
+      headerTimers.set(socket, timer);
+      socket.once('close', () => clearTimeout(timer));
+      const handoff = (buffered: Buffer) => {
+        if (buffered.length > 0) socket.unshift(buffered);
+        servers.h1.emit('connection', socket);
+        socket.resume();
+      };
+      if (direction === 'inbound' && fastInbound && ctx.dst) {
+        serveFastInbound(socket, ctx.dst.port, initial, () => clearTimeout(timer), handoff);
+        socket.resume();
+        return;
+      }
+      handoff(initial);
+      return;
+    }
+    if (proto === 'h2') {
+      // nghttp2 reads the socket's handle directly and would miss bytes put back with unshift,
+      // so the bytes already read are replayed through a stream wrapper.
+      const conn = initial.length > 0 ? new Replay(socket, initial) : socket;
+      pendingH2Ctx = ctx;
+      servers.h2.emit('connection', conn);
+      pendingH2Ctx = undefined;
+      socket.resume();
+      return;
+    }
+    proxyTcp(direction, socket, ctx, initial);
+  }
+
+  const outbound = makeListener('outbound');
+  const inbound = makeListener('inbound');
+  const host = opts.host ?? '0.0.0.0';
+  await Promise.all([
+    new Promise<void>((r, j) => outbound.once('error', j).listen(opts.ports.outbound, host, () => r())),
+    new Promise<void>((r, j) => inbound.once('error', j).listen(opts.ports.inbound, host, () => r())),
+  ]);
+
+  const handle: ProxyHandle = {
+    ports: {
+      outbound: (outbound.address() as net.AddressInfo).port,
+      inbound: (inbound.address() as net.AddressInfo).port,
+    },
+    apply(config) {
+      table = new RoutingTable(config);
+      backendCache.clear();
+      const keys = new Set<string>();
+      for (const s of config.services)
+        for (const e of s.endpoints) for (const p of Object.values(e.ports)) keys.add(`${e.address}:${p}`);
+      for (const k of endpointStats.keys()) if (!keys.has(k)) endpointStats.delete(k);
+      transport.retain(keys);
+    },
+    table: () => table,
+    stats() {
+      return {
+        inflight,
+        connections: sockets.size,
+        draining,
+        endpoints: [...endpointStats.values()].map((s) => ({
+          endpoint: s.key,
+          ewmaMs: Math.round(s.ewmaMs * 1000) / 1000,
+          inflight: s.inflight,
+          ejected: outlier.isEjected(s.outlier),
+          timesEjected: s.outlier.timesEjected,
+        })),
+        clusters: Object.fromEntries([...clusters].map(([k, c]) => [k, { active: c.active }])),
+      };
+    },
+    async drain(timeoutMs) {
+      draining = true;
+      outbound.close();
+      inbound.close();
+      // Idle keep-alive connections go now; busy ones are closed after their response.
+      for (const s of sockets) {
+        const ctx = ctxOf.get(s);
+        if (ctx && s.readyState === 'open' && inflight === 0) s.end();
+      }
+      if (inflight > 0) {
+        await new Promise<void>((resolve) => {
+          drained = resolve;
+          setTimeout(resolve, timeoutMs).unref();
+        });
+      }
+      handle.close();
+    },
+    close() {
+      outbound.close();
+      inbound.close();
+      for (const s of sockets) s.destroy();
+      transport.close();
+      localPool.close();
+    },
+  };
+  return handle;
+}

@@ -1,0 +1,217 @@
+// The routing table: a ProxyConfig compiled once per config swap into the maps the hot path
+// needs (service by VIP:port, by hostname; routes by service), so a request does lookups only.
+import type { Endpoint, ProxyConfig, RetryPolicy, Route, Service, ServicePort } from '../api/index.ts';
+import type { Random } from './clock.ts';
+import type { LbType } from './lb.ts';
+
+export interface ServiceTarget {
+  service: Service;
+  port: ServicePort;
+}
+
+export interface Backend {
+  service: Service;
+  port: ServicePort;
+  weight: number;
+}
+
+/** A route resolved against the services: what the request path needs, nothing to look up. */
+export interface CompiledRoute {
+  name: string;
+  source: Route | undefined;
+  backends: Backend[];
+  totalWeight: number;
+  timeoutMs: number;
+  retries: RetryPolicy | undefined;
+  lb: LbType;
+  hashHeader: string | undefined;
+  mirror: { target: ServiceTarget; percentage: number } | undefined;
+}
+
+export interface RequestFacts {
+  method: string;
+  path: string;
+  header(name: string): string | undefined;
+}
+
+interface RouteEntry {
+  route: Route;
+  compiled: CompiledRoute;
+}
+
+export const DEFAULT_RETRY_BUDGET = { budgetPercent: 20, minRetriesPerSecond: 10 } as const;
+
+export class RoutingTable {
+  readonly config: ProxyConfig;
+  readonly #byVip = new Map<string, ServiceTarget>();
+  readonly #byHost = new Map<string, Service>();
+  readonly #byId = new Map<string, Service>();
+  readonly #routes = new Map<string, RouteEntry[]>();
+  readonly #defaults = new Map<string, CompiledRoute>();
+  readonly #regexes = new Map<string, RegExp>();
+
+  constructor(config: ProxyConfig) {
+    this.config = config;
+    for (const s of config.services) {
+      this.#byId.set(s.id, s);
+      for (const ip of s.clusterIPs)
+        for (const p of s.ports)
+          if (p.protocol === 'TCP') this.#byVip.set(`${ip}:${p.port}`, { service: s, port: p });
+      for (const h of s.hostnames) this.#byHost.set(h.toLowerCase(), s);
+      if (s.namespace === config.namespace) this.#byHost.set(s.name.toLowerCase(), s);
+    }
+    for (const r of config.routes) {
+      const compiled = this.#compile(r);
+      if (!compiled) continue;
+      const list = this.#routes.get(r.service) ?? [];
+      list.push({ route: r, compiled });
+      this.#routes.set(r.service, list);
+    }
+    // Routes with matches are more specific than catch-alls: try them first (stable otherwise).
+    for (const list of this.#routes.values())
+      list.sort((a, b) => Number(a.route.matches.length === 0) - Number(b.route.matches.length === 0));
+  }
+
+  get version(): string {
+    return this.config.version;
+  }
+
+  service(id: string): Service | undefined {
+    return this.#byId.get(id);
+  }
+
+  /** The Service a connection to this original destination (a ClusterIP) is for. */
+  byVip(address: string, port: number): ServiceTarget | undefined {
+    return this.#byVip.get(`${address}:${port}`);
+  }
+
+  /** The Service an HTTP Host/:authority names (with or without port); `defaultPort` otherwise. */
+  byAuthority(authority: string | undefined, defaultPort: number): ServiceTarget | undefined {
+    if (!authority) return undefined;
+    let host = authority.toLowerCase();
+    let port = defaultPort;
+    const m = /^(.*):(\d+)$/.exec(host);
+    if (m && !host.endsWith(']')) {
+      host = m[1]!;
+      port = Number(m[2]);
+    }
+    const s = this.#byHost.get(host.endsWith('.') ? host.slice(0, -1) : host);
+    if (!s) return undefined;
+    const p = s.ports.find((x) => x.port === port) ?? (s.ports.length === 1 ? s.ports[0] : undefined);
+    return p ? { service: s, port: p } : undefined;
+  }
+
+  /** The route for a request to `target`, or the service's implicit default route. */
+  route(target: ServiceTarget, req: RequestFacts | undefined): CompiledRoute {
+    for (const e of this.#routes.get(target.service.id) ?? []) {
+      if (e.route.port !== undefined && e.route.port !== target.port.port) continue;
+      if (e.route.matches.length === 0 || (req && e.route.matches.some((m) => this.#matches(m, req))))
+        return e.compiled;
+    }
+    const key = `${target.service.id}:${target.port.port}`;
+    let d = this.#defaults.get(key);
+    if (!d) {
+      d = {
+        name: `${target.service.id}:${target.port.port}`,
+        source: undefined,
+        backends: [{ service: target.service, port: target.port, weight: 1 }],
+        totalWeight: 1,
+        timeoutMs: this.config.mesh.defaultTimeoutMs,
+        retries: this.config.mesh.defaultRetries,
+        lb: 'P2C_EWMA',
+        hashHeader: undefined,
+        mirror: undefined,
+      };
+      this.#defaults.set(key, d);
+    }
+    return d;
+  }
+
+  #compile(r: Route): CompiledRoute | undefined {
+    const root = this.#byId.get(r.service);
+    if (!root) return undefined;
+    const backends: Backend[] = [];
+    for (const b of r.backends) {
+      const s = this.#byId.get(b.service);
+      if (!s || b.weight <= 0) continue;
+      // The backend port: the one named, else the root port the route is for, else the first.
+      const wanted = b.port ?? r.port;
+      const port = (wanted !== undefined ? s.ports.find((p) => p.port === wanted) : undefined) ?? s.ports[0];
+      if (port) backends.push({ service: s, port, weight: b.weight });
+    }
+    let mirror: CompiledRoute['mirror'];
+    if (r.mirror) {
+      const s = this.#byId.get(r.mirror.service);
+      const port = s?.ports.find((p) => p.port === r.port) ?? s?.ports[0];
+      if (s && port) mirror = { target: { service: s, port }, percentage: r.mirror.percentage };
+    }
+    return {
+      name: r.name,
+      source: r,
+      backends,
+      totalWeight: backends.reduce((a, b) => a + b.weight, 0),
+      timeoutMs: r.timeoutMs ?? this.config.mesh.defaultTimeoutMs,
+      retries: r.retries ?? this.config.mesh.defaultRetries,
+      lb: r.loadBalancer?.type ?? 'P2C_EWMA',
+      hashHeader: r.loadBalancer?.hashHeader?.toLowerCase(),
+      mirror,
+    };
+  }
+
+  #regex(src: string): RegExp {
+    let re = this.#regexes.get(src);
+    if (!re) {
+      re = new RegExp(`^(?:${src})$`);
+      this.#regexes.set(src, re);
+    }
+    return re;
+  }
+
+  #matches(m: Route['matches'][number], req: RequestFacts): boolean {
+    if (m.method && m.method !== req.method) return false;
+    if (m.path) {
+      const path = req.path.split('?', 1)[0]!;
+      const v = m.path.value;
+      if (m.path.type === 'Exact' && path !== v) return false;
+      if (
+        m.path.type === 'PathPrefix' &&
+        !(path === v || path.startsWith(v.endsWith('/') ? v : `${v}/`) || v === '/')
+      )
+        return false;
+      if (m.path.type === 'RegularExpression' && !this.#regex(v).test(path)) return false;
+    }
+    for (const h of m.headers ?? []) {
+      const got = req.header(h.name.toLowerCase());
+      const type = h.type ?? 'Exact';
+      if (got === undefined) return false;
+      if (type === 'Exact' && got !== h.value) return false;
+      if (type === 'RegularExpression' && !this.#regex(h.value ?? '').test(got)) return false;
+    }
+    return true;
+  }
+}
+
+/** Picks a backend by weight; `random` in [0, 1). */
+export function pickBackend(route: CompiledRoute, random: Random): Backend | undefined {
+  if (route.backends.length <= 1) return route.backends[0];
+  let x = random() * route.totalWeight;
+  for (const b of route.backends) {
+    x -= b.weight;
+    if (x < 0) return b;
+  }
+  return route.backends[route.backends.length - 1];
+}
+
+/**
+ * Endpoints that may take new requests: ready and not terminating. When none is ready, those
+ * still serving while terminating take traffic (as kube-proxy does) rather than failing.
+ */
+export function usableEndpoints(s: Service): Endpoint[] {
+  const ready = s.endpoints.filter((e) => e.ready && !e.terminating);
+  return ready.length > 0 ? ready : s.endpoints.filter((e) => e.serving);
+}
+
+/** The target port of an endpoint for a service port (by name, "" for an unnamed port). */
+export function targetPort(e: Endpoint, port: ServicePort): number {
+  return e.ports[port.name] ?? e.ports[''] ?? port.port;
+}
