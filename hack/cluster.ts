@@ -115,6 +115,11 @@ export function startBeside(
   return { pid: child.pid!, log };
 }
 
+async function waitGone(pids: number[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (pids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+}
+
 export async function down(log = (l: string) => process.stderr.write(`${l}\n`)): Promise<void> {
   if (!existsSync(STATE)) {
     log('[cluster] nothing is running');
@@ -125,14 +130,16 @@ export async function down(log = (l: string) => process.stderr.write(`${l}\n`)):
   // iptables rules on SIGTERM and needs the apiserver while it does.
   const extra = s.extra ?? [];
   for (const e of extra) if (alive(e.pid)) process.kill(e.pid, 'SIGTERM');
-  const extraDeadline = Date.now() + 30_000;
-  while (extra.some((e) => alive(e.pid)) && Date.now() < extraDeadline)
-    await new Promise((r) => setTimeout(r, 100));
+  await waitGone(
+    extra.map((e) => e.pid),
+    30_000,
+  );
   for (const e of extra) if (alive(e.pid)) process.kill(e.pid, 'SIGKILL');
   for (const pid of [...s.pids].reverse()) if (alive(pid)) process.kill(pid, 'SIGTERM');
-  const deadline = Date.now() + 10_000;
-  while (s.pids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  await waitGone([...extra.map((e) => e.pid), ...s.pids], 15_000);
   for (const pid of s.pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
+  // SIGKILL is not instant either: return only once every process is really gone.
+  await waitGone([...extra.map((e) => e.pid), ...s.pids], 5_000);
   rmSync(STATE_DIR, { recursive: true, force: true });
   log(`[cluster] stopped ${s.pids.length + extra.length} processes and removed ${s.dir}`);
 }
