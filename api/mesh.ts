@@ -93,10 +93,7 @@ const CA = Type.Object(
     workloadCertLifetime: Type.Optional(Duration('Lifetime of workload certificates.', { default: '24h' })),
     renewBefore: Type.Optional(
       Duration(
-        'How long before expiry a workload certificate is renewed (default: one third of the lifetime).',
-        {
-          default: '8h',
-        },
+        'How long before expiry a workload certificate is renewed. Absent: a third of the lifetime (renewal at two thirds).',
       ),
     ),
   },

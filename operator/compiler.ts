@@ -128,10 +128,12 @@ function meshSection(mesh: Mesh | undefined, namespace: string, clusterDomain: s
 // ---------------------------------------------------------------------------------------------
 // Services and endpoints
 
-/** Indexes the snapshot once: slices by service, pods by key. */
-export function indexSnapshot(snap: ClusterSnapshot) {
+/** Pods by namespace, then name: looked up with the strings an endpoint already holds. */
+export type PodIndex = Map<string, Map<string, PodObj>>;
+
+export function indexSlices(slices: readonly EndpointSliceObj[]): Map<string, EndpointSliceObj[]> {
   const slicesByService = new Map<string, EndpointSliceObj[]>();
-  for (const s of snap.endpointSlices) {
+  for (const s of slices) {
     const svc = s.metadata.labels?.['kubernetes.io/service-name'];
     if (!svc) continue;
     const k = `${s.metadata.namespace}/${svc}`;
@@ -139,13 +141,48 @@ export function indexSnapshot(snap: ClusterSnapshot) {
     if (list) list.push(s);
     else slicesByService.set(k, [s]);
   }
-  const pods = new Map<string, PodObj>();
-  for (const p of snap.pods) pods.set(keyOf(p.metadata), p);
-  const services = new Map<string, ServiceObj>();
-  for (const s of snap.services) services.set(keyOf(s.metadata), s);
-  return { slicesByService, pods, services, meshed: new Set(meshedNamespaces(snap)) };
+  return slicesByService;
+}
+
+export function indexPods(pods: readonly PodObj[]): PodIndex {
+  const byNs: PodIndex = new Map();
+  for (const p of pods) {
+    const ns = p.metadata.namespace ?? '';
+    let m = byNs.get(ns);
+    if (!m) {
+      m = new Map();
+      byNs.set(ns, m);
+    }
+    m.set(p.metadata.name, p);
+  }
+  return byNs;
+}
+
+export function indexServices(services: readonly ServiceObj[]): Map<string, ServiceObj> {
+  const m = new Map<string, ServiceObj>();
+  for (const s of services) m.set(keyOf(s.metadata), s);
+  return m;
+}
+
+/** Indexes the snapshot once: slices by service, pods by namespace and name, services by key. */
+export function indexSnapshot(snap: ClusterSnapshot) {
+  return {
+    slicesByService: indexSlices(snap.endpointSlices),
+    pods: indexPods(snap.pods),
+    services: indexServices(snap.services),
+    meshed: new Set(meshedNamespaces(snap)),
+  };
 }
 export type SnapshotIndex = ReturnType<typeof indexSnapshot>;
+
+const podOf = (idx: SnapshotIndex, namespace: string, name: string) => idx.pods.get(namespace)?.get(name);
+
+/** Whether two lists hold the same objects in the same order (no allocation). */
+function sameItems<T>(a: readonly T[] | undefined, b: readonly T[]): boolean {
+  if (!a || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 
 function sortedPorts(slice: EndpointSliceObj): Record<string, number> {
   const ports: [string, number][] = [];
@@ -173,7 +210,7 @@ function endpointsOf(
       let pod: string | undefined;
       if (ep.targetRef?.kind === 'Pod' && ep.targetRef.name) {
         pod = ep.targetRef.name;
-        const p = idx.pods.get(`${ep.targetRef.namespace ?? namespace}/${pod}`);
+        const p = podOf(idx, ep.targetRef.namespace ?? namespace, pod);
         if (p) {
           meshed = isMeshedPod(p);
           if (meshed || idx.meshed.has(namespace))
@@ -259,7 +296,7 @@ function serviceSignature(svc: ServiceObj, idx: SnapshotIndex, trustDomain: stri
     sig += `|${slice.metadata.name}@${slice.metadata.resourceVersion}`;
     for (const ep of slice.endpoints ?? []) {
       if (ep.targetRef?.kind !== 'Pod' || !ep.targetRef.name) continue;
-      const p = idx.pods.get(`${ep.targetRef.namespace ?? ns}/${ep.targetRef.name}`);
+      const p = podOf(idx, ep.targetRef.namespace ?? ns, ep.targetRef.name);
       if (p && !p.metadata.resourceVersion) return undefined;
       sig += `,${p ? p.metadata.resourceVersion : '-'}`;
     }
@@ -268,10 +305,16 @@ function serviceSignature(svc: ServiceObj, idx: SnapshotIndex, trustDomain: stri
 }
 
 /** The Services a namespace's workloads can call: all of them, but ExternalName and the apiserver's. */
-export function callableServices(snap: ClusterSnapshot): ServiceObj[] {
-  return snap.services
-    .filter((s) => s.spec?.type !== 'ExternalName' && !SKIPPED_SERVICES.has(keyOf(s.metadata)))
-    .sort(byKey((s) => keyOf(s.metadata)));
+export function callableServices(snap: Pick<ClusterSnapshot, 'services'>): ServiceObj[] {
+  // Keys computed once, not on every comparison.
+  const keyed: { key: string; svc: ServiceObj }[] = [];
+  for (const svc of snap.services) {
+    if (svc.spec?.type === 'ExternalName') continue;
+    const key = keyOf(svc.metadata);
+    if (!SKIPPED_SERVICES.has(key)) keyed.push({ key, svc });
+  }
+  keyed.sort((a, b) => cmp(a.key, b.key));
+  return keyed.map((k) => k.svc);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -477,7 +520,9 @@ export interface CompiledConfig {
 
 interface ServiceEntry {
   sig: string | undefined;
-  service: Service;
+  /** The cluster domain its hostnames were built with. */
+  clusterDomain: string;
+  namespace: string;
   /** JSON as other namespaces see it, and with the short name its own namespace adds. */
   json: string;
   jsonOwn: string;
@@ -485,37 +530,81 @@ interface ServiceEntry {
 
 const J = JSON.stringify;
 
+/** The indexes of the last snapshot, reused while its lists hold the same objects. */
+interface IndexCache {
+  pods: readonly PodObj[];
+  podIndex: PodIndex;
+  slices: readonly EndpointSliceObj[];
+  slicesByService: Map<string, EndpointSliceObj[]>;
+  services: readonly ServiceObj[];
+  serviceIndex: Map<string, ServiceObj>;
+  callable: ServiceObj[];
+}
+
 /**
  * The compiler. compile() is a pure function of the snapshot; the instance only memoizes
  * compiled Services by their inputs' resourceVersions, so an operator that recompiles on every
  * change redoes only what changed (and the JSON of 10,000 endpoints is not rebuilt for a
- * weight change).
+ * weight change). Only each Service's JSON is kept, not the compiled objects.
+ *
+ * It also reuses its indexes (pods, slices, services) while the snapshot's lists hold the very
+ * same objects as last time (informers replace an object on every change and never mutate one):
+ * a TrafficSplit change does not re-index 10,000 pods.
  */
 export class Compiler {
   private services = new Map<string, ServiceEntry>();
+  private indexes: IndexCache | undefined;
+
+  private index(snap: ClusterSnapshot): SnapshotIndex & { callable: ServiceObj[] } {
+    const last = this.indexes;
+    // The lists are compared with copies taken when indexed (a caller may edit its array).
+    const samePods = last !== undefined && sameItems(last.pods, snap.pods);
+    const sameSlices = last !== undefined && sameItems(last.slices, snap.endpointSlices);
+    const sameServices = last !== undefined && sameItems(last.services, snap.services);
+    const podIndex = samePods ? last.podIndex : indexPods(snap.pods);
+    const slicesByService = sameSlices ? last.slicesByService : indexSlices(snap.endpointSlices);
+    const serviceIndex = sameServices ? last.serviceIndex : indexServices(snap.services);
+    const callable = sameServices ? last.callable : callableServices(snap);
+    this.indexes = {
+      pods: samePods ? last.pods : [...snap.pods],
+      podIndex,
+      slices: sameSlices ? last.slices : [...snap.endpointSlices],
+      slicesByService,
+      services: sameServices ? last.services : [...snap.services],
+      serviceIndex,
+      callable,
+    };
+    return {
+      slicesByService,
+      pods: podIndex,
+      services: serviceIndex,
+      meshed: new Set(meshedNamespaces(snap)),
+      callable,
+    };
+  }
 
   /** Everything namespace-independent; render(ns) then builds one namespace's document. */
   prepare(snap: ClusterSnapshot): Prepared {
-    const idx = indexSnapshot(snap);
+    const idx = this.index(snap);
     const trustDomain = snap.mesh?.spec.trustDomain ?? 'cluster.local';
     const entries: ServiceEntry[] = [];
     const next = new Map<string, ServiceEntry>();
-    for (const svc of callableServices(snap)) {
+    for (const svc of idx.callable) {
       const key = keyOf(svc.metadata);
       const sig = serviceSignature(svc, idx, trustDomain);
       const cached = this.services.get(key);
       let entry: ServiceEntry;
-      if (
-        sig !== undefined &&
-        cached?.sig === sig &&
-        cached.service.hostnames[0]!.endsWith(`.svc.${snap.clusterDomain}`)
-      ) {
+      if (sig !== undefined && cached?.sig === sig && cached.clusterDomain === snap.clusterDomain) {
         entry = cached;
       } else {
         const service = compileService(svc, idx, trustDomain, snap.clusterDomain);
-        const json = J(service);
-        const own = J({ ...service, hostnames: [...service.hostnames, service.name] });
-        entry = { sig, service, json, jsonOwn: own };
+        entry = {
+          sig,
+          clusterDomain: snap.clusterDomain,
+          namespace: service.namespace,
+          json: J(service),
+          jsonOwn: J({ ...service, hostnames: [...service.hostnames, service.name] }),
+        };
       }
       next.set(key, entry);
       entries.push(entry);
@@ -528,16 +617,28 @@ export class Compiler {
     const meshed = [...idx.meshed];
     const render = (ns: string): CompiledConfig => {
       const nsPolicies = [...authz.values()].filter((p) => p.namespace === ns);
-      const parts: string[] = [];
-      for (const e of entries) parts.push(e.service.namespace === ns ? e.jsonOwn : e.json);
       // Keys in sorted order: apiVersion, authorizationPolicies, mesh, namespace, routes,
-      // services, trustBundle, then version (last in sort order too).
-      const body =
+      // services, trustBundle, then version (last in sort order too). The document is hashed
+      // piece by piece and joined once: one flat string of its size, no intermediate copies.
+      const head =
         `{"apiVersion":${J(PROXY_CONFIG_API_VERSION)},"authorizationPolicies":${J(nsPolicies)},` +
         `"mesh":${J(meshSection(snap.mesh, ns, snap.clusterDomain))},"namespace":${J(ns)},` +
-        `"routes":${routesJson},"services":[${parts.join(',')}],"trustBundle":${trustJson}}`;
-      const version = createHash('sha256').update(body).digest('hex').slice(0, 16);
-      const json = `${body.slice(0, -1)},"version":${J(version)}}`;
+        `"routes":${routesJson},"services":[`;
+      const tail = `],"trustBundle":${trustJson}`;
+      const hash = createHash('sha256').update(head);
+      const parts: string[] = new Array(entries.length + 2);
+      parts[0] = head;
+      for (let i = 0; i < entries.length; i++) {
+        const e = entries[i]!;
+        const j = e.namespace === ns ? e.jsonOwn : e.json;
+        if (i > 0) hash.update(',');
+        hash.update(j);
+        parts[i + 1] = i > 0 ? `,${j}` : j;
+      }
+      hash.update(`${tail}}`);
+      const version = hash.digest('hex').slice(0, 16);
+      parts[entries.length + 1] = `${tail},"version":${J(version)}}`;
+      const json = parts.join('');
       return { namespace: ns, version, json, config: () => JSON.parse(json) as ProxyConfig };
     };
     return { meshed, splits, policies, routes, authz, render, serviceCount: entries.length };

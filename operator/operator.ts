@@ -9,7 +9,10 @@
 //                        Namespaces, the three CRs and its own ConfigMaps.
 //   trafficsplit         key: ns/name. Status: Accepted, ResolvedRefs, Ready.
 //   authorizationpolicy  key: ns/name. Status: Accepted, Ready.
-//   mesh                 key: name. Status: Accepted, Ready, meshed namespaces and pods.
+//   mesh                 key: name. Status: Accepted, Ready, meshed namespaces and pods,
+//                        the CA condition and caExpiry.
+//   identity             key: "identities". Workload certificates and the trust bundle
+//                        (operator/identity/controller.ts).
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { hostname } from 'node:os';
@@ -17,15 +20,24 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { AuthorizationPolicy, Condition, Mesh, TrafficSplit } from '../api/index.ts';
 import { CONFIG_DISTRIBUTION } from '../api/proxyconfig.ts';
 import { KubeClient, type KubeObject, RESOURCES, type ResourceType } from '../kube/client.ts';
+import type { Clock } from '../kube/clock.ts';
 import { type ConditionInput, mergeConditions, sameConditions } from '../kube/conditions.ts';
 import { ERROR_CODES, isNotFound, WeftError } from '../kube/errors.ts';
 import { Informer, objectKey } from '../kube/informer.ts';
 import { LeaderElector } from '../kube/leader.ts';
 import { type Logger, silentLogger } from '../kube/log.ts';
 import { type ReconcileResult, WorkQueue } from '../kube/queue.ts';
-import { Compiler, DEFAULT_MESH_NAME, isMeshedPod, type Prepared, type ResourceResult } from './compiler.ts';
+import {
+  Compiler,
+  DEFAULT_MESH_NAME,
+  isMeshedPod,
+  meshedNamespaces,
+  type Prepared,
+  type ResourceResult,
+} from './compiler.ts';
 import { CONDITION, EVENT_REASON, REASON } from './conditions.ts';
 import { ALL_SHARD_NAMES, type ConfigMapObj, decode, encode, shardName, versionOf } from './distribution.ts';
+import { IDENTITY_CONDITION, IdentityController } from './identity/controller.ts';
 import { type OperatorMetrics, operatorMetrics } from './metrics.ts';
 import { podMatters, slimEndpointSlice, slimNamespace, slimPod, slimService } from './transforms.ts';
 import type { ClusterSnapshot, EndpointSliceObj, NamespaceObj, PodObj, ServiceObj } from './types.ts';
@@ -50,8 +62,13 @@ export interface OperatorOptions {
   healthAddress?: string;
   log?: Logger;
   clusterDomain?: string;
-  /** The CA seam: PEM roots proxies trust. Default: none (until the identity component). */
+  /** The CA seam: PEM roots proxies trust. Default: the identity controller's trust bundle. */
   trustBundle?: () => string[];
+  /**
+   * Workload identity (CA, workload certificates, trust bundle). Default on; false turns it
+   * off. `clock` drives issuance times and renewal timers (tests move it).
+   */
+  identity?: false | { clock?: Clock };
   /** Parallel reconciles per controller. */
   concurrency?: number;
   reconcileTimeoutMs?: number;
@@ -108,7 +125,8 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
   const metrics = operatorMetrics();
   const compiler = new Compiler();
   const clusterDomain = opts.clusterDomain ?? 'cluster.local';
-  const trustBundle = opts.trustBundle ?? (() => []);
+  let identityController: IdentityController | undefined;
+  const trustBundle = opts.trustBundle ?? (() => identityController?.trustBundle() ?? []);
   const le = opts.leaderElection === true ? {} : opts.leaderElection || undefined;
   const identity = le?.identity ?? `${hostname()}_${randomBytes(4).toString('hex')}`;
   const stats = { configMapWrites: 0, configMapDeletes: 0, statusWrites: 0, events: 0 };
@@ -140,7 +158,45 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
         .join(','),
     }),
   };
-  const informers = Object.values(inf) as Informer<KubeObject>[];
+  if (opts.identity !== false) {
+    identityController = new IdentityController({
+      client,
+      namespace: opts.namespace,
+      log,
+      clock: opts.identity?.clock,
+      mesh: () => inf.meshes.get(DEFAULT_MESH_NAME),
+      meshedServiceAccounts: () => {
+        const meshed = new Set(
+          meshedNamespaces({
+            mesh: inf.meshes.get(DEFAULT_MESH_NAME),
+            namespaces: inf.namespaces.list(),
+            excludedNamespaces: [opts.namespace],
+          }),
+        );
+        const out = new Map<string, { namespace: string; serviceAccount: string }>();
+        for (const pod of inf.pods.list()) {
+          const namespace = pod.metadata.namespace ?? '';
+          if (!meshed.has(namespace) && !isMeshedPod(pod)) continue;
+          const serviceAccount = pod.spec?.serviceAccountName || 'default';
+          out.set(`${namespace}/${serviceAccount}`, { namespace, serviceAccount });
+        }
+        return [...out.values()];
+      },
+      onTrustBundleChange: () => {
+        touch();
+        enqueueAllConfigs();
+      },
+      onStatusChange: () => enqueue('mesh', DEFAULT_MESH_NAME),
+      watchTimeoutSeconds: opts.watchTimeoutSeconds,
+      onInformerRestart: (kind, reason) => metrics.informerRestarts.inc({ kind, reason }),
+      timeoutMs:
+        opts.reconcileTimeoutMs === undefined ? undefined : Math.max(opts.reconcileTimeoutMs, 60_000),
+    });
+  }
+  const informers = [
+    ...(Object.values(inf) as Informer<KubeObject>[]),
+    ...(identityController?.informers ?? []),
+  ];
   const synced = Promise.all(informers.map((i) => i.synced)).then(() => {
     metrics.cacheSynced.set(1);
     log.info('caches synced');
@@ -290,6 +346,9 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
       configErrors.delete(ns);
       return undefined;
     }
+    // The trust bundle is not known yet on this leader: the identity controller enqueues
+    // every namespace once it is.
+    if (identityController && !identityController.ready) return undefined;
     const cfg = p.render(ns);
     const mesh = inf.meshes.get(DEFAULT_MESH_NAME);
     const ownerReferences = mesh?.metadata.uid
@@ -441,31 +500,41 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
       ]);
       return undefined;
     }
+    const ca = identityController?.meshStatus();
+    // The identity controller has not decided yet: it enqueues the Mesh when it has.
+    if (identityController && !ca) return undefined;
     const p = prepare();
     const meshedSet = new Set(p.meshed);
     const meshedPods = inf.pods
       .list()
       .filter((pod) => meshedSet.has(pod.metadata.namespace ?? '') && isMeshedPod(pod)).length;
     const errs = [...configErrors.entries()].sort(([a], [b]) => (a < b ? -1 : 1));
+    const caFailed = ca?.condition.status === 'False' ? ca.condition : undefined;
     const ready: ConditionInput =
-      errs.length === 0
-        ? {
-            type: CONDITION.Ready,
-            status: 'True',
-            reason: REASON.Programmed,
-            message: `Proxy configuration written for ${p.meshed.length} namespace(s)`,
-          }
-        : {
-            type: CONDITION.Ready,
-            status: 'False',
-            reason: errs[0]![1].reason,
-            message: errs.map(([ns, e]) => `${ns}: ${e.message}`).join('; '),
-          };
+      errs.length === 0 && caFailed
+        ? { type: CONDITION.Ready, status: 'False', reason: caFailed.reason, message: caFailed.message }
+        : errs.length === 0
+          ? {
+              type: CONDITION.Ready,
+              status: 'True',
+              reason: REASON.Programmed,
+              message: `Proxy configuration written for ${p.meshed.length} namespace(s)`,
+            }
+          : {
+              type: CONDITION.Ready,
+              status: 'False',
+              reason: errs[0]![1].reason,
+              message: errs.map(([ns, e]) => `${ns}: ${e.message}`).join('; '),
+            };
     await writeStatus(
       RESOURCES.meshes,
       mesh,
-      [{ type: CONDITION.Accepted, status: 'True', reason: REASON.Accepted, message: 'Valid' }, ready],
-      { meshedNamespaces: p.meshed.length, meshedPods },
+      [
+        { type: CONDITION.Accepted, status: 'True', reason: REASON.Accepted, message: 'Valid' },
+        ready,
+        ...(ca ? [{ ...ca.condition, type: IDENTITY_CONDITION }] : []),
+      ],
+      { meshedNamespaces: p.meshed.length, meshedPods, ...(ca?.caExpiry ? { caExpiry: ca.caExpiry } : {}) },
     );
     return undefined;
   };
@@ -522,6 +591,7 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
     // A namespace joining or leaving changes identities everywhere and its own ConfigMaps.
     for (const n of inf.namespaces.list()) enqueue('proxyconfig', n.metadata.name);
     enqueue('mesh', DEFAULT_MESH_NAME);
+    identityController?.enqueue();
   });
   inf.services.on((_t, svc) => {
     touch();
@@ -537,11 +607,13 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
     if (type === 'update' && old && !podMatters(old, pod)) return;
     enqueueAllConfigs();
     enqueue('mesh', DEFAULT_MESH_NAME);
+    if (queues) identityController?.enqueue();
   });
   inf.meshes.on((_t, m) => {
     touch();
     enqueueAllConfigs();
     enqueue('mesh', m.metadata.name);
+    if (queues) identityController?.enqueue();
   });
   inf.trafficSplits.on((type, s, old) => {
     touch();
@@ -563,6 +635,7 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
     for (const s of inf.trafficSplits.list()) enqueue('trafficsplit', objectKey(s));
     for (const p of inf.authorizationPolicies.list()) enqueue('authorizationpolicy', objectKey(p));
     for (const m of inf.meshes.list()) enqueue('mesh', m.metadata.name);
+    if (queues) identityController?.enqueue();
   };
 
   // ------------------------------------------------------------------------------ leadership
@@ -577,6 +650,7 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
     seedLastGood();
     queues = makeQueues();
     for (const q of Object.values(queues)) q.start();
+    identityController?.start();
     metrics.isLeader.set(1);
     enqueueEverything();
     if ((opts.resyncMs ?? 10 * 60_000) > 0) {
@@ -591,6 +665,7 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
     const q = queues;
     queues = undefined;
     metrics.isLeader.set(0);
+    await identityController?.stop();
     if (q) await Promise.all(Object.values(q).map((x) => x.stop()));
     leadingPromise = new Promise<void>((r) => {
       leadingResolve = r;
@@ -680,8 +755,12 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
     for (;;) {
       const q = queues;
       if (!q) return;
-      await Promise.all(Object.values(q).map((x) => x.idle()));
-      if (Object.values(q).every((x) => x.depth === 0 && x.activeCount === 0)) return;
+      await Promise.all([...Object.values(q).map((x) => x.idle()), identityController?.idle()]);
+      if (
+        Object.values(q).every((x) => x.depth === 0 && x.activeCount === 0) &&
+        (identityController?.depth ?? 0) === 0
+      )
+        return;
     }
   };
 
