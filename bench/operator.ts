@@ -22,8 +22,12 @@ const NS = 'bench';
 const CHANGES = Number(process.env.WEFT_BENCH_CHANGES ?? 60);
 const SCALES = (process.env.WEFT_BENCH_SCALES ?? '100,1000').split(',').map(Number);
 const ENDPOINTS = 10;
-/** The operator's Node flags, as in config/manager (a smaller young generation keeps RSS down). */
-const NODE_FLAGS = (process.env.WEFT_BENCH_NODE_FLAGS ?? '--max-semi-space-size=2')
+/**
+ * The operator's Node flags, exactly as NODE_OPTIONS in config/manager/manager.yaml: a small
+ * young generation, and an old-space cap that makes V8 collect before its heap doubles
+ * (docs/operator.md, "Memory and latency").
+ */
+const NODE_FLAGS = (process.env.WEFT_BENCH_NODE_FLAGS ?? '--max-semi-space-size=2 --max-old-space-size=128')
   .split(' ')
   .filter(Boolean);
 
@@ -336,12 +340,15 @@ function require_exec(bin: string, kubeconfig: string, args: string[]) {
   return execFileSync(bin, ['--kubeconfig', kubeconfig, ...args], { encoding: 'utf8' });
 }
 
+const LOAD_START = readFileSync('/proc/loadavg', 'utf8').trim();
 const results = [];
 for (const s of SCALES) results.push(await runScale(s));
 const out = {
   benchmark: 'operator',
   date: new Date().toISOString(),
   machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version },
+  nodeFlags: NODE_FLAGS.join(' '),
+  loadAvg: { start: LOAD_START, end: readFileSync('/proc/loadavg', 'utf8').trim() },
   notes:
     'Latency: TrafficSplit update request sent → the ConfigMap with the new version observed by a watch. Cold sync: operator process start → first ConfigMap written. Full resync: operator restart → first namespace reconciled (nothing to write). The machine is shared with other work.',
   targets: { p99Ms: 100, rssMB: 200 },

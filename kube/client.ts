@@ -143,7 +143,8 @@ export class KubeClient {
           reject(new WeftError(ERROR_CODES.TRANSPORT, `${method} ${path}: ${err.message}`, { cause: err })),
         );
         res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
+          const text = (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).toString('utf8');
+          chunks.length = 0;
           const status = res.statusCode ?? 0;
           let parsed: unknown;
           try {
@@ -169,30 +170,52 @@ export class KubeClient {
     return this.request<T>('GET', resourcePath(t, namespace, name));
   }
 
-  /** Lists every page (limit 500) of a kind, across namespaces unless one is given. */
-  async list<T extends KubeObject>(
+  /**
+   * Lists every page (`limit`, default 500) of a kind, across namespaces unless one is given.
+   * With `map`, each item is mapped as its page arrives and only the result is kept, so the
+   * full objects of one page at most are alive at a time (an informer slims 10,000 Pods
+   * without ever holding 10,000 full Pods).
+   */
+  async list<T extends KubeObject, U = T>(
     t: ResourceType,
-    opts: { namespace?: string; labelSelector?: string; fieldSelector?: string; signal?: AbortSignal } = {},
-  ): Promise<ListResult<T>> {
-    const items: T[] = [];
+    opts: {
+      namespace?: string;
+      labelSelector?: string;
+      fieldSelector?: string;
+      signal?: AbortSignal;
+      limit?: number;
+      map?: (item: T) => U;
+    } = {},
+  ): Promise<ListResult<U>> {
+    const items: U[] = [];
+    const map = opts.map;
     let cont: string | undefined;
     let rv = '';
     do {
-      const page = await this.request<{
-        items: T[];
-        metadata: { resourceVersion: string; continue?: string };
-      }>('GET', resourcePath(t, opts.namespace), {
+      let page:
+        | {
+            items: T[];
+            metadata: { resourceVersion: string; continue?: string };
+          }
+        | undefined = await this.request('GET', resourcePath(t, opts.namespace), {
         query: {
-          limit: 500,
+          limit: opts.limit ?? 500,
           continue: cont,
           labelSelector: opts.labelSelector,
           fieldSelector: opts.fieldSelector,
         },
         signal: opts.signal,
       });
-      for (const it of page.items) items.push(it);
-      rv = page.metadata.resourceVersion;
-      cont = page.metadata.continue || undefined;
+      const pageItems = page!.items ?? [];
+      rv = page!.metadata.resourceVersion;
+      cont = page!.metadata.continue || undefined;
+      page = undefined;
+      for (let i = 0; i < pageItems.length; i++) {
+        const it = pageItems[i]!;
+        // Drop the page's reference as we go: the raw item can be collected once mapped.
+        (pageItems as (T | undefined)[])[i] = undefined;
+        items.push(map ? map(it) : (it as unknown as U));
+      }
     } while (cont);
     return { items, resourceVersion: rv };
   }

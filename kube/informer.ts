@@ -20,6 +20,8 @@ export interface InformerOptions<T extends KubeObject> {
   fieldSelector?: string;
   /** Slims an object before it is cached (drop what reconcilers never read). */
   transform?: (obj: T) => T;
+  /** Items per list page (default 500). */
+  pageSize?: number;
   /** Server-side watch timeout, randomised ±20 % so informers do not reconnect together. */
   watchTimeoutSeconds?: number;
   /** Abort a watch silent for this long. Default: watch timeout + 30 s. */
@@ -155,13 +157,16 @@ export class Informer<T extends KubeObject> {
 
   /** Lists everything, replaces the cache and emits the differences; returns the list's resourceVersion. */
   private async relist(): Promise<string> {
+    // Each item is cleaned (and slimmed) as its page arrives: the full objects of one page at
+    // most are alive at a time.
     const res = await this.client.list<T>(this.type, {
       labelSelector: this.opts.labelSelector,
       fieldSelector: this.opts.fieldSelector,
+      limit: this.opts.pageSize,
+      map: (raw) => this.clean(raw),
     });
     const seen = new Set<string>();
-    for (const raw of res.items) {
-      const obj = this.clean(raw);
+    for (const obj of res.items) {
       const key = objectKey(obj);
       seen.add(key);
       const old = this.cache.get(key);
@@ -169,7 +174,7 @@ export class Informer<T extends KubeObject> {
       if (!old) this.emit('add', obj);
       else if (old.metadata.resourceVersion !== obj.metadata.resourceVersion) this.emit('update', obj, old);
     }
-    for (const [key, old] of [...this.cache]) {
+    for (const [key, old] of this.cache) {
       if (!seen.has(key)) {
         this.cache.delete(key);
         this.emit('delete', old);

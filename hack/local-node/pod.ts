@@ -535,7 +535,7 @@ export class PodWorker {
       hostIPs: [{ ip: this.#d.hostIP }],
       ...(ip ? { podIP: ip, podIPs: [{ ip }] } : {}),
       startTime: this.#startTime,
-      qosClass: 'BestEffort',
+      // qosClass is set by the apiserver at creation and immutable: never written here.
       conditions: [
         this.#condition('PodReadyToStartContainers', !!ip),
         this.#condition('Initialized', this.#initialized, 'ContainersNotInitialized'),
