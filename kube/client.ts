@@ -5,8 +5,8 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { createInterface } from 'node:readline';
-import type { KubeConfig } from '@kubernetes/client-node';
 import { ERROR_CODES, KubeApiError, WeftError } from './errors.ts';
+import type { KubeAccess } from './kubeconfig.ts';
 
 export const FIELD_MANAGER = 'weft-operator';
 
@@ -78,12 +78,12 @@ export interface WatchHandle {
 }
 
 export class KubeClient {
-  readonly kc: KubeConfig;
+  readonly kc: KubeAccess;
   readonly server: string;
   private agent?: https.Agent;
   private readonly userAgent: string;
 
-  constructor(kc: KubeConfig, userAgent = 'weft') {
+  constructor(kc: KubeAccess, userAgent = 'weft') {
     this.kc = kc;
     const cluster = kc.getCurrentCluster();
     if (!cluster) throw new WeftError(ERROR_CODES.CONFIG, 'kubeconfig has no current cluster');

@@ -22,6 +22,7 @@ export {
   WeftError,
 } from './errors.ts';
 export { type EventType, Informer, objectKey } from './informer.ts';
+export { type KubeAccess, SimpleKubeConfig } from './kubeconfig.ts';
 export { LeaderElector } from './leader.ts';
 export { type Logger, rootLogger, silentLogger } from './log.ts';
 export { type Outcome, type ReconcileResult, type Reconciler, WorkQueue } from './queue.ts';

@@ -1,7 +1,7 @@
 // `weft operator`: flags (each also an environment variable) → startOperator().
-import { KubeConfig } from '@kubernetes/client-node';
 import { Command, Option } from 'commander';
 import { ERROR_CODES, WeftError } from '../kube/errors.ts';
+import { SimpleKubeConfig } from '../kube/kubeconfig.ts';
 import { rootLogger } from '../kube/log.ts';
 import { onShutdown } from '../kube/shutdown.ts';
 import { durationMs } from './compiler.ts';
@@ -80,9 +80,8 @@ export function operatorCommand(): Command {
     )
     .action(async (o: Record<string, unknown>) => {
       const log = rootLogger(String(o.logLevel));
-      const kc = new KubeConfig();
-      if (o.kubeconfig) kc.loadFromFile(String(o.kubeconfig));
-      else kc.loadFromDefault();
+      // Not client-node's KubeConfig: importing it costs ~45 MB of RSS (kube/kubeconfig.ts).
+      const kc = SimpleKubeConfig.load(o.kubeconfig ? String(o.kubeconfig) : undefined);
       const addr = (v: unknown) => (v === '0' || v === '' ? undefined : String(v));
       const elect = o.leaderElect !== false && o.leaderElect !== 'false';
       const op = await startOperator({

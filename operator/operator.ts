@@ -16,7 +16,6 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { hostname } from 'node:os';
-import type { KubeConfig } from '@kubernetes/client-node';
 import type { AuthorizationPolicy, Condition, Mesh, TrafficSplit } from '../api/index.ts';
 import { CONFIG_DISTRIBUTION } from '../api/proxyconfig.ts';
 import { KubeClient, type KubeObject, RESOURCES, type ResourceType } from '../kube/client.ts';
@@ -24,6 +23,7 @@ import type { Clock } from '../kube/clock.ts';
 import { type ConditionInput, mergeConditions, sameConditions } from '../kube/conditions.ts';
 import { ERROR_CODES, isNotFound, WeftError } from '../kube/errors.ts';
 import { Informer, objectKey } from '../kube/informer.ts';
+import type { KubeAccess } from '../kube/kubeconfig.ts';
 import { LeaderElector } from '../kube/leader.ts';
 import { type Logger, silentLogger } from '../kube/log.ts';
 import { type ReconcileResult, WorkQueue } from '../kube/queue.ts';
@@ -51,7 +51,8 @@ export interface LeaderElectionConfig {
 }
 
 export interface OperatorOptions {
-  kubeConfig: KubeConfig;
+  /** A client-node KubeConfig, or kube/kubeconfig.ts's lighter SimpleKubeConfig. */
+  kubeConfig: KubeAccess;
   /** The operator's own namespace: holds the Lease, is never meshed. */
   namespace: string;
   /** false (default for the library): lead at once. true or settings: elect on a Lease. */

@@ -14,6 +14,8 @@ export const PROXY_ERROR_CODES = [
   'WEFT_UPSTREAM_RESET',
   'WEFT_UPSTREAM_TIMEOUT',
   'WEFT_DENIED',
+  'WEFT_MTLS_REQUIRED',
+  'WEFT_PEER_IDENTITY',
 ] as const;
 export type ProxyErrorCode = (typeof PROXY_ERROR_CODES)[number];
 
@@ -37,6 +39,7 @@ export function statusForError(code: ProxyErrorCode): number {
     case 'WEFT_UPSTREAM_TIMEOUT':
       return 504;
     case 'WEFT_DENIED':
+    case 'WEFT_MTLS_REQUIRED':
       return 403;
     default:
       return 502;

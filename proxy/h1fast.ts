@@ -203,8 +203,17 @@ export interface FastDeps {
         method: string,
         path: string,
         headers: Array<[string, string]>,
-      ) => { allow: boolean; policy?: string })
+      ) => {
+        allow: boolean;
+        policy?: string;
+        /** The 403 body for a denial (text). */
+        body?: string;
+        /** Extra 403 header lines ("name: value\r\n"). */
+        headers?: string;
+      })
     | undefined;
+  /** A request was denied by `authorize` (for metrics and the access log). */
+  denied?(r: { method: string; path: string; authority: string | undefined; src: [string, string] }): void;
   onHead(): void;
   start(): void;
   finish(r: {
@@ -226,7 +235,7 @@ export function serveInbound(socket: net.Socket, initial: Buffer, d: FastDeps): 
   let up: net.Socket | undefined;
   let keepAlive = true;
   let inRequest = false;
-  let denying = false;
+  let denying: { body: string; headers: string } | undefined;
 
   const reply = (status: number, reason: string, close: boolean) => {
     d.error(`HTTP_${status}`);
@@ -308,7 +317,15 @@ export function serveInbound(socket: net.Socket, initial: Buffer, d: FastDeps): 
             // The body is read and dropped so the connection stays usable, then 403.
             buf = buf.subarray(end + 4);
             reqBody = new BodyTracker(framing);
-            denying = true;
+            denying = { body: v.body ?? '', headers: v.headers ?? '' };
+            if (d.denied) {
+              let src: [string, string] = ['unknown', 'unknown'];
+              for (const [k, val] of head.headers) {
+                if (k === 'weft-src-workload') src = [val, src[1]];
+                else if (k === 'weft-src-namespace') src = [src[0], val];
+              }
+              d.denied({ method: head.method, path: head.target, authority: get(head.headers, 'host'), src });
+            }
             state = 'body';
             continue;
           }
@@ -340,8 +357,9 @@ export function serveInbound(socket: net.Socket, initial: Buffer, d: FastDeps): 
         }
         if (reqBody!.done) {
           if (denying) {
-            denying = false;
-            finishDeny();
+            const deny = denying;
+            denying = undefined;
+            finishDeny(deny);
             continue;
           }
           // The response may have finished first (an early answer): then go on at once.
@@ -356,10 +374,11 @@ export function serveInbound(socket: net.Socket, initial: Buffer, d: FastDeps): 
     }
   }
 
-  function finishDeny(): void {
+  function finishDeny(deny: { body: string; headers: string }): void {
     d.error('WEFT_DENIED');
+    const body = deny.body ? `${deny.body}\n` : '';
     socket.write(
-      `HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nweft-error: WEFT_DENIED\r\n${keepAlive ? '' : 'connection: close\r\n'}\r\n`,
+      `HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nweft-error: WEFT_DENIED\r\n${deny.headers}${keepAlive ? '' : 'connection: close\r\n'}\r\n${body}`,
     );
     if (!keepAlive) {
       state = 'closed';

@@ -93,6 +93,48 @@ export class ProxyMetrics {
     registers: [this.registry],
   });
 
+  readonly mtlsConnections = new Counter({
+    name: 'weft_mtls_connections_total',
+    help: 'Mutual TLS connections established with a peer sidecar, by TLS version and the peer SPIFFE ID.',
+    labelNames: ['direction', 'tls_version', 'peer'],
+    registers: [this.registry],
+  });
+  readonly mtlsFailures = new Counter({
+    name: 'weft_mtls_failures_total',
+    help: 'Mutual TLS connections that failed: WEFT_PEER_IDENTITY (peer presented another SPIFFE ID), certificate and handshake errors.',
+    labelNames: ['direction', 'reason'],
+    registers: [this.registry],
+  });
+  readonly mtlsRefused = new Counter({
+    name: 'weft_mtls_refused_total',
+    help: 'Inbound connections refused by the mTLS mode: plaintext or app TLS under STRICT, sidecar TLS under DISABLE or without an identity.',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
+  readonly plaintextHops = new Counter({
+    name: 'weft_plaintext_connections_total',
+    help: 'Inbound connections served without mTLS (PERMISSIVE or DISABLE), and outbound hops to meshed endpoints made in plaintext because this proxy has no identity.',
+    labelNames: ['direction', 'reason'],
+    registers: [this.registry],
+  });
+  readonly identityState = new Gauge({
+    name: 'weft_identity_loaded',
+    help: '1 when the workload certificate is loaded (mTLS possible), 0 when it is missing or invalid.',
+    registers: [this.registry],
+  });
+  readonly identityReloads = new Counter({
+    name: 'weft_identity_reloads_total',
+    help: 'Workload certificate reloads, by result (ok, or the error code; the previous identity stays).',
+    labelNames: ['result'],
+    registers: [this.registry],
+  });
+  readonly authzDecisions = new Counter({
+    name: 'weft_authz_decisions_total',
+    help: 'Inbound authorization decisions, by decision, the policy and rule that decided ("" for defaults) and the reason.',
+    labelNames: ['decision', 'policy', 'rule', 'reason'],
+    registers: [this.registry],
+  });
+
   setConfigVersion(version: string): void {
     this.configInfo.reset();
     this.configInfo.set({ version }, 1);

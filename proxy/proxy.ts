@@ -1,17 +1,22 @@
 // weft-proxy's data plane: the outbound (15001) and inbound (15006) listeners, protocol
 // detection, HTTP routing with the resilience policies, and TCP passthrough. `startProxy`
 // takes ports (0 for tests) and returns the bound ports and a graceful `drain`.
+import { AsyncLocalStorage } from 'node:async_hooks';
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { Duplex } from 'node:stream';
+import tls from 'node:tls';
 import type { Endpoint, ProxyConfig, RetryPolicy } from '../api/index.ts';
+import { denialMessage } from './authz/enforce.ts';
 import { RetryBudget } from './budget.ts';
+import { MAX_HELLO_BYTES, offersWeftAlpn, parseClientHello } from './clienthello.ts';
 import type { Now, Random } from './clock.ts';
 import { systemNow, systemRandom } from './clock.ts';
 import { detectProtocol, type Protocol, protocolForAppProtocol, SERVER_FIRST_PORTS } from './detect.ts';
 import { type ProxyErrorCode, statusForError } from './errors.ts';
 import { IDEMPOTENT, LocalPool, serveInbound } from './h1fast.ts';
+import { peerSpiffeId, protocolOfAlpn, type WorkloadIdentity } from './identity/tls.ts';
 import { Balancer, type EndpointStats, newEndpointStats, observeLatency } from './lb.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import { originalDst } from './native/index.ts';
@@ -108,15 +113,29 @@ export interface AuthzRequest {
   port: number;
   sourceWorkload: string;
   sourceNamespace: string;
-  /** The peer's SPIFFE ID once mTLS is in place (a later issue); undefined in plaintext. */
+  /** The peer's verified SPIFFE ID (spiffe://…) on an mTLS connection; undefined in plaintext. */
   peerIdentity: string | undefined;
+  /** The caller's IP address. */
+  sourceIp: string;
+  /** HTTP only (undefined for an opaque TCP connection). */
   method: string | undefined;
   path: string | undefined;
+  host?: string | undefined;
   headers: Record<string, string | string[] | undefined> | undefined;
 }
 
-/** The inbound authorization hook: one place where the policies (a later issue) plug in. */
-export type Authorize = (req: AuthzRequest, config: ProxyConfig) => { allow: boolean; policy?: string };
+export interface AuthzVerdict {
+  allow: boolean;
+  /** The policy and rule that decided, when one did. */
+  policy?: string;
+  rule?: number;
+  /** Stable reason code (denied-by-policy, no-allow-match, default-deny, …). */
+  reason?: string;
+  explanation?: string;
+}
+
+/** The inbound authorization hook: proxy/authz/enforce.ts plugs the policies in here. */
+export type Authorize = (req: AuthzRequest, config: ProxyConfig) => AuthzVerdict;
 
 export const allowAll: Authorize = () => ({ allow: true });
 
@@ -134,6 +153,10 @@ export interface ProxyOptions {
   authorize?: Authorize;
   /** Inbound HTTP/1.1 on raw sockets (proxy/h1fast.ts) instead of node:http; default true. */
   inboundFastPath?: boolean;
+  /** This pod's workload certificate (mTLS); can also come later through ProxyHandle.setWorkloadIdentity. */
+  workloadIdentity?: WorkloadIdentity;
+  /** True in debug log level: denials carry `x-weft-authz: <explanation>`. */
+  debugHeaders?: () => boolean;
   now?: Now;
   random?: Random;
   log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
@@ -175,6 +198,24 @@ interface ConnContext {
   direction: Direction;
   dst: { address: string; port: number } | undefined;
   target: ServiceTarget | undefined;
+  /** Caller's address. */
+  sourceIp?: string;
+  /** The peer sidecar's verified SPIFFE ID on an inbound mTLS connection. */
+  peer?: string;
+}
+
+type MtlsMode = ProxyConfig['mesh']['mtls']['mode'];
+
+/** The mTLS mode for a workload port: the port override, else the namespace's mode (PERMISSIVE before any config). */
+export function mtlsModeFor(config: ProxyConfig | undefined, port: number | undefined): MtlsMode {
+  if (!config) return 'PERMISSIVE';
+  const m = config.mesh.mtls;
+  return (port !== undefined ? m.ports.find((p) => p.port === port)?.mode : undefined) ?? m.mode;
+}
+
+/** The namespace in a SPIFFE ID spiffe://<td>/ns/<ns>/sa/<sa>. */
+function namespaceOfSpiffe(id: string): string | undefined {
+  return /\/ns\/([^/]+)\/sa\//.exec(id)?.[1];
 }
 
 type DownReq = http.IncomingMessage | http2.Http2ServerRequest;
@@ -206,6 +247,8 @@ function forwardHeaders(h: http.IncomingHttpHeaders): Record<string, string | st
 
 export interface ProxyHandle {
   ports: { outbound: number; inbound: number };
+  /** Starts (or replaces) mTLS with this workload identity: inbound termination and outbound origination. */
+  setWorkloadIdentity(identity: WorkloadIdentity): void;
   /** Swaps the whole config at once; in-flight requests finish on the table they started with. */
   apply(config: ProxyConfig): void;
   table(): RoutingTable | undefined;
@@ -223,10 +266,22 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
   const log = opts.log ?? (() => {});
   const authorize = opts.authorize ?? allowAll;
   const inboundTarget = opts.inboundTarget ?? '127.0.0.1';
-  const transport = new Transport({
-    maxConnectionsPerEndpoint: limits.maxConnectionsPerEndpoint,
-    idleTimeoutMs: limits.idleTimeoutMs,
-  });
+  const transport = new Transport(
+    {
+      maxConnectionsPerEndpoint: limits.maxConnectionsPerEndpoint,
+      idleTimeoutMs: limits.idleTimeoutMs,
+    },
+    {
+      secured: (peer, version) =>
+        metrics.mtlsConnections.inc({ direction: 'outbound', tls_version: version, peer }),
+      plaintext: () => metrics.plaintextHops.inc({ direction: 'outbound', reason: 'no_identity' }),
+      tlsFailed: (peer, code) => {
+        metrics.mtlsFailures.inc({ direction: 'outbound', reason: code });
+        log('warn', 'mTLS connection to a peer sidecar failed', { peer, code });
+      },
+    },
+  );
+  const debugHeaders = opts.debugHeaders ?? (() => false);
   const balancer = new Balancer(now, random);
   const outlier = new OutlierDetector(now);
   const endpointStats = new Map<string, EndpointStats>();
@@ -305,7 +360,13 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
         const st = statsFor(`${e.address}:${port}`);
         be.stats.push(st);
         be.peers.push(st.outlier);
-        be.byStats.set(st, { e, address: { host: e.address, port, meshed: e.meshed } });
+        // mTLS to a meshed endpoint with an identity unless the mode is DISABLE for its port;
+        // Transport falls back to plaintext while this proxy has no identity of its own.
+        const mtls = e.meshed && e.identity !== undefined && mtlsModeFor(table?.config, port) !== 'DISABLE';
+        be.byStats.set(st, {
+          e,
+          address: { host: e.address, port, meshed: e.meshed, ...(mtls ? { peerId: e.identity } : {}) },
+        });
       }
       backendCache.set(key, be);
     }
@@ -481,9 +542,14 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       direction === 'inbound'
         ? {
             workload: headerOf(req.headers, H_SRC_WORKLOAD) ?? 'unknown',
-            namespace: headerOf(req.headers, H_SRC_NAMESPACE) ?? 'unknown',
+            // Under mTLS the caller's namespace is the verified one from its certificate.
+            namespace:
+              (ctx.peer ? namespaceOfSpiffe(ctx.peer) : undefined) ??
+              headerOf(req.headers, H_SRC_NAMESPACE) ??
+              'unknown',
           }
         : { workload: id.workload, namespace: id.namespace };
+    let denied: AuthzVerdict | undefined;
 
     const finish = () => {
       if (finished) return;
@@ -506,6 +572,10 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
           durationMs: Math.round((now() - started) * 1000) / 1000,
           service: dst.service,
           source: `${src.workload}.${src.namespace}`,
+          principal: ctx.peer,
+          ...(denied
+            ? { authz: 'deny', policy: denied.policy, rule: denied.rule, reason: denied.reason }
+            : {}),
         });
     };
     // 'close' follows 'finish' and also comes for aborted responses: one listener does for both.
@@ -524,24 +594,30 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     if (span) headers.traceparent = span.traceparent;
 
     if (direction === 'inbound') {
-      const verdict = t
+      const verdict: AuthzVerdict = t
         ? authorize(
             {
               direction,
               port: ctx.dst?.port ?? 0,
               sourceWorkload: src.workload,
               sourceNamespace: src.namespace,
-              peerIdentity: undefined,
+              peerIdentity: ctx.peer,
+              sourceIp: ctx.sourceIp ?? '',
               method,
               path,
+              host: authority,
               headers: req.headers,
             },
             t.config,
           )
         : { allow: true };
       if (!verdict.allow) {
+        denied = verdict;
+        status = 403;
         span?.end(403);
-        sendError(res, 403, 'WEFT_DENIED', `denied by ${verdict.policy ?? 'policy'}`, direction);
+        if (debugHeaders() && verdict.explanation && !res.headersSent)
+          res.setHeader('x-weft-authz', verdict.explanation.replace(/[\r\n]/g, ' '));
+        sendError(res, 403, 'WEFT_DENIED', denialMessage(verdict), direction);
         return;
       }
       const port = ctx.dst?.port;
@@ -942,6 +1018,31 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     let service = 'unknown';
     const t = table;
     if (direction === 'inbound') {
+      if (t) {
+        const v = authorize(
+          {
+            direction,
+            port: ctx?.dst?.port ?? 0,
+            sourceWorkload: headerOf(req.headers, H_SRC_WORKLOAD) ?? 'unknown',
+            sourceNamespace: headerOf(req.headers, H_SRC_NAMESPACE) ?? 'unknown',
+            peerIdentity: ctx?.peer,
+            sourceIp: ctx?.sourceIp ?? '',
+            method: req.method ?? 'GET',
+            path: req.url ?? '/',
+            host: headerOf(req.headers, 'host'),
+            headers: req.headers,
+          },
+          t.config,
+        );
+        if (!v.allow) {
+          metrics.proxyErrors.inc({ direction, code: 'WEFT_DENIED' });
+          const body = `${denialMessage(v)}\n`;
+          socket.end(
+            `HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nweft-error: WEFT_DENIED\r\nconnection: close\r\n\r\n${body}`,
+          );
+          return;
+        }
+      }
       if (ctx?.dst) to = { host: inboundTarget, port: ctx.dst.port, meshed: false };
     } else if (t) {
       const target =
@@ -1027,6 +1128,41 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     pre?: net.Socket,
     preTarget?: ReturnType<typeof tcpTarget>,
   ): void {
+    if (direction === 'inbound' && table) {
+      // Opaque TCP: the decision is per connection, and a denial closes it.
+      const v = authorize(
+        {
+          direction,
+          port: ctx.dst?.port ?? 0,
+          sourceWorkload: 'unknown',
+          sourceNamespace: (ctx.peer ? namespaceOfSpiffe(ctx.peer) : undefined) ?? 'unknown',
+          peerIdentity: ctx.peer,
+          sourceIp: ctx.sourceIp ?? '',
+          method: undefined,
+          path: undefined,
+          headers: undefined,
+        },
+        table.config,
+      );
+      if (!v.allow) {
+        metrics.proxyErrors.inc({ direction, code: 'WEFT_DENIED' });
+        if (opts.accessLog?.enabled())
+          opts.accessLog.write({
+            direction,
+            protocol: 'tcp',
+            service: `${ctx.dst?.port ?? 0}`,
+            principal: ctx.peer,
+            sourceIp: ctx.sourceIp,
+            authz: 'deny',
+            policy: v.policy,
+            rule: v.rule,
+            reason: v.reason,
+          });
+        pre?.destroy();
+        client.destroy();
+        return;
+      }
+    }
     const target = preTarget ?? tcpTarget(direction, ctx);
     if (!target) {
       client.destroy();
@@ -1131,6 +1267,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
 
   function makeListener(direction: Direction): net.Server {
     const servers = makeHttpServers(direction);
+    if (direction === 'inbound') inboundServers = servers;
     const server = net.createServer({ pauseOnConnect: true, noDelay: true });
     server.maxConnections = limits.maxConnections;
     server.on('connection', (socket) => {
@@ -1152,12 +1289,17 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
         socket.destroy();
         return;
       }
-      const ctx: ConnContext = { direction, dst, target: undefined };
+      const ctx: ConnContext = { direction, dst, target: undefined, sourceIp: socket.remoteAddress };
       const t = table;
       if (direction === 'outbound' && dst && t) ctx.target = t.byVip(dst.address, dst.port);
       ctxOf.set(socket, ctx);
       const declared = protocolForAppProtocol(ctx.target?.port.appProtocol);
-      const serverFirst = dst !== undefined && SERVER_FIRST_PORTS.has(dst.port);
+      // Inbound, a peer sidecar speaks first (its ClientHello) even on a server-first port, so
+      // detection is skipped there only when mTLS is off for the port.
+      const serverFirst =
+        dst !== undefined &&
+        SERVER_FIRST_PORTS.has(dst.port) &&
+        (direction === 'outbound' || mtlsModeFor(t?.config, dst.port) === 'DISABLE');
       if (declared || serverFirst) {
         dispatch(direction, socket, ctx, declared ?? 'tcp', Buffer.alloc(0), servers);
         return;
@@ -1186,11 +1328,24 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     };
     const onData = (chunk: Buffer) => {
       buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      if (direction === 'inbound' && buf[0] === 0x16) {
+        // TLS: read the whole ClientHello to see whether a peer sidecar (weft-* ALPN) is calling.
+        const hello = parseClientHello(buf);
+        if (hello.kind === 'more' && hello.need <= MAX_HELLO_BYTES) return;
+        cleanup();
+        socket.pause();
+        inboundTls(socket, ctx, buf, hello.kind === 'hello' && offersWeftAlpn(hello.alpn), pre, preTarget);
+        return;
+      }
       const p = detectProtocol(buf);
       if (p === 'more' && buf.length < 64) return;
       cleanup();
       socket.pause();
       const proto: Protocol = p === 'more' ? 'tcp' : p;
+      if (direction === 'inbound' && !admitPlaintext(socket, ctx, proto)) {
+        pre?.destroy();
+        return;
+      }
       if (pre && proto === 'tcp') {
         proxyTcp(direction, socket, ctx, buf, pre, preTarget);
         return;
@@ -1201,6 +1356,8 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     // No client bytes yet: open the upstream connection now; if the server speaks first, this is TCP.
     const grace = setTimeout(() => {
       if (settled || !ctx.dst) return;
+      // Under STRICT the app is not reached before the caller proved it is a sidecar.
+      if (direction === 'inbound' && mtlsModeFor(table?.config, ctx.dst.port) === 'STRICT') return;
       preTarget = tcpTarget(direction, ctx);
       if (!preTarget) return;
       pre = transport.connect(preTarget.to);
@@ -1216,6 +1373,10 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       cleanup();
       if (buf.length === 0 && !pre) {
         socket.destroy();
+        return;
+      }
+      if (direction === 'inbound' && !admitPlaintext(socket, ctx, 'tcp')) {
+        pre?.destroy();
         return;
       }
       proxyTcp(direction, socket, ctx, buf, pre, preTarget);
@@ -1238,6 +1399,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
 
   function serveFastInbound(
     socket: net.Socket,
+    ctx: ConnContext,
     port: number,
     initial: Buffer,
     onHead: () => void,
@@ -1245,6 +1407,8 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
   ): void {
     let started = 0;
     const auth = opts.authorize;
+    let lastDenial: AuthzVerdict | undefined;
+    const peerNs = ctx.peer ? namespaceOfSpiffe(ctx.peer) : undefined;
     serveInbound(socket, initial, {
       port,
       pool: localPool,
@@ -1259,21 +1423,59 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
             if (!table) return { allow: true };
             const h: Record<string, string> = {};
             for (const [k, v] of headers) h[k] = h[k] === undefined ? v : `${h[k]}, ${v}`;
-            return auth(
+            const v = auth(
               {
                 direction: 'inbound',
                 port,
                 sourceWorkload: h[H_SRC_WORKLOAD] ?? 'unknown',
-                sourceNamespace: h[H_SRC_NAMESPACE] ?? 'unknown',
-                peerIdentity: undefined,
+                sourceNamespace: peerNs ?? h[H_SRC_NAMESPACE] ?? 'unknown',
+                peerIdentity: ctx.peer,
+                sourceIp: ctx.sourceIp ?? '',
                 method,
                 path,
+                host: h.host,
                 headers: h,
               },
               table!.config,
             );
+            if (v.allow) return v;
+            lastDenial = v;
+            return {
+              allow: false,
+              policy: v.policy,
+              body: denialMessage(v),
+              headers:
+                debugHeaders() && v.explanation
+                  ? `x-weft-authz: ${v.explanation.replace(/[\r\n]/g, ' ')}\r\n`
+                  : '',
+            };
           }
         : undefined,
+      denied: (r) => {
+        const v = lastDenial;
+        const src = { workload: r.src[0], namespace: peerNs ?? r.src[1] };
+        finishMetrics('inbound', now(), 403, '', src, {
+          workload: id.workload,
+          namespace: id.namespace,
+          service: `${port}`,
+        });
+        if (opts.accessLog?.enabled())
+          opts.accessLog.write({
+            direction: 'inbound',
+            method: r.method,
+            authority: r.authority,
+            path: r.path,
+            status: 403,
+            durationMs: 0,
+            service: `${port}`,
+            source: `${src.workload}.${src.namespace}`,
+            principal: ctx.peer,
+            authz: 'deny',
+            policy: v?.policy,
+            rule: v?.rule,
+            reason: v?.reason,
+          });
+      },
       onHead,
       start: () => {
         inflight++;
@@ -1281,7 +1483,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       },
       finish: (r) => {
         done();
-        const src = { workload: r.src[0], namespace: r.src[1] };
+        const src = { workload: r.src[0], namespace: peerNs ?? r.src[1] };
         finishMetrics('inbound', started, r.status, '', src, {
           workload: id.workload,
           namespace: id.namespace,
@@ -1297,12 +1499,114 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
             durationMs: Math.round((now() - started) * 1000) / 1000,
             service: `${port}`,
             source: `${src.workload}.${src.namespace}`,
+            principal: ctx.peer,
           });
         }
       },
       draining: () => draining,
       error: (code) => metrics.proxyErrors.inc({ direction: 'inbound', code }),
     });
+  }
+
+  // ---- inbound mTLS --------------------------------------------------------------------------
+  let inboundServers: ReturnType<typeof makeHttpServers> | undefined;
+  let tlsServer: tls.Server | undefined;
+  // The inbound connection a TLS handshake belongs to: tls.Server creates the TLSSocket inside
+  // emit('connection') and its handshake callbacks run in that async context.
+  const tlsConn = new AsyncLocalStorage<ConnContext>();
+
+  function setWorkloadIdentity(wi: WorkloadIdentity): void {
+    transport.identity = wi;
+    const server = new tls.Server({ ...wi.serverOptions(), handshakeTimeout: limits.headersTimeoutMs });
+    wi.track(server);
+    server.on('secureConnection', (t: tls.TLSSocket) => {
+      const ctx = tlsConn.getStore();
+      const peer = peerSpiffeId(t);
+      if (!ctx || !peer) {
+        metrics.mtlsFailures.inc({ direction: 'inbound', reason: 'WEFT_PEER_IDENTITY' });
+        t.destroy();
+        return;
+      }
+      const inner: ConnContext = { ...ctx, peer };
+      metrics.mtlsConnections.inc({ direction: 'inbound', tls_version: t.getProtocol() ?? 'unknown', peer });
+      ctxOf.set(t, inner);
+      t.on('error', () => t.destroy());
+      const alpn = protocolOfAlpn(t.alpnProtocol);
+      dispatch(
+        'inbound',
+        t,
+        inner,
+        alpn === 'h2' ? 'h2' : alpn === 'http1' ? 'http1' : 'tcp',
+        Buffer.alloc(0),
+        inboundServers!,
+      );
+    });
+    server.on('tlsClientError', (e: NodeJS.ErrnoException) => {
+      metrics.mtlsFailures.inc({ direction: 'inbound', reason: e.code ?? 'TLS_ERROR' });
+      log('warn', 'inbound mTLS handshake failed', { code: e.code, err: e.message });
+    });
+    const old = tlsServer;
+    tlsServer = server;
+    old?.close();
+  }
+  if (opts.workloadIdentity) setWorkloadIdentity(opts.workloadIdentity);
+
+  function refuse(socket: net.Socket, reason: string, httpPort: number | undefined): void {
+    metrics.mtlsRefused.inc({ reason });
+    if (httpPort !== undefined) {
+      const body = `mutual TLS is required on port ${httpPort} (mTLS mode STRICT): plaintext refused\n`;
+      socket.end(
+        `HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nweft-error: WEFT_MTLS_REQUIRED\r\nconnection: close\r\n\r\n${body}`,
+      );
+      socket.destroySoon();
+      return;
+    }
+    socket.destroy();
+  }
+
+  /** Plaintext inbound: refused under STRICT (HTTP/1.1 gets a 403 saying why), else served. */
+  function admitPlaintext(socket: net.Socket, ctx: ConnContext, proto: Protocol): boolean {
+    const mode = mtlsModeFor(table?.config, ctx.dst?.port);
+    if (mode === 'STRICT') {
+      refuse(socket, 'plaintext', proto === 'http1' ? (ctx.dst?.port ?? 0) : undefined);
+      return false;
+    }
+    metrics.plaintextHops.inc({
+      direction: 'inbound',
+      reason: mode === 'DISABLE' ? 'disabled' : 'permissive',
+    });
+    return true;
+  }
+
+  /** Inbound TLS: a peer sidecar's is terminated with the workload identity; the app's own passes through. */
+  function inboundTls(
+    socket: net.Socket,
+    ctx: ConnContext,
+    initial: Buffer,
+    fromSidecar: boolean,
+    pre: net.Socket | undefined,
+    preTarget: ReturnType<typeof tcpTarget>,
+  ): void {
+    const mode = mtlsModeFor(table?.config, ctx.dst?.port);
+    if (!fromSidecar) {
+      if (mode === 'STRICT') {
+        pre?.destroy();
+        refuse(socket, 'app_tls', undefined);
+        return;
+      }
+      proxyTcp('inbound', socket, ctx, initial, pre, preTarget);
+      return;
+    }
+    pre?.destroy();
+    if (mode === 'DISABLE' || !tlsServer) {
+      refuse(socket, mode === 'DISABLE' ? 'mtls_disabled' : 'no_identity', undefined);
+      return;
+    }
+    const server = tlsServer;
+    const conn = new Replay(socket, initial);
+    conn.on('error', () => socket.destroy());
+    tlsConn.run(ctx, () => server.emit('connection', conn));
+    socket.resume();
   }
 
   function dispatch(
@@ -1331,7 +1635,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
         socket.resume();
       };
       if (direction === 'inbound' && fastInbound && ctx.dst) {
-        serveFastInbound(socket, ctx.dst.port, initial, () => clearTimeout(timer), handoff);
+        serveFastInbound(socket, ctx, ctx.dst.port, initial, () => clearTimeout(timer), handoff);
         socket.resume();
         return;
       }
@@ -1364,6 +1668,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       outbound: (outbound.address() as net.AddressInfo).port,
       inbound: (inbound.address() as net.AddressInfo).port,
     },
+    setWorkloadIdentity,
     apply(config) {
       table = new RoutingTable(config);
       backendCache.clear();

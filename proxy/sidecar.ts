@@ -1,12 +1,15 @@
 // The whole sidecar: config watcher, data plane, admin and health servers, logging, tracing,
 // and the SIGTERM drain. main.ts parses flags and calls startSidecar; tests call it with port 0.
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type http from 'node:http';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { PROXY, type ProxyConfig } from '../api/index.ts';
 import { adminHandler, healthHandler, listen } from './admin.ts';
+import { PolicyEnforcer } from './authz/enforce.ts';
 import type { ProxyError } from './errors.ts';
+import { WorkloadIdentity } from './identity/tls.ts';
 import { ProxyMetrics } from './metrics.ts';
 import { type Authorize, type Identity, type Limits, type ProxyHandle, startProxy } from './proxy.ts';
 import { createOtlpTracing, type Tracing } from './tracing.ts';
@@ -15,7 +18,7 @@ import { ConfigWatcher } from './watcher.ts';
 export interface SidecarOptions {
   configDir: string;
   podInfoDir?: string;
-  /** Where the workload certificate will be read from (mTLS, a later issue). */
+  /** Where the workload certificate is read from (tls.crt, tls.key, ca.crt); without it, plaintext. */
   identityDir?: string;
   namespace: string;
   podName: string;
@@ -66,13 +69,28 @@ export async function startSidecar(o: SidecarOptions): Promise<Sidecar> {
   const log = logger.child({ component: 'proxy' });
   const metrics = new ProxyMetrics();
   let labels: Record<string, string> = {};
+  let initialLabelsText = '';
   if (o.podInfoDir) {
     try {
-      labels = parseLabels(await readFile(join(o.podInfoDir, 'labels'), 'utf8'));
+      initialLabelsText = await readFile(join(o.podInfoDir, 'labels'), 'utf8');
+      labels = parseLabels(initialLabelsText);
     } catch {
       log.warn({ dir: o.podInfoDir }, 'no pod labels file; authorization selectors will see no labels');
     }
   }
+  const readLabels = async () => {
+    if (!o.podInfoDir) return;
+    try {
+      const text = await readFile(join(o.podInfoDir, 'labels'), 'utf8');
+      if (text !== labelsText) {
+        labelsText = text;
+        // A new object: the enforcer recompiles when it sees another labels object.
+        identity.labels = parseLabels(text);
+        log.info({ labels: identity.labels }, 'pod labels changed; authorization recompiled');
+      }
+    } catch {}
+  };
+  let labelsText = initialLabelsText;
   const identity: Identity = {
     namespace: o.namespace,
     podName: o.podName,
@@ -94,6 +112,7 @@ export async function startSidecar(o: SidecarOptions): Promise<Sidecar> {
     start: (...args) => tracing?.start(...args),
     shutdown: async () => tracing?.shutdown(),
   };
+  const enforcer = new PolicyEnforcer(() => identity.labels, metrics);
   const proxy = await startProxy({
     identity,
     ports,
@@ -103,7 +122,8 @@ export async function startSidecar(o: SidecarOptions): Promise<Sidecar> {
     metrics,
     tracing: tracingProxy,
     accessLog: { enabled: () => accessLogger !== undefined, write: (e) => accessLogger?.info(e, 'access') },
-    authorize: o.authorize,
+    authorize: o.authorize ?? enforcer.authorize,
+    debugHeaders: () => logger.isLevelEnabled('debug'),
     inboundFastPath: process.env.WEFT_INBOUND_FAST !== '0',
     log: (level, msg, fields) => log[level](fields ?? {}, msg),
   });
@@ -153,6 +173,46 @@ export async function startSidecar(o: SidecarOptions): Promise<Sidecar> {
   );
   await watcher.start();
 
+  // Workload identity: mTLS once the operator's Secret is there; plaintext (logged, counted) until then.
+  let workloadIdentity: WorkloadIdentity | undefined;
+  const idLog = logger.child({ component: 'identity' });
+  const loadIdentity = (): boolean => {
+    if (!o.identityDir || !existsSync(join(o.identityDir, 'tls.crt'))) return false;
+    try {
+      const wi = new WorkloadIdentity(o.identityDir, (err) => {
+        metrics.identityReloads.inc({ result: err ? ((err as { code?: string }).code ?? 'error') : 'ok' });
+        if (err)
+          idLog.warn({ err: err.message }, 'workload certificate reload refused; keeping the previous one');
+        else idLog.info({ id: wi.id }, 'workload certificate reloaded');
+      }).watch();
+      workloadIdentity = wi;
+      proxy.setWorkloadIdentity(wi);
+      metrics.identityState.set(1);
+      idLog.info({ id: wi.id, dir: o.identityDir }, 'workload identity loaded: mTLS on');
+      return true;
+    } catch (e) {
+      metrics.identityState.set(0);
+      idLog.warn({ err: (e as Error).message }, 'workload identity not usable yet; plaintext to peers');
+      return false;
+    }
+  };
+  metrics.identityState.set(0);
+  let identityTimer: NodeJS.Timeout | undefined;
+  if (!loadIdentity()) {
+    idLog.warn(
+      { dir: o.identityDir ?? null },
+      'no workload identity (identity Secret not mounted yet?): mTLS off, traffic to peers is plaintext (weft_plaintext_connections_total) and STRICT ports refuse plaintext callers',
+    );
+    if (o.identityDir) {
+      identityTimer = setInterval(() => {
+        if (loadIdentity()) clearInterval(identityTimer);
+      }, o.pollMs ?? 2000);
+      identityTimer.unref();
+    }
+  }
+  const labelsTimer = o.podInfoDir ? setInterval(() => void readLabels(), o.pollMs ?? 2000) : undefined;
+  labelsTimer?.unref();
+
   const deps = { proxy, status: watcher.status, metrics, draining: () => draining };
   const admin = await listen(adminHandler(deps), ports.admin, o.adminHost ?? '127.0.0.1');
   const health = await listen(healthHandler(deps), ports.health, o.host ?? '0.0.0.0');
@@ -173,6 +233,9 @@ export async function startSidecar(o: SidecarOptions): Promise<Sidecar> {
     },
     async close() {
       watcher.stop();
+      clearInterval(identityTimer);
+      clearInterval(labelsTimer);
+      workloadIdentity?.close();
       proxy.close();
       for (const s of servers) {
         s.closeAllConnections();

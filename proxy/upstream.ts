@@ -6,7 +6,7 @@ import type http from 'node:http';
 import httpMod from 'node:http';
 import http2 from 'node:http2';
 import type { Readable, Writable } from 'node:stream';
-import type { Transport, UpstreamAddress } from './transport.ts';
+import { isEstablished, type Transport, type UpstreamAddress, whenEstablished } from './transport.ts';
 
 export type FailureKind = 'connect-failure' | 'reset' | 'refused-stream' | 'timeout';
 
@@ -75,14 +75,15 @@ export function attemptHttp1(
   });
   if (req.hasBody) {
     up.on('socket', (s) => {
-      if (s.connecting) s.once('connect', onConnected);
-      else setImmediate(onConnected);
+      if (isEstablished(s)) setImmediate(onConnected);
+      else whenEstablished(s, onConnected);
     });
   } else {
     // Nothing waits for the connection; errors still tell a connect failure from a reset.
     up.once('socket', (s) => {
-      if (s.connecting) s.once('connect', () => (connected = true));
-      else connected = true;
+      whenEstablished(s, () => {
+        connected = true;
+      });
     });
     up.end();
   }
