@@ -3,6 +3,7 @@
 export * from './authorizationpolicy.ts';
 export * from './common.ts';
 export { crdName, generateCrd, toStructural } from './crd.ts';
+export { CodedError } from './errors.ts';
 export { canonicalJson, contentVersion } from './hash.ts';
 export * from './mesh.ts';
 export * from './proxyconfig.ts';

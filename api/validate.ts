@@ -3,6 +3,7 @@
 import type { TSchema } from '@sinclair/typebox';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
+import { CodedError } from './errors.ts';
 
 const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
 
@@ -15,13 +16,11 @@ export interface FieldError {
   message: string;
 }
 
-export class ValidationError extends Error {
-  readonly code = 'WEFT_INVALID';
+export class ValidationError extends CodedError<'WEFT_INVALID'> {
   readonly what: string;
   readonly errors: FieldError[];
   constructor(what: string, errors: FieldError[]) {
-    super(`${what} is invalid: ${errors.map((e) => `${e.field}: ${e.message}`).join('; ')}`);
-    this.name = 'ValidationError';
+    super('WEFT_INVALID', `${what} is invalid: ${errors.map((e) => `${e.field}: ${e.message}`).join('; ')}`);
     this.what = what;
     this.errors = errors;
   }

@@ -1,6 +1,7 @@
 // `weftctl check`: named checks in categories, each with a hint, retried until a deadline,
 // results printed as they come (as `linkerd check` does).
 import { ApiextensionsV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { CodedError } from '../api/errors.ts';
 import { GROUP, VERSION } from '../api/index.ts';
 
 export interface CheckResult {
@@ -21,8 +22,10 @@ export interface Check {
   run(): Promise<string | undefined>;
 }
 
-export class CheckFailed extends Error {
-  readonly code = 'WEFT_CHECK_FAILED';
+export class CheckFailed extends CodedError<'WEFT_CHECK_FAILED'> {
+  constructor(message: string) {
+    super('WEFT_CHECK_FAILED', message);
+  }
 }
 
 function conditionsOf(obj: unknown): { type: string; status: string; reason?: string; message?: string }[] {

@@ -1,5 +1,6 @@
 // One error base class for Weft's runtime: every error carries a stable `code` (never match on
 // message text) and may chain the error that caused it.
+import { CodedError } from '../api/errors.ts';
 
 export const ERROR_CODES = {
   /** The apiserver answered with a non-2xx status; see KubeApiError.statusCode. */
@@ -21,14 +22,7 @@ export const ERROR_CODES = {
 } as const;
 export type ErrorCode = (typeof ERROR_CODES)[keyof typeof ERROR_CODES];
 
-export class WeftError extends Error {
-  readonly code: ErrorCode;
-  constructor(code: ErrorCode, message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'WeftError';
-    this.code = code;
-  }
-}
+export class WeftError extends CodedError<ErrorCode> {}
 
 /** A reconcile error that must not be retried (bad input that only a user can fix). */
 export class TerminalError extends WeftError {

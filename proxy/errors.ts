@@ -1,5 +1,6 @@
 // One error class for the proxy, with stable codes: callers and tests switch on `code`, never
 // on message text. Messages say what happened and what the user can do.
+import { CodedError } from '../api/errors.ts';
 export const PROXY_ERROR_CODES = [
   'WEFT_NATIVE_UNAVAILABLE',
   'WEFT_NO_ORIGINAL_DST',
@@ -19,14 +20,7 @@ export const PROXY_ERROR_CODES = [
 ] as const;
 export type ProxyErrorCode = (typeof PROXY_ERROR_CODES)[number];
 
-export class ProxyError extends Error {
-  readonly code: ProxyErrorCode;
-  constructor(code: ProxyErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'ProxyError';
-    this.code = code;
-  }
-}
+export class ProxyError extends CodedError<ProxyErrorCode> {}
 
 /** The HTTP status a request ends with when the proxy itself fails it. */
 export function statusForError(code: ProxyErrorCode): number {

@@ -1,5 +1,6 @@
 // One error base class for the webhook: a stable `code` (never match on message text) and an
 // optional cause. Admission turns these into denials whose message the user sees in kubectl.
+import { CodedError } from '../api/errors.ts';
 
 export const WEBHOOK_ERROR_CODES = {
   /** An injection annotation on the pod is malformed (ports, CIDRs). */
@@ -15,11 +16,4 @@ export const WEBHOOK_ERROR_CODES = {
 } as const;
 export type WebhookErrorCode = (typeof WEBHOOK_ERROR_CODES)[keyof typeof WEBHOOK_ERROR_CODES];
 
-export class WebhookError extends Error {
-  readonly code: WebhookErrorCode;
-  constructor(code: WebhookErrorCode, message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'WebhookError';
-    this.code = code;
-  }
-}
+export class WebhookError extends CodedError<WebhookErrorCode> {}

@@ -1,4 +1,5 @@
 // One error class for the local node, with stable codes; callers match on `code`, never on text.
+import { CodedError } from '../../api/errors.ts';
 export type LocalNodeErrorCode =
   | 'WEFT_LN_NOT_ROOT'
   | 'WEFT_LN_TOOL_MISSING'
@@ -11,11 +12,4 @@ export type LocalNodeErrorCode =
   | 'WEFT_LN_ENV'
   | 'WEFT_LN_STOPPED';
 
-export class LocalNodeError extends Error {
-  readonly code: LocalNodeErrorCode;
-  constructor(code: LocalNodeErrorCode, message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'LocalNodeError';
-    this.code = code;
-  }
-}
+export class LocalNodeError extends CodedError<LocalNodeErrorCode> {}

@@ -7,6 +7,7 @@
 import 'reflect-metadata';
 import { webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
+import { CodedError } from '../../api/errors.ts';
 
 const crypto = webcrypto;
 x509.cryptoProvider.set(crypto);
@@ -14,14 +15,7 @@ x509.cryptoProvider.set(crypto);
 const EC = { name: 'ECDSA', namedCurve: 'P-256' } as const;
 const SIGN = { name: 'ECDSA', hash: 'SHA-256' } as const;
 
-export class IdentityError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'IdentityError';
-    this.code = code;
-  }
-}
+export class IdentityError extends CodedError {}
 
 export interface CertificateAuthority {
   /** The signing certificate (root or intermediate), PEM. */

@@ -6,6 +6,7 @@ import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync, statSync, watch } from 'node:fs';
 import { join } from 'node:path';
 import tls from 'node:tls';
+import { CodedError } from '../../api/errors.ts';
 
 /** ALPN of the protocol carried inside sidecar-to-sidecar TLS (as Istio's istio-h2 etc.). */
 export const ALPN = { h2: 'weft-h2', http1: 'weft-http/1.1', tcp: 'weft-tcp' } as const;
@@ -13,14 +14,7 @@ export type InnerProtocol = keyof typeof ALPN;
 export const protocolOfAlpn = (alpn: string | false | null | undefined): InnerProtocol | undefined =>
   (Object.entries(ALPN).find(([, v]) => v === alpn)?.[0] as InnerProtocol | undefined) ?? undefined;
 
-export class IdentityError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'IdentityError';
-    this.code = code;
-  }
-}
+export class IdentityError extends CodedError {}
 
 export interface IdentityMaterial {
   /** Leaf and intermediates, PEM. */

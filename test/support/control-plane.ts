@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KubeConfig } from '@kubernetes/client-node';
+import { CodedError } from '../../api/errors.ts';
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -46,14 +47,7 @@ export interface ControlPlane {
   stop(): Promise<void>;
 }
 
-export class ControlPlaneError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'ControlPlaneError';
-    this.code = code;
-  }
-}
+export class ControlPlaneError extends CodedError {}
 
 /** Builds the binaries when missing (progress on stderr) and returns their directory. */
 export function ensureBinaries(log: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): string {
