@@ -26,9 +26,9 @@ export function kustomizeDefault(): Obj[] {
 /** Turns a rendered object into a Helm template: namespace, image and replicas become values. */
 function templatize(obj: Obj): string {
   let text = yaml.dump(obj, { lineWidth: -1, noRefs: true, sortKeys: false });
-  text = text.replaceAll(`namespace: ${DEFAULT_NAMESPACE}`, 'namespace: {{ .Release.Namespace }}');
-  text = text.replaceAll(`${DEFAULT_NAMESPACE}/`, '{{ .Release.Namespace }}/');
-  text = text.replaceAll(`- ${DEFAULT_NAMESPACE}\n`, '- {{ .Release.Namespace }}\n');
+  // Every mention of the install namespace follows the release: metadata, subjects, the
+  // webhook's excluded namespaces, and the CEL expressions of the admission policy.
+  text = text.replaceAll(DEFAULT_NAMESPACE, '{{ .Release.Namespace }}');
   text = text.replaceAll(
     `image: ${DEFAULT_IMAGE}`,
     'image: {{ .Values.image.repository }}:{{ .Values.image.tag }}',

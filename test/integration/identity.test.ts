@@ -246,8 +246,9 @@ describe('workload identity on a real control plane', () => {
     assert.equal(b.subjectAltName, `URI:spiffe://${TD}/ns/app/sa/reviews`);
     assert.ok(b.checkIssued(root) && b.verify(root.publicKey));
     assert.ok(Date.parse(b.validFrom) >= Date.parse(a.validFrom));
-    // Back to the defaults: the 10-minute certificate is replaced by a 24-hour one.
-    await applyMesh({ trustDomain: TD });
+    // Back to 24-hour certificates. A longer lifetime applies at the next renewal; with
+    // renewBefore 8h that renewal is due at once for a 10-minute certificate.
+    await applyMesh({ trustDomain: TD, ca: { workloadCertLifetime: '24h', renewBefore: '8h' } });
     await waitSecret('app', 'weft-identity-reviews', (s) => {
       const c = new X509Certificate(pems(text(s, 'tls.crt'))[0]!);
       return Date.parse(c.validTo) - Date.parse(c.validFrom) === 24 * H + 60_000;
