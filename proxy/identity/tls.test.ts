@@ -3,7 +3,7 @@
 // certificate refused, and reload without dropping open connections.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -201,6 +201,26 @@ test('renewed certificate files are picked up for new connections while open one
   open.write('still here\n');
   assert.match(await readUntil(open, 'still here'), /still here/);
   open.destroy();
+
+  // A certificate read before its new key arrived (two separate renames) is refused, and the
+  // previous identity stays: OpenSSL alone would accept the pair and fail every handshake.
+  const keyBefore = readFileSync(join(apiDir, 'tls.key'), 'utf8');
+  const renewed = await issueWorkloadCertificate(ca, {
+    trustDomain: 'cluster.local',
+    namespace: 'shop',
+    serviceAccount: 'api',
+    lifetimeMs: H,
+    now: new Date(),
+  });
+  writeFileSync(join(apiDir, 'tls.crt'), renewed.chainPem);
+  assert.equal(api.reload(), false);
+  assert.equal((reloads.at(-1) as unknown as { code: string }).code, 'WEFT_IDENTITY_MISMATCH');
+  const stillOld = web.connect({ host: '127.0.0.1', port, expectedId: api.id, protocol: 'tcp' });
+  await once(stillOld, 'secureConnect');
+  stillOld.destroy();
+  writeFileSync(join(apiDir, 'tls.key'), renewed.keyPem);
+  assert.equal(api.reload(), true, 'the matching pair is accepted once both files are there');
+  assert.notEqual(keyBefore, renewed.keyPem);
 
   // A broken write (a key that is not a key) is refused and the previous identity stays.
   writeFileSync(join(apiDir, 'tls.key'), 'not a key');

@@ -2,7 +2,7 @@
 // to the identity Secret (projected at PROXY.identityDir), turned into TLS 1.3 contexts for
 // sidecar-to-sidecar mutual TLS. Files are re-read when the kubelet swaps them; new
 // connections use the new context, open ones keep theirs, so rotation drops nothing.
-import { X509Certificate } from 'node:crypto';
+import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync, statSync, watch } from 'node:fs';
 import { join } from 'node:path';
 import tls from 'node:tls';
@@ -92,6 +92,27 @@ export class WorkloadIdentity {
 
   /** The client context (parsing it also validates the material) and the SPIFFE ID. */
   #contexts(m: IdentityMaterial): [tls.SecureContext, string] {
+    let leaf: X509Certificate;
+    let key: KeyObject;
+    try {
+      leaf = new X509Certificate(m.certChain);
+      key = createPrivateKey(m.key);
+    } catch (err) {
+      throw new IdentityError(
+        'WEFT_IDENTITY_INVALID',
+        `the identity in ${this.#dir} is not usable: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
+    }
+    // Checked first for a precise error: the files were read between two renames.
+    if (!leaf.checkPrivateKey(key)) {
+      throw new IdentityError(
+        'WEFT_IDENTITY_MISMATCH',
+        `tls.key in ${this.#dir} does not belong to tls.crt (mid-update?); keeping the previous identity`,
+      );
+    }
     let client: tls.SecureContext;
     try {
       client = tls.createSecureContext({ cert: m.certChain, key: m.key, ca: m.roots, minVersion: 'TLSv1.3' });
@@ -102,7 +123,6 @@ export class WorkloadIdentity {
         { cause: err },
       );
     }
-    const leaf = new X509Certificate(m.certChain);
     const id = spiffeIdOf({ subjectaltname: leaf.subjectAltName });
     if (!id)
       throw new IdentityError(
