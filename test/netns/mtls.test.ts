@@ -223,7 +223,17 @@ describe('mutual TLS between sidecars', { timeout: 240_000 }, () => {
         port: 9000,
         send: [`m${i}`],
       });
-      assert.equal(t.got, `m${i}`, `TCP connection ${i} during rotation`);
+      if (t.got !== `m${i}`) {
+        // Say everything the next reader needs: the agent's error and both proxies' TLS counters.
+        const counters = async (ip: string) =>
+          (await metrics(clientAgent, ip))
+            .split('\n')
+            .filter((l) => /^weft_(mtls|identity)_/.test(l))
+            .join('\n');
+        assert.fail(
+          `TCP connection ${i} during rotation: ${JSON.stringify(t)}\nserver:\n${await counters(server.ip)}\nclient:\n${await counters(client.ip)}`,
+        );
+      }
     }
     const r = await traffic;
     assert.deepEqual(r.statuses, { 200: 500 });
