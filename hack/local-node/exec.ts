@@ -143,28 +143,29 @@ export function launchScript(
   return lines.join('\n');
 }
 
+/** nsenter's arguments: the pod's network namespace, a private mount namespace, the launch script. */
+function containerArgv(t: Tools, s: Omit<LaunchSpec, 'logFile'>): string[] {
+  return [
+    `--net=${s.netnsPath}`,
+    '--',
+    t.unshare,
+    '--mount',
+    '--propagation',
+    'private',
+    '--',
+    t.sh,
+    '-c',
+    launchScript(t, s),
+    'sh',
+    ...s.argv,
+  ];
+}
+
 /** Starts the container process in its own process group; kill it with killGroup. */
 export function launch(t: Tools, s: LaunchSpec): ChildProcess {
   const fd = openSync(s.logFile, 'a');
   try {
-    return spawn(
-      t.nsenter,
-      [
-        `--net=${s.netnsPath}`,
-        '--',
-        t.unshare,
-        '--mount',
-        '--propagation',
-        'private',
-        '--',
-        t.sh,
-        '-c',
-        launchScript(t, s),
-        'sh',
-        ...s.argv,
-      ],
-      { env: s.env, stdio: ['ignore', fd, fd], detached: true },
-    );
+    return spawn(t.nsenter, containerArgv(t, s), { env: s.env, stdio: ['ignore', fd, fd], detached: true });
   } finally {
     closeSync(fd);
   }
@@ -173,24 +174,7 @@ export function launch(t: Tools, s: LaunchSpec): ChildProcess {
 /** Runs a command in the container's namespaces to completion (exec probes); resolves its exit code. */
 export function execIn(t: Tools, s: Omit<LaunchSpec, 'logFile'>, timeoutMs: number): Promise<number> {
   return new Promise((resolve) => {
-    const p = spawn(
-      t.nsenter,
-      [
-        `--net=${s.netnsPath}`,
-        '--',
-        t.unshare,
-        '--mount',
-        '--propagation',
-        'private',
-        '--',
-        t.sh,
-        '-c',
-        launchScript(t, s),
-        'sh',
-        ...s.argv,
-      ],
-      { env: s.env, stdio: 'ignore', detached: true },
-    );
+    const p = spawn(t.nsenter, containerArgv(t, s), { env: s.env, stdio: 'ignore', detached: true });
     const timer = setTimeout(() => killGroup(p, 'SIGKILL'), timeoutMs);
     p.on('error', () => {
       clearTimeout(timer);

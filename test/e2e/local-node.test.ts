@@ -11,6 +11,7 @@ import { CoordinationV1Api, CoreV1Api, DiscoveryV1Api, type V1Pod } from '@kuber
 import pino from 'pino';
 import { type LocalNode, startLocalNode } from '../../hack/local-node/index.ts';
 import { repoRoot, startTestCluster, type TestCluster } from '../support/cluster.ts';
+import { eventually as poll } from '../support/eventually.ts';
 
 const isRoot = process.getuid?.() === 0;
 const external = !!process.env.WEFT_TEST_KUBECONFIG;
@@ -28,21 +29,8 @@ const DEMO = `/etc/weft-demo-${pid}`;
 const WORK = `/var/lib/weft-demo-${pid}/work`;
 const nodeBin = join(repoRoot, 'node_modules', '.bin', 'node');
 
-async function eventually<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline)
-      throw new Error(`gave up waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const eventually = <T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000) =>
+  poll(what, fn, { timeoutMs, intervalMs: 200 });
 
 /** A /24 in 10.244.0.0/16 that no route of this machine covers (parallel runs pick different ones). */
 function freePodCidr(): string {

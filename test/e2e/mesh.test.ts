@@ -20,6 +20,7 @@ import { WEBHOOK_NAMES, webhookConfigurations } from '../../webhook/manifests.ts
 import { startWebhook, type WebhookHandle } from '../../webhook/server.ts';
 import { installCrds, repoRoot, startTestCluster, type TestCluster } from '../support/cluster.ts';
 import { ensureBinaries } from '../support/control-plane.ts';
+import { eventually as poll } from '../support/eventually.ts';
 
 const isRoot = process.getuid?.() === 0;
 const pid = process.pid;
@@ -36,25 +37,8 @@ function freePodCidr(): string {
   throw new Error('no free /24 in 10.244.0.0/16');
 }
 
-async function eventually<T>(
-  what: string,
-  fn: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 120_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last = '';
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = (err as Error).message;
-    }
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${last})` : ''}`);
-    await new Promise((r) => setTimeout(r, 300));
-  }
-}
+const eventually = <T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 120_000) =>
+  poll(what, fn, { timeoutMs, intervalMs: 300 });
 
 /** HTTP GET from the host (no sidecar) to a pod IP; returns status and body. */
 async function hostGet(url: string): Promise<{ status: number; body: string }> {

@@ -24,6 +24,7 @@ import { IDENTITY_LABELS, SERVICE_ACCOUNT_ANNOTATION } from '../../operator/iden
 import { type OperatorHandle, startOperator } from '../../operator/operator.ts';
 import { installCertificateCrd } from '../support/certmanager.ts';
 import { installCrds, repoRoot, startTestCluster, type TestCluster } from '../support/cluster.ts';
+import { eventually } from '../support/eventually.ts';
 
 const TD = 'example.org';
 const H = 3_600_000;
@@ -50,20 +51,8 @@ let op: OperatorHandle | undefined;
 let skewMs = 0;
 const clock = { ...systemClock, now: () => Date.now() + skewMs };
 
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 45_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`, { cause: last });
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const waitFor = <T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 45_000) =>
+  eventually(what, probe, { timeoutMs, intervalMs: 100 });
 
 const text = (s: Secret, key: string) => Buffer.from(s.data?.[key] ?? '', 'base64').toString('utf8');
 const pems = (t: string) =>

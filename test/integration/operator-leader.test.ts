@@ -8,6 +8,7 @@ import { createInterface } from 'node:readline';
 import { after, before, test } from 'node:test';
 import { KubeClient, type KubeObject, RESOURCES } from '../../kube/client.ts';
 import { installCrds, repoRoot, startTestCluster, type TestCluster } from '../support/cluster.ts';
+import { eventually } from '../support/eventually.ts';
 
 let cluster: TestCluster;
 let client: KubeClient;
@@ -65,15 +66,8 @@ async function holder(): Promise<string | undefined> {
   }
 }
 
-async function until<T>(what: string, deadlineMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + deadlineMs;
-  for (;;) {
-    const v = await probe().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const until = <T>(what: string, deadlineMs: number, probe: () => Promise<T | undefined>) =>
+  eventually(what, probe, { timeoutMs: deadlineMs, intervalMs: 200 });
 
 const hasConfig = async (ns: string) => {
   const l = await client.list(RESOURCES.configMaps, {

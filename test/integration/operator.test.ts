@@ -9,26 +9,15 @@ import { KubeClient, type KubeObject, RESOURCES } from '../../kube/client.ts';
 import { decode } from '../../operator/distribution.ts';
 import { type OperatorHandle, startOperator } from '../../operator/operator.ts';
 import { installCrds, startTestCluster, type TestCluster } from '../support/cluster.ts';
+import { eventually } from '../support/eventually.ts';
 
 const NS = 'shop';
 let cluster: TestCluster;
 let client: KubeClient;
 let op: OperatorHandle | undefined;
 
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`, { cause: last });
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const waitFor = <T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000) =>
+  eventually(what, probe, { timeoutMs, intervalMs: 100 });
 
 async function configMaps(ns: string) {
   const list = await client.list<

@@ -23,6 +23,7 @@ import { MESH, typicalPod } from '../../webhook/testdata/pods.ts';
 import { fingerprint, issueServingCertificate } from '../../webhook/tls.ts';
 import { installCrds, refusal, repoRoot, startTestCluster, type TestCluster } from '../support/cluster.ts';
 import { ensureBinaries, freePort } from '../support/control-plane.ts';
+import { eventually as poll } from '../support/eventually.ts';
 
 const MESH_NS = 'weft-system';
 let cluster: TestCluster;
@@ -33,26 +34,8 @@ let admission: AdmissionregistrationV1Api;
 const extraServers: https.Server[] = [];
 let configDryRun: { status: number; stdout: string; stderr: string };
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function eventually<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  timeoutMs = 20_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline)
-      throw new Error(`${what}: not within ${timeoutMs} ms (last error: ${String(last)})`);
-    await sleep(100);
-  }
-}
+const eventually = <T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000) =>
+  poll(what, probe, { timeoutMs, intervalMs: 100 });
 
 /** The client's model classes as plain JSON, for deepEqual. */
 const plain = (v: unknown) => JSON.parse(JSON.stringify(v));
