@@ -232,8 +232,8 @@ Weft is up with its demo.
   export KUBECONFIG=${kubeconfig}
   ${kubectlBin} get weft -A                       # the mesh's resources and their status
   ${kubectlBin} -n weft-demo get pods,svc,ts      # the demo
-  node cli/main.ts check                          # weftctl: is the mesh healthy?
-  node cli/main.ts authz explain -n weft-demo --labels app=reviews --port 8080 --method GET \\
+  npm run -s weftctl -- check                     # is the mesh healthy? (weftctl on Node 24)
+  npm run -s weftctl -- authz explain -n weft-demo --labels app=reviews --port 8080 --method GET \\
       --principal cluster.local/ns/weft-demo/sa/frontend
 Edit the canary: ${kubectlBin} -n weft-demo edit ts reviews-canary
 Stop everything: npm run cluster:down
