@@ -1199,10 +1199,15 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     client.on('error', close);
     up.on('close', close);
     client.on('close', close);
-    // Half-close is passed on: a client that ends its side still gets the server's answer.
-    client.on('end', () => up.end());
-    up.on('end', () => client.end());
+    // Half-close is passed on both ways: a client that ends its side still gets the server's
+    // answer. Without allowHalfOpen Node would close the client socket at its FIN, and close()
+    // would tear the upstream down before the answer came.
+    client.allowHalfOpen = true;
+    up.allowHalfOpen = true;
     if (initial.length > 0) up.write(initial);
+    if (client.readableEnded) up.end();
+    else client.on('end', () => up.end());
+    up.on('end', () => client.end());
     client.pipe(up, { end: false });
     up.pipe(client, { end: false });
     client.resume();

@@ -152,6 +152,18 @@ describe('interception in network namespaces', { timeout: 180_000 }, () => {
     assert.equal(r.got, 'hello weft');
   });
 
+  it('opaque TCP half-close: a client that ends its side at once still gets a late answer', async () => {
+    // The client sends, waits 20 ms and half-closes; the app answers after 300 ms.
+    const r = await agent.send<{ got: string; error?: string }>({
+      op: 'tcp',
+      host: '10.96.0.20',
+      port: 9000,
+      send: ['slow:late answer'],
+    });
+    assert.equal(r.error, undefined);
+    assert.equal(r.got, 'slow:late answer');
+  });
+
   it('server-first TCP: the greeting arrives before the client sends anything', async () => {
     const r = await agent.send<{ got: string; error?: string }>({
       op: 'tcp',
