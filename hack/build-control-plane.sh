@@ -8,8 +8,13 @@
 #   hack/build-control-plane.sh --print  print the bin directory only (no build)
 set -euo pipefail
 
-K8S_VERSION="${WEFT_K8S_VERSION:-v1.34.4}"
-ETCD_VERSION="${WEFT_ETCD_VERSION:-v3.6.16}"
+PINNED_K8S=v1.34.4
+PINNED_ETCD=v3.6.16
+K8S_VERSION="${WEFT_K8S_VERSION:-$PINNED_K8S}"
+ETCD_VERSION="${WEFT_ETCD_VERSION:-$PINNED_ETCD}"
+# go.mod and go.sum of the pinned versions live in the repository (hack/controlplane/), so every
+# machine builds the same module graph; other versions are resolved with `go mod tidy`.
+PINS="$(cd "$(dirname "$0")" && pwd)/controlplane"
 CACHE="${WEFT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/weft}"
 BIN="$CACHE/controlplane/k8s-${K8S_VERSION}-etcd-${ETCD_VERSION}/bin"
 
@@ -36,7 +41,11 @@ build_k8s() {
   local src="$CACHE/src/kubernetes-$K8S_VERSION"
   mkdir -p "$src"
   cd "$src"
-  if [[ ! -f go.sum ]]; then
+  if [[ "$K8S_VERSION" == "$PINNED_K8S" ]]; then
+    cp "$PINS/kubernetes/go.mod" "$PINS/kubernetes/go.sum" "$PINS/kubernetes/tools.go" .
+    log "module graph pinned by hack/controlplane/kubernetes (downloading what is missing)"
+    go mod download >&2
+  elif [[ ! -f go.sum ]]; then
     log "resolving k8s.io/kubernetes@$K8S_VERSION (staging modules pinned to $STAGING_VERSION)"
     local gomod
     gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
@@ -86,7 +95,10 @@ build_etcd() {
   local src="$CACHE/src/etcd-$ETCD_VERSION"
   mkdir -p "$src"
   cd "$src"
-  if [[ ! -f go.sum ]]; then
+  if [[ "$ETCD_VERSION" == "$PINNED_ETCD" ]]; then
+    cp "$PINS/etcd/go.mod" "$PINS/etcd/go.sum" "$PINS/etcd/main.go" .
+    go mod download >&2
+  elif [[ ! -f go.sum ]]; then
     log "resolving go.etcd.io/etcd/server/v3@$ETCD_VERSION"
     printf 'module weft.dev/etcd\n\ngo 1.24.0\n\nrequire go.etcd.io/etcd/server/v3 %s\n' "$ETCD_VERSION" > go.mod
     printf 'package main\n\nimport (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\nfunc main() { etcdmain.Main(os.Args) }\n' > main.go
