@@ -195,11 +195,16 @@ function clientLines(): string[] {
   return file && existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n') : [];
 }
 if (embedded) {
-  // Count from the first answer on: before it the backends were still starting.
+  // Count once both versions have answered: before that a backend was still starting.
   const lines = await until('100 answers from the client', 90_000, () => {
     const l = clientLines();
-    const first = l.findIndex((x) => x.split(' ')[1] === '200');
-    return first >= 0 && l.length - first >= 100 ? l.slice(first, first + 100) : undefined;
+    const seen = new Set<string>();
+    const both = l.findIndex((x) => {
+      const [, status, , version] = x.split(' ');
+      if (status === '200') seen.add(version!);
+      return seen.has('v1') && seen.has('v2');
+    });
+    return both >= 0 && l.length - both - 1 >= 100 ? l.slice(both + 1, both + 101) : undefined;
   });
   const tally = new Map<string, number>();
   for (const l of lines) {

@@ -67,12 +67,21 @@ describe('the mesh, end to end on the local node', {
       return [];
     }
   };
-  /** The frontend client's answers from the first success on. */
+  /**
+   * The frontend client's answers once both versions have answered: before that, one backend's
+   * endpoint may not have reached the client's proxy configuration yet (the operator writes it
+   * after the EndpointSlice, the kubelet projects it after that).
+   */
   const clientAnswers = async (): Promise<string[]> => {
     const [fe] = await podsOf('app=frontend');
     const lines = fe ? logOf(fe.metadata!.name!, 'client') : [];
-    const first = lines.findIndex((l) => l.split(' ')[1] === '200');
-    return first < 0 ? [] : lines.slice(first);
+    const seen = new Set<string>();
+    const both = lines.findIndex((l) => {
+      const [, status, , version] = l.split(' ');
+      if (status === '200') seen.add(version!);
+      return seen.has('v1') && seen.has('v2');
+    });
+    return both < 0 ? [] : lines.slice(both + 1);
   };
   const versions = (lines: string[]) => {
     const t = { v1: 0, v2: 0, other: 0 };
