@@ -11,6 +11,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { ensureBinaries } from '../test/support/control-plane.ts';
+import { eventually } from '../test/support/eventually.ts';
 import { WEBHOOK_NAMES, webhookConfigurations } from '../webhook/manifests.ts';
 import { STATE_DIR, startBeside, up } from './cluster.ts';
 
@@ -20,7 +21,6 @@ const TOTAL = 7;
 let n = 0;
 const step = (what: string) => process.stderr.write(`[demo ${++n}/${TOTAL}] ${what}\n`);
 const info = (what: string) => process.stderr.write(`  ${what}\n`);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const program = new Command('demo')
   .description('Bring Weft up with its demo')
@@ -54,20 +54,9 @@ function kubectl(...args: (string | { input: string })[]): string {
   });
 }
 
-async function until<T>(what: string, timeoutMs: number, probe: () => T | undefined): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last = '';
-  for (;;) {
-    try {
-      const v = probe();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = (err as Error).message.split('\n')[0] ?? '';
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${last}` : ''}`);
-    await sleep(500);
-  }
-}
+/** Polls `probe` (which may throw while the thing is not there yet) every 500 ms. */
+const until = <T>(what: string, timeoutMs: number, probe: () => T | undefined) =>
+  eventually(what, probe, { timeoutMs, intervalMs: 500 });
 
 step('installing the Weft CRDs and the demo Mesh');
 kubectl('apply', '--server-side', '--field-manager=weft', '-k', join(root, 'crds'));

@@ -323,6 +323,17 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
     obj.status?.conditions?.some((c) => c.type === type && c.status === 'False' && c.reason === reason) ??
     false;
 
+  /** Deletes one of Weft's ConfigMaps (already gone is fine) and counts it. */
+  const deleteConfigMap = async (name: string, ns: string): Promise<void> => {
+    try {
+      await client.delete(RESOURCES.configMaps, name, ns);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+    stats.configMapDeletes++;
+    metrics.configMapWrites.inc({ namespace: ns, op: 'delete' });
+  };
+
   // ------------------------------------------------------------------------------ reconcilers
   const reconcileProxyConfig = async (ns: string): Promise<ReconcileResult | undefined> => {
     const p = prepare();
@@ -333,15 +344,7 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
     }
     if (!p.meshed.includes(ns)) {
       // Not (or no longer) in the mesh: remove what Weft wrote.
-      for (const name of existing.keys()) {
-        try {
-          await client.delete(RESOURCES.configMaps, name, ns);
-        } catch (err) {
-          if (!isNotFound(err)) throw err;
-        }
-        stats.configMapDeletes++;
-        metrics.configMapWrites.inc({ namespace: ns, op: 'delete' });
-      }
+      for (const name of existing.keys()) await deleteConfigMap(name, ns);
       metrics.configBytes.remove({ namespace: ns, encoding: 'json' });
       metrics.configBytes.remove({ namespace: ns, encoding: 'gzip' });
       configErrors.delete(ns);
@@ -381,14 +384,7 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
       metrics.configMapWrites.inc({ namespace: ns, op: 'apply' });
     }
     for (const name of existing.keys()) {
-      if (enc.configMaps.some((c) => c.metadata.name === name)) continue;
-      try {
-        await client.delete(RESOURCES.configMaps, name, ns);
-      } catch (err) {
-        if (!isNotFound(err)) throw err;
-      }
-      stats.configMapDeletes++;
-      metrics.configMapWrites.inc({ namespace: ns, op: 'delete' });
+      if (!enc.configMaps.some((c) => c.metadata.name === name)) await deleteConfigMap(name, ns);
     }
     metrics.configBytes.set({ namespace: ns, encoding: 'json' }, enc.size);
     metrics.configBytes.set({ namespace: ns, encoding: 'gzip' }, enc.compressedSize);

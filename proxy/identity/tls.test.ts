@@ -3,7 +3,7 @@
 // certificate refused, and reload without dropping open connections.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -13,6 +13,7 @@ import {
   createRoot,
   issueWorkloadCertificate,
 } from '../../operator/identity/ca.ts';
+import { writeIdentity } from '../../test/netns/mtlsfixture.ts';
 import { ALPN, looksLikeTls, peerSpiffeId, protocolOfAlpn, WorkloadIdentity } from './tls.ts';
 
 const H = 3_600_000;
@@ -30,31 +31,6 @@ async function identityDir(
   dirs.push(dir);
   await writeIdentity(dir, ca, sa, opts);
   return dir;
-}
-
-async function writeIdentity(
-  dir: string,
-  ca: CertificateAuthority,
-  sa: string,
-  opts: { now?: Date; lifetimeMs?: number; roots?: string[] } = {},
-) {
-  const w = await issueWorkloadCertificate(ca, {
-    trustDomain: 'cluster.local',
-    namespace: 'shop',
-    serviceAccount: sa,
-    lifetimeMs: opts.lifetimeMs ?? H,
-    now: opts.now ?? new Date(),
-  });
-  // Write like the kubelet: new files, then rename into place.
-  for (const [name, text] of [
-    ['tls.crt', w.chainPem],
-    ['tls.key', w.keyPem],
-    ['ca.crt', (opts.roots ?? ca.rootsPem).join('')],
-  ] as const) {
-    writeFileSync(join(dir, `.${name}.tmp`), text);
-    renameSync(join(dir, `.${name}.tmp`), join(dir, name));
-  }
-  return w;
 }
 
 /** An mTLS echo server that answers with the client's SPIFFE ID. */

@@ -6,6 +6,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { alive } from '../../hack/cluster.ts';
 import { repoRoot } from '../support/cluster.ts';
 
 const stateDir = mkdtempSync(join(tmpdir(), 'weft-cluster-cli-'));
@@ -17,16 +18,6 @@ const npm = (script: string) =>
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-
-/** True while the process exists and is not a zombie. */
-function running(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
 
 after(() => {
   try {
@@ -43,7 +34,7 @@ test('cluster:up prints a working kubeconfig with the Weft CRDs; cluster:down le
     dir: string;
   };
   assert.equal(state.pids.length, 3, 'etcd, kube-apiserver and kube-controller-manager');
-  assert.ok(state.pids.every(running));
+  assert.ok(state.pids.every(alive));
   const kubectl = join(
     execFileSync('bash', [join(repoRoot, 'hack/build-control-plane.sh'), '--print'], {
       encoding: 'utf8',
@@ -58,6 +49,6 @@ test('cluster:up prints a working kubeconfig with the Weft CRDs; cluster:down le
   assert.match(crds, /meshes\.weft\.dev/);
 
   npm('cluster:down');
-  assert.deepEqual(state.pids.filter(running), [], 'processes still running after cluster:down');
+  assert.deepEqual(state.pids.filter(alive), [], 'processes still running after cluster:down');
   assert.ok(!existsSync(state.dir), `${state.dir} still exists`);
 });
