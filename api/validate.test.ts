@@ -60,3 +60,29 @@ test('contentVersion ignores key order and changes with content', () => {
   assert.notEqual(contentVersion({ a: 1 }), contentVersion({ a: 2 }));
   assert.match(contentVersion({}), /^[0-9a-f]{16}$/);
 });
+
+test('the precompiled ProxyConfig validator (api/generated) gives the same field errors as ajv at run time', async () => {
+  const { checkCompiled } = await import('./fielderrors.ts');
+  const { validateProxyConfig } = await import('./generated/validators.js');
+  const { endpoint, proxyConfig, service } = await import('../proxy/testdata.ts');
+  const good = proxyConfig('shop', [service('web', 'shop', '10.96.0.10', 80, [endpoint('10.0.0.2', 8080)])]);
+  const cases: unknown[] = [
+    good,
+    { ...good, apiVersion: 'weft.dev/proxyconfig/v0' },
+    { ...good, mesh: { ...good.mesh, mtls: { mode: 'SOMETIMES', ports: [] } } },
+    { ...good, services: [{ ...good.services[0], ports: [{ name: 'http', port: 70000, protocol: 'TCP' }] }] },
+    { ...good, version: '' },
+    { ...good, routes: undefined },
+    'not an object',
+  ];
+  let invalid = 0;
+  for (const c of cases) {
+    const compiled = checkCompiled(validateProxyConfig, c);
+    assert.deepEqual(compiled, check(ProxyConfig, c));
+    if (compiled.length > 0) invalid++;
+  }
+  assert.equal(invalid, cases.length - 1, 'every case but the first is invalid');
+  assert.deepEqual(checkCompiled(validateProxyConfig, cases[3]), [
+    { field: 'services[0].ports[0].port', message: 'must be <= 65535' },
+  ]);
+});

@@ -5,7 +5,13 @@
 //   nginx:     client → nginx (client side) → nginx (server side) → app, keep-alive upstreams
 //   weft:      client → VIP, iptables → weft-proxy outbound → iptables → weft-proxy inbound → app
 //              (no identities: the sidecar-to-sidecar hop is plaintext)
-//   weft-mtls: the same, but both sidecars have identity dirs (mesh CA, ECDSA P-256) and the
+//   node-pipe: client → Node.js TCP forwarder → Node.js TCP forwarder → app: ten lines of
+//              net.Socket#pipe with the sidecar's node flags, laid out like the nginx pair; the
+//              least any proxy written for Node.js can cost per hop
+//   weft-tcp:  the weft pair's sidecars, but the Service port says appProtocol tcp: the bytes are
+//              forwarded opaque (no HTTP parsing, routing or metrics per request), the floor of
+//              what a Node.js proxy costs per hop
+//   weft-mtls: the same as weft, but both sidecars have identity dirs (mesh CA, ECDSA P-256) and the
 //              endpoint is meshed with its SPIFFE ID, so the hop is mutual TLS 1.3; proven by the
 //              sidecars' weft_mtls_connections_total (checked before the rounds, counted after)
 // Each proxy runs one worker (nginx worker_processes 1, master off; Node is single-threaded).
@@ -19,6 +25,8 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { buildDist } from '../hack/build-dist.ts';
+import { PROXY_NODE_FLAGS } from '../proxy/runtime.ts';
 import { endpoint, proxyConfig, service } from '../proxy/testdata.ts';
 import { newCa, spiffe, writeIdentity } from '../test/netns/mtlsfixture.ts';
 import { metricLines, type Pod, sleep, Topology } from '../test/netns/netns.ts';
@@ -48,7 +56,9 @@ const CLK_TCK = 100;
 const LABELS: Record<string, string> = {
   direct: 'direct',
   nginx: 'nginx pair',
+  'node-pipe': 'Node.js pipe pair',
   weft: 'weft pair',
+  'weft-tcp': 'weft pair, opaque TCP',
   'weft-mtls': 'weft pair, mTLS',
 };
 
@@ -181,6 +191,19 @@ async function measured(
   };
 }
 
+/** The Node.js pipe forwarder: `node -e PIPE_JS <listen port> <upstream host> <upstream port>`. */
+const PIPE_JS = `
+const net = require('node:net');
+const [port, host, upPort] = process.argv.slice(1);
+net.createServer({ noDelay: true }, (c) => {
+  const u = net.connect({ host, port: Number(upPort), noDelay: true });
+  c.pipe(u);
+  u.pipe(c);
+  c.on('error', () => u.destroy());
+  u.on('error', () => c.destroy());
+}).listen(Number(port), port === '15001' ? '127.0.0.1' : '0.0.0.0');
+`;
+
 function nginxConf(prefix: string, listen: string, upstream: string): string {
   return `
 worker_processes 1;
@@ -212,6 +235,31 @@ http {
 }
 
 /** The Prometheus text of the sidecar in `pod`, fetched from inside the pod (127.0.0.1:15020). */
+/** A sidecar's memory at the end: VmRSS split into anonymous and file-backed (the node binary), and V8's view (admin /stats). */
+async function sidecarMemory(pod: Pod, pid: number): Promise<Record<string, unknown>> {
+  const { stdout } = await run(
+    'ip',
+    [
+      'netns',
+      'exec',
+      pod.ns,
+      process.execPath,
+      '-e',
+      "fetch('http://127.0.0.1:15000/stats').then((r) => r.json()).then((j) => process.stdout.write(JSON.stringify(j.memory)))",
+    ],
+    { timeout: 20_000 },
+  );
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kb = (k: string) =>
+    Math.round(Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status)?.[1] ?? 0) / 102.4) / 10;
+  return {
+    vmRssMB: kb('VmRSS'),
+    rssAnonMB: kb('RssAnon'),
+    rssFileMB: kb('RssFile'),
+    v8MB: JSON.parse(stdout) as unknown,
+  };
+}
+
 async function sidecarMetrics(pod: Pod): Promise<string> {
   const { stdout } = await run(
     'ip',
@@ -286,7 +334,16 @@ async function main(): Promise<void> {
   const only = args.includes('--only')
     ? args[args.indexOf('--only') + 1]
     : process.env.WEFT_BENCH_ONLY || undefined;
+  let proxyCommandLine = '';
+  const memory: Record<string, unknown> = {
+    note: 'the weft pair sidecars after the rounds: VmRSS, its anonymous and file-backed parts (the file-backed part is mostly the node binary, shared by every sidecar on a node), and process.memoryUsage() from admin /stats',
+  };
   try {
+    // The sidecars run the bundle an image ships (plain JavaScript: no type stripping at start).
+    const dist = await buildDist();
+    topo.proxyCommand = [dist.entry, 'proxy'];
+    proxyCommandLine = `node ${PROXY_NODE_FLAGS.join(' ')} ${topo.proxyCommand.map((a) => a.replace(ROOT, '')).join(' ')}`;
+    console.error(`[bench] weft-proxy: ${proxyCommandLine}`);
     await topo.create();
     scratch = await topo.tempDir('bench');
     const pods = {
@@ -298,9 +355,11 @@ async function main(): Promise<void> {
       weftS: await topo.addPod('ws'),
       mtlsC: await topo.addPod('mc'),
       mtlsS: await topo.addPod('ms'),
+      pipeC: await topo.addPod('pc'),
+      pipeS: await topo.addPod('ps'),
     };
     // The app: fortio's echo server (Go, fast, identical in every path).
-    for (const s of [pods.directS, pods.nginxS, pods.weftS, pods.mtlsS]) {
+    for (const s of [pods.directS, pods.nginxS, pods.weftS, pods.mtlsS, pods.pipeS]) {
       const p = spawn(
         'ip',
         [
@@ -327,7 +386,14 @@ async function main(): Promise<void> {
       topo.procs.push(p);
     }
     // nginx pair.
-    const pids: Record<string, number[]> = { direct: [], nginx: [], weft: [], 'weft-mtls': [] };
+    const pids: Record<string, number[]> = {
+      direct: [],
+      nginx: [],
+      'node-pipe': [],
+      weft: [],
+      'weft-tcp': [],
+      'weft-mtls': [],
+    };
     for (const [pod, listen, upstream] of [
       [pods.nginxC, '127.0.0.1:15001', `${pods.nginxS.ip}:15006`],
       [pods.nginxS, '0.0.0.0:15006', '127.0.0.1:8080'],
@@ -343,6 +409,30 @@ async function main(): Promise<void> {
       topo.procs.push(p);
       pids.nginx!.push(p.pid!);
     }
+    // Node.js pipe pair: the floor of a Node.js proxy (no parsing, no metrics, no routing).
+    for (const [pod, port, upHost, upPort] of [
+      [pods.pipeC, 15001, pods.pipeS.ip, 15006],
+      [pods.pipeS, 15006, '127.0.0.1', 8080],
+    ] as const) {
+      const p = spawn(
+        'ip',
+        [
+          'netns',
+          'exec',
+          pod.ns,
+          process.execPath,
+          ...PROXY_NODE_FLAGS,
+          '-e',
+          PIPE_JS,
+          String(port),
+          upHost,
+          String(upPort),
+        ],
+        { stdio: 'ignore' },
+      );
+      topo.procs.push(p);
+      pids['node-pipe']!.push(p.pid!);
+    }
     // weft pairs, with the init container's iptables rules. One config for all sidecars (mesh
     // mTLS mode PERMISSIVE, the default): `web` has no endpoint identity and its sidecars no
     // identity dirs (plaintext hop); `web-mtls`'s endpoint carries the server's SPIFFE ID and
@@ -355,7 +445,15 @@ async function main(): Promise<void> {
     const webMtls = service('web-mtls', 'bench', '10.96.0.11', 80, [
       { ...endpoint(pods.mtlsS.ip, 8080), pod: 'server-mtls-abc', identity: serverId },
     ]);
-    await topo.writeConfig(proxyConfig('bench', [web, webMtls], [], { defaultTimeoutMs: 0 }));
+    const webTcp = service(
+      'web-tcp',
+      'bench',
+      '10.96.0.12',
+      80,
+      [{ ...endpoint(pods.weftS.ip, 8080), pod: 'server-abc' }],
+      'tcp',
+    );
+    await topo.writeConfig(proxyConfig('bench', [web, webMtls, webTcp], [], { defaultTimeoutMs: 0 }));
     const ca = await newCa();
     const idDir: Record<string, string> = {};
     for (const [pod, sa] of [
@@ -375,18 +473,24 @@ async function main(): Promise<void> {
       const child = await topo.startProxy(p, idDir[p.name] ? ['--identity-dir', idDir[p.name]!] : []);
       pids[name]!.push(child.pid!);
     }
+    pids['weft-tcp'] = pids.weft!;
     await sleep(1000);
     const urls: Record<string, [Pod, string]> = {
       direct: [pods.directC, `http://${pods.directS.ip}:8080/echo?size=${PAYLOAD}`],
       nginx: [pods.nginxC, `http://127.0.0.1:15001/echo?size=${PAYLOAD}`],
+      'node-pipe': [pods.pipeC, `http://127.0.0.1:15001/echo?size=${PAYLOAD}`],
       weft: [pods.weftC, `http://10.96.0.10/echo?size=${PAYLOAD}`],
+      'weft-tcp': [pods.weftC, `http://10.96.0.12/echo?size=${PAYLOAD}`],
       'weft-mtls': [pods.mtlsC, `http://10.96.0.11/echo?size=${PAYLOAD}`],
     };
     const names = Object.keys(urls).filter((n) => !only || n.startsWith(only) || n === 'direct');
     const rounds: Record<string, Array<{ at1000: RunResult; max: RunResult }>> = {};
     for (const name of names) {
       const [pod, url] = urls[name]!;
-      await fortio(fortioBin, pod, url, 200, 2, CONNECTIONS); // warm-up (JIT, pools)
+      // Warm-up: pools, and V8's optimizing compilers (a sidecar runs for hours; the first
+      // seconds of a Node process run unoptimized code: about 40 % more CPU and a p99 3x higher).
+      await fortio(fortioBin, pod, url, RATE, 3, CONNECTIONS);
+      await fortio(fortioBin, pod, url, 0, 2, MAX_CONNECTIONS);
       rounds[name] = [];
     }
     // The figures must be known to be what they say: the mTLS pair's hop is mTLS 1.3 with both
@@ -429,6 +533,10 @@ async function main(): Promise<void> {
       const [c, s] = pairs[name];
       hops[name]!.afterRounds = await hopEvidence(c, s, clientId, serverId);
     }
+    if (pids.weft!.length === 2) {
+      memory.weftClient = await sidecarMemory(pods.weftC, pids.weft![0]!);
+      memory.weftServer = await sidecarMemory(pods.weftS, pids.weft![1]!);
+    }
     loadavg.after = (await readFile('/proc/loadavg', 'utf8')).trim();
   } finally {
     await topo.destroy();
@@ -456,6 +564,18 @@ async function main(): Promise<void> {
       limit: '>= 0.40',
       pass: vsNginx ? w.max.qps / n.max.qps >= 0.4 : null,
     },
+    // What Node.js itself costs, in the same run: the pipe pair does nothing per request.
+    nodeFloor:
+      results['node-pipe'] && results.nginx
+        ? {
+            note: 'a ten-line Node.js TCP pipe pair with the sidecar flags: the least a Node.js proxy costs',
+            addedP99Ms: added(results['node-pipe'].at1000),
+            addedP99VsNginx:
+              Math.round((added(results['node-pipe'].at1000) / Math.max(added(n.at1000), 0.001)) * 100) / 100,
+            rssMBAt1000: results['node-pipe'].at1000.proxyRssMB,
+            maxRpsVsNginx: Math.round((results['node-pipe'].max.qps / n.max.qps) * 100) / 100,
+          }
+        : null,
   };
   // mTLS on vs off through the same sidecar pair topology (same run, interleaved rounds).
   const m = results['weft-mtls'];
@@ -484,6 +604,7 @@ async function main(): Promise<void> {
   const report = {
     date: new Date().toISOString(),
     machine: { cpus: cpus().length, node: process.version },
+    weftProxy: proxyCommandLine,
     loadavg,
     load: {
       generator: 'fortio',
@@ -501,6 +622,7 @@ async function main(): Promise<void> {
     results,
     targets,
     mtlsVsPlaintext,
+    memory,
     hops: {
       note: "the sidecars' own counters: weft_mtls_connections_total (TLSv1.3, verified SPIFFE IDs), inbound plaintext connections, mTLS failures, inbound 200s; read after the warm-up and after the rounds",
       clientId: spiffe('client'),

@@ -1,8 +1,9 @@
 // The admin server (127.0.0.1:15000: /config, /ready, /live, /stats) and the health server
 // (:15020: /metrics, /healthz/ready, and /app-health/<port>/<path> probe passthrough, so the
 // kubelet's HTTP probes of the app still work once all inbound traffic goes through the proxy).
-import http from 'node:http';
+import type HttpTypes from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { http } from './builtins.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import type { ProxyHandle } from './proxy.ts';
 import type { ConfigStatus } from './watcher.ts';
@@ -15,17 +16,30 @@ export interface AdminDeps {
   appProbeHost?: string;
 }
 
-function send(res: http.ServerResponse, status: number, body: unknown, type = 'application/json'): void {
+function send(res: HttpTypes.ServerResponse, status: number, body: unknown, type = 'application/json'): void {
   const text = typeof body === 'string' ? body : `${JSON.stringify(body, null, 2)}\n`;
   res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(text) });
   res.end(text);
+}
+
+/** The process's memory in MB: RSS, V8's heap (used and reserved) and memory outside it (Buffers). */
+function memoryMB(): Record<string, number> {
+  const m = process.memoryUsage();
+  const mb = (n: number) => Math.round((n / 1048576) * 10) / 10;
+  return {
+    rss: mb(m.rss),
+    heapTotal: mb(m.heapTotal),
+    heapUsed: mb(m.heapUsed),
+    external: mb(m.external),
+    arrayBuffers: mb(m.arrayBuffers),
+  };
 }
 
 function ready(d: AdminDeps): boolean {
   return d.status.version !== undefined && !d.draining();
 }
 
-export function adminHandler(d: AdminDeps): http.RequestListener {
+export function adminHandler(d: AdminDeps): HttpTypes.RequestListener {
   return (req, res) => {
     const path = (req.url ?? '/').split('?', 1)[0];
     switch (path) {
@@ -38,14 +52,14 @@ export function adminHandler(d: AdminDeps): http.RequestListener {
       case '/live':
         return send(res, 200, 'live\n', 'text/plain');
       case '/stats':
-        return send(res, 200, { config: d.status, ...d.proxy.stats() });
+        return send(res, 200, { config: d.status, ...d.proxy.stats(), memory: memoryMB() });
       default:
         return send(res, 404, 'not found: try /config /ready /live /stats\n', 'text/plain');
     }
   };
 }
 
-export function healthHandler(d: AdminDeps): http.RequestListener {
+export function healthHandler(d: AdminDeps): HttpTypes.RequestListener {
   return (req, res) => {
     const path = req.url ?? '/';
     if (path === '/metrics') {
@@ -87,10 +101,10 @@ export function healthHandler(d: AdminDeps): http.RequestListener {
 }
 
 export async function listen(
-  handler: http.RequestListener,
+  handler: HttpTypes.RequestListener,
   port: number,
   host: string,
-): Promise<{ server: http.Server; port: number }> {
+): Promise<{ server: HttpTypes.Server; port: number }> {
   const server = http.createServer({ headersTimeout: 10_000, requestTimeout: 30_000 }, handler);
   await new Promise<void>((r, j) => server.once('error', j).listen(port, host, () => r()));
   return { server, port: (server.address() as AddressInfo).port };

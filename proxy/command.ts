@@ -3,7 +3,7 @@
 // Every flag also reads a WEFT_* environment variable, which is what the injector sets.
 import { spawnSync } from 'node:child_process';
 import { Command } from 'commander';
-import { PROXY } from '../api/index.ts';
+import { PROXY } from '../api/constants.ts';
 import { loadOriginalDst } from './native/index.ts';
 import { startSidecar } from './sidecar.ts';
 

@@ -7,14 +7,10 @@ import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import {
-  CONFIG_DISTRIBUTION,
-  type ConfigManifest,
-  ConfigManifest as ConfigManifestSchema,
-  check,
-  PROXY_CONFIG_API_VERSION,
-  ProxyConfig,
-} from '../api/index.ts';
+import { CONFIG_DISTRIBUTION, PROXY_CONFIG_API_VERSION } from '../api/constants.ts';
+import { checkCompiled } from '../api/fielderrors.ts';
+import { validateConfigManifest, validateProxyConfig } from '../api/generated/validators.js';
+import type { ConfigManifest, ProxyConfig } from '../api/proxyconfig.ts';
 import { ProxyError } from './errors.ts';
 
 export const PLAIN_CONFIG_FILE = 'proxyconfig.json';
@@ -55,7 +51,7 @@ export async function readConfigDir(dir: string): Promise<ProxyConfig> {
         cause,
       });
     }
-    const errors = check(ConfigManifestSchema, manifest, 'manifest');
+    const errors = checkCompiled(validateConfigManifest, manifest, 'manifest');
     if (errors.length > 0) {
       throw new ProxyError(
         'WEFT_CONFIG_INVALID',
@@ -102,7 +98,7 @@ export async function readConfigDir(dir: string): Promise<ProxyConfig> {
       cause,
     });
   }
-  const errors = check(ProxyConfig, doc);
+  const errors = checkCompiled(validateProxyConfig, doc);
   if (errors.length > 0) {
     throw new ProxyError(
       'WEFT_CONFIG_INVALID',

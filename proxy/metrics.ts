@@ -1,7 +1,7 @@
 // Prometheus metrics of one proxy: golden signals per direction and source/destination, TCP
 // bytes and connections, config reloads and failures, admission decisions. Own registry, so
 // several proxies in one process (tests) never share counters.
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from './promclient.ts';
 
 const REQUEST_LABELS = [
   'direction',

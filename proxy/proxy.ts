@@ -2,14 +2,15 @@
 // detection, HTTP routing with the resilience policies, and TCP passthrough. `startProxy`
 // takes ports (0 for tests) and returns the bound ports and a graceful `drain`.
 import { AsyncLocalStorage } from 'node:async_hooks';
-import http from 'node:http';
-import http2 from 'node:http2';
+import type HttpTypes from 'node:http';
+import type http2 from 'node:http2';
 import net from 'node:net';
 import { Duplex } from 'node:stream';
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import type { Endpoint, ProxyConfig, RetryPolicy } from '../api/index.ts';
 import { denialMessage } from './authz/enforce.ts';
 import { RetryBudget } from './budget.ts';
+import { http, http2 as lazyHttp2, tls as lazyTls } from './builtins.ts';
 import { MAX_HELLO_BYTES, offersWeftAlpn, parseClientHello } from './clienthello.ts';
 import type { Now, Random } from './clock.ts';
 import { systemNow, systemRandom } from './clock.ts';
@@ -218,15 +219,15 @@ function namespaceOfSpiffe(id: string): string | undefined {
   return /\/ns\/([^/]+)\/sa\//.exec(id)?.[1];
 }
 
-type DownReq = http.IncomingMessage | http2.Http2ServerRequest;
-type DownRes = http.ServerResponse | http2.Http2ServerResponse;
+type DownReq = HttpTypes.IncomingMessage | http2.Http2ServerRequest;
+type DownRes = HttpTypes.ServerResponse | http2.Http2ServerResponse;
 
-function headerOf(h: http.IncomingHttpHeaders, name: string): string | undefined {
+function headerOf(h: HttpTypes.IncomingHttpHeaders, name: string): string | undefined {
   const v = h[name];
   return Array.isArray(v) ? v.join(',') : v;
 }
 
-function forwardHeaders(h: http.IncomingHttpHeaders): Record<string, string | string[]> {
+function forwardHeaders(h: HttpTypes.IncomingHttpHeaders): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   const conn = headerOf(h, 'connection');
   const extra = conn
@@ -475,7 +476,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     }
     const body = `${message}\n`;
     try {
-      (res as http.ServerResponse).writeHead(status, {
+      (res as HttpTypes.ServerResponse).writeHead(status, {
         'content-type': 'text/plain',
         'content-length': Buffer.byteLength(body),
         'weft-error': code,
@@ -918,9 +919,11 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       }
       status = up.status;
       upstreamWorkload =
-        headerOf(up.headers as http.IncomingHttpHeaders, H_DST_WORKLOAD) ?? picked.endpoint.pod ?? 'unknown';
+        headerOf(up.headers as HttpTypes.IncomingHttpHeaders, H_DST_WORKLOAD) ??
+        picked.endpoint.pod ??
+        'unknown';
       upstreamNamespace =
-        headerOf(up.headers as http.IncomingHttpHeaders, H_DST_NAMESPACE) ?? upstreamNamespace;
+        headerOf(up.headers as HttpTypes.IncomingHttpHeaders, H_DST_NAMESPACE) ?? upstreamNamespace;
       delete up.headers[H_DST_WORKLOAD];
       delete up.headers[H_DST_NAMESPACE];
       try {
@@ -947,12 +950,12 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     if (h2) {
       (res as http2.Http2ServerResponse).writeHead(up.status, headers);
     } else {
-      (res as http.ServerResponse).writeHead(up.status, headers);
+      (res as HttpTypes.ServerResponse).writeHead(up.status, headers);
     }
     await new Promise<void>((resolve, reject) => {
       up.body.on('error', reject);
       up.body.on('data', (chunk: Buffer) => {
-        if (!(res as http.ServerResponse).write(chunk)) {
+        if (!(res as HttpTypes.ServerResponse).write(chunk)) {
           up.body.pause();
           res.once('drain', () => up.body.resume());
         }
@@ -1009,7 +1012,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
   // ---- WebSocket and other upgrades: after the handshake, bytes both ways. ------------------
   function handleUpgrade(
     direction: Direction,
-    req: http.IncomingMessage,
+    req: HttpTypes.IncomingMessage,
     socket: Duplex,
     head: Buffer,
   ): void {
@@ -1253,21 +1256,29 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
         socket.destroy();
       }
     });
-    const h2 = http2.createServer({
-      maxSessionMemory: 10,
-      settings: { maxHeaderListSize: limits.maxHeaderBytes },
-    });
-    h2.on('request', (req, res) => {
-      handleHttp(direction, req, res).catch((e) => {
-        log('error', 'request failed in the proxy', { err: (e as Error).message });
-        sendError(res, 502, 'WEFT_UPSTREAM_RESET', 'proxy error', direction);
-      });
-    });
-    h2.on('sessionError', () => {});
-    h2.on('session', (session) => {
-      if (pendingH2Ctx) sessionCtx.set(session, pendingH2Ctx);
-    });
-    return { h1, h2 };
+    // The HTTP/2 server (and node:http2 itself) is made at the first h2 connection.
+    let h2: http2.Http2Server | undefined;
+    return {
+      h1,
+      get h2(): http2.Http2Server {
+        if (h2) return h2;
+        h2 = lazyHttp2().createServer({
+          maxSessionMemory: 10,
+          settings: { maxHeaderListSize: limits.maxHeaderBytes },
+        });
+        h2.on('request', (req, res) => {
+          handleHttp(direction, req, res).catch((e) => {
+            log('error', 'request failed in the proxy', { err: (e as Error).message });
+            sendError(res, 502, 'WEFT_UPSTREAM_RESET', 'proxy error', direction);
+          });
+        });
+        h2.on('sessionError', () => {});
+        h2.on('session', (session) => {
+          if (pendingH2Ctx) sessionCtx.set(session, pendingH2Ctx);
+        });
+        return h2;
+      },
+    };
   }
 
   function makeListener(direction: Direction): net.Server {
@@ -1522,7 +1533,10 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
 
   function setWorkloadIdentity(wi: WorkloadIdentity): void {
     transport.identity = wi;
-    const server = new tls.Server({ ...wi.serverOptions(), handshakeTimeout: limits.headersTimeoutMs });
+    const server = new (lazyTls().Server)({
+      ...wi.serverOptions(),
+      handshakeTimeout: limits.headersTimeoutMs,
+    });
     wi.track(server);
     server.on('secureConnection', (t: tls.TLSSocket) => {
       const ctx = tlsConn.getStore();

@@ -4,10 +4,11 @@
 // mutual TLS 1.3 (WorkloadIdentity.connect) with ALPN naming the inner protocol (weft-http/1.1,
 // weft-h2, weft-tcp), and the peer must present the endpoint's SPIFFE ID. Otherwise plain TCP.
 // HTTP/1.1 keep-alive pools and HTTP/2 sessions, one pool per upstream endpoint (and per mode).
-import http from 'node:http';
-import http2 from 'node:http2';
+import type HttpTypes from 'node:http';
+import type http2 from 'node:http2';
 import net from 'node:net';
-import tls from 'node:tls';
+import type tls from 'node:tls';
+import { http, isTlsSocket, http2 as lazyHttp2 } from './builtins.ts';
 import type { InnerProtocol, WorkloadIdentity } from './identity/tls.ts';
 
 export interface UpstreamAddress {
@@ -38,7 +39,7 @@ const established = new WeakSet<net.Socket>();
 
 /** Calls `cb` once the connection is usable: TCP connected, and for mTLS the handshake done and the peer verified. */
 export function whenEstablished(s: net.Socket, cb: () => void): void {
-  if (s instanceof tls.TLSSocket && s.encrypted) {
+  if (isTlsSocket(s)) {
     if (established.has(s)) cb();
     else s.once('secureConnect', cb);
   } else if (s.connecting) s.once('connect', cb);
@@ -47,11 +48,11 @@ export function whenEstablished(s: net.Socket, cb: () => void): void {
 
 /** Whether the connection is usable yet (false until the mTLS handshake is done). */
 export function isEstablished(s: net.Socket): boolean {
-  return s instanceof tls.TLSSocket && s.encrypted ? established.has(s) : !s.connecting;
+  return isTlsSocket(s) ? established.has(s) : !s.connecting;
 }
 
 export class Transport {
-  readonly #agents = new Map<string, http.Agent>();
+  readonly #agents = new Map<string, HttpTypes.Agent>();
   readonly #sessions = new Map<string, http2.ClientHttp2Session>();
   readonly #limits: PoolLimits;
   readonly #events: TransportEvents;
@@ -89,7 +90,7 @@ export class Transport {
   }
 
   /** The keep-alive HTTP/1.1 pool for an endpoint. */
-  agent(to: UpstreamAddress, maxConnections?: number): http.Agent {
+  agent(to: UpstreamAddress, maxConnections?: number): HttpTypes.Agent {
     const secure = this.secure(to);
     const key = `${to.host}:${to.port}${secure ? `|${to.peerId}` : ''}`;
     let a = this.#agents.get(key);
@@ -121,8 +122,8 @@ export class Transport {
     const authority = `http://${to.host.includes(':') ? `[${to.host}]` : to.host}:${to.port}`;
     const s =
       to.peerId !== undefined
-        ? http2.connect(authority, { createConnection: () => this.connect(to, 'h2') })
-        : http2.connect(authority);
+        ? lazyHttp2().connect(authority, { createConnection: () => this.connect(to, 'h2') })
+        : lazyHttp2().connect(authority);
     s.on('error', () => {});
     s.on('close', () => {
       if (this.#sessions.get(key) === s) this.#sessions.delete(key);

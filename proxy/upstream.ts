@@ -3,9 +3,9 @@
 // which. Failures are classified (connect failure, reset, refused stream) for retryOn and
 // outlier detection.
 import type http from 'node:http';
-import httpMod from 'node:http';
-import http2 from 'node:http2';
+import type http2 from 'node:http2';
 import type { Readable, Writable } from 'node:stream';
+import { http as httpMod, http2 as lazyHttp2 } from './builtins.ts';
 import { isEstablished, type Transport, type UpstreamAddress, whenEstablished } from './transport.ts';
 
 export type FailureKind = 'connect-failure' | 'reset' | 'refused-stream' | 'timeout';
@@ -151,7 +151,7 @@ export function attemptHttp2(transport: Transport, to: UpstreamAddress, req: Att
   }
   const response = new Promise<UpstreamResponse>((resolve, reject) => {
     const fail = (e: Error & { code?: string }) => {
-      const refused = stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM;
+      const refused = stream.rstCode === lazyHttp2().constants.NGHTTP2_REFUSED_STREAM;
       reject(
         new UpstreamFailure(
           refused ? 'refused-stream' : connected ? 'reset' : 'connect-failure',
@@ -196,6 +196,6 @@ export function attemptHttp2(transport: Transport, to: UpstreamAddress, req: Att
     body: stream,
     whenConnected: (cb) => (connected ? cb() : waiters.push(cb)),
     response,
-    abort: () => stream.close(http2.constants.NGHTTP2_CANCEL),
+    abort: () => stream.close(lazyHttp2().constants.NGHTTP2_CANCEL),
   };
 }

@@ -5,8 +5,9 @@
 import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync, statSync, watch } from 'node:fs';
 import { join } from 'node:path';
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import { CodedError } from '../../api/errors.ts';
+import { tls as lazyTls } from '../builtins.ts';
 
 /** ALPN of the protocol carried inside sidecar-to-sidecar TLS (as Istio's istio-h2 etc.). */
 export const ALPN = { h2: 'weft-h2', http1: 'weft-http/1.1', tcp: 'weft-tcp' } as const;
@@ -115,7 +116,12 @@ export class WorkloadIdentity {
     }
     let client: tls.SecureContext;
     try {
-      client = tls.createSecureContext({ cert: m.certChain, key: m.key, ca: m.roots, minVersion: 'TLSv1.3' });
+      client = lazyTls().createSecureContext({
+        cert: m.certChain,
+        key: m.key,
+        ca: m.roots,
+        minVersion: 'TLSv1.3',
+      });
     } catch (err) {
       throw new IdentityError(
         'WEFT_IDENTITY_INVALID',
@@ -201,7 +207,7 @@ export class WorkloadIdentity {
    */
   connect(opts: { host: string; port: number; expectedId?: string; protocol: InnerProtocol }): tls.TLSSocket {
     const expected = opts.expectedId;
-    const sock = tls.connect({
+    const sock = lazyTls().connect({
       host: opts.host,
       port: opts.port,
       secureContext: this.#client,

@@ -1,6 +1,7 @@
 // Loads the SO_ORIGINAL_DST addon (proxy/native/original_dst.c, built by proxy/native/build.sh
 // at `npm install`). Without it the proxy cannot learn where intercepted connections were going,
 // so loading fails with one clear error naming the command that builds it.
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import { ProxyError } from '../errors.ts';
@@ -15,7 +16,13 @@ interface Addon {
   originalDst(fd: number): OriginalDst;
 }
 
-const ADDON_PATH = new URL('./build/Release/original_dst.node', import.meta.url);
+// In the source tree the addon is where node-gyp builds it; in dist/ (hack/build-dist.ts) it is
+// copied next to the bundled code.
+const CANDIDATES = [
+  new URL('./build/Release/original_dst.node', import.meta.url).pathname,
+  new URL('./original_dst.node', import.meta.url).pathname,
+];
+const ADDON_PATH = { pathname: CANDIDATES.find((p) => existsSync(p)) ?? CANDIDATES[0]! };
 let addon: Addon | undefined;
 let loadError: ProxyError | undefined;
 

@@ -5,6 +5,7 @@
 // Names carry `wft-<pid>-` so parallel runs never collide; `destroy` kills every process started
 // here and deletes every namespace (veths and the bridge go with them), even after a failure.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -36,6 +37,11 @@ export class Topology {
   readonly proxies = new Map<string, ChildProcess>();
   readonly logs = new Map<string, string[]>();
   configDir = '';
+  /**
+   * How a proxy is started after the node flags: the source entry by default; the benchmark and
+   * the dist test set `[<dist>/weft.js, 'proxy']` to run what an image ships (hack/build-dist.ts).
+   */
+  proxyCommand: string[] = ['proxy/main.ts'];
   #dirs: string[] = [];
   #next = 2;
 
@@ -108,7 +114,11 @@ export class Topology {
     const prefix = opts.asProxy
       ? ['setpriv', `--reuid=${PROXY.uid}`, `--regid=${PROXY.gid}`, '--clear-groups']
       : [];
-    const flags = opts.asProxy ? PROXY_NODE_FLAGS : [];
+    // WEFT_PROXY_NODE_FLAGS adds node flags to the proxies (e.g. --trace-gc while investigating);
+    // WEFT_NETNS_LOG_DIR keeps every process's output in <dir>/<tag>.log.
+    const flags = opts.asProxy
+      ? [...PROXY_NODE_FLAGS, ...(process.env.WEFT_PROXY_NODE_FLAGS ?? '').split(' ').filter(Boolean)]
+      : [];
     const p = spawn('ip', ['netns', 'exec', pod.ns, ...prefix, NODE, ...flags, ...args], {
       cwd: ROOT,
       stdio: ['pipe', 'pipe', 'pipe'],
@@ -116,7 +126,11 @@ export class Topology {
     this.procs.push(p);
     const log: string[] = [];
     this.logs.set(opts.tag, log);
+    const logFile = process.env.WEFT_NETNS_LOG_DIR
+      ? createWriteStream(join(process.env.WEFT_NETNS_LOG_DIR, `${opts.tag}.log`))
+      : undefined;
     const keep = (d: Buffer) => {
+      logFile?.write(d);
       log.push(d.toString());
       if (log.length > 400) log.splice(0, 200);
     };
@@ -130,7 +144,7 @@ export class Topology {
     const p = this.spawnIn(
       pod,
       [
-        'proxy/main.ts',
+        ...this.proxyCommand,
         '--config-dir',
         this.configDir,
         '--namespace',
