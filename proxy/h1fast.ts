@@ -126,43 +126,60 @@ export function framingOf(h: Array<[string, string]>, isResponse: boolean): Fram
   return isResponse ? { kind: 'close' } : { kind: 'none' };
 }
 
-/** Idle keep-alive connections to the local app, per port. */
-export class LocalPool {
-  readonly #idle = new Map<number, net.Socket[]>();
-  readonly #host: string;
+/** Idle keep-alive upstream connections by key (an endpoint and how it is reached). */
+export class KeyedPool<K> {
+  readonly #idle = new Map<K, net.Socket[]>();
+  readonly #drops = new WeakMap<net.Socket, () => void>();
   readonly #idleMs: number;
 
-  constructor(host: string, idleMs: number) {
-    this.#host = host;
+  constructor(idleMs: number) {
     this.#idleMs = idleMs;
   }
 
-  acquire(port: number): { socket: net.Socket; reused: boolean } {
-    const list = this.#idle.get(port);
+  /** An idle connection for `key`, or a new one from `connect`. */
+  acquireWith(key: K, connect: () => net.Socket): { socket: net.Socket; reused: boolean } {
+    const list = this.#idle.get(key);
     while (list && list.length > 0) {
       const s = list.pop()!;
-      s.removeAllListeners('close');
-      s.removeAllListeners('error');
-      s.removeAllListeners('timeout');
+      const drop = this.#drops.get(s);
+      if (drop) {
+        s.off('close', drop);
+        s.off('error', drop);
+        s.off('timeout', drop);
+        this.#drops.delete(s);
+      }
       s.setTimeout(0);
       if (!s.destroyed && s.readyState === 'open') return { socket: s, reused: true };
       s.destroy();
     }
-    const socket = net.connect({ host: this.#host, port });
-    socket.setNoDelay(true);
-    return { socket, reused: false };
+    return { socket: connect(), reused: false };
   }
 
-  release(port: number, s: net.Socket): void {
+  /** Drops the idle connections of keys `keep` says no to (endpoints gone from the config). */
+  retain(keep: (key: K) => boolean): void {
+    for (const [k, list] of this.#idle) {
+      if (keep(k)) continue;
+      for (const s of list) s.destroy();
+      this.#idle.delete(k);
+    }
+  }
+
+  /** Takes a connection back after removing every data/end/close/error/drain listener on it. */
+  release(key: K, s: net.Socket): void {
     s.removeAllListeners('data');
     s.removeAllListeners('end');
     s.removeAllListeners('close');
     s.removeAllListeners('error');
     s.removeAllListeners('drain');
-    let list = this.#idle.get(port);
+    this.park(key, s);
+  }
+
+  /** Takes a connection back whose user has removed its own listeners (TLS sockets keep theirs). */
+  park(key: K, s: net.Socket): void {
+    let list = this.#idle.get(key);
     if (!list) {
       list = [];
-      this.#idle.set(port, list);
+      this.#idle.set(key, list);
     }
     if (list.length >= 256) {
       s.destroy();
@@ -173,6 +190,7 @@ export class LocalPool {
       if (i >= 0) list.splice(i, 1);
       s.destroy();
     };
+    this.#drops.set(s, drop);
     s.on('error', drop);
     s.on('close', drop);
     s.setTimeout(this.#idleMs, drop);
@@ -184,6 +202,55 @@ export class LocalPool {
     for (const list of this.#idle.values()) for (const s of list) s.destroy();
     this.#idle.clear();
   }
+}
+
+/** Idle keep-alive connections to the local app, per port. */
+export class LocalPool extends KeyedPool<number> {
+  readonly #host: string;
+
+  constructor(host: string, idleMs: number) {
+    super(idleMs);
+    this.#host = host;
+  }
+
+  acquire(port: number): { socket: net.Socket; reused: boolean } {
+    return this.acquireWith(port, () => {
+      const socket = net.connect({ host: this.#host, port });
+      socket.setNoDelay(true);
+      return socket;
+    });
+  }
+}
+
+export interface ResponseHead {
+  status: number;
+  /** The status line as received. */
+  line: string;
+  /** [lowercased name, value] per header line, in order (['', ''] for a line without a name). */
+  headers: Array<[string, string]>;
+  /** The header lines as received, without the status line. */
+  lines: string[];
+}
+
+/** Parses a response head (without the final CRLFCRLF); undefined when malformed. */
+export function parseResponseHead(text: string): ResponseHead | undefined {
+  const lines = text.split('\r\n');
+  const sm = /^HTTP\/1\.[01] (\d{3})(?: .*)?$/.exec(lines[0]!);
+  if (!sm) return undefined;
+  const headers: Array<[string, string]> = [];
+  for (let i = 1; i < lines.length; i++) {
+    const c = lines[i]!.indexOf(':');
+    // A line without a name keeps its place (empty), so headers[i] is lines[i]'s.
+    headers.push(c > 0 ? [lines[i]!.slice(0, c).toLowerCase(), lines[i]!.slice(c + 1).trim()] : ['', '']);
+  }
+  return { status: Number(sm[1]), line: lines[0]!, headers, lines: lines.slice(1) };
+}
+
+/** A header's value, several occurrences joined with ", " (as node:http does). */
+export function headerValue(h: Array<[string, string]>, name: string): string | undefined {
+  let out: string | undefined;
+  for (const [k, v] of h) if (k === name) out = out === undefined ? v : `${out}, ${v}`;
+  return out;
 }
 
 export interface FastDeps {

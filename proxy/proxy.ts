@@ -16,7 +16,8 @@ import type { Now, Random } from './clock.ts';
 import { systemNow, systemRandom } from './clock.ts';
 import { detectProtocol, type Protocol, protocolForAppProtocol, SERVER_FIRST_PORTS } from './detect.ts';
 import { type ProxyErrorCode, statusForError } from './errors.ts';
-import { IDEMPOTENT, LocalPool, serveInbound } from './h1fast.ts';
+import { headerValue, IDEMPOTENT, KeyedPool, LocalPool, serveInbound } from './h1fast.ts';
+import { type Decision, serveOutbound } from './h1out.ts';
 import { peerSpiffeId, protocolOfAlpn, type WorkloadIdentity } from './identity/tls.ts';
 import { Balancer, type EndpointStats, newEndpointStats, observeLatency } from './lb.ts';
 import type { ProxyMetrics } from './metrics.ts';
@@ -34,7 +35,7 @@ import {
   usableEndpoints,
 } from './table.ts';
 import type { Tracing } from './tracing.ts';
-import { Transport, type UpstreamAddress } from './transport.ts';
+import { isEstablished, Transport, type UpstreamAddress, whenEstablished } from './transport.ts';
 import {
   type Attempt,
   type AttemptRequest,
@@ -154,6 +155,8 @@ export interface ProxyOptions {
   authorize?: Authorize;
   /** Inbound HTTP/1.1 on raw sockets (proxy/h1fast.ts) instead of node:http; default true. */
   inboundFastPath?: boolean;
+  /** Outbound HTTP/1.1 on raw sockets (proxy/h1out.ts) instead of node:http; default true. */
+  outboundFastPath?: boolean;
   /** This pod's workload certificate (mTLS); can also come later through ProxyHandle.setWorkloadIdentity. */
   workloadIdentity?: WorkloadIdentity;
   /** True in debug log level: denials carry `x-weft-authz: <explanation>`. */
@@ -1524,6 +1527,202 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     });
   }
 
+  // ---- outbound HTTP/1.1 fast path (proxy/h1out.ts) ---------------------------------------
+  const fastOutbound = opts.outboundFastPath ?? true;
+  const outPool = new KeyedPool<string>(limits.idleTimeoutMs);
+  const srcHeaders = `${H_SRC_WORKLOAD}: ${id.workload}\r\n${H_SRC_NAMESPACE}: ${id.namespace}\r\n`;
+  const self = { workload: id.workload, namespace: id.namespace };
+
+  function serveFastOutbound(
+    socket: net.Socket,
+    ctx: ConnContext,
+    initial: Buffer,
+    onHead: () => void,
+    handoff: (b: Buffer) => void,
+  ): void {
+    const reply = (
+      status: number,
+      code: ProxyErrorCode | 'WEFT_FAULT',
+      message: string,
+      service: string,
+      r: { method: string; path: string; authority: string | undefined },
+    ): Decision => {
+      finishMetrics('outbound', now(), status, '', self, {
+        workload: 'unknown',
+        namespace: 'unknown',
+        service,
+      });
+      if (opts.accessLog?.enabled())
+        opts.accessLog.write({
+          direction: 'outbound',
+          ...r,
+          status,
+          durationMs: 0,
+          service,
+          source: `${id.workload}.${id.namespace}`,
+        });
+      return { kind: 'reply', status, code, message };
+    };
+    serveOutbound(socket, initial, {
+      maxHeaderBytes: limits.maxHeaderBytes,
+      idleTimeoutMs: limits.idleTimeoutMs,
+      handoffWanted: () => opts.tracing?.active() === true,
+      handoff: (_s, buffered) => handoff(buffered),
+      onHead,
+      draining: () => draining,
+      error: (code) => metrics.proxyErrors.inc({ direction: 'outbound', code }),
+      decide(head): Decision {
+        const method = head.method;
+        const path = head.target;
+        const authority = headerValue(head.headers, 'host');
+        const r = { method, path, authority };
+        const t = table;
+        if (!t) return reply(503, 'WEFT_NO_ROUTE', 'weft-proxy has no config yet', 'unknown', r);
+        const found =
+          (ctx.dst ? t.byVip(ctx.dst.address, ctx.dst.port) : undefined) ??
+          t.byAuthority(authority, ctx.dst?.port ?? 80);
+        if (!found) {
+          if (ctx.dst && t.config.mesh.outboundTrafficPolicy === 'ALLOW_ANY') return { kind: 'handoff' };
+          return reply(
+            502,
+            'WEFT_NO_ROUTE',
+            `no service for ${authority ?? ''} (${ctx.dst ? `${ctx.dst.address}:${ctx.dst.port}` : 'no original destination'})`,
+            'unknown',
+            r,
+          );
+        }
+        const route = t.route(found, {
+          method,
+          path,
+          header: (n) => headerValue(head.headers, n.toLowerCase()),
+        });
+        const cb = route.source?.circuitBreaker;
+        // Mirroring and per-endpoint connection limits (with their queue) stay on the node:http path.
+        if (route.mirror || cb?.maxConnections !== undefined) return { kind: 'handoff' };
+        const routeService = serviceLabel(found);
+        const bucket = bucketFor(route);
+        if (bucket && !bucket.take())
+          return reply(
+            429,
+            'WEFT_RATE_LIMITED',
+            `rate limit of route ${route.name} exceeded`,
+            routeService,
+            r,
+          );
+        const fault = route.source?.faultInjection;
+        if (fault?.abort && random() * 100 < fault.abort.percentage)
+          return reply(
+            fault.abort.httpStatus,
+            'WEFT_FAULT',
+            `fault injected by route ${route.name}`,
+            routeService,
+            r,
+          );
+        const delayMs =
+          fault?.delay && random() * 100 < fault.delay.percentage ? fault.delay.fixedDelayMs : 0;
+        const backend = pickBackend(route, random);
+        if (!backend)
+          return reply(
+            503,
+            'WEFT_NO_ENDPOINTS',
+            `route ${route.name} has no backend with weight`,
+            routeService,
+            r,
+          );
+        const service = serviceLabel({ service: backend.service, port: backend.port });
+        const cluster = clusterFor(backend.service.id, route.retries);
+        if (cluster.active >= (cb?.maxRequests ?? Number.POSITIVE_INFINITY))
+          return reply(503, 'WEFT_OVERFLOW', `${service} is at its request limit`, service, r);
+        cluster.active++;
+        inflight++;
+        const started = now();
+        cluster.budget?.recordRequest();
+        const retries = route.retries;
+        const tried = new Set<string>();
+        const hashKey = route.hashHeader ? headerValue(head.headers, route.hashHeader) : undefined;
+        return {
+          kind: 'forward',
+          exchange: {
+            extraHeaders: srcHeaders,
+            strip: fastStrip,
+            delayMs,
+            timeoutMs: route.timeoutMs,
+            perTryTimeoutMs: retries?.perTryTimeoutMs ?? 0,
+            maxTries: 1 + (retries?.attempts ?? 0),
+            service,
+            next() {
+              const picked = pickEndpoint(backend, route, tried, hashKey);
+              if (!picked) return undefined;
+              tried.add(picked.stats.key);
+              if (tried.size >= entriesFor(backend).stats.length) tried.clear();
+              picked.stats.inflight++;
+              const tryStart = now();
+              const a = picked.address;
+              const key = `${a.host}:${a.port}${transport.secure(a) ? `|${a.peerId}` : ''}`;
+              return {
+                acquire: () => outPool.acquireWith(key, () => transport.connect(a, 'http1')),
+                established: isEstablished,
+                whenEstablished,
+                release: (s) => outPool.park(key, s),
+                workload: picked.endpoint.pod,
+                report(o) {
+                  picked.stats.inflight--;
+                  observeLatency(picked.stats, now() - tryStart, now());
+                  if ('cancelled' in o) return;
+                  if ('status' in o)
+                    recordOutcome(picked, o.status >= 500 ? '5xx' : 'success', route, service);
+                  // A pooled connection closed under us says nothing about the endpoint's health.
+                  else if (o.stale) tried.delete(picked.stats.key);
+                  else
+                    recordOutcome(
+                      picked,
+                      o.failure === 'connect-failure' ? 'connect-failure' : '5xx',
+                      route,
+                      service,
+                    );
+                },
+              };
+            },
+            retry(o) {
+              if (!retries) return false;
+              const ok =
+                'failure' in o
+                  ? retriable(retries, new UpstreamFailure(o.failure, o.failure), 0, undefined)
+                  : retriable(retries, undefined, o.status, o.grpcStatus);
+              if (!ok) return false;
+              if (cluster.budget?.tryRetry() ?? true) {
+                metrics.retries.inc({ destination_service: service, outcome: 'sent' });
+                return true;
+              }
+              metrics.retries.inc({ destination_service: service, outcome: 'budget_exhausted' });
+              return false;
+            },
+            finish(f) {
+              cluster.active--;
+              done();
+              const dst = {
+                workload: f.upstreamWorkload ?? 'unknown',
+                namespace: f.upstreamNamespace ?? backend.service.namespace,
+                service,
+              };
+              finishMetrics('outbound', started, f.status, f.grpcStatus, self, dst);
+              if (opts.accessLog?.enabled())
+                opts.accessLog.write({
+                  direction: 'outbound',
+                  ...r,
+                  status: f.status,
+                  grpcStatus: f.grpcStatus || undefined,
+                  durationMs: Math.round((now() - started) * 1000) / 1000,
+                  service,
+                  source: `${id.workload}.${id.namespace}`,
+                });
+            },
+          },
+        };
+      },
+    });
+  }
+
   // ---- inbound mTLS --------------------------------------------------------------------------
   let inboundServers: ReturnType<typeof makeHttpServers> | undefined;
   let tlsServer: tls.Server | undefined;
@@ -1658,6 +1857,11 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
         socket.resume();
         return;
       }
+      if (direction === 'outbound' && fastOutbound) {
+        serveFastOutbound(socket, ctx, initial, () => clearTimeout(timer), handoff);
+        socket.resume();
+        return;
+      }
       handoff(initial);
       return;
     }
@@ -1696,6 +1900,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
         for (const e of s.endpoints) for (const p of Object.values(e.ports)) keys.add(`${e.address}:${p}`);
       for (const k of endpointStats.keys()) if (!keys.has(k)) endpointStats.delete(k);
       transport.retain(keys);
+      outPool.retain((k) => keys.has(k.split('|', 1)[0]!));
     },
     table: () => table,
     stats() {
@@ -1736,6 +1941,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       for (const s of sockets) s.destroy();
       transport.close();
       localPool.close();
+      outPool.close();
     },
   };
   return handle;

@@ -126,6 +126,7 @@ export async function startSidecar(o: SidecarOptions): Promise<Sidecar> {
     authorize: o.authorize ?? enforcer.authorize,
     debugHeaders: () => logger.isLevelEnabled('debug'),
     inboundFastPath: process.env.WEFT_INBOUND_FAST !== '0',
+    outboundFastPath: process.env.WEFT_OUTBOUND_FAST !== '0',
     log: (level, msg, fields) => log[level](fields ?? {}, msg),
   });
 

@@ -1,0 +1,597 @@
+// The outbound HTTP/1.1 fast path: requests from the app to a Service are parsed, routed and
+// forwarded on raw sockets (a keep-alive pool per endpoint) instead of through node:http's server
+// and client, which cost most of the sidecar's CPU per request (docs/proxy.md, Benchmark). The
+// policy is the proxy's (proxy/proxy.ts gives it through OutboundDeps): routing, the retry
+// policy and budget, per-try and route timeouts, outlier detection, EWMA, limits, faults, rate
+// limits, metrics. Cases this path does not take are handed, at a request boundary, to the
+// node:http path: HTTP/1.0, upgrades, `Expect`, tracing on, traffic mirroring, a route with a
+// connection limit, passthrough to addresses outside the mesh. Bodies stream in both directions
+// with their framing as received; a request with a body is never sent twice once its body started
+// (only a connect failure before it is retried), as on the node:http path.
+import type net from 'node:net';
+import {
+  BodyTracker,
+  type Framing,
+  framingOf,
+  type Head,
+  headerValue,
+  IDEMPOTENT,
+  parseRequestHead,
+  parseResponseHead,
+} from './h1fast.ts';
+
+const CRLF2 = Buffer.from('\r\n\r\n');
+const MAX_WAITING = 64 * 1024;
+
+/** Request headers that describe one hop (never forwarded). Framing headers pass as they are. */
+const HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'upgrade',
+  'te',
+  'trailer',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'http2-settings',
+]);
+
+export type TryFailure = 'connect-failure' | 'reset' | 'timeout';
+
+/** One endpoint to try: how to get a connection to it, and what to report after. */
+export interface TryTarget {
+  /** A pooled or new connection (plain TCP, or mutual TLS to a peer sidecar). */
+  acquire(): { socket: net.Socket; reused: boolean };
+  /** Whether the connection is usable yet, and a callback for when it is. */
+  established(s: net.Socket): boolean;
+  whenEstablished(s: net.Socket, cb: () => void): void;
+  /** Gives a connection back to the pool (the caller removed its listeners). */
+  release(s: net.Socket): void;
+  /** Ends the try: latency, outlier detection, in-flight count (cancelled: the client went away). */
+  report(outcome: { status: number } | { failure: TryFailure; stale: boolean } | { cancelled: true }): void;
+  /** The workload behind the endpoint, when the response does not say. */
+  workload: string | undefined;
+}
+
+/** What the proxy decided for one request. */
+export type Decision =
+  | { kind: 'handoff' }
+  | { kind: 'reply'; status: number; code: string; message: string }
+  | { kind: 'forward'; exchange: Exchange };
+
+export interface Exchange {
+  /** Extra request header lines ("name: value\r\n"), the sidecar metadata. */
+  extraHeaders: string;
+  /** Request header names dropped before forwarding (sidecar metadata from the app). */
+  strip: ReadonlySet<string>;
+  /** Wait this long first (fault injection), ms. */
+  delayMs: number;
+  /** Route timeout, ms (0: none): 504 when no response head came by then. */
+  timeoutMs: number;
+  /** Per-try timeout, ms (0: none). */
+  perTryTimeoutMs: number;
+  /** The endpoint for the next try; undefined when there is none (503). */
+  next(): TryTarget | undefined;
+  /** Whether a failed or answered try may be retried (retryOn and the budget; counts the retry). */
+  retry(outcome: { status: number; grpcStatus: string | undefined } | { failure: TryFailure }): boolean;
+  /** Tries allowed in all (1 + retry attempts). */
+  maxTries: number;
+  /** Labels for the no-endpoint and timeout messages. */
+  service: string;
+  /** The request is over (response sent, or failed): metrics, access log, limits. */
+  finish(r: {
+    status: number;
+    grpcStatus: string;
+    upstreamWorkload: string | undefined;
+    upstreamNamespace: string | undefined;
+  }): void;
+}
+
+export interface OutboundDeps {
+  maxHeaderBytes: number;
+  idleTimeoutMs: number;
+  /** True when this connection must go the node:http way from now on (tracing on). */
+  handoffWanted(): boolean;
+  handoff(socket: net.Socket, buffered: Buffer): void;
+  decide(head: Head, hasBody: boolean): Decision;
+  onHead(): void;
+  draining(): boolean;
+  error(code: string): void;
+  /** The client went away: the request ends with this status (499 as nginx says, or the one sent). */
+  aborted?(): void;
+}
+
+const REASONS: Record<number, string> = {
+  400: 'Bad Request',
+  408: 'Request Timeout',
+  429: 'Too Many Requests',
+  431: 'Request Header Fields Too Large',
+  500: 'Internal Server Error',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+};
+
+/** Serves one downstream (app → sidecar) connection on the fast path; `initial` holds bytes already read. */
+export function serveOutbound(socket: net.Socket, initial: Buffer, d: OutboundDeps): void {
+  let buf: Buffer<ArrayBufferLike> = initial;
+  let state: 'head' | 'body' | 'wait' | 'closed' = 'head';
+  let reqBody: BodyTracker | undefined;
+  /** Where request body bytes go now; undefined while not connected yet (they wait in buf) or dropped. */
+  let sink: net.Socket | undefined;
+  let dropBody = false;
+  let keepAlive = true;
+  let inRequest = false;
+  let abortCurrent: (() => void) | undefined;
+  let pumping = false;
+
+  const onData = (chunk: Buffer) => {
+    buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+    pump();
+  };
+  const onClose = () => {
+    state = 'closed';
+    abortCurrent?.();
+  };
+  socket.on('data', onData);
+  socket.on('close', onClose);
+  socket.on('error', () => socket.destroy());
+  socket.setTimeout(d.idleTimeoutMs, () => {
+    if (!inRequest) socket.destroy();
+  });
+
+  function detach(): void {
+    socket.off('data', onData);
+    socket.off('close', onClose);
+    socket.removeAllListeners('error');
+    socket.setTimeout(0);
+    socket.removeAllListeners('timeout');
+  }
+
+  function plain(status: number, code: string, message: string, close: boolean): string {
+    const body = `${message}\n`;
+    return `HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nweft-error: ${code}\r\n${close ? 'connection: close\r\n' : ''}\r\n${body}`;
+  }
+
+  function fatal(status: number): void {
+    d.error(`HTTP_${status}`);
+    socket.end(`HTTP/1.1 ${status} ${REASONS[status]}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
+    state = 'closed';
+    socket.destroySoon();
+  }
+
+  function pump(): void {
+    pumping = true;
+    try {
+      pumpLoop();
+    } finally {
+      pumping = false;
+    }
+  }
+
+  function pumpLoop(): void {
+    for (let guard = 0; guard < 1000; guard++) {
+      if (state === 'closed') return;
+      if (state === 'head') {
+        const end = buf.indexOf(CRLF2);
+        if (end < 0) {
+          if (buf.length > d.maxHeaderBytes) fatal(431);
+          return;
+        }
+        if (end + 4 > d.maxHeaderBytes) {
+          fatal(431);
+          return;
+        }
+        d.onHead();
+        const head = parseRequestHead(buf.toString('latin1', 0, end));
+        if (!head) {
+          fatal(400);
+          return;
+        }
+        if (
+          head.minor === 0 ||
+          headerValue(head.headers, 'upgrade') !== undefined ||
+          headerValue(head.headers, 'expect') !== undefined ||
+          d.handoffWanted()
+        ) {
+          state = 'closed';
+          detach();
+          d.handoff(socket, buf);
+          return;
+        }
+        const framing = framingOf(head.headers, false);
+        if (!framing) {
+          fatal(400);
+          return;
+        }
+        const hasBody = framing.kind !== 'none' && !(framing.kind === 'length' && framing.remaining === 0);
+        const decision = d.decide(head, hasBody);
+        if (decision.kind === 'handoff') {
+          state = 'closed';
+          detach();
+          d.handoff(socket, buf);
+          return;
+        }
+        const conn = (headerValue(head.headers, 'connection') ?? '').toLowerCase();
+        keepAlive = !conn.includes('close') && !d.draining();
+        buf = buf.subarray(end + 4);
+        reqBody = new BodyTracker(framing);
+        state = 'body';
+        if (decision.kind === 'reply') {
+          // Answered at once; the body (if any) is read and dropped so the connection goes on.
+          d.error(decision.code);
+          socket.write(plain(decision.status, decision.code, decision.message, !keepAlive));
+          sink = undefined;
+          dropBody = true;
+          if (!keepAlive) {
+            state = 'closed';
+            socket.end();
+            return;
+          }
+          continue;
+        }
+        dropBody = false;
+        sink = undefined;
+        forward(head, framing, hasBody, decision.exchange);
+        continue;
+      }
+      if (state === 'body') {
+        if (buf.length > 0 && !reqBody!.done) {
+          if (!sink && !dropBody) {
+            // Not connected yet: the body waits here (read no further than a bound).
+            if (buf.length > MAX_WAITING) socket.pause();
+            return;
+          }
+          let n: number;
+          try {
+            n = reqBody!.feed(buf);
+          } catch {
+            sink?.destroy();
+            fatal(400);
+            return;
+          }
+          if (n > 0) {
+            const part = buf.subarray(0, n);
+            buf = buf.subarray(n);
+            if (sink && !sink.destroyed && !sink.write(part)) {
+              socket.pause();
+              sink.once('drain', () => socket.resume());
+            }
+          }
+        }
+        if (reqBody!.done) {
+          dropBody = false;
+          state = inRequest ? 'wait' : 'head';
+          continue;
+        }
+        return;
+      }
+      // wait: a pipelined next request sits in buf until this response is done.
+      if (buf.length > MAX_WAITING) socket.pause();
+      return;
+    }
+  }
+
+  /** Lets the body flow to `s` (connected): bytes waiting in buf go now. */
+  function flowBodyTo(s: net.Socket): void {
+    sink = s;
+    socket.resume();
+    if (state === 'body' && !pumping) pump();
+  }
+
+  function forward(head: Head, _framing: Framing, hasBody: boolean, x: Exchange): void {
+    inRequest = true;
+    // The request head for the upstream: hop-by-hop headers and the app's sidecar metadata out,
+    // ours in; framing (content-length, transfer-encoding) as received.
+    const named = new Set(
+      (headerValue(head.headers, 'connection') ?? '')
+        .toLowerCase()
+        .split(',')
+        .map((t) => t.trim())
+        .filter(Boolean),
+    );
+    let out = `${head.method} ${head.target} HTTP/1.1\r\n`;
+    for (const [k, v] of head.headers) {
+      if (HOP.has(k) || named.has(k) || x.strip.has(k)) continue;
+      out += `${k}: ${v}\r\n`;
+    }
+    const headBytes = Buffer.from(`${out}${x.extraHeaders}\r\n`, 'latin1');
+    let finished = false;
+    let responded = false;
+    let bodyStarted = false;
+    let staleRetried = false;
+    let status = 0;
+    let current: net.Socket | undefined;
+    let overall: NodeJS.Timeout | undefined;
+    let upstreamWorkload: string | undefined;
+    let upstreamNamespace: string | undefined;
+    let grpcStatus = '';
+
+    const finish = (st: number) => {
+      if (finished) return;
+      finished = true;
+      inRequest = false;
+      if (overall) clearTimeout(overall);
+      abortCurrent = undefined;
+      x.finish({ status: st, grpcStatus, upstreamWorkload, upstreamNamespace });
+    };
+    let delayTimer: NodeJS.Timeout | undefined;
+    abortCurrent = () => {
+      if (delayTimer) clearTimeout(delayTimer);
+      current?.destroy();
+      d.aborted?.();
+      finish(status || 499);
+    };
+    /** The exchange is over and the downstream connection goes on (or closes). */
+    const next = () => {
+      if (!keepAlive || d.draining()) {
+        state = 'closed';
+        socket.end();
+        return;
+      }
+      if (state === 'wait') {
+        state = 'head';
+        socket.resume();
+        pump();
+      }
+    };
+    /** Ends the exchange with a reply of our own (no response head sent yet). */
+    const replyError = (st: number, code: string, message: string) => {
+      if (responded) {
+        finish(status);
+        state = 'closed';
+        socket.destroy();
+        return;
+      }
+      responded = true;
+      status = st;
+      d.error(code);
+      // The request body may still be arriving: drop it, and close if it cannot be skipped.
+      if (state === 'body' && !reqBody!.done) {
+        sink = undefined;
+        dropBody = true;
+      }
+      socket.write(plain(st, code, message, !keepAlive || d.draining()));
+      finish(st);
+      next();
+    };
+
+    if (x.timeoutMs > 0) {
+      overall = setTimeout(() => {
+        current?.destroy();
+        current = undefined;
+        replyError(504, 'WEFT_UPSTREAM_TIMEOUT', `${x.service} did not answer within ${x.timeoutMs} ms`);
+      }, x.timeoutMs);
+    }
+
+    const attempt = (tryNo: number) => {
+      if (finished) return;
+      const target = x.next();
+      if (!target) {
+        replyError(503, 'WEFT_NO_ENDPOINTS', `${x.service} has no ready endpoints`);
+        return;
+      }
+      const { socket: conn, reused } = target.acquire();
+      current = conn;
+      let established = target.established(conn);
+      let reported = false;
+      let perTry: NodeJS.Timeout | undefined;
+      let rbuf: Buffer<ArrayBufferLike> = Buffer.alloc(0);
+      let resBody: BodyTracker | undefined;
+      let reusable = false;
+
+      const report = (o: Parameters<TryTarget['report']>[0]) => {
+        if (reported) return;
+        reported = true;
+        if (perTry) clearTimeout(perTry);
+        target.report(o);
+      };
+      const detachUp = () => {
+        conn.off('data', onUpData);
+        conn.off('error', onUpError);
+        conn.off('close', onUpClose);
+        if (perTry) clearTimeout(perTry);
+      };
+      /** A failure before the response head: retry or answer with an error. */
+      const failed = (kind: TryFailure, code: string | undefined) => {
+        detachUp();
+        conn.destroy();
+        if (current === conn) current = undefined;
+        if (finished) {
+          report({ cancelled: true });
+          return;
+        }
+        const stale =
+          reused && kind !== 'timeout' && (code === 'ECONNRESET' || code === 'EPIPE' || code === undefined);
+        report({ failure: kind, stale });
+        const canReplay = !hasBody || !bodyStarted;
+        if (stale && canReplay && !staleRetried && IDEMPOTENT.has(head.method)) {
+          // A pooled connection the upstream had just closed: not the endpoint's fault.
+          staleRetried = true;
+          attempt(tryNo);
+          return;
+        }
+        if (tryNo < x.maxTries && canReplay && x.retry({ failure: kind })) {
+          attempt(tryNo + 1);
+          return;
+        }
+        if (kind === 'connect-failure')
+          replyError(503, 'WEFT_UPSTREAM_CONNECT', `${x.service}: ${code ?? 'connect failed'}`);
+        else if (kind === 'timeout')
+          replyError(
+            504,
+            'WEFT_UPSTREAM_TIMEOUT',
+            `${x.service}: per-try timeout of ${x.perTryTimeoutMs} ms`,
+          );
+        else replyError(502, 'WEFT_UPSTREAM_RESET', `${x.service}: ${code ?? 'connection closed'}`);
+      };
+      const onUpError = (e: NodeJS.ErrnoException) => {
+        if (resBody) {
+          midResponseFailure();
+          return;
+        }
+        failed(established ? 'reset' : 'connect-failure', e.code);
+      };
+      const onUpClose = () => {
+        if (resBody) {
+          if (!resBody.done && closeDelimited) {
+            // A body delimited by the close: complete now.
+            detachUp();
+            finish(status);
+            keepAlive = false;
+            next();
+            return;
+          }
+          if (!resBody.done) midResponseFailure();
+          return;
+        }
+        failed(established ? 'reset' : 'connect-failure', undefined);
+      };
+      let closeDelimited = false;
+      const midResponseFailure = () => {
+        // The status is out: the connection is all that can end.
+        detachUp();
+        conn.destroy();
+        finish(status);
+        state = 'closed';
+        socket.destroy();
+      };
+      const onUpData = (input: Buffer) => {
+        if (finished) return;
+        let chunk: Buffer<ArrayBufferLike> = input;
+        if (!resBody) {
+          rbuf = rbuf.length === 0 ? chunk : Buffer.concat([rbuf, chunk]);
+          for (;;) {
+            const end = rbuf.indexOf(CRLF2);
+            if (end < 0) {
+              if (rbuf.length > 64 * 1024) failed('reset', 'EPROTO');
+              return;
+            }
+            const rh = parseResponseHead(rbuf.toString('latin1', 0, end));
+            if (!rh) {
+              failed('reset', 'EPROTO');
+              return;
+            }
+            rbuf = rbuf.subarray(end + 4);
+            if (rh.status >= 100 && rh.status < 200) {
+              // Interim responses pass through; the final one follows.
+              socket.write(`${rh.line}\r\n${rh.lines.map((l) => `${l}\r\n`).join('')}\r\n`);
+              continue;
+            }
+            const gs = headerValue(rh.headers, 'grpc-status');
+            report({ status: rh.status });
+            const canReplay = !hasBody || !bodyStarted;
+            if (tryNo < x.maxTries && canReplay && x.retry({ status: rh.status, grpcStatus: gs })) {
+              detachUp();
+              conn.destroy();
+              if (current === conn) current = undefined;
+              attempt(tryNo + 1);
+              return;
+            }
+            const f: Framing | undefined =
+              head.method === 'HEAD' || rh.status === 204 || rh.status === 304
+                ? { kind: 'none' }
+                : framingOf(rh.headers, true);
+            if (!f) {
+              failed('reset', 'EPROTO');
+              return;
+            }
+            if (overall) clearTimeout(overall);
+            status = rh.status;
+            grpcStatus = gs ?? '';
+            responded = true;
+            closeDelimited = f.kind === 'close';
+            const connHdr = (headerValue(rh.headers, 'connection') ?? '').toLowerCase();
+            reusable = !closeDelimited && !connHdr.includes('close');
+            if (closeDelimited) keepAlive = false;
+            let outHead = `${rh.line}\r\n`;
+            for (let i = 0; i < rh.lines.length; i++) {
+              const [k, v] = rh.headers[i] ?? ['', ''];
+              if (k === 'weft-dst-workload') {
+                upstreamWorkload = v;
+                continue;
+              }
+              if (k === 'weft-dst-namespace') {
+                upstreamNamespace = v;
+                continue;
+              }
+              if (k === 'connection' || k === 'keep-alive' || k === 'proxy-connection') continue;
+              outHead += `${rh.lines[i]}\r\n`;
+            }
+            upstreamWorkload ??= target.workload;
+            if (!keepAlive || d.draining()) {
+              keepAlive = false;
+              outHead += 'connection: close\r\n';
+            }
+            socket.cork();
+            socket.write(Buffer.from(`${outHead}\r\n`, 'latin1'));
+            process.nextTick(() => socket.uncork());
+            resBody = new BodyTracker(f);
+            if (rbuf.length === 0 && resBody.done) {
+              complete(true);
+              return;
+            }
+            chunk = rbuf;
+            rbuf = Buffer.alloc(0);
+            break;
+          }
+        }
+        if (chunk.length === 0) return;
+        let n: number;
+        try {
+          n = resBody!.feed(chunk);
+        } catch {
+          midResponseFailure();
+          return;
+        }
+        if (n > 0 && !socket.write(n === chunk.length ? chunk : chunk.subarray(0, n))) {
+          conn.pause();
+          socket.once('drain', () => conn.resume());
+        }
+        if (resBody!.done) complete(n === chunk.length);
+      };
+      /** The response is through: the connection goes back to the pool when it can. */
+      const complete = (clean: boolean) => {
+        detachUp();
+        if (current === conn) current = undefined;
+        // The connection carries another request only once this one's body is all sent.
+        const bodySent = !hasBody || reqBody!.done;
+        if (sink === conn) sink = undefined;
+        if (reusable && clean && bodySent) target.release(conn);
+        else {
+          if (!bodySent) dropBody = true;
+          conn.destroy();
+        }
+        finish(status);
+        next();
+      };
+
+      conn.on('data', onUpData);
+      conn.on('error', onUpError);
+      conn.on('close', onUpClose);
+      if (x.perTryTimeoutMs > 0)
+        perTry = setTimeout(() => {
+          if (!resBody) failed('timeout', undefined);
+        }, x.perTryTimeoutMs);
+      // Head (and body bytes already here, once connected) leave in one segment.
+      conn.cork();
+      conn.write(headBytes);
+      process.nextTick(() => conn.uncork());
+      const go = () => {
+        established = true;
+        if (current !== conn || finished) return;
+        if (hasBody && !reqBody!.done) {
+          bodyStarted = true;
+          flowBodyTo(conn);
+        }
+      };
+      if (established) go();
+      else target.whenEstablished(conn, go);
+    };
+
+    if (x.delayMs > 0) delayTimer = setTimeout(() => attempt(1), x.delayMs);
+    else attempt(1);
+  }
+
+  pump();
+}
