@@ -211,6 +211,15 @@ export class Topology {
   }
 
   async destroy(): Promise<void> {
+    // WEFT_NETNS_GRACEFUL=1: proxies get SIGTERM and up to 3 s to exit (so --cpu-prof can write).
+    if (process.env.WEFT_NETNS_GRACEFUL === '1') {
+      const live = [...this.proxies.values()].filter((p) => p.exitCode === null && p.signalCode === null);
+      for (const p of live) p.kill('SIGTERM');
+      await Promise.race([
+        Promise.all(live.map((p) => new Promise((r) => p.once('exit', r)))),
+        sleep(3000),
+      ]);
+    }
     for (const p of this.procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
     await sleep(100);
     for (const pod of this.pods.values()) await run('ip', ['netns', 'del', pod.ns]).catch(() => {});
