@@ -26,7 +26,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { buildDist } from '../hack/build-dist.ts';
-import { PROXY_NODE_FLAGS } from '../proxy/runtime.ts';
+import { PROXY_ENV, PROXY_NODE_FLAGS } from '../proxy/runtime.ts';
 import { endpoint, proxyConfig, service } from '../proxy/testdata.ts';
 import { newCa, spiffe, writeIdentity } from '../test/netns/mtlsfixture.ts';
 import { metricLines, type Pod, sleep, Topology } from '../test/netns/netns.ts';
@@ -344,7 +344,11 @@ async function main(): Promise<void> {
     // The sidecars run the bundle an image ships (plain JavaScript: no type stripping at start).
     const dist = await buildDist();
     topo.proxyCommand = [dist.entry, 'proxy'];
-    proxyCommandLine = `node ${PROXY_NODE_FLAGS.join(' ')} ${topo.proxyCommand.map((a) => a.replace(ROOT, '')).join(' ')}`;
+    proxyCommandLine = `${Object.entries(PROXY_ENV)
+      .map(([k, v]) => `${k}=${v} `)
+      .join(
+        '',
+      )}node ${PROXY_NODE_FLAGS.join(' ')} ${topo.proxyCommand.map((a) => a.replace(ROOT, '')).join(' ')}`;
     console.error(`[bench] weft-proxy: ${proxyCommandLine}`);
     await topo.create();
     scratch = await topo.tempDir('bench');
@@ -430,7 +434,7 @@ async function main(): Promise<void> {
           upHost,
           String(upPort),
         ],
-        { stdio: 'ignore' },
+        { stdio: 'ignore', env: { ...process.env, ...PROXY_ENV } },
       );
       topo.procs.push(p);
       pids['node-pipe']!.push(p.pid!);

@@ -13,7 +13,7 @@ import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { PROXY, type ProxyConfig } from '../../api/index.ts';
 import { encodeConfig, writeProjected } from '../../proxy/configdir.ts';
-import { PROXY_NODE_FLAGS } from '../../proxy/runtime.ts';
+import { PROXY_ENV, PROXY_NODE_FLAGS } from '../../proxy/runtime.ts';
 
 const run = promisify(execFile);
 const ROOT = new URL('../../', import.meta.url).pathname;
@@ -121,6 +121,7 @@ export class Topology {
       : [];
     const p = spawn('ip', ['netns', 'exec', pod.ns, ...prefix, NODE, ...flags, ...args], {
       cwd: ROOT,
+      env: opts.asProxy ? { ...process.env, ...PROXY_ENV } : process.env,
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     this.procs.push(p);
@@ -215,10 +216,7 @@ export class Topology {
     if (process.env.WEFT_NETNS_GRACEFUL === '1') {
       const live = [...this.proxies.values()].filter((p) => p.exitCode === null && p.signalCode === null);
       for (const p of live) p.kill('SIGTERM');
-      await Promise.race([
-        Promise.all(live.map((p) => new Promise((r) => p.once('exit', r)))),
-        sleep(3000),
-      ]);
+      await Promise.race([Promise.all(live.map((p) => new Promise((r) => p.once('exit', r)))), sleep(3000)]);
     }
     for (const p of this.procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
     await sleep(100);
