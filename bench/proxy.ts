@@ -554,7 +554,7 @@ async function main(): Promise<void> {
   }
 
   const d = results.direct!;
-  const w = results.weft ?? results.nginx!;
+  const w = results.weft ?? results['weft-mtls'] ?? results.nginx ?? d;
   const n = results.nginx ?? w;
   const added = (r: RunResult) => Math.round((r.latencyMs.p99 - d.at1000.latencyMs.p99) * 1000) / 1000;
   // The nginx comparisons mean nothing when nginx did not run (--only weft).

@@ -1821,10 +1821,12 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       return;
     }
     const server = tlsServer;
-    const conn = new Replay(socket, initial);
-    conn.on('error', () => socket.destroy());
-    tlsConn.run(ctx, () => server.emit('connection', conn));
-    socket.resume();
+    // The ClientHello already read goes back into the socket: the TLSSocket the server wraps
+    // around it takes over the socket's native handle (no JavaScript stream in between) and
+    // first replays what the socket has buffered.
+    socket.pause();
+    if (initial.length > 0) socket.unshift(initial);
+    tlsConn.run(ctx, () => server.emit('connection', socket));
   }
 
   function dispatch(
