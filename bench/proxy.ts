@@ -234,9 +234,8 @@ http {
 `;
 }
 
-/** The Prometheus text of the sidecar in `pod`, fetched from inside the pod (127.0.0.1:15020). */
-/** A sidecar's memory at the end: VmRSS split into anonymous and file-backed (the node binary), and V8's view (admin /stats). */
-async function sidecarMemory(pod: Pod, pid: number): Promise<Record<string, unknown>> {
+/** GETs `url` from inside the pod's network namespace (the sidecar's loopback ports); the body as text. */
+async function fetchInPod(pod: Pod, url: string): Promise<string> {
   const { stdout } = await run(
     'ip',
     [
@@ -245,10 +244,16 @@ async function sidecarMemory(pod: Pod, pid: number): Promise<Record<string, unkn
       pod.ns,
       process.execPath,
       '-e',
-      "fetch('http://127.0.0.1:15000/stats').then((r) => r.json()).then((j) => process.stdout.write(JSON.stringify(j.memory)))",
+      `fetch(${JSON.stringify(url)}).then((r) => r.text()).then((t) => process.stdout.write(t))`,
     ],
-    { timeout: 20_000 },
+    { timeout: 20_000, maxBuffer: 16 * 1024 * 1024 },
   );
+  return stdout;
+}
+
+/** A sidecar's memory at the end: VmRSS split into anonymous and file-backed (the node binary), and V8's view (admin /stats). */
+async function sidecarMemory(pod: Pod, pid: number): Promise<Record<string, unknown>> {
+  const stats = JSON.parse(await fetchInPod(pod, 'http://127.0.0.1:15000/stats')) as { memory: unknown };
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   const kb = (k: string) =>
     Math.round(Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status)?.[1] ?? 0) / 102.4) / 10;
@@ -256,24 +261,13 @@ async function sidecarMemory(pod: Pod, pid: number): Promise<Record<string, unkn
     vmRssMB: kb('VmRSS'),
     rssAnonMB: kb('RssAnon'),
     rssFileMB: kb('RssFile'),
-    v8MB: JSON.parse(stdout) as unknown,
+    v8MB: stats.memory,
   };
 }
 
-async function sidecarMetrics(pod: Pod): Promise<string> {
-  const { stdout } = await run(
-    'ip',
-    [
-      'netns',
-      'exec',
-      pod.ns,
-      process.execPath,
-      '-e',
-      "fetch('http://127.0.0.1:15020/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))",
-    ],
-    { timeout: 20_000, maxBuffer: 16 * 1024 * 1024 },
-  );
-  return stdout;
+/** The Prometheus text of the sidecar in `pod` (127.0.0.1:15020). */
+function sidecarMetrics(pod: Pod): Promise<string> {
+  return fetchInPod(pod, 'http://127.0.0.1:15020/metrics');
 }
 
 const metricSum = (text: string, ...parts: string[]) =>

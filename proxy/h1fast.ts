@@ -126,6 +126,97 @@ export function framingOf(h: Array<[string, string]>, isResponse: boolean): Fram
   return isResponse ? { kind: 'close' } : { kind: 'none' };
 }
 
+/**
+ * Moves the body bytes at the start of `buf` to `sink` (dropped when there is none), pausing
+ * `from` while the sink is full. Returns what is left (the next request), undefined on bad chunking.
+ */
+export function passBody(
+  buf: Buffer,
+  body: BodyTracker,
+  sink: net.Socket | undefined,
+  from: net.Socket,
+): Buffer | undefined {
+  let n: number;
+  try {
+    n = body.feed(buf);
+  } catch {
+    return undefined;
+  }
+  if (n > 0 && sink && !sink.destroyed && !sink.write(buf.subarray(0, n))) {
+    from.pause();
+    sink.once('drain', () => from.resume());
+  }
+  return buf.subarray(n);
+}
+
+/** What the bytes at the start of a downstream buffer are: a request head ready, or not. */
+export type HeadRead =
+  | { kind: 'more' }
+  | { kind: 'error'; status: 400 | 431 }
+  /** A request the fast path does not take (HTTP/1.0, Upgrade, Expect): hand the connection over. */
+  | { kind: 'handoff' }
+  | { kind: 'head'; head: Head; framing: Framing /** bytes of the head, CRLFCRLF included */; size: number };
+
+/** Reads a request head from `buf`; `headSeen` is called once its end is there (the 408 timer stops). */
+export function readHead(buf: Buffer, maxHeaderBytes: number, headSeen: () => void): HeadRead {
+  const end = buf.indexOf(CRLF2);
+  if (end < 0) return buf.length > maxHeaderBytes ? { kind: 'error', status: 431 } : { kind: 'more' };
+  if (end + 4 > maxHeaderBytes) return { kind: 'error', status: 431 };
+  headSeen();
+  const head = parseRequestHead(buf.toString('latin1', 0, end));
+  if (!head) return { kind: 'error', status: 400 };
+  if (
+    head.minor === 0 ||
+    get(head.headers, 'upgrade') !== undefined ||
+    get(head.headers, 'expect') !== undefined
+  )
+    return { kind: 'handoff' };
+  const framing = framingOf(head.headers, false);
+  if (!framing) return { kind: 'error', status: 400 };
+  return { kind: 'head', head, framing, size: end + 4 };
+}
+
+/** Request headers about one hop (RFC 9110 §7.6.1): never forwarded. */
+export const HOP_BY_HOP: ReadonlySet<string> = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+  'te',
+  'trailer',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'http2-settings',
+]);
+
+/**
+ * Listens on a downstream connection for a fast path: data, close, errors, and the idle timeout
+ * (which spares a connection in the middle of a request). Returns the function that stops
+ * listening, for a hand-over to node:http.
+ */
+export function listenDownstream(
+  socket: net.Socket,
+  idleTimeoutMs: number,
+  busy: () => boolean,
+  onData: (chunk: Buffer) => void,
+  onClose: () => void,
+): () => void {
+  socket.on('data', onData);
+  socket.on('close', onClose);
+  socket.on('error', () => socket.destroy());
+  socket.setTimeout(idleTimeoutMs, () => {
+    if (!busy()) socket.destroy();
+  });
+  return () => {
+    socket.off('data', onData);
+    socket.off('close', onClose);
+    socket.removeAllListeners('error');
+    socket.setTimeout(0);
+    socket.removeAllListeners('timeout');
+  };
+}
+
 /** Idle keep-alive upstream connections by key (an endpoint and how it is reached). */
 export class KeyedPool<K> {
   readonly #idle = new Map<K, net.Socket[]>();
@@ -326,57 +417,27 @@ export function serveInbound(socket: net.Socket, initial: Buffer, d: FastDeps): 
     abortCurrent?.();
   };
   socket.setNoDelay(true);
-  socket.on('data', onData);
-  socket.on('close', onClose);
-  socket.on('error', () => socket.destroy());
-  socket.setTimeout(d.idleTimeoutMs, () => {
-    if (!inRequest) socket.destroy();
-  });
-
-  function detach(): void {
-    socket.off('data', onData);
-    socket.off('close', onClose);
-    socket.removeAllListeners('error');
-    socket.setTimeout(0);
-    socket.removeAllListeners('timeout');
-  }
+  const detach = listenDownstream(socket, d.idleTimeoutMs, () => inRequest, onData, onClose);
 
   function pump(): void {
     for (let guard = 0; guard < 1000; guard++) {
       if (state === 'closed') return;
       if (state === 'head') {
-        const end = buf.indexOf(CRLF2);
-        if (end < 0) {
-          if (buf.length > d.maxHeaderBytes) reply(431, 'Request Header Fields Too Large', true);
+        const r = readHead(buf, d.maxHeaderBytes, d.onHead);
+        if (r.kind === 'more') return;
+        if (r.kind === 'error') {
+          reply(r.status, r.status === 431 ? 'Request Header Fields Too Large' : 'Bad Request', true);
           return;
         }
-        if (end + 4 > d.maxHeaderBytes) {
-          reply(431, 'Request Header Fields Too Large', true);
-          return;
-        }
-        d.onHead();
-        const head = parseRequestHead(buf.toString('latin1', 0, end));
-        if (!head) {
-          reply(400, 'Bad Request', true);
-          return;
-        }
-        const conn = (get(head.headers, 'connection') ?? '').toLowerCase();
-        if (
-          head.minor === 0 ||
-          get(head.headers, 'upgrade') !== undefined ||
-          get(head.headers, 'expect') !== undefined ||
-          d.handoffWanted()
-        ) {
+        if (r.kind === 'handoff' || d.handoffWanted()) {
           state = 'closed';
           detach();
           d.handoff(socket, buf);
           return;
         }
-        const framing = framingOf(head.headers, false);
-        if (!framing) {
-          reply(400, 'Bad Request', true);
-          return;
-        }
+        const { head, framing } = r;
+        const end = r.size - 4;
+        const conn = (get(head.headers, 'connection') ?? '').toLowerCase();
         keepAlive = !conn.includes('close') && !d.draining();
         if (d.authorize) {
           const v = d.authorize(head.method, head.target, head.headers);
@@ -405,22 +466,13 @@ export function serveInbound(socket: net.Socket, initial: Buffer, d: FastDeps): 
       }
       if (state === 'body') {
         if (buf.length > 0 && !reqBody!.done) {
-          let n: number;
-          try {
-            n = reqBody!.feed(buf);
-          } catch {
+          const rest = passBody(buf, reqBody!, up, socket);
+          if (!rest) {
             up?.destroy();
             reply(400, 'Bad Request', true);
             return;
           }
-          if (n > 0) {
-            const part = buf.subarray(0, n);
-            buf = buf.subarray(n);
-            if (up && !up.destroyed && !up.write(part)) {
-              socket.pause();
-              up.once('drain', () => socket.resume());
-            }
-          }
+          buf = rest;
         }
         if (reqBody!.done) {
           if (denying) {

@@ -14,27 +14,20 @@ import {
   type Framing,
   framingOf,
   type Head,
+  HOP_BY_HOP,
   headerValue,
   IDEMPOTENT,
-  parseRequestHead,
+  listenDownstream,
   parseResponseHead,
+  passBody,
+  readHead,
 } from './h1fast.ts';
 
 const CRLF2 = Buffer.from('\r\n\r\n');
 const MAX_WAITING = 64 * 1024;
 
-/** Request headers that describe one hop (never forwarded). Framing headers pass as they are. */
-const HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'upgrade',
-  'te',
-  'trailer',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'http2-settings',
-]);
+/** Request headers that describe one hop (never forwarded); framing headers pass as they are. */
+const HOP = new Set([...HOP_BY_HOP].filter((h) => h !== 'transfer-encoding'));
 
 export type TryFailure = 'connect-failure' | 'reset' | 'timeout';
 
@@ -133,20 +126,7 @@ export function serveOutbound(socket: net.Socket, initial: Buffer, d: OutboundDe
     state = 'closed';
     abortCurrent?.();
   };
-  socket.on('data', onData);
-  socket.on('close', onClose);
-  socket.on('error', () => socket.destroy());
-  socket.setTimeout(d.idleTimeoutMs, () => {
-    if (!inRequest) socket.destroy();
-  });
-
-  function detach(): void {
-    socket.off('data', onData);
-    socket.off('close', onClose);
-    socket.removeAllListeners('error');
-    socket.setTimeout(0);
-    socket.removeAllListeners('timeout');
-  }
+  const detach = listenDownstream(socket, d.idleTimeoutMs, () => inRequest, onData, onClose);
 
   function plain(status: number, code: string, message: string, close: boolean): string {
     const body = `${message}\n`;
@@ -173,37 +153,20 @@ export function serveOutbound(socket: net.Socket, initial: Buffer, d: OutboundDe
     for (let guard = 0; guard < 1000; guard++) {
       if (state === 'closed') return;
       if (state === 'head') {
-        const end = buf.indexOf(CRLF2);
-        if (end < 0) {
-          if (buf.length > d.maxHeaderBytes) fatal(431);
+        const r = readHead(buf, d.maxHeaderBytes, d.onHead);
+        if (r.kind === 'more') return;
+        if (r.kind === 'error') {
+          fatal(r.status);
           return;
         }
-        if (end + 4 > d.maxHeaderBytes) {
-          fatal(431);
-          return;
-        }
-        d.onHead();
-        const head = parseRequestHead(buf.toString('latin1', 0, end));
-        if (!head) {
-          fatal(400);
-          return;
-        }
-        if (
-          head.minor === 0 ||
-          headerValue(head.headers, 'upgrade') !== undefined ||
-          headerValue(head.headers, 'expect') !== undefined ||
-          d.handoffWanted()
-        ) {
+        if (r.kind === 'handoff' || d.handoffWanted()) {
           state = 'closed';
           detach();
           d.handoff(socket, buf);
           return;
         }
-        const framing = framingOf(head.headers, false);
-        if (!framing) {
-          fatal(400);
-          return;
-        }
+        const { head, framing } = r;
+        const end = r.size - 4;
         const hasBody = framing.kind !== 'none' && !(framing.kind === 'length' && framing.remaining === 0);
         const decision = d.decide(head, hasBody);
         if (decision.kind === 'handoff') {
@@ -242,22 +205,13 @@ export function serveOutbound(socket: net.Socket, initial: Buffer, d: OutboundDe
             if (buf.length > MAX_WAITING) socket.pause();
             return;
           }
-          let n: number;
-          try {
-            n = reqBody!.feed(buf);
-          } catch {
+          const rest = passBody(buf, reqBody!, sink, socket);
+          if (!rest) {
             sink?.destroy();
             fatal(400);
             return;
           }
-          if (n > 0) {
-            const part = buf.subarray(0, n);
-            buf = buf.subarray(n);
-            if (sink && !sink.destroyed && !sink.write(part)) {
-              socket.pause();
-              sink.once('drain', () => socket.resume());
-            }
-          }
+          buf = rest;
         }
         if (reqBody!.done) {
           dropBody = false;

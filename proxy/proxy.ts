@@ -16,7 +16,7 @@ import type { Now, Random } from './clock.ts';
 import { systemNow, systemRandom } from './clock.ts';
 import { detectProtocol, type Protocol, protocolForAppProtocol, SERVER_FIRST_PORTS } from './detect.ts';
 import { type ProxyErrorCode, statusForError } from './errors.ts';
-import { headerValue, IDEMPOTENT, KeyedPool, LocalPool, serveInbound } from './h1fast.ts';
+import { HOP_BY_HOP, headerValue, IDEMPOTENT, KeyedPool, LocalPool, serveInbound } from './h1fast.ts';
 import { type Decision, serveOutbound } from './h1out.ts';
 import { peerSpiffeId, protocolOfAlpn, type WorkloadIdentity } from './identity/tls.ts';
 import { Balancer, type EndpointStats, newEndpointStats, observeLatency } from './lb.ts';
@@ -166,19 +166,6 @@ export interface ProxyOptions {
   log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 }
 
-/** Headers that are about one hop and never forwarded. */
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'upgrade',
-  'te',
-  'trailer',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'http2-settings',
-]);
 /** Sidecar-to-sidecar metadata: who called (request) and who answered (response). Stripped at the edges. */
 export const H_SRC_WORKLOAD = 'weft-src-workload';
 export const H_SRC_NAMESPACE = 'weft-src-namespace';
