@@ -6,7 +6,6 @@
 // Either way the server reloads the certificate without a restart.
 // @peculiar/x509 resolves its ASN.1 services through tsyringe, which needs the Reflect metadata API.
 import 'reflect-metadata';
-import { webcrypto } from 'node:crypto';
 import {
   AdmissionregistrationV1Api,
   CoreV1Api,
@@ -16,12 +15,9 @@ import {
   type V1ValidatingWebhookConfiguration,
 } from '@kubernetes/client-node';
 import * as x509 from '@peculiar/x509';
+import { crypto, EC, exportPkcs8, newKeyPair, SIGN, selfSignedCa, serialNumber } from '../api/pki.ts';
 import { WEBHOOK_ERROR_CODES, WebhookError } from './errors.ts';
 
-const crypto = webcrypto;
-x509.cryptoProvider.set(crypto);
-const EC = { name: 'ECDSA', namedCurve: 'P-256' } as const;
-const SIGN = { name: 'ECDSA', hash: 'SHA-256' } as const;
 const DAY = 86_400_000;
 
 export const CA_LIFETIME_MS = 3650 * DAY;
@@ -46,32 +42,14 @@ export interface CertOptions {
   servingLifetimeMs?: number;
 }
 
-function serial(): string {
-  const b = crypto.getRandomValues(new Uint8Array(16));
-  b[0]! &= 0x7f;
-  return Buffer.from(b).toString('hex');
-}
-
-async function exportKey(key: webcrypto.CryptoKey): Promise<string> {
-  return x509.PemConverter.encode(await crypto.subtle.exportKey('pkcs8', key), 'PRIVATE KEY');
-}
-
 async function generateCa(now: Date): Promise<{ caPem: string; caKeyPem: string }> {
-  const keys = (await crypto.subtle.generateKey(EC, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
-  const cert = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: serial(),
+  const { certPem, keyPem } = await selfSignedCa({
     name: `O=Weft, CN=weft-webhook-ca ${now.toISOString()}`,
-    notBefore: new Date(now.getTime() - 60_000),
-    notAfter: new Date(now.getTime() + CA_LIFETIME_MS),
-    keys,
-    signingAlgorithm: SIGN,
-    extensions: [
-      new x509.BasicConstraintsExtension(true, 0, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
-    ],
+    now,
+    lifetimeMs: CA_LIFETIME_MS,
+    pathLength: 0,
   });
-  return { caPem: cert.toString('pem'), caKeyPem: await exportKey(keys.privateKey) };
+  return { caPem: certPem, caKeyPem: keyPem };
 }
 
 /** A serving certificate signed by the given CA (or by a new CA when none is given). */
@@ -88,13 +66,13 @@ export async function issueServingCertificate(
     false,
     ['sign'],
   );
-  const keys = (await crypto.subtle.generateKey(EC, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  const keys = await newKeyPair();
   const notBefore = new Date(opts.now.getTime() - 60_000);
   const notAfter = new Date(
     Math.min(opts.now.getTime() + (opts.servingLifetimeMs ?? SERVING_LIFETIME_MS), caCert.notAfter.getTime()),
   );
   const cert = await x509.X509CertificateGenerator.create({
-    serialNumber: serial(),
+    serialNumber: serialNumber(),
     subject: `O=Weft, CN=${opts.dnsNames[0] ?? opts.ipAddresses[0] ?? 'weft-webhook'}`,
     issuer: caCert.subject,
     notBefore,
@@ -120,7 +98,7 @@ export async function issueServingCertificate(
     caPem: authority.caPem,
     caKeyPem: authority.caKeyPem,
     certPem: cert.toString('pem'),
-    keyPem: await exportKey(keys.privateKey),
+    keyPem: await exportPkcs8(keys.privateKey),
     notBefore,
     notAfter,
   };

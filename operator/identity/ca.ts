@@ -5,15 +5,10 @@
 // the results in Secrets.
 // @peculiar/x509 resolves its ASN.1 services through tsyringe, which needs the Reflect metadata API.
 import 'reflect-metadata';
-import { webcrypto } from 'node:crypto';
+import type { webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 import { CodedError } from '../../api/errors.ts';
-
-const crypto = webcrypto;
-x509.cryptoProvider.set(crypto);
-
-const EC = { name: 'ECDSA', namedCurve: 'P-256' } as const;
-const SIGN = { name: 'ECDSA', hash: 'SHA-256' } as const;
+import { crypto, EC, exportPkcs8, newKeyPair, SIGN, selfSignedCa, serialNumber } from '../../api/pki.ts';
 
 export class IdentityError extends CodedError {}
 
@@ -43,14 +38,6 @@ export function spiffeId(trustDomain: string, namespace: string, serviceAccount:
   return `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`;
 }
 
-function toPem(der: ArrayBuffer, label: string): string {
-  return x509.PemConverter.encode(der, label);
-}
-
-async function exportKey(key: webcrypto.CryptoKey): Promise<string> {
-  return toPem(await crypto.subtle.exportKey('pkcs8', key), 'PRIVATE KEY');
-}
-
 async function importSigningKey(pem: string): Promise<webcrypto.CryptoKey> {
   try {
     const der = x509.PemConverter.decodeFirst(pem);
@@ -64,37 +51,23 @@ async function importSigningKey(pem: string): Promise<webcrypto.CryptoKey> {
   }
 }
 
-function serial(): string {
-  const b = crypto.getRandomValues(new Uint8Array(16));
-  b[0]! &= 0x7f;
-  return Buffer.from(b).toString('hex');
-}
-
 /** A new self-signed root for the trust domain. */
 export async function createRoot(opts: {
   trustDomain: string;
   lifetimeMs: number;
   now: Date;
 }): Promise<CertificateAuthority> {
-  const keys = (await crypto.subtle.generateKey(EC, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
-  const notBefore = new Date(opts.now.getTime() - 60_000);
-  const notAfter = new Date(opts.now.getTime() + opts.lifetimeMs);
-  const cert = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: serial(),
+  const { certPem, keyPem } = await selfSignedCa({
     name: `O=Weft, CN=weft root ${opts.trustDomain} ${opts.now.toISOString()}`,
-    notBefore,
-    notAfter,
-    keys,
-    signingAlgorithm: SIGN,
+    now: opts.now,
+    lifetimeMs: opts.lifetimeMs,
+    pathLength: 1,
     extensions: [
-      new x509.BasicConstraintsExtension(true, 1, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
       new x509.SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${opts.trustDomain}` }]),
     ],
   });
-  const certPem = cert.toString('pem');
-  return { certPem, keyPem: await exportKey(keys.privateKey), chainPem: [], rootsPem: [certPem], notAfter };
+  const notAfter = new Date(opts.now.getTime() + opts.lifetimeMs);
+  return { certPem, keyPem, chainPem: [], rootsPem: [certPem], notAfter };
 }
 
 /**
@@ -149,12 +122,12 @@ export async function issueWorkloadCertificate(
   const id = spiffeId(opts.trustDomain, opts.namespace, opts.serviceAccount);
   const signer = new x509.X509Certificate(ca.certPem);
   const signingKey = await importSigningKey(ca.keyPem);
-  const keys = (await crypto.subtle.generateKey(EC, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  const keys = await newKeyPair();
   const notBefore = new Date(opts.now.getTime() - 60_000);
   // Never outlive the CA that signs it.
   const notAfter = new Date(Math.min(opts.now.getTime() + opts.lifetimeMs, signer.notAfter.getTime()));
   const cert = await x509.X509CertificateGenerator.create({
-    serialNumber: serial(),
+    serialNumber: serialNumber(),
     subject: `O=Weft, CN=${opts.serviceAccount}.${opts.namespace}`,
     issuer: signer.subject,
     notBefore,
@@ -180,7 +153,7 @@ export async function issueWorkloadCertificate(
   return {
     spiffeId: id,
     certPem,
-    keyPem: await exportKey(keys.privateKey),
+    keyPem: await exportPkcs8(keys.privateKey),
     chainPem: [certPem, ca.certPem !== ca.rootsPem[0] ? ca.certPem : '', ...ca.chainPem]
       .filter(Boolean)
       .join(''),
