@@ -436,14 +436,13 @@ export function serveInbound(socket: net.Socket, initial: Buffer, d: FastDeps): 
           return;
         }
         const { head, framing } = r;
-        const end = r.size - 4;
         const conn = (get(head.headers, 'connection') ?? '').toLowerCase();
         keepAlive = !conn.includes('close') && !d.draining();
         if (d.authorize) {
           const v = d.authorize(head.method, head.target, head.headers);
           if (!v.allow) {
             // The body is read and dropped so the connection stays usable, then 403.
-            buf = buf.subarray(end + 4);
+            buf = buf.subarray(r.size);
             reqBody = new BodyTracker(framing);
             denying = { body: v.body ?? '', headers: v.headers ?? '' };
             if (d.denied) {
@@ -458,7 +457,7 @@ export function serveInbound(socket: net.Socket, initial: Buffer, d: FastDeps): 
             continue;
           }
         }
-        buf = buf.subarray(end + 4);
+        buf = buf.subarray(r.size);
         reqBody = new BodyTracker(framing);
         state = 'body';
         forward(head, framing);
@@ -625,18 +624,13 @@ export function serveInbound(socket: net.Socket, initial: Buffer, d: FastDeps): 
               return;
             }
             const text = rbuf.toString('latin1', 0, end);
-            const lines = text.split('\r\n');
-            const sm = /^HTTP\/1\.[01] (\d{3})(?: .*)?$/.exec(lines[0]!);
-            if (!sm) {
+            const rh = parseResponseHead(text);
+            if (!rh) {
               conn.destroy(Object.assign(new Error('bad response'), { code: 'EPROTO' }));
               return;
             }
-            const code = Number(sm[1]);
-            const headers: Array<[string, string]> = [];
-            for (let i = 1; i < lines.length; i++) {
-              const c = lines[i]!.indexOf(':');
-              if (c > 0) headers.push([lines[i]!.slice(0, c).toLowerCase(), lines[i]!.slice(c + 1).trim()]);
-            }
+            const code = rh.status;
+            const headers = rh.headers;
             rbuf = rbuf.subarray(end + 4);
             if (code >= 100 && code < 200) {
               // Interim responses pass through; the final one follows.
@@ -658,12 +652,11 @@ export function serveInbound(socket: net.Socket, initial: Buffer, d: FastDeps): 
             closeAfter = f.kind === 'close';
             const reusable = !closeAfter && !connHdr.includes('close');
             if (closeAfter) keepAlive = false;
-            let outHead = `${lines[0]}\r\n`;
-            for (let i = 1; i < lines.length; i++) {
-              const l = lines[i]!;
-              const lk = l.slice(0, l.indexOf(':')).toLowerCase();
-              if (lk === 'connection' || lk === 'keep-alive') continue;
-              outHead += `${l}\r\n`;
+            let outHead = `${rh.line}\r\n`;
+            for (let i = 0; i < rh.lines.length; i++) {
+              const k = headers[i]![0];
+              if (k === 'connection' || k === 'keep-alive') continue;
+              outHead += `${rh.lines[i]}\r\n`;
             }
             outHead += d.responseHeaders;
             if (!keepAlive || d.draining()) {

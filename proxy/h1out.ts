@@ -166,7 +166,6 @@ export function serveOutbound(socket: net.Socket, initial: Buffer, d: OutboundDe
           return;
         }
         const { head, framing } = r;
-        const end = r.size - 4;
         const hasBody = framing.kind !== 'none' && !(framing.kind === 'length' && framing.remaining === 0);
         const decision = d.decide(head, hasBody);
         if (decision.kind === 'handoff') {
@@ -177,7 +176,7 @@ export function serveOutbound(socket: net.Socket, initial: Buffer, d: OutboundDe
         }
         const conn = (headerValue(head.headers, 'connection') ?? '').toLowerCase();
         keepAlive = !conn.includes('close') && !d.draining();
-        buf = buf.subarray(end + 4);
+        buf = buf.subarray(r.size);
         reqBody = new BodyTracker(framing);
         state = 'body';
         if (decision.kind === 'reply') {
