@@ -2,15 +2,13 @@
 // (see operator/transforms.ts), which keeps the operator's memory small at scale.
 import type { AuthorizationPolicy, Mesh, TrafficSplit } from '../api/index.ts';
 import type { Route } from '../api/proxyconfig.ts';
+import type { KubeObject } from '../kube/client.ts';
 
-export interface Meta {
-  name: string;
-  namespace?: string;
-  uid?: string;
-  resourceVersion?: string;
-  generation?: number;
-  labels?: Record<string, string>;
-}
+/** The metadata fields the compiler reads (kube/client.ts KubeObject has the rest). */
+export type Meta = Pick<
+  KubeObject['metadata'],
+  'name' | 'namespace' | 'uid' | 'resourceVersion' | 'generation' | 'labels'
+>;
 
 export interface NamespaceObj {
   metadata: Meta;
