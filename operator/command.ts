@@ -84,7 +84,8 @@ export function operatorCommand(): Command {
       const kc = SimpleKubeConfig.load(o.kubeconfig ? String(o.kubeconfig) : undefined);
       const addr = (v: unknown) => (v === '0' || v === '' ? undefined : String(v));
       const elect = o.leaderElect !== false && o.leaderElect !== 'false';
-      const op = await startOperator({
+      // Signals are handled from the start: the health server answers before startOperator returns.
+      const starting = startOperator({
         kubeConfig: kc,
         namespace: String(o.namespace),
         metricsAddress: addr(o.metricsBindAddress),
@@ -98,6 +99,8 @@ export function operatorCommand(): Command {
           retryPeriodMs: o.leaderElectRetryPeriod as number,
         },
       });
+      onShutdown(async () => (await starting).stop(), log);
+      const op = await starting;
       log.info(
         {
           identity: op.identity,
@@ -107,6 +110,5 @@ export function operatorCommand(): Command {
         },
         'weft operator started',
       );
-      onShutdown(() => op.stop(), log);
     });
 }

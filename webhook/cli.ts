@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { KubeConfig } from '@kubernetes/client-node';
 import { Command, Option } from 'commander';
 import pino from 'pino';
+import { onShutdown } from '../kube/shutdown.ts';
 import { WEBHOOK_ERROR_CODES, WebhookError } from './errors.ts';
 import { WEBHOOK_NAMES } from './manifests.ts';
 import { DEFAULT_TLS_SECRET, startWebhook } from './server.ts';
@@ -46,7 +47,8 @@ export function webhookCommand(): Command {
       const kc = new KubeConfig();
       if (o.kubeconfig) kc.loadFromFile(o.kubeconfig);
       else kc.loadFromDefault();
-      const handle = await startWebhook({
+      // Signals are handled from the start: the server answers before startWebhook returns.
+      const starting = startWebhook({
         kubeConfig: kc,
         namespace: o.namespace!,
         port,
@@ -64,13 +66,8 @@ export function webhookCommand(): Command {
                 },
               },
       });
-      const stop = async (signal: string) => {
-        log.info({ signal }, 'stopping the webhook');
-        await handle.stop();
-        process.exit(0);
-      };
-      process.once('SIGTERM', () => void stop('SIGTERM'));
-      process.once('SIGINT', () => void stop('SIGINT'));
+      onShutdown(async () => (await starting).stop(), log);
+      await starting;
     });
 }
 
