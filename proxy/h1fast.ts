@@ -541,7 +541,10 @@ export function serveInbound(socket: net.Socket, initial: Buffer, d: FastDeps): 
       finished = true;
       inRequest = false;
       d.finish({ status, method: head.method, path: head.target, authority, src });
-      if (reusable) d.pool.release(d.port, conn);
+      // The app connection carries another request only once this one's body is all sent: an
+      // early answer leaves the app mid-body, where the next request would be read as body (and
+      // body bytes as requests). The rest of the body is then read here and dropped.
+      if (reusable && reqBody!.done) d.pool.release(d.port, conn);
       else conn.destroy();
       up = undefined;
       if (!keepAlive || d.draining()) {
