@@ -113,6 +113,7 @@ describe('inbound fast path on loopback', () => {
         pool,
         maxHeaderBytes: 8192,
         idleTimeoutMs: 5000,
+        headersTimeoutMs: 500,
         responseHeaders: 'weft-dst-workload: app\r\n',
         strip: new Set(['weft-src-workload', 'weft-src-namespace']),
         handoffWanted: () => false,
@@ -216,6 +217,13 @@ describe('inbound fast path on loopback', () => {
       await raw('GET /crash HTTP/1.1\r\nHost: a\r\n\r\n', /connection closed\n/),
       /^HTTP\/1\.1 502 /,
     );
+  });
+
+  it('a client slow to send a head gets 408 on every request of a connection, not only the first', async () => {
+    // The first request is whole; the second stops in the middle of its head.
+    const got = await raw('GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTT', /HTTP\/1\.1 408 /, 8000);
+    assert.match(got, /GET \/a 0/, 'the first request is answered');
+    assert.match(got, /HTTP\/1\.1 408 /, `the second one times out: ${JSON.stringify(got)}`);
   });
 
   it('hands upgrades and Expect: 100-continue to the node:http path', async () => {

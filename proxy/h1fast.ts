@@ -394,6 +394,29 @@ export function listenDownstream(
   };
 }
 
+/**
+ * The time a client has to send one request head, from its first byte to its end: for every
+ * request of a connection, as node:http's headersTimeout (the proxy's own timer covers the first
+ * one only, before the fast path runs). `waiting` starts it unless it runs; `stop` ends it.
+ */
+export function headClock(ms: number, expire: () => void): { waiting(): void; stop(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  return {
+    waiting() {
+      if (timer !== undefined || ms <= 0) return;
+      timer = setTimeout(() => {
+        timer = undefined;
+        expire();
+      }, ms);
+      timer.unref();
+    },
+    stop() {
+      clearTimeout(timer);
+      timer = undefined;
+    },
+  };
+}
+
 /** Idle keep-alive upstream connections by key (an endpoint and how it is reached). */
 export class KeyedPool<K> {
   readonly #idle = new Map<K, net.Socket[]>();
@@ -529,6 +552,8 @@ export interface FastDeps {
   pool: LocalPool;
   maxHeaderBytes: number;
   idleTimeoutMs: number;
+  /** Time for each request head, from its first byte (408 after). */
+  headersTimeoutMs: number;
   /** Extra response header lines ("name: value\r\n"), e.g. the destination workload. */
   responseHeaders: string;
   /** Request header names removed before the app (sidecar metadata). */
@@ -591,8 +616,16 @@ export function serveInbound(socket: net.Socket, initial: Buffer, d: FastDeps): 
     pump();
   };
   let abortCurrent: (() => void) | undefined;
+  const clock = headClock(d.headersTimeoutMs, () => {
+    if (state === 'head') reply(408, 'Request Timeout', true);
+  });
+  const headDone = () => {
+    clock.stop();
+    d.onHead();
+  };
   const onClose = () => {
     state = 'closed';
+    clock.stop();
     up?.destroy();
     abortCurrent?.();
   };
@@ -603,8 +636,12 @@ export function serveInbound(socket: net.Socket, initial: Buffer, d: FastDeps): 
     for (let guard = 0; guard < 1000; guard++) {
       if (state === 'closed') return;
       if (state === 'head') {
-        const r = readHead(buf, d.maxHeaderBytes, d.onHead);
-        if (r.kind === 'more') return;
+        const r = readHead(buf, d.maxHeaderBytes, headDone);
+        if (r.kind === 'more') {
+          if (buf.length > 0) clock.waiting();
+          return;
+        }
+        clock.stop();
         if (r.kind === 'error') {
           reply(r.status, r.status === 431 ? 'Request Header Fields Too Large' : 'Bad Request', true);
           return;

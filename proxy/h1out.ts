@@ -16,6 +16,7 @@ import {
   type Head,
   HOP_BY_HOP,
   headerValue,
+  headClock,
   IDEMPOTENT,
   listenDownstream,
   parseResponseHead,
@@ -83,6 +84,8 @@ export interface Exchange {
 export interface OutboundDeps {
   maxHeaderBytes: number;
   idleTimeoutMs: number;
+  /** Time for each request head, from its first byte (408 after). */
+  headersTimeoutMs: number;
   /** True when this connection must go the node:http way from now on (tracing on). */
   handoffWanted(): boolean;
   handoff(socket: net.Socket, buffered: Buffer): void;
@@ -122,8 +125,16 @@ export function serveOutbound(socket: net.Socket, initial: Buffer, d: OutboundDe
     buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
     pump();
   };
+  const clock = headClock(d.headersTimeoutMs, () => {
+    if (state === 'head') fatal(408);
+  });
+  const headDone = () => {
+    clock.stop();
+    d.onHead();
+  };
   const onClose = () => {
     state = 'closed';
+    clock.stop();
     abortCurrent?.();
   };
   const detach = listenDownstream(socket, d.idleTimeoutMs, () => inRequest, onData, onClose);
@@ -153,8 +164,12 @@ export function serveOutbound(socket: net.Socket, initial: Buffer, d: OutboundDe
     for (let guard = 0; guard < 1000; guard++) {
       if (state === 'closed') return;
       if (state === 'head') {
-        const r = readHead(buf, d.maxHeaderBytes, d.onHead);
-        if (r.kind === 'more') return;
+        const r = readHead(buf, d.maxHeaderBytes, headDone);
+        if (r.kind === 'more') {
+          if (buf.length > 0) clock.waiting();
+          return;
+        }
+        clock.stop();
         if (r.kind === 'error') {
           fatal(r.status);
           return;

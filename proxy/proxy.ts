@@ -1420,6 +1420,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       pool: localPool,
       maxHeaderBytes: limits.maxHeaderBytes,
       idleTimeoutMs: limits.idleTimeoutMs,
+      headersTimeoutMs: limits.headersTimeoutMs,
       responseHeaders: fastResponseHeaders,
       strip: fastStrip,
       handoffWanted: () => opts.tracing?.active() === true,
@@ -1553,6 +1554,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     serveOutbound(socket, initial, {
       maxHeaderBytes: limits.maxHeaderBytes,
       idleTimeoutMs: limits.idleTimeoutMs,
+      headersTimeoutMs: limits.headersTimeoutMs,
       handoffWanted: () => opts.tracing?.active() === true,
       handoff: (_s, buffered) => handoff(buffered),
       onHead,
