@@ -182,7 +182,11 @@ describe('request smuggling through the HTTP/1.1 fast paths', { timeout: 240_000
           { conn: 1, until: 'hello from web' },
         ],
       });
-      assert.match(r.got[1] ?? '', /^HTTP\/1\.1 200 [\s\S]*hello from web/, `${p.name}: ${JSON.stringify(r)}`);
+      assert.match(
+        r.got[1] ?? '',
+        /^HTTP\/1\.1 200 [\s\S]*hello from web/,
+        `${p.name}: ${JSON.stringify(r)}`,
+      );
     }
   });
 
