@@ -8,6 +8,8 @@ import {
   framingOf,
   LocalPool,
   parseRequestHead,
+  parseResponseHead,
+  readHead,
   serveInbound,
 } from './h1fast.ts';
 
@@ -56,6 +58,28 @@ describe('HTTP/1.1 framing', () => {
     );
     assert.equal(framingOf([['content-length', '-1']], false), undefined);
     assert.equal(framingOf([['transfer-encoding', 'gzip']], false), undefined);
+  });
+  it('refuses response heads a lenient client would read otherwise (bare LF, NUL, obs-fold, no name, two lengths)', () => {
+    assert.equal(parseResponseHead('HTTP/1.1 200 OK\r\nX: a')?.status, 200);
+    assert.equal(parseResponseHead('HTTP/1.1 200 OK\r\nX: a\nSet-Cookie: s=1'), undefined);
+    assert.equal(parseResponseHead('HTTP/1.1 200 OK\r\nX: a\0'), undefined);
+    assert.equal(parseResponseHead('HTTP/1.1 200 OK\r\nX: a\r\n b'), undefined);
+    assert.equal(parseResponseHead('HTTP/1.1 200 OK\r\nno name'), undefined);
+    assert.equal(parseResponseHead('HTTP/1.1 200 O\x01K'), undefined);
+    assert.equal(
+      framingOf(
+        [
+          ['content-length', '3'],
+          ['content-length', '3'],
+        ],
+        true,
+      ),
+      undefined,
+    );
+  });
+  it('hands CONNECT over (a tunnel, not a request with a body)', () => {
+    const r = readHead(Buffer.from('CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n'), 8192, () => {});
+    assert.equal(r.kind, 'handoff');
   });
   it('finds the end of chunked bodies fed in pieces, trailers included', () => {
     const body = Buffer.from('4\r\nWiki\r\n5;x=y\r\npedia\r\n0\r\nX-T: 1\r\n\r\nGET /next');
