@@ -4,8 +4,8 @@
 // 100-continue, HTTP/1.0, tracing on) is handed, at a request boundary, to the node:http path.
 // Bodies are streamed in both directions with their framing (Content-Length, chunked, or until
 // close) passed through as is; requests may be pipelined and are answered in order.
-import { METHODS } from 'node:http';
 import net from 'node:net';
+import { http } from './builtins.ts';
 
 const CRLF2 = Buffer.from('\r\n\r\n');
 const MAX_WAITING = 64 * 1024;
@@ -227,7 +227,7 @@ export interface Head {
 }
 
 /** The methods llhttp knows (node:http's list): any other is refused as llhttp does. */
-const KNOWN_METHODS: ReadonlySet<string> = new Set(METHODS);
+const KNOWN_METHODS: ReadonlySet<string> = new Set(http.METHODS);
 /**
  * method SP request-target SP HTTP-version (RFC 9112 §3; several spaces pass, as llhttp lets
  * them). The target is visible ASCII only; its form is checked below. HTTP/1.0 and 1.1 only.
