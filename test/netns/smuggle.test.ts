@@ -54,8 +54,8 @@ function target(p: ReturnType<typeof paths>[number], svc: 'web' | 'lax') {
 
 let markers = 0;
 /**
- * The requests the app behind port `port` parsed, up to a marker request sent after the attack
- * (requests on one app connection are parsed in order, so anything smuggled shows before it).
+ * The requests app `svc` printed, up to a marker request sent once the attack was answered (a
+ * smuggled request rides in the same bytes as the one answered, so the app parsed it before).
  */
 async function appRequestsUntilMarker(
   p: ReturnType<typeof paths>[number],
