@@ -169,14 +169,14 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
     name: 'trafficsplit',
     ...queue,
     keys: () => cache.trafficSplits.list().map(objectKey),
-    reconcile: trafficSplitReconciler({ splits: cache.trafficSplits, resultOf, status, events }),
+    reconcile: trafficSplitReconciler({ objects: cache.trafficSplits, resultOf, status, events }),
   });
   c.authorizationpolicy = mgr.addController({
     name: 'authorizationpolicy',
     ...queue,
     keys: () => cache.authorizationPolicies.list().map(objectKey),
     reconcile: authorizationPolicyReconciler({
-      policies: cache.authorizationPolicies,
+      objects: cache.authorizationPolicies,
       resultOf,
       status,
       events,

@@ -100,6 +100,26 @@ export function eventRecorder(
   };
 }
 
+/** What the TrafficSplit and AuthorizationPolicy reconcilers read and write through. */
+export interface CompiledResourceDeps<T> {
+  /** The cached object by ns/name. */
+  objects: { get(key: string): T | undefined };
+  /** The compiler's verdict on it. */
+  resultOf: (key: string) => ResourceResult | undefined;
+  status: StatusWriter;
+  events: EventRecorder;
+}
+
+/** The cached object and the compiler's verdict on it; undefined when either is gone. */
+export function compiledResource<T>(
+  d: CompiledResourceDeps<T>,
+  key: string,
+): { obj: T; r: ResourceResult } | undefined {
+  const obj = d.objects.get(key);
+  const r = obj && d.resultOf(key);
+  return obj && r ? { obj, r } : undefined;
+}
+
 /** Whether obj already reports this failure (so its Event was recorded when it started). */
 export const failedBefore = (obj: { status?: { conditions?: Condition[] } }, type: string, reason: string) =>
   obj.status?.conditions?.some((c) => c.type === type && c.status === 'False' && c.reason === reason) ??

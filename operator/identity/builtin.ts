@@ -38,6 +38,7 @@ import {
   saKey,
   TRUST_BUNDLE_CONFIGMAP,
   type TrustOutcome,
+  trusted,
   unb64,
 } from './model.ts';
 import { type ExistingIdentity, planIdentities, ROOT_FINGERPRINT_ANNOTATION } from './plan.ts';
@@ -150,18 +151,14 @@ export class BuiltInCa {
       ...ca.rootsPem.map((r) => inspect(r).notAfter.getTime()),
     );
     return {
-      bundle,
-      status: {
-        condition: {
-          type: IDENTITY_CONDITION,
-          status: 'True',
-          // Stable across restarts (a generated root is logged, not reported), so a new leader
-          // rewrites no status.
-          reason: IDENTITY_REASON.Loaded,
-          message: `Workload certificates are signed by ${inspect(ca.certPem).subject} from Secret ${this.o.namespace}/${s.ca.builtIn?.rootSecretName || DEFAULT_CA_SECRET}`,
-        },
-        caExpiry: new Date(certExpiry).toISOString(),
-      },
+      ...trusted(
+        bundle,
+        // Stable across restarts (a generated root is logged, not reported), so a new leader
+        // rewrites no status.
+        IDENTITY_REASON.Loaded,
+        `Workload certificates are signed by ${inspect(ca.certPem).subject} from Secret ${this.o.namespace}/${s.ca.builtIn?.rootSecretName || DEFAULT_CA_SECRET}`,
+        certExpiry,
+      ),
       signing: { ca, fingerprint: fp, rotation: st, bundle, now },
     };
   }

@@ -17,6 +17,7 @@ import {
   saKey,
   splitPem,
   type TrustOutcome,
+  trusted,
   unb64,
 } from './model.ts';
 import { IDENTITY_LABELS, identitySecretName, SERVICE_ACCOUNT_ANNOTATION } from './plan.ts';
@@ -169,16 +170,10 @@ export async function reconcileCertManager(
     if (wantedKeys.has(k)) for (const p of splitPem(unb64(sec.data?.['ca.crt']))) roots.add(p);
   const bundle = [...roots].sort();
   const expiries = bundle.map((p) => inspect(p).notAfter.getTime());
-  return {
+  return trusted(
     bundle,
-    status: {
-      condition: {
-        type: IDENTITY_CONDITION,
-        status: 'True',
-        reason: IDENTITY_REASON.CertManager,
-        message: `cert-manager ${issuerRef.kind ?? 'ClusterIssuer'} ${issuerRef.name} issues workload certificates; ${bundle.length} root(s) in the trust bundle`,
-      },
-      ...(expiries.length ? { caExpiry: new Date(Math.min(...expiries)).toISOString() } : {}),
-    },
-  };
+    IDENTITY_REASON.CertManager,
+    `cert-manager ${issuerRef.kind ?? 'ClusterIssuer'} ${issuerRef.name} issues workload certificates; ${bundle.length} root(s) in the trust bundle`,
+    expiries.length ? Math.min(...expiries) : undefined,
+  );
 }

@@ -61,6 +61,17 @@ export function identitySettings(mesh: Mesh | undefined) {
 }
 export type IdentitySettings = ReturnType<typeof identitySettings>;
 
+/** A branch's outcome when the CA is ready: the bundle, CertificateAuthorityReady True, the expiry. */
+export function trusted(bundle: string[], reason: string, message: string, expiryMs?: number): TrustOutcome {
+  return {
+    bundle,
+    status: {
+      condition: { type: IDENTITY_CONDITION, status: 'True', reason, message },
+      ...(expiryMs === undefined ? {} : { caExpiry: new Date(expiryMs).toISOString() }),
+    },
+  };
+}
+
 export const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
 export const unb64 = (s: string | undefined) =>
   s === undefined ? undefined : Buffer.from(s, 'base64').toString('utf8');

@@ -5,23 +5,16 @@ import { RESOURCES } from '../../kube/client.ts';
 import type { ConditionInput } from '../../kube/conditions.ts';
 import type { KeyReconciler } from '../../kube/manager.ts';
 import type { Obj } from '../cache.ts';
-import type { ResourceResult } from '../compiler.ts';
 import { CONDITION, EVENT_REASON, REASON } from '../conditions.ts';
-import { acceptedOf, type EventRecorder, failedBefore, readyOf, type StatusWriter } from '../status.ts';
+import { acceptedOf, type CompiledResourceDeps, compiledResource, failedBefore, readyOf } from '../status.ts';
 
-export interface TrafficSplitDeps {
-  splits: { get(key: string): Obj<TrafficSplit> | undefined };
-  resultOf: (key: string) => ResourceResult | undefined;
-  status: StatusWriter;
-  events: EventRecorder;
-}
+export type TrafficSplitDeps = CompiledResourceDeps<Obj<TrafficSplit>>;
 
 export function trafficSplitReconciler(d: TrafficSplitDeps): KeyReconciler {
   return async (key) => {
-    const split = d.splits.get(key);
-    if (!split) return undefined;
-    const r = d.resultOf(key);
-    if (!r) return undefined;
+    const found = compiledResource(d, key);
+    if (!found) return undefined;
+    const { obj: split, r } = found;
     const wanted: ConditionInput[] = [acceptedOf(r)];
     let why = r.accepted.ok ? '' : r.accepted.message;
     if (r.resolvedRefs?.ok)
