@@ -20,6 +20,7 @@ import { HOP_BY_HOP, headerValue, IDEMPOTENT, KeyedPool, LocalPool, serveInbound
 import { type Decision, serveOutbound } from './h1out.ts';
 import { peerSpiffeId, protocolOfAlpn, type WorkloadIdentity } from './identity/tls.ts';
 import { Balancer, type EndpointStats, newEndpointStats, observeLatency } from './lb.ts';
+import { LocalAddresses } from './localaddr.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import { originalDst } from './native/index.ts';
 import { DEFAULT_OUTLIER_POLICY, OutlierDetector, type OutlierPolicy, type OutlierState } from './outlier.ts';
@@ -209,6 +210,20 @@ function namespaceOfSpiffe(id: string): string | undefined {
   return /\/ns\/([^/]+)\/sa\//.exec(id)?.[1];
 }
 
+/**
+ * The Service an outbound request goes to: by the original destination (a Service VIP), else by
+ * Host among the Services on that port. Never by Host alone: a connection that was not
+ * redirected has no original destination and is not routed.
+ */
+function outboundTarget(
+  t: RoutingTable,
+  dst: { address: string; port: number } | undefined,
+  authority: string | undefined,
+): ServiceTarget | undefined {
+  if (!dst) return undefined;
+  return t.byVip(dst.address, dst.port) ?? t.byAuthority(authority, dst.port);
+}
+
 type DownReq = HttpTypes.IncomingMessage | http2.Http2ServerRequest;
 type DownRes = HttpTypes.ServerResponse | http2.Http2ServerResponse;
 
@@ -288,6 +303,8 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
   let draining = false;
   let drained: (() => void) | undefined;
   const id = opts.identity;
+  /** The bound listener ports (known once listening; opts.ports may say 0). */
+  const ports = { ...opts.ports };
 
   const done = () => {
     inflight--;
@@ -671,9 +688,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       sendError(res, 503, 'WEFT_NO_ROUTE', 'weft-proxy has no config yet', direction);
       return;
     }
-    target =
-      (ctx.dst ? t.byVip(ctx.dst.address, ctx.dst.port) : undefined) ??
-      t.byAuthority(authority, ctx.dst?.port ?? 80);
+    target = outboundTarget(t, ctx.dst, authority);
     if (!target) {
       if (ctx.dst && t.config.mesh.outboundTrafficPolicy === 'ALLOW_ANY') {
         await forwardPassthrough(req, res, ctx.dst, headers, authority, h2);
@@ -1038,9 +1053,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       }
       if (ctx?.dst) to = { host: inboundTarget, port: ctx.dst.port, meshed: false };
     } else if (t) {
-      const target =
-        (ctx?.dst ? t.byVip(ctx.dst.address, ctx.dst.port) : undefined) ??
-        t.byAuthority(headerOf(req.headers, 'host'), ctx?.dst?.port ?? 80);
+      const target = outboundTarget(t, ctx?.dst, headerOf(req.headers, 'host'));
       if (target) {
         const route = t.route(target, {
           method: req.method ?? 'GET',
@@ -1271,6 +1284,24 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     };
   }
 
+  // A listener owned by the pod accepts only what the pod's own redirect sends it: outbound,
+  // a connection of the pod's own processes (OUTPUT rule) to somewhere else; inbound, a
+  // connection to one of the app's ports (PREROUTING rule). Never an open proxy for other hosts.
+  const localAddresses = new LocalAddresses(now);
+  let lastRefusalLog = Number.NEGATIVE_INFINITY;
+  function notRedirected(
+    direction: Direction,
+    socket: net.Socket,
+    dst: { address: string; port: number } | undefined,
+  ): string | undefined {
+    if (!dst) return "no original destination (not redirected by the pod's iptables rules)";
+    if (direction === 'outbound' && !localAddresses.has(socket.remoteAddress))
+      return "the outbound listener serves only the pod's own connections";
+    if (direction === 'inbound' && (dst.port === ports.outbound || dst.port === ports.inbound))
+      return `the original destination port ${dst.port} is the proxy's own listener`;
+    return undefined;
+  }
+
   function makeListener(direction: Direction): net.Server {
     const servers = makeHttpServers(direction);
     if (direction === 'inbound') inboundServers = servers;
@@ -1292,6 +1323,17 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
           dst = { address: od.address, port: od.port };
       } catch (e) {
         log('error', (e as Error).message);
+        socket.destroy();
+        return;
+      }
+      const refusal = notRedirected(direction, socket, dst);
+      if (refusal) {
+        metrics.proxyErrors.inc({ direction, code: 'WEFT_NOT_REDIRECTED' });
+        // Logged at most every 10 s: whoever floods the port does not flood the log.
+        if (now() - lastRefusalLog >= 10_000) {
+          lastRefusalLog = now();
+          log('warn', `${direction} connection refused: ${refusal}`, { source: socket.remoteAddress, dst });
+        }
         socket.destroy();
         return;
       }
@@ -1567,9 +1609,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
         const r = { method, path, authority };
         const t = table;
         if (!t) return reply(503, 'WEFT_NO_ROUTE', 'weft-proxy has no config yet', 'unknown', r);
-        const found =
-          (ctx.dst ? t.byVip(ctx.dst.address, ctx.dst.port) : undefined) ??
-          t.byAuthority(authority, ctx.dst?.port ?? 80);
+        const found = outboundTarget(t, ctx.dst, authority);
         if (!found) {
           if (ctx.dst && t.config.mesh.outboundTrafficPolicy === 'ALLOW_ANY') return { kind: 'handoff' };
           return reply(
@@ -1876,12 +1916,11 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     new Promise<void>((r, j) => outbound.once('error', j).listen(opts.ports.outbound, host, () => r())),
     new Promise<void>((r, j) => inbound.once('error', j).listen(opts.ports.inbound, host, () => r())),
   ]);
+  ports.outbound = (outbound.address() as net.AddressInfo).port;
+  ports.inbound = (inbound.address() as net.AddressInfo).port;
 
   const handle: ProxyHandle = {
-    ports: {
-      outbound: (outbound.address() as net.AddressInfo).port,
-      inbound: (inbound.address() as net.AddressInfo).port,
-    },
+    ports: { ...ports },
     setWorkloadIdentity,
     apply(config) {
       table = new RoutingTable(config);
