@@ -86,8 +86,14 @@ export interface Limits {
   maxHeaderBytes: number;
   /** Idle keep-alive connections are closed after this. */
   idleTimeoutMs: number;
-  /** Time to wait for the first bytes before giving up on detection (then opaque TCP). */
+  /**
+   * Time to wait for the first bytes before giving up on detection: then opaque TCP if the
+   * client sent something or the server spoke first; a connection where neither did is closed,
+   * and so is an inbound one whose TLS ClientHello is still incomplete.
+   */
   detectTimeoutMs: number;
+  /** Time for an inbound mTLS handshake to finish once its ClientHello is read (closed after). */
+  handshakeTimeoutMs: number;
   /** With no client bytes after this, the upstream connection is opened so a server-first protocol is not delayed. */
   serverFirstGraceMs: number;
   maxConnectionsPerEndpoint: number;
@@ -99,6 +105,7 @@ export const DEFAULT_LIMITS: Limits = {
   maxHeaderBytes: 16 * 1024,
   idleTimeoutMs: 60_000,
   detectTimeoutMs: 10_000,
+  handshakeTimeoutMs: 10_000,
   serverFirstGraceMs: 50,
   maxConnectionsPerEndpoint: 1024,
 };
@@ -1419,7 +1426,13 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     const giveUp = setTimeout(() => {
       if (settled) return;
       cleanup();
-      if (buf.length === 0 && !pre) {
+      // Nothing from either side (the server would have spoken first by now), or inbound, a
+      // TLS ClientHello still incomplete: a stalled connection, closed so it cannot hold one of
+      // the listener's connections (nor the app's) for ever.
+      const stalledHello = direction === 'inbound' && buf[0] === 0x16;
+      if ((buf.length === 0 && (direction === 'inbound' || !pre)) || stalledHello) {
+        metrics.proxyErrors.inc({ direction, code: 'WEFT_DETECT_TIMEOUT' });
+        pre?.destroy();
         socket.destroy();
         return;
       }
@@ -1763,7 +1776,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     transport.identity = wi;
     const server = new (lazyTls().Server)({
       ...wi.serverOptions(),
-      handshakeTimeout: limits.headersTimeoutMs,
+      handshakeTimeout: limits.handshakeTimeoutMs,
     });
     wi.track(server);
     server.on('secureConnection', (t: tls.TLSSocket) => {
@@ -1788,7 +1801,10 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
         inboundServers!,
       );
     });
-    server.on('tlsClientError', (e: NodeJS.ErrnoException) => {
+    server.on('tlsClientError', (e: NodeJS.ErrnoException, t: tls.TLSSocket) => {
+      // With a listener here node leaves the socket open: a handshake that failed or timed out
+      // (handshakeTimeout, e.g. a caller that stopped after its ClientHello) is closed now.
+      t.destroy();
       metrics.mtlsFailures.inc({ direction: 'inbound', reason: e.code ?? 'TLS_ERROR' });
       log('warn', 'inbound mTLS handshake failed', { code: e.code, err: e.message });
     });

@@ -10,6 +10,7 @@ import { newCa, spiffe, writeIdentity, writeLabels } from './mtlsfixture.ts';
 import { type Agent, metricLines, type Pod, Topology } from './netns.ts';
 
 const topo = new Topology();
+const MAX_CONNECTIONS = 20;
 let server: Pod;
 let frontendPod: Pod;
 let frontend: Agent;
@@ -73,9 +74,18 @@ describe("a pod's proxy ports, attacked from a pod without a sidecar", { timeout
     const info = await topo.tempDir('info-server');
     await writeLabels(info, { app: 'web' });
     await topo.startApp(server, { http: 8080 });
+    // The frontend also runs an app (a TCP echo that never closes a connection itself) and has
+    // no policy: the worst case for sockets that stall, which the proxy alone must close.
+    await topo.startApp(frontendPod, { tcp: 9000 });
+    // Short detection and handshake timeouts so the stalled-socket tests are quick; the
+    // connection limit is what stalled sockets would exhaust.
+    const limits = [
+      ...['--detect-timeout-ms', '1000', '--handshake-timeout-ms', '1000'],
+      ...['--max-connections', String(MAX_CONNECTIONS)],
+    ];
     await Promise.all([
-      topo.startProxy(frontendPod, ['--identity-dir', dirs.frontend!]),
-      topo.startProxy(server, ['--identity-dir', dirs.server!, '--pod-info-dir', info]),
+      topo.startProxy(frontendPod, ['--identity-dir', dirs.frontend!, ...limits]),
+      topo.startProxy(server, ['--identity-dir', dirs.server!, '--pod-info-dir', info, ...limits]),
     ]);
     frontend = await topo.startAgent(frontendPod);
     intruder = await topo.startAgent(intruderPod);
@@ -136,6 +146,36 @@ describe("a pod's proxy ports, attacked from a pod without a sidecar", { timeout
       );
     }
   });
+
+  for (const stall of ['silent', 'partial-hello', 'hello'] as const) {
+    it(`inbound sockets that stall (${stall}) are closed, and a legitimate caller still gets in`, async () => {
+      // As many stalled sockets as the listener admits: unless the proxy closes them, nobody
+      // else connects. 'hello' is a whole ClientHello offering weft-http/1.1 (the sidecar-to-
+      // sidecar ALPN, so the proxy starts its mTLS handshake), then nothing.
+      const r = await intruder.send<{ connected: number; closedByPeer: number }>({
+        op: 'flood',
+        host: frontendPod.ip,
+        port: 9000,
+        n: MAX_CONNECTIONS,
+        expectClosed: MAX_CONNECTIONS,
+        stall,
+      });
+      await intruder.send({ op: 'unflood' });
+      assert.equal(r.connected, MAX_CONNECTIONS);
+      assert.equal(
+        r.closedByPeer,
+        MAX_CONNECTIONS,
+        `every stalled socket was closed by the proxy: ${JSON.stringify(r)}`,
+      );
+      const echo = await intruder.send<{ got: string }>({
+        op: 'tcp',
+        host: frontendPod.ip,
+        port: 9000,
+        send: ['ping'],
+      });
+      assert.equal(echo.got, 'ping');
+    });
+  }
 
   it("the pod's own app calling 127.0.0.1:15001 directly is not routed by Host (no original destination)", async () => {
     const before = await allowedAtServer();
