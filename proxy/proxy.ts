@@ -8,6 +8,7 @@ import net from 'node:net';
 import { Duplex } from 'node:stream';
 import type tls from 'node:tls';
 import type { Endpoint, ProxyConfig, RetryPolicy } from '../api/index.ts';
+import { AppProtocols, declaredForPod } from './appproto.ts';
 import { denialMessage } from './authz/enforce.ts';
 import { RetryBudget } from './budget.ts';
 import { http, http2 as lazyHttp2, tls as lazyTls } from './builtins.ts';
@@ -109,6 +110,9 @@ export const DEFAULT_LIMITS: Limits = {
   serverFirstGraceMs: 50,
   maxConnectionsPerEndpoint: 1024,
 };
+
+/** How long the local app has to answer the HTTP/2 preface when its protocol is learnt (proxy/appproto.ts). */
+const APP_PROBE_TIMEOUT_MS = 1_000;
 
 /** Who the proxy serves: this pod. */
 export interface Identity {
@@ -279,6 +283,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
   const log = opts.log ?? (() => {});
   const authorize = opts.authorize ?? allowAll;
   const inboundTarget = opts.inboundTarget ?? '127.0.0.1';
+  const appProtocols = new AppProtocols(inboundTarget, APP_PROBE_TIMEOUT_MS);
   const transport = new Transport(
     {
       maxConnectionsPerEndpoint: limits.maxConnectionsPerEndpoint,
@@ -641,6 +646,11 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
         return;
       }
       const to: UpstreamAddress = { host: inboundTarget, port, meshed: false };
+      // HTTP/2 from the caller is spoken to the app only if the app speaks it (else HTTP/1.1).
+      const upH2 =
+        h2 &&
+        (await appProtocols.of(port, declaredForPod(t?.config, ctx.dst?.address ?? '', port))) !== 'http1';
+      if (res.destroyed) return;
       const hasBody = requestHasBody(req);
       const areq: AttemptRequest = { method, path, authority, headers, hasBody };
       let bodyStarted = false;
@@ -650,7 +660,9 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       });
       // Two tries at most: the second only when a pooled connection turned out closed by the app.
       for (let i = 0; i < 2; i++) {
-        const attempt = h2 ? attemptHttp2(transport, to, areq) : attemptHttp1(transport, to, areq, undefined);
+        const attempt = upH2
+          ? attemptHttp2(transport, to, areq)
+          : attemptHttp1(transport, to, areq, undefined);
         current = attempt;
         if (hasBody) {
           attempt.whenConnected(() => {
@@ -1941,6 +1953,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     apply(config) {
       table = new RoutingTable(config);
       backendCache.clear();
+      appProtocols.clear();
       const keys = new Set<string>();
       for (const s of config.services)
         for (const e of s.endpoints) for (const p of Object.values(e.ports)) keys.add(`${e.address}:${p}`);
