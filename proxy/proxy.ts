@@ -216,6 +216,11 @@ export function mtlsModeFor(config: ProxyConfig | undefined, port: number | unde
   return (port !== undefined ? m.ports.find((p) => p.port === port)?.mode : undefined) ?? m.mode;
 }
 
+/** The trust domain in a SPIFFE ID spiffe://<td>/…. */
+function trustDomainOf(id: string): string | undefined {
+  return /^spiffe:\/\/([^/]+)\//.exec(id)?.[1];
+}
+
 /** The namespace in a SPIFFE ID spiffe://<td>/ns/<ns>/sa/<sa>. */
 function namespaceOfSpiffe(id: string): string | undefined {
   return /\/ns\/([^/]+)\/sa\//.exec(id)?.[1];
@@ -1794,8 +1799,12 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     server.on('secureConnection', (t: tls.TLSSocket) => {
       const ctx = tlsConn.getStore();
       const peer = peerSpiffeId(t);
-      if (!ctx || !peer) {
+      // The chain is verified against the trust bundle; the SPIFFE ID must also be of this
+      // mesh's trust domain (a CA may sign for several: its other domains are not this mesh).
+      const trustDomain = table?.config.mesh.trustDomain ?? trustDomainOf(wi.id);
+      if (!ctx || !peer || trustDomainOf(peer) !== trustDomain) {
         metrics.mtlsFailures.inc({ direction: 'inbound', reason: 'WEFT_PEER_IDENTITY' });
+        log('warn', 'inbound mTLS peer refused: no SPIFFE ID of this trust domain', { peer, trustDomain });
         t.destroy();
         return;
       }
