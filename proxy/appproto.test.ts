@@ -63,12 +63,21 @@ describe('the HTTP version of the local app', () => {
     const port = await listen(srv);
     await new Promise<void>((r) => srv.close(() => r()));
     const known = new AppProtocols('127.0.0.1', 500);
-    assert.equal(await known.of(port, undefined), undefined);
-    assert.equal(await known.of(port, 'h2'), 'h2');
+    const declared = service('api', 'shop', '10.96.0.30', 9090, [
+      endpoint('10.244.0.5', port, { ports: { api: port } }),
+    ]);
+    declared.ports = [{ name: 'api', port: 9090, protocol: 'TCP', appProtocol: 'grpc' }];
+    const config = proxyConfig('shop', [declared]);
+    assert.equal(await known.of(config, '10.244.0.5', port), 'h2', 'declared: no probe needed');
+    assert.equal(
+      await known.of(config, '10.244.0.6', port),
+      undefined,
+      'another pod: probed, nothing listens',
+    );
     const h2 = http2.createServer();
     await new Promise<void>((r) => h2.listen(port, '127.0.0.1', () => r()));
     try {
-      assert.equal(await known.of(port, undefined), 'h2', 'probed again once the app listens');
+      assert.equal(await known.of(undefined, '10.244.0.6', port), 'h2', 'probed again once the app listens');
     } finally {
       h2.close();
     }

@@ -71,8 +71,12 @@ export function probeHttp2(host: string, port: number, timeoutMs: number): Promi
   });
 }
 
-/** Per port of the local app: declared, else probed once (an unreachable app is probed again next time). */
+/**
+ * Per port of the local app: declared, else probed once (an unreachable app is probed again next
+ * time). Both are kept until clear(), which the proxy calls at each new config.
+ */
 export class AppProtocols {
+  readonly #declared = new Map<string, AppHttp | undefined>();
   readonly #learnt = new Map<number, Promise<AppHttp | undefined>>();
   readonly #host: string;
   readonly #timeoutMs: number;
@@ -82,7 +86,14 @@ export class AppProtocols {
     this.#timeoutMs = timeoutMs;
   }
 
-  async of(port: number, declared: AppHttp | undefined): Promise<AppHttp | undefined> {
+  /** The app's protocol on `port` of the pod at `address`; undefined when the app cannot be reached. */
+  async of(config: ProxyConfig | undefined, address: string, port: number): Promise<AppHttp | undefined> {
+    const key = `${address}:${port}`;
+    let declared = this.#declared.get(key);
+    if (declared === undefined && !this.#declared.has(key)) {
+      declared = declaredForPod(config, address, port);
+      this.#declared.set(key, declared);
+    }
     if (declared) return declared;
     let p = this.#learnt.get(port);
     if (!p) {
@@ -95,8 +106,9 @@ export class AppProtocols {
     return p;
   }
 
-  /** Forgets what was learnt (the app may have been replaced). */
+  /** Forgets what was declared and learnt (a new config; the app may have been replaced). */
   clear(): void {
+    this.#declared.clear();
     this.#learnt.clear();
   }
 }

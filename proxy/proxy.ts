@@ -8,7 +8,7 @@ import net from 'node:net';
 import { Duplex } from 'node:stream';
 import type tls from 'node:tls';
 import type { Endpoint, ProxyConfig, RetryPolicy } from '../api/index.ts';
-import { AppProtocols, declaredForPod } from './appproto.ts';
+import { AppProtocols } from './appproto.ts';
 import { denialMessage } from './authz/enforce.ts';
 import { RetryBudget } from './budget.ts';
 import { http, http2 as lazyHttp2, tls as lazyTls } from './builtins.ts';
@@ -652,9 +652,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       }
       const to: UpstreamAddress = { host: inboundTarget, port, meshed: false };
       // HTTP/2 from the caller is spoken to the app only if the app speaks it (else HTTP/1.1).
-      const upH2 =
-        h2 &&
-        (await appProtocols.of(port, declaredForPod(t?.config, ctx.dst?.address ?? '', port))) !== 'http1';
+      const upH2 = h2 && (await appProtocols.of(t?.config, ctx.dst?.address ?? '', port)) !== 'http1';
       if (res.destroyed) return;
       const hasBody = requestHasBody(req);
       const areq: AttemptRequest = { method, path, authority, headers, hasBody };
