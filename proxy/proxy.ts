@@ -8,6 +8,7 @@ import net from 'node:net';
 import { Duplex } from 'node:stream';
 import type tls from 'node:tls';
 import type { Endpoint, ProxyConfig, RetryPolicy } from '../api/index.ts';
+import { AppProtocols } from './appproto.ts';
 import { denialMessage } from './authz/enforce.ts';
 import { RetryBudget } from './budget.ts';
 import { http, http2 as lazyHttp2, tls as lazyTls } from './builtins.ts';
@@ -20,6 +21,7 @@ import { HOP_BY_HOP, headerValue, IDEMPOTENT, KeyedPool, LocalPool, serveInbound
 import { type Decision, serveOutbound } from './h1out.ts';
 import { peerSpiffeId, protocolOfAlpn, type WorkloadIdentity } from './identity/tls.ts';
 import { Balancer, type EndpointStats, newEndpointStats, observeLatency } from './lb.ts';
+import { LocalAddresses } from './localaddr.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import { originalDst } from './native/index.ts';
 import { DEFAULT_OUTLIER_POLICY, OutlierDetector, type OutlierPolicy, type OutlierState } from './outlier.ts';
@@ -85,8 +87,14 @@ export interface Limits {
   maxHeaderBytes: number;
   /** Idle keep-alive connections are closed after this. */
   idleTimeoutMs: number;
-  /** Time to wait for the first bytes before giving up on detection (then opaque TCP). */
+  /**
+   * Time to wait for the first bytes before giving up on detection: then opaque TCP if the
+   * client sent something or the server spoke first; a connection where neither did is closed,
+   * and so is an inbound one whose TLS ClientHello is still incomplete.
+   */
   detectTimeoutMs: number;
+  /** Time for an inbound mTLS handshake to finish once its ClientHello is read (closed after). */
+  handshakeTimeoutMs: number;
   /** With no client bytes after this, the upstream connection is opened so a server-first protocol is not delayed. */
   serverFirstGraceMs: number;
   maxConnectionsPerEndpoint: number;
@@ -98,9 +106,13 @@ export const DEFAULT_LIMITS: Limits = {
   maxHeaderBytes: 16 * 1024,
   idleTimeoutMs: 60_000,
   detectTimeoutMs: 10_000,
+  handshakeTimeoutMs: 10_000,
   serverFirstGraceMs: 50,
   maxConnectionsPerEndpoint: 1024,
 };
+
+/** How long the local app has to answer the HTTP/2 preface when its protocol is learnt (proxy/appproto.ts). */
+const APP_PROBE_TIMEOUT_MS = 1_000;
 
 /** Who the proxy serves: this pod. */
 export interface Identity {
@@ -204,9 +216,28 @@ export function mtlsModeFor(config: ProxyConfig | undefined, port: number | unde
   return (port !== undefined ? m.ports.find((p) => p.port === port)?.mode : undefined) ?? m.mode;
 }
 
+/** The trust domain in a SPIFFE ID spiffe://<td>/…. */
+function trustDomainOf(id: string): string | undefined {
+  return /^spiffe:\/\/([^/]+)\//.exec(id)?.[1];
+}
+
 /** The namespace in a SPIFFE ID spiffe://<td>/ns/<ns>/sa/<sa>. */
 function namespaceOfSpiffe(id: string): string | undefined {
   return /\/ns\/([^/]+)\/sa\//.exec(id)?.[1];
+}
+
+/**
+ * The Service an outbound request goes to: by the original destination (a Service VIP), else by
+ * Host among the Services on that port. Never by Host alone: a connection that was not
+ * redirected has no original destination and is not routed.
+ */
+function outboundTarget(
+  t: RoutingTable,
+  dst: { address: string; port: number } | undefined,
+  authority: string | undefined,
+): ServiceTarget | undefined {
+  if (!dst) return undefined;
+  return t.byVip(dst.address, dst.port) ?? t.byAuthority(authority, dst.port);
 }
 
 type DownReq = HttpTypes.IncomingMessage | http2.Http2ServerRequest;
@@ -257,6 +288,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
   const log = opts.log ?? (() => {});
   const authorize = opts.authorize ?? allowAll;
   const inboundTarget = opts.inboundTarget ?? '127.0.0.1';
+  const appProtocols = new AppProtocols(inboundTarget, APP_PROBE_TIMEOUT_MS);
   const transport = new Transport(
     {
       maxConnectionsPerEndpoint: limits.maxConnectionsPerEndpoint,
@@ -288,6 +320,8 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
   let draining = false;
   let drained: (() => void) | undefined;
   const id = opts.identity;
+  /** The bound listener ports (known once listening; opts.ports may say 0). */
+  const ports = { ...opts.ports };
 
   const done = () => {
     inflight--;
@@ -617,6 +651,9 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
         return;
       }
       const to: UpstreamAddress = { host: inboundTarget, port, meshed: false };
+      // HTTP/2 from the caller is spoken to the app only if the app speaks it (else HTTP/1.1).
+      const upH2 = h2 && (await appProtocols.of(t?.config, ctx.dst?.address ?? '', port)) !== 'http1';
+      if (res.destroyed) return;
       const hasBody = requestHasBody(req);
       const areq: AttemptRequest = { method, path, authority, headers, hasBody };
       let bodyStarted = false;
@@ -626,7 +663,9 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       });
       // Two tries at most: the second only when a pooled connection turned out closed by the app.
       for (let i = 0; i < 2; i++) {
-        const attempt = h2 ? attemptHttp2(transport, to, areq) : attemptHttp1(transport, to, areq, undefined);
+        const attempt = upH2
+          ? attemptHttp2(transport, to, areq)
+          : attemptHttp1(transport, to, areq, undefined);
         current = attempt;
         if (hasBody) {
           attempt.whenConnected(() => {
@@ -671,9 +710,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       sendError(res, 503, 'WEFT_NO_ROUTE', 'weft-proxy has no config yet', direction);
       return;
     }
-    target =
-      (ctx.dst ? t.byVip(ctx.dst.address, ctx.dst.port) : undefined) ??
-      t.byAuthority(authority, ctx.dst?.port ?? 80);
+    target = outboundTarget(t, ctx.dst, authority);
     if (!target) {
       if (ctx.dst && t.config.mesh.outboundTrafficPolicy === 'ALLOW_ANY') {
         await forwardPassthrough(req, res, ctx.dst, headers, authority, h2);
@@ -1038,9 +1075,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       }
       if (ctx?.dst) to = { host: inboundTarget, port: ctx.dst.port, meshed: false };
     } else if (t) {
-      const target =
-        (ctx?.dst ? t.byVip(ctx.dst.address, ctx.dst.port) : undefined) ??
-        t.byAuthority(headerOf(req.headers, 'host'), ctx?.dst?.port ?? 80);
+      const target = outboundTarget(t, ctx?.dst, headerOf(req.headers, 'host'));
       if (target) {
         const route = t.route(target, {
           method: req.method ?? 'GET',
@@ -1271,6 +1306,24 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     };
   }
 
+  // A listener owned by the pod accepts only what the pod's own redirect sends it: outbound,
+  // a connection of the pod's own processes (OUTPUT rule) to somewhere else; inbound, a
+  // connection to one of the app's ports (PREROUTING rule). Never an open proxy for other hosts.
+  const localAddresses = new LocalAddresses(now);
+  let lastRefusalLog = Number.NEGATIVE_INFINITY;
+  function notRedirected(
+    direction: Direction,
+    socket: net.Socket,
+    dst: { address: string; port: number } | undefined,
+  ): string | undefined {
+    if (!dst) return "no original destination (not redirected by the pod's iptables rules)";
+    if (direction === 'outbound' && !localAddresses.has(socket.remoteAddress))
+      return "the outbound listener serves only the pod's own connections";
+    if (direction === 'inbound' && (dst.port === ports.outbound || dst.port === ports.inbound))
+      return `the original destination port ${dst.port} is the proxy's own listener`;
+    return undefined;
+  }
+
   function makeListener(direction: Direction): net.Server {
     const servers = makeHttpServers(direction);
     if (direction === 'inbound') inboundServers = servers;
@@ -1292,6 +1345,17 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
           dst = { address: od.address, port: od.port };
       } catch (e) {
         log('error', (e as Error).message);
+        socket.destroy();
+        return;
+      }
+      const refusal = notRedirected(direction, socket, dst);
+      if (refusal) {
+        metrics.proxyErrors.inc({ direction, code: 'WEFT_NOT_REDIRECTED' });
+        // Logged at most every 10 s: whoever floods the port does not flood the log.
+        if (now() - lastRefusalLog >= 10_000) {
+          lastRefusalLog = now();
+          log('warn', `${direction} connection refused: ${refusal}`, { source: socket.remoteAddress, dst });
+        }
         socket.destroy();
         return;
       }
@@ -1377,7 +1441,13 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     const giveUp = setTimeout(() => {
       if (settled) return;
       cleanup();
-      if (buf.length === 0 && !pre) {
+      // Nothing from either side (the server would have spoken first by now), or inbound, a
+      // TLS ClientHello still incomplete: a stalled connection, closed so it cannot hold one of
+      // the listener's connections (nor the app's) for ever.
+      const stalledHello = direction === 'inbound' && buf[0] === 0x16;
+      if ((buf.length === 0 && (direction === 'inbound' || !pre)) || stalledHello) {
+        metrics.proxyErrors.inc({ direction, code: 'WEFT_DETECT_TIMEOUT' });
+        pre?.destroy();
         socket.destroy();
         return;
       }
@@ -1567,9 +1637,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
         const r = { method, path, authority };
         const t = table;
         if (!t) return reply(503, 'WEFT_NO_ROUTE', 'weft-proxy has no config yet', 'unknown', r);
-        const found =
-          (ctx.dst ? t.byVip(ctx.dst.address, ctx.dst.port) : undefined) ??
-          t.byAuthority(authority, ctx.dst?.port ?? 80);
+        const found = outboundTarget(t, ctx.dst, authority);
         if (!found) {
           if (ctx.dst && t.config.mesh.outboundTrafficPolicy === 'ALLOW_ANY') return { kind: 'handoff' };
           return reply(
@@ -1723,14 +1791,18 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     transport.identity = wi;
     const server = new (lazyTls().Server)({
       ...wi.serverOptions(),
-      handshakeTimeout: limits.headersTimeoutMs,
+      handshakeTimeout: limits.handshakeTimeoutMs,
     });
     wi.track(server);
     server.on('secureConnection', (t: tls.TLSSocket) => {
       const ctx = tlsConn.getStore();
       const peer = peerSpiffeId(t);
-      if (!ctx || !peer) {
+      // The chain is verified against the trust bundle; the SPIFFE ID must also be of this
+      // mesh's trust domain (a CA may sign for several: its other domains are not this mesh).
+      const trustDomain = table?.config.mesh.trustDomain ?? trustDomainOf(wi.id);
+      if (!ctx || !peer || trustDomainOf(peer) !== trustDomain) {
         metrics.mtlsFailures.inc({ direction: 'inbound', reason: 'WEFT_PEER_IDENTITY' });
+        log('warn', 'inbound mTLS peer refused: no SPIFFE ID of this trust domain', { peer, trustDomain });
         t.destroy();
         return;
       }
@@ -1748,7 +1820,10 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
         inboundServers!,
       );
     });
-    server.on('tlsClientError', (e: NodeJS.ErrnoException) => {
+    server.on('tlsClientError', (e: NodeJS.ErrnoException, t: tls.TLSSocket) => {
+      // With a listener here node leaves the socket open: a handshake that failed or timed out
+      // (handshakeTimeout, e.g. a caller that stopped after its ClientHello) is closed now.
+      t.destroy();
       metrics.mtlsFailures.inc({ direction: 'inbound', reason: e.code ?? 'TLS_ERROR' });
       log('warn', 'inbound mTLS handshake failed', { code: e.code, err: e.message });
     });
@@ -1876,16 +1951,16 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     new Promise<void>((r, j) => outbound.once('error', j).listen(opts.ports.outbound, host, () => r())),
     new Promise<void>((r, j) => inbound.once('error', j).listen(opts.ports.inbound, host, () => r())),
   ]);
+  ports.outbound = (outbound.address() as net.AddressInfo).port;
+  ports.inbound = (inbound.address() as net.AddressInfo).port;
 
   const handle: ProxyHandle = {
-    ports: {
-      outbound: (outbound.address() as net.AddressInfo).port,
-      inbound: (inbound.address() as net.AddressInfo).port,
-    },
+    ports: { ...ports },
     setWorkloadIdentity,
     apply(config) {
       table = new RoutingTable(config);
       backendCache.clear();
+      appProtocols.clear();
       const keys = new Set<string>();
       for (const s of config.services)
         for (const e of s.endpoints) for (const p of Object.values(e.ports)) keys.add(`${e.address}:${p}`);
