@@ -19,7 +19,13 @@ const TABLE: Row[] = [
   ['/app/%2E./admin', '/app/%2E./admin', '/admin', '/admin', '/admin'],
   ['/app\\admin', '/app\\admin', '/app/admin', '/app/admin', '/app/admin'],
   ['/app/\\/\\/\\admin', '/app/\\/\\/\\admin', '/app//////admin', '/app/admin', '/app/admin'],
-  ['/%2Fapp%5cadmin%5Cabc', '/%2Fapp%5cadmin%5Cabc', '/%2Fapp%5Cadmin%5Cabc', '/%2Fapp%5Cadmin%5Cabc', '/app/admin/abc'],
+  [
+    '/%2Fapp%5cadmin%5Cabc',
+    '/%2Fapp%5cadmin%5Cabc',
+    '/%2Fapp%5Cadmin%5Cabc',
+    '/%2Fapp%5Cadmin%5Cabc',
+    '/app/admin/abc',
+  ],
   ['/app//../admin', '/app//../admin', '/app/admin', '/app/admin', '/app/admin'],
   ['/app//../../admin', '/app//../../admin', '/admin', '/admin', '/admin'],
   ['/app#foo', '/app#foo', '/app', '/app', '/app'],
@@ -43,7 +49,13 @@ const TABLE: Row[] = [
   ['http://x?a=1', '/?a=1', '/?a=1', '/?a=1', '/?a=1'],
   ['http://other/admin', BAD, BAD, BAD, BAD],
   // Queries are never touched; fragments go.
-  ['/a/./b?x=/../%2e&y=%2f', '/a/./b?x=/../%2e&y=%2f', '/a/b?x=/../%2e&y=%2f', '/a/b?x=/../%2e&y=%2f', '/a/b?x=/../%2e&y=%2f'],
+  [
+    '/a/./b?x=/../%2e&y=%2f',
+    '/a/./b?x=/../%2e&y=%2f',
+    '/a/b?x=/../%2e&y=%2f',
+    '/a/b?x=/../%2e&y=%2f',
+    '/a/b?x=/../%2e&y=%2f',
+  ],
   ['/a?b#c', '/a?b#c', '/a?b', '/a?b', '/a?b'],
   // Characters a path may not hold are escaped; escapes are upper-cased; unreserved decoded.
   ['/a|b{c}"d', '/a|b{c}"d', '/a%7Cb%7Bc%7D%22d', '/a%7Cb%7Bc%7D%22d', '/a%7Cb%7Bc%7D%22d'],

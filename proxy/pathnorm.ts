@@ -19,8 +19,9 @@
 // one authorization and routing saw.
 // Pure: no I/O, no clock. The query is never touched.
 
-export const PATH_NORMALIZATIONS = ['NONE', 'BASE', 'MERGE_SLASHES', 'DECODE_AND_MERGE_SLASHES'] as const;
-export type PathNormalization = (typeof PATH_NORMALIZATIONS)[number];
+import type { PathNormalization } from '../api/index.ts';
+
+export { PATH_NORMALIZATIONS, type PathNormalization } from '../api/index.ts';
 export const DEFAULT_PATH_NORMALIZATION: PathNormalization = 'BASE';
 
 export type NormalizedTarget = { ok: true; target: string } | { ok: false; reason: string };
@@ -94,7 +95,10 @@ export function normalizeTarget(target: string, mode: PathNormalization, host?: 
       const hi = hexValue(rawPath.charCodeAt(i + 1));
       const lo = hexValue(rawPath.charCodeAt(i + 2));
       if (hi < 0 || lo < 0)
-        return { ok: false, reason: `malformed percent-encoding at offset ${i} of the path: use %XX with two hex digits` };
+        return {
+          ok: false,
+          reason: `malformed percent-encoding at offset ${i} of the path: use %XX with two hex digits`,
+        };
       const v = hi * 16 + lo;
       const decoded = String.fromCharCode(v);
       i += 2;
@@ -105,7 +109,8 @@ export function normalizeTarget(target: string, mode: PathNormalization, host?: 
     else if (ch === ';')
       return {
         ok: false,
-        reason: 'path parameters (";" in the path) are refused: apps strip them before routing, so the path authorized would not be the one served; send ";" as %3B',
+        reason:
+          'path parameters (";" in the path) are refused: apps strip them before routing, so the path authorized would not be the one served; send ";" as %3B',
       };
     else if (PATH_CHAR.test(ch)) path += ch;
     else if (code > 0x20 && code < 0x7f) path += `%${HEX[code >> 4]}${HEX[code & 15]}`;

@@ -50,7 +50,14 @@ interface Seen {
 }
 
 /** One raw HTTP/1.x request (Connection: close) and the status and headers of its answer. */
-async function h1(agent: Agent, host: string, port: number, target: string, version: '1.0' | '1.1', hostHeader: string) {
+async function h1(
+  agent: Agent,
+  host: string,
+  port: number,
+  target: string,
+  version: '1.0' | '1.1',
+  hostHeader: string,
+) {
   const r = await agent.send<{ got: string }>({
     op: 'raw',
     host,
@@ -104,7 +111,10 @@ async function refusedEverywhere(target: string, hostHeader?: string): Promise<v
       undefined,
       `${JSON.stringify(target)} via ${how} reached the app as ${JSON.stringify(r.seenPath)} (status ${r.status})`,
     );
-    assert.ok(r.status === 403 || r.status === 400, `${JSON.stringify(target)} via ${how}: status ${r.status}`);
+    assert.ok(
+      r.status === 403 || r.status === 400,
+      `${JSON.stringify(target)} via ${how}: status ${r.status}`,
+    );
   }
 }
 
@@ -196,7 +206,8 @@ describe('path normalization before authorization and routing', { timeout: 300_0
 
   it('DECODE_AND_MERGE_SLASHES: %2F and %5C are decoded first, so encoded slashes cannot hide /admin', async () => {
     await applied('DECODE_AND_MERGE_SLASHES');
-    for (const v of [...ENCODED_SLASH_VARIANTS, ...SLASH_VARIANTS, ...BASE_VARIANTS]) await refusedEverywhere(v);
+    for (const v of [...ENCODED_SLASH_VARIANTS, ...SLASH_VARIANTS, ...BASE_VARIANTS])
+      await refusedEverywhere(v);
     await forwardedAs('/a%2Fb%5Cc', '/a/b/c');
   });
 });
