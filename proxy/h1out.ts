@@ -11,6 +11,7 @@
 import type net from 'node:net';
 import {
   BodyTracker,
+  badTarget,
   type Framing,
   framingOf,
   type Head,
@@ -23,6 +24,7 @@ import {
   passBody,
   readHead,
 } from './h1fast.ts';
+import { DEFAULT_PATH_NORMALIZATION, type NormalizedTarget, normalizeTarget } from './pathnorm.ts';
 
 const CRLF2 = Buffer.from('\r\n\r\n');
 const MAX_WAITING = 64 * 1024;
@@ -89,6 +91,8 @@ export interface OutboundDeps {
   /** True when this connection must go the node:http way from now on (tracing on). */
   handoffWanted(): boolean;
   handoff(socket: net.Socket, buffered: Buffer): void;
+  /** The request target as routed and forwarded, or why it is refused (400); absent: BASE. */
+  admit?(target: string, host: string | undefined): NormalizedTarget;
   decide(head: Head, hasBody: boolean): Decision;
   onHead(): void;
   draining(): boolean;
@@ -181,6 +185,15 @@ export function serveOutbound(socket: net.Socket, initial: Buffer, d: OutboundDe
           return;
         }
         const { head, framing } = r;
+        const host = headerValue(head.headers, 'host');
+        const admitted =
+          d.admit?.(head.target, host) ?? normalizeTarget(head.target, DEFAULT_PATH_NORMALIZATION, host);
+        if (!admitted.ok) {
+          badTarget(socket, admitted.reason, d.error);
+          state = 'closed';
+          return;
+        }
+        head.target = admitted.target;
         const hasBody = framing.kind !== 'none' && !(framing.kind === 'length' && framing.remaining === 0);
         const decision = d.decide(head, hasBody);
         if (decision.kind === 'handoff') {
