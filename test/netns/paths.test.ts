@@ -27,6 +27,14 @@ const noAdmin: AuthzPolicy = {
   rules: [{ to: [{ operation: { paths: ['/admin*'] } }] }],
 };
 
+// Hosts: lower case, a trailing dot ignored, a pattern without a port matching any port.
+const noInternalHost: AuthzPolicy = {
+  name: 'shop/no-internal-host',
+  namespace: 'shop',
+  action: 'DENY',
+  rules: [{ to: [{ operation: { hosts: ['internal.shop'] } }] }],
+};
+
 function config(mode?: PathNormalization): ProxyConfig {
   const web = service('web', 'shop', '10.96.0.10', 80, [endpoint(server.ip, 8080)]);
   const grpc = service(
@@ -38,7 +46,7 @@ function config(mode?: PathNormalization): ProxyConfig {
     'grpc',
   );
   const base = proxyConfig('shop', [grpc, web], [], mode ? { pathNormalization: mode } : {});
-  const { version: _v, ...doc } = { ...base, authorizationPolicies: [noAdmin] };
+  const { version: _v, ...doc } = { ...base, authorizationPolicies: [noAdmin, noInternalHost] };
   return { ...doc, version: contentVersion(doc) };
 }
 
@@ -189,6 +197,24 @@ describe('path normalization before authorization and routing', { timeout: 300_0
     const r = await h1(bare, server.ip, 8080, 'http://admin.internal/admin', '1.1', 'web.shop');
     assert.equal(r.status, 400);
     assert.equal(r.backend, undefined);
+  });
+
+  it('a DENY on hosts holds whatever the case, a trailing dot or a port in Host', async () => {
+    for (const host of [
+      'internal.shop',
+      'INTERNAL.Shop',
+      'internal.shop.',
+      'internal.shop:80',
+      'internal.shop.:8080',
+    ]) {
+      const r = await h1(bare, server.ip, 8080, '/', '1.1', host);
+      assert.equal(r.status, 403, `Host: ${host}`);
+      assert.equal(r.backend, undefined, `Host: ${host}`);
+      const viaCaller = await h1(caller, '10.96.0.10', 80, '/', '1.1', host);
+      assert.equal(viaCaller.status, 403, `Host: ${host} through the caller's sidecar`);
+    }
+    const other = await h1(bare, server.ip, 8080, '/', '1.1', 'internal.shop.example');
+    assert.equal(other.status, 200, 'another host is not denied');
   });
 
   it('BASE: the app receives the normalized path that was authorized, query untouched', async () => {
