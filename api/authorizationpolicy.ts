@@ -4,28 +4,13 @@
 import { Type } from '@sinclair/typebox';
 import { type KindDefinition, type Resource, type Static, StringMap, statusOf } from './common.ts';
 
-/**
- * Istio's string matches: "value" exactly, "prefix*", "*suffix", or "*" alone (any non-empty
- * value). A "*" anywhere else would be compared literally and never match, so it is refused.
- */
-export const STRING_MATCH_PATTERN = '^(\\*|\\*?[^*]+|[^*]+\\*)$';
 /** HTTP methods as sent: upper case (compared case-sensitively, as Istio does), with the same wildcards. */
 export const METHOD_PATTERN = '^(\\*|\\*?[A-Z_-]+|[A-Z_-]+\\*)$';
 export const METHOD_MESSAGE =
   'methods are compared case-sensitively as clients send them: write upper-case methods such as GET, a prefix such as G*, a suffix such as *ETE, or * for any method';
 
-const Strings = (description: string, maxLength = 512, wildcards = true) =>
-  Type.Optional(
-    Type.Array(
-      Type.String({ minLength: 1, maxLength, pattern: wildcards ? STRING_MATCH_PATTERN : '^[^*]+$' }),
-      {
-        maxItems: 64,
-        description: wildcards
-          ? `${description} A * may stand alone (any non-empty value), start a value (suffix match) or end it (prefix match).`
-          : `${description} No wildcards.`,
-      },
-    ),
-  );
+const Strings = (description: string, maxLength = 512) =>
+  Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength }), { maxItems: 64, description }));
 const Methods = (description: string) =>
   Type.Optional(
     Type.Array(Type.String({ minLength: 1, maxLength: 32 }), {
@@ -61,10 +46,8 @@ export const Source = Type.Object(
     notNamespaces: Strings('Namespaces that must not match.', 63),
     serviceAccounts: Strings(
       'ServiceAccounts of the caller as <namespace>/<name>, or <name> for the policy namespace.',
-      512,
-      false,
     ),
-    notServiceAccounts: Strings('ServiceAccounts that must not match.', 512, false),
+    notServiceAccounts: Strings('ServiceAccounts that must not match.'),
     ipBlocks: IpBlocks('Source IPs or CIDR blocks.'),
     notIpBlocks: IpBlocks('Source IPs or CIDR blocks that must not match.'),
   },
