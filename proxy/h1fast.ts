@@ -614,6 +614,26 @@ export function badTarget(socket: Duplex, reason: string, error: (code: string) 
   );
 }
 
+/**
+ * Where a fast path admits a request: `head.target` becomes the normalized target (`d.admit`,
+ * else BASE), or the request is answered 400 and false returned (the connection is closing).
+ */
+export function admitHead(
+  head: Head,
+  socket: Duplex,
+  d: { admit?: FastDeps['admit']; error(code: string): void },
+): boolean {
+  const host = headerValue(head.headers, 'host');
+  const admitted =
+    d.admit?.(head.target, host) ?? normalizeTarget(head.target, DEFAULT_PATH_NORMALIZATION, host);
+  if (!admitted.ok) {
+    badTarget(socket, admitted.reason, d.error);
+    return false;
+  }
+  head.target = admitted.target;
+  return true;
+}
+
 /** Serves one downstream connection on the fast path; `initial` holds bytes already read. */
 export function serveInbound(socket: net.Socket, initial: Buffer, d: FastDeps): void {
   let buf: Buffer<ArrayBufferLike> = initial;
@@ -677,15 +697,10 @@ export function serveInbound(socket: net.Socket, initial: Buffer, d: FastDeps): 
           return;
         }
         const { head, framing } = r;
-        const host = get(head.headers, 'host');
-        const admitted =
-          d.admit?.(head.target, host) ?? normalizeTarget(head.target, DEFAULT_PATH_NORMALIZATION, host);
-        if (!admitted.ok) {
-          badTarget(socket, admitted.reason, d.error);
+        if (!admitHead(head, socket, d)) {
           state = 'closed';
           return;
         }
-        head.target = admitted.target;
         const conn = (get(head.headers, 'connection') ?? '').toLowerCase();
         keepAlive = !conn.includes('close') && !d.draining();
         if (d.authorize) {

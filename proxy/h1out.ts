@@ -10,8 +10,8 @@
 // (only a connect failure before it is retried), as on the node:http path.
 import type net from 'node:net';
 import {
+  admitHead,
   BodyTracker,
-  badTarget,
   type Framing,
   framingOf,
   type Head,
@@ -24,7 +24,7 @@ import {
   passBody,
   readHead,
 } from './h1fast.ts';
-import { DEFAULT_PATH_NORMALIZATION, type NormalizedTarget, normalizeTarget } from './pathnorm.ts';
+import type { NormalizedTarget } from './pathnorm.ts';
 
 const CRLF2 = Buffer.from('\r\n\r\n');
 const MAX_WAITING = 64 * 1024;
@@ -185,15 +185,10 @@ export function serveOutbound(socket: net.Socket, initial: Buffer, d: OutboundDe
           return;
         }
         const { head, framing } = r;
-        const host = headerValue(head.headers, 'host');
-        const admitted =
-          d.admit?.(head.target, host) ?? normalizeTarget(head.target, DEFAULT_PATH_NORMALIZATION, host);
-        if (!admitted.ok) {
-          badTarget(socket, admitted.reason, d.error);
+        if (!admitHead(head, socket, d)) {
           state = 'closed';
           return;
         }
-        head.target = admitted.target;
         const hasBody = framing.kind !== 'none' && !(framing.kind === 'length' && framing.remaining === 0);
         const decision = d.decide(head, hasBody);
         if (decision.kind === 'handoff') {
