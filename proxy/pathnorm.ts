@@ -27,10 +27,14 @@ export const DEFAULT_PATH_NORMALIZATION: PathNormalization = 'BASE';
 export type NormalizedTarget = { ok: true; target: string } | { ok: false; reason: string };
 
 const HEX = '0123456789ABCDEF';
-const UNRESERVED = /[A-Za-z0-9\-._~]/;
-/** Characters a path segment holds as they are (RFC 3986 pchar without '%', plus '/'). */
-const PATH_CHAR = /[A-Za-z0-9\-._~!$&'()*+,=:@/]/;
+/** By character code: 1 unreserved (RFC 3986), 2 other characters a path holds as they are (sub-delims, ':', '@', '/'). */
+const KIND = new Uint8Array(128);
+for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~')
+  KIND[c.charCodeAt(0)] = 1;
+for (const c of "!$&'()*+,=:@/") KIND[c.charCodeAt(0)] = 2;
 const ABSOLUTE = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//;
+/** A path that every mode leaves as it is: only characters held as they are, no dot segment possible. */
+const PLAIN_PATH = /^\/[A-Za-z0-9\-._~!$&'()*+,=:@/]*$/;
 
 function hexValue(c: number): number {
   if (c >= 48 && c <= 57) return c - 48;
@@ -80,6 +84,17 @@ export function normalizeTarget(target: string, mode: PathNormalization, host?: 
   }
   if (mode === 'NONE') return { ok: true, target: t };
 
+  // Most requests: nothing to change (checked without building a new string).
+  const q0 = t.indexOf('?');
+  const plain = q0 >= 0 ? t.slice(0, q0) : t;
+  if (
+    PLAIN_PATH.test(plain) &&
+    !plain.includes('/.') &&
+    (mode === 'BASE' || !plain.includes('//')) &&
+    !t.includes('#')
+  )
+    return { ok: true, target: t };
+
   const hash = t.indexOf('#');
   if (hash >= 0) t = t.slice(0, hash);
   const q = t.indexOf('?');
@@ -102,7 +117,7 @@ export function normalizeTarget(target: string, mode: PathNormalization, host?: 
       const v = hi * 16 + lo;
       const decoded = String.fromCharCode(v);
       i += 2;
-      if (UNRESERVED.test(decoded)) path += decoded;
+      if (v < 128 && KIND[v] === 1) path += decoded;
       else if (decodeSlashes && (v === 0x2f || v === 0x5c)) path += '/';
       else path += `%${HEX[hi]}${HEX[lo]}`;
     } else if (ch === '\\') path += '/';
@@ -112,7 +127,7 @@ export function normalizeTarget(target: string, mode: PathNormalization, host?: 
         reason:
           'path parameters (";" in the path) are refused: apps strip them before routing, so the path authorized would not be the one served; send ";" as %3B',
       };
-    else if (PATH_CHAR.test(ch)) path += ch;
+    else if (code < 128 && KIND[code]! > 0) path += ch;
     else if (code > 0x20 && code < 0x7f) path += `%${HEX[code >> 4]}${HEX[code & 15]}`;
     else
       return {
