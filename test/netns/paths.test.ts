@@ -57,7 +57,7 @@ interface Seen {
   error?: string;
 }
 
-/** One raw HTTP/1.x request (Connection: close) and the status and headers of its answer. */
+/** One raw HTTP/1.x request (Connection: close, or a WebSocket upgrade) and the status and headers of its answer. */
 async function h1(
   agent: Agent,
   host: string,
@@ -65,13 +65,17 @@ async function h1(
   target: string,
   version: '1.0' | '1.1',
   hostHeader: string,
+  upgrade = false,
 ) {
+  const connection = upgrade
+    ? 'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
+    : 'Connection: close\r\n';
   const r = await agent.send<{ got: string }>({
     op: 'raw',
     host,
     port,
-    send: [`GET ${target} HTTP/${version}\r\nHost: ${hostHeader}\r\nConnection: close\r\n\r\n`],
-    timeoutMs: 10_000,
+    send: [`GET ${target} HTTP/${version}\r\nHost: ${hostHeader}\r\n${connection}\r\n`],
+    timeoutMs: upgrade ? 3_000 : 10_000,
   });
   const [head = ''] = r.got.split('\r\n\r\n');
   const lines = head.split('\r\n');
@@ -111,9 +115,19 @@ async function sendAllWays(target: string, hostHeader = 'web.shop'): Promise<Rec
   return out;
 }
 
-/** Asserts that no way of sending `target` reached the app. */
-async function refusedEverywhere(target: string, hostHeader?: string): Promise<void> {
-  for (const [how, r] of Object.entries(await sendAllWays(target, hostHeader))) {
+/** Asserts that no way of sending `target` (nor a WebSocket upgrade to it) reached the app. */
+async function refusedEverywhere(target: string, hostHeader = 'web.shop'): Promise<void> {
+  const ways = await sendAllWays(target, hostHeader);
+  ways['no sidecar WebSocket upgrade (node:http)'] = await h1(
+    bare,
+    server.ip,
+    8080,
+    target,
+    '1.1',
+    hostHeader,
+    true,
+  );
+  for (const [how, r] of Object.entries(ways)) {
     assert.equal(
       r.backend,
       undefined,
