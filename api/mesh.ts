@@ -245,6 +245,21 @@ const Telemetry = Type.Object(
   { default: {} },
 );
 
+export const PATH_NORMALIZATIONS = ['NONE', 'BASE', 'MERGE_SLASHES', 'DECODE_AND_MERGE_SLASHES'] as const;
+export type PathNormalization = (typeof PATH_NORMALIZATIONS)[number];
+export const PathNormalizationMode = Type.Union(
+  PATH_NORMALIZATIONS.map((m) => Type.Literal(m)),
+  {
+    description:
+      'How sidecars normalize request paths before authorization and routing; the app receives the normalized path. NONE: as received. BASE (default): RFC 3986 (dot segments removed, unreserved escapes decoded, backslashes as slashes). MERGE_SLASHES: BASE, then repeated slashes merged. DECODE_AND_MERGE_SLASHES: %2F and %5C decoded, then MERGE_SLASHES. Every mode but NONE refuses paths with ";" parameters (400).',
+  },
+);
+
+const PathNormalizationSettings = Type.Object(
+  { normalization: Type.Optional({ ...PathNormalizationMode, default: 'BASE' }) },
+  { default: {}, description: "Istio's meshConfig.pathNormalization." },
+);
+
 export const MeshSpec = Type.Object({
   trustDomain: Type.Optional(
     Type.String({
@@ -281,6 +296,7 @@ export const MeshSpec = Type.Object({
     ),
   ),
   telemetry: Type.Optional(Telemetry),
+  pathNormalization: Type.Optional(PathNormalizationSettings),
 });
 export type MeshSpec = Static<typeof MeshSpec>;
 

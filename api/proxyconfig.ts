@@ -9,7 +9,7 @@ import { Type } from '@sinclair/typebox';
 import { AUTHZ_ACTIONS, Rule } from './authorizationpolicy.ts';
 import type { Static } from './common.ts';
 import { PROXY_CONFIG_API_VERSION } from './constants.ts';
-import { MTLS_MODES, RETRY_ON } from './mesh.ts';
+import { MTLS_MODES, PathNormalizationMode, RETRY_ON } from './mesh.ts';
 import { HttpMatch, LB_TYPES } from './trafficsplit.ts';
 
 export { CONFIG_DISTRIBUTION, PROXY, PROXY_CONFIG_API_VERSION } from './constants.ts';
@@ -164,6 +164,8 @@ export const ProxyConfig = Type.Object({
     }),
     outboundTrafficPolicy: Type.Union([Type.Literal('ALLOW_ANY'), Type.Literal('REGISTRY_ONLY')]),
     defaultAuthorization: Type.Union([Type.Literal('ALLOW'), Type.Literal('DENY')]),
+    /** Absent (a config from an older operator): BASE. */
+    pathNormalization: Type.Optional(PathNormalizationMode),
     defaultTimeoutMs: Ms('Request timeout when no route sets one; 0 means none.'),
     defaultRetries: Type.Optional(RetryPolicy),
     drainTimeoutMs: Ms('How long a stopping proxy lets in-flight requests finish.'),

@@ -280,6 +280,23 @@ describe('compiler', () => {
     assert.equal(c.configs.get('shop')!.version, good.configs.get('shop')!.version);
   });
 
+  test('a lower-case method is not accepted, naming the field and the fix', () => {
+    const snap = shop();
+    snap.authorizationPolicies[0] = policy('shop', 'readers', {
+      action: 'DENY',
+      rules: [{ to: [{ operation: { methods: ['GET', 'get'], notMethods: ['P*'] } }] }],
+    });
+    const r = compile(snap).policies.find((p) => p.key === 'shop/readers')!;
+    assert.equal(r.accepted.ok, false);
+    const message = !r.accepted.ok ? r.accepted.message : '';
+    assert.match(
+      message,
+      /spec\.rules\[0\]\.to\[0\]\.operation\.methods: "get": .*upper-case methods such as GET/,
+    );
+    assert.doesNotMatch(message, /notMethods/, 'P* is a valid prefix');
+    assert.equal(r.programmed, 'none');
+  });
+
   test('Mesh settings: namespace mTLS override, defaults, trust domain in identities', () => {
     const snap = shop();
     const mesh: Mesh = {
@@ -293,8 +310,10 @@ describe('compiler', () => {
           namespaces: [{ namespace: 'web', mode: 'PERMISSIVE', ports: [{ port: 9090, mode: 'DISABLE' }] }],
         },
         defaults: { timeout: '2s', authorization: 'DENY' },
+        pathNormalization: { normalization: 'DECODE_AND_MERGE_SLASHES' },
       },
     };
+    assert.equal(compile(snap).configs.get('shop')!.config().mesh.pathNormalization, 'BASE', 'the default');
     snap.mesh = mesh;
     const c = compile(snap);
     assert.equal(c.configs.get('shop')!.config().mesh.mtls.mode, 'STRICT');
@@ -304,6 +323,7 @@ describe('compiler', () => {
     });
     assert.equal(c.configs.get('shop')!.config().mesh.defaultTimeoutMs, 2000);
     assert.equal(c.configs.get('shop')!.config().mesh.defaultAuthorization, 'DENY');
+    assert.equal(c.configs.get('shop')!.config().mesh.pathNormalization, 'DECODE_AND_MERGE_SLASHES');
     const ep = c.configs
       .get('shop')!
       .config()

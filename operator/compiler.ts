@@ -12,7 +12,7 @@
 
 import { createHash } from 'node:crypto';
 import type { AuthorizationPolicy, Mesh, MtlsMode, TrafficSplit } from '../api/index.ts';
-import { AuthorizationPolicySpec, TrafficSplitSpec } from '../api/index.ts';
+import { AuthorizationPolicySpec, METHOD_MESSAGE, METHOD_PATTERN, TrafficSplitSpec } from '../api/index.ts';
 import {
   type AuthzPolicy,
   type Endpoint,
@@ -116,6 +116,7 @@ function meshSection(mesh: Mesh | undefined, namespace: string, clusterDomain: s
     logLevel: s.proxy?.logLevel ?? 'info',
     mtls: { mode, ports },
     outboundTrafficPolicy: s.outboundTrafficPolicy?.mode ?? 'ALLOW_ANY',
+    pathNormalization: s.pathNormalization?.normalization ?? 'BASE',
     telemetry: {
       accessLogs: s.telemetry?.accessLogs?.enabled ?? false,
       metrics: s.telemetry?.metrics?.enabled ?? true,
@@ -453,6 +454,16 @@ export function compilePolicy(p: AuthorizationPolicy): { policy?: AuthzPolicy; r
             message: `"${pr}": write principals without the spiffe:// scheme`,
           });
     }
+    // The CRD's CEL rule says the same; ajv does not run CEL, and objects stored before it exist.
+    const method = new RegExp(METHOD_PATTERN);
+    for (const [j, t] of (r.to ?? []).entries())
+      for (const key of ['methods', 'notMethods'] as const)
+        for (const m of t.operation[key] ?? [])
+          if (!method.test(m))
+            errors.push({
+              field: `spec.rules[${i}].to[${j}].operation.${key}`,
+              message: `"${m}": ${METHOD_MESSAGE}`,
+            });
   }
   if (errors.length > 0)
     return { result: { ...base, accepted: invalid('AuthorizationPolicy', errors), programmed: 'none' } };

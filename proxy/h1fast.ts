@@ -5,7 +5,9 @@
 // Bodies are streamed in both directions with their framing (Content-Length, chunked, or until
 // close) passed through as is; requests may be pipelined and are answered in order.
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import { http } from './builtins.ts';
+import { DEFAULT_PATH_NORMALIZATION, type NormalizedTarget, normalizeTarget } from './pathnorm.ts';
 
 const CRLF2 = Buffer.from('\r\n\r\n');
 const MAX_WAITING = 64 * 1024;
@@ -571,6 +573,8 @@ export interface FastDeps {
   /** True when this request must go the node:http way (tracing on, say). */
   handoffWanted(): boolean;
   handoff(socket: net.Socket, buffered: Buffer): void;
+  /** The request target as authorized and forwarded, or why it is refused (400); absent: BASE. */
+  admit?(target: string, host: string | undefined): NormalizedTarget;
   authorize:
     | ((
         method: string,
@@ -598,6 +602,36 @@ export interface FastDeps {
   }): void;
   draining(): boolean;
   error(code: string): void;
+}
+
+/** Answers 400 WEFT_BAD_PATH with the reason and closes: a request target that cannot be normalized. */
+export function badTarget(socket: Duplex, reason: string, error: (code: string) => void): void {
+  error('WEFT_BAD_PATH');
+  const body = `bad request target: ${reason}\n`;
+  socket.end(
+    `HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nweft-error: WEFT_BAD_PATH\r\nconnection: close\r\n\r\n${body}`,
+    () => socket.destroy(),
+  );
+}
+
+/**
+ * Where a fast path admits a request: `head.target` becomes the normalized target (`d.admit`,
+ * else BASE), or the request is answered 400 and false returned (the connection is closing).
+ */
+export function admitHead(
+  head: Head,
+  socket: Duplex,
+  d: { admit?: FastDeps['admit']; error(code: string): void },
+): boolean {
+  const host = headerValue(head.headers, 'host');
+  const admitted =
+    d.admit?.(head.target, host) ?? normalizeTarget(head.target, DEFAULT_PATH_NORMALIZATION, host);
+  if (!admitted.ok) {
+    badTarget(socket, admitted.reason, d.error);
+    return false;
+  }
+  head.target = admitted.target;
+  return true;
 }
 
 /** Serves one downstream connection on the fast path; `initial` holds bytes already read. */
@@ -663,6 +697,10 @@ export function serveInbound(socket: net.Socket, initial: Buffer, d: FastDeps): 
           return;
         }
         const { head, framing } = r;
+        if (!admitHead(head, socket, d)) {
+          state = 'closed';
+          return;
+        }
         const conn = (get(head.headers, 'connection') ?? '').toLowerCase();
         keepAlive = !conn.includes('close') && !d.draining();
         if (d.authorize) {

@@ -10,6 +10,7 @@
 // (only a connect failure before it is retried), as on the node:http path.
 import type net from 'node:net';
 import {
+  admitHead,
   BodyTracker,
   type Framing,
   framingOf,
@@ -23,6 +24,7 @@ import {
   passBody,
   readHead,
 } from './h1fast.ts';
+import type { NormalizedTarget } from './pathnorm.ts';
 
 const CRLF2 = Buffer.from('\r\n\r\n');
 const MAX_WAITING = 64 * 1024;
@@ -89,6 +91,8 @@ export interface OutboundDeps {
   /** True when this connection must go the node:http way from now on (tracing on). */
   handoffWanted(): boolean;
   handoff(socket: net.Socket, buffered: Buffer): void;
+  /** The request target as routed and forwarded, or why it is refused (400); absent: BASE. */
+  admit?(target: string, host: string | undefined): NormalizedTarget;
   decide(head: Head, hasBody: boolean): Decision;
   onHead(): void;
   draining(): boolean;
@@ -181,6 +185,10 @@ export function serveOutbound(socket: net.Socket, initial: Buffer, d: OutboundDe
           return;
         }
         const { head, framing } = r;
+        if (!admitHead(head, socket, d)) {
+          state = 'closed';
+          return;
+        }
         const hasBody = framing.kind !== 'none' && !(framing.kind === 'length' && framing.remaining === 0);
         const decision = d.decide(head, hasBody);
         if (decision.kind === 'handoff') {

@@ -17,7 +17,15 @@ import type { Now, Random } from './clock.ts';
 import { systemNow, systemRandom } from './clock.ts';
 import { detectProtocol, type Protocol, protocolForAppProtocol, SERVER_FIRST_PORTS } from './detect.ts';
 import { type ProxyErrorCode, statusForError } from './errors.ts';
-import { HOP_BY_HOP, headerValue, IDEMPOTENT, KeyedPool, LocalPool, serveInbound } from './h1fast.ts';
+import {
+  badTarget,
+  HOP_BY_HOP,
+  headerValue,
+  IDEMPOTENT,
+  KeyedPool,
+  LocalPool,
+  serveInbound,
+} from './h1fast.ts';
 import { type Decision, serveOutbound } from './h1out.ts';
 import { peerSpiffeId, protocolOfAlpn, type WorkloadIdentity } from './identity/tls.ts';
 import { Balancer, type EndpointStats, newEndpointStats, observeLatency } from './lb.ts';
@@ -25,6 +33,7 @@ import { LocalAddresses } from './localaddr.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import { originalDst } from './native/index.ts';
 import { DEFAULT_OUTLIER_POLICY, OutlierDetector, type OutlierPolicy, type OutlierState } from './outlier.ts';
+import { DEFAULT_PATH_NORMALIZATION, type NormalizedTarget, normalizeTarget } from './pathnorm.ts';
 import { TokenBucket } from './ratelimit.ts';
 import {
   type Backend,
@@ -542,6 +551,18 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     return false;
   }
 
+  /**
+   * Where every request is admitted, whatever its transport: the target normalized by the mesh's
+   * pathNormalization, the one authorization, routing and the app all see.
+   */
+  function admit(target: string | undefined, host: string | undefined): NormalizedTarget {
+    return normalizeTarget(
+      target ?? '/',
+      table?.config.mesh.pathNormalization ?? DEFAULT_PATH_NORMALIZATION,
+      host,
+    );
+  }
+
   async function handleHttp(direction: Direction, req: DownReq, res: DownRes): Promise<void> {
     const started = now();
     inflight++;
@@ -557,7 +578,8 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     const t = table;
     const authority = h2 ? headerOf(req.headers, ':authority') : headerOf(req.headers, 'host');
     const method = req.method ?? 'GET';
-    const path = req.url ?? '/';
+    const admitted = admit(req.url, authority);
+    const path = admitted.ok ? admitted.target : (req.url ?? '/');
     let target: ServiceTarget | undefined;
     let upstreamWorkload = 'unknown';
     let upstreamNamespace = 'unknown';
@@ -605,6 +627,11 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     };
     // 'close' follows 'finish' and also comes for aborted responses: one listener does for both.
     res.once('close', finish);
+    if (!admitted.ok) {
+      status = 400;
+      sendError(res, 400, 'WEFT_BAD_PATH', `bad request target: ${admitted.reason}`, direction);
+      return;
+    }
 
     const headers = forwardHeaders(req.headers);
     delete headers[H_SRC_WORKLOAD];
@@ -713,7 +740,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     target = outboundTarget(t, ctx.dst, authority);
     if (!target) {
       if (ctx.dst && t.config.mesh.outboundTrafficPolicy === 'ALLOW_ANY') {
-        await forwardPassthrough(req, res, ctx.dst, headers, authority, h2);
+        await forwardPassthrough(req, res, ctx.dst, headers, authority, path, h2);
         return;
       }
       sendError(
@@ -1008,12 +1035,13 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     dst: { address: string; port: number },
     headers: Record<string, string | string[]>,
     authority: string | undefined,
+    path: string,
     h2: boolean,
   ): Promise<void> {
     const to = { host: dst.address, port: dst.port, meshed: false };
     const areq = {
       method: req.method ?? 'GET',
-      path: req.url ?? '/',
+      path,
       authority,
       headers,
       hasBody: requestHasBody(req),
@@ -1047,6 +1075,12 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     let to: UpstreamAddress | undefined;
     let service = 'unknown';
     const t = table;
+    const admitted = admit(req.url, headerOf(req.headers, 'host'));
+    if (!admitted.ok) {
+      badTarget(socket, admitted.reason, (code) => metrics.proxyErrors.inc({ direction, code }));
+      return;
+    }
+    const path = admitted.target;
     if (direction === 'inbound') {
       if (t) {
         const v = authorize(
@@ -1058,7 +1092,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
             peerIdentity: ctx?.peer,
             sourceIp: ctx?.sourceIp ?? '',
             method: req.method ?? 'GET',
-            path: req.url ?? '/',
+            path,
             host: headerOf(req.headers, 'host'),
             headers: req.headers,
           },
@@ -1079,7 +1113,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       if (target) {
         const route = t.route(target, {
           method: req.method ?? 'GET',
-          path: req.url ?? '/',
+          path,
           header: (n) => headerOf(req.headers, n),
         });
         const backend = pickBackend(route, random);
@@ -1095,7 +1129,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       return;
     }
     const up = transport.connect(to);
-    const lines = [`${req.method} ${req.url} HTTP/1.1`];
+    const lines = [`${req.method} ${path} HTTP/1.1`];
     for (let i = 0; i < req.rawHeaders.length; i += 2)
       lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
     up.write(`${lines.join('\r\n')}\r\n\r\n`);
@@ -1495,6 +1529,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       strip: fastStrip,
       handoffWanted: () => opts.tracing?.active() === true,
       handoff: (_s, buffered) => handoff(buffered),
+      admit,
       authorize: auth
         ? (method, path, headers) => {
             if (!table) return { allow: true };
@@ -1627,6 +1662,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       headersTimeoutMs: limits.headersTimeoutMs,
       handoffWanted: () => opts.tracing?.active() === true,
       handoff: (_s, buffered) => handoff(buffered),
+      admit,
       onHead,
       draining: () => draining,
       error: (code) => metrics.proxyErrors.inc({ direction: 'outbound', code }),

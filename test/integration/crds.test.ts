@@ -162,6 +162,21 @@ const INVALID: { rule: string; obj: Record<string, unknown>; expect: RegExp[] }[
     expect: [/spec\.rules\[0\]\.when\[0\]\.key/],
   },
   {
+    rule: 'methods are upper case (compared as sent)',
+    obj: policy({ action: 'DENY', rules: [{ to: [{ operation: { methods: ['get'] } }] }] }),
+    expect: [/spec\.rules\[0\]\.to\[0\]\.operation\.methods/, /upper-case methods such as GET/],
+  },
+  {
+    rule: 'notMethods are upper case, wildcards too',
+    obj: policy({ action: 'DENY', rules: [{ to: [{ operation: { notMethods: ['g*'] } }] }] }),
+    expect: [/spec\.rules\[0\]\.to\[0\]\.operation\.notMethods/, /upper-case methods/],
+  },
+  {
+    rule: 'path normalization enum',
+    obj: mesh({ pathNormalization: { normalization: 'STRICT' } }),
+    expect: [/spec\.pathNormalization\.normalization/, /Unsupported value/],
+  },
+  {
     rule: 'DENY needs rules',
     obj: policy({ action: 'DENY', rules: [] }),
     expect: [/spec\.rules/, /need at least one rule/],
@@ -246,6 +261,25 @@ describe('CRDs on a real kube-apiserver', () => {
     await cluster.objects.create({ ...obj, status: { observedGeneration: 7 } } as never);
     const got = JSON.parse(cluster.kubectl('get', 'ts', 'status-probe', '-n', 'default', '-o', 'json'));
     assert.equal(got.status, undefined);
+  });
+
+  test("Istio's string matches are admitted: methods *, G*, *ETE; paths and hosts by prefix, suffix and *", async () => {
+    const ok = {
+      ...policy({
+        action: 'DENY',
+        rules: [
+          {
+            to: [
+              { operation: { methods: ['*', 'G*', '*ETE', 'PROPFIND'], paths: ['*', '/api/*', '*.json'] } },
+            ],
+          },
+          { to: [{ operation: { hosts: ['*', '*.shop', 'web.*', 'web.shop:8080'] } }] },
+        ],
+      }),
+      metadata: { name: 'wildcards', namespace: 'default' },
+    };
+    // A server-side dry run: admitted or refused exactly as a real create, nothing stored.
+    await cluster.objects.create(ok as never, undefined, 'All');
   });
 
   test('the trust domain is immutable', async () => {
