@@ -15,7 +15,13 @@ import { http, http2 as lazyHttp2, tls as lazyTls } from './builtins.ts';
 import { MAX_HELLO_BYTES, offersWeftAlpn, parseClientHello } from './clienthello.ts';
 import type { Now, Random } from './clock.ts';
 import { systemNow, systemRandom } from './clock.ts';
-import { detectProtocol, type Protocol, protocolForAppProtocol, SERVER_FIRST_PORTS } from './detect.ts';
+import {
+  detectProtocol,
+  H2_PREFACE_LENGTH,
+  type Protocol,
+  protocolForAppProtocol,
+  SERVER_FIRST_PORTS,
+} from './detect.ts';
 import { type ProxyErrorCode, statusForError } from './errors.ts';
 import {
   badTarget,
@@ -1404,6 +1410,13 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
         dst !== undefined &&
         SERVER_FIRST_PORTS.has(dst.port) &&
         (direction === 'outbound' || mtlsModeFor(t?.config, dst.port) === 'DISABLE');
+      if (declared === 'http1' && !serverFirst) {
+        // A port declared HTTP still takes h2c prior knowledge, as gRPC clients send it.
+        peekH2Preface(socket, (h2, buf) =>
+          dispatch(direction, socket, ctx, h2 ? 'h2' : 'http1', buf, servers),
+        );
+        return;
+      }
       if (declared || serverFirst) {
         dispatch(direction, socket, ctx, declared ?? 'tcp', Buffer.alloc(0), servers);
         return;
@@ -1412,6 +1425,29 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     });
     server.on('error', (e) => log('error', `${direction} listener error: ${e.message}`));
     return server;
+  }
+
+  /**
+   * Reads until the first bytes are, or cannot be, the HTTP/2 preface; a silent client is
+   * closed after the detection timeout, as in detect().
+   */
+  function peekH2Preface(socket: net.Socket, then: (h2: boolean, buf: Buffer) => void): void {
+    let buf: Buffer = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      const p = detectProtocol(buf);
+      if (p === 'more' && buf.length < H2_PREFACE_LENGTH) return;
+      clearTimeout(giveUp);
+      socket.off('data', onData);
+      socket.pause();
+      then(p === 'h2', buf);
+    };
+    const giveUp = setTimeout(() => {
+      socket.off('data', onData);
+      socket.destroy();
+    }, limits.detectTimeoutMs);
+    socket.on('data', onData);
+    socket.resume();
   }
 
   function detect(
