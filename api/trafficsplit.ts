@@ -4,6 +4,7 @@ import { Type } from '@sinclair/typebox';
 import {
   Duration,
   type KindDefinition,
+  MAX_DURATION,
   ObjectName,
   Percentage,
   Port,
@@ -81,7 +82,10 @@ export const FaultInjection = Type.Object(
   {
     delay: Type.Optional(
       Type.Object({
-        fixedDelay: Duration('Delay added before forwarding.'),
+        fixedDelay: Duration('Delay added before forwarding.', {
+          field: 'faultInjection.delay.fixedDelay',
+          max: MAX_DURATION.faultDelay,
+        }),
         percentage: Percentage('Share of requests delayed.'),
       }),
     ),
@@ -138,7 +142,11 @@ export const CircuitBreaker = Type.Object({
   consecutive5xxErrors: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000, default: 5 })),
   consecutiveConnectFailures: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000, default: 5 })),
   baseEjectionTime: Type.Optional(
-    Duration('First ejection time; doubles on each repeat.', { default: '30s' }),
+    Duration(
+      'First ejection time; doubles on each repeat.',
+      { field: 'circuitBreaker.baseEjectionTime', max: MAX_DURATION.ejectionTime },
+      { default: '30s' },
+    ),
   ),
   maxEjectionPercent: Type.Optional(Percentage('Most endpoints ejected at once.', { default: 50 })),
 });
@@ -190,7 +198,12 @@ export const TrafficSplitSpec = Type.Object(
           'HTTP requests this split applies to (any match). Empty: all traffic to the root Service.',
       }),
     ),
-    timeout: Type.Optional(Duration('Whole-request timeout, retries included; "0s" means none.')),
+    timeout: Type.Optional(
+      Duration('Whole-request timeout, retries included; "0s" means none.', {
+        field: 'timeout',
+        max: MAX_DURATION.requestTimeout,
+      }),
+    ),
     retries: Type.Optional(Retries),
     faultInjection: Type.Optional(FaultInjection),
     mirror: Type.Optional(Mirror),

@@ -102,7 +102,7 @@ export async function readConfigDir(dir: string): Promise<ProxyConfig> {
   if (errors.length > 0) {
     throw new ProxyError(
       'WEFT_CONFIG_INVALID',
-      `ProxyConfig is invalid: ${errors
+      `ProxyConfig ${JSON.stringify((doc as { version?: unknown } | null)?.version ?? null)} is invalid: ${errors
         .slice(0, 10)
         .map((e) => `${e.field}: ${e.message}`)
         .join('; ')}`,

@@ -7,6 +7,7 @@ import {
   AuthorizationPolicySpec as AuthorizationPolicySpecSchema,
   canonicalJson,
   check,
+  durationMs,
   type FieldError,
   type MeshSpec,
   MeshSpec as MeshSpecSchema,
@@ -99,14 +100,6 @@ export function parseQuantity(q: string): number {
   return Number(m[1]) * UNITS[m[2] ?? '']!;
 }
 
-/** A Go duration ("1h30m", "250ms") in milliseconds. */
-export function parseDurationMs(d: string): number {
-  let total = 0;
-  for (const [, n, unit] of d.matchAll(/([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)/g))
-    total += Number(n) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit as 'ms' | 's' | 'm' | 'h'];
-  return total;
-}
-
 async function validateMesh(
   obj: ReviewedObject,
   spec: MeshSpec,
@@ -136,8 +129,8 @@ async function validateMesh(
   }
   const d = spec.defaults;
   if (d?.timeout && d.retries?.perTryTimeout) {
-    const t = parseDurationMs(d.timeout);
-    if (t > 0 && parseDurationMs(d.retries.perTryTimeout) > t)
+    const t = durationMs(d.timeout);
+    if (t > 0 && durationMs(d.retries.perTryTimeout) > t)
       errors.push({
         field: 'spec.defaults.retries.perTryTimeout',
         message: `${d.retries.perTryTimeout} is longer than defaults.timeout ${d.timeout}: no retry could ever run`,

@@ -168,6 +168,25 @@ describe('routing and resilience in network namespaces', { timeout: 300_000 }, (
     assert.ok(metricValue(await metrics(), 'weft_retries_total{', 'outcome="budget_exhausted"') > before);
   });
 
+  it('a timeout past the timer limit (600 h) is refused and the last good config keeps serving', async () => {
+    const good = config([route({ timeoutMs: 0 })]);
+    await apply(good);
+    // Node fires a timer longer than 2^31-1 ms after 1 ms: applied, this config answered 504 at once.
+    const bad = config([route({ timeoutMs: 600 * 3_600_000 })]);
+    await topo.writeConfig(bad);
+    let status: { version: string; lastError?: { message: string } } | undefined;
+    const settled = await eventually(async () => {
+      const r = await agent.send<HttpMany>({ op: 'http', url: 'http://127.0.0.1:15000/config' });
+      status = (JSON.parse(r.first.body) as { status: typeof status }).status;
+      return status?.version === bad.version || status?.lastError?.message.includes(bad.version) === true;
+    });
+    assert.ok(settled, `the proxy applied or refused ${bad.version}: ${JSON.stringify(status)}`);
+    const r = await get('/delay/100', { n: 5 });
+    assert.deepEqual(r.statuses, { 200: 5 }, 'requests are served, not answered 504 by an overflowed timer');
+    assert.equal(status?.version, good.version, 'the last good config stays in force');
+    assert.match(status?.lastError?.message ?? '', /routes\[0\]\.timeoutMs/);
+  });
+
   it('route timeout answers 504; an injected delay is served after the delay', async () => {
     await apply(config([route({ timeoutMs: 300 })]));
     const r = await get('/delay/3000');
