@@ -38,22 +38,45 @@ export const Backend = Type.Object({
 });
 export type Backend = Static<typeof Backend>;
 
+/** Longest RegularExpression value (RE2 syntax, matched in linear time: docs/proxy.md). */
+export const MAX_REGEX_LENGTH = 1024;
+
 export const PathMatch = Type.Object({
   type: Type.Union([Type.Literal('Exact'), Type.Literal('PathPrefix'), Type.Literal('RegularExpression')], {
     default: 'PathPrefix',
   }),
-  value: Type.String({ minLength: 1, maxLength: 1024 }),
+  value: Type.String({
+    minLength: 1,
+    maxLength: MAX_REGEX_LENGTH,
+    description: 'A path; with RegularExpression, an RE2 expression matched against the whole path.',
+  }),
 });
 
-export const HeaderMatch = Type.Object({
-  name: Type.String({ minLength: 1, maxLength: 256, pattern: "^[A-Za-z0-9!#$%&'*+\\-.^_`|~]+$" }),
-  type: Type.Optional(
-    Type.Union([Type.Literal('Exact'), Type.Literal('RegularExpression'), Type.Literal('Present')], {
-      default: 'Exact',
-    }),
-  ),
-  value: Type.Optional(Type.String({ maxLength: 4096 })),
-});
+export const HeaderMatch = Type.Object(
+  {
+    name: Type.String({ minLength: 1, maxLength: 256, pattern: "^[A-Za-z0-9!#$%&'*+\\-.^_`|~]+$" }),
+    type: Type.Optional(
+      Type.Union([Type.Literal('Exact'), Type.Literal('RegularExpression'), Type.Literal('Present')], {
+        default: 'Exact',
+      }),
+    ),
+    value: Type.Optional(
+      Type.String({
+        maxLength: 4096,
+        description: `With RegularExpression, an RE2 expression of at most ${MAX_REGEX_LENGTH} characters.`,
+      }),
+    ),
+  },
+  {
+    'x-kubernetes-validations': [
+      {
+        rule: `!has(self.type) || self.type != 'RegularExpression' || !has(self.value) || self.value.size() <= ${MAX_REGEX_LENGTH}`,
+        message: `matches[].headers[].value: a RegularExpression is at most ${MAX_REGEX_LENGTH} characters`,
+        fieldPath: '.value',
+      },
+    ],
+  },
+);
 
 export const HttpMatch = Type.Object(
   {

@@ -23,6 +23,7 @@ import {
   type Route,
   type Service,
 } from '../api/proxyconfig.ts';
+import { matchRegexErrors } from '../api/regex.ts';
 import { check } from '../api/validate.ts';
 import { matchesSelector } from '../kube/selector.ts';
 import { REASON, type Reason } from './conditions.ts';
@@ -349,6 +350,8 @@ export function compileSplit(
   const key = `${ns}/${split.metadata.name}`;
   const base = { key, generation: split.metadata.generation };
   const errors = check(TrafficSplitSpec, split.spec, 'spec');
+  // Not RE2 (backreferences, lookaround): admitted while the webhook was down, never programmed.
+  if (errors.length === 0) errors.push(...matchRegexErrors(split.spec.matches ?? [], 'spec.matches'));
   if (errors.length > 0)
     return { result: { ...base, accepted: invalid('TrafficSplit', errors), programmed: 'none' } };
   const s = split.spec;

@@ -196,6 +196,27 @@ describe('TrafficSplit', () => {
     );
   });
 
+  test('regular expressions RE2 cannot run (backreferences, lookaround) are refused by field', async () => {
+    const r = await validateResource(
+      split('re2', {
+        service: 'r',
+        matches: [
+          { path: { type: 'RegularExpression', value: '/(a+)\\1' } },
+          { headers: [{ name: 'x', type: 'RegularExpression', value: '(?<=a)b' }] },
+          { path: { type: 'RegularExpression', value: '^/(a+)+$' } },
+        ],
+      }),
+      view({}),
+      OPTS,
+    );
+    assert.deepEqual(
+      r.errors.map((e) => e.field),
+      ['spec.matches[0].path.value', 'spec.matches[1].headers[0].value'],
+      'the nested quantifier is RE2 (linear there); backreference and lookbehind are not',
+    );
+    assert.match(r.errors[0]!.message, /not an RE2 regular expression/);
+  });
+
   test('missing Services warn, existing ones do not', async () => {
     const r = await validateResource(
       split('w', {

@@ -32,3 +32,16 @@ GYP="$ROOT/node_modules/.bin/node-gyp"
 log "building with headers from $nodedir/include/node"
 "$GYP" rebuild --nodedir="$nodedir" --loglevel=warn >&2
 log "built $(pwd)/build/Release/original_dst.node"
+
+# The RE2 engine of RegularExpression matches (npm package re2, loaded by api/regex.ts). Its own
+# install script downloads a prebuilt addon or builds it with node-gyp, which without internet
+# fails for want of headers; it is an optional dependency so that `npm install` goes on, and is
+# built here with the headers found above (a few minutes: it compiles RE2 and Abseil).
+RE2_DIR="$ROOT/node_modules/re2"
+if [[ -d "$RE2_DIR" && ! -f "$RE2_DIR/build/Release/re2.node" ]]; then
+  log "building the re2 addon with headers from $nodedir/include/node"
+  RE2_GYP="$RE2_DIR/node_modules/.bin/node-gyp"
+  [[ -x "$RE2_GYP" ]] || RE2_GYP="$GYP"
+  (cd "$RE2_DIR" && "$RE2_GYP" rebuild -j max --nodedir="$nodedir" --loglevel=warn >&2)
+  log "built $RE2_DIR/build/Release/re2.node"
+fi

@@ -147,6 +147,18 @@ const INVALID: { rule: string; obj: Record<string, unknown>; expect: RegExp[] }[
     expect: [/spec\.mirror\.service/, /must not be one of the backends/],
   },
   {
+    rule: 'a path regular expression is bounded in length',
+    obj: split({ matches: [{ path: { type: 'RegularExpression', value: `/${'a'.repeat(1024)}` } }] }),
+    expect: [/spec\.matches\[0\]\.path\.value/, /1024/],
+  },
+  {
+    rule: 'a header regular expression is bounded in length',
+    obj: split({
+      matches: [{ headers: [{ name: 'x', type: 'RegularExpression', value: 'a'.repeat(1025) }] }],
+    }),
+    expect: [/spec\.matches\[0\]\.headers\[0\]\.value/, /a RegularExpression is at most 1024 characters/],
+  },
+  {
     rule: 'match path starts with /',
     obj: split({ matches: [{ path: { type: 'PathPrefix', value: 'api' } }] }),
     expect: [/spec\.matches\[0\]\.path\.value/],
