@@ -11,7 +11,7 @@ export const API_VERSION = `${GROUP}/${VERSION}`;
 export const DURATION_PATTERN = '^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$';
 
 /**
- * Upper bounds of the API's durations (docs/api.md lists them). Every one that becomes a proxy
+ * Upper bounds of the API's durations (docs/architecture.md lists them). Every one that becomes a proxy
  * timer stays far below MAX_TIMER_MS (about 596 h), past which Node fires a timer at once.
  */
 export const MAX_DURATION = {
