@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { contentVersion } from '../api/hash.ts';
 import type { AuthorizationPolicy, Mesh } from '../api/index.ts';
+import { durationMs } from '../api/index.ts';
 import { CONFIG_DISTRIBUTION, ProxyConfig } from '../api/proxyconfig.ts';
 import { check } from '../api/validate.ts';
-import { Compiler, compile, compileNamespace, durationMs, meshedNamespaces } from './compiler.ts';
+import { Compiler, compile, compileNamespace, meshedNamespaces } from './compiler.ts';
 import { REASON } from './conditions.ts';
 import { decode, encode } from './distribution.ts';
 import { scaleSnapshot, split } from './fixtures.ts';
@@ -263,6 +264,18 @@ describe('compiler', () => {
       good.configs.get('shop')!.version,
       'nothing programmed changes',
     );
+  });
+
+  test('a split stored with a timeout past its bound (before the CEL rule) is not accepted', () => {
+    const snap = shop();
+    const good = compile(snap);
+    snap.trafficSplits[0] = split('shop', 'canary', { ...snap.trafficSplits[0]!.spec, timeout: '600h' }, 2);
+    snap.lastGood = { routes: good.routes, policies: good.authz };
+    const c = compile(snap);
+    const r = c.splits[0]!;
+    assert.equal(r.accepted.ok, false);
+    assert.match(!r.accepted.ok ? r.accepted.message : '', /spec\.timeout: must be at most 24h/);
+    assert.equal(c.configs.get('shop')!.version, good.configs.get('shop')!.version);
   });
 
   test('an invalid AuthorizationPolicy is not accepted and changes nothing programmed', () => {

@@ -10,6 +10,7 @@
 // the old roots are dropped when the overlap ends. That state is kept in the ConfigMap
 // `weft-trust-bundle` of the operator's namespace, so a new leader continues the overlap.
 import { X509Certificate } from 'node:crypto';
+import { durationMs } from '../../api/index.ts';
 import { type KubeClient, type KubeObject, RESOURCES, type ResourceType } from '../../kube/client.ts';
 import type { Clock } from '../../kube/clock.ts';
 import { isConflict, isNotFound } from '../../kube/errors.ts';
@@ -17,7 +18,6 @@ import type { Informer } from '../../kube/informer.ts';
 import type { Logger } from '../../kube/log.ts';
 import type { ReconcileResult } from '../../kube/queue.ts';
 import type { InformerFactory } from '../cache.ts';
-import { durationMs } from '../compiler.ts';
 import {
   type CertificateAuthority,
   createRoot,

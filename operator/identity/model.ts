@@ -1,9 +1,9 @@
 // What the identity reconciler reports and the names it owns, in one place for its branches
 // (builtin.ts, certmanager.ts) and for the Mesh reconciler.
 import type { Mesh } from '../../api/index.ts';
+import { durationMs } from '../../api/index.ts';
 import type { KubeObject, ResourceType } from '../../kube/client.ts';
 import type { ConditionInput } from '../../kube/conditions.ts';
-import { durationMs } from '../compiler.ts';
 
 export const DEFAULT_CA_SECRET = 'weft-ca';
 export const TRUST_BUNDLE_CONFIGMAP = 'weft-trust-bundle';

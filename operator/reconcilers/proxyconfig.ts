@@ -1,6 +1,7 @@
 // ProxyConfig ConfigMaps (key: namespace): compiles the namespace's config and writes its
-// ConfigMaps when the content version (or the owner) differs; removes them when the namespace
-// leaves the mesh. A config too large to distribute is a Mesh status error and a Warning Event.
+// ConfigMaps when the content version (or the owner) differs, or a part is corrupted or gone;
+// removes them when the namespace leaves the mesh. A config too large to distribute is a Mesh
+// status error and a Warning Event.
 import type { Mesh } from '../../api/index.ts';
 import { type KubeClient, type KubeObject, RESOURCES } from '../../kube/client.ts';
 import { ERROR_CODES, isNotFound, WeftError } from '../../kube/errors.ts';
@@ -9,7 +10,7 @@ import type { Obj } from '../cache.ts';
 import type { Compilation } from '../compilation.ts';
 import { DEFAULT_MESH_NAME } from '../compiler.ts';
 import { EVENT_REASON, REASON } from '../conditions.ts';
-import { ALL_SHARD_NAMES, type ConfigMapObj, encode, shardName, versionOf } from '../distribution.ts';
+import { ALL_SHARD_NAMES, type ConfigMapObj, damage, encode, shardName, versionOf } from '../distribution.ts';
 import type { OperatorMetrics } from '../metrics.ts';
 import type { EventRecorder, WriteStats } from '../status.ts';
 
@@ -40,7 +41,7 @@ export function proxyConfigReconciler(d: ProxyConfigDeps): KeyReconciler {
     metrics.configMapWrites.inc({ namespace: ns, op: 'delete' });
   };
 
-  return async (ns) => {
+  return async (ns, { log }) => {
     const p = compilation.prepare();
     const existing = new Map<string, Obj<ConfigMapObj>>();
     for (const name of ALL_SHARD_NAMES) {
@@ -66,8 +67,14 @@ export function proxyConfigReconciler(d: ProxyConfigDeps): KeyReconciler {
     const owned = (cm: Obj<ConfigMapObj> | undefined) =>
       JSON.stringify(cm?.metadata.ownerReferences ?? []) === JSON.stringify(ownerReferences ?? []);
     if (haveVersion === cfg.version && owned(existing.get(shardName(0)))) {
-      metrics.configBytes.set({ namespace: ns, encoding: 'json' }, Buffer.byteLength(cfg.json));
-      return undefined;
+      // The manifest is current; its parts must be too (edited or deleted by hand, they would
+      // leave every proxy of the namespace refusing the config).
+      const broken = damage(existing);
+      if (!broken) {
+        metrics.configBytes.set({ namespace: ns, encoding: 'json' }, Buffer.byteLength(cfg.json));
+        return undefined;
+      }
+      log.warn({ version: cfg.version, damage: broken }, 'repairing the ProxyConfig ConfigMaps');
     }
     let enc: ReturnType<typeof encode>;
     try {

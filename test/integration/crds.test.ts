@@ -76,6 +76,32 @@ const INVALID: { rule: string; obj: Record<string, unknown>; expect: RegExp[] }[
   { rule: 'service name is a DNS label', obj: split({ service: 'Not_A_Name' }), expect: [/spec\.service/] },
   { rule: 'duration format', obj: split({ timeout: 'five seconds' }), expect: [/spec\.timeout/] },
   {
+    // 600h overflowed the proxy's timer: every request got 504 within 1 ms.
+    rule: 'timeout bound',
+    obj: split({ timeout: '600h' }),
+    expect: [/spec\.timeout/, /timeout must be at most 24h/],
+  },
+  {
+    rule: 'perTryTimeout bound',
+    obj: split({ retries: { attempts: 1, perTryTimeout: '25h' } }),
+    expect: [/spec\.retries\.perTryTimeout/, /retries\.perTryTimeout must be at most 24h/],
+  },
+  {
+    rule: 'fault delay bound',
+    obj: split({ faultInjection: { delay: { fixedDelay: '61m', percentage: 1 } } }),
+    expect: [/spec\.faultInjection\.delay\.fixedDelay/, /fixedDelay must be at most 1h/],
+  },
+  {
+    rule: 'ejection time bound',
+    obj: split({ circuitBreaker: { baseEjectionTime: '2h' } }),
+    expect: [/spec\.circuitBreaker\.baseEjectionTime/, /baseEjectionTime must be at most 1h/],
+  },
+  {
+    rule: 'a duration too long for CEL is refused too',
+    obj: split({ timeout: '99999999999999999h' }),
+    expect: [/spec\.timeout/],
+  },
+  {
     rule: 'perTryTimeout within timeout',
     obj: split({ timeout: '1s', retries: { attempts: 2, perTryTimeout: '2s' } }),
     expect: [/spec\.retries\.perTryTimeout/, /must not exceed timeout/],
@@ -119,6 +145,18 @@ const INVALID: { rule: string; obj: Record<string, unknown>; expect: RegExp[] }[
     rule: 'mirror is not a backend',
     obj: split({ mirror: { service: 'reviews-v1', percentage: 10 } }),
     expect: [/spec\.mirror\.service/, /must not be one of the backends/],
+  },
+  {
+    rule: 'a path regular expression is bounded in length',
+    obj: split({ matches: [{ path: { type: 'RegularExpression', value: `/${'a'.repeat(1024)}` } }] }),
+    expect: [/spec\.matches\[0\]\.path\.value/, /1024/],
+  },
+  {
+    rule: 'a header regular expression is bounded in length',
+    obj: split({
+      matches: [{ headers: [{ name: 'x', type: 'RegularExpression', value: 'a'.repeat(1025) }] }],
+    }),
+    expect: [/spec\.matches\[0\]\.headers\[0\]\.value/, /a RegularExpression is at most 1024 characters/],
   },
   {
     rule: 'match path starts with /',
@@ -185,6 +223,29 @@ const INVALID: { rule: string; obj: Record<string, unknown>; expect: RegExp[] }[
     rule: 'rotation before lifetime',
     obj: mesh({ ca: { workloadCertLifetime: '1h', renewBefore: '2h' } }),
     expect: [/spec\.ca\.renewBefore/, /must be shorter than ca\.workloadCertLifetime/],
+  },
+  {
+    rule: 'mesh default timeout bound',
+    obj: mesh({ defaults: { timeout: '1000h', retries: { attempts: 1, perTryTimeout: '1000h' } } }),
+    expect: [
+      /spec\.defaults\.timeout/,
+      /defaults\.timeout must be at most 24h/,
+      /spec\.defaults\.retries\.perTryTimeout/,
+    ],
+  },
+  {
+    rule: 'drain timeout bound',
+    obj: mesh({ proxy: { drainTimeout: '2h' } }),
+    expect: [/spec\.proxy\.drainTimeout/, /proxy\.drainTimeout must be at most 1h/],
+  },
+  {
+    rule: 'certificate lifetime bounds',
+    obj: mesh({ ca: { workloadCertLifetime: '9000h', builtIn: { rootLifetime: '900000h' } } }),
+    expect: [
+      /spec\.ca\.workloadCertLifetime/,
+      /ca\.workloadCertLifetime must be at most 8760h/,
+      /ca\.builtIn\.rootLifetime must be at most 876000h/,
+    ],
   },
   {
     rule: 'one CA kind',
