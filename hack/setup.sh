@@ -5,6 +5,7 @@
 # the repository). Safe to run again; prints what it does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+CACHE="${WEFT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/weft}"
 say() { printf '[setup] %s\n' "$*" >&2; }
 
 # 1. Debian packages (iptables, iproute2, nginx, …) for the network-namespace tests.
@@ -26,7 +27,17 @@ stamp=node_modules/.weft-lock-hash
 want=$(sha256sum package-lock.json | cut -c1-64)
 if [[ ! -x node_modules/.bin/node || ! -f $stamp || "$(cat $stamp)" != "$want" ]]; then
   say "installing npm dependencies and Node.js 24 (npm ci)"
+  # re2 (an optional dependency, a native addon) installs from the addon hack/build-re2.sh built
+  # and cached, its installer pointed at the cache as at a download mirror. npm leaves out an
+  # optional dependency whose engines the running Node.js does not satisfy, so when the system's
+  # Node.js is older than 24, npm runs again on the Node.js 24 the first run brought.
+  RE2_DOWNLOAD_MIRROR="$CACHE/re2/$(node -p 'require("./package-lock.json").packages["node_modules/re2"].version')"
+  export RE2_DOWNLOAD_MIRROR RE2_DOWNLOAD_SKIP_PATH=1 RE2_DOWNLOAD_SKIP_VER=1
   npm ci --no-audit --no-fund >&2
+  if [[ ! -f node_modules/re2/build/Release/re2.node ]]; then
+    bash hack/build-re2.sh
+    PATH="$PWD/node_modules/.bin:$PATH" npm ci --no-audit --no-fund >&2
+  fi
   echo "$want" > $stamp
 fi
 export PATH="$PWD/node_modules/.bin:$PATH"
