@@ -274,6 +274,18 @@ const CASES: Case[] = [
     allowed: true,
   },
   {
+    name: 'DENY paths cover the slash-merged spelling (//admin under BASE)',
+    policies: [pol('d', 'DENY', [{ to: [{ operation: { paths: ['/admin*'] } }] }])],
+    req: http({ path: '//admin//x' }),
+    allowed: false,
+  },
+  {
+    name: 'ALLOW paths match exactly: a merged spelling gains no access',
+    policies: [pol('a', 'ALLOW', [{ to: [{ operation: { paths: ['/admin'] } }] }])],
+    req: http({ path: '//admin' }),
+    allowed: false,
+  },
+  {
     name: 'paths suffix wildcard',
     policies: [pol('a', 'ALLOW', [{ to: [{ operation: { paths: ['*.json'] } }] }])],
     req: http({ path: '/data/x.json' }),

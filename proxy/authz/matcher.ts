@@ -173,7 +173,22 @@ function hostMatch(pattern: string, authority: string): boolean {
 /** request.headers: "*" means present (Istio's present match), even with an empty value. */
 const headerMatch = (pattern: string, value: string) => pattern === '*' || wildcardMatch(pattern, value);
 
-function compileRule(rule: Rule, index: number, opts: AuthzOptions): CompiledRule {
+/**
+ * A path pattern against the request's path, for DENY and AUDIT rules: the path as forwarded or
+ * its slash-merged spelling. Under BASE normalization (the default) `//admin` is forwarded as
+ * sent, and many apps resolve it to `/admin`; a DENY on `/admin*` still covers it, while ALLOW
+ * rules keep matching the path exactly (a merged spelling never gains access).
+ */
+const denyPathMatch = (pattern: string, path: string) =>
+  wildcardMatch(pattern, path) ||
+  (path.includes('//') && wildcardMatch(pattern, path.replace(/\/{2,}/g, '/')));
+
+function compileRule(
+  rule: Rule,
+  index: number,
+  opts: AuthzOptions,
+  action: AuthzPolicy['action'],
+): CompiledRule {
   // Each condition is [predicate, isHttpOnly].
   const sourceAlts: Pred[] = [];
   for (const { source: s } of rule.from ?? []) {
@@ -207,7 +222,13 @@ function compileRule(rule: Rule, index: number, opts: AuthzOptions): CompiledRul
     if (o.notPorts) tcp.push((r) => !o.notPorts!.includes(r.port));
     const http: Pred[] = [
       ...field(o.methods, o.notMethods, (r) => r.http?.method),
-      ...field(o.paths, o.notPaths, (r) => r.http?.path.split('?')[0]),
+      ...field(
+        o.paths,
+        undefined,
+        (r) => r.http?.path.split('?')[0],
+        action === 'ALLOW' ? wildcardMatch : denyPathMatch,
+      ),
+      ...field(undefined, o.notPaths, (r) => r.http?.path.split('?')[0]),
       ...field(o.hosts, o.notHosts, (r) => r.http?.host, hostMatch),
     ];
     opAlts.push({ tcp: all(tcp), http: all([...tcp, ...http]), usesHttp: http.length > 0 });
@@ -290,7 +311,7 @@ export function compileAuthorizer(
     .map((p) => ({
       name: p.name,
       action: p.action,
-      rules: (p.rules ?? []).map((r, i) => compileRule(r, i, opts)),
+      rules: (p.rules ?? []).map((r, i) => compileRule(r, i, opts, p.action)),
     }));
   const deny = compiled.filter((p) => p.action === 'DENY');
   const audit = compiled.filter((p) => p.action === 'AUDIT');
