@@ -5,7 +5,7 @@
 // proxy` does not load the operator).
 // Beside it: the SO_ORIGINAL_DST addon and iptables.sh, which the proxy finds next to its code.
 //   node hack/build-dist.ts [--outdir dist]
-import { copyFile, mkdir, rm } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -21,8 +21,9 @@ export interface DistResult {
 }
 
 export async function buildDist(outdir = join(ROOT, 'dist')): Promise<DistResult> {
-  await rm(outdir, { recursive: true, force: true });
+  // Everything but images/ (the archives of hack/image/build.ts) is this build's output.
   await mkdir(outdir, { recursive: true });
+  for (const f of await readdir(outdir)) if (f !== 'images') await rm(join(outdir, f), { recursive: true });
   const r = await build({
     absWorkingDir: ROOT,
     entryPoints: { weft: 'cmd/weft.ts' },
