@@ -3,9 +3,9 @@
 // `weft` as UID 1337, and the root filesystem runs: node, `weft --help` as the proxy's user, the
 // SO_ORIGINAL_DST addon, and `weft init` installing its iptables rules in a network namespace.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -13,6 +13,15 @@ import { gunzipSync } from 'node:zlib';
 import { buildImages, type ImageResult, NODE_VERSION, VERSION } from './build.ts';
 
 const root = process.getuid?.() === 0;
+const has = (cmd: string) => {
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+};
+const hasContainerd = has('containerd') && has('ctr');
 const EPOCH = 1_700_000_000;
 const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const sh = (cmd: string, args: string[]) =>
@@ -219,6 +228,60 @@ describe('container images (hack/image/build.ts)', {
       'process.chdir("/app"); console.log(require("node:fs").readdirSync("hack/demo-apps").join(","))',
     ]);
     assert.equal(out.trim(), 'client.ts,server.ts');
+  });
+
+  test('containerd imports the archives under their names and runs them with runc', {
+    skip: !hasContainerd && 'containerd and ctr are not installed',
+  }, async () => {
+    // A private containerd (its own root, state and socket), as `ctr -n k8s.io images import`
+    // on the node does it; the node's containerd, if one runs, is not touched.
+    const dir = join(tmp, 'containerd');
+    mkdirSync(dir);
+    writeFileSync(
+      join(dir, 'config.toml'),
+      `version = 2\nroot = "${dir}/root"\nstate = "${dir}/state"\n` +
+        `disabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\n  address = "${dir}/c.sock"\n` +
+        `[ttrpc]\n  address = "${dir}/c.sock.ttrpc"\n[debug]\n  address = "${dir}/debug.sock"\n`,
+    );
+    const daemon = spawn('containerd', ['--config', join(dir, 'config.toml')], { stdio: 'ignore' });
+    const ctr = (...args: string[]) => sh('ctr', ['-a', join(dir, 'c.sock'), '-n', 'k8s.io', ...args]);
+    try {
+      for (let i = 0; ; i++) {
+        try {
+          ctr('version');
+          break;
+        } catch (e) {
+          if (i === 100) throw e;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+      for (const img of first) ctr('images', 'import', img.archive);
+      const ls = ctr('images', 'ls');
+      for (const img of first)
+        assert.match(ls, new RegExp(`^${img.reference}\\s+\\S+\\s+${img.digest}`, 'm'));
+      // The image's user and entrypoint, as a pod without securityContext would get them.
+      const id = ctr(
+        'run',
+        '--rm',
+        first[0]!.reference,
+        `weft-id-${process.pid}`,
+        'node',
+        '-e',
+        'console.log(process.getuid())',
+      );
+      assert.equal(id.trim(), '1337');
+      assert.match(
+        ctr('run', '--rm', first[0]!.reference, `weft-help-${process.pid}`, 'weft', '--help'),
+        /Usage: weft/,
+      );
+      assert.match(
+        ctr('run', '--rm', first[2]!.reference, `weft-pause-${process.pid}`, '/pause', '-v'),
+        /^pause\.c v3/,
+      );
+    } finally {
+      daemon.kill();
+      await new Promise((r) => daemon.once('exit', r));
+    }
   });
 
   test("the pause image is Kubernetes' pause.c, static, and runs alone", () => {
