@@ -41,6 +41,9 @@ export async function buildDist(outdir = join(ROOT, 'dist')): Promise<DistResult
     legalComments: 'linked',
     metafile: true,
     logLevel: 'warning',
+    // Module paths (kept in the CommonJS wrappers) relative to the checkout, not to where a
+    // symlinked node_modules really lives: the image's digest must not depend on the directory.
+    preserveSymlinks: true,
     // Bundled CommonJS packages (pino, prom-client) call require() for Node's own modules.
     banner: {
       js: "import { createRequire as __weftRequire } from 'node:module';const require = __weftRequire(import.meta.url);",
