@@ -376,20 +376,23 @@ async function weftLayers(ctx: Ctx): Promise<LayerBlob[]> {
     run('bash', ['proxy/native/build.sh'], ROOT);
   }
   const t = Date.now();
-  // Always dist/ of this checkout: the chunk names hash the source maps, whose paths are relative
-  // to the output directory.
-  const dist = await buildDist();
+  // Always the same directory of the checkout, whatever --out says: esbuild's chunk names hash the
+  // source maps, whose paths are relative to the output directory. Not dist/ itself, which
+  // `npm run build` and test/netns/dist.test.ts rebuild (and clean) meanwhile.
+  const dist = await buildDist(BUNDLE_DIR);
   ctx.log(`npm run build: ${Object.keys(dist.files).length} files in ${Date.now() - t} ms`);
   const app: Entry[] = [await file('usr/bin/weft', join(HERE, 'weft'), 0o755)];
   for (const f of (await readdir(dist.outdir)).sort()) {
     // Source maps stay out of the image (3x the code); stack traces keep their names.
-    if (f.endsWith('.map') || f === 'images') continue;
+    if (f.endsWith('.map')) continue;
     app.push(await file(`usr/lib/weft/${f}`, join(dist.outdir, f)));
   }
   return [await layer('iptables', tools, ctx), await layer('weft', app, ctx)];
 }
 
 const DEMO_APPS = join(ROOT, 'hack', 'demo-apps');
+/** Where the image's bundle is built (hack/build-dist.ts leaves dist/images alone). */
+const BUNDLE_DIR = join(ROOT, 'dist', 'images', '.bundle');
 
 /** pause.c of the k8s.io/kubernetes module that hack/controlplane pins, built static. */
 async function pauseBinary(ctx: Ctx): Promise<{ path: string; tag: string }> {

@@ -146,7 +146,7 @@ describe('container images (hack/image/build.ts)', {
   let weftRoot: string;
 
   before(async () => {
-    // The usual cache (downloads, and layers from earlier builds); the bundle goes to dist/.
+    // The usual cache (downloads, and layers from earlier builds); the bundle goes to dist/images/.bundle.
     first = await buildImages(['weft', 'demo', 'pause'], {
       outDir: join(tmp, 'a'),
       epoch: EPOCH,
