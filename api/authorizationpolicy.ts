@@ -4,8 +4,23 @@
 import { Type } from '@sinclair/typebox';
 import { type KindDefinition, type Resource, type Static, StringMap, statusOf } from './common.ts';
 
+/** HTTP methods as sent: upper case (compared case-sensitively, as Istio does), with the same wildcards. */
+export const METHOD_PATTERN = '^(\\*|\\*?[A-Z_-]+|[A-Z_-]+\\*)$';
+export const METHOD_MESSAGE =
+  'methods are compared case-sensitively as clients send them: write upper-case methods such as GET, a prefix such as G*, a suffix such as *ETE, or * for any method';
+
 const Strings = (description: string, maxLength = 512) =>
   Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength }), { maxItems: 64, description }));
+const Methods = (description: string) =>
+  Type.Optional(
+    Type.Array(Type.String({ minLength: 1, maxLength: 32 }), {
+      maxItems: 64,
+      description: `${description} Upper case, as sent; "G*", "*ETE" and "*" (any) match by prefix, suffix and presence.`,
+      'x-kubernetes-validations': [
+        { rule: `self.all(m, m.matches(r'${METHOD_PATTERN}'))`, message: METHOD_MESSAGE },
+      ],
+    }),
+  );
 const Ports = (description: string) =>
   Type.Optional(Type.Array(Type.Integer({ minimum: 1, maximum: 65535 }), { maxItems: 64, description }));
 
@@ -51,11 +66,14 @@ export const Source = Type.Object(
 export const Operation = Type.Object({
   ports: Ports('Destination ports.'),
   notPorts: Ports('Destination ports that must not match.'),
-  methods: Strings('HTTP methods (HTTP only).', 32),
-  notMethods: Strings('HTTP methods that must not match.', 32),
+  methods: Methods('HTTP methods (HTTP only).'),
+  notMethods: Methods('HTTP methods that must not match.'),
   paths: Strings('HTTP paths; * wildcards as prefix or suffix, or * alone (HTTP only).', 1024),
   notPaths: Strings('Paths that must not match.', 1024),
-  hosts: Strings('Host or :authority values; * wildcards allowed (HTTP only).', 255),
+  hosts: Strings(
+    'Host or :authority values, case-insensitive, a trailing dot ignored; a value without a port matches any port (HTTP only).',
+    255,
+  ),
   notHosts: Strings('Hosts that must not match.', 255),
 });
 

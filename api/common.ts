@@ -9,8 +9,54 @@ export const API_VERSION = `${GROUP}/${VERSION}`;
 
 /** A Go-style duration as CEL's duration() and the proxy both parse it: "250ms", "15s", "1h30m". */
 export const DURATION_PATTERN = '^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$';
-export const Duration = (description: string, extra: Record<string, unknown> = {}) =>
-  Type.String({ pattern: DURATION_PATTERN, maxLength: 32, description, ...extra });
+
+/**
+ * Upper bounds of the API's durations (docs/architecture.md lists them). Every one that becomes a proxy
+ * timer stays far below MAX_TIMER_MS (about 596 h), past which Node fires a timer at once.
+ */
+export const MAX_DURATION = {
+  /** Request timeouts and per-try timeouts. */
+  requestTimeout: '24h',
+  faultDelay: '1h',
+  ejectionTime: '1h',
+  drainTimeout: '1h',
+  /** Workload certificate lifetime and renewBefore: one year. */
+  certLifetime: '8760h',
+  /** A generated root: a hundred years. */
+  rootLifetime: '876000h',
+} as const;
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+/** "1h30m", "250ms", "1.5s" → milliseconds (rounded). */
+export function durationMs(d: string): number {
+  let total = 0;
+  for (const m of d.matchAll(/([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)/g)) total += Number(m[1]) * UNIT_MS[m[2]!]!;
+  return Math.round(total);
+}
+
+/**
+ * A duration field with an upper bound, checked by the apiserver (a CEL rule whose message names
+ * the field) and by ajv at run time (the `maxDuration` keyword of api/validate.ts; the CRD
+ * generator drops that keyword). `field` is the field's path inside its object, as users write it.
+ */
+export const Duration = (
+  description: string,
+  bound: { field: string; max: string },
+  extra: Record<string, unknown> = {},
+) =>
+  Type.String({
+    pattern: DURATION_PATTERN,
+    maxLength: 32,
+    description: `${description} At most ${bound.max}.`,
+    maxDuration: bound.max,
+    'x-kubernetes-validations': [
+      {
+        rule: `duration(self) <= duration('${bound.max}')`,
+        message: `${bound.field} must be at most ${bound.max}`,
+      },
+    ],
+    ...extra,
+  });
 
 /** A DNS-1123 label, as Kubernetes requires of Service and namespace names. */
 export const DNS_LABEL_PATTERN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';

@@ -3,6 +3,9 @@
 // the schema builder: the proxy validates with the precompiled api/generated/validators.js.
 export const PROXY_CONFIG_API_VERSION = 'weft.dev/proxyconfig/v1';
 
+/** The longest delay a Node timer takes (2^31-1 ms, about 596 h): a longer one fires after 1 ms. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** Ports and identities the webhook injects and the proxy expects: one definition. */
 export const PROXY = {
   uid: 1337,

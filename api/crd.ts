@@ -6,7 +6,8 @@ import { API_VERSION, GROUP, type KindDefinition, VERSION } from './common.ts';
 
 type Json = Record<string, unknown>;
 
-const DROP = new Set(['$id', '$schema', 'examples', 'title']);
+// maxDuration is ajv's keyword (api/validate.ts); the CRD says the same with a CEL rule.
+const DROP = new Set(['$id', '$schema', 'examples', 'title', 'maxDuration']);
 
 /** Translates one JSON Schema node into its structural OpenAPI v3 form. */
 export function toStructural(node: unknown): Json {

@@ -4,6 +4,7 @@ import {
   Duration,
   type KindDefinition,
   LabelSelector,
+  MAX_DURATION,
   ObjectName,
   Percentage,
   Port,
@@ -79,7 +80,13 @@ const CA = Type.Object(
                 "A Secret in Weft's namespace holding a user-supplied root or intermediate (tls.crt, tls.key, ca.crt). Empty: the operator generates a root.",
             }),
           ),
-          rootLifetime: Type.Optional(Duration('Lifetime of a generated root.', { default: '87600h' })),
+          rootLifetime: Type.Optional(
+            Duration(
+              'Lifetime of a generated root.',
+              { field: 'ca.builtIn.rootLifetime', max: MAX_DURATION.rootLifetime },
+              { default: '87600h' },
+            ),
+          ),
         },
         { description: "The operator's own CA signs workload certificates." },
       ),
@@ -90,10 +97,17 @@ const CA = Type.Object(
         { description: 'cert-manager issues workload certificates through Certificate resources.' },
       ),
     ),
-    workloadCertLifetime: Type.Optional(Duration('Lifetime of workload certificates.', { default: '24h' })),
+    workloadCertLifetime: Type.Optional(
+      Duration(
+        'Lifetime of workload certificates.',
+        { field: 'ca.workloadCertLifetime', max: MAX_DURATION.certLifetime },
+        { default: '24h' },
+      ),
+    ),
     renewBefore: Type.Optional(
       Duration(
         'How long before expiry a workload certificate is renewed. Absent: a third of the lifetime (renewal at two thirds).',
+        { field: 'ca.renewBefore', max: MAX_DURATION.certLifetime },
       ),
     ),
   },
@@ -154,7 +168,11 @@ const ProxySettings = Type.Object(
       ),
     ),
     drainTimeout: Type.Optional(
-      Duration('How long a stopping proxy lets in-flight requests finish.', { default: '10s' }),
+      Duration(
+        'How long a stopping proxy lets in-flight requests finish.',
+        { field: 'proxy.drainTimeout', max: MAX_DURATION.drainTimeout },
+        { default: '10s' },
+      ),
     ),
   },
   { default: {} },
@@ -194,7 +212,9 @@ export const Retries = Type.Object(
       maximum: 10,
       description: 'Retries after the first try (0 disables).',
     }),
-    perTryTimeout: Type.Optional(Duration('Timeout of each try.')),
+    perTryTimeout: Type.Optional(
+      Duration('Timeout of each try.', { field: 'retries.perTryTimeout', max: MAX_DURATION.requestTimeout }),
+    ),
     retryOn: Type.Optional(RetryOn),
     budget: Type.Optional(
       Type.Object({
@@ -215,7 +235,13 @@ export const Retries = Type.Object(
 
 const Defaults = Type.Object(
   {
-    timeout: Type.Optional(Duration('Default request timeout; "0s" means none.', { default: '15s' })),
+    timeout: Type.Optional(
+      Duration(
+        'Default request timeout; "0s" means none.',
+        { field: 'defaults.timeout', max: MAX_DURATION.requestTimeout },
+        { default: '15s' },
+      ),
+    ),
     retries: Type.Optional(Retries),
     authorization: Type.Optional(
       Type.Union([Type.Literal('ALLOW'), Type.Literal('DENY')], {
@@ -249,6 +275,21 @@ const Telemetry = Type.Object(
     ),
   },
   { default: {} },
+);
+
+export const PATH_NORMALIZATIONS = ['NONE', 'BASE', 'MERGE_SLASHES', 'DECODE_AND_MERGE_SLASHES'] as const;
+export type PathNormalization = (typeof PATH_NORMALIZATIONS)[number];
+export const PathNormalizationMode = Type.Union(
+  PATH_NORMALIZATIONS.map((m) => Type.Literal(m)),
+  {
+    description:
+      'How sidecars normalize request paths before authorization and routing; the app receives the normalized path. NONE: as received. BASE (default): RFC 3986 (dot segments removed, unreserved escapes decoded, backslashes as slashes). MERGE_SLASHES: BASE, then repeated slashes merged. DECODE_AND_MERGE_SLASHES: %2F and %5C decoded, then MERGE_SLASHES. Every mode but NONE refuses paths with ";" parameters (400).',
+  },
+);
+
+const PathNormalizationSettings = Type.Object(
+  { normalization: Type.Optional({ ...PathNormalizationMode, default: 'BASE' }) },
+  { default: {}, description: "Istio's meshConfig.pathNormalization." },
 );
 
 export const MeshSpec = Type.Object({
@@ -287,6 +328,7 @@ export const MeshSpec = Type.Object({
     ),
   ),
   telemetry: Type.Optional(Telemetry),
+  pathNormalization: Type.Optional(PathNormalizationSettings),
 });
 export type MeshSpec = Static<typeof MeshSpec>;
 

@@ -8,11 +8,11 @@
 import { Type } from '@sinclair/typebox';
 import { AUTHZ_ACTIONS, Rule } from './authorizationpolicy.ts';
 import type { Static } from './common.ts';
-import { PROXY_CONFIG_API_VERSION } from './constants.ts';
-import { MTLS_MODES, RETRY_ON } from './mesh.ts';
+import { MAX_TIMER_MS, PROXY_CONFIG_API_VERSION } from './constants.ts';
+import { MTLS_MODES, PathNormalizationMode, RETRY_ON } from './mesh.ts';
 import { HttpMatch, LB_TYPES } from './trafficsplit.ts';
 
-export { CONFIG_DISTRIBUTION, PROXY, PROXY_CONFIG_API_VERSION } from './constants.ts';
+export { CONFIG_DISTRIBUTION, MAX_TIMER_MS, PROXY, PROXY_CONFIG_API_VERSION } from './constants.ts';
 
 export const ConfigManifest = Type.Object({
   apiVersion: Type.Literal(PROXY_CONFIG_API_VERSION),
@@ -26,7 +26,8 @@ export const ConfigManifest = Type.Object({
 });
 export type ConfigManifest = Static<typeof ConfigManifest>;
 
-const Ms = (description: string) => Type.Integer({ minimum: 0, description });
+// Each becomes a timer: a longer one would fire at once (504 in 1 ms), so the proxy refuses it.
+const Ms = (description: string) => Type.Integer({ minimum: 0, maximum: MAX_TIMER_MS, description });
 const MtlsMode = Type.Union(MTLS_MODES.map((m) => Type.Literal(m)));
 
 export const ServicePort = Type.Object({
@@ -164,6 +165,8 @@ export const ProxyConfig = Type.Object({
     }),
     outboundTrafficPolicy: Type.Union([Type.Literal('ALLOW_ANY'), Type.Literal('REGISTRY_ONLY')]),
     defaultAuthorization: Type.Union([Type.Literal('ALLOW'), Type.Literal('DENY')]),
+    /** Absent (a config from an older operator): BASE. */
+    pathNormalization: Type.Optional(PathNormalizationMode),
     defaultTimeoutMs: Ms('Request timeout when no route sets one; 0 means none.'),
     defaultRetries: Type.Optional(RetryPolicy),
     drainTimeoutMs: Ms('How long a stopping proxy lets in-flight requests finish.'),

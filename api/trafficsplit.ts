@@ -4,6 +4,7 @@ import { Type } from '@sinclair/typebox';
 import {
   Duration,
   type KindDefinition,
+  MAX_DURATION,
   ObjectName,
   Percentage,
   Port,
@@ -37,22 +38,45 @@ export const Backend = Type.Object({
 });
 export type Backend = Static<typeof Backend>;
 
+/** Longest RegularExpression value (RE2 syntax, matched in linear time: docs/proxy.md). */
+export const MAX_REGEX_LENGTH = 1024;
+
 export const PathMatch = Type.Object({
   type: Type.Union([Type.Literal('Exact'), Type.Literal('PathPrefix'), Type.Literal('RegularExpression')], {
     default: 'PathPrefix',
   }),
-  value: Type.String({ minLength: 1, maxLength: 1024 }),
+  value: Type.String({
+    minLength: 1,
+    maxLength: MAX_REGEX_LENGTH,
+    description: 'A path; with RegularExpression, an RE2 expression matched against the whole path.',
+  }),
 });
 
-export const HeaderMatch = Type.Object({
-  name: Type.String({ minLength: 1, maxLength: 256, pattern: "^[A-Za-z0-9!#$%&'*+\\-.^_`|~]+$" }),
-  type: Type.Optional(
-    Type.Union([Type.Literal('Exact'), Type.Literal('RegularExpression'), Type.Literal('Present')], {
-      default: 'Exact',
-    }),
-  ),
-  value: Type.Optional(Type.String({ maxLength: 4096 })),
-});
+export const HeaderMatch = Type.Object(
+  {
+    name: Type.String({ minLength: 1, maxLength: 256, pattern: "^[A-Za-z0-9!#$%&'*+\\-.^_`|~]+$" }),
+    type: Type.Optional(
+      Type.Union([Type.Literal('Exact'), Type.Literal('RegularExpression'), Type.Literal('Present')], {
+        default: 'Exact',
+      }),
+    ),
+    value: Type.Optional(
+      Type.String({
+        maxLength: 4096,
+        description: `With RegularExpression, an RE2 expression of at most ${MAX_REGEX_LENGTH} characters.`,
+      }),
+    ),
+  },
+  {
+    'x-kubernetes-validations': [
+      {
+        rule: `!has(self.type) || self.type != 'RegularExpression' || !has(self.value) || self.value.size() <= ${MAX_REGEX_LENGTH}`,
+        message: `matches[].headers[].value: a RegularExpression is at most ${MAX_REGEX_LENGTH} characters`,
+        fieldPath: '.value',
+      },
+    ],
+  },
+);
 
 export const HttpMatch = Type.Object(
   {
@@ -81,7 +105,10 @@ export const FaultInjection = Type.Object(
   {
     delay: Type.Optional(
       Type.Object({
-        fixedDelay: Duration('Delay added before forwarding.'),
+        fixedDelay: Duration('Delay added before forwarding.', {
+          field: 'faultInjection.delay.fixedDelay',
+          max: MAX_DURATION.faultDelay,
+        }),
         percentage: Percentage('Share of requests delayed.'),
       }),
     ),
@@ -138,7 +165,11 @@ export const CircuitBreaker = Type.Object({
   consecutive5xxErrors: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000, default: 5 })),
   consecutiveConnectFailures: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000, default: 5 })),
   baseEjectionTime: Type.Optional(
-    Duration('First ejection time; doubles on each repeat.', { default: '30s' }),
+    Duration(
+      'First ejection time; doubles on each repeat.',
+      { field: 'circuitBreaker.baseEjectionTime', max: MAX_DURATION.ejectionTime },
+      { default: '30s' },
+    ),
   ),
   maxEjectionPercent: Type.Optional(Percentage('Most endpoints ejected at once.', { default: 50 })),
 });
@@ -190,7 +221,12 @@ export const TrafficSplitSpec = Type.Object(
           'HTTP requests this split applies to (any match). Empty: all traffic to the root Service.',
       }),
     ),
-    timeout: Type.Optional(Duration('Whole-request timeout, retries included; "0s" means none.')),
+    timeout: Type.Optional(
+      Duration('Whole-request timeout, retries included; "0s" means none.', {
+        field: 'timeout',
+        max: MAX_DURATION.requestTimeout,
+      }),
+    ),
     retries: Type.Optional(Retries),
     faultInjection: Type.Optional(FaultInjection),
     mirror: Type.Optional(Mirror),

@@ -25,6 +25,21 @@ test('errors name the field with its full path', () => {
   assert.deepEqual(errors, [{ field: 'spec.backends[0].weight', message: 'must be >= 0' }]);
 });
 
+test('a duration past its bound is refused at run time too, naming the field', () => {
+  // The apiserver checks the same bound with CEL; this catches objects stored before it existed.
+  const errors = check(
+    TrafficSplitSpec,
+    {
+      service: 'a',
+      backends: [{ service: 'a', weight: 1 }],
+      timeout: '600h',
+      retries: { attempts: 1, perTryTimeout: '24h' },
+    },
+    'spec',
+  );
+  assert.deepEqual(errors, [{ field: 'spec.timeout', message: 'must be at most 24h' }]);
+});
+
 test('a missing field is named, not its parent', () => {
   const errors = check(TrafficSplitSpec, { backends: [{ service: 'a', weight: 1 }] }, 'spec');
   assert.deepEqual(errors, [{ field: 'spec.service', message: 'is required' }]);
@@ -74,6 +89,8 @@ test('the precompiled ProxyConfig validator (api/generated) gives the same field
     { ...good, version: '' },
     { ...good, routes: undefined },
     'not an object',
+    // A timer this long fires after 1 ms in Node: the proxy refuses it.
+    { ...good, mesh: { ...good.mesh, defaultTimeoutMs: 2 ** 31 } },
   ];
   let invalid = 0;
   for (const c of cases) {
@@ -84,5 +101,8 @@ test('the precompiled ProxyConfig validator (api/generated) gives the same field
   assert.equal(invalid, cases.length - 1, 'every case but the first is invalid');
   assert.deepEqual(checkCompiled(validateProxyConfig, cases[3]), [
     { field: 'services[0].ports[0].port', message: 'must be <= 65535' },
+  ]);
+  assert.deepEqual(checkCompiled(validateProxyConfig, cases[7]), [
+    { field: 'mesh.defaultTimeoutMs', message: 'must be <= 2147483647' },
   ]);
 });

@@ -66,6 +66,33 @@ test('explain: the frontend may GET /api/* on reviews; a POST is not allowed by 
   assert.match(renderExplanation(post), /no rule of the ALLOW policies shop\/readers matches/);
 });
 
+test('explain judges the path as the proxy normalizes it, and says when the proxy would answer 400', () => {
+  const policies = [
+    {
+      apiVersion: 'weft.dev/v1alpha1' as const,
+      kind: 'AuthorizationPolicy',
+      metadata: { name: 'no-admin', namespace: 'shop' },
+      spec: { action: 'DENY' as const, rules: [{ to: [{ operation: { paths: ['/admin*'] } }] }] },
+    },
+  ];
+  const base = { namespace: 'shop', labels: {}, policies, defaultAction: 'ALLOW' as const };
+  const req = (path: string) => ({
+    sourceIp: '10.0.0.1',
+    port: 80,
+    http: { method: 'GET', path, host: 'reviews', headers: {} },
+  });
+  const e = explain({ ...base, request: req('/api/../%61dmin') });
+  assert.equal(e.decision.allowed, false);
+  assert.equal(e.path, '/admin');
+  assert.match(renderExplanation(e), /path as the proxy normalizes it: \/admin/);
+  assert.equal(explain({ ...base, request: req('//admin') }).decision.allowed, true, 'BASE keeps //');
+  assert.equal(
+    explain({ ...base, pathNormalization: 'MERGE_SLASHES', request: req('//admin') }).decision.allowed,
+    false,
+  );
+  assert.throws(() => explain({ ...base, request: req('/;x/admin') }), /--path: the proxy answers 400/);
+});
+
 test('labels parse, and a malformed pair names the flag and an example', () => {
   assert.deepEqual(parseLabels('app=a,version=v1'), { app: 'a', version: 'v1' });
   assert.throws(() => parseLabels('app'), /--labels: "app" is not key=value/);

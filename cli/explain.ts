@@ -1,7 +1,8 @@
 // `weftctl authz explain`: the decision the proxy would make for a request, and why, from
 // the AuthorizationPolicies (in the cluster or in files) and the Mesh's default.
-import type { AuthorizationPolicy, AuthzPolicy } from '../api/index.ts';
+import type { AuthorizationPolicy, AuthzPolicy, PathNormalization } from '../api/index.ts';
 import { type AuthzDecision, type AuthzRequest, compileAuthorizer, selects } from '../proxy/authz/matcher.ts';
+import { DEFAULT_PATH_NORMALIZATION, normalizeTarget } from '../proxy/pathnorm.ts';
 
 /** The ProxyConfig form of an AuthorizationPolicy resource (what the operator compiles). */
 export function toAuthzPolicy(p: AuthorizationPolicy): AuthzPolicy {
@@ -21,10 +22,14 @@ export interface ExplainInput {
   request: AuthzRequest;
   policies: AuthorizationPolicy[];
   defaultAction: 'ALLOW' | 'DENY';
+  /** The Mesh's pathNormalization: the path is judged as the proxy normalizes it (default BASE). */
+  pathNormalization?: PathNormalization;
 }
 
 export interface Explanation {
   decision: AuthzDecision;
+  /** The HTTP path as the proxy authorizes and forwards it, after normalization. */
+  path?: string;
   /** Policies in the namespace, and whether each selects the workload. */
   considered: { policy: string; action: string; selects: boolean }[];
 }
@@ -37,14 +42,27 @@ export function explain(input: ExplainInput): Explanation {
     defaultAction: input.defaultAction,
     namespace: input.namespace,
   });
+  let request = input.request;
+  if (request.http) {
+    const n = normalizeTarget(
+      request.http.path,
+      input.pathNormalization ?? DEFAULT_PATH_NORMALIZATION,
+      request.http.host,
+    );
+    if (!n.ok)
+      throw new Error(`--path: the proxy answers 400 to ${JSON.stringify(request.http.path)}: ${n.reason}`);
+    request = { ...request, http: { ...request.http, path: n.target } };
+  }
   return {
-    decision: authz.decide(input.request),
+    decision: authz.decide(request),
+    ...(request.http ? { path: request.http.path } : {}),
     considered: inNs.map((p) => ({ policy: p.name, action: p.action, selects: selects(p, input.labels) })),
   };
 }
 
 export function renderExplanation(e: Explanation): string {
   const lines = [`${e.decision.allowed ? 'ALLOW' : 'DENY'}: ${e.decision.explanation}`];
+  if (e.path !== undefined) lines.push(`  path as the proxy normalizes it: ${e.path}`);
   for (const a of e.decision.audited) lines.push(`  audited by ${a.policy} rule ${a.rule}`);
   lines.push('policies in the namespace:');
   if (e.considered.length === 0) lines.push('  (none)');

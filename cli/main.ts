@@ -4,7 +4,13 @@ import { readFileSync } from 'node:fs';
 import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { Command, Option } from 'commander';
 import * as yaml from 'js-yaml';
-import { type AuthorizationPolicy, GROUP, VERSION } from '../api/index.ts';
+import {
+  type AuthorizationPolicy,
+  GROUP,
+  PATH_NORMALIZATIONS,
+  type PathNormalization,
+  VERSION,
+} from '../api/index.ts';
 import { clusterChecks, renderResult, runChecks } from './checks.ts';
 import { explain, parseLabels, renderExplanation } from './explain.ts';
 import { collectStatus, renderStatus } from './status.ts';
@@ -68,10 +74,17 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(s
         'DENY',
       ]),
     )
+    .addOption(
+      new Option(
+        '--path-normalization <mode>',
+        "the Mesh's pathNormalization the path is normalized by (default: the Mesh's, else BASE)",
+      ).choices([...PATH_NORMALIZATIONS]),
+    )
     .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text'))
     .action(async (o: Record<string, string | string[] | undefined>) => {
       let policies: AuthorizationPolicy[];
       let defaultAction = o.default as 'ALLOW' | 'DENY' | undefined;
+      let pathNormalization = o.pathNormalization as PathNormalization | undefined;
       if (o.file) {
         policies = (o.file as string[]).flatMap((f) =>
           (yaml.loadAll(readFileSync(f, 'utf8')) as AuthorizationPolicy[]).filter(
@@ -87,7 +100,7 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(s
           plural: 'authorizationpolicies',
         })) as { items: AuthorizationPolicy[] };
         policies = list.items;
-        if (!defaultAction) {
+        if (!defaultAction || !pathNormalization) {
           try {
             const mesh = (await custom.getClusterCustomObject({
               group: GROUP,
@@ -95,9 +108,13 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(s
               plural: 'meshes',
               name: 'default',
             })) as {
-              spec?: { defaults?: { authorization?: 'ALLOW' | 'DENY' } };
+              spec?: {
+                defaults?: { authorization?: 'ALLOW' | 'DENY' };
+                pathNormalization?: { normalization?: PathNormalization };
+              };
             };
-            defaultAction = mesh.spec?.defaults?.authorization;
+            defaultAction ??= mesh.spec?.defaults?.authorization;
+            pathNormalization ??= mesh.spec?.pathNormalization?.normalization;
           } catch {}
         }
       }
@@ -111,6 +128,7 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(s
         namespace: o.namespace as string,
         labels: parseLabels(o.labels as string),
         defaultAction: defaultAction ?? 'ALLOW',
+        ...(pathNormalization ? { pathNormalization } : {}),
         policies,
         request: {
           ...(o.principal ? { principal: o.principal as string } : {}),

@@ -3,9 +3,10 @@
 // hundreds of files (together about 40 MB of an idle sidecar's RSS, docs/proxy.md, Memory), and
 // each subcommand's code sits in its own chunk, loaded only when that subcommand runs (`weft
 // proxy` does not load the operator).
-// Beside it: the SO_ORIGINAL_DST addon and iptables.sh, which the proxy finds next to its code.
+// Beside it: the SO_ORIGINAL_DST and RE2 addons and iptables.sh, which the proxy finds next to its code.
 //   node hack/build-dist.ts [--outdir dist]
 import { copyFile, mkdir, readdir, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -54,6 +55,13 @@ export async function buildDist(outdir = join(ROOT, 'dist')): Promise<DistResult
     join(outdir, 'original_dst.node'),
   ).catch((e: Error) => {
     throw new Error(`${e.message}: build the addon first (bash proxy/native/build.sh, run by npm install)`);
+  });
+  // The RE2 engine's addon (api/regex.ts looks for it next to the bundled code).
+  const re2Addon = join(dirname(createRequire(import.meta.url).resolve('re2')), 'build/Release/re2.node');
+  await copyFile(re2Addon, join(outdir, 're2.node')).catch((e: Error) => {
+    throw new Error(
+      `${e.message}: build the re2 addon first (bash proxy/native/build.sh, run by npm install)`,
+    );
   });
   await copyFile(join(ROOT, 'proxy/iptables.sh'), join(outdir, 'iptables.sh'));
   const files: Record<string, number> = {};

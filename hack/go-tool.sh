@@ -1,13 +1,24 @@
 #!/usr/bin/env bash
 # Builds a Go command-line tool once into Weft's cache (outside the repository) and prints
 # its path: hack/go-tool.sh helm helm.sh/helm/v3/cmd/helm@v3.19.5
+# With a third argument, a directory holding go.mod and go.sum (and a tools.go importing the
+# package), the package is built from that pinned module graph, so every machine builds the
+# same dependencies: hack/go-tool.sh h2spec github.com/summerwind/h2spec/cmd/h2spec hack/h2spec
 set -euo pipefail
-name="$1" pkg="$2"
+name="$1" pkg="$2" pins="${3:-}"
 CACHE="${WEFT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/weft}"
 dir="$CACHE/tools/${pkg//[\/@]/_}"
+if [[ -n "$pins" ]]; then
+  pins="$(cd "$pins" && pwd)"
+  dir="$dir-$(cat "$pins/go.mod" "$pins/go.sum" | sha256sum | cut -c1-12)"
+fi
 if [[ ! -x "$dir/$name" ]]; then
   printf '[go-tool] building %s from %s (once; cached in %s)\n' "$name" "$pkg" "$dir" >&2
   mkdir -p "$dir"
-  GOBIN="$dir" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "$pkg" >&2
+  if [[ -n "$pins" ]]; then
+    (cd "$pins" && GOBIN="$dir" CGO_ENABLED=0 GOFLAGS=-mod=readonly go install -trimpath -ldflags "-s -w" "$pkg") >&2
+  else
+    GOBIN="$dir" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "$pkg" >&2
+  fi
 fi
 echo "$dir/$name"

@@ -1,5 +1,6 @@
 // Time passed in, so time-dependent logic (queue backoff, timeouts, leader election) is tested
 // without sleeping.
+import { MAX_TIMER_MS } from '../api/constants.ts';
 
 export interface Clock {
   now(): number;
@@ -9,7 +10,10 @@ export interface Clock {
 
 export const systemClock: Clock = {
   now: () => Date.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  // Node fires a timer longer than MAX_TIMER_MS (about 24.8 days) after 1 ms: a requeue that far
+  // out (a long-lived certificate's renewal) would loop. Firing early is harmless: the reconcile
+  // computes its next look again.
+  setTimeout: (fn, ms) => setTimeout(fn, Math.min(ms, MAX_TIMER_MS)),
   clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
 };
 

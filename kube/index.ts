@@ -25,6 +25,19 @@ export { type EventType, Informer, objectKey } from './informer.ts';
 export { type KubeAccess, SimpleKubeConfig } from './kubeconfig.ts';
 export { LeaderElector } from './leader.ts';
 export { type Logger, rootLogger, silentLogger } from './log.ts';
+export {
+  type Cache,
+  type Controller,
+  type ControllerOptions,
+  type KeyReconciler,
+  type LeaderCallbacks,
+  type Leadership,
+  Manager,
+  type ManagerOptions,
+  type ReconcileContext,
+  type Server,
+} from './manager.ts';
 export { type Outcome, type ReconcileResult, type Reconciler, WorkQueue } from './queue.ts';
 export { type LabelSelectorLike, matchesSelector } from './selector.ts';
+export { HttpRunnable, healthServer, metricsServer, parseAddress } from './servers.ts';
 export { onShutdown } from './shutdown.ts';

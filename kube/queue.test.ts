@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ManualClock } from './clock.ts';
+import { ManualClock, systemClock } from './clock.ts';
 import { TerminalError } from './errors.ts';
 import { WorkQueue } from './queue.ts';
 
@@ -193,5 +193,34 @@ describe('WorkQueue', () => {
     c.settle('a');
     await s;
     assert.deepEqual(c.calls, ['a']);
+  });
+
+  test("a requeue past Node's timer limit (2^31-1 ms) waits instead of firing after 1 ms", async () => {
+    // A workload certificate of a year renews after 243 days: the identity controller asks for that.
+    const calls: string[] = [];
+    const q = new WorkQueue({
+      name: 't',
+      clock: systemClock,
+      reconcile: async (key) => {
+        calls.push(key);
+        return { requeueAfterMs: 243 * 24 * 3_600_000 };
+      },
+    });
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on('warning', onWarning);
+    try {
+      q.start();
+      q.add('cert');
+      await q.idle();
+      // Timers fire in due order: an overflowed one (1 ms) would run before this 20 ms one.
+      await new Promise((r) => setTimeout(r, 20));
+      await tick();
+      assert.deepEqual(calls, ['cert'], 'reconciled once, the requeue still pending');
+      assert.deepEqual(warnings, []);
+    } finally {
+      process.off('warning', onWarning);
+      await q.stop();
+    }
   });
 });

@@ -1,10 +1,10 @@
 // `weft operator`: flags (each also an environment variable) → startOperator().
 import { Command, Option } from 'commander';
+import { durationMs } from '../api/index.ts';
 import { ERROR_CODES, WeftError } from '../kube/errors.ts';
 import { SimpleKubeConfig } from '../kube/kubeconfig.ts';
 import { rootLogger } from '../kube/log.ts';
 import { onShutdown } from '../kube/shutdown.ts';
-import { durationMs } from './compiler.ts';
 import { startOperator } from './operator.ts';
 
 const DURATION = /^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$/;

@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { contentVersion } from '../api/hash.ts';
 import type { AuthorizationPolicy, Mesh } from '../api/index.ts';
+import { durationMs } from '../api/index.ts';
 import { CONFIG_DISTRIBUTION, ProxyConfig } from '../api/proxyconfig.ts';
 import { check } from '../api/validate.ts';
-import { Compiler, compile, compileNamespace, durationMs, meshedNamespaces } from './compiler.ts';
+import { Compiler, compile, compileNamespace, meshedNamespaces } from './compiler.ts';
 import { REASON } from './conditions.ts';
 import { decode, encode } from './distribution.ts';
 import { scaleSnapshot, split } from './fixtures.ts';
@@ -265,6 +266,18 @@ describe('compiler', () => {
     );
   });
 
+  test('a split stored with a timeout past its bound (before the CEL rule) is not accepted', () => {
+    const snap = shop();
+    const good = compile(snap);
+    snap.trafficSplits[0] = split('shop', 'canary', { ...snap.trafficSplits[0]!.spec, timeout: '600h' }, 2);
+    snap.lastGood = { routes: good.routes, policies: good.authz };
+    const c = compile(snap);
+    const r = c.splits[0]!;
+    assert.equal(r.accepted.ok, false);
+    assert.match(!r.accepted.ok ? r.accepted.message : '', /spec\.timeout: must be at most 24h/);
+    assert.equal(c.configs.get('shop')!.version, good.configs.get('shop')!.version);
+  });
+
   test('an invalid AuthorizationPolicy is not accepted and changes nothing programmed', () => {
     const snap = shop();
     const good = compile(snap);
@@ -280,6 +293,23 @@ describe('compiler', () => {
     assert.equal(c.configs.get('shop')!.version, good.configs.get('shop')!.version);
   });
 
+  test('a lower-case method is not accepted, naming the field and the fix', () => {
+    const snap = shop();
+    snap.authorizationPolicies[0] = policy('shop', 'readers', {
+      action: 'DENY',
+      rules: [{ to: [{ operation: { methods: ['GET', 'get'], notMethods: ['P*'] } }] }],
+    });
+    const r = compile(snap).policies.find((p) => p.key === 'shop/readers')!;
+    assert.equal(r.accepted.ok, false);
+    const message = !r.accepted.ok ? r.accepted.message : '';
+    assert.match(
+      message,
+      /spec\.rules\[0\]\.to\[0\]\.operation\.methods: "get": .*upper-case methods such as GET/,
+    );
+    assert.doesNotMatch(message, /notMethods/, 'P* is a valid prefix');
+    assert.equal(r.programmed, 'none');
+  });
+
   test('Mesh settings: namespace mTLS override, defaults, trust domain in identities', () => {
     const snap = shop();
     const mesh: Mesh = {
@@ -293,8 +323,10 @@ describe('compiler', () => {
           namespaces: [{ namespace: 'web', mode: 'PERMISSIVE', ports: [{ port: 9090, mode: 'DISABLE' }] }],
         },
         defaults: { timeout: '2s', authorization: 'DENY' },
+        pathNormalization: { normalization: 'DECODE_AND_MERGE_SLASHES' },
       },
     };
+    assert.equal(compile(snap).configs.get('shop')!.config().mesh.pathNormalization, 'BASE', 'the default');
     snap.mesh = mesh;
     const c = compile(snap);
     assert.equal(c.configs.get('shop')!.config().mesh.mtls.mode, 'STRICT');
@@ -304,6 +336,7 @@ describe('compiler', () => {
     });
     assert.equal(c.configs.get('shop')!.config().mesh.defaultTimeoutMs, 2000);
     assert.equal(c.configs.get('shop')!.config().mesh.defaultAuthorization, 'DENY');
+    assert.equal(c.configs.get('shop')!.config().mesh.pathNormalization, 'DECODE_AND_MERGE_SLASHES');
     const ep = c.configs
       .get('shop')!
       .config()

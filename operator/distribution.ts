@@ -99,17 +99,17 @@ export function versionOf(first: { data?: Record<string, string> } | undefined):
   }
 }
 
-/**
- * Reassembles a ProxyConfig from ConfigMaps (by name), verifying every part; what a proxy does
- * with the projected files. Throws when a part is missing or does not match the manifest.
- */
-export function decode(
-  byName: Map<string, { data?: Record<string, string>; binaryData?: Record<string, string> }>,
-): ProxyConfig {
+type Stored = Map<string, { data?: Record<string, string>; binaryData?: Record<string, string> }>;
+
+function manifestOf(byName: Stored): ConfigManifest {
   const manifestText = byName.get(shardName(0))?.data?.[CONFIG_DISTRIBUTION.manifestKey];
   if (!manifestText) throw new Error('no manifest');
-  const manifest = JSON.parse(manifestText) as ConfigManifest;
-  const chunks = manifest.parts.map((p) => {
+  return JSON.parse(manifestText) as ConfigManifest;
+}
+
+/** The parts the manifest names, each checked against its sha256 (as a proxy checks them). */
+function verifiedParts(byName: Stored, manifest: ConfigManifest): Buffer[] {
+  return manifest.parts.map((p) => {
     const b64 = byName.get(p.configMap)?.binaryData?.[p.key];
     if (b64 === undefined) throw new Error(`part ${p.key} missing from ${p.configMap}`);
     const buf = Buffer.from(b64, 'base64');
@@ -117,6 +117,28 @@ export function decode(
       throw new Error(`part ${p.key} does not match`);
     return buf;
   });
+}
+
+/**
+ * Why the stored ConfigMaps would not give a proxy their manifest's config (a part missing or
+ * not matching its sha256), or undefined when every part is intact.
+ */
+export function damage(byName: Stored): string | undefined {
+  try {
+    verifiedParts(byName, manifestOf(byName));
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+/**
+ * Reassembles a ProxyConfig from ConfigMaps (by name), verifying every part; what a proxy does
+ * with the projected files. Throws when a part is missing or does not match the manifest.
+ */
+export function decode(byName: Stored): ProxyConfig {
+  const manifest = manifestOf(byName);
+  const chunks = verifiedParts(byName, manifest);
   const config = JSON.parse(gunzipSync(Buffer.concat(chunks)).toString('utf8')) as ProxyConfig;
   if (config.version !== manifest.version) throw new Error('version mismatch');
   return config;

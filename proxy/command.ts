@@ -26,6 +26,8 @@ interface ProxyFlags {
   healthPort: number;
   maxConnections: number;
   headersTimeoutMs: number;
+  detectTimeoutMs: number;
+  handshakeTimeoutMs: number;
   maxHeaderBytes: number;
   pollMs: number;
 }
@@ -66,6 +68,18 @@ export function proxyCommand(name = 'proxy'): Command {
       Number(env.WEFT_HEADERS_TIMEOUT_MS ?? 10000),
     )
     .option(
+      '--detect-timeout-ms <n>',
+      "time for a client's first bytes (protocol detection); a silent connection is closed after it",
+      int,
+      Number(env.WEFT_DETECT_TIMEOUT_MS ?? 10000),
+    )
+    .option(
+      '--handshake-timeout-ms <n>',
+      'time for an inbound mTLS handshake to complete, from its first byte; closed after it',
+      int,
+      Number(env.WEFT_HANDSHAKE_TIMEOUT_MS ?? 10000),
+    )
+    .option(
       '--max-header-bytes <n>',
       'request header bytes (431 beyond)',
       int,
@@ -90,6 +104,8 @@ export function proxyCommand(name = 'proxy'): Command {
         limits: {
           maxConnections: o.maxConnections,
           headersTimeoutMs: o.headersTimeoutMs,
+          detectTimeoutMs: o.detectTimeoutMs,
+          handshakeTimeoutMs: o.handshakeTimeoutMs,
           maxHeaderBytes: o.maxHeaderBytes,
         },
         pollMs: o.pollMs,

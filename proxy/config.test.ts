@@ -66,6 +66,30 @@ describe('RoutingTable', () => {
       'implicit default route',
     );
   });
+  // The timeout ends the test only if matching backtracks (the bug); nothing asserts on time.
+  it('RegularExpression matches run on RE2: a catastrophic-backtracking pattern stays linear', {
+    timeout: 60_000,
+  }, () => {
+    const redos = new RoutingTable(
+      proxyConfig(
+        'shop',
+        [web, v2],
+        [
+          {
+            name: 'shop/redos',
+            service: 'shop/web',
+            matches: [{ path: { type: 'RegularExpression', value: '^/(a+)+$' } }],
+            backends: [{ service: 'shop/web-v2', weight: 1 }],
+          },
+        ],
+      ),
+    );
+    const target = redos.byVip('10.96.0.10', 80)!;
+    // 31 characters froze a backtracking engine for 11.8 s; this many would never end.
+    for (const n of [30, 5000])
+      assert.equal(redos.route(target, req(`/${'a'.repeat(n)}!`)).name, 'shop/web:80', 'no match');
+    assert.equal(redos.route(target, req('/aaa')).name, 'shop/redos');
+  });
   it('splits by weight', () => {
     const route = t.route(t.byVip('10.96.0.10', 80)!, req('/'));
     const rnd = seededRandom(7);
@@ -110,6 +134,18 @@ describe('config directory', () => {
     await assert.rejects(
       readConfigDir(dir),
       (e: Error & { code: string }) => e.code === 'WEFT_CONFIG_INVALID' && /services/.test(e.message),
+    );
+  });
+  it('refuses a regular expression RE2 cannot run (backreference), naming the field', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'weft-cfg-'));
+    dirs.push(dir);
+    const bad = structuredClone(cfg);
+    bad.routes[0]!.matches = [{ path: { type: 'RegularExpression', value: '/(a)\\1' } }];
+    await writeProjected(dir, new Map([['proxyconfig.json', JSON.stringify(bad)]]));
+    await assert.rejects(
+      readConfigDir(dir),
+      (e: Error & { code: string }) =>
+        e.code === 'WEFT_CONFIG_INVALID' && /routes\[0\]\.matches\[0\]\.path\.value.*RE2/.test(e.message),
     );
   });
   it('the watcher applies new versions and keeps the last good one on bad input', async () => {

@@ -11,6 +11,7 @@ import { CONFIG_DISTRIBUTION, PROXY_CONFIG_API_VERSION } from '../api/constants.
 import { checkCompiled } from '../api/fielderrors.ts';
 import { validateConfigManifest, validateProxyConfig } from '../api/generated/validators.js';
 import type { ConfigManifest, ProxyConfig } from '../api/proxyconfig.ts';
+import { matchRegexErrors } from '../api/regex.ts';
 import { ProxyError } from './errors.ts';
 
 export const PLAIN_CONFIG_FILE = 'proxyconfig.json';
@@ -99,10 +100,15 @@ export async function readConfigDir(dir: string): Promise<ProxyConfig> {
     });
   }
   const errors = checkCompiled(validateProxyConfig, doc);
+  // Regular expressions must be RE2 (linear-time matching); the operator never writes others.
+  if (errors.length === 0)
+    errors.push(
+      ...(doc as ProxyConfig).routes.flatMap((r, i) => matchRegexErrors(r.matches, `routes[${i}].matches`)),
+    );
   if (errors.length > 0) {
     throw new ProxyError(
       'WEFT_CONFIG_INVALID',
-      `ProxyConfig is invalid: ${errors
+      `ProxyConfig ${JSON.stringify((doc as { version?: unknown } | null)?.version ?? null)} is invalid: ${errors
         .slice(0, 10)
         .map((e) => `${e.field}: ${e.message}`)
         .join('; ')}`,

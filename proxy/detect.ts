@@ -3,6 +3,7 @@
 export type Protocol = 'http1' | 'h2' | 'tls' | 'tcp';
 
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+export const H2_PREFACE_LENGTH = H2_PREFACE.length;
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'];
 const MAX_METHOD = 8;
 

@@ -17,6 +17,8 @@ export const PROXY_ERROR_CODES = [
   'WEFT_DENIED',
   'WEFT_MTLS_REQUIRED',
   'WEFT_PEER_IDENTITY',
+  'WEFT_NOT_REDIRECTED',
+  'WEFT_BAD_PATH',
 ] as const;
 export type ProxyErrorCode = (typeof PROXY_ERROR_CODES)[number];
 

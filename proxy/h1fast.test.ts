@@ -8,6 +8,8 @@ import {
   framingOf,
   LocalPool,
   parseRequestHead,
+  parseResponseHead,
+  readHead,
   serveInbound,
 } from './h1fast.ts';
 
@@ -24,7 +26,9 @@ describe('HTTP/1.1 framing', () => {
       ],
     });
     assert.equal(parseRequestHead('GET / HTTP/1.1\r\nBad Header\r\n'), undefined);
-    assert.equal(parseRequestHead('GET /  HTTP/1.1'), undefined);
+    // Several spaces between the parts pass, as llhttp lets them (proxy/h1codec.test.ts).
+    assert.equal(parseRequestHead('GET /  HTTP/1.1')?.target, '/');
+    assert.equal(parseRequestHead('GET /\t HTTP/1.1'), undefined);
     assert.equal(parseRequestHead('GET / HTTP/2.0'), undefined);
   });
   it('derives body framing and rejects smuggling shapes', () => {
@@ -54,6 +58,28 @@ describe('HTTP/1.1 framing', () => {
     );
     assert.equal(framingOf([['content-length', '-1']], false), undefined);
     assert.equal(framingOf([['transfer-encoding', 'gzip']], false), undefined);
+  });
+  it('refuses response heads a lenient client would read otherwise (bare LF, NUL, obs-fold, no name, two lengths)', () => {
+    assert.equal(parseResponseHead('HTTP/1.1 200 OK\r\nX: a')?.status, 200);
+    assert.equal(parseResponseHead('HTTP/1.1 200 OK\r\nX: a\nSet-Cookie: s=1'), undefined);
+    assert.equal(parseResponseHead('HTTP/1.1 200 OK\r\nX: a\0'), undefined);
+    assert.equal(parseResponseHead('HTTP/1.1 200 OK\r\nX: a\r\n b'), undefined);
+    assert.equal(parseResponseHead('HTTP/1.1 200 OK\r\nno name'), undefined);
+    assert.equal(parseResponseHead('HTTP/1.1 200 O\x01K'), undefined);
+    assert.equal(
+      framingOf(
+        [
+          ['content-length', '3'],
+          ['content-length', '3'],
+        ],
+        true,
+      ),
+      undefined,
+    );
+  });
+  it('hands CONNECT over (a tunnel, not a request with a body)', () => {
+    const r = readHead(Buffer.from('CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n'), 8192, () => {});
+    assert.equal(r.kind, 'handoff');
   });
   it('finds the end of chunked bodies fed in pieces, trailers included', () => {
     const body = Buffer.from('4\r\nWiki\r\n5;x=y\r\npedia\r\n0\r\nX-T: 1\r\n\r\nGET /next');
@@ -111,6 +137,7 @@ describe('inbound fast path on loopback', () => {
         pool,
         maxHeaderBytes: 8192,
         idleTimeoutMs: 5000,
+        headersTimeoutMs: 500,
         responseHeaders: 'weft-dst-workload: app\r\n',
         strip: new Set(['weft-src-workload', 'weft-src-namespace']),
         handoffWanted: () => false,
@@ -214,6 +241,13 @@ describe('inbound fast path on loopback', () => {
       await raw('GET /crash HTTP/1.1\r\nHost: a\r\n\r\n', /connection closed\n/),
       /^HTTP\/1\.1 502 /,
     );
+  });
+
+  it('a client slow to send a head gets 408 on every request of a connection, not only the first', async () => {
+    // The first request is whole; the second stops in the middle of its head.
+    const got = await raw('GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTT', /HTTP\/1\.1 408 /, 8000);
+    assert.match(got, /GET \/a 0/, 'the first request is answered');
+    assert.match(got, /HTTP\/1\.1 408 /, `the second one times out: ${JSON.stringify(got)}`);
   });
 
   it('hands upgrades and Expect: 100-continue to the node:http path', async () => {

@@ -5,6 +5,9 @@
 // Bodies are streamed in both directions with their framing (Content-Length, chunked, or until
 // close) passed through as is; requests may be pipelined and are answered in order.
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { http } from './builtins.ts';
+import { DEFAULT_PATH_NORMALIZATION, type NormalizedTarget, normalizeTarget } from './pathnorm.ts';
 
 const CRLF2 = Buffer.from('\r\n\r\n');
 const MAX_WAITING = 64 * 1024;
@@ -17,14 +20,71 @@ export type Framing =
   | { kind: 'chunked' }
   | { kind: 'close' };
 
-/** Counts the bytes of one message body as they pass, to find where it ends. */
+/** token characters (RFC 9110 §5.6.2): header names, methods, chunk extension names and values. */
+const TCHAR = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+  TCHAR[c.charCodeAt(0)] = 1;
+/**
+ * One field line (RFC 9112 §5): a token, a colon right after it, and a value of visible
+ * characters, spaces, tabs and obs-text (trimmed by fieldLine). No CR, LF, NUL or other
+ * control character anywhere (a bare LF is a line end to a lenient parser: a smuggled header), no
+ * whitespace before the colon, no obs-fold (a line starting with whitespace has no name).
+ */
+const FIELD_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):([\t\x20-\x7e\x80-\xff]*)$/;
+/** Trailer fields that would change the framing: refused (as llhttp does). */
+const FRAMING_FIELDS: ReadonlySet<string> = new Set(['content-length', 'transfer-encoding']);
+const MAX_TRAILER_BYTES = 16 * 1024;
+
+/**
+ * A field line's [lowercased name, value without the spaces and tabs around it]; undefined when
+ * it is not a valid one. The trimming is a loop: a regular expression for it backtracks
+ * quadratically on a long run of spaces (a second per 16 KiB line).
+ */
+function fieldLine(line: string): [string, string] | undefined {
+  const m = FIELD_LINE.exec(line);
+  if (!m) return undefined;
+  const v = m[2]!;
+  let a = 0;
+  let b = v.length;
+  while (a < b && (v.charCodeAt(a) === 0x20 || v.charCodeAt(a) === 0x09)) a++;
+  while (b > a && (v.charCodeAt(b - 1) === 0x20 || v.charCodeAt(b - 1) === 0x09)) b--;
+  return [m[1]!.toLowerCase(), v.slice(a, b)];
+}
+
+// chunked body states
+const C = {
+  SizeFirst: 0, // the first hex digit of a chunk size
+  Size: 1, // more hex digits, ';' or CR
+  ExtStart: 2, // just after ';'
+  ExtName: 3,
+  ExtValueStart: 4, // just after '='
+  ExtValue: 5,
+  ExtQuoted: 6,
+  ExtQuotedPair: 7,
+  ExtQuotedDone: 8,
+  SizeLf: 9, // the LF after a size line
+  Data: 10,
+  DataCr: 11,
+  DataLf: 12,
+  TrailerStart: 13, // the start of a trailer line, or the final CRLF
+  Trailer: 14,
+  TrailerLf: 15,
+  EndLf: 16,
+} as const;
+
+/**
+ * Counts the bytes of one message body as they pass, to find where it ends. Chunked framing is
+ * checked as strictly as llhttp does (RFC 9112 §7.1): hex sizes without prefix, sign or spaces
+ * (at most 2^53 - 1), extensions of tokens or quoted strings, CRLF after every line and chunk,
+ * trailers as valid field lines that do not touch the framing. A bare CR or LF anywhere is refused.
+ */
 export class BodyTracker {
   done: boolean;
   #kind: Framing['kind'];
   #remaining: number;
-  // chunked: 0 size line, 1 data, 2 CRLF after data, 3 trailer lines
-  #state = 0;
+  #state: number = C.SizeFirst;
   #line = '';
+  #trailerBytes = 0;
 
   constructor(f: Framing) {
     this.#kind = f.kind;
@@ -44,39 +104,120 @@ export class BodyTracker {
     }
     let i = 0;
     while (i < b.length && !this.done) {
-      if (this.#state === 1) {
+      if (this.#state === C.Data) {
         const n = Math.min(this.#remaining, b.length - i);
         i += n;
         this.#remaining -= n;
-        if (this.#remaining === 0) this.#state = 2;
+        if (this.#remaining === 0) this.#state = C.DataCr;
         continue;
       }
-      const c = b[i++]!;
-      if (c !== 0x0a) {
-        if (this.#line.length > 4096) throw new Error('chunk line too long');
-        this.#line += String.fromCharCode(c);
-        continue;
-      }
-      const line = this.#line.endsWith('\r') ? this.#line.slice(0, -1) : this.#line;
-      this.#line = '';
-      if (this.#state === 0) {
-        const size = Number.parseInt(line.split(';', 1)[0]!.trim(), 16);
-        if (!Number.isFinite(size) || size < 0 || !/^[0-9a-fA-F]+/.test(line.trim()))
-          throw new Error('bad chunk size');
-        if (size === 0) this.#state = 3;
-        else {
-          this.#remaining = size;
-          this.#state = 1;
-        }
-      } else if (this.#state === 2) {
-        if (line !== '') throw new Error('bad chunk end');
-        this.#state = 0;
-      } else if (line === '') {
-        this.done = true;
-      }
+      this.#step(b[i++]!);
     }
     return i;
   }
+
+  #step(c: number): void {
+    switch (this.#state) {
+      case C.SizeFirst:
+      case C.Size: {
+        const d = hexDigit(c);
+        if (d >= 0) {
+          this.#remaining = this.#remaining * 16 + d;
+          if (this.#remaining > Number.MAX_SAFE_INTEGER) throw new Error('chunk size too large');
+          this.#state = C.Size;
+        } else if (this.#state === C.SizeFirst) throw new Error('bad chunk size');
+        else if (c === 0x3b /* ; */) this.#state = C.ExtStart;
+        else if (c === 0x0d) this.#state = C.SizeLf;
+        else throw new Error('bad chunk size');
+        return;
+      }
+      case C.ExtStart:
+        if (c === 0x20 || c === 0x0d) throw new Error('bad chunk extension');
+        this.#state = C.ExtName;
+        this.#step(c);
+        return;
+      case C.ExtName:
+        if (TCHAR[c]) return;
+        if (c === 0x3d /* = */) this.#state = C.ExtValueStart;
+        else this.#extEnd(c);
+        return;
+      case C.ExtValueStart:
+        if (c === 0x22 /* " */) {
+          this.#state = C.ExtQuoted;
+          return;
+        }
+        this.#state = C.ExtValue;
+        this.#step(c);
+        return;
+      case C.ExtValue:
+        if (!TCHAR[c]) this.#extEnd(c);
+        return;
+      case C.ExtQuoted:
+        if (c === 0x22) this.#state = C.ExtQuotedDone;
+        else if (c === 0x5c /* \ */) this.#state = C.ExtQuotedPair;
+        else if (!(c === 0x09 || (c >= 0x20 && c !== 0x7f))) throw new Error('bad chunk extension');
+        return;
+      case C.ExtQuotedPair:
+        if (!(c === 0x09 || (c >= 0x20 && c !== 0x7f))) throw new Error('bad chunk extension');
+        this.#state = C.ExtQuoted;
+        return;
+      case C.ExtQuotedDone:
+        this.#extEnd(c);
+        return;
+      case C.SizeLf:
+        if (c !== 0x0a) throw new Error('chunk size line without CRLF');
+        if (this.#remaining === 0) this.#state = C.TrailerStart;
+        else this.#state = C.Data;
+        return;
+      case C.DataCr:
+        if (c !== 0x0d) throw new Error('chunk data without CRLF');
+        this.#state = C.DataLf;
+        return;
+      case C.DataLf:
+        if (c !== 0x0a) throw new Error('chunk data without CRLF');
+        this.#state = C.SizeFirst;
+        return;
+      case C.TrailerStart:
+        if (c === 0x0d) {
+          this.#state = C.EndLf;
+          return;
+        }
+        this.#state = C.Trailer;
+        this.#step(c);
+        return;
+      case C.Trailer:
+        if (++this.#trailerBytes > MAX_TRAILER_BYTES) throw new Error('trailers too large');
+        if (c === 0x0d) this.#state = C.TrailerLf;
+        else if (c === 0x0a) throw new Error('trailer line without CR');
+        else this.#line += String.fromCharCode(c);
+        return;
+      case C.TrailerLf: {
+        if (c !== 0x0a) throw new Error('trailer line without CRLF');
+        const f = fieldLine(this.#line);
+        this.#line = '';
+        if (!f || FRAMING_FIELDS.has(f[0])) throw new Error('bad trailer field');
+        this.#state = C.TrailerStart;
+        return;
+      }
+      case C.EndLf:
+        if (c !== 0x0a) throw new Error('chunked body without final CRLF');
+        this.done = true;
+        return;
+    }
+  }
+
+  /** After an extension name or value: another extension, or the end of the size line. */
+  #extEnd(c: number): void {
+    if (c === 0x3b) this.#state = C.ExtStart;
+    else if (c === 0x0d) this.#state = C.SizeLf;
+    else throw new Error('bad chunk extension');
+  }
+}
+
+function hexDigit(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  const l = c | 0x20;
+  return l >= 0x61 && l <= 0x66 ? l - 0x61 + 10 : -1;
 }
 
 export interface Head {
@@ -87,17 +228,30 @@ export interface Head {
   headers: Array<[string, string]>;
 }
 
-/** Parses a request head (without the final CRLFCRLF); undefined when malformed. */
+/** The methods llhttp knows (node:http's list): any other is refused as llhttp does. */
+const KNOWN_METHODS: ReadonlySet<string> = new Set(http.METHODS);
+/**
+ * method SP request-target SP HTTP-version (RFC 9112 §3; several spaces pass, as llhttp lets
+ * them). The target is visible ASCII only; its form is checked below. HTTP/1.0 and 1.1 only.
+ */
+const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) +([\x21-\x7e]+) +HTTP\/1\.([01])$/;
+/** origin-form, asterisk-form or absolute-form (authority-form is CONNECT's, handed over). */
+const TARGET_FORM = /^(?:[/*]|[A-Za-z]+:\/\/)/;
+
+/**
+ * Parses a request head (without the final CRLFCRLF) as strictly as llhttp does (RFC 9112);
+ * undefined when malformed.
+ */
 export function parseRequestHead(text: string): Head | undefined {
   const lines = text.split('\r\n');
-  const m = /^([A-Z]+) (\S+) HTTP\/1\.([01])$/.exec(lines[0]!);
-  if (!m) return undefined;
+  const m = REQUEST_LINE.exec(lines[0]!);
+  if (!m || !KNOWN_METHODS.has(m[1]!)) return undefined;
+  if (m[1] !== 'CONNECT' && !TARGET_FORM.test(m[2]!)) return undefined;
   const headers: Array<[string, string]> = [];
   for (let i = 1; i < lines.length; i++) {
-    const l = lines[i]!;
-    const c = l.indexOf(':');
-    if (c <= 0 || /[\s]/.test(l.slice(0, c))) return undefined;
-    headers.push([l.slice(0, c).toLowerCase(), l.slice(c + 1).trim()]);
+    const f = fieldLine(lines[i]!);
+    if (!f) return undefined;
+    headers.push(f);
   }
   return { method: m[1]!, target: m[2]!, minor: Number(m[3]), headers };
 }
@@ -107,20 +261,37 @@ function get(h: Array<[string, string]>, name: string): string | undefined {
   return undefined;
 }
 
-/** Body framing of a message from its headers (RFC 9112 §6); undefined when contradictory. */
+/**
+ * Body framing of a message from its headers (RFC 9112 §6); undefined when contradictory or
+ * malformed, as llhttp decides: Transfer-Encoding with Content-Length, more than one
+ * Content-Length (even equal), a Content-Length that is not all digits, chunked applied twice or
+ * not last (a request must end with chunked; a response without chunked is read until close), an
+ * empty Transfer-Encoding line. Every Transfer-Encoding line counts, in order.
+ */
 export function framingOf(h: Array<[string, string]>, isResponse: boolean): Framing | undefined {
-  const te = get(h, 'transfer-encoding');
-  const cls = h.filter(([k]) => k === 'content-length').map(([, v]) => v);
-  if (te !== undefined) {
-    if (cls.length > 0) return undefined;
-    if (te.toLowerCase().split(',').pop()!.trim() === 'chunked') return { kind: 'chunked' };
-    return isResponse ? { kind: 'close' } : undefined;
+  let te: string | undefined;
+  let cl: string | undefined;
+  let cls = 0;
+  for (const [k, v] of h) {
+    if (k === 'transfer-encoding') {
+      if (v === '') return undefined;
+      te = te === undefined ? v : `${te},${v}`;
+    } else if (k === 'content-length') {
+      cls++;
+      cl = v;
+    }
   }
-  if (cls.length > 0) {
-    const v = new Set(cls.flatMap((c) => c.split(',').map((x) => x.trim())));
-    if (v.size !== 1) return undefined;
-    const n = Number([...v][0]);
-    if (!Number.isSafeInteger(n) || n < 0 || !/^\d+$/.test([...v][0]!)) return undefined;
+  if (te !== undefined) {
+    if (cls > 0) return undefined;
+    const codings = te.split(',').map((c) => c.trim().toLowerCase());
+    const chunked = codings.filter((c) => c === 'chunked').length;
+    if (chunked === 1 && codings[codings.length - 1] === 'chunked') return { kind: 'chunked' };
+    return isResponse && chunked === 0 ? { kind: 'close' } : undefined;
+  }
+  if (cls > 1) return undefined;
+  if (cl !== undefined) {
+    const n = Number(cl);
+    if (!/^\d+$/.test(cl) || !Number.isSafeInteger(n)) return undefined;
     return { kind: 'length', remaining: n };
   }
   return isResponse ? { kind: 'close' } : { kind: 'none' };
@@ -157,20 +328,38 @@ export type HeadRead =
   | { kind: 'handoff' }
   | { kind: 'head'; head: Head; framing: Framing /** bytes of the head, CRLFCRLF included */; size: number };
 
-/** Reads a request head from `buf`; `headSeen` is called once its end is there (the 408 timer stops). */
+/** A CR not followed by LF, or an LF not preceded by CR: no strict head goes on after one. */
+const BARE_CR_OR_LF = /\r(?!\n|$)|(?:^|[^\r])\n/;
+
+/**
+ * Reads a request head from `buf` (empty lines before it are skipped, as RFC 9112 §2.2 allows);
+ * `headSeen` is called once its end is there (the 408 timer stops). The checks are llhttp's, and
+ * a few more (see docs/proxy.md): exactly one Host in HTTP/1.1.
+ */
 export function readHead(buf: Buffer, maxHeaderBytes: number, headSeen: () => void): HeadRead {
-  const end = buf.indexOf(CRLF2);
-  if (end < 0) return buf.length > maxHeaderBytes ? { kind: 'error', status: 431 } : { kind: 'more' };
+  let start = 0;
+  while (start < buf.length && (buf[start] === 0x0d || buf[start] === 0x0a)) start++;
+  const end = buf.indexOf(CRLF2, start);
+  if (end < 0) {
+    if (buf.length > maxHeaderBytes) return { kind: 'error', status: 431 };
+    // A head with a bare line break never ends with CRLFCRLF: refuse it now, as llhttp does.
+    if (BARE_CR_OR_LF.test(buf.toString('latin1', start))) return { kind: 'error', status: 400 };
+    return { kind: 'more' };
+  }
   if (end + 4 > maxHeaderBytes) return { kind: 'error', status: 431 };
   headSeen();
-  const head = parseRequestHead(buf.toString('latin1', 0, end));
+  const head = parseRequestHead(buf.toString('latin1', start, end));
   if (!head) return { kind: 'error', status: 400 };
   if (
     head.minor === 0 ||
+    head.method === 'CONNECT' ||
     get(head.headers, 'upgrade') !== undefined ||
     get(head.headers, 'expect') !== undefined
   )
     return { kind: 'handoff' };
+  // RFC 9112 §3.2: an HTTP/1.1 request has one Host (node:http refuses none; two are refused
+  // here too, so that the policy and the app cannot read different ones).
+  if (head.headers.filter(([k]) => k === 'host').length !== 1) return { kind: 'error', status: 400 };
   const framing = framingOf(head.headers, false);
   if (!framing) return { kind: 'error', status: 400 };
   return { kind: 'head', head, framing, size: end + 4 };
@@ -214,6 +403,29 @@ export function listenDownstream(
     socket.removeAllListeners('error');
     socket.setTimeout(0);
     socket.removeAllListeners('timeout');
+  };
+}
+
+/**
+ * The time a client has to send one request head, from its first byte to its end: for every
+ * request of a connection, as node:http's headersTimeout (the proxy's own timer covers the first
+ * one only, before the fast path runs). `waiting` starts it unless it runs; `stop` ends it.
+ */
+export function headClock(ms: number, expire: () => void): { waiting(): void; stop(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  return {
+    waiting() {
+      if (timer !== undefined || ms <= 0) return;
+      timer = setTimeout(() => {
+        timer = undefined;
+        expire();
+      }, ms);
+      timer.unref();
+    },
+    stop() {
+      clearTimeout(timer);
+      timer = undefined;
+    },
   };
 }
 
@@ -317,22 +529,25 @@ export interface ResponseHead {
   status: number;
   /** The status line as received. */
   line: string;
-  /** [lowercased name, value] per header line, in order (['', ''] for a line without a name). */
+  /** [lowercased name, value] per header line, in order. */
   headers: Array<[string, string]>;
   /** The header lines as received, without the status line. */
   lines: string[];
 }
 
-/** Parses a response head (without the final CRLFCRLF); undefined when malformed. */
+/** HTTP-version SP 3DIGIT SP reason-phrase (RFC 9112 §4; the reason may be absent). */
+const STATUS_LINE = /^HTTP\/1\.[01] (\d{3})(?: [\t\x20-\x7e\x80-\xff]*)?$/;
+
+/** Parses a response head (without the final CRLFCRLF), with the request heads' checks; undefined when malformed. */
 export function parseResponseHead(text: string): ResponseHead | undefined {
   const lines = text.split('\r\n');
-  const sm = /^HTTP\/1\.[01] (\d{3})(?: .*)?$/.exec(lines[0]!);
+  const sm = STATUS_LINE.exec(lines[0]!);
   if (!sm) return undefined;
   const headers: Array<[string, string]> = [];
   for (let i = 1; i < lines.length; i++) {
-    const c = lines[i]!.indexOf(':');
-    // A line without a name keeps its place (empty), so headers[i] is lines[i]'s.
-    headers.push(c > 0 ? [lines[i]!.slice(0, c).toLowerCase(), lines[i]!.slice(c + 1).trim()] : ['', '']);
+    const f = fieldLine(lines[i]!);
+    if (!f) return undefined;
+    headers.push(f);
   }
   return { status: Number(sm[1]), line: lines[0]!, headers, lines: lines.slice(1) };
 }
@@ -349,6 +564,8 @@ export interface FastDeps {
   pool: LocalPool;
   maxHeaderBytes: number;
   idleTimeoutMs: number;
+  /** Time for each request head, from its first byte (408 after). */
+  headersTimeoutMs: number;
   /** Extra response header lines ("name: value\r\n"), e.g. the destination workload. */
   responseHeaders: string;
   /** Request header names removed before the app (sidecar metadata). */
@@ -356,6 +573,8 @@ export interface FastDeps {
   /** True when this request must go the node:http way (tracing on, say). */
   handoffWanted(): boolean;
   handoff(socket: net.Socket, buffered: Buffer): void;
+  /** The request target as authorized and forwarded, or why it is refused (400); absent: BASE. */
+  admit?(target: string, host: string | undefined): NormalizedTarget;
   authorize:
     | ((
         method: string,
@@ -385,6 +604,36 @@ export interface FastDeps {
   error(code: string): void;
 }
 
+/** Answers 400 WEFT_BAD_PATH with the reason and closes: a request target that cannot be normalized. */
+export function badTarget(socket: Duplex, reason: string, error: (code: string) => void): void {
+  error('WEFT_BAD_PATH');
+  const body = `bad request target: ${reason}\n`;
+  socket.end(
+    `HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nweft-error: WEFT_BAD_PATH\r\nconnection: close\r\n\r\n${body}`,
+    () => socket.destroy(),
+  );
+}
+
+/**
+ * Where a fast path admits a request: `head.target` becomes the normalized target (`d.admit`,
+ * else BASE), or the request is answered 400 and false returned (the connection is closing).
+ */
+export function admitHead(
+  head: Head,
+  socket: Duplex,
+  d: { admit?: FastDeps['admit']; error(code: string): void },
+): boolean {
+  const host = headerValue(head.headers, 'host');
+  const admitted =
+    d.admit?.(head.target, host) ?? normalizeTarget(head.target, DEFAULT_PATH_NORMALIZATION, host);
+  if (!admitted.ok) {
+    badTarget(socket, admitted.reason, d.error);
+    return false;
+  }
+  head.target = admitted.target;
+  return true;
+}
+
 /** Serves one downstream connection on the fast path; `initial` holds bytes already read. */
 export function serveInbound(socket: net.Socket, initial: Buffer, d: FastDeps): void {
   let buf: Buffer<ArrayBufferLike> = initial;
@@ -411,8 +660,16 @@ export function serveInbound(socket: net.Socket, initial: Buffer, d: FastDeps): 
     pump();
   };
   let abortCurrent: (() => void) | undefined;
+  const clock = headClock(d.headersTimeoutMs, () => {
+    if (state === 'head') reply(408, 'Request Timeout', true);
+  });
+  const headDone = () => {
+    clock.stop();
+    d.onHead();
+  };
   const onClose = () => {
     state = 'closed';
+    clock.stop();
     up?.destroy();
     abortCurrent?.();
   };
@@ -423,8 +680,12 @@ export function serveInbound(socket: net.Socket, initial: Buffer, d: FastDeps): 
     for (let guard = 0; guard < 1000; guard++) {
       if (state === 'closed') return;
       if (state === 'head') {
-        const r = readHead(buf, d.maxHeaderBytes, d.onHead);
-        if (r.kind === 'more') return;
+        const r = readHead(buf, d.maxHeaderBytes, headDone);
+        if (r.kind === 'more') {
+          if (buf.length > 0) clock.waiting();
+          return;
+        }
+        clock.stop();
         if (r.kind === 'error') {
           reply(r.status, r.status === 431 ? 'Request Header Fields Too Large' : 'Bad Request', true);
           return;
@@ -436,6 +697,10 @@ export function serveInbound(socket: net.Socket, initial: Buffer, d: FastDeps): 
           return;
         }
         const { head, framing } = r;
+        if (!admitHead(head, socket, d)) {
+          state = 'closed';
+          return;
+        }
         const conn = (get(head.headers, 'connection') ?? '').toLowerCase();
         keepAlive = !conn.includes('close') && !d.draining();
         if (d.authorize) {
@@ -541,7 +806,10 @@ export function serveInbound(socket: net.Socket, initial: Buffer, d: FastDeps): 
       finished = true;
       inRequest = false;
       d.finish({ status, method: head.method, path: head.target, authority, src });
-      if (reusable) d.pool.release(d.port, conn);
+      // The app connection carries another request only once this one's body is all sent: an
+      // early answer leaves the app mid-body, where the next request would be read as body (and
+      // body bytes as requests). The rest of the body is then read here and dropped.
+      if (reusable && reqBody!.done) d.pool.release(d.port, conn);
       else conn.destroy();
       up = undefined;
       if (!keepAlive || d.draining()) {

@@ -91,6 +91,7 @@ describe('outbound fast path on loopback', () => {
       serveOutbound(s, Buffer.alloc(0), {
         maxHeaderBytes: 16 * 1024,
         idleTimeoutMs: 5000,
+        headersTimeoutMs: 500,
         handoffWanted: () => false,
         handoff: (sock, buffered) => {
           handedOff.push(buffered.toString('latin1').split('\r\n', 1)[0]!);
@@ -245,6 +246,25 @@ describe('outbound fast path on loopback', () => {
     await raw('GET /old HTTP/1.0\r\n\r\n', (t) => t.includes('299'));
     assert.deepEqual(handedOff, ['GET /ws HTTP/1.1', 'GET /old HTTP/1.0']);
     assert.equal(seen.length, 0);
+  });
+
+  it('a client slow to send a head gets 408 on every request of a connection, not only the first', async () => {
+    decide = () => ({ kind: 'forward', exchange: exchange([1]) });
+    // The first request is whole; the second stops in the middle of its head.
+    const s = net.connect(frontPort, '127.0.0.1');
+    let got = '';
+    const closed = new Promise<void>((r) => s.on('close', () => r()));
+    s.on('data', (d) => {
+      got += d.toString('latin1');
+    });
+    s.on('error', () => {});
+    s.write('GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTT');
+    // Without a timeout the connection would stay open: the test gives up after 8 s.
+    const giveUp = setTimeout(() => s.destroy(), 8000);
+    await closed;
+    clearTimeout(giveUp);
+    assert.match(got, /app\d GET \/a 0/, 'the first request is answered');
+    assert.match(got, /HTTP\/1\.1 408 /, `the second one times out: ${JSON.stringify(got)}`);
   });
 
   it('refuses malformed heads (400) and oversized ones (431)', async () => {

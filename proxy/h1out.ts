@@ -10,11 +10,13 @@
 // (only a connect failure before it is retried), as on the node:http path.
 import type net from 'node:net';
 import {
+  admitHead,
   BodyTracker,
   type Framing,
   framingOf,
   type Head,
   HOP_BY_HOP,
+  headClock,
   headerValue,
   IDEMPOTENT,
   listenDownstream,
@@ -22,6 +24,7 @@ import {
   passBody,
   readHead,
 } from './h1fast.ts';
+import type { NormalizedTarget } from './pathnorm.ts';
 
 const CRLF2 = Buffer.from('\r\n\r\n');
 const MAX_WAITING = 64 * 1024;
@@ -83,9 +86,13 @@ export interface Exchange {
 export interface OutboundDeps {
   maxHeaderBytes: number;
   idleTimeoutMs: number;
+  /** Time for each request head, from its first byte (408 after). */
+  headersTimeoutMs: number;
   /** True when this connection must go the node:http way from now on (tracing on). */
   handoffWanted(): boolean;
   handoff(socket: net.Socket, buffered: Buffer): void;
+  /** The request target as routed and forwarded, or why it is refused (400); absent: BASE. */
+  admit?(target: string, host: string | undefined): NormalizedTarget;
   decide(head: Head, hasBody: boolean): Decision;
   onHead(): void;
   draining(): boolean;
@@ -122,8 +129,16 @@ export function serveOutbound(socket: net.Socket, initial: Buffer, d: OutboundDe
     buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
     pump();
   };
+  const clock = headClock(d.headersTimeoutMs, () => {
+    if (state === 'head') fatal(408);
+  });
+  const headDone = () => {
+    clock.stop();
+    d.onHead();
+  };
   const onClose = () => {
     state = 'closed';
+    clock.stop();
     abortCurrent?.();
   };
   const detach = listenDownstream(socket, d.idleTimeoutMs, () => inRequest, onData, onClose);
@@ -153,8 +168,12 @@ export function serveOutbound(socket: net.Socket, initial: Buffer, d: OutboundDe
     for (let guard = 0; guard < 1000; guard++) {
       if (state === 'closed') return;
       if (state === 'head') {
-        const r = readHead(buf, d.maxHeaderBytes, d.onHead);
-        if (r.kind === 'more') return;
+        const r = readHead(buf, d.maxHeaderBytes, headDone);
+        if (r.kind === 'more') {
+          if (buf.length > 0) clock.waiting();
+          return;
+        }
+        clock.stop();
         if (r.kind === 'error') {
           fatal(r.status);
           return;
@@ -166,6 +185,10 @@ export function serveOutbound(socket: net.Socket, initial: Buffer, d: OutboundDe
           return;
         }
         const { head, framing } = r;
+        if (!admitHead(head, socket, d)) {
+          state = 'closed';
+          return;
+        }
         const hasBody = framing.kind !== 'none' && !(framing.kind === 'length' && framing.remaining === 0);
         const decision = d.decide(head, hasBody);
         if (decision.kind === 'handoff') {

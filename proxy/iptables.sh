@@ -6,7 +6,8 @@
 #   outbound: every TCP connection the pod opens (except the proxy's own, by UID/GID, and
 #             loopback) is REDIRECTed to WEFT_OUTBOUND_PORT; the proxy reads SO_ORIGINAL_DST.
 #   inbound:  every TCP connection arriving for the pod (except the excluded ports: health,
-#             admin) is REDIRECTed to WEFT_INBOUND_PORT.
+#             admin) is REDIRECTed to WEFT_INBOUND_PORT, including those to the proxy's own
+#             ports, which the proxy then refuses: no other host reaches the outbound listener.
 #
 # Environment (defaults in brackets; the ports and UID come from api/proxyconfig.ts PROXY):
 #   WEFT_PROXY_UID [1337]  WEFT_PROXY_GID [1337]
@@ -49,9 +50,16 @@ install() {
   # Inbound.
   ipt -A WEFT_IN_REDIRECT -p tcp -j REDIRECT --to-ports "$IN_PORT"
   ipt -A PREROUTING -p tcp -j WEFT_INBOUND
-  ipt -A WEFT_INBOUND -p tcp --dport "$IN_PORT" -j RETURN
-  ipt -A WEFT_INBOUND -p tcp --dport "$OUT_PORT" -j RETURN
-  for p in $(echo "$EXCL_IN" | tr ',' ' '); do ipt -A WEFT_INBOUND -p tcp --dport "$p" -j RETURN; done
+  # The proxy's own listeners are captured too (never excluded): a connection from elsewhere to
+  # :$OUT_PORT or :$IN_PORT reaches the inbound listener with that port as its original
+  # destination, and is refused there. Only the pod's own OUTPUT redirect reaches :$OUT_PORT.
+  for p in $(echo "$EXCL_IN" | tr ',' ' '); do
+    if [ "$p" = "$OUT_PORT" ] || [ "$p" = "$IN_PORT" ]; then
+      log "warning: inbound port $p is the proxy's own listener and stays captured"
+      continue
+    fi
+    ipt -A WEFT_INBOUND -p tcp --dport "$p" -j RETURN
+  done
   ipt -A WEFT_INBOUND -p tcp -j WEFT_IN_REDIRECT
 
   # Outbound.

@@ -8,21 +8,38 @@ import net from 'node:net';
 import { Duplex } from 'node:stream';
 import type tls from 'node:tls';
 import type { Endpoint, ProxyConfig, RetryPolicy } from '../api/index.ts';
+import { AppProtocols } from './appproto.ts';
 import { denialMessage } from './authz/enforce.ts';
 import { RetryBudget } from './budget.ts';
 import { http, http2 as lazyHttp2, tls as lazyTls } from './builtins.ts';
 import { MAX_HELLO_BYTES, offersWeftAlpn, parseClientHello } from './clienthello.ts';
 import type { Now, Random } from './clock.ts';
 import { systemNow, systemRandom } from './clock.ts';
-import { detectProtocol, type Protocol, protocolForAppProtocol, SERVER_FIRST_PORTS } from './detect.ts';
+import {
+  detectProtocol,
+  H2_PREFACE_LENGTH,
+  type Protocol,
+  protocolForAppProtocol,
+  SERVER_FIRST_PORTS,
+} from './detect.ts';
 import { type ProxyErrorCode, statusForError } from './errors.ts';
-import { HOP_BY_HOP, headerValue, IDEMPOTENT, KeyedPool, LocalPool, serveInbound } from './h1fast.ts';
+import {
+  badTarget,
+  HOP_BY_HOP,
+  headerValue,
+  IDEMPOTENT,
+  KeyedPool,
+  LocalPool,
+  serveInbound,
+} from './h1fast.ts';
 import { type Decision, serveOutbound } from './h1out.ts';
 import { peerSpiffeId, protocolOfAlpn, type WorkloadIdentity } from './identity/tls.ts';
 import { Balancer, type EndpointStats, newEndpointStats, observeLatency } from './lb.ts';
+import { LocalAddresses } from './localaddr.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import { originalDst } from './native/index.ts';
 import { DEFAULT_OUTLIER_POLICY, OutlierDetector, type OutlierPolicy, type OutlierState } from './outlier.ts';
+import { DEFAULT_PATH_NORMALIZATION, type NormalizedTarget, normalizeTarget } from './pathnorm.ts';
 import { TokenBucket } from './ratelimit.ts';
 import {
   type Backend,
@@ -85,8 +102,14 @@ export interface Limits {
   maxHeaderBytes: number;
   /** Idle keep-alive connections are closed after this. */
   idleTimeoutMs: number;
-  /** Time to wait for the first bytes before giving up on detection (then opaque TCP). */
+  /**
+   * Time to wait for the first bytes before giving up on detection: then opaque TCP if the
+   * client sent something or the server spoke first; a connection where neither did is closed,
+   * and so is an inbound one whose TLS ClientHello is still incomplete.
+   */
   detectTimeoutMs: number;
+  /** Time for an inbound mTLS handshake to finish once its ClientHello is read (closed after). */
+  handshakeTimeoutMs: number;
   /** With no client bytes after this, the upstream connection is opened so a server-first protocol is not delayed. */
   serverFirstGraceMs: number;
   maxConnectionsPerEndpoint: number;
@@ -98,9 +121,13 @@ export const DEFAULT_LIMITS: Limits = {
   maxHeaderBytes: 16 * 1024,
   idleTimeoutMs: 60_000,
   detectTimeoutMs: 10_000,
+  handshakeTimeoutMs: 10_000,
   serverFirstGraceMs: 50,
   maxConnectionsPerEndpoint: 1024,
 };
+
+/** How long the local app has to answer the HTTP/2 preface when its protocol is learnt (proxy/appproto.ts). */
+const APP_PROBE_TIMEOUT_MS = 1_000;
 
 /** Who the proxy serves: this pod. */
 export interface Identity {
@@ -204,9 +231,28 @@ export function mtlsModeFor(config: ProxyConfig | undefined, port: number | unde
   return (port !== undefined ? m.ports.find((p) => p.port === port)?.mode : undefined) ?? m.mode;
 }
 
+/** The trust domain in a SPIFFE ID spiffe://<td>/…. */
+function trustDomainOf(id: string): string | undefined {
+  return /^spiffe:\/\/([^/]+)\//.exec(id)?.[1];
+}
+
 /** The namespace in a SPIFFE ID spiffe://<td>/ns/<ns>/sa/<sa>. */
 function namespaceOfSpiffe(id: string): string | undefined {
   return /\/ns\/([^/]+)\/sa\//.exec(id)?.[1];
+}
+
+/**
+ * The Service an outbound request goes to: by the original destination (a Service VIP), else by
+ * Host among the Services on that port. Never by Host alone: a connection that was not
+ * redirected has no original destination and is not routed.
+ */
+function outboundTarget(
+  t: RoutingTable,
+  dst: { address: string; port: number } | undefined,
+  authority: string | undefined,
+): ServiceTarget | undefined {
+  if (!dst) return undefined;
+  return t.byVip(dst.address, dst.port) ?? t.byAuthority(authority, dst.port);
 }
 
 type DownReq = HttpTypes.IncomingMessage | http2.Http2ServerRequest;
@@ -257,6 +303,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
   const log = opts.log ?? (() => {});
   const authorize = opts.authorize ?? allowAll;
   const inboundTarget = opts.inboundTarget ?? '127.0.0.1';
+  const appProtocols = new AppProtocols(inboundTarget, APP_PROBE_TIMEOUT_MS);
   const transport = new Transport(
     {
       maxConnectionsPerEndpoint: limits.maxConnectionsPerEndpoint,
@@ -288,6 +335,8 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
   let draining = false;
   let drained: (() => void) | undefined;
   const id = opts.identity;
+  /** The bound listener ports (known once listening; opts.ports may say 0). */
+  const ports = { ...opts.ports };
 
   const done = () => {
     inflight--;
@@ -508,6 +557,18 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     return false;
   }
 
+  /**
+   * Where every request is admitted, whatever its transport: the target normalized by the mesh's
+   * pathNormalization, the one authorization, routing and the app all see.
+   */
+  function admit(target: string | undefined, host: string | undefined): NormalizedTarget {
+    return normalizeTarget(
+      target ?? '/',
+      table?.config.mesh.pathNormalization ?? DEFAULT_PATH_NORMALIZATION,
+      host,
+    );
+  }
+
   async function handleHttp(direction: Direction, req: DownReq, res: DownRes): Promise<void> {
     const started = now();
     inflight++;
@@ -523,7 +584,8 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     const t = table;
     const authority = h2 ? headerOf(req.headers, ':authority') : headerOf(req.headers, 'host');
     const method = req.method ?? 'GET';
-    const path = req.url ?? '/';
+    const admitted = admit(req.url, authority);
+    const path = admitted.ok ? admitted.target : (req.url ?? '/');
     let target: ServiceTarget | undefined;
     let upstreamWorkload = 'unknown';
     let upstreamNamespace = 'unknown';
@@ -571,6 +633,11 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     };
     // 'close' follows 'finish' and also comes for aborted responses: one listener does for both.
     res.once('close', finish);
+    if (!admitted.ok) {
+      status = 400;
+      sendError(res, 400, 'WEFT_BAD_PATH', `bad request target: ${admitted.reason}`, direction);
+      return;
+    }
 
     const headers = forwardHeaders(req.headers);
     delete headers[H_SRC_WORKLOAD];
@@ -617,6 +684,9 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
         return;
       }
       const to: UpstreamAddress = { host: inboundTarget, port, meshed: false };
+      // HTTP/2 from the caller is spoken to the app only if the app speaks it (else HTTP/1.1).
+      const upH2 = h2 && (await appProtocols.of(t?.config, ctx.dst?.address ?? '', port)) !== 'http1';
+      if (res.destroyed) return;
       const hasBody = requestHasBody(req);
       const areq: AttemptRequest = { method, path, authority, headers, hasBody };
       let bodyStarted = false;
@@ -626,7 +696,9 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       });
       // Two tries at most: the second only when a pooled connection turned out closed by the app.
       for (let i = 0; i < 2; i++) {
-        const attempt = h2 ? attemptHttp2(transport, to, areq) : attemptHttp1(transport, to, areq, undefined);
+        const attempt = upH2
+          ? attemptHttp2(transport, to, areq)
+          : attemptHttp1(transport, to, areq, undefined);
         current = attempt;
         if (hasBody) {
           attempt.whenConnected(() => {
@@ -671,12 +743,10 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       sendError(res, 503, 'WEFT_NO_ROUTE', 'weft-proxy has no config yet', direction);
       return;
     }
-    target =
-      (ctx.dst ? t.byVip(ctx.dst.address, ctx.dst.port) : undefined) ??
-      t.byAuthority(authority, ctx.dst?.port ?? 80);
+    target = outboundTarget(t, ctx.dst, authority);
     if (!target) {
       if (ctx.dst && t.config.mesh.outboundTrafficPolicy === 'ALLOW_ANY') {
-        await forwardPassthrough(req, res, ctx.dst, headers, authority, h2);
+        await forwardPassthrough(req, res, ctx.dst, headers, authority, path, h2);
         return;
       }
       sendError(
@@ -971,12 +1041,13 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     dst: { address: string; port: number },
     headers: Record<string, string | string[]>,
     authority: string | undefined,
+    path: string,
     h2: boolean,
   ): Promise<void> {
     const to = { host: dst.address, port: dst.port, meshed: false };
     const areq = {
       method: req.method ?? 'GET',
-      path: req.url ?? '/',
+      path,
       authority,
       headers,
       hasBody: requestHasBody(req),
@@ -1010,6 +1081,12 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     let to: UpstreamAddress | undefined;
     let service = 'unknown';
     const t = table;
+    const admitted = admit(req.url, headerOf(req.headers, 'host'));
+    if (!admitted.ok) {
+      badTarget(socket, admitted.reason, (code) => metrics.proxyErrors.inc({ direction, code }));
+      return;
+    }
+    const path = admitted.target;
     if (direction === 'inbound') {
       if (t) {
         const v = authorize(
@@ -1021,7 +1098,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
             peerIdentity: ctx?.peer,
             sourceIp: ctx?.sourceIp ?? '',
             method: req.method ?? 'GET',
-            path: req.url ?? '/',
+            path,
             host: headerOf(req.headers, 'host'),
             headers: req.headers,
           },
@@ -1038,13 +1115,11 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       }
       if (ctx?.dst) to = { host: inboundTarget, port: ctx.dst.port, meshed: false };
     } else if (t) {
-      const target =
-        (ctx?.dst ? t.byVip(ctx.dst.address, ctx.dst.port) : undefined) ??
-        t.byAuthority(headerOf(req.headers, 'host'), ctx?.dst?.port ?? 80);
+      const target = outboundTarget(t, ctx?.dst, headerOf(req.headers, 'host'));
       if (target) {
         const route = t.route(target, {
           method: req.method ?? 'GET',
-          path: req.url ?? '/',
+          path,
           header: (n) => headerOf(req.headers, n),
         });
         const backend = pickBackend(route, random);
@@ -1060,7 +1135,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       return;
     }
     const up = transport.connect(to);
-    const lines = [`${req.method} ${req.url} HTTP/1.1`];
+    const lines = [`${req.method} ${path} HTTP/1.1`];
     for (let i = 0; i < req.rawHeaders.length; i += 2)
       lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
     up.write(`${lines.join('\r\n')}\r\n\r\n`);
@@ -1271,6 +1346,24 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     };
   }
 
+  // A listener owned by the pod accepts only what the pod's own redirect sends it: outbound,
+  // a connection of the pod's own processes (OUTPUT rule) to somewhere else; inbound, a
+  // connection to one of the app's ports (PREROUTING rule). Never an open proxy for other hosts.
+  const localAddresses = new LocalAddresses(now);
+  let lastRefusalLog = Number.NEGATIVE_INFINITY;
+  function notRedirected(
+    direction: Direction,
+    socket: net.Socket,
+    dst: { address: string; port: number } | undefined,
+  ): string | undefined {
+    if (!dst) return "no original destination (not redirected by the pod's iptables rules)";
+    if (direction === 'outbound' && !localAddresses.has(socket.remoteAddress))
+      return "the outbound listener serves only the pod's own connections";
+    if (direction === 'inbound' && (dst.port === ports.outbound || dst.port === ports.inbound))
+      return `the original destination port ${dst.port} is the proxy's own listener`;
+    return undefined;
+  }
+
   function makeListener(direction: Direction): net.Server {
     const servers = makeHttpServers(direction);
     if (direction === 'inbound') inboundServers = servers;
@@ -1295,6 +1388,17 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
         socket.destroy();
         return;
       }
+      const refusal = notRedirected(direction, socket, dst);
+      if (refusal) {
+        metrics.proxyErrors.inc({ direction, code: 'WEFT_NOT_REDIRECTED' });
+        // Logged at most every 10 s: whoever floods the port does not flood the log.
+        if (now() - lastRefusalLog >= 10_000) {
+          lastRefusalLog = now();
+          log('warn', `${direction} connection refused: ${refusal}`, { source: socket.remoteAddress, dst });
+        }
+        socket.destroy();
+        return;
+      }
       const ctx: ConnContext = { direction, dst, target: undefined, sourceIp: socket.remoteAddress };
       const t = table;
       if (direction === 'outbound' && dst && t) ctx.target = t.byVip(dst.address, dst.port);
@@ -1306,6 +1410,13 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
         dst !== undefined &&
         SERVER_FIRST_PORTS.has(dst.port) &&
         (direction === 'outbound' || mtlsModeFor(t?.config, dst.port) === 'DISABLE');
+      if (declared === 'http1' && !serverFirst) {
+        // A port declared HTTP still takes h2c prior knowledge, as gRPC clients send it.
+        peekH2Preface(socket, (h2, buf) =>
+          dispatch(direction, socket, ctx, h2 ? 'h2' : 'http1', buf, servers),
+        );
+        return;
+      }
       if (declared || serverFirst) {
         dispatch(direction, socket, ctx, declared ?? 'tcp', Buffer.alloc(0), servers);
         return;
@@ -1314,6 +1425,29 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     });
     server.on('error', (e) => log('error', `${direction} listener error: ${e.message}`));
     return server;
+  }
+
+  /**
+   * Reads until the first bytes are, or cannot be, the HTTP/2 preface; a silent client is
+   * closed after the detection timeout, as in detect().
+   */
+  function peekH2Preface(socket: net.Socket, then: (h2: boolean, buf: Buffer) => void): void {
+    let buf: Buffer = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      const p = detectProtocol(buf);
+      if (p === 'more' && buf.length < H2_PREFACE_LENGTH) return;
+      clearTimeout(giveUp);
+      socket.off('data', onData);
+      socket.pause();
+      then(p === 'h2', buf);
+    };
+    const giveUp = setTimeout(() => {
+      socket.off('data', onData);
+      socket.destroy();
+    }, limits.detectTimeoutMs);
+    socket.on('data', onData);
+    socket.resume();
   }
 
   function detect(
@@ -1377,7 +1511,13 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     const giveUp = setTimeout(() => {
       if (settled) return;
       cleanup();
-      if (buf.length === 0 && !pre) {
+      // Nothing from either side (the server would have spoken first by now), or inbound, a
+      // TLS ClientHello still incomplete: a stalled connection, closed so it cannot hold one of
+      // the listener's connections (nor the app's) for ever.
+      const stalledHello = direction === 'inbound' && buf[0] === 0x16;
+      if ((buf.length === 0 && (direction === 'inbound' || !pre)) || stalledHello) {
+        metrics.proxyErrors.inc({ direction, code: 'WEFT_DETECT_TIMEOUT' });
+        pre?.destroy();
         socket.destroy();
         return;
       }
@@ -1420,10 +1560,12 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       pool: localPool,
       maxHeaderBytes: limits.maxHeaderBytes,
       idleTimeoutMs: limits.idleTimeoutMs,
+      headersTimeoutMs: limits.headersTimeoutMs,
       responseHeaders: fastResponseHeaders,
       strip: fastStrip,
       handoffWanted: () => opts.tracing?.active() === true,
       handoff: (_s, buffered) => handoff(buffered),
+      admit,
       authorize: auth
         ? (method, path, headers) => {
             if (!table) return { allow: true };
@@ -1553,8 +1695,10 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     serveOutbound(socket, initial, {
       maxHeaderBytes: limits.maxHeaderBytes,
       idleTimeoutMs: limits.idleTimeoutMs,
+      headersTimeoutMs: limits.headersTimeoutMs,
       handoffWanted: () => opts.tracing?.active() === true,
       handoff: (_s, buffered) => handoff(buffered),
+      admit,
       onHead,
       draining: () => draining,
       error: (code) => metrics.proxyErrors.inc({ direction: 'outbound', code }),
@@ -1565,9 +1709,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
         const r = { method, path, authority };
         const t = table;
         if (!t) return reply(503, 'WEFT_NO_ROUTE', 'weft-proxy has no config yet', 'unknown', r);
-        const found =
-          (ctx.dst ? t.byVip(ctx.dst.address, ctx.dst.port) : undefined) ??
-          t.byAuthority(authority, ctx.dst?.port ?? 80);
+        const found = outboundTarget(t, ctx.dst, authority);
         if (!found) {
           if (ctx.dst && t.config.mesh.outboundTrafficPolicy === 'ALLOW_ANY') return { kind: 'handoff' };
           return reply(
@@ -1721,14 +1863,18 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     transport.identity = wi;
     const server = new (lazyTls().Server)({
       ...wi.serverOptions(),
-      handshakeTimeout: limits.headersTimeoutMs,
+      handshakeTimeout: limits.handshakeTimeoutMs,
     });
     wi.track(server);
     server.on('secureConnection', (t: tls.TLSSocket) => {
       const ctx = tlsConn.getStore();
       const peer = peerSpiffeId(t);
-      if (!ctx || !peer) {
+      // The chain is verified against the trust bundle; the SPIFFE ID must also be of this
+      // mesh's trust domain (a CA may sign for several: its other domains are not this mesh).
+      const trustDomain = table?.config.mesh.trustDomain ?? trustDomainOf(wi.id);
+      if (!ctx || !peer || trustDomainOf(peer) !== trustDomain) {
         metrics.mtlsFailures.inc({ direction: 'inbound', reason: 'WEFT_PEER_IDENTITY' });
+        log('warn', 'inbound mTLS peer refused: no SPIFFE ID of this trust domain', { peer, trustDomain });
         t.destroy();
         return;
       }
@@ -1746,7 +1892,10 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
         inboundServers!,
       );
     });
-    server.on('tlsClientError', (e: NodeJS.ErrnoException) => {
+    server.on('tlsClientError', (e: NodeJS.ErrnoException, t: tls.TLSSocket) => {
+      // With a listener here node leaves the socket open: a handshake that failed or timed out
+      // (handshakeTimeout, e.g. a caller that stopped after its ClientHello) is closed now.
+      t.destroy();
       metrics.mtlsFailures.inc({ direction: 'inbound', reason: e.code ?? 'TLS_ERROR' });
       log('warn', 'inbound mTLS handshake failed', { code: e.code, err: e.message });
     });
@@ -1874,16 +2023,16 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     new Promise<void>((r, j) => outbound.once('error', j).listen(opts.ports.outbound, host, () => r())),
     new Promise<void>((r, j) => inbound.once('error', j).listen(opts.ports.inbound, host, () => r())),
   ]);
+  ports.outbound = (outbound.address() as net.AddressInfo).port;
+  ports.inbound = (inbound.address() as net.AddressInfo).port;
 
   const handle: ProxyHandle = {
-    ports: {
-      outbound: (outbound.address() as net.AddressInfo).port,
-      inbound: (inbound.address() as net.AddressInfo).port,
-    },
+    ports: { ...ports },
     setWorkloadIdentity,
     apply(config) {
       table = new RoutingTable(config);
       backendCache.clear();
+      appProtocols.clear();
       const keys = new Set<string>();
       for (const s of config.services)
         for (const e of s.endpoints) for (const p of Object.values(e.ports)) keys.add(`${e.address}:${p}`);

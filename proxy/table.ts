@@ -1,6 +1,7 @@
 // The routing table: a ProxyConfig compiled once per config swap into the maps the hot path
 // needs (service by VIP:port, by hostname; routes by service), so a request does lookups only.
 import type { Endpoint, ProxyConfig, RetryPolicy, Route, Service, ServicePort } from '../api/index.ts';
+import { compileRegex, type Matcher } from '../api/regex.ts';
 import type { Random } from './clock.ts';
 import type { LbType } from './lb.ts';
 
@@ -48,7 +49,7 @@ export class RoutingTable {
   readonly #byId = new Map<string, Service>();
   readonly #routes = new Map<string, RouteEntry[]>();
   readonly #defaults = new Map<string, CompiledRoute>();
-  readonly #regexes = new Map<string, RegExp>();
+  readonly #regexes = new Map<string, Matcher>();
 
   constructor(config: ProxyConfig) {
     this.config = config;
@@ -158,10 +159,10 @@ export class RoutingTable {
     };
   }
 
-  #regex(src: string): RegExp {
+  #regex(src: string): Matcher {
     let re = this.#regexes.get(src);
     if (!re) {
-      re = new RegExp(`^(?:${src})$`);
+      re = compileRegex(src);
       this.#regexes.set(src, re);
     }
     return re;

@@ -75,6 +75,10 @@ describe('decision', () => {
     pod.metadata!.annotations![ANNOTATIONS.excludeOutboundCidrs] = '';
     pod.metadata!.annotations![ANNOTATIONS.excludeInboundPorts] = '80,70000';
     assert.match(injectPod(pod, LABELLED, MESH, OPTS).reasons[0]!, /exclude-inbound-ports: "70000"/);
+    pod.metadata!.annotations![ANNOTATIONS.excludeInboundPorts] = '80, 15001';
+    const own = injectPod(pod, LABELLED, MESH, OPTS);
+    assert.equal(own.action, 'deny');
+    assert.match(own.reasons[0]!, /exclude-inbound-ports: 15001 is a port of the Weft proxy's own listeners/);
   });
 
   test("the Mesh's namespace selector replaces the default label", () => {

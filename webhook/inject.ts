@@ -399,6 +399,13 @@ export function injectPod(
         annotations[ANNOTATIONS.excludeOutboundCidrs] ?? '',
       ),
     };
+    // The proxy's own listeners stay captured inbound, so no other host reaches them (15001 would
+    // otherwise proxy anyone's request with this pod's identity); iptables.sh keeps them anyway.
+    const own = exclude.inboundPorts.find((p) => p === PROXY.outboundPort || p === PROXY.inboundPort);
+    if (own !== undefined)
+      throw new Error(
+        `annotation ${ANNOTATIONS.excludeInboundPorts}: ${own} is a port of the Weft proxy's own listeners, which are never excluded (only the pod's own redirect may reach them); remove it`,
+      );
   } catch (err) {
     return { action: 'deny', patch: [], reasons: [(err as Error).message] };
   }

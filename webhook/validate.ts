@@ -1,5 +1,5 @@
 // Semantic checks of Weft's custom resources that a CRD schema cannot express: they need
-// other objects (one Mesh, TrafficSplit cycles and conflicts), or a real regular-expression
+// other objects (one Mesh, TrafficSplit cycles and conflicts), or the RE2 regular-expression
 // engine, or quantity arithmetic. Errors deny admission and name the field; references to
 // objects that do not exist yet only warn, because GitOps tools apply in any order.
 import {
@@ -7,12 +7,14 @@ import {
   AuthorizationPolicySpec as AuthorizationPolicySpecSchema,
   canonicalJson,
   check,
+  durationMs,
   type FieldError,
   type MeshSpec,
   MeshSpec as MeshSpecSchema,
   type TrafficSplitSpec,
   TrafficSplitSpec as TrafficSplitSpecSchema,
 } from '../api/index.ts';
+import { matchRegexErrors } from '../api/regex.ts';
 
 /** What the checks may ask of the cluster. The server answers from the apiserver; tests from memory. */
 export interface ClusterView {
@@ -99,14 +101,6 @@ export function parseQuantity(q: string): number {
   return Number(m[1]) * UNITS[m[2] ?? '']!;
 }
 
-/** A Go duration ("1h30m", "250ms") in milliseconds. */
-export function parseDurationMs(d: string): number {
-  let total = 0;
-  for (const [, n, unit] of d.matchAll(/([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)/g))
-    total += Number(n) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit as 'ms' | 's' | 'm' | 'h'];
-  return total;
-}
-
 async function validateMesh(
   obj: ReviewedObject,
   spec: MeshSpec,
@@ -136,8 +130,8 @@ async function validateMesh(
   }
   const d = spec.defaults;
   if (d?.timeout && d.retries?.perTryTimeout) {
-    const t = parseDurationMs(d.timeout);
-    if (t > 0 && parseDurationMs(d.retries.perTryTimeout) > t)
+    const t = durationMs(d.timeout);
+    if (t > 0 && durationMs(d.retries.perTryTimeout) > t)
       errors.push({
         field: 'spec.defaults.retries.perTryTimeout',
         message: `${d.retries.perTryTimeout} is longer than defaults.timeout ${d.timeout}: no retry could ever run`,
@@ -159,15 +153,6 @@ async function validateMesh(
 
 // --- TrafficSplit -----------------------------------------------------------------------
 
-function regexError(field: string, value: string): FieldError | undefined {
-  try {
-    new RegExp(value);
-    return undefined;
-  } catch (err) {
-    return { field, message: `"${value}" is not a valid regular expression: ${(err as Error).message}` };
-  }
-}
-
 /** Canonical form of a split's match set: two splits with the same one conflict. */
 function matchKey(spec: TrafficSplitSpec): string {
   const matches = (spec.matches ?? []).map((m) =>
@@ -187,19 +172,7 @@ async function validateTrafficSplit(
   spec: TrafficSplitSpec,
   view: ClusterView,
 ): Promise<ValidationResult> {
-  const errors: FieldError[] = [];
-  (spec.matches ?? []).forEach((m, i) => {
-    if (m.path?.type === 'RegularExpression') {
-      const e = regexError(`spec.matches[${i}].path.value`, m.path.value);
-      if (e) errors.push(e);
-    }
-    (m.headers ?? []).forEach((h, j) => {
-      if (h.type === 'RegularExpression' && h.value !== undefined) {
-        const e = regexError(`spec.matches[${i}].headers[${j}].value`, h.value);
-        if (e) errors.push(e);
-      }
-    });
-  });
+  const errors: FieldError[] = matchRegexErrors(spec.matches ?? [], 'spec.matches');
 
   const others = (await view.trafficSplits(obj.namespace)).filter((s) => s.name !== obj.name);
   const key = matchKey(spec);

@@ -11,9 +11,17 @@
 // Within a rule: every from[] entry is an alternative (any), every to[] too, every when[]
 // must hold (all); inside a source or operation every field present must match (all), a
 // field matches when any of its values matches, a not* field when none does.
-// HTTP-only fields (methods, paths, hosts, request.headers) on a TCP connection: a rule of an
-// ALLOW or AUDIT policy that uses them never matches; in a DENY policy they are ignored, so
-// the DENY still applies — both fail closed.
+// HTTP-only fields (methods, paths, hosts, request.headers) on a TCP connection, as Istio: a rule
+// of an ALLOW policy that uses them never matches (fewer connections allowed); in a DENY or
+// AUDIT policy they are ignored, so the rest of the rule still applies (more connections denied
+// or audited).
+// Strings match as Istio's: "value" exactly, "prefix*", "*suffix", and "*" any non-empty value
+// (for request.headers: any present header), case-sensitive except hosts. Methods are compared
+// as sent (the CRD refuses lower-case ones). Paths are matched on the path the proxy normalized
+// (proxy/pathnorm.ts), without the query. Hosts match the Host or :authority lower-cased and
+// without a trailing dot; a pattern without a port matches the authority with or without its
+// port ("web.shop" matches "web.shop:8080": restrict ports with `ports`), a pattern with a port
+// only that port.
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import type { AuthzPolicy, Rule } from '../../api/index.ts';
 
@@ -67,9 +75,9 @@ export function selects(policy: Pick<AuthzPolicy, 'selector'>, labels: Record<st
   return Object.entries(want).every(([k, v]) => labels[k] === v);
 }
 
-/** Istio-style string match: exact, "*" alone, "prefix*" or "*suffix". */
+/** Istio-style string match: exact, "prefix*", "*suffix", or "*" alone: any non-empty value. */
 export function wildcardMatch(pattern: string, value: string): boolean {
-  if (pattern === '*') return true;
+  if (pattern === '*') return value !== '';
   if (pattern.endsWith('*')) return value.startsWith(pattern.slice(0, -1));
   if (pattern.startsWith('*')) return value.endsWith(pattern.slice(1));
   return pattern === value;
@@ -106,7 +114,7 @@ type Pred = (r: AuthzRequest) => boolean;
 interface CompiledRule {
   index: number;
   usesHttp: boolean;
-  /** Matches, treating HTTP-only conditions as satisfied (used by DENY on TCP). */
+  /** Matches, treating HTTP-only conditions as satisfied (used by DENY and AUDIT on TCP). */
   matchIgnoringHttp: Pred;
   match: Pred;
 }
@@ -148,12 +156,22 @@ const any =
   (r) =>
     preds.some((p) => p(r));
 
-function hostMatch(pattern: string, host: string): boolean {
-  const h = host.toLowerCase();
-  const p = pattern.toLowerCase();
-  const noPort = h.replace(/:\d+$/, '');
-  return wildcardMatch(p, h) || wildcardMatch(p, noPort);
+/** Lower case, and no trailing dot on the host name ("Web.Shop.:80" → "web.shop:80"). */
+function canonicalHost(authority: string): string {
+  return authority.toLowerCase().replace(/\.(:\d+)?$/, '$1');
 }
+
+/** A host pattern against the authority: with its port, or (pattern without one) without it. */
+function hostMatch(pattern: string, authority: string): boolean {
+  const h = canonicalHost(authority);
+  const p = canonicalHost(pattern);
+  if (wildcardMatch(p, h)) return true;
+  const noPort = h.replace(/:\d+$/, '');
+  return noPort !== h && !/:\d+$/.test(p) && wildcardMatch(p, noPort);
+}
+
+/** request.headers: "*" means present (Istio's present match), even with an empty value. */
+const headerMatch = (pattern: string, value: string) => pattern === '*' || wildcardMatch(pattern, value);
 
 function compileRule(rule: Rule, index: number, opts: AuthzOptions): CompiledRule {
   // Each condition is [predicate, isHttpOnly].
@@ -188,12 +206,7 @@ function compileRule(rule: Rule, index: number, opts: AuthzOptions): CompiledRul
     if (o.ports) tcp.push((r) => o.ports!.includes(r.port));
     if (o.notPorts) tcp.push((r) => !o.notPorts!.includes(r.port));
     const http: Pred[] = [
-      ...field(
-        o.methods,
-        o.notMethods,
-        (r) => r.http?.method,
-        (a, b) => a === b,
-      ),
+      ...field(o.methods, o.notMethods, (r) => r.http?.method),
       ...field(o.paths, o.notPaths, (r) => r.http?.path.split('?')[0]),
       ...field(o.hosts, o.notHosts, (r) => r.http?.host, hostMatch),
     ];
@@ -205,7 +218,7 @@ function compileRule(rule: Rule, index: number, opts: AuthzOptions): CompiledRul
   for (const c of rule.when ?? []) {
     const hm = /^request\.headers\[(.+)\]$/.exec(c.key);
     if (hm) {
-      whenHttp.push(...field(c.values, c.notValues, (r) => header(r, hm[1]!)));
+      whenHttp.push(...field(c.values, c.notValues, (r) => header(r, hm[1]!), headerMatch));
       continue;
     }
     if (c.key === 'source.ip') {
@@ -254,7 +267,7 @@ function firstMatch(p: CompiledPolicy, req: AuthzRequest): number | undefined {
   const isTcp = !req.http;
   for (const rule of p.rules) {
     if (isTcp && rule.usesHttp) {
-      if (p.action === 'DENY' && rule.matchIgnoringHttp(req)) return rule.index;
+      if (p.action !== 'ALLOW' && rule.matchIgnoringHttp(req)) return rule.index;
       continue;
     }
     if (rule.match(req)) return rule.index;

@@ -32,3 +32,29 @@ GYP="$ROOT/node_modules/.bin/node-gyp"
 log "building with headers from $nodedir/include/node"
 "$GYP" rebuild --nodedir="$nodedir" --loglevel=warn >&2
 log "built $(pwd)/build/Release/original_dst.node"
+
+# The RE2 engine of RegularExpression matches (npm package re2, loaded by api/regex.ts). Its own
+# install script downloads a prebuilt addon or builds it with node-gyp, which without internet
+# fails for want of headers; it is an optional dependency so that `npm install` goes on, and is
+# built here with the headers found above (a few minutes: it compiles RE2 and Abseil).
+RE2_DIR="$ROOT/node_modules/re2"
+if [[ -d "$RE2_DIR" && ! -f "$RE2_DIR/build/Release/re2.node" ]]; then
+  # Built once per re2 version and Node ABI, cached outside the repository (a clean clone's
+  # `npm ci` would otherwise compile RE2 and Abseil again on every run).
+  re2_version=$(sed -n 's/^  "version": "\(.*\)",$/\1/p' "$RE2_DIR/package.json")
+  abi=$("$ROOT/node_modules/.bin/node" -p process.versions.modules 2>/dev/null || echo unknown)
+  cache="${WEFT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/weft}/re2/$re2_version-abi$abi"
+  if [[ -f "$cache/re2.node" ]]; then
+    mkdir -p "$RE2_DIR/build/Release"
+    cp "$cache/re2.node" "$RE2_DIR/build/Release/re2.node"
+    log "re2 addon taken from the cache ($cache)"
+  else
+    log "building the re2 addon with headers from $nodedir/include/node (RE2 and Abseil: minutes, once)"
+    RE2_GYP="$RE2_DIR/node_modules/.bin/node-gyp"
+    [[ -x "$RE2_GYP" ]] || RE2_GYP="$GYP"
+    (cd "$RE2_DIR" && "$RE2_GYP" rebuild -j max --nodedir="$nodedir" --loglevel=warn >&2)
+    strip --strip-unneeded "$RE2_DIR/build/Release/re2.node" 2>/dev/null || true
+    mkdir -p "$cache" && cp "$RE2_DIR/build/Release/re2.node" "$cache/re2.node"
+    log "built $RE2_DIR/build/Release/re2.node (cached in $cache)"
+  fi
+fi

@@ -390,6 +390,28 @@ describe('operator on a real control plane', () => {
     assert.equal((await getSplit('canary')).metadata.resourceVersion, splitRv);
   });
 
+  test('a corrupted or deleted config part (manifest intact) is repaired', async () => {
+    await op!.idle();
+    const first = async () => (await configMaps(NS)).find((c) => c.metadata.name === 'weft-proxy-config')!;
+    const good = (await first()).binaryData!['part-000.gz']!;
+    const intact = () =>
+      waitFor('the part is rewritten from the config', async () => {
+        const cm = await first();
+        return cm.binaryData?.['part-000.gz'] === good && (await proxyConfig()) ? true : undefined;
+      });
+    // Corrupted: the manifest still names the current version, so comparing versions sees nothing.
+    let cm = await first();
+    await client.update(RESOURCES.configMaps, {
+      ...cm,
+      binaryData: { 'part-000.gz': Buffer.from('not the gzip the manifest hashes').toString('base64') },
+    });
+    await intact();
+    // Deleted.
+    cm = await first();
+    await client.update(RESOURCES.configMaps, { ...cm, binaryData: {} });
+    await intact();
+  });
+
   test('a namespace leaving the mesh loses its ConfigMaps', async () => {
     assert.ok((await configMaps('web')).length > 0);
     const ns = await client.get(RESOURCES.namespaces, 'web');

@@ -404,7 +404,23 @@ describe('validation through the apiserver', () => {
         }),
       ),
     );
-    assert.match(msg, /spec\.matches\[0\]\.path\.value: "\/\(v1" is not a valid regular expression/);
+    assert.match(msg, /spec\.matches\[0\]\.path\.value: "\/\(v1" is not an RE2 regular expression/);
+  });
+
+  test('a regular expression outside RE2 (backreference, lookahead) is refused, naming the field', async () => {
+    // Both compile on a backtracking engine, which is what let ^/(a+)+$-style patterns freeze sidecars.
+    const msg = await refusal(
+      createSplit(
+        split('re2', 'svc-r', ['svc-r1'], {
+          matches: [
+            { path: { type: 'RegularExpression', value: '/(a+)\\1' } },
+            { headers: [{ name: 'x-user', type: 'RegularExpression', value: '(?!admin).*' }] },
+          ],
+        }),
+      ),
+    );
+    assert.match(msg, /spec\.matches\[0\]\.path\.value: "\/\(a\+\)\\1" is not an RE2 regular expression/);
+    assert.match(msg, /spec\.matches\[1\]\.headers\[0\]\.value: .* is not an RE2 regular expression/);
   });
 
   test('a Mesh whose proxy requests exceed its limits is refused, naming the field', async () => {

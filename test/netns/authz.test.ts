@@ -48,6 +48,17 @@ const policies: AuthzPolicy[] = [
     rules: [{ to: [{ operation: { ports: [9000] } }] }],
   },
   {
+    // Istio's string matches on methods: "G*" (prefix) and "*" (any method).
+    name: 'shop/wildcard-methods',
+    namespace: 'shop',
+    action: 'DENY',
+    selector: { matchLabels: { app: 'web' } },
+    rules: [
+      { to: [{ operation: { methods: ['G*'], paths: ['/g/*'] } }] },
+      { to: [{ operation: { methods: ['*'], paths: ['/any/*'] } }] },
+    ],
+  },
+  {
     // Selects other pods only: must not apply to the server.
     name: 'shop/db-only',
     namespace: 'shop',
@@ -130,6 +141,24 @@ describe('authorization at the server sidecar', { timeout: 240_000 }, () => {
     assert.equal(other.first.status, 403, '/admin* is a prefix match');
     const fine = await good.send<HttpMany>({ op: 'http', url: 'http://10.96.0.10/ad' });
     assert.equal(fine.first.status, 200);
+  });
+
+  it('a DENY with methods ["G*"] or ["*"] denies what it names (Istio prefix and presence matches)', async () => {
+    const g = await good.send<HttpMany>({ op: 'http', url: 'http://10.96.0.10/g/x' });
+    assert.equal(g.first.status, 403);
+    assert.match(g.first.body, /access denied by shop\/wildcard-methods rule 0/);
+    const post = await good.send<HttpMany>({
+      op: 'http',
+      url: 'http://10.96.0.10/g/x',
+      method: 'POST',
+      body: 'x',
+    });
+    assert.equal(post.first.status, 200, 'G* does not match POST');
+    for (const method of ['GET', 'DELETE', 'PATCH']) {
+      const any = await good.send<HttpMany>({ op: 'http', url: 'http://10.96.0.10/any/x', method });
+      assert.equal(any.first.status, 403, `* matches ${method}`);
+      assert.match(any.first.body, /access denied by shop\/wildcard-methods rule 1/);
+    }
   });
 
   it('a denied opaque TCP connection is closed before reaching the app', async () => {

@@ -120,4 +120,30 @@ describe('the bundled sidecar (dist/weft.js proxy)', { timeout: 180_000 }, () =>
     const r = await agent.send<HttpMany>({ op: 'http', url: 'http://10.96.0.10/', n: 5 });
     assert.deepEqual(r.statuses, { 200: 5 });
   });
+
+  it('RegularExpression matches run on the RE2 addon shipped next to the bundle', async () => {
+    const c = config();
+    // A route whose only backend is a Service without endpoints: matched requests get 503.
+    c.services.push(service('nowhere', 'shop', '10.96.0.40', 80, []));
+    c.routes = [
+      {
+        name: 'shop/redos',
+        service: 'shop/web',
+        matches: [{ path: { type: 'RegularExpression', value: '^/(a+)+$' } }],
+        backends: [{ service: 'shop/nowhere', weight: 1 }],
+      },
+    ];
+    c.version = 'regex-1';
+    await topo.writeConfig(c);
+    const applied = await eventually(async () => (await metrics('127.0.0.1')).includes('version="regex-1"'));
+    assert.ok(applied, `applied:\n${topo.logs.get('proxy-client')!.join('')}`);
+    const matched = await agent.send<HttpMany>({ op: 'http', url: 'http://10.96.0.10/aaa' });
+    assert.equal(matched.first.status, 503, 'the regex route matched');
+    const attack = await agent.send<HttpMany>({
+      op: 'http',
+      url: `http://10.96.0.10/${'a'.repeat(2000)}!`,
+      n: 3,
+    });
+    assert.deepEqual(attack.statuses, { 200: 3 }, 'no match, served by the default route, in linear time');
+  });
 });

@@ -121,6 +121,33 @@ describe('routing and resilience in network namespaces', { timeout: 300_000 }, (
     assert.equal(other.backends.s3, undefined, 'GET does not match the POST rule');
   });
 
+  // The timeout only ends the test if the sidecar freezes (the bug); nothing asserts on time.
+  it('a ReDoS path regex (^/(a+)+$) with a 31-character path leaves the sidecar serving bystanders', {
+    timeout: 120_000,
+  }, async () => {
+    // On a backtracking engine this 31-character path froze the caller's sidecar for 11.8 s (and
+    // failed 164 bystander requests); the 2,000-character one would never finish. RE2 is linear.
+    await apply(
+      config([
+        route({
+          name: 'shop/redos',
+          matches: [{ path: { type: 'RegularExpression', value: '^/(a+)+$' } }],
+          backends: [{ service: 'shop/web-v2', weight: 1 }],
+        }),
+        route({}),
+      ]),
+    );
+    const attacks = [31, 2000].map((n) => get(`/${'a'.repeat(n - 2)}!`, { n: 3 }));
+    const bystanders = get('/', { n: 100, concurrency: 4 });
+    const [short, long, others] = await Promise.all([...attacks, bystanders]);
+    assert.deepEqual(others!.statuses, { 200: 100 }, 'every bystander request succeeded');
+    for (const r of [short!, long!]) {
+      assert.deepEqual(r.statuses, { 200: 3 });
+      assert.equal(r.backends.s3, undefined, 'the attack paths do not match the regex route');
+    }
+    assert.deepEqual((await get('/aaaa', { n: 4 })).backends, { s3: 4 }, 'the regex route still matches');
+  });
+
   it('round robin alternates; consistent hash pins a key to one endpoint', async () => {
     await apply(config([route({ loadBalancer: { type: 'ROUND_ROBIN' } })]));
     assert.deepEqual((await get('/', { n: 20 })).backends, { s1: 10, s2: 10 });
@@ -166,6 +193,25 @@ describe('routing and resilience in network namespaces', { timeout: 300_000 }, (
     const r = await get('/fail-every-other', { n: 100 });
     assert.ok((r.statuses['503'] ?? 0) > 0, `some 503s got through: ${JSON.stringify(r.statuses)}`);
     assert.ok(metricValue(await metrics(), 'weft_retries_total{', 'outcome="budget_exhausted"') > before);
+  });
+
+  it('a timeout past the timer limit (600 h) is refused and the last good config keeps serving', async () => {
+    const good = config([route({ timeoutMs: 0 })]);
+    await apply(good);
+    // Node fires a timer longer than 2^31-1 ms after 1 ms: applied, this config answered 504 at once.
+    const bad = config([route({ timeoutMs: 600 * 3_600_000 })]);
+    await topo.writeConfig(bad);
+    let status: { version: string; lastError?: { message: string } } | undefined;
+    const settled = await eventually(async () => {
+      const r = await agent.send<HttpMany>({ op: 'http', url: 'http://127.0.0.1:15000/config' });
+      status = (JSON.parse(r.first.body) as { status: typeof status }).status;
+      return status?.version === bad.version || status?.lastError?.message.includes(bad.version) === true;
+    });
+    assert.ok(settled, `the proxy applied or refused ${bad.version}: ${JSON.stringify(status)}`);
+    const r = await get('/delay/100', { n: 5 });
+    assert.deepEqual(r.statuses, { 200: 5 }, 'requests are served, not answered 504 by an overflowed timer');
+    assert.equal(status?.version, good.version, 'the last good config stays in force');
+    assert.match(status?.lastError?.message ?? '', /routes\[0\]\.timeoutMs/);
   });
 
   it('route timeout answers 504; an injected delay is served after the delay', async () => {

@@ -1,0 +1,150 @@
+// How the reconcilers report: the status writer (conditions merged by type, server-side apply
+// on the status subresource, only when something changed) and the Event recorder (a Warning
+// Event when a resource starts failing). Both count what they write (OperatorHandle.stats).
+import { randomBytes } from 'node:crypto';
+import type { Condition } from '../api/index.ts';
+import { type KubeClient, type KubeObject, RESOURCES, type ResourceType } from '../kube/client.ts';
+import { type ConditionInput, mergeConditions, sameConditions } from '../kube/conditions.ts';
+import type { Logger } from '../kube/log.ts';
+import type { ResourceResult } from './compiler.ts';
+import { CONDITION, REASON } from './conditions.ts';
+
+export interface WriteStats {
+  configMapWrites: number;
+  configMapDeletes: number;
+  statusWrites: number;
+  events: number;
+}
+
+export type WithStatus = KubeObject & { status?: { conditions?: Condition[]; observedGeneration?: number } };
+
+export interface StatusWriter {
+  /** Applies conditions (and extra status fields) when they say something new; true if written. */
+  write(
+    type: ResourceType,
+    obj: WithStatus,
+    wanted: ConditionInput[],
+    extra?: Record<string, unknown>,
+  ): Promise<boolean>;
+}
+
+export interface EventRecorder {
+  /** Records a Warning Event on obj; a failure to record is logged, never thrown. */
+  warn(obj: KubeObject, type: ResourceType, reason: string, message: string): Promise<void>;
+}
+
+export function statusWriter(client: KubeClient, stats: WriteStats): StatusWriter {
+  return {
+    async write(type, obj, wanted, extra = {}) {
+      const gen = obj.metadata.generation;
+      const current = obj.status?.conditions;
+      const conditions = mergeConditions(current, wanted, gen);
+      const extraSame = Object.entries(extra).every(
+        ([k, v]) =>
+          JSON.stringify((obj.status as Record<string, unknown> | undefined)?.[k]) === JSON.stringify(v),
+      );
+      if (sameConditions(current, conditions) && obj.status?.observedGeneration === gen && extraSame)
+        return false;
+      const meta: KubeObject['metadata'] = { name: obj.metadata.name };
+      if (obj.metadata.namespace) meta.namespace = obj.metadata.namespace;
+      await client.apply(
+        type,
+        { metadata: meta, status: { observedGeneration: gen, conditions, ...extra } },
+        { subresource: 'status' },
+      );
+      stats.statusWrites++;
+      return true;
+    },
+  };
+}
+
+export function eventRecorder(
+  client: KubeClient,
+  o: { instance: string; log: Logger; stats: WriteStats },
+): EventRecorder {
+  return {
+    async warn(obj, type, reason, message) {
+      const now = new Date().toISOString();
+      const namespace = obj.metadata.namespace ?? 'default';
+      try {
+        await client.create(RESOURCES.events, {
+          apiVersion: 'v1',
+          kind: 'Event',
+          metadata: {
+            name: `${obj.metadata.name}.${Date.now().toString(16)}${randomBytes(2).toString('hex')}`,
+            namespace,
+          },
+          involvedObject: {
+            apiVersion: type.group ? `${type.group}/${type.version}` : type.version,
+            kind: type.kind,
+            name: obj.metadata.name,
+            namespace: obj.metadata.namespace,
+            uid: obj.metadata.uid,
+            resourceVersion: obj.metadata.resourceVersion,
+          },
+          reason,
+          message,
+          type: 'Warning',
+          source: { component: 'weft-operator' },
+          reportingComponent: 'weft.dev/operator',
+          reportingInstance: o.instance,
+          firstTimestamp: now,
+          lastTimestamp: now,
+          count: 1,
+        });
+        o.stats.events++;
+      } catch (err) {
+        o.log.warn({ err, reason }, 'could not record an Event');
+      }
+    },
+  };
+}
+
+/** What the TrafficSplit and AuthorizationPolicy reconcilers read and write through. */
+export interface CompiledResourceDeps<T> {
+  /** The cached object by ns/name. */
+  objects: { get(key: string): T | undefined };
+  /** The compiler's verdict on it. */
+  resultOf: (key: string) => ResourceResult | undefined;
+  status: StatusWriter;
+  events: EventRecorder;
+}
+
+/** The cached object and the compiler's verdict on it; undefined when either is gone. */
+export function compiledResource<T>(
+  d: CompiledResourceDeps<T>,
+  key: string,
+): { obj: T; r: ResourceResult } | undefined {
+  const obj = d.objects.get(key);
+  const r = obj && d.resultOf(key);
+  return obj && r ? { obj, r } : undefined;
+}
+
+/** Whether obj already reports this failure (so its Event was recorded when it started). */
+export const failedBefore = (obj: { status?: { conditions?: Condition[] } }, type: string, reason: string) =>
+  obj.status?.conditions?.some((c) => c.type === type && c.status === 'False' && c.reason === reason) ??
+  false;
+
+/** The Accepted condition of a compiled TrafficSplit or AuthorizationPolicy. */
+export const acceptedOf = (r: ResourceResult): ConditionInput =>
+  r.accepted.ok
+    ? { type: CONDITION.Accepted, status: 'True', reason: REASON.Accepted, message: 'Valid' }
+    : { type: CONDITION.Accepted, status: 'False', reason: r.accepted.reason, message: r.accepted.message };
+
+/** The Ready condition: programmed now, its last good version, or not at all (`why`). */
+export const readyOf = (r: ResourceResult, why: string): ConditionInput =>
+  r.programmed === 'current'
+    ? {
+        type: CONDITION.Ready,
+        status: 'True',
+        reason: REASON.Programmed,
+        message: 'Programmed into the proxy configuration',
+      }
+    : r.programmed === 'lastGood'
+      ? {
+          type: CONDITION.Ready,
+          status: 'False',
+          reason: REASON.LastGoodProgrammed,
+          message: `The previous version stays programmed: ${why}`,
+        }
+      : { type: CONDITION.Ready, status: 'False', reason: REASON.NotProgrammed, message: why };

@@ -1,0 +1,81 @@
+// Event → key: what each informer event queues (controller-runtime's watches). Every event
+// first marks the compilation stale; handlers only enqueue keys, and enqueueing does nothing
+// while this replica does not lead.
+
+import { objectKey } from '../kube/informer.ts';
+import type { Controller } from '../kube/manager.ts';
+import type { OperatorCache } from './cache.ts';
+import type { Compilation } from './compilation.ts';
+import { DEFAULT_MESH_NAME } from './compiler.ts';
+import { IDENTITY_KEY } from './identity/controller.ts';
+import { podMatters } from './transforms.ts';
+
+export interface Controllers {
+  proxyconfig: Controller;
+  trafficsplit: Controller;
+  authorizationpolicy: Controller;
+  mesh: Controller;
+  identity?: Controller;
+}
+
+/** Every meshed namespace's ProxyConfig (compiling only on the leader). */
+export function enqueueAllConfigs(c: Controllers, compilation: Compilation, isLeader: () => boolean): void {
+  if (!isLeader()) return;
+  for (const ns of compilation.meshed()) c.proxyconfig.add(ns);
+}
+
+export function watch(
+  cache: OperatorCache,
+  compilation: Compilation,
+  c: Controllers,
+  isLeader: () => boolean,
+): void {
+  const touch = () => compilation.touch();
+  const allConfigs = () => enqueueAllConfigs(c, compilation, isLeader);
+  const mesh = () => c.mesh.add(DEFAULT_MESH_NAME);
+  const identity = () => c.identity?.add(IDENTITY_KEY);
+
+  cache.namespaces.on(() => {
+    touch();
+    // A namespace joining or leaving changes identities everywhere and its own ConfigMaps.
+    for (const n of cache.namespaces.list()) c.proxyconfig.add(n.metadata.name);
+    mesh();
+    identity();
+  });
+  cache.services.on((_t, svc) => {
+    touch();
+    allConfigs();
+    for (const s of cache.trafficSplits.list(svc.metadata.namespace ?? '')) c.trafficsplit.add(objectKey(s));
+  });
+  cache.endpointSlices.on(() => {
+    touch();
+    allConfigs();
+  });
+  cache.pods.on((type, pod, old) => {
+    touch();
+    if (type === 'update' && old && !podMatters(old, pod)) return;
+    allConfigs();
+    mesh();
+    identity();
+  });
+  cache.meshes.on((_t, m) => {
+    touch();
+    allConfigs();
+    c.mesh.add(m.metadata.name);
+    identity();
+  });
+  cache.trafficSplits.on((type, s, old) => {
+    touch();
+    // Status-only updates (ours) change no generation: nothing to recompile.
+    if (type === 'update' && old && old.metadata.generation === s.metadata.generation) return;
+    allConfigs();
+    c.trafficsplit.add(objectKey(s));
+  });
+  cache.authorizationPolicies.on((type, p, old) => {
+    touch();
+    if (type === 'update' && old && old.metadata.generation === p.metadata.generation) return;
+    c.proxyconfig.add(p.metadata.namespace ?? '');
+    c.authorizationpolicy.add(objectKey(p));
+  });
+  cache.configMaps.on((_t, cm) => c.proxyconfig.add(cm.metadata.namespace ?? ''));
+}
