@@ -211,9 +211,10 @@ describe('container images (hack/image/build.ts)', {
       weftRoot,
       'node',
       '-e',
-      'console.log(typeof require("/usr/lib/weft/original_dst.node").originalDst)',
+      'console.log(typeof require("/usr/lib/weft/original_dst.node").originalDst, typeof require("/usr/lib/weft/re2.node"))',
     ]);
-    assert.equal(addon.trim(), 'function');
+    // SO_ORIGINAL_DST, and RE2 (RegularExpression matches), with the image's libstdc++.
+    assert.equal(addon.trim(), 'function function');
   });
 
   test("weft init installs the redirect with the image's own sh and iptables, in a network namespace", () => {
