@@ -6,6 +6,8 @@
 // binds and advertises the bridge address so pods reach it through the `kubernetes` Service.
 // stopRealNode() undoes everything: pods, processes, mounts, interfaces, cgroups, iptables
 // chains, sysctls and the fixed host paths it created. See docs/real-node.md.
+// @peculiar/x509 needs the Reflect metadata API before it loads (api/pki.ts loads it too, but later).
+import 'reflect-metadata';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import {
   closeSync,
@@ -481,6 +483,7 @@ export async function startRealNode(opts: RealNodeOptions): Promise<RealNode> {
     ['conntrack', 'conntrack'],
     ['iptables', 'iptables'],
     ['gcc', 'gcc'],
+    ['nft', 'nftables'],
   ]) {
     try {
       sh('sh', ['-c', `command -v ${tool}`]);
@@ -782,6 +785,40 @@ function shimsOf(address: string): number[] {
   return out;
 }
 
+const BUILTIN_CHAINS = new Set(['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING']);
+
+/**
+ * iptables-nft creates the nf_tables tables (ip filter, ip6 nat, …) on first use and never
+ * deletes them: delete those that did not exist before start and hold no rule now (`nft`).
+ */
+function removeNewEmptyNftTables(chainsBefore: Set<string>): void {
+  for (const [save, family] of [
+    ['iptables-nft-save', 'ip'],
+    ['ip6tables-nft-save', 'ip6'],
+  ] as const) {
+    const tables = new Map<string, boolean>(); // table -> empty
+    let table = '';
+    for (const line of iptablesRules(save).split('\n')) {
+      if (line.startsWith('*')) {
+        table = line.slice(1);
+        tables.set(table, true);
+      } else if (
+        line.startsWith('-A ') ||
+        (line.startsWith(':') && !BUILTIN_CHAINS.has(line.slice(1).split(' ')[0]!))
+      )
+        tables.set(table, false);
+    }
+    for (const [t, empty] of tables) {
+      const existed = [...chainsBefore].some((c) => c.startsWith(`${save} ${t}/`));
+      if (empty && !existed) {
+        try {
+          sh('nft', ['delete', 'table', family, t]);
+        } catch {}
+      }
+    }
+  }
+}
+
 /** Mount points under `paths` (any mount namespace), deepest first. */
 function mountsUnder(paths: string[]): string[] {
   return [...allMountPoints()]
@@ -826,6 +863,8 @@ export async function stopRealNode(dir: string, log: (line: string) => void = de
       );
     }
   }
+  const step = (what: string) => log(`[node] ${what} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  step('pods gone');
   const nodePids = (names: string[]) => names.map(pidOf).filter((p): p is number => p !== undefined);
   await stopPids(nodePids(['kube-proxy', 'kubelet']), 15_000);
   const containerdPid = pidOf('containerd');
@@ -859,9 +898,11 @@ export async function stopRealNode(dir: string, log: (line: string) => void = de
       sh(join(s.bin, 'kube-proxy'), ['--cleanup', '--v=0']);
     } catch {}
   }
+  step('kubelet and kube-proxy stopped, containers deleted');
   await stopPids(nodePids(['containerd']), 15_000);
   await stopPids(shimsOf(s.containerd), 5_000);
   await stopPids(s.controlPlanePids, 15_000);
+  step('containerd and the control plane stopped');
 
   // Mounts (overlay rootfs, shm, volume tmpfs) and network namespaces left by killed sandboxes.
   const netnsDir = '/run/netns';
@@ -904,7 +945,7 @@ export async function stopRealNode(dir: string, log: (line: string) => void = de
           script.push(line.replace(/^-A /, '-D '));
       }
       for (const c of chains) script.push(`-F ${c}`);
-      for (const c of chains) script.push(`-X ${c}`);
+      for (const c of chains) if (!BUILTIN_CHAINS.has(c)) script.push(`-X ${c}`);
       script.push('COMMIT');
     }
     try {
@@ -915,6 +956,7 @@ export async function stopRealNode(dir: string, log: (line: string) => void = de
       );
     }
   }
+  removeNewEmptyNftTables(before);
   if (existsSync(join('/sys/class/net', s.bridge))) sh('ip', ['link', 'delete', s.bridge]);
   const stuck = removeCgroupRoot(s.cgroupRoot);
   if (stuck.length) log(`[node] cgroups still in use: ${stuck.join(', ')}`);
