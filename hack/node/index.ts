@@ -112,7 +112,10 @@ export interface RealNode {
   kubectl: string;
   /** containerd's socket, for importImage(). */
   containerd: string;
+  /** Every process of the cluster (control plane first). */
   pids: number[];
+  /** The node's own processes: containerd, kubelet, kube-proxy. */
+  processes: { name: string; pid: number }[];
   /** Milliseconds from the kubelet's start until the Node was Ready. */
   nodeReadyMs: number;
   stop(): Promise<void>;
@@ -435,20 +438,38 @@ function createCgroupRoot(cgroup: string): void {
   }
 }
 
-/** Removes `cgroup` and everything below it, deepest first (they must be empty of processes). */
-function removeCgroupRoot(cgroup: string): string[] {
-  const failed: string[] = [];
-  const rm = (dir: string) => {
-    for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) rm(join(dir, e.name));
-    try {
-      rmdirSync(dir);
-    } catch {
-      failed.push(dir);
-    }
+/**
+ * Kills what still runs in `cgroup` (containers whose containerd is gone) and removes it and
+ * everything below it, deepest first. Returns the directories that could not be removed.
+ */
+export async function removeCgroupRoot(cgroup: string): Promise<string[]> {
+  const roots = readdirSync('/sys/fs/cgroup')
+    .map((h) => join('/sys/fs/cgroup', h, cgroup))
+    .filter((p) => existsSync(p));
+  const pids = new Set<number>();
+  const walk = (dir: string, visit: (dir: string) => void) => {
+    for (const e of readdirSync(dir, { withFileTypes: true }))
+      if (e.isDirectory()) walk(join(dir, e.name), visit);
+    visit(dir);
   };
-  for (const h of readdirSync('/sys/fs/cgroup')) {
-    const p = join('/sys/fs/cgroup', h, cgroup);
-    if (existsSync(p)) rm(p);
+  for (const r of roots) {
+    walk(r, (d) => {
+      try {
+        for (const p of readFileSync(join(d, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean))
+          pids.add(Number(p));
+      } catch {}
+    });
+  }
+  if (pids.size) await stopPids([...pids], 0);
+  const failed: string[] = [];
+  for (const r of roots) {
+    walk(r, (d) => {
+      try {
+        rmdirSync(d);
+      } catch {
+        failed.push(d);
+      }
+    });
   }
   return failed;
 }
@@ -761,6 +782,7 @@ export async function startRealNode(opts: RealNodeOptions): Promise<RealNode> {
       kubectl: cp.kubectl,
       containerd: state.containerd,
       pids: [...state.controlPlanePids, ...state.pids.map((p) => p.pid)],
+      processes: state.pids,
       nodeReadyMs,
       stop,
     };
@@ -901,7 +923,12 @@ export async function stopRealNode(dir: string, log: (line: string) => void = de
   step('kubelet and kube-proxy stopped, containers deleted');
   await stopPids(nodePids(['containerd']), 15_000);
   await stopPids(shimsOf(s.containerd), 5_000);
-  await stopPids(s.controlPlanePids, 15_000);
+  // Containers whose containerd died before it could stop them.
+  const stuck = await removeCgroupRoot(s.cgroupRoot);
+  if (stuck.length) log(`[node] cgroups still in use: ${stuck.join(', ')}`);
+  // The cluster's data is thrown away: no need to wait for the apiserver's graceful shutdown,
+  // which waits up to a minute for requests in flight.
+  await stopPids([...s.controlPlanePids].reverse(), 3_000);
   step('containerd and the control plane stopped');
 
   // Mounts (overlay rootfs, shm, volume tmpfs) and network namespaces left by killed sandboxes.
@@ -958,8 +985,6 @@ export async function stopRealNode(dir: string, log: (line: string) => void = de
   }
   removeNewEmptyNftTables(before);
   if (existsSync(join('/sys/class/net', s.bridge))) sh('ip', ['link', 'delete', s.bridge]);
-  const stuck = removeCgroupRoot(s.cgroupRoot);
-  if (stuck.length) log(`[node] cgroups still in use: ${stuck.join(', ')}`);
   const restored = restoreSysctls(s.sysctls);
   if (restored.length) log(`[node] restored ${restored.join(', ')}`);
   for (const p of s.created) {

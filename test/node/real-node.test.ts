@@ -5,7 +5,7 @@
 // mounted volume; and stopping leaves nothing behind on the host. Needs root.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readlinkSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -23,9 +23,10 @@ const SERVICE_CIDR = '10.126.0.0/16';
 const SYNC = process.env.WEFT_NODE_SYNC_FREQUENCY ?? '2s';
 const NS = 'node-test';
 
-function readLink(p: string): string {
+/** '' when the process is gone. */
+function procOf(read: () => string): string {
   try {
-    return readlinkSync(p);
+    return read();
   } catch {
     return '';
   }
@@ -38,10 +39,11 @@ function leftovers(before: HostSnapshot, after: HostSnapshot, dir: string): Reco
   const ours = (p: string) => {
     const id = p.split(' ')[0]!;
     if (beforePids.has(id)) return false;
+    // The cluster's own processes name its directory; containers live in its cgroup root.
     return (
       p.includes(dir) ||
-      readLink(`/proc/${id}/root`).startsWith(dir) ||
-      readLink(`/proc/${id}/cwd`).startsWith(dir)
+      procOf(() => readlinkSync(`/proc/${id}/cwd`)).startsWith(dir) ||
+      procOf(() => readFileSync(`/proc/${id}/cgroup`, 'utf8')).includes(`/weft-${BRIDGE}/`)
     );
   };
   const iptables: Record<string, string[]> = {};
@@ -78,30 +80,41 @@ function leftovers(before: HostSnapshot, after: HostSnapshot, dir: string): Reco
   };
 }
 
-describe('real node', { skip, concurrency: false }, () => {
-  let node: RealNode;
-  let hostBefore: HostSnapshot;
-  const dir = mkdtempSync(join(tmpdir(), 'weft-node-'));
-  const kubectl = (...args: string[]) =>
-    execFileSync(node.kubectl, ['--kubeconfig', node.kubeconfigPath, '-n', NS, ...args], {
+const EMPTY = {
+  processes: [],
+  mounts: [],
+  interfaces: [],
+  netns: [],
+  cgroups: [],
+  iptables: {},
+  removedIptables: {},
+  sysctls: {},
+};
+
+function kubectlOf(node: RealNode, ns = NS) {
+  return (...args: string[]) =>
+    execFileSync(node.kubectl, ['--kubeconfig', node.kubeconfigPath, '-n', ns, ...args], {
       encoding: 'utf8',
       stdio: ['pipe', 'pipe', 'pipe'],
     });
-  const apply = (obj: object) =>
-    execFileSync(node.kubectl, ['--kubeconfig', node.kubeconfigPath, 'apply', '-f', '-'], {
-      input: JSON.stringify(obj),
-      encoding: 'utf8',
-    });
-  const ready = (name: string) =>
-    kubectl('get', 'pod', name, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}') === 'True';
-  const pod = (
-    name: string,
-    script: string,
-    opts: { container?: object; volumes?: object[]; labels?: Record<string, string> } = {},
-  ) => ({
+}
+
+function applyTo(node: RealNode, obj: object): void {
+  execFileSync(node.kubectl, ['--kubeconfig', node.kubeconfigPath, 'apply', '-f', '-'], {
+    input: JSON.stringify(obj),
+    encoding: 'utf8',
+  });
+}
+
+function pod(
+  name: string,
+  script: string,
+  opts: { namespace?: string; container?: object; volumes?: object[]; labels?: Record<string, string> } = {},
+) {
+  return {
     apiVersion: 'v1',
     kind: 'Pod',
-    metadata: { name, namespace: NS, labels: opts.labels ?? {} },
+    metadata: { name, namespace: opts.namespace ?? NS, labels: opts.labels ?? {} },
     spec: {
       terminationGracePeriodSeconds: 1,
       containers: [
@@ -115,22 +128,37 @@ describe('real node', { skip, concurrency: false }, () => {
       ],
       volumes: opts.volumes ?? [],
     },
+  };
+}
+
+async function startForTest(dir: string, syncFrequency?: string): Promise<RealNode> {
+  const t0 = Date.now();
+  const node = await startRealNode({
+    dir,
+    bridge: BRIDGE,
+    podCIDR: POD_CIDR,
+    serviceCIDR: SERVICE_CIDR,
+    ...(syncFrequency ? { syncFrequency } : {}),
+    log: (l) => process.stderr.write(`${l}\n`),
   });
+  process.stderr.write(
+    `[test] cluster up in ${Date.now() - t0} ms, node Ready ${node.nodeReadyMs} ms after kubelet start\n`,
+  );
+  return node;
+}
+
+describe('real node', { skip, concurrency: false }, () => {
+  let node: RealNode;
+  let hostBefore: HostSnapshot;
+  const dir = mkdtempSync(join(tmpdir(), 'weft-node-'));
+  const kubectl = (...args: string[]) => kubectlOf(node)(...args);
+  const apply = (obj: object) => applyTo(node, obj);
+  const ready = (name: string) =>
+    kubectl('get', 'pod', name, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}') === 'True';
 
   before(async () => {
     hostBefore = snapshotHost();
-    const t0 = Date.now();
-    node = await startRealNode({
-      dir,
-      bridge: BRIDGE,
-      podCIDR: POD_CIDR,
-      serviceCIDR: SERVICE_CIDR,
-      syncFrequency: SYNC,
-      log: (l) => process.stderr.write(`${l}\n`),
-    });
-    process.stderr.write(
-      `[test] cluster up in ${Date.now() - t0} ms, node Ready ${node.nodeReadyMs} ms after kubelet start\n`,
-    );
+    node = await startForTest(dir, SYNC);
     apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
     await eventually(
       'the default ServiceAccount',
@@ -253,15 +281,35 @@ describe('real node', { skip, concurrency: false }, () => {
     await node.stop();
     process.stderr.write(`[test] cluster down in ${Date.now() - t0} ms\n`);
     const left = leftovers(hostBefore, snapshotHost(), dir);
-    assert.deepEqual(left, {
-      processes: [],
-      mounts: [],
-      interfaces: [],
-      netns: [],
-      cgroups: [],
-      iptables: {},
-      removedIptables: {},
-      sysctls: {},
-    });
+    assert.deepEqual(left, EMPTY);
+  });
+});
+
+describe('real node stopped after containerd and the kubelet were killed', { skip }, () => {
+  it('still leaves nothing behind (its containers are killed through their cgroups)', async () => {
+    const before = snapshotHost();
+    const dir = mkdtempSync(join(tmpdir(), 'weft-node-'));
+    const node = await startForTest(dir);
+    try {
+      const kubectl = kubectlOf(node, 'default');
+      await eventually(
+        'the default ServiceAccount',
+        () => kubectl('get', 'serviceaccount', 'default', '-o', 'name').trim() !== '',
+        { timeoutMs: 60_000 },
+      );
+      applyTo(node, pod('sleeper', 'exec sleep 3600', { namespace: 'default' }));
+      await eventually(
+        'pod sleeper Running',
+        () => kubectl('get', 'pod', 'sleeper', '-o', 'jsonpath={.status.phase}') === 'Running',
+        { timeoutMs: 120_000 },
+      );
+      for (const name of ['kubelet', 'containerd']) {
+        const p = node.processes.find((x) => x.name === name)!;
+        process.kill(p.pid, 'SIGKILL');
+      }
+    } finally {
+      await node.stop();
+    }
+    assert.deepEqual(leftovers(before, snapshotHost(), dir), EMPTY);
   });
 });
