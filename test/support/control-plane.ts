@@ -283,35 +283,11 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     );
     log(`[control-plane] kube-apiserver ready at ${server} (${Date.now() - t0} ms)`);
 
-    if (opts.controllerManager) {
-      const cmPort = await freePort();
-      const cm = start('kube-controller-manager', [
-        `--kubeconfig=${kubeconfigPath}`,
-        `--authentication-kubeconfig=${kubeconfigPath}`,
-        `--authorization-kubeconfig=${kubeconfigPath}`,
-        '--bind-address=127.0.0.1',
-        `--secure-port=${cmPort}`,
-        `--cert-dir=${join(dir, 'pki-cm')}`,
-        '--leader-elect=false',
-        `--service-account-private-key-file=${join(dir, 'sa.key')}`,
-        `--root-ca-file=${join(certDir, 'apiserver.crt')}`,
-        '--use-service-account-credentials=false',
-        `--service-cluster-ip-range=${serviceCIDR}`,
-        '--concurrent-service-endpoint-syncs=5',
-        '--v=1',
-      ]);
-      await waitFor(
-        'kube-controller-manager',
-        60_000,
-        async () => httpsOk(`https://127.0.0.1:${cmPort}/healthz`, { rejectUnauthorized: false }),
-        cm,
-        join(dir, 'kube-controller-manager.log'),
-      );
-      log(`[control-plane] kube-controller-manager ready (${Date.now() - t0} ms)`);
-    }
-    if (opts.scheduler) {
+    // kube-controller-manager and kube-scheduler: the admin kubeconfig, a secure port on loopback
+    // whose /healthz says when they are up.
+    const startController = async (name: string, args: string[]) => {
       const port = await freePort();
-      const scheduler = start('kube-scheduler', [
+      const p = start(name, [
         `--kubeconfig=${kubeconfigPath}`,
         `--authentication-kubeconfig=${kubeconfigPath}`,
         `--authorization-kubeconfig=${kubeconfigPath}`,
@@ -319,16 +295,28 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
         `--secure-port=${port}`,
         '--leader-elect=false',
         '--v=1',
+        ...args,
       ]);
       await waitFor(
-        'kube-scheduler',
+        name,
         60_000,
         async () => httpsOk(`https://127.0.0.1:${port}/healthz`, { rejectUnauthorized: false }),
-        scheduler,
-        join(dir, 'kube-scheduler.log'),
+        p,
+        join(dir, `${name}.log`),
       );
-      log(`[control-plane] kube-scheduler ready (${Date.now() - t0} ms)`);
+      log(`[control-plane] ${name} ready (${Date.now() - t0} ms)`);
+    };
+    if (opts.controllerManager) {
+      await startController('kube-controller-manager', [
+        `--cert-dir=${join(dir, 'pki-cm')}`,
+        `--service-account-private-key-file=${join(dir, 'sa.key')}`,
+        `--root-ca-file=${join(certDir, 'apiserver.crt')}`,
+        '--use-service-account-credentials=false',
+        `--service-cluster-ip-range=${serviceCIDR}`,
+        '--concurrent-service-endpoint-syncs=5',
+      ]);
     }
+    if (opts.scheduler) await startController('kube-scheduler', []);
 
     return {
       dir,
