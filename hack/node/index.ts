@@ -865,6 +865,7 @@ export async function stopRealNode(dir: string, log: (line: string) => void = de
   const kubectl = (args: string[]) =>
     sh(kubectlBin, ['--kubeconfig', s.kubeconfigPath ?? '', '--request-timeout=10s', ...args]);
   const kubeletPid = pidOf('kubelet');
+  const containerdPid = pidOf('containerd');
   if (s.kubeconfigPath && kubeletPid && alive(kubeletPid) && s.controlPlanePids.every(alive)) {
     log('[node] deleting every workload and pod (the kubelet stops their sandboxes)');
     try {
@@ -876,8 +877,10 @@ export async function stopRealNode(dir: string, log: (line: string) => void = de
         '--wait=false',
       ]);
       kubectl(['delete', 'pods', '--all', '-A', '--grace-period=1', '--wait=false']);
+      // Only a running kubelet (with its containerd) finishes the deletions.
+      const working = () => alive(kubeletPid) && containerdPid !== undefined && alive(containerdPid);
       const deadline = Date.now() + 60_000;
-      while (Date.now() < deadline && kubectl(['get', 'pods', '-A', '-o', 'name']).trim() !== '')
+      while (Date.now() < deadline && working() && kubectl(['get', 'pods', '-A', '-o', 'name']).trim() !== '')
         await sleep(500);
     } catch (err) {
       log(
@@ -889,7 +892,6 @@ export async function stopRealNode(dir: string, log: (line: string) => void = de
   step('pods gone');
   const nodePids = (names: string[]) => names.map(pidOf).filter((p): p is number => p !== undefined);
   await stopPids(nodePids(['kube-proxy', 'kubelet']), 15_000);
-  const containerdPid = pidOf('containerd');
   if (containerdPid && alive(containerdPid)) {
     const ctr = (args: string[]) => sh('ctr', ['--address', s.containerd, '-n', 'k8s.io', ...args]);
     try {
