@@ -10,7 +10,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, write
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startControlPlane } from '../test/support/control-plane.ts';
-import { startRealNode, stopRealNode } from './node/index.ts';
+import { importIntoNode, startRealNode, stopRealNode } from './node/index.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 /** Where the running cluster's state lives; WEFT_CLUSTER_DIR moves it (tests use their own). */
@@ -189,8 +189,16 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     process.stderr.write(`[cluster] ready. Try: ${s.kubectl} --kubeconfig ${s.kubeconfigPath} get crds\n`);
   } else if (cmd === 'down') {
     await down();
+  } else if (cmd === 'import' && process.argv[3]) {
+    const s = readState();
+    if (!s?.realNode) {
+      console.error('[cluster] import needs a running real node: npm run cluster:up -- --node real');
+      process.exit(1);
+    }
+    importIntoNode(s.realNode, process.argv[3]);
+    process.stderr.write(`[cluster] imported ${process.argv[3]}\n`);
   } else {
-    console.error('usage: node hack/cluster.ts up [--node real|local] | down');
+    console.error('usage: node hack/cluster.ts up [--node real|local] | down | import <image.oci.tar>');
     process.exit(2);
   }
 }

@@ -110,8 +110,10 @@ export interface RealNode {
   server: string;
   kubeconfigPath: string;
   kubectl: string;
-  /** containerd's socket, for importImage(). */
+  /** containerd's socket. */
   containerd: string;
+  /** Imports an OCI or Docker image archive into the node's containerd. */
+  importImage(archivePath: string): void;
   /** Every process of the cluster (control plane first). */
   pids: number[];
   /** The node's own processes: containerd, kubelet, kube-proxy. */
@@ -619,9 +621,13 @@ export async function startRealNode(opts: RealNodeOptions): Promise<RealNode> {
     log(`[node] containerd ready (${elapsed()})`);
 
     const imageDir = join(dirname(dirname(bin)), 'images');
-    const dist = join(repoRoot, 'dist', 'images', 'pause.oci.tar');
+    // Images `hack/image` built (dist/images/*.oci.tar: pause, weft) come first; the pause image
+    // is built here when it has not.
+    const distDir = join(repoRoot, 'dist', 'images');
+    const dist = existsSync(distDir) ? readdirSync(distDir).filter((f) => f.endsWith('.oci.tar')) : [];
     const archives = [
-      existsSync(dist) ? dist : ensureImage(pauseImage(K8S_VERSION), imageDir, 'pause'),
+      ...dist.map((f) => join(distDir, f)),
+      ...(dist.includes('pause.oci.tar') ? [] : [ensureImage(pauseImage(K8S_VERSION), imageDir, 'pause')]),
       ensureImage(busyboxImage(), imageDir, 'busybox'),
       ensureImage(corednsImage(join(bin, 'coredns')), imageDir, 'coredns'),
     ];
@@ -781,6 +787,7 @@ export async function startRealNode(opts: RealNodeOptions): Promise<RealNode> {
       kubeconfigPath: cp.kubeconfigPath,
       kubectl: cp.kubectl,
       containerd: state.containerd,
+      importImage: (archivePath) => importImage(state.containerd, archivePath),
       pids: [...state.controlPlanePids, ...state.pids.map((p) => p.pid)],
       processes: state.pids,
       nodeReadyMs,
@@ -791,6 +798,23 @@ export async function startRealNode(opts: RealNodeOptions): Promise<RealNode> {
     await stop();
     throw err;
   }
+}
+
+/** Imports an image archive into the real node whose state is in `dir` (npm run cluster:import). */
+export function importIntoNode(dir: string, archivePath: string): void {
+  if (!existsSync(stateFile(dir))) {
+    throw new NodeError(
+      'WEFT_NODE_SETTING',
+      `no real node runs from ${dir}: start one with cluster:up --node real`,
+    );
+  }
+  if (!existsSync(archivePath)) {
+    throw new NodeError(
+      'WEFT_NODE_SETTING',
+      `archive: ${archivePath} does not exist; build it first (hack/image)`,
+    );
+  }
+  importImage((JSON.parse(readFileSync(stateFile(dir), 'utf8')) as NodeState).containerd, archivePath);
 }
 
 /** Processes whose command line names containerd's socket: the shims it leaves running. */

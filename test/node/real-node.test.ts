@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type HostSnapshot, snapshotHost } from '../../hack/node/host.ts';
+import { buildOciArchive, busyboxImage } from '../../hack/node/images.ts';
 import { BUSYBOX_IMAGE, type RealNode, startRealNode } from '../../hack/node/index.ts';
 import { eventually } from '../support/eventually.ts';
 
@@ -109,7 +110,13 @@ function applyTo(node: RealNode, obj: object): void {
 function pod(
   name: string,
   script: string,
-  opts: { namespace?: string; container?: object; volumes?: object[]; labels?: Record<string, string> } = {},
+  opts: {
+    namespace?: string;
+    image?: string;
+    container?: object;
+    volumes?: object[];
+    labels?: Record<string, string>;
+  } = {},
 ) {
   return {
     apiVersion: 'v1',
@@ -120,7 +127,7 @@ function pod(
       containers: [
         {
           name: 'main',
-          image: BUSYBOX_IMAGE,
+          image: opts.image ?? BUSYBOX_IMAGE,
           imagePullPolicy: 'Never',
           command: ['/bin/sh', '-c', script],
           ...opts.container,
@@ -185,12 +192,16 @@ describe('real node', { skip, concurrency: false }, () => {
   });
 
   it('starts a pod from an imported image and makes it Ready; kubectl exec and logs work', async () => {
+    const archive = join(dir, 'web.oci.tar');
+    buildOciArchive({ ...busyboxImage(), ref: 'weft.local/web:test' }, archive);
+    node.importImage(archive);
     const t0 = Date.now();
     apply(
       pod(
         'web',
         'mkdir -p /tmp/www && echo hello-from-web > /tmp/www/index.html && echo web-started && exec httpd -f -p 8080 -h /tmp/www',
         {
+          image: 'weft.local/web:test',
           container: { readinessProbe: { httpGet: { path: '/', port: 8080 }, periodSeconds: 1 } },
           labels: { app: 'web' },
         },
