@@ -444,36 +444,46 @@ function createCgroupRoot(cgroup: string): void {
  * Kills what still runs in `cgroup` (containers whose containerd is gone) and removes it and
  * everything below it, deepest first. Returns the directories that could not be removed.
  */
-export async function removeCgroupRoot(cgroup: string): Promise<string[]> {
+export async function removeCgroupRoot(cgroup: string, timeoutMs = 10_000): Promise<string[]> {
   const roots = readdirSync('/sys/fs/cgroup')
     .map((h) => join('/sys/fs/cgroup', h, cgroup))
     .filter((p) => existsSync(p));
-  const pids = new Set<number>();
   const walk = (dir: string, visit: (dir: string) => void) => {
-    for (const e of readdirSync(dir, { withFileTypes: true }))
-      if (e.isDirectory()) walk(join(dir, e.name), visit);
+    let entries: import('node:fs').Dirent[] = [];
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return; // gone already
+    }
+    for (const e of entries) if (e.isDirectory()) walk(join(dir, e.name), visit);
     visit(dir);
   };
-  for (const r of roots) {
-    walk(r, (d) => {
-      try {
-        for (const p of readFileSync(join(d, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean))
-          pids.add(Number(p));
-      } catch {}
-    });
+  // A process may still be exiting (or a runc init entering) when the directories go: retry.
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const pids = new Set<number>();
+    for (const r of roots) {
+      walk(r, (d) => {
+        try {
+          for (const p of readFileSync(join(d, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean))
+            pids.add(Number(p));
+        } catch {}
+      });
+    }
+    if (pids.size) await stopPids([...pids], 0);
+    const failed: string[] = [];
+    for (const r of roots) {
+      walk(r, (d) => {
+        try {
+          rmdirSync(d);
+        } catch {
+          failed.push(d);
+        }
+      });
+    }
+    if (!failed.length || Date.now() > deadline) return failed;
+    await sleep(200);
   }
-  if (pids.size) await stopPids([...pids], 0);
-  const failed: string[] = [];
-  for (const r of roots) {
-    walk(r, (d) => {
-      try {
-        rmdirSync(d);
-      } catch {
-        failed.push(d);
-      }
-    });
-  }
-  return failed;
 }
 
 function startProcess(
@@ -974,12 +984,16 @@ export async function stopRealNode(dir: string, log: (line: string) => void = de
   }
   for (const n of newNetns) rmSync(join(netnsDir, n), { force: true });
 
-  // iptables chains that did not exist before (kubelet's, kube-proxy's leftovers, CNI's).
+  // iptables chains of the kubelet, kube-proxy and the bridge plugin (KUBE-*, CNI-*) that did not
+  // exist before, and the rules jumping to them; other chains (the local node's WEFT-LN-*, tests'
+  // own) stay, even when they appeared while the cluster ran.
   const before = new Set(s.chainsBefore);
   for (const save of IPTABLES_SAVE) {
     const rules = iptablesRules(save);
     if (!rules) continue;
-    const ours = [...iptablesChains(rules)].filter((c) => !before.has(`${save} ${c}`));
+    const ours = [...iptablesChains(rules)].filter(
+      (c) => !before.has(`${save} ${c}`) && /^(KUBE|CNI)-/.test(c.slice(c.indexOf('/') + 1)),
+    );
     if (!ours.length) continue;
     const script: string[] = [];
     let table = '';
@@ -998,7 +1012,7 @@ export async function stopRealNode(dir: string, log: (line: string) => void = de
           script.push(line.replace(/^-A /, '-D '));
       }
       for (const c of chains) script.push(`-F ${c}`);
-      for (const c of chains) if (!BUILTIN_CHAINS.has(c)) script.push(`-X ${c}`);
+      for (const c of chains) script.push(`-X ${c}`);
       script.push('COMMIT');
     }
     try {
