@@ -29,7 +29,7 @@ export interface ImageSpec {
   ref: string;
   /** Fills the root filesystem directory. */
   fill: (rootfs: string) => void;
-  entrypoint: string[];
+  entrypoint?: string[];
   cmd?: string[];
 }
 
@@ -76,7 +76,7 @@ export function buildOciArchive(spec: ImageSpec, archive: string): void {
         architecture: 'amd64',
         os: 'linux',
         config: {
-          Entrypoint: spec.entrypoint,
+          ...(spec.entrypoint ? { Entrypoint: spec.entrypoint } : {}),
           ...(spec.cmd ? { Cmd: spec.cmd } : {}),
           Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
         },
@@ -152,7 +152,8 @@ export function pauseImage(k8sVersion: string): ImageSpec {
 export function busyboxImage(): ImageSpec {
   return {
     ref: BUSYBOX_IMAGE,
-    entrypoint: ['/bin/sh'],
+    // Like Docker Hub's busybox: `kubectl run … -- sh -c '…'` replaces the command.
+    cmd: ['/bin/sh'],
     fill: (rootfs) => {
       const busybox = '/bin/busybox';
       // A dynamic busybox names its loader (/lib64/ld-linux…) and cannot run in an empty image.
@@ -189,9 +190,13 @@ export function corednsImage(binary: string): ImageSpec {
   };
 }
 
-/** The archive of `spec` under `dir` (`<name>.oci.tar`), built when missing. */
+/** The archive of `spec` under `dir` (`<name>-<hash of ref and config>.oci.tar`), built when missing. */
 export function ensureImage(spec: ImageSpec, dir: string, name: string): string {
-  const archive = join(dir, `${name}.oci.tar`);
+  const key = createHash('sha256')
+    .update(JSON.stringify([spec.ref, spec.entrypoint, spec.cmd]))
+    .digest('hex')
+    .slice(0, 12);
+  const archive = join(dir, `${name}-${key}.oci.tar`);
   if (existsSync(archive)) return archive;
   mkdirSync(dir, { recursive: true });
   buildOciArchive(spec, archive);
