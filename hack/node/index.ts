@@ -120,7 +120,7 @@ export interface RealNode {
   processes: { name: string; pid: number }[];
   /** Milliseconds from the kubelet's start until the Node was Ready. */
   nodeReadyMs: number;
-  stop(): Promise<void>;
+  stop(): Promise<StopReport>;
 }
 
 const stateFile = (dir: string) => join(dir, 'node.json');
@@ -847,7 +847,8 @@ const BUILTIN_CHAINS = new Set(['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POS
  * iptables-nft creates the nf_tables tables (ip filter, ip6 nat, …) on first use and never
  * deletes them: delete those that did not exist before start and hold no rule now (`nft`).
  */
-function removeNewEmptyNftTables(chainsBefore: Set<string>): void {
+function removeNewEmptyNftTables(chainsBefore: Set<string>): string[] {
+  const tried: string[] = [];
   for (const [save, family] of [
     ['iptables-nft-save', 'ip'],
     ['ip6tables-nft-save', 'ip6'],
@@ -867,12 +868,16 @@ function removeNewEmptyNftTables(chainsBefore: Set<string>): void {
     for (const [t, empty] of tables) {
       const existed = [...chainsBefore].some((c) => c.startsWith(`${save} ${t}/`));
       if (empty && !existed) {
+        tried.push(`${family} ${t}`);
         try {
           sh('nft', ['delete', 'table', family, t]);
         } catch {}
       }
     }
   }
+  // What is still there (a failed delete; or someone else's, created in the meantime).
+  const now = sh('nft', ['list', 'tables']);
+  return tried.filter((t) => now.includes(`table ${t}\n`));
 }
 
 /** Mount points under `paths` (any mount namespace), deepest first. */
@@ -890,8 +895,16 @@ function mountsUnder(paths: string[]): string[] {
  * namespaces, iptables chains, the bridge, cgroups and the fixed paths it created, and restores
  * the sysctls. Safe to call on a half-started cluster.
  */
-export async function stopRealNode(dir: string, log: (line: string) => void = defaultLog): Promise<void> {
-  if (!existsSync(stateFile(dir))) return;
+export interface StopReport {
+  /** nf_tables tables ("ip nat") the cluster created and left empty that could not be deleted. */
+  nftTablesLeft: string[];
+}
+
+export async function stopRealNode(
+  dir: string,
+  log: (line: string) => void = defaultLog,
+): Promise<StopReport> {
+  if (!existsSync(stateFile(dir))) return { nftTablesLeft: [] };
   const s = JSON.parse(readFileSync(stateFile(dir), 'utf8')) as NodeState;
   const t0 = Date.now();
   const pidOf = (name: string) => s.pids.find((p) => p.name === name)?.pid;
@@ -1023,7 +1036,8 @@ export async function stopRealNode(dir: string, log: (line: string) => void = de
       );
     }
   }
-  removeNewEmptyNftTables(before);
+  const nftTablesLeft = removeNewEmptyNftTables(before);
+  if (nftTablesLeft.length) log(`[node] could not delete the nf_tables tables ${nftTablesLeft.join(', ')}`);
   if (existsSync(join('/sys/class/net', s.bridge))) sh('ip', ['link', 'delete', s.bridge]);
   const restored = restoreSysctls(s.sysctls);
   if (restored.length) log(`[node] restored ${restored.join(', ')}`);
@@ -1032,4 +1046,5 @@ export async function stopRealNode(dir: string, log: (line: string) => void = de
   }
   rmSync(dir, { recursive: true, force: true });
   log(`[node] stopped and cleaned up in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  return { nftTablesLeft };
 }

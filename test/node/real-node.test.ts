@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type HostSnapshot, iptablesRules, snapshotHost } from '../../hack/node/host.ts';
 import { buildOciArchive, busyboxImage } from '../../hack/node/images.ts';
-import { BUSYBOX_IMAGE, type RealNode, startRealNode } from '../../hack/node/index.ts';
+import { BUSYBOX_IMAGE, type RealNode, type StopReport, startRealNode } from '../../hack/node/index.ts';
 import { eventually } from '../support/eventually.ts';
 
 const skip = process.getuid?.() !== 0 ? 'needs root (containerd, kubelet, iptables)' : false;
@@ -60,13 +60,11 @@ function leftovers(before: HostSnapshot, after: HostSnapshot, dir: string): Reco
       procOf(() => readFileSync(`/proc/${id}/cgroup`, 'utf8')).includes(`/weft-${BRIDGE}/`)
     );
   };
-  // Rules and chains naming the cluster's chains, bridge or ranges, and empty tables (iptables-nft
-  // leaves them): the local node and other tests may add rules of their own meanwhile.
+  // Rules and chains naming the cluster's chains, bridge or ranges: the local node and other tests
+  // may add (and remove) rules of their own meanwhile, and leave empty tables: that stop deletes
+  // the tables it created is its report's nftTablesLeft.
   const relevant = (rules: string) =>
-    rules
-      .split('\n')
-      .filter((l) => /KUBE-|CNI-|10\.125\.|10\.126\./.test(l) || l.includes(BRIDGE))
-      .concat(emptyTables(rules));
+    rules.split('\n').filter((l) => /KUBE-|CNI-|10\.125\.|10\.126\./.test(l) || l.includes(BRIDGE));
   const iptables: Record<string, string[]> = {};
   const removedIptables: Record<string, string[]> = {};
   for (const tool of new Set([...Object.keys(before.iptables), ...Object.keys(after.iptables)])) {
@@ -309,10 +307,11 @@ describe('real node', { skip, concurrency: false }, () => {
     execFileSync('iptables', ['-t', 'nat', '-N', foreign]);
     try {
       const t0 = Date.now();
-      await node.stop();
+      const report = await node.stop();
       process.stderr.write(`[test] cluster down in ${Date.now() - t0} ms\n`);
       const left = leftovers(hostBefore, snapshotHost(), dir);
       assert.deepEqual(left, EMPTY);
+      assert.deepEqual(report.nftTablesLeft, []);
       assert.match(
         execFileSync('iptables-save', ['-t', 'nat'], { encoding: 'utf8' }),
         new RegExp(`^:${foreign} `, 'm'),
@@ -333,6 +332,7 @@ describe('real node stopped after containerd and the kubelet were killed', { ski
     const before = snapshotHost();
     const dir = mkdtempSync(join(tmpdir(), 'weft-node-'));
     const node = await startForTest(dir);
+    let report: StopReport;
     try {
       const kubectl = kubectlOf(node, 'default');
       await eventually(
@@ -351,8 +351,9 @@ describe('real node stopped after containerd and the kubelet were killed', { ski
         process.kill(p.pid, 'SIGKILL');
       }
     } finally {
-      await node.stop();
+      report = await node.stop();
     }
     assert.deepEqual(leftovers(before, snapshotHost(), dir), EMPTY);
+    assert.deepEqual(report.nftTablesLeft, []);
   });
 });
