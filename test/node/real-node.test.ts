@@ -5,7 +5,7 @@
 // mounted volume; and stopping leaves nothing behind on the host. Needs root.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readlinkSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -171,7 +171,7 @@ async function startForTest(dir: string, syncFrequency?: string): Promise<RealNo
 describe('real node', { skip, concurrency: false }, () => {
   let node: RealNode;
   let hostBefore: HostSnapshot;
-  const dir = mkdtempSync(join(tmpdir(), 'weft-node-'));
+  let dir: string; // made in before(): a filtered run creates nothing
   const kubectl = (...args: string[]) => kubectlOf(node)(...args);
   const apply = (obj: object) => applyTo(node, obj);
   const ready = (name: string) =>
@@ -179,6 +179,7 @@ describe('real node', { skip, concurrency: false }, () => {
 
   before(async () => {
     hostBefore = snapshotHost();
+    dir = mkdtempSync(join(tmpdir(), 'weft-node-'));
     node = await startForTest(dir, SYNC);
     apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
     await eventually(
@@ -190,6 +191,7 @@ describe('real node', { skip, concurrency: false }, () => {
 
   after(async () => {
     await node?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it('registers a Ready node running kubelet v1.34.4 with the bridge address', () => {
@@ -331,7 +333,10 @@ describe('real node stopped after containerd and the kubelet were killed', { ski
   it('still leaves nothing behind (its containers are killed through their cgroups)', async () => {
     const before = snapshotHost();
     const dir = mkdtempSync(join(tmpdir(), 'weft-node-'));
-    const node = await startForTest(dir);
+    const node = await startForTest(dir).catch((err) => {
+      rmSync(dir, { recursive: true, force: true });
+      throw err;
+    });
     let report: StopReport;
     try {
       const kubectl = kubectlOf(node, 'default');
