@@ -24,7 +24,6 @@ import { dirname, join } from 'node:path';
 import * as x509 from '@peculiar/x509';
 import { crypto, EC, exportPkcs8, newKeyPair, SIGN, selfSignedCa, serialNumber } from '../../api/pki.ts';
 import { ensureBinaries, freePort, startControlPlane, waitFor } from '../../test/support/control-plane.ts';
-import { allMountPoints } from '../local-node/mounts.ts';
 import { NodeError } from './errors.ts';
 import { IPTABLES_SAVE, iptablesChains, iptablesRules, readSysctls, restoreSysctls } from './host.ts';
 import {
@@ -37,6 +36,7 @@ import {
   PAUSE_IMAGE,
   pauseImage,
 } from './images.ts';
+import { allMountPoints } from './mounts.ts';
 
 export { BUSYBOX_IMAGE, COREDNS_IMAGE, importImage, PAUSE_IMAGE };
 
@@ -631,13 +631,14 @@ export async function startRealNode(opts: RealNodeOptions): Promise<RealNode> {
     log(`[node] containerd ready (${elapsed()})`);
 
     const imageDir = join(dirname(dirname(bin)), 'images');
-    // Images `hack/image` built (dist/images/*.oci.tar: pause, weft) come first; the pause image
-    // is built here when it has not.
+    // Images `hack/image` built (dist/images/*.oci.tar: weft, weft-demo, pause). The sandbox
+    // image containerd names (PAUSE_IMAGE) is always the one built here: hack/image's pause is
+    // ghcr.io/weft-mesh/pause:<tag>, another reference, and without PAUSE_IMAGE no pod starts.
     const distDir = join(repoRoot, 'dist', 'images');
     const dist = existsSync(distDir) ? readdirSync(distDir).filter((f) => f.endsWith('.oci.tar')) : [];
     const archives = [
       ...dist.map((f) => join(distDir, f)),
-      ...(dist.includes('pause.oci.tar') ? [] : [ensureImage(pauseImage(K8S_VERSION), imageDir, 'pause')]),
+      ensureImage(pauseImage(K8S_VERSION), imageDir, 'pause'),
       ensureImage(busyboxImage(), imageDir, 'busybox'),
       ensureImage(corednsImage(join(bin, 'coredns')), imageDir, 'coredns'),
     ];
