@@ -1,68 +1,118 @@
-// The whole mesh, end to end, with real parts only: the control plane built from source
-// (with kube-controller-manager, so Deployments, ReplicaSets and EndpointSlices are
-// Kubernetes' own), the local node running pods as processes in network namespaces, the
-// webhook registered with and called by the apiserver, the operator programming the
-// proxies through ConfigMaps, and the sidecars moving real bytes behind real iptables rules.
-// It deploys the demo (config/demo) under a STRICT Mesh and checks what a user would:
-// sidecars injected, the canary split honoured, mutual TLS between the sidecars, plaintext
-// refused, a caller without the right identity denied by the policy, a weight change applied.
+// The whole mesh, end to end, as users run it: a real one-node cluster (hack/node: kubelet,
+// containerd, kube-proxy, CoreDNS), the Weft image of `npm run image` imported into it, and
+// Weft installed by `helm install` from charts/weft: the operator and the webhook run as
+// Deployments in weft-system (the operator with leader election, the webhook called by the
+// apiserver through its Service). It deploys the demo (config/demo) under a STRICT Mesh and
+// checks what a user would: sidecars injected, the client calling `http://reviews:9080` by
+// name, the canary split honoured, mutual TLS between the sidecars, plaintext refused, a caller
+// without the right identity denied by the policy, a weight change applied through the volume.
+// The kubelet's syncFrequency is its default (1m) unless WEFT_NODE_SYNC_FREQUENCY says otherwise.
+// With WEFT_TEST_KUBECONFIG it runs unchanged on that cluster instead (kind: test/kind/run.sh
+// loads the images first): every check goes through the apiserver or from pods, not the host.
+// It logs figures (pod start with and without the sidecar, the sidecar's working set as the
+// kubelet reports it, how long a weight change took to apply); it asserts none of their values.
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { promisify } from 'node:util';
-import { AdmissionregistrationV1Api, AppsV1Api, CoreV1Api, type V1Pod } from '@kubernetes/client-node';
-import pino from 'pino';
-import { type LocalNode, startLocalNode } from '../../hack/local-node/index.ts';
-import { type OperatorHandle, startOperator } from '../../operator/operator.ts';
-import { WEBHOOK_NAMES, webhookConfigurations } from '../../webhook/manifests.ts';
-import { startWebhook, type WebhookHandle } from '../../webhook/server.ts';
-import { installCrds, repoRoot, startTestCluster, type TestCluster } from '../support/cluster.ts';
+import { buildImages, helmBinary, installWeft, WEFT_NAMESPACE } from '../../hack/install.ts';
+import { type RealNode, startRealNode } from '../../hack/node/index.ts';
+import { WEBHOOK_NAMES } from '../../webhook/manifests.ts';
+import { repoRoot } from '../support/cluster.ts';
 import { ensureBinaries } from '../support/control-plane.ts';
 import { eventually as poll } from '../support/eventually.ts';
+import { lockRealCluster } from '../support/real-cluster-lock.ts';
 
+const external = process.env.WEFT_TEST_KUBECONFIG;
 const isRoot = process.getuid?.() === 0;
 const pid = process.pid;
 const NS = 'weft-demo';
-const MESH_NS = 'weft-system';
-const logger = pino({ level: process.env.WEFT_TEST_LOG_LEVEL ?? 'silent' });
+/** A namespace without the injection label: its pods have no sidecar. */
+const OUTSIDE = 'weft-outside';
+const DEMO_IMAGE = 'ghcr.io/weft-mesh/weft-demo:0.1.0';
+// Ranges and bridge of its own: apart from the demo's (10.123/16, 10.124/16) and
+// test/node/real-node.test.ts's (10.125/16, 10.126/16).
+const POD_CIDR = '10.121.0.0/16';
+const SERVICE_CIDR = '10.122.0.0/16';
+const BRIDGE = `we${pid % 100000}`;
+const SYNC = process.env.WEFT_NODE_SYNC_FREQUENCY;
+const log = (l: string) => process.stderr.write(`${l}\n`);
 
-function freePodCidr(): string {
-  const routes = execFileSync('ip', ['-4', 'route', 'show', 'table', 'all'], { encoding: 'utf8' });
-  for (let i = 0; i < 250; i++) {
-    const x = (pid * 3 + i * 11) % 250;
-    if (!routes.includes(`10.244.${x}.`)) return `10.244.${x}.0/24`;
+const eventually = <T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 180_000) =>
+  poll(what, fn, { timeoutMs, intervalMs: 500 });
+
+/** Tally of client lines "<n> <status> <service> <version> <pod> <ms>ms". */
+function versions(lines: string[]) {
+  const t = { v1: 0, v2: 0, other: 0 };
+  for (const l of lines) {
+    const [, status, , version] = l.split(' ');
+    if (status === '200' && version === 'v1') t.v1++;
+    else if (status === '200' && version === 'v2') t.v2++;
+    else t.other++;
   }
-  throw new Error('no free /24 in 10.244.0.0/16');
+  return t;
 }
 
-const eventually = <T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 120_000) =>
-  poll(what, fn, { timeoutMs, intervalMs: 300 });
-
-/** HTTP GET from the host (no sidecar) to a pod IP; returns status and body. */
-async function hostGet(url: string): Promise<{ status: number; body: string }> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(5000) });
-  return { status: res.status, body: await res.text() };
-}
-
-describe('the mesh, end to end on the local node', {
-  skip: isRoot ? false : 'needs root (network namespaces, iptables)',
+describe('the mesh, end to end on the real node, installed by Helm', {
+  skip: isRoot || external ? false : 'needs root (containerd, kubelet, iptables)',
 }, () => {
-  let cluster: TestCluster;
-  let node: LocalNode | undefined;
-  let webhook: WebhookHandle | undefined;
-  let operator: OperatorHandle | undefined;
-  let core: CoreV1Api;
-
-  const podsOf = async (selector: string): Promise<V1Pod[]> =>
-    (await core.listNamespacedPod({ namespace: NS, labelSelector: selector })).items;
-  const logOf = (podName: string, container: string): string[] => {
-    const info = node!.pods().find((p) => p.namespace === NS && p.name === podName);
-    const file = info?.logs[container];
-    if (!file) return [];
+  let dir: string;
+  let node: RealNode | undefined;
+  let release: (() => void) | undefined;
+  let kubectlBin: string;
+  let kubeconfig: string;
+  const kubectl = (...args: string[]) =>
+    execFileSync(kubectlBin, ['--kubeconfig', kubeconfig, ...args], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  const apply = (obj: object) =>
+    execFileSync(kubectlBin, ['--kubeconfig', kubeconfig, 'apply', '-f', '-'], {
+      input: JSON.stringify(obj),
+      encoding: 'utf8',
+    });
+  /** GET through the apiserver's pod proxy (plain HTTP from the apiserver to the pod). */
+  const podGet = (pod: string, port: number, path: string) =>
+    kubectl('get', '--raw', `/api/v1/namespaces/${NS}/pods/${pod}:${port}/proxy${path}`);
+  /** A pod of the demo image running `args`; Ready once `ready` (an HTTP port) answers, if given. */
+  const demoPod = (
+    name: string,
+    namespace: string,
+    args: string[],
+    opts: { sa?: string; env?: object[]; ready?: number } = {},
+  ) => ({
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, namespace, labels: { app: name } },
+    spec: {
+      ...(opts.sa ? { serviceAccountName: opts.sa } : {}),
+      restartPolicy: 'Never',
+      terminationGracePeriodSeconds: 1,
+      containers: [
+        {
+          name: 'app',
+          image: DEMO_IMAGE,
+          command: ['node', ...args],
+          env: opts.env ?? [],
+          ...(opts.ready
+            ? { readinessProbe: { httpGet: { path: '/healthz', port: opts.ready }, periodSeconds: 1 } }
+            : {}),
+        },
+      ],
+    },
+  });
+  const json = (...args: string[]) => JSON.parse(kubectl(...args, '-o', 'json'));
+  const podsOf = (selector: string) =>
+    json('get', 'pods', '-n', NS, '-l', selector).items as {
+      metadata: { name: string; annotations: Record<string, string> };
+      spec: { initContainers: { name: string; restartPolicy?: string }[] };
+      status: { phase: string; podIP: string };
+    }[];
+  const logsOf = (target: string, container: string, namespace = NS): string[] => {
     try {
-      return readFileSync(file, 'utf8').trim().split('\n').filter(Boolean);
+      return kubectl('logs', '-n', namespace, target, '-c', container).trim().split('\n').filter(Boolean);
     } catch {
       return [];
     }
@@ -70,11 +120,10 @@ describe('the mesh, end to end on the local node', {
   /**
    * The frontend client's answers once both versions have answered: before that, one backend's
    * endpoint may not have reached the client's proxy configuration yet (the operator writes it
-   * after the EndpointSlice, the kubelet projects it after that).
+   * after the EndpointSlice, the kubelet projects it into the volume after that).
    */
-  const clientAnswers = async (): Promise<string[]> => {
-    const [fe] = await podsOf('app=frontend');
-    const lines = fe ? logOf(fe.metadata!.name!, 'client') : [];
+  const clientAnswers = (): string[] => {
+    const lines = logsOf('deploy/frontend', 'app');
     const seen = new Set<string>();
     const both = lines.findIndex((l) => {
       const [, status, , version] = l.split(' ');
@@ -83,87 +132,47 @@ describe('the mesh, end to end on the local node', {
     });
     return both < 0 ? [] : lines.slice(both + 1);
   };
-  const versions = (lines: string[]) => {
-    const t = { v1: 0, v2: 0, other: 0 };
-    for (const l of lines) {
-      const [, status, , version] = l.split(' ');
-      if (status === '200' && version === 'v1') t.v1++;
-      else if (status === '200' && version === 'v2') t.v2++;
-      else t.other++;
-    }
-    return t;
-  };
-
-  // Asynchronous: the webhook runs in this process and must answer while kubectl waits.
-  const kubectl = async (...args: string[]) =>
-    (
-      await promisify(execFile)(join(bin, 'kubectl'), ['--kubeconfig', cluster.kubeconfigPath, ...args], {
-        encoding: 'utf8',
-      })
-    ).stdout;
-  let bin: string;
 
   before(async () => {
-    cluster = await startTestCluster({ controllerManager: true });
-    bin = ensureBinaries();
-    core = cluster.kc.makeApiClient(CoreV1Api);
-    await installCrds(cluster);
-    await core.createNamespace({ body: { metadata: { name: MESH_NS } } });
-    node = await startLocalNode({
-      kubeConfig: cluster.kc,
-      name: `mesh-${pid}`,
-      podCIDR: freePodCidr(),
-      logger,
-    });
-    webhook = await startWebhook({
-      kubeConfig: cluster.kc,
-      namespace: MESH_NS,
-      port: 0,
-      logger,
-      tls: {
-        mode: 'bootstrap',
-        webhookConfigurations: {
-          mutating: [WEBHOOK_NAMES.mutatingConfiguration],
-          validating: [WEBHOOK_NAMES.validatingConfiguration],
-        },
-      },
-    });
-    const cfg = webhookConfigurations({
-      namespace: MESH_NS,
-      clientConfig: (path) => ({ url: `${webhook!.url}${path}` }),
-    });
-    const admission = cluster.kc.makeApiClient(AdmissionregistrationV1Api);
-    await admission.createMutatingWebhookConfiguration({ body: cfg.mutating });
-    await admission.createValidatingWebhookConfiguration({ body: cfg.validating });
-    await webhook.reload();
-    operator = await startOperator({
-      kubeConfig: cluster.kc,
-      namespace: MESH_NS,
-      healthAddress: '127.0.0.1:0',
-      metricsAddress: '127.0.0.1:0',
-    });
-    await operator.synced;
-    await operator.leading();
+    if (external) {
+      kubeconfig = external;
+      kubectlBin = join(ensureBinaries(), 'kubectl');
+    } else {
+      release = await lockRealCluster(log);
+      dir = mkdtempSync(join(tmpdir(), 'weft-e2e-'));
+      buildImages();
+      node = await startRealNode({
+        dir,
+        bridge: BRIDGE,
+        podCIDR: POD_CIDR,
+        serviceCIDR: SERVICE_CIDR,
+        log,
+        ...(SYNC ? { syncFrequency: SYNC } : {}),
+      });
+      kubeconfig = node.kubeconfigPath;
+      kubectlBin = node.kubectl;
+    }
+    await installWeft({ kubeconfig, kubectl: kubectlBin, log });
+    kubectl('create', 'namespace', OUTSIDE);
     // The demo under a STRICT Mesh: sidecars accept only mutual TLS.
-    await kubectl(
+    kubectl(
       'apply',
       '--server-side',
       '--field-manager=weft-test',
       '-f',
-      join(repoRoot, 'config', 'demo', 'mesh.yaml'),
+      join(repoRoot, 'config/demo/mesh.yaml'),
     );
-    await kubectl('patch', 'mesh', 'default', '--type=merge', '-p', '{"spec":{"mtls":{"mode":"STRICT"}}}');
-    await kubectl(
+    kubectl('patch', 'mesh', 'default', '--type=merge', '-p', '{"spec":{"mtls":{"mode":"STRICT"}}}');
+    kubectl(
       'apply',
       '--server-side',
       '--field-manager=weft-test',
       '-f',
-      join(repoRoot, 'config', 'demo', 'demo.yaml'),
+      join(repoRoot, 'config/demo/demo.yaml'),
     );
-    const apps = cluster.kc.makeApiClient(AppsV1Api);
     for (const d of ['reviews-v1', 'reviews-v2', 'frontend']) {
-      await eventually(`deployment ${d} available`, async () =>
-        (await apps.readNamespacedDeployment({ name: d, namespace: NS })).status?.availableReplicas === 1
+      await eventually(`deployment ${d} available`, () =>
+        kubectl('get', 'deployment', d, '-n', NS, '-o', 'jsonpath={.status.availableReplicas}') === '1'
           ? true
           : undefined,
       );
@@ -171,26 +180,91 @@ describe('the mesh, end to end on the local node', {
   });
 
   after(async () => {
-    await operator?.stop();
-    await node?.stop();
-    await webhook?.stop();
-    await cluster?.stop();
-  });
-
-  test('the apiserver called the webhook: every demo pod runs the injected native sidecar and init', async () => {
-    const pods = await podsOf('app in (reviews, frontend)');
-    assert.equal(pods.length, 3);
-    for (const p of pods) {
-      const inits = p.spec!.initContainers!.map((c) => `${c.name}:${c.restartPolicy ?? ''}`);
-      assert.deepEqual(inits, ['weft-init:', 'weft-proxy:Always'], p.metadata!.name);
-      assert.equal(p.metadata!.annotations!['weft.dev/injected'], 'v1');
-      assert.equal(p.status!.phase, 'Running');
+    try {
+      if (external) {
+        // Leave the cluster as it was: the demo, the Mesh and the release go.
+        for (const args of [
+          ['delete', 'namespace', NS, OUTSIDE, '--ignore-not-found', '--wait=true'],
+          ['delete', 'mesh', 'default', '--ignore-not-found'],
+        ])
+          kubectl(...args);
+        execFileSync(helmBinary(), ['--kubeconfig', kubeconfig, 'uninstall', 'weft', '-n', WEFT_NAMESPACE]);
+      }
+      if (node) {
+        const report = await node.stop();
+        if (report.nftTablesLeft.length) log(`[e2e] nf_tables left: ${report.nftTablesLeft.join(', ')}`);
+      }
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    } finally {
+      release?.();
     }
   });
 
+  test('Helm installed the operator (one leader of two) and the webhook, which the apiserver calls through its Service', () => {
+    for (const d of ['weft-operator', 'weft-webhook']) {
+      const dep = json('get', 'deployment', d, '-n', WEFT_NAMESPACE);
+      assert.equal(dep.metadata.annotations['meta.helm.sh/release-name'], 'weft', d);
+      assert.equal(dep.status.availableReplicas, dep.spec.replicas, d);
+      assert.equal(dep.spec.template.spec.containers[0].image, 'ghcr.io/weft-mesh/weft:0.1.0', d);
+    }
+    const lease = json('get', 'lease', 'weft-operator', '-n', WEFT_NAMESPACE);
+    const { matchLabels } = json('get', 'deployment', 'weft-operator', '-n', WEFT_NAMESPACE).spec.selector;
+    const selector = Object.entries(matchLabels).map(([k, v]) => `${k}=${v}`);
+    const operators = json('get', 'pods', '-n', WEFT_NAMESPACE, '-l', selector.join(',')).items.map(
+      (p: { metadata: { name: string } }) => p.metadata.name,
+    );
+    assert.equal(operators.length, 2, operators.join(', '));
+    assert.ok(
+      operators.some((n: string) => lease.spec.holderIdentity.startsWith(n)),
+      `the lease holder ${lease.spec.holderIdentity} is one of the operator pods ${operators.join(', ')}`,
+    );
+    const mutating = json('get', 'mutatingwebhookconfiguration', WEBHOOK_NAMES.mutatingConfiguration);
+    for (const w of mutating.webhooks) {
+      assert.equal(w.clientConfig.url, undefined);
+      assert.equal(w.clientConfig.service.name, 'weft-webhook');
+      assert.equal(w.clientConfig.service.namespace, WEFT_NAMESPACE);
+    }
+  });
+
+  test('the apiserver called the webhook: every demo pod runs the injected native sidecar and init', () => {
+    const pods = podsOf('app in (reviews, frontend)');
+    assert.equal(pods.length, 3);
+    for (const p of pods) {
+      const inits = p.spec.initContainers.map((c) => `${c.name}:${c.restartPolicy ?? ''}`);
+      assert.deepEqual(inits, ['weft-init:', 'weft-proxy:Always'], p.metadata.name);
+      assert.equal(p.metadata.annotations['weft.dev/injected'], 'v1');
+      assert.equal(p.status.phase, 'Running');
+    }
+  });
+
+  test('the client reaches http://reviews:9080 by its DNS name through the sidecar', async () => {
+    // STRICT: a plaintext call would be refused with 403, so a 200 went through both sidecars.
+    // Until the backends' endpoints reach the client's sidecar (the kubelet projects its
+    // configuration, up to syncFrequency later) the sidecar answers 503.
+    const call = () =>
+      kubectl(
+        'exec',
+        '-n',
+        NS,
+        'deploy/frontend',
+        '-c',
+        'app',
+        '--',
+        'node',
+        '-e',
+        'const r = await fetch("http://reviews:9080/"); console.log(r.status, await r.text())',
+      ).trim();
+    const out = await eventually('a 200 answer by name', () => {
+      const o = call();
+      return o.startsWith('200 ') ? o : undefined;
+    });
+    assert.match(out, /"service":"reviews"/);
+    assert.match(out, /"version":"v[12]"/);
+  });
+
   test('the canary TrafficSplit sends about 80% of the calls to v1 and the rest to v2', async () => {
-    const lines = await eventually('200 answers from the client', async () => {
-      const a = await clientAnswers();
+    const lines = await eventually('200 answers from the client', () => {
+      const a = clientAnswers();
       return a.length >= 200 ? a.slice(0, 200) : undefined;
     });
     const t = versions(lines);
@@ -208,9 +282,8 @@ describe('the mesh, end to end on the local node', {
   });
 
   test('the sidecars talk mutual TLS 1.3 with the SPIFFE identities of the workloads', async () => {
-    const [v1] = await podsOf('app=reviews,version=v1');
-    const { body } = await hostGet(`http://${v1!.status!.podIP}:15020/metrics`);
-    const line = body
+    const [v1] = podsOf('app=reviews,version=v1');
+    const line = podGet(v1!.metadata.name, 15020, '/metrics')
       .split('\n')
       .find(
         (l) =>
@@ -224,49 +297,44 @@ describe('the mesh, end to end on the local node', {
   });
 
   test('STRICT: a plaintext caller without a sidecar is refused', async () => {
-    const [v1] = await podsOf('app=reviews,version=v1');
-    const res = await hostGet(`http://${v1!.status!.podIP}:8080/`);
-    assert.equal(res.status, 403);
-    assert.match(res.body, /mutual TLS is required on port 8080 \(mTLS mode STRICT\): plaintext refused/);
+    const [v1] = podsOf('app=reviews,version=v1');
+    apply(
+      demoPod('outsider', OUTSIDE, ['hack/demo-apps/client.ts', `http://${v1!.status.podIP}:8080/`], {
+        env: [{ name: 'COUNT', value: '3' }],
+      }),
+    );
+    const lines = await eventually('3 answers to the outsider', () => {
+      const l = logsOf('outsider', 'app', OUTSIDE);
+      return l.length >= 3 ? l : undefined;
+    });
+    for (const l of lines) {
+      assert.match(l, /^\d+ 403 /, l);
+      assert.match(l, /mutual TLS is required on port 8080 \(mTLS mode STRICT\): plaintext refused/, l);
+    }
   });
 
   test('a meshed caller with another identity is denied by the AuthorizationPolicy, which the answer names', async () => {
-    await core.createNamespacedServiceAccount({ namespace: NS, body: { metadata: { name: 'intruder' } } });
-    await core.createNamespacedPod({
-      namespace: NS,
-      body: {
-        metadata: { name: 'intruder', labels: { app: 'intruder' } },
-        spec: {
-          serviceAccountName: 'intruder',
-          restartPolicy: 'Never',
-          containers: [
-            {
-              name: 'client',
-              image: 'weft-demo:latest',
-              command: ['node', 'hack/demo-apps/client.ts'],
-              env: [
-                { name: 'COUNT', value: '5' },
-                { name: 'INTERVAL_MS', value: '200' },
-              ],
-            },
-          ],
-        },
-      },
-    });
+    kubectl('create', 'serviceaccount', 'intruder', '-n', NS);
+    apply(
+      demoPod('intruder', NS, ['hack/demo-apps/client.ts', 'http://reviews:9080/'], {
+        sa: 'intruder',
+        env: [
+          { name: 'COUNT', value: '5' },
+          { name: 'INTERVAL_MS', value: '200' },
+        ],
+      }),
+    );
     const lines = await eventually('5 answers to the intruder', () => {
-      const l = logOf('intruder', 'client');
+      const l = logsOf('intruder', 'app');
       return l.length >= 5 ? l : undefined;
     });
     for (const l of lines) {
       assert.match(l, /^\d+ 403 /, l);
       assert.match(l, /weft-demo\/reviews-from-frontend/, l);
     }
-    const [v1] = await podsOf('app=reviews,version=v1');
-    const [v2] = await podsOf('app=reviews,version=v2');
     let denied = 0;
-    for (const p of [v1!, v2!]) {
-      const { body } = await hostGet(`http://${p.status!.podIP}:15020/metrics`);
-      for (const l of body.split('\n')) {
+    for (const p of podsOf('app=reviews')) {
+      for (const l of podGet(p.metadata.name, 15020, '/metrics').split('\n')) {
         if (l.startsWith('weft_authz_decisions_total{') && l.includes('decision="deny"'))
           denied += Number(l.split(' ').at(-1));
       }
@@ -274,8 +342,69 @@ describe('the mesh, end to end on the local node', {
     assert.ok(denied >= 5, `denials counted: ${denied}`);
   });
 
-  test('a weight change reaches the proxies: 0/100 sends every call to v2', async () => {
-    await kubectl(
+  test('the kubelet reports the working set of every sidecar (figure: sidecar memory)', () => {
+    const nodes = json('get', 'nodes').items.map((n: { metadata: { name: string } }) => n.metadata.name);
+    const sets: string[] = [];
+    for (const n of nodes) {
+      const summary = JSON.parse(kubectl('get', '--raw', `/api/v1/nodes/${n}/proxy/stats/summary`));
+      for (const p of summary.pods ?? []) {
+        if (p.podRef.namespace !== NS || !/^(reviews|frontend)/.test(p.podRef.name)) continue;
+        const c = p.containers.find((x: { name: string }) => x.name === 'weft-proxy');
+        assert.ok(
+          c?.memory?.workingSetBytes > 0,
+          `${p.podRef.name}: weft-proxy working set ${JSON.stringify(c?.memory)}`,
+        );
+        const app = p.containers.find((x: { name: string }) => x.name !== 'weft-proxy');
+        sets.push(
+          `${p.podRef.name} weft-proxy ${(c.memory.workingSetBytes / 2 ** 20).toFixed(1)} MiB (app ${(
+            (app?.memory?.workingSetBytes ?? 0) / 2 ** 20
+          ).toFixed(1)} MiB)`,
+        );
+      }
+    }
+    assert.equal(sets.length, 3, sets.join('; '));
+    log(`[e2e] figure: working set: ${sets.join('; ')}`);
+  });
+
+  test('a pod starts with and without the sidecar (figure: pod start)', async () => {
+    const ready = (name: string, namespace: string) =>
+      kubectl(
+        'get',
+        'pod',
+        name,
+        '-n',
+        namespace,
+        '-o',
+        'jsonpath={.status.conditions[?(@.type=="Ready")].status}',
+      ) === 'True';
+    const times: string[] = [];
+    for (const [name, namespace] of [
+      ['plain', OUTSIDE],
+      ['meshed', NS],
+    ] as const) {
+      const t0 = Date.now();
+      apply(
+        demoPod(name, namespace, ['hack/demo-apps/server.ts'], {
+          ready: 8080,
+          sa: namespace === NS ? 'reviews' : undefined,
+        }),
+      );
+      await eventually(`pod ${namespace}/${name} Ready`, () => (ready(name, namespace) ? true : undefined));
+      times.push(`${name} ${Date.now() - t0} ms`);
+    }
+    const meshed = json('get', 'pod', 'meshed', '-n', NS);
+    assert.equal(meshed.metadata.annotations['weft.dev/injected'], 'v1');
+    assert.equal(
+      json('get', 'pod', 'plain', '-n', OUTSIDE).metadata.annotations?.['weft.dev/injected'],
+      undefined,
+    );
+    log(`[e2e] figure: pod created to Ready (readiness probe every 1 s): ${times.join(', ')}`);
+  });
+
+  test('a weight change reaches the proxies through the volume: 0/100 sends every call to v2', async () => {
+    const seen = clientAnswers().length;
+    const t0 = Date.now();
+    kubectl(
       'patch',
       'trafficsplit',
       'reviews-canary',
@@ -285,18 +414,21 @@ describe('the mesh, end to end on the local node', {
       '-p',
       '[{"op":"replace","path":"/spec/backends/0/weight","value":0},{"op":"replace","path":"/spec/backends/1/weight","value":100}]',
     );
-    const seen = (await clientAnswers()).length;
-    // Once a call lands on v2 after the change, the next 30 must all go there.
-    const tail = await eventually('30 calls in a row to v2', async () => {
-      const a = (await clientAnswers()).slice(seen);
-      const firstAllV2 = a.findIndex(
+    // Once a call lands on v2 after the change, the next 30 must all go there. At the default
+    // syncFrequency the kubelet projects the ConfigMap 60-90 s after the change.
+    const tail = await eventually('30 calls in a row to v2', () => {
+      const a = clientAnswers().slice(seen);
+      const first = a.findIndex(
         (_, i) =>
           a.slice(i, i + 30).length === 30 && a.slice(i, i + 30).every((l) => l.split(' ')[3] === 'v2'),
       );
-      return firstAllV2 >= 0 ? a.slice(firstAllV2, firstAllV2 + 30) : undefined;
+      return first >= 0 ? a.slice(first, first + 30) : undefined;
     });
+    log(
+      `[e2e] weight change to 30 calls in a row on v2: ${Date.now() - t0} ms (syncFrequency ${SYNC ?? '1m'})`,
+    );
     assert.equal(versions(tail).v2, 30);
-    const ts = JSON.parse(await kubectl('get', 'trafficsplit', 'reviews-canary', '-n', NS, '-o', 'json'));
+    const ts = json('get', 'trafficsplit', 'reviews-canary', '-n', NS);
     assert.equal(ts.status.observedGeneration, ts.metadata.generation);
     assert.equal(ts.status.conditions.find((c: { type: string }) => c.type === 'Ready').status, 'True');
   });

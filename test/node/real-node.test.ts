@@ -13,6 +13,7 @@ import { type HostSnapshot, iptablesRules, snapshotHost } from '../../hack/node/
 import { buildOciArchive, busyboxImage } from '../../hack/node/images.ts';
 import { BUSYBOX_IMAGE, type RealNode, type StopReport, startRealNode } from '../../hack/node/index.ts';
 import { eventually } from '../support/eventually.ts';
+import { lockRealCluster } from '../support/real-cluster-lock.ts';
 
 const skip = process.getuid?.() !== 0 ? 'needs root (containerd, kubelet, iptables)' : false;
 const pid = process.pid;
@@ -167,6 +168,13 @@ async function startForTest(dir: string, syncFrequency?: string): Promise<RealNo
   );
   return node;
 }
+
+// One real cluster per host: the e2e suite starts one too (test/support/real-cluster-lock.ts).
+let releaseLock: (() => void) | undefined;
+before(async () => {
+  if (!skip) releaseLock = await lockRealCluster();
+});
+after(() => releaseLock?.());
 
 describe('real node', { skip, concurrency: false }, () => {
   let node: RealNode;

@@ -1,0 +1,83 @@
+// Installs Weft as its users do: `helm upgrade --install` of charts/weft into weft-system, with
+// the image of `npm run image` (ghcr.io/weft-mesh/weft:<version>, imported into the node, so
+// the chart's default values name it). The demo (hack/demo.ts) and the e2e suite
+// (test/e2e/mesh.test.ts) share it.
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { eventually } from '../test/support/eventually.ts';
+import { WEBHOOK_NAMES } from '../webhook/manifests.ts';
+
+const root = join(import.meta.dirname, '..');
+export const WEFT_NAMESPACE = 'weft-system';
+export const HELM_PACKAGE = 'helm.sh/helm/v3/cmd/helm@v3.19.5';
+
+/** The helm binary, built once from its Go module into Weft's cache (hack/go-tool.sh). */
+export function helmBinary(): string {
+  return execFileSync('bash', [join(root, 'hack', 'go-tool.sh'), 'helm', HELM_PACKAGE], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  }).trim();
+}
+
+/** Builds the weft, demo and pause images into dist/images (cached: seconds when nothing changed). */
+export function buildImages(): void {
+  execFileSync(join(root, 'node_modules', '.bin', 'node'), [join(root, 'hack', 'image', 'build.ts'), 'all'], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+    cwd: root,
+  });
+}
+
+export interface InstallOptions {
+  kubeconfig: string;
+  kubectl: string;
+  /** `--set` values, e.g. { 'operator.replicas': '1' }. */
+  set?: Record<string, string>;
+  log?: (line: string) => void;
+}
+
+/**
+ * `helm upgrade --install weft charts/weft -n weft-system --wait`, then waits until the webhook
+ * has written its CA into the webhook configurations: from then on the apiserver calls it
+ * through its Service, and pods of labelled namespaces get the sidecar.
+ */
+export async function installWeft(o: InstallOptions): Promise<void> {
+  const log = o.log ?? ((l: string) => process.stderr.write(`${l}\n`));
+  const set = Object.entries(o.set ?? {}).flatMap(([k, v]) => ['--set', `${k}=${v}`]);
+  const t0 = Date.now();
+  execFileSync(
+    helmBinary(),
+    [
+      '--kubeconfig',
+      o.kubeconfig,
+      'upgrade',
+      '--install',
+      'weft',
+      join(root, 'charts', 'weft'),
+      '--namespace',
+      WEFT_NAMESPACE,
+      '--create-namespace',
+      '--wait',
+      '--timeout',
+      '5m',
+      ...set,
+    ],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
+  log(`[install] helm install weft: operator and webhook Deployments available in ${Date.now() - t0} ms`);
+  const kubectl = (...args: string[]) =>
+    execFileSync(o.kubectl, ['--kubeconfig', o.kubeconfig, ...args], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  for (const [kind, name] of [
+    ['mutatingwebhookconfiguration', WEBHOOK_NAMES.mutatingConfiguration],
+    ['validatingwebhookconfiguration', WEBHOOK_NAMES.validatingConfiguration],
+  ] as const) {
+    await eventually(
+      `the webhook to publish its CA in ${kind} ${name} (kubectl -n ${WEFT_NAMESPACE} logs deploy/weft-webhook)`,
+      () =>
+        kubectl('get', kind, name, '-o', 'jsonpath={.webhooks[0].clientConfig.caBundle}') ? true : undefined,
+      { timeoutMs: 120_000, intervalMs: 500 },
+    );
+  }
+}

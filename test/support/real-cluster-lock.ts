@@ -1,0 +1,58 @@
+// One real cluster (hack/node) per host at a time: two kube-proxies in iptables mode share the
+// KUBE-* chains. Test files that start one take this lock first, so hack/test.sh may run them
+// with --test-concurrency=2: the second waits for the first to stop its cluster.
+import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { alive } from '../../hack/cluster.ts';
+
+export const REAL_CLUSTER_LOCK = join(tmpdir(), 'weft-real-cluster.lock');
+
+/**
+ * Waits until no live process holds the lock (a dead holder's lock is taken over), takes it and
+ * returns its release. Progress goes to `log` once a minute while waiting.
+ */
+export async function lockRealCluster(
+  log: (line: string) => void = (l) => process.stderr.write(`${l}\n`),
+  timeoutMs = 30 * 60_000,
+): Promise<() => void> {
+  const deadline = Date.now() + timeoutMs;
+  let said = 0;
+  for (;;) {
+    try {
+      const fd = openSync(REAL_CLUSTER_LOCK, 'wx');
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      return () => {
+        try {
+          if (readFileSync(REAL_CLUSTER_LOCK, 'utf8') === String(process.pid)) unlinkSync(REAL_CLUSTER_LOCK);
+        } catch {}
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    let holder = 0;
+    try {
+      holder = Number(readFileSync(REAL_CLUSTER_LOCK, 'utf8'));
+    } catch {
+      continue; // released meanwhile
+    }
+    if (!holder || !alive(holder)) {
+      // A holder that died (or wrote nothing yet: give it a moment before taking over).
+      await new Promise((r) => setTimeout(r, 500));
+      try {
+        if (Number(readFileSync(REAL_CLUSTER_LOCK, 'utf8')) === holder) unlinkSync(REAL_CLUSTER_LOCK);
+      } catch {}
+      continue;
+    }
+    if (Date.now() > deadline)
+      throw new Error(
+        `another real cluster (process ${holder}) held ${REAL_CLUSTER_LOCK} for ${timeoutMs / 60_000} minutes`,
+      );
+    if (Date.now() - said > 60_000) {
+      log(`[real-cluster] waiting for process ${holder} to stop its real cluster (${REAL_CLUSTER_LOCK})`);
+      said = Date.now();
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
