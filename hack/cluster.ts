@@ -1,12 +1,12 @@
-// npm run cluster:up — start a local control plane (etcd, kube-apiserver,
-// kube-controller-manager) with the Weft CRDs installed, and print its kubeconfig.
-// `--node real` (or WEFT_NODE=real) starts a real one-node cluster instead (hack/node:
-// containerd, kubelet, kube-proxy, CoreDNS; docs/real-node.md); `--node local` (the default for
-// now) leaves the node to the stand-in hack/local-node, which the demo starts beside it.
+// npm run cluster:up — start the real one-node cluster (hack/node: control plane, containerd,
+// kubelet, kube-proxy, CoreDNS; docs/real-node.md) with the Weft CRDs installed, and print its
+// kubeconfig. `--node none` (or WEFT_NODE=none) starts only the control plane (etcd,
+// kube-apiserver, kube-controller-manager): API work without pods, and beside a real cluster
+// that already runs (one per machine: docs/real-node.md).
 // npm run cluster:down — stop it and remove its directory (and, for the real node, everything
 // it changed on the host).
-import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startControlPlane } from '../test/support/control-plane.ts';
@@ -22,20 +22,20 @@ interface State {
   dir: string;
   kubeconfigPath: string;
   server: string;
-  /** Processes started beside the control plane (local node, operator, webhook), stopped first. */
-  extra?: { name: string; pid: number; log: string }[];
   /** The real node's directory (hack/node), when `--node real` started the cluster. */
   realNode?: string;
 }
 
-export type NodeKind = 'real' | 'local';
+export type NodeKind = 'real' | 'none';
 
-/** `--node real|local`, else WEFT_NODE, else local; anything else is an error naming both. */
+/** `--node real|none`, else WEFT_NODE, else real; anything else is an error naming both. */
 export function nodeKind(argv: string[], env: NodeJS.ProcessEnv = process.env): NodeKind {
   const i = argv.indexOf('--node');
-  const v = i >= 0 ? argv[i + 1] : env.WEFT_NODE || 'local';
-  if (v !== 'real' && v !== 'local') {
-    throw new Error(`--node (or WEFT_NODE): "${v}" is not a node kind; use real or local`);
+  const v = i >= 0 ? argv[i + 1] : env.WEFT_NODE || 'real';
+  if (v !== 'real' && v !== 'none') {
+    throw new Error(
+      `--node (or WEFT_NODE): "${v}" is not a node kind; use real or none (control plane only)`,
+    );
   }
   return v;
 }
@@ -58,7 +58,7 @@ export function readState(): State | undefined {
 
 export async function up(
   log = (l: string) => process.stderr.write(`${l}\n`),
-  node: NodeKind = 'local',
+  node: NodeKind = 'real',
 ): Promise<State & { kubectl: string }> {
   const existing = readState();
   if (existing) {
@@ -128,29 +128,6 @@ export async function up(
   return { ...state, kubectl: cp.kubectl };
 }
 
-/**
- * Starts a long-running process beside the cluster (detached, logging to .cluster/<name>.log)
- * and records it so cluster:down stops it before the control plane.
- */
-export function startBeside(
-  name: string,
-  command: string,
-  args: string[],
-  env: NodeJS.ProcessEnv = process.env,
-): { pid: number; log: string } {
-  const s = JSON.parse(readFileSync(STATE, 'utf8')) as State;
-  const existing = s.extra?.find((e) => e.name === name && alive(e.pid));
-  if (existing) return existing;
-  const log = join(STATE_DIR, `${name}.log`);
-  const fd = openSync(log, 'a');
-  const child = spawn(command, args, { detached: true, stdio: ['ignore', fd, fd], env, cwd: root });
-  closeSync(fd);
-  child.unref();
-  s.extra = [...(s.extra ?? []).filter((e) => e.name !== name), { name, pid: child.pid!, log }];
-  writeFileSync(STATE, JSON.stringify(s, null, 2));
-  return { pid: child.pid!, log };
-}
-
 async function waitGone(pids: number[], timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (pids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
@@ -162,23 +139,14 @@ export async function down(log = (l: string) => process.stderr.write(`${l}\n`)):
     return;
   }
   const s = JSON.parse(readFileSync(STATE, 'utf8')) as State;
-  // The processes beside the cluster first: the local node removes its pods, namespaces and
-  // iptables rules on SIGTERM and needs the apiserver while it does.
-  const extra = s.extra ?? [];
-  for (const e of extra) if (alive(e.pid)) process.kill(e.pid, 'SIGTERM');
-  await waitGone(
-    extra.map((e) => e.pid),
-    30_000,
-  );
-  for (const e of extra) if (alive(e.pid)) process.kill(e.pid, 'SIGKILL');
   if (s.realNode) await stopRealNode(s.realNode, log);
   for (const pid of [...s.pids].reverse()) if (alive(pid)) process.kill(pid, 'SIGTERM');
-  await waitGone([...extra.map((e) => e.pid), ...s.pids], 15_000);
+  await waitGone(s.pids, 15_000);
   for (const pid of s.pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
   // SIGKILL is not instant either: return only once every process is really gone.
-  await waitGone([...extra.map((e) => e.pid), ...s.pids], 5_000);
+  await waitGone(s.pids, 5_000);
   rmSync(STATE_DIR, { recursive: true, force: true });
-  log(`[cluster] stopped ${s.pids.length + extra.length} processes and removed ${s.dir}`);
+  log(`[cluster] stopped ${s.pids.length} processes and removed ${s.dir}`);
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
@@ -198,7 +166,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     importIntoNode(s.realNode, process.argv[3]);
     process.stderr.write(`[cluster] imported ${process.argv[3]}\n`);
   } else {
-    console.error('usage: node hack/cluster.ts up [--node real|local] | down | import <image.oci.tar>');
+    console.error('usage: node hack/cluster.ts up [--node real|none] | down | import <image.oci.tar>');
     process.exit(2);
   }
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Quick start: brings Weft up with its demo. Uses the cluster in $KUBECONFIG (or --kubeconfig)
-# when given, otherwise the embedded local cluster. Installs what is missing first.
+# Quick start: brings Weft up with its demo, installed by Helm from the locally built image.
+# Uses the cluster in $KUBECONFIG (or --kubeconfig) when given, otherwise the embedded real
+# one-node cluster (needs root). Installs what is missing first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash hack/setup.sh

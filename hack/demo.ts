@@ -1,48 +1,62 @@
 // The demo: brings the mesh up and shows it working.
 //
-// Without a kubeconfig it uses the embedded local cluster: the control plane built from
-// source (npm run cluster:up), the local node that runs pods as processes in network
-// namespaces, and Weft's operator and webhook as local processes. It deploys a "reviews"
-// service in two versions behind a canary TrafficSplit and a client calling it, then shows
-// where the traffic went. Everything keeps running for you to explore until
+// Without a kubeconfig it builds the Weft images (npm run image) and starts the embedded real
+// one-node cluster (npm run cluster:up: control plane, containerd, kubelet, kube-proxy,
+// CoreDNS; docs/real-node.md), which imports them. With one (KUBECONFIG or --kubeconfig, e.g.
+// kind after `kind load image-archive`) it uses that cluster. Either way Weft is installed as
+// users do, with `helm install` from charts/weft; then it deploys a "reviews" service in two
+// versions behind a canary TrafficSplit and a client calling http://reviews:9080 by name, makes
+// the Mesh STRICT and shows where the traffic went, plaintext refused, and a caller of another
+// identity denied with the reason. Everything keeps running for you to explore until
 // `npm run cluster:down`.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { ensureBinaries } from '../test/support/control-plane.ts';
 import { eventually } from '../test/support/eventually.ts';
-import { WEBHOOK_NAMES, webhookConfigurations } from '../webhook/manifests.ts';
-import { STATE_DIR, startBeside, up } from './cluster.ts';
+import { up } from './cluster.ts';
+import { buildImages, CALL_REVIEWS_BY_NAME, installWeft } from './install.ts';
+import { importIntoNode } from './node/index.ts';
 
 const root = join(import.meta.dirname, '..');
 const node = join(root, 'node_modules', '.bin', 'node');
-const TOTAL = 7;
+const NS = 'weft-demo';
+const DEMO_IMAGE = 'ghcr.io/weft-mesh/weft-demo:0.1.0';
+const TOTAL = 8;
 let n = 0;
-const step = (what: string) => process.stderr.write(`[demo ${++n}/${TOTAL}] ${what}\n`);
+const t0 = Date.now();
+const step = (what: string) =>
+  process.stderr.write(`[demo ${++n}/${TOTAL} +${((Date.now() - t0) / 1000).toFixed(0)}s] ${what}\n`);
 const info = (what: string) => process.stderr.write(`  ${what}\n`);
+const indent = (text: string) => text.trimEnd().split('\n').join('\n  ');
 
 const program = new Command('demo')
   .description('Bring Weft up with its demo')
-  .option('--kubeconfig <path>', 'use this cluster instead of the embedded local one', process.env.KUBECONFIG)
+  .option('--kubeconfig <path>', 'use this cluster instead of the embedded real node', process.env.KUBECONFIG)
   .parse();
 const opts = program.opts<{ kubeconfig?: string }>();
 const embedded = !opts.kubeconfig;
 
-step(
-  embedded
-    ? 'starting the embedded local cluster (etcd, kube-apiserver, kube-controller-manager)'
-    : `using the cluster in ${opts.kubeconfig}`,
-);
 let kubeconfig: string;
 let kubectlBin: string;
 if (embedded) {
-  const s = await up((l) => info(l));
+  if (process.getuid?.() !== 0)
+    throw new Error('the embedded demo needs root (containerd, kubelet, iptables): run it with sudo');
+  step('building the Weft images (npm run image: weft, weft-demo, pause as OCI archives)');
+  buildImages();
+  step('starting the embedded real node (control plane, containerd, kubelet, kube-proxy, CoreDNS)');
+  const s = await up((l) => info(l), 'real');
+  // A cluster already running imported older archives at its start: import the fresh ones.
+  if (s.realNode)
+    for (const image of ['weft', 'demo'])
+      importIntoNode(s.realNode, join(root, 'dist', 'images', `${image}.oci.tar`));
   kubeconfig = s.kubeconfigPath;
   kubectlBin = s.kubectl;
 } else {
+  step(`using the cluster in ${opts.kubeconfig} (its node must have the images: docs/real-node.md, kind)`);
   kubeconfig = opts.kubeconfig!;
   kubectlBin = join(ensureBinaries(), 'kubectl');
+  step('no cluster to start');
 }
 function kubectl(...args: (string | { input: string })[]): string {
   const input = args.find((a): a is { input: string } => typeof a === 'object');
@@ -58,177 +72,159 @@ function kubectl(...args: (string | { input: string })[]): string {
 const until = <T>(what: string, timeoutMs: number, probe: () => T | undefined) =>
   eventually(what, probe, { timeoutMs, intervalMs: 500 });
 
-step('installing the Weft CRDs and the demo Mesh');
-kubectl('apply', '--server-side', '--field-manager=weft', '-k', join(root, 'crds'));
-kubectl(
-  'wait',
-  '--for=condition=Established',
-  '--timeout=60s',
-  'crd',
-  '-l',
-  'app.kubernetes.io/part-of=weft',
-);
-kubectl('apply', '--server-side', '--field-manager=weft', '-f', join(root, 'config', 'demo', 'mesh.yaml'));
-
-step(
-  embedded
-    ? 'starting the local node (pods run as processes in network namespaces; needs root)'
-    : 'skipping the local node: the cluster has its own nodes',
-);
-if (embedded) {
-  if (process.getuid?.() !== 0)
-    throw new Error('the embedded demo needs root for network namespaces and iptables: run it with sudo');
-  const nodeState = join(STATE_DIR, 'node');
-  const { log } = startBeside('local-node', node, [
-    join(root, 'hack', 'local-node', 'main.ts'),
-    '--kubeconfig',
-    kubeconfig,
-    '--state-dir',
-    nodeState,
-  ]);
-  await until(`the local node to be Ready (log: ${log})`, 60_000, () =>
-    kubectl('get', 'node', 'weft-local', '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}') ===
-    'True'
-      ? true
-      : undefined,
-  );
-  info('Node weft-local is Ready');
-}
-
-step('starting the Weft operator and webhook');
-const weft = join(root, 'cmd', 'weft.ts');
-const WEBHOOK_PORT = 9443;
-kubectl('apply', '--server-side', '--field-manager=weft', '-f', '-', {
-  input: 'apiVersion: v1\nkind: Namespace\nmetadata: {name: weft-system}\n',
-});
-if (embedded) {
-  // Out of cluster, the apiserver reaches the webhook by URL on loopback; the webhook writes
-  // the caBundle of its own CA into these configurations once it has bootstrapped.
-  const { mutating, validating } = webhookConfigurations({
-    namespace: 'weft-system',
-    clientConfig: (path) => ({ url: `https://127.0.0.1:${WEBHOOK_PORT}${path}` }),
-  });
-  for (const obj of [mutating, validating]) {
-    const full = {
-      apiVersion: 'admissionregistration.k8s.io/v1',
-      kind: obj === mutating ? 'MutatingWebhookConfiguration' : 'ValidatingWebhookConfiguration',
-      ...obj,
-    };
-    kubectl('apply', '--server-side', '--force-conflicts', '--field-manager=weft-demo', '-f', '-', {
-      input: JSON.stringify(full),
-    });
-  }
-  const wh = startBeside('webhook', node, [
-    weft,
-    'webhook',
-    '--kubeconfig',
-    kubeconfig,
-    '--namespace',
-    'weft-system',
-    '--host',
-    '127.0.0.1',
-    '--port',
-    String(WEBHOOK_PORT),
-  ]);
-  await until(`the webhook to publish its CA (log: ${wh.log})`, 60_000, () =>
-    kubectl(
-      'get',
-      'mutatingwebhookconfiguration',
-      WEBHOOK_NAMES.mutatingConfiguration,
-      '-o',
-      'jsonpath={.webhooks[0].clientConfig.caBundle}',
-    )
-      ? true
-      : undefined,
-  );
-  info(`webhook: https://127.0.0.1:${WEBHOOK_PORT} (injection and validation), log ${wh.log}`);
-}
-const op = startBeside('operator', node, [
-  weft,
-  'operator',
-  '--kubeconfig',
-  kubeconfig,
-  '--namespace',
-  'weft-system',
-  '--no-leader-elect',
-  '--metrics-bind-address',
-  '127.0.0.1:18080',
-  '--health-probe-bind-address',
-  '127.0.0.1:18081',
-]);
-await until(`the operator to report the Mesh Ready (log: ${op.log})`, 60_000, () =>
-  kubectl('get', 'mesh', 'default', '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}') ===
-  'True'
-    ? true
-    : undefined,
-);
-info(`operator: metrics on 127.0.0.1:18080, log ${op.log}`);
+step('helm install weft charts/weft -n weft-system (operator and webhook Deployments, CRDs)');
+await installWeft({ kubeconfig, kubectl: kubectlBin, log: info });
+info(indent(kubectl('get', 'deployments,pods', '-n', 'weft-system', '-o', 'wide')));
 
 step('deploying the demo: reviews v1 and v2 behind a canary TrafficSplit (80/20), and a client');
 kubectl('apply', '--server-side', '--field-manager=weft', '-k', join(root, 'config', 'demo'));
+await until(
+  'the operator to report the Mesh Ready (kubectl -n weft-system logs deploy/weft-operator)',
+  120_000,
+  () =>
+    kubectl('get', 'mesh', 'default', '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}') ===
+    'True'
+      ? true
+      : undefined,
+);
+info('the Mesh is STRICT: sidecars accept mutual TLS only');
+kubectl('patch', 'mesh', 'default', '--type=merge', '-p', '{"spec":{"mtls":{"mode":"STRICT"}}}');
 for (const d of ['reviews-v1', 'reviews-v2', 'frontend']) {
-  await until(`deployment ${d} to be available`, 120_000, () =>
-    kubectl('get', 'deployment', d, '-n', 'weft-demo', '-o', 'jsonpath={.status.availableReplicas}') === '1'
+  await until(`deployment ${d} to be available`, 300_000, () =>
+    kubectl('get', 'deployment', d, '-n', NS, '-o', 'jsonpath={.status.availableReplicas}') === '1'
       ? true
       : undefined,
   );
 }
-info(kubectl('get', 'pods', '-n', 'weft-demo', '-o', 'wide').trimEnd().split('\n').join('\n  '));
+info(indent(kubectl('get', 'pods', '-n', NS, '-o', 'wide')));
 
-step('watching where the client traffic goes');
-function clientLines(): string[] {
-  const pods = join(STATE_DIR, 'node', 'pods');
-  if (!existsSync(pods)) return [];
-  const dir = readdirSync(pods).find((d) => d.startsWith('weft-demo_frontend-'));
-  const file = dir && join(pods, dir, 'logs', 'client.log');
-  return file && existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n') : [];
-}
-if (embedded) {
-  // Count once both versions have answered: before that a backend was still starting.
-  const lines = await until('100 answers from the client', 90_000, () => {
-    const l = clientLines();
-    const seen = new Set<string>();
-    const both = l.findIndex((x) => {
-      const [, status, , version] = x.split(' ');
-      if (status === '200') seen.add(version!);
-      return seen.has('v1') && seen.has('v2');
-    });
-    return both >= 0 && l.length - both - 1 >= 100 ? l.slice(both + 1, both + 101) : undefined;
-  });
-  const tally = new Map<string, number>();
-  for (const l of lines) {
-    const [, status, , version] = l.split(' ');
-    const key = status === '200' ? `reviews ${version}` : `status ${status}`;
-    tally.set(key, (tally.get(key) ?? 0) + 1);
+step('watching where the client traffic goes (kubectl -n weft-demo logs deploy/frontend -c app)');
+const clientLines = (target = 'deploy/frontend'): string[] => {
+  try {
+    return kubectl('logs', '-n', NS, target, '-c', 'app').trim().split('\n').filter(Boolean);
+  } catch {
+    return [];
   }
-  for (const [k, v] of [...tally].sort()) info(`${k}: ${v} of 100 calls`);
-  info(`last answer: ${lines.at(-1)}`);
+};
+// Count once both versions have answered: before that a backend's endpoint was still on its
+// way to the client's sidecar (the kubelet projects the proxy configuration, up to its
+// syncFrequency later).
+const lines = await until('100 answers from the client after both versions answered', 300_000, () => {
+  const l = clientLines();
+  const seen = new Set<string>();
+  const both = l.findIndex((x) => {
+    const [, status, , version] = x.split(' ');
+    if (status === '200') seen.add(version!);
+    return seen.has('v1') && seen.has('v2');
+  });
+  return both >= 0 && l.length - both - 1 >= 100 ? l.slice(both + 1, both + 101) : undefined;
+});
+const tally = new Map<string, number>();
+for (const l of lines) {
+  const [, status, , version] = l.split(' ');
+  const key = status === '200' ? `reviews ${version}` : `status ${status}`;
+  tally.set(key, (tally.get(key) ?? 0) + 1);
+}
+for (const [k, v] of [...tally].sort()) info(`${k}: ${v} of 100 calls`);
+info(`last answer: ${lines.at(-1)}`);
+const byName = kubectl(...CALL_REVIEWS_BY_NAME).trim();
+info(`kubectl -n ${NS} exec deploy/frontend -c app -- … fetch("http://reviews:9080/"): ${byName}`);
+
+step('STRICT mutual TLS: a plaintext call from the host, without a sidecar, is refused');
+const v1ip = kubectl(
+  'get',
+  'pods',
+  '-n',
+  NS,
+  '-l',
+  'app=reviews,version=v1',
+  '-o',
+  'jsonpath={.items[0].status.podIP}',
+);
+if (embedded) {
+  const res = await fetch(`http://${v1ip}:8080/`, { signal: AbortSignal.timeout(5000) });
+  info(`GET http://${v1ip}:8080/ -> ${res.status} ${(await res.text()).trim()}`);
+} else {
+  info(`(from a host that reaches pod IPs: curl http://${v1ip}:8080/ answers 403, mutual TLS required)`);
 }
 
-step('what Weft reports');
+step('a meshed caller with another identity (ServiceAccount intruder) is denied, and why');
+kubectl('apply', '-f', '-', {
+  input: JSON.stringify({
+    apiVersion: 'v1',
+    kind: 'List',
+    items: [
+      { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'intruder', namespace: NS } },
+      {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: 'intruder', namespace: NS, labels: { app: 'intruder' } },
+        spec: {
+          serviceAccountName: 'intruder',
+          restartPolicy: 'Never',
+          containers: [
+            {
+              name: 'app',
+              image: DEMO_IMAGE,
+              command: ['node', 'hack/demo-apps/client.ts', 'http://reviews:9080/'],
+              env: [
+                { name: 'COUNT', value: '3' },
+                { name: 'INTERVAL_MS', value: '500' },
+              ],
+            },
+          ],
+        },
+      },
+    ],
+  }),
+});
+const denied = await until('3 answers to the intruder', 180_000, () => {
+  const l = clientLines('intruder');
+  return l.length >= 3 ? l : undefined;
+});
+info(`the intruder's calls: ${denied.join(' | ')}`);
+const weftctl = (...args: string[]) =>
+  execFileSync(node, [join(root, 'cli', 'main.ts'), '--kubeconfig', kubeconfig, ...args], {
+    encoding: 'utf8',
+  });
 try {
   info(
-    execFileSync(
-      node,
-      [join(root, 'cli', 'main.ts'), '--kubeconfig', kubeconfig, 'status', '-n', 'weft-demo'],
-      { encoding: 'utf8' },
-    )
-      .trimEnd()
-      .split('\n')
-      .join('\n  '),
+    indent(
+      weftctl(
+        'authz',
+        'explain',
+        '-n',
+        NS,
+        '--labels',
+        'app=reviews',
+        '--port',
+        '8080',
+        '--method',
+        'GET',
+        '--principal',
+        `cluster.local/ns/${NS}/sa/intruder`,
+      ),
+    ),
   );
+} catch (err) {
+  info(`weftctl authz explain: ${(err as { stdout?: string }).stdout ?? (err as Error).message}`);
+}
+
+step('what Weft reports (weftctl status)');
+try {
+  info(indent(weftctl('status', '-n', NS)));
 } catch (err) {
   info(`weftctl status failed: ${(err as Error).message}`);
 }
 
 process.stdout.write(`
-Weft is up with its demo.
+Weft is up with its demo (${((Date.now() - t0) / 1000).toFixed(0)} s).
   export KUBECONFIG=${kubeconfig}
   ${kubectlBin} get weft -A                       # the mesh's resources and their status
   ${kubectlBin} -n weft-demo get pods,svc,ts      # the demo
+  ${kubectlBin} -n weft-demo exec deploy/frontend -c app -- node -e 'console.log(await (await fetch("http://reviews:9080")).text())'
   npm run -s weftctl -- check                     # is the mesh healthy? (weftctl on Node 24)
-  npm run -s weftctl -- authz explain -n weft-demo --labels app=reviews --port 8080 --method GET \\
-      --principal cluster.local/ns/weft-demo/sa/frontend
 Edit the canary: ${kubectlBin} -n weft-demo edit ts reviews-canary
+  (the kubelet projects the new proxy configuration within its syncFrequency, about a minute)
 Stop everything: npm run cluster:down
 `);

@@ -81,3 +81,20 @@ export async function installWeft(o: InstallOptions): Promise<void> {
     );
   }
 }
+
+/**
+ * kubectl arguments of the demo's call by name: the frontend's app container fetches
+ * http://reviews:9080/ (through its sidecar) and prints "<status> <body>".
+ */
+export const CALL_REVIEWS_BY_NAME = [
+  'exec',
+  '-n',
+  'weft-demo',
+  'deploy/frontend',
+  '-c',
+  'app',
+  '--',
+  'node',
+  '-e',
+  'const r = await fetch("http://reviews:9080/"); console.log(r.status, await r.text())',
+];

@@ -35,11 +35,12 @@ describe('real node settings', () => {
     });
   }
 
-  it('cluster:up takes --node real|local, else WEFT_NODE, else local', () => {
-    assert.equal(nodeKind([], {}), 'local');
+  it('cluster:up takes --node real|none, else WEFT_NODE, else real', () => {
+    assert.equal(nodeKind([], {}), 'real');
+    assert.equal(nodeKind([], { WEFT_NODE: 'none' }), 'none');
     assert.equal(nodeKind(['--node', 'real'], {}), 'real');
     assert.equal(nodeKind([], { WEFT_NODE: 'real' }), 'real');
-    assert.equal(nodeKind(['--node', 'local'], { WEFT_NODE: 'real' }), 'local');
-    assert.throws(() => nodeKind(['--node', 'kind'], {}), /--node \(or WEFT_NODE\): "kind".*real or local/);
+    assert.equal(nodeKind(['--node', 'none'], { WEFT_NODE: 'real' }), 'none');
+    assert.throws(() => nodeKind(['--node', 'kind'], {}), /--node \(or WEFT_NODE\): "kind".*real or none/);
   });
 });

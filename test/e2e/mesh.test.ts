@@ -17,7 +17,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { buildImages, helmBinary, installWeft, WEFT_NAMESPACE } from '../../hack/install.ts';
+import {
+  buildImages,
+  CALL_REVIEWS_BY_NAME,
+  helmBinary,
+  installWeft,
+  WEFT_NAMESPACE,
+} from '../../hack/install.ts';
 import { type RealNode, startRealNode } from '../../hack/node/index.ts';
 import { WEBHOOK_NAMES } from '../../webhook/manifests.ts';
 import { repoRoot } from '../support/cluster.ts';
@@ -241,19 +247,7 @@ describe('the mesh, end to end on the real node, installed by Helm', {
     // STRICT: a plaintext call would be refused with 403, so a 200 went through both sidecars.
     // Until the backends' endpoints reach the client's sidecar (the kubelet projects its
     // configuration, up to syncFrequency later) the sidecar answers 503.
-    const call = () =>
-      kubectl(
-        'exec',
-        '-n',
-        NS,
-        'deploy/frontend',
-        '-c',
-        'app',
-        '--',
-        'node',
-        '-e',
-        'const r = await fetch("http://reviews:9080/"); console.log(r.status, await r.text())',
-      ).trim();
+    const call = () => kubectl(...CALL_REVIEWS_BY_NAME).trim();
     const out = await eventually('a 200 answer by name', () => {
       const o = call();
       return o.startsWith('200 ') ? o : undefined;
