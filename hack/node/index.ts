@@ -999,7 +999,7 @@ export async function stopRealNode(
   for (const n of newNetns) rmSync(join(netnsDir, n), { force: true });
 
   // iptables chains of the kubelet, kube-proxy and the bridge plugin (KUBE-*, CNI-*) that did not
-  // exist before, and the rules jumping to them; other chains (the local node's WEFT-LN-*, tests'
+  // exist before, and the rules jumping to them; other chains (other tools' such as WEFT-LN-*, tests'
   // own) stay, even when they appeared while the cluster ran.
   const before = new Set(s.chainsBefore);
   for (const save of IPTABLES_SAVE) {
