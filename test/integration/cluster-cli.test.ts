@@ -1,5 +1,7 @@
-// `npm run cluster:up` starts a control plane with the Weft CRDs and prints its kubeconfig;
-// `npm run cluster:down` stops it and leaves no process or directory behind.
+// `npm run cluster:up -- --node none` (WEFT_NODE=none) starts a control plane with the Weft CRDs
+// and prints its kubeconfig; `npm run cluster:down` stops it and leaves no process or directory
+// behind. (Without it cluster:up starts the real node: the demo's cluster, one per machine;
+// test/node/real-node.test.ts tests that node.)
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -10,7 +12,7 @@ import { alive } from '../../hack/cluster.ts';
 import { repoRoot } from '../support/cluster.ts';
 
 const stateDir = mkdtempSync(join(tmpdir(), 'weft-cluster-cli-'));
-const env = { ...process.env, WEFT_CLUSTER_DIR: stateDir };
+const env = { ...process.env, WEFT_CLUSTER_DIR: stateDir, WEFT_NODE: 'none' };
 const npm = (script: string) =>
   execFileSync('npm', ['run', '-s', script], {
     cwd: repoRoot,
