@@ -10,6 +10,11 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startControlPlane } from '../test/support/control-plane.ts';
+import {
+  handOverRealClusterLock,
+  lockRealCluster,
+  releaseRealClusterLock,
+} from '../test/support/real-cluster-lock.ts';
 import { importIntoNode, startRealNode, stopRealNode } from './node/index.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -79,14 +84,23 @@ export async function up(
   if (node === 'real') {
     const dir = join(STATE_DIR, 'node');
     await stopRealNode(dir, log); // what a crashed earlier run left
-    cp = await startRealNode({
-      dir,
-      detached: true,
-      log,
-      ...(process.env.WEFT_NODE_SYNC_FREQUENCY
-        ? { syncFrequency: process.env.WEFT_NODE_SYNC_FREQUENCY }
-        : {}),
-    });
+    // One real cluster per machine: wait for a test's to stop; the lock then stays with this
+    // cluster (its etcd) until cluster:down.
+    const release = await lockRealCluster(log);
+    try {
+      cp = await startRealNode({
+        dir,
+        detached: true,
+        log,
+        ...(process.env.WEFT_NODE_SYNC_FREQUENCY
+          ? { syncFrequency: process.env.WEFT_NODE_SYNC_FREQUENCY }
+          : {}),
+      });
+    } catch (err) {
+      release();
+      throw err;
+    }
+    handOverRealClusterLock(process.pid, cp.pids[0]!);
     state = { pids: cp.pids, dir, kubeconfigPath: cp.kubeconfigPath, server: cp.server, realNode: dir };
   } else {
     const dir = join(STATE_DIR, 'control-plane');
@@ -139,7 +153,10 @@ export async function down(log = (l: string) => process.stderr.write(`${l}\n`)):
     return;
   }
   const s = JSON.parse(readFileSync(STATE, 'utf8')) as State;
-  if (s.realNode) await stopRealNode(s.realNode, log);
+  if (s.realNode) {
+    await stopRealNode(s.realNode, log);
+    releaseRealClusterLock(s.pids);
+  }
   for (const pid of [...s.pids].reverse()) if (alive(pid)) process.kill(pid, 'SIGTERM');
   await waitGone(s.pids, 15_000);
   for (const pid of s.pids) if (alive(pid)) process.kill(pid, 'SIGKILL');

@@ -1,12 +1,28 @@
 // One real cluster (hack/node) per host at a time: two kube-proxies in iptables mode share the
 // KUBE-* chains. Test files that start one take this lock first, so hack/test.sh may run them
-// with --test-concurrency=2: the second waits for the first to stop its cluster.
-import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+// with --test-concurrency=2: the second waits for the first to stop its cluster. cluster:up
+// (the demo's cluster) takes it too and hands it to its etcd, so tests wait for cluster:down.
+import { closeSync, openSync, readFileSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { alive } from '../../hack/cluster.ts';
 
 export const REAL_CLUSTER_LOCK = join(tmpdir(), 'weft-real-cluster.lock');
+
+/**
+ * Hands the lock to `pid` (a detached cluster's process, so the lock lives as long as the
+ * cluster does: npm run cluster:up); only its holder may.
+ */
+export function handOverRealClusterLock(from: number, to: number): void {
+  if (readFileSync(REAL_CLUSTER_LOCK, 'utf8') === String(from)) writeFileSync(REAL_CLUSTER_LOCK, String(to));
+}
+
+/** Releases the lock when one of `pids` holds it (npm run cluster:down). */
+export function releaseRealClusterLock(pids: number[]): void {
+  try {
+    if (pids.map(String).includes(readFileSync(REAL_CLUSTER_LOCK, 'utf8'))) unlinkSync(REAL_CLUSTER_LOCK);
+  } catch {}
+}
 
 /**
  * Waits until no live process holds the lock (a dead holder's lock is taken over), takes it and
@@ -23,11 +39,7 @@ export async function lockRealCluster(
       const fd = openSync(REAL_CLUSTER_LOCK, 'wx');
       writeSync(fd, String(process.pid));
       closeSync(fd);
-      return () => {
-        try {
-          if (readFileSync(REAL_CLUSTER_LOCK, 'utf8') === String(process.pid)) unlinkSync(REAL_CLUSTER_LOCK);
-        } catch {}
-      };
+      return () => releaseRealClusterLock([process.pid]);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
