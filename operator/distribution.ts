@@ -46,7 +46,7 @@ export interface Encoded {
 /** The ConfigMaps that carry `config` in its namespace (first one last: write it last). */
 export function encode(
   config: Pick<ProxyConfig, 'namespace' | 'version'> & { json?: string },
-  opts: { ownerReferences?: OwnerReference[]; maxBytesPerShard?: number } = {},
+  opts: { ownerReferences?: OwnerReference[]; maxBytesPerShard?: number; generation?: number } = {},
 ): Encoded {
   const json = Buffer.from(config.json ?? JSON.stringify(config));
   const gz = gzipSync(json, { level: 6 });
@@ -84,20 +84,25 @@ export function encode(
     size: json.length,
     version: config.version,
   };
+  if (opts.generation !== undefined) manifest.generation = opts.generation;
   configMaps[0]!.data = { [CONFIG_DISTRIBUTION.manifestKey]: JSON.stringify(manifest) };
   return { version: config.version, size: json.length, compressedSize: gz.length, configMaps };
 }
 
-/** The version a namespace's first ConfigMap says it carries, or undefined. */
-export function versionOf(first: { data?: Record<string, string> } | undefined): string | undefined {
+/** The manifest a namespace's first ConfigMap carries, or undefined. */
+export function manifestOf(first: { data?: Record<string, string> } | undefined): ConfigManifest | undefined {
   const text = first?.data?.[CONFIG_DISTRIBUTION.manifestKey];
   if (!text) return undefined;
   try {
-    return (JSON.parse(text) as ConfigManifest).version;
+    return JSON.parse(text) as ConfigManifest;
   } catch {
     return undefined;
   }
 }
+
+/** The version a namespace's first ConfigMap says it carries, or undefined. */
+export const versionOf = (first: { data?: Record<string, string> } | undefined): string | undefined =>
+  manifestOf(first)?.version;
 
 /**
  * Reassembles a ProxyConfig from ConfigMaps (by name), verifying every part; what a proxy does
