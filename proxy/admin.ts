@@ -34,7 +34,10 @@ function configVersion(d: AdminDeps, req: HttpTypes.IncomingMessage, res: HttpTy
       generation: d.status.generation ?? null,
       source: d.status.source ?? null,
     });
-  if (known === null || known !== (d.status.version ?? '') || waitMs === 0 || !d.onApplied) return answer();
+  if (known === null || known !== (d.status.version ?? '') || waitMs === 0 || !d.onApplied) {
+    answer();
+    return;
+  }
   let done = false;
   const finish = () => {
     if (done) return;
