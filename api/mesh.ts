@@ -289,7 +289,31 @@ export const MeshStatus = statusOf({
     Type.String({ format: 'date-time', description: 'When the current root expires.' }),
   ),
   meshedPods: Type.Optional(Type.Integer({ minimum: 0 })),
-  proxiesInSync: Type.Optional(Type.Integer({ minimum: 0 })),
+  proxiesInSync: Type.Optional(
+    Type.Integer({
+      minimum: 0,
+      description: "Meshed pods whose proxy reports the namespace's latest configuration generation.",
+    }),
+  ),
+  proxiesOutOfSync: Type.Optional(
+    Type.Integer({
+      minimum: 0,
+      description: 'Meshed pods whose proxy runs an older generation, or does not answer the operator.',
+    }),
+  ),
+  laggingProxies: Type.Optional(
+    Type.Array(
+      Type.Object({
+        namespace: Type.String(),
+        pod: Type.String(),
+        version: Type.Optional(Type.String({ description: 'The config version the proxy last reported.' })),
+        generation: Type.Optional(Type.Integer({ description: 'Its generation.' })),
+        wantGeneration: Type.Integer({ description: "The namespace's latest generation." }),
+        reason: Type.Optional(Type.String({ description: 'Why the proxy did not report, when it did not.' })),
+      }),
+      { maxItems: 20, description: 'The first 20 out-of-sync proxies, by namespace and pod name.' },
+    ),
+  ),
   meshedNamespaces: Type.Optional(Type.Integer({ minimum: 0 })),
   configVersion: Type.Optional(Type.String({ maxLength: 64 })),
 });

@@ -8,6 +8,7 @@ import { type ConditionInput, mergeConditions, sameConditions } from '../kube/co
 import type { Logger } from '../kube/log.ts';
 import type { ResourceResult } from './compiler.ts';
 import { CONDITION, REASON } from './conditions.ts';
+import { describeLagging, type Lagging } from './propagation.ts';
 
 export interface WriteStats {
   configMapWrites: number;
@@ -108,6 +109,40 @@ export interface CompiledResourceDeps<T> {
   resultOf: (key: string) => ResourceResult | undefined;
   status: StatusWriter;
   events: EventRecorder;
+  /** How many of the proxies that must apply it run its generation; absent: no Programmed condition. */
+  applied?: (key: string, r: ResourceResult) => { applied: number; total: number; waiting: Lagging[] };
+}
+
+/** The Programmed condition: True once every proxy that must apply the resource's generation has. */
+export function programmedOf<T>(
+  d: CompiledResourceDeps<T>,
+  key: string,
+  r: ResourceResult,
+): ConditionInput[] {
+  if (!d.applied) return [];
+  if (r.programmed !== 'current')
+    return [
+      {
+        type: CONDITION.Programmed,
+        status: 'False',
+        reason: REASON.NotProgrammed,
+        message: 'The current generation is not in the proxy configuration (see Ready)',
+      },
+    ];
+  const { applied, total, waiting } = d.applied(key, r);
+  const counts = `${applied}/${total} proxies applied generation ${r.generation ?? 0}`;
+  if (applied === total)
+    return [{ type: CONDITION.Programmed, status: 'True', reason: REASON.Applied, message: counts }];
+  const shown = waiting.slice(0, 5).map(describeLagging).join(', ');
+  const more = waiting.length > 5 ? ` and ${waiting.length - 5} more` : '';
+  return [
+    {
+      type: CONDITION.Programmed,
+      status: 'False',
+      reason: REASON.ApplyPending,
+      message: `${counts}; waiting for ${shown}${more}`,
+    },
+  ];
 }
 
 /** The cached object and the compiler's verdict on it; undefined when either is gone. */

@@ -92,7 +92,15 @@ export class ConfigWatcher {
    */
   offer(c: ConfigCandidate, source: ConfigSource): boolean {
     const cur = this.status;
-    if (c.config.version === cur.version) return false;
+    if (c.config.version === cur.version) {
+      // The same content under a newer generation (the operator rewrote it): nothing to swap,
+      // but the proxy reports the newer generation.
+      if (c.generation !== undefined && (cur.generation === undefined || c.generation > cur.generation)) {
+        cur.generation = c.generation;
+        for (const fn of this.#listeners) fn();
+      }
+      return false;
+    }
     if (cur.generation !== undefined && (c.generation === undefined || c.generation <= cur.generation)) {
       cur.stale++;
       return false;
