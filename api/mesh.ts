@@ -318,6 +318,12 @@ export const MeshStatus = statusOf({
   configVersion: Type.Optional(Type.String({ maxLength: 64 })),
 });
 export type MeshStatus = Static<typeof MeshStatus>;
+/** A proxy behind its namespace's latest configuration generation (Mesh status). */
+export type LaggingProxy = NonNullable<MeshStatus['laggingProxies']>[number];
+
+/** "shop/web-2 runs generation 6 (version 1a2b…), wants 7: no answer …", for messages and weftctl. */
+export const describeLaggingProxy = (l: LaggingProxy) =>
+  `${l.namespace}/${l.pod} runs ${l.generation === undefined ? 'no known generation' : `generation ${l.generation}`}${l.version ? ` (version ${l.version})` : ''}, wants ${l.wantGeneration}${l.reason ? `: ${l.reason}` : ''}`;
 export type Mesh = Resource<MeshSpec, MeshStatus>;
 
 export const MeshKind: KindDefinition = {

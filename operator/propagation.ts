@@ -11,6 +11,7 @@
 // - Report changes are coalesced (flushMs) before the resources and the Mesh are re-queued, so
 //   status writes per change are bounded by time (a few per change), not by the proxy count.
 import { PROXY } from '../api/constants.ts';
+import type { LaggingProxy } from '../api/index.ts';
 import type { Logger } from '../kube/log.ts';
 import { isMeshedPod } from './compiler.ts';
 import type { PodObj } from './types.ts';
@@ -143,15 +144,7 @@ export class ProxyReports {
   }
 }
 
-/** One proxy that is behind its namespace's latest generation. */
-export interface Lagging {
-  namespace: string;
-  pod: string;
-  version?: string;
-  generation?: number;
-  wantGeneration: number;
-  reason?: string;
-}
+export type Lagging = LaggingProxy;
 
 /** What was written per namespace, and since which generation each resource is in it. */
 export class Propagation {
@@ -247,7 +240,3 @@ function lagging(pod: PodObj, r: ProxyReport | undefined, want: number): Lagging
   else if (r.error) l.reason = r.error;
   return l;
 }
-
-/** "ns/pod (generation 6, version 1a2b…; no answer …)" for messages. */
-export const describeLagging = (l: Lagging) =>
-  `${l.namespace}/${l.pod} (${l.generation === undefined ? 'no generation reported' : `generation ${l.generation}`}${l.version ? `, version ${l.version}` : ''}${l.reason ? `; ${l.reason}` : ''})`;

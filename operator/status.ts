@@ -2,13 +2,13 @@
 // on the status subresource, only when something changed) and the Event recorder (a Warning
 // Event when a resource starts failing). Both count what they write (OperatorHandle.stats).
 import { randomBytes } from 'node:crypto';
-import type { Condition } from '../api/index.ts';
+import { type Condition, describeLaggingProxy } from '../api/index.ts';
 import { type KubeClient, type KubeObject, RESOURCES, type ResourceType } from '../kube/client.ts';
 import { type ConditionInput, mergeConditions, sameConditions } from '../kube/conditions.ts';
 import type { Logger } from '../kube/log.ts';
 import type { ResourceResult } from './compiler.ts';
 import { CONDITION, REASON } from './conditions.ts';
-import { describeLagging, type Lagging } from './propagation.ts';
+import type { Lagging } from './propagation.ts';
 
 export interface WriteStats {
   configMapWrites: number;
@@ -133,7 +133,7 @@ export function programmedOf<T>(
   const counts = `${applied}/${total} proxies applied generation ${r.generation ?? 0}`;
   if (applied === total)
     return [{ type: CONDITION.Programmed, status: 'True', reason: REASON.Applied, message: counts }];
-  const shown = waiting.slice(0, 5).map(describeLagging).join(', ');
+  const shown = waiting.slice(0, 5).map(describeLaggingProxy).join(', ');
   const more = waiting.length > 5 ? ` and ${waiting.length - 5} more` : '';
   return [
     {
