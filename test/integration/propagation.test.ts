@@ -7,7 +7,7 @@
 // change here can only arrive through the fast path.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -107,6 +107,17 @@ describe('config propagation: apiserver fast path, proxies report what they appl
       { service: 'web-v2', weight: v2 },
     ],
   });
+  const setWeights = (v1: number, v2: number) =>
+    client.apply(
+      RESOURCES.trafficSplits,
+      {
+        apiVersion: 'weft.dev/v1alpha1',
+        kind: 'TrafficSplit',
+        metadata: { name: 'canary', namespace: NS },
+        spec: splitSpec(v1, v2),
+      },
+      { fieldManager: 'weft-test' },
+    );
   const getSplit = () => client.get<KubeObject & TrafficSplit>(RESOURCES.trafficSplits, 'canary', NS);
   const getMesh = () => client.get<KubeObject & Mesh>(RESOURCES.meshes, 'default');
   const condOf = (
@@ -185,7 +196,6 @@ describe('config propagation: apiserver fast path, proxies report what they appl
     }
     // The pods' ServiceAccount token, as the injector's projected volume provides it.
     rmSync(tokenDir, { recursive: true, force: true });
-    const { mkdirSync } = await import('node:fs');
     mkdirSync(tokenDir);
     writeFileSync(
       join(tokenDir, 'token'),
@@ -239,16 +249,7 @@ describe('config propagation: apiserver fast path, proxies report what they appl
     for (const p of proxies.values()) before.set(p.name, await dirFingerprint(p.dir));
     const gen0 = await configMapGeneration();
     const t0 = Date.now();
-    await client.apply(
-      RESOURCES.trafficSplits,
-      {
-        apiVersion: 'weft.dev/v1alpha1',
-        kind: 'TrafficSplit',
-        metadata: { name: 'canary', namespace: NS },
-        spec: splitSpec(0, 100),
-      },
-      { fieldManager: 'weft-test' },
-    );
+    await setWeights(0, 100);
     const results = await Promise.all(
       [...proxies.values()].map((p) =>
         waitFor(`${p.name} applies weight 0/100`, async () => {
@@ -323,16 +324,7 @@ describe('config propagation: apiserver fast path, proxies report what they appl
     const old = await applied(paused);
     paused.proc.kill('SIGSTOP');
     try {
-      await client.apply(
-        RESOURCES.trafficSplits,
-        {
-          apiVersion: 'weft.dev/v1alpha1',
-          kind: 'TrafficSplit',
-          metadata: { name: 'canary', namespace: NS },
-          spec: splitSpec(50, 50),
-        },
-        { fieldManager: 'weft-test' },
-      );
+      await setWeights(50, 50);
       const split = await waitFor('Programmed 2/3 on the TrafficSplit', async () => {
         const s = await getSplit();
         return condOf(s, 'Programmed')?.message.startsWith('2/3 ') ? s : undefined;
