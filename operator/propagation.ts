@@ -53,7 +53,13 @@ export class ProxyReports {
   #flush: NodeJS.Timeout | undefined;
 
   constructor(o: ProxyReportsOptions) {
-    this.#o = { address: defaultProxyAddress, waitMs: 30_000, flushMs: 250, ...o };
+    // Each default on its own: an option passed as undefined keeps the default.
+    this.#o = {
+      ...o,
+      address: o.address ?? defaultProxyAddress,
+      waitMs: o.waitMs ?? 30_000,
+      flushMs: o.flushMs ?? 250,
+    };
   }
 
   get(pod: { metadata: { namespace?: string; name: string } }): ProxyReport | undefined {

@@ -214,7 +214,6 @@ describe('config propagation: apiserver fast path, proxies report what they appl
         const p = proxies.get(pod.metadata.name);
         return p ? `http://127.0.0.1:${p.ports.health}` : undefined;
       },
-      proxyReportWaitMs: 5000,
     });
     await op.synced;
     await op.leading();
