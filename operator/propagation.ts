@@ -105,7 +105,7 @@ export class ProxyReports {
   #set(key: string, ns: string, r: ProxyReport): void {
     const old = this.#reports.get(key);
     this.#reports.set(key, r);
-    if (old?.version === r.version && old?.generation === r.generation && old?.error === r.error) return;
+    if (old && old.version === r.version && old.generation === r.generation && old.error === r.error) return;
     this.#changed.add(ns);
     this.#flush ??= setTimeout(() => {
       this.#flush = undefined;
@@ -116,11 +116,15 @@ export class ProxyReports {
   }
 
   async #poll(key: string, ns: string, address: string, signal: AbortSignal): Promise<void> {
-    let known = '';
+    // No `known` on the first poll (and after an error): the proxy answers at once.
+    let known: string | undefined;
     let backoffMs = 500;
     while (!signal.aborted) {
       try {
-        const url = `${address}/config/version?known=${encodeURIComponent(known)}&waitMs=${this.#o.waitMs}`;
+        const url =
+          known === undefined
+            ? `${address}/config/version`
+            : `${address}/config/version?known=${encodeURIComponent(known)}&waitMs=${this.#o.waitMs}`;
         const res = await fetch(url, {
           signal: AbortSignal.any([signal, AbortSignal.timeout(this.#o.waitMs + 5000)]),
         });
@@ -142,7 +146,7 @@ export class ProxyReports {
             : `${address}: ${(err.cause as Error | undefined)?.message ?? err.message}`;
         const last = this.#reports.get(key);
         this.#set(key, ns, { version: last?.version, generation: last?.generation, error: reason });
-        known = '';
+        known = undefined;
         await new Promise((r) => setTimeout(r, backoffMs).unref());
         backoffMs = Math.min(backoffMs * 2, 10_000);
       }
