@@ -13,7 +13,7 @@
 // apiserver writes by the operator, operator CPU. Also: kube-apiserver RSS with and without the
 // watches, the simulated proxies' RSS per proxy. Writes bench/results/propagation.json.
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type HttpTypes from 'node:http';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -28,6 +28,7 @@ import type { ProxyHandle } from '../proxy/proxy.ts';
 import { ConfigWatcher } from '../proxy/watcher.ts';
 import { installCrds, repoRoot, type TestCluster } from '../test/support/cluster.ts';
 import { startControlPlane } from '../test/support/control-plane.ts';
+import { meshedNamespaceWithProxyToken } from '../test/support/propagation.ts';
 
 const NS = 'bench';
 const log = (m: string) => process.stderr.write(`[bench] ${m}\n`);
@@ -89,28 +90,16 @@ async function run(proxies: number, changes: number) {
     const kubectl = (...a: string[]) =>
       execFileSync(cp.kubectl, ['--kubeconfig', cp.kubeconfigPath, ...a], { encoding: 'utf8' });
     await installCrds({ kc, kubectl } as unknown as TestCluster);
-    kubectl('apply', '--server-side', '-f', join(repoRoot, 'config', 'rbac', 'proxy_role.yaml'));
     const client = new KubeClient(kc, 'weft-bench');
-    for (const [name, labels] of [
-      ['weft-system', {}],
-      [NS, { 'weft.dev/inject': 'enabled' }],
-    ] as const)
-      await client.create(RESOURCES.namespaces, {
-        apiVersion: 'v1',
-        kind: 'Namespace',
-        metadata: { name, labels },
-      });
-    await client.create(
-      { group: '', version: 'v1', plural: 'serviceaccounts', kind: 'ServiceAccount', namespaced: true },
-      { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'app', namespace: NS } },
-    );
-    for (const svc of ['web', 'web-v1', 'web-v2'])
-      await client.create(RESOURCES.services, {
-        apiVersion: 'v1',
-        kind: 'Service',
-        metadata: { name: svc, namespace: NS },
-        spec: { selector: { app: svc }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] },
-      });
+    const tokenDir = join(work, 'token');
+    await meshedNamespaceWithProxyToken({
+      client,
+      kc,
+      kubectl,
+      namespace: NS,
+      serviceAccount: 'app',
+      tokenDir,
+    });
     const split = (w: number): KubeObject & TrafficSplit =>
       ({
         apiVersion: 'weft.dev/v1alpha1',
@@ -125,17 +114,6 @@ async function run(proxies: number, changes: number) {
         },
       }) as KubeObject & TrafficSplit;
     await client.apply(RESOURCES.trafficSplits, split(0), { fieldManager: 'weft-bench' });
-    const tokenDir = join(work, 'token');
-    mkdirSync(tokenDir);
-    writeFileSync(
-      join(tokenDir, 'token'),
-      kubectl('create', 'token', 'app', '-n', NS, '--duration=2h').trim(),
-    );
-    const ca = kc.getCurrentCluster()!;
-    writeFileSync(
-      join(tokenDir, 'ca.crt'),
-      ca.caData ? Buffer.from(ca.caData, 'base64') : readFileSync(ca.caFile!),
-    );
     for (let i = 0; i < proxies; i++)
       await client.create(RESOURCES.pods, {
         apiVersion: 'v1',

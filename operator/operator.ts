@@ -180,6 +180,8 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
     });
   };
   cache.pods.on(syncReports);
+  /** Counting is meaningful once the proxies answered and their namespaces' generations are known. */
+  const ready = (pods: PodObj[]) => reports.settled(pods) && propagation.knows(pods);
   /** Meshed pods of meshed namespaces (all of them, or those of one namespace). */
   const meshedPods = (ns?: string) => {
     const meshed = new Set(compilation.meshed());
@@ -189,14 +191,17 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
   };
   const applied = (key: string, r: { generation?: number }) => {
     const split = cache.trafficSplits.get(key);
-    if (split) return propagation.applied(key, r.generation, meshedPods(), reports);
+    if (split) {
+      const pods = meshedPods();
+      return ready(pods) ? propagation.applied(key, r.generation, pods, reports) : undefined;
+    }
     // An AuthorizationPolicy: the pods of its namespace its selector matches.
     const pol = cache.authorizationPolicies.get(key);
     const want = Object.entries(pol?.spec.selector?.matchLabels ?? {});
     const pods = meshedPods(pol?.metadata.namespace ?? '').filter((p) =>
       want.every(([k, v]) => p.metadata.labels?.[k] === v),
     );
-    return propagation.applied(key, r.generation, pods, reports);
+    return ready(pods) ? propagation.applied(key, r.generation, pods, reports) : undefined;
   };
 
   const status = statusWriter(client, stats);
@@ -287,7 +292,7 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
       configErrors: compilation.configErrors,
       identity: identityReconciler && (() => identityReconciler.meshStatus()),
       status,
-      proxies: (pods) => propagation.summary(pods, reports),
+      proxies: (pods) => (ready(pods) ? propagation.summary(pods, reports) : undefined),
     }),
   });
   if (identityReconciler) c.identity = mgr.addController(identityReconciler.controller());

@@ -66,6 +66,15 @@ export class ProxyReports {
     return this.#reports.get(podKey(pod));
   }
 
+  /**
+   * Whether every one of `pods` that can be polled has answered (or failed) at least once: until
+   * then counts would say "not reported" for proxies that are fine (after an operator restart),
+   * so the reconcilers keep what the status says.
+   */
+  settled(pods: PodObj[]): boolean {
+    return pods.every((p) => this.#reports.has(podKey(p)) || !isMeshedPod(p) || !this.#o.address(p));
+  }
+
   /** The highest generation a proxy of the namespace reports (0: none). */
   maxGeneration(ns: string): number {
     let max = 0;
@@ -190,6 +199,11 @@ export class Propagation {
   /** A resource is gone. */
   forgetResource(key: string): void {
     this.#since.delete(key);
+  }
+
+  /** Whether the generation written is known for the namespaces of all `pods` (after a restart, once reconciled). */
+  knows(pods: PodObj[]): boolean {
+    return pods.every((p) => this.#written.has(p.metadata.namespace ?? ''));
   }
 
   generationOf(ns: string): number | undefined {

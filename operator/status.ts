@@ -109,15 +109,22 @@ export interface CompiledResourceDeps<T> {
   resultOf: (key: string) => ResourceResult | undefined;
   status: StatusWriter;
   events: EventRecorder;
-  /** How many of the proxies that must apply it run its generation; absent: no Programmed condition. */
-  applied?: (key: string, r: ResourceResult) => { applied: number; total: number; waiting: Lagging[] };
+  /**
+   * How many of the proxies that must apply it run its generation; undefined while the proxies'
+   * reports are not in yet (the current Programmed condition is kept). Absent: no Programmed.
+   */
+  applied?: (
+    key: string,
+    r: ResourceResult,
+  ) => { applied: number; total: number; waiting: Lagging[] } | undefined;
 }
 
 /** The Programmed condition: True once every proxy that must apply the resource's generation has. */
-export function programmedOf<T>(
+export function programmedOf<T extends { status?: { conditions?: Condition[] } }>(
   d: CompiledResourceDeps<T>,
   key: string,
   r: ResourceResult,
+  obj: T,
 ): ConditionInput[] {
   if (!d.applied) return [];
   if (r.programmed !== 'current')
@@ -129,11 +136,20 @@ export function programmedOf<T>(
         message: 'The current generation is not in the proxy configuration (see Ready)',
       },
     ];
-  const { applied, total, waiting } = d.applied(key, r);
+  const counted = d.applied(key, r);
+  if (!counted) {
+    const kept = obj.status?.conditions?.find((c) => c.type === CONDITION.Programmed);
+    return kept ? [{ type: kept.type, status: kept.status, reason: kept.reason, message: kept.message }] : [];
+  }
+  const { applied, total, waiting } = counted;
   const counts = `${applied}/${total} proxies applied generation ${r.generation ?? 0}`;
   if (applied === total)
     return [{ type: CONDITION.Programmed, status: 'True', reason: REASON.Applied, message: counts }];
-  const shown = waiting.slice(0, 5).map(describeLaggingProxy).join(', ');
+  // Without the reasons (the Mesh status has them): they change more often than the counts.
+  const shown = waiting
+    .slice(0, 5)
+    .map((l) => describeLaggingProxy({ ...l, reason: undefined }))
+    .join(', ');
   const more = waiting.length > 5 ? ` and ${waiting.length - 5} more` : '';
   return [
     {

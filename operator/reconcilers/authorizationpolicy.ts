@@ -24,7 +24,7 @@ export function authorizationPolicyReconciler(d: AuthorizationPolicyDeps): KeyRe
     const wanted = [
       acceptedOf(r),
       readyOf(r, r.accepted.ok ? '' : r.accepted.message),
-      ...programmedOf(d, key, r),
+      ...programmedOf(d, key, r, pol),
     ];
     const wasFailing = !r.accepted.ok && failedBefore(pol, CONDITION.Accepted, r.accepted.reason);
     const changed = await d.status.write(RESOURCES.authorizationPolicies, pol, wanted);

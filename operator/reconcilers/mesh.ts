@@ -27,8 +27,11 @@ export interface MeshDeps {
    */
   identity?: () => IdentityStatus | undefined;
   status: StatusWriter;
-  /** Meshed pods in sync with their namespace's latest generation, and the others. */
-  proxies?: (pods: Obj<PodObj>[]) => { inSync: number; lagging: Lagging[] };
+  /**
+   * Meshed pods in sync with their namespace's latest generation, and the others; undefined
+   * while the proxies' reports are not in yet (the counts in the status are kept).
+   */
+  proxies?: (pods: Obj<PodObj>[]) => { inSync: number; lagging: Lagging[] } | undefined;
 }
 
 const MAX_LAGGING = 20;
@@ -88,6 +91,13 @@ export function meshReconciler(d: MeshDeps): KeyReconciler {
         meshedNamespaces: meshed.length,
         meshedPods,
         ...(ca?.caExpiry ? { caExpiry: ca.caExpiry } : {}),
+        ...(sync === undefined && d.proxies && mesh.status?.proxiesInSync !== undefined
+          ? {
+              proxiesInSync: mesh.status.proxiesInSync,
+              proxiesOutOfSync: mesh.status.proxiesOutOfSync,
+              laggingProxies: mesh.status.laggingProxies,
+            }
+          : {}),
         ...(sync
           ? {
               proxiesInSync: sync.inSync,

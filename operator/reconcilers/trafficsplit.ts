@@ -40,7 +40,7 @@ export function trafficSplitReconciler(d: TrafficSplitDeps): KeyReconciler {
         message: r.resolvedRefs.message,
       });
     }
-    wanted.push(readyOf(r, why), ...programmedOf(d, key, r));
+    wanted.push(readyOf(r, why), ...programmedOf(d, key, r, split));
     const wasFailing =
       (!r.accepted.ok && failedBefore(split, CONDITION.Accepted, r.accepted.reason)) ||
       (r.resolvedRefs &&

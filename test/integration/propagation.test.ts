@@ -7,7 +7,7 @@
 // change here can only arrive through the fast path.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -19,6 +19,7 @@ import { type OperatorHandle, startOperator } from '../../operator/operator.ts';
 import { dirFingerprint, writeProjected } from '../../proxy/configdir.ts';
 import { installCrds, repoRoot, startTestCluster, type TestCluster } from '../support/cluster.ts';
 import { eventually } from '../support/eventually.ts';
+import { meshedNamespaceWithProxyToken } from '../support/propagation.ts';
 
 const NS = 'shop';
 const step = (m: string) => process.env.WEFT_TEST_DEBUG && console.error(`[propagation] ${m}`);
@@ -147,27 +148,14 @@ describe('config propagation: apiserver fast path, proxies report what they appl
     step('cluster up');
     await installCrds(cluster);
     client = new KubeClient(cluster.kc, 'weft-test');
-    cluster.kubectl('apply', '--server-side', '-f', join(repoRoot, 'config', 'rbac', 'proxy_role.yaml'));
-    for (const [name, labels] of [
-      ['weft-system', {}],
-      [NS, { 'weft.dev/inject': 'enabled' }],
-    ] as const)
-      await client.create(RESOURCES.namespaces, {
-        apiVersion: 'v1',
-        kind: 'Namespace',
-        metadata: { name, labels },
-      });
-    await client.create(
-      { group: '', version: 'v1', plural: 'serviceaccounts', kind: 'ServiceAccount', namespaced: true },
-      { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'web', namespace: NS } },
-    );
-    for (const svc of ['web', 'web-v1', 'web-v2'])
-      await client.create(RESOURCES.services, {
-        apiVersion: 'v1',
-        kind: 'Service',
-        metadata: { name: svc, namespace: NS },
-        spec: { selector: { app: svc }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] },
-      });
+    await meshedNamespaceWithProxyToken({
+      client,
+      kc: cluster.kc,
+      kubectl: cluster.kubectl,
+      namespace: NS,
+      serviceAccount: 'web',
+      tokenDir,
+    });
     await client.create(RESOURCES.trafficSplits, {
       apiVersion: 'weft.dev/v1alpha1',
       kind: 'TrafficSplit',
@@ -194,16 +182,6 @@ describe('config propagation: apiserver fast path, proxies report what they appl
         { subresource: 'status', fieldManager: 'weft-test' },
       );
     }
-    // The pods' ServiceAccount token, as the injector's projected volume provides it.
-    rmSync(tokenDir, { recursive: true, force: true });
-    mkdirSync(tokenDir);
-    writeFileSync(
-      join(tokenDir, 'token'),
-      cluster.kubectl('create', 'token', 'web', '-n', NS, '--duration=1h').trim(),
-    );
-    const caData = cluster.kc.getCurrentCluster()!.caData;
-    const caFile = cluster.kc.getCurrentCluster()!.caFile;
-    writeFileSync(join(tokenDir, 'ca.crt'), caData ? Buffer.from(caData, 'base64') : readFileSync(caFile!));
 
     op = await startOperator({
       kubeConfig: cluster.kc,
