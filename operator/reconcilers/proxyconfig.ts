@@ -121,7 +121,11 @@ export function proxyConfigReconciler(d: ProxyConfigDeps): KeyReconciler {
       }
       log.warn({ version: cfg.version, damage: broken }, 'repairing the ProxyConfig ConfigMaps');
     }
-    const generation = Math.max(have?.generation ?? 0, d.reportedGeneration(ns)) + 1;
+    // The cache may not hold this operator's last write yet (two writes in quick succession):
+    // the generation it remembers writing counts too, or two versions would share a generation
+    // and proxies that applied the first would refuse the second for good.
+    const generation =
+      Math.max(have?.generation ?? 0, d.propagation.generationOf(ns) ?? 0, d.reportedGeneration(ns)) + 1;
     let enc: ReturnType<typeof encode>;
     try {
       enc = encode(cfg, { ownerReferences, generation });
