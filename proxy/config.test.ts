@@ -124,7 +124,11 @@ describe('RoutingTable', () => {
     const multi = new RoutingTable(
       proxyConfig(
         'shop',
-        [twoPorts('api', '10.96.1.10'), twoPorts('api-v2', '10.96.1.11'), twoPorts('api-shadow', '10.96.1.12')],
+        [
+          twoPorts('api', '10.96.1.10'),
+          twoPorts('api-v2', '10.96.1.11'),
+          twoPorts('api-shadow', '10.96.1.12'),
+        ],
         [
           {
             name: 'shop/api-split',
@@ -142,7 +146,11 @@ describe('RoutingTable', () => {
       const b = pickBackend(route, () => 0)!;
       assert.equal(`${b.service.id}:${b.port.port}`, `shop/api-v2:${port}`, 'backend port = the port called');
       const m = route.mirror!.target;
-      assert.equal(`${m.service.id}:${m.port.port}`, `shop/api-shadow:${port}`, 'mirror port = the port called');
+      assert.equal(
+        `${m.service.id}:${m.port.port}`,
+        `shop/api-shadow:${port}`,
+        'mirror port = the port called',
+      );
     }
   });
 });

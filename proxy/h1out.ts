@@ -113,6 +113,12 @@ const REASONS: Record<number, string> = {
 };
 
 /** Serves one downstream (app → sidecar) connection on the fast path; `initial` holds bytes already read. */
+/** A plain-text error response from the proxy itself, naming its code in `weft-error`. */
+export function plain(status: number, code: string, message: string, close: boolean): string {
+  const body = `${message}\n`;
+  return `HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nweft-error: ${code}\r\n${close ? 'connection: close\r\n' : ''}\r\n${body}`;
+}
+
 export function serveOutbound(socket: net.Socket, initial: Buffer, d: OutboundDeps): void {
   let buf: Buffer<ArrayBufferLike> = initial;
   let state: 'head' | 'body' | 'wait' | 'closed' = 'head';
@@ -142,11 +148,6 @@ export function serveOutbound(socket: net.Socket, initial: Buffer, d: OutboundDe
     abortCurrent?.();
   };
   const detach = listenDownstream(socket, d.idleTimeoutMs, () => inRequest, onData, onClose);
-
-  function plain(status: number, code: string, message: string, close: boolean): string {
-    const body = `${message}\n`;
-    return `HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nweft-error: ${code}\r\n${close ? 'connection: close\r\n' : ''}\r\n${body}`;
-  }
 
   function fatal(status: number): void {
     d.error(`HTTP_${status}`);

@@ -7,7 +7,7 @@ import type http2 from 'node:http2';
 import net from 'node:net';
 import { Duplex } from 'node:stream';
 import type tls from 'node:tls';
-import type { Endpoint, ProxyConfig, RetryPolicy } from '../api/index.ts';
+import { type Endpoint, type ProxyConfig, type RetryPolicy, SIDECAR_HEADERS } from '../api/index.ts';
 import { AppProtocols } from './appproto.ts';
 import { denialMessage } from './authz/enforce.ts';
 import { RetryBudget } from './budget.ts';
@@ -32,12 +32,13 @@ import {
   LocalPool,
   serveInbound,
 } from './h1fast.ts';
-import { type Decision, serveOutbound } from './h1out.ts';
+import { type Decision, plain, serveOutbound } from './h1out.ts';
 import { peerSpiffeId, protocolOfAlpn, type WorkloadIdentity } from './identity/tls.ts';
 import { Balancer, type EndpointStats, newEndpointStats, observeLatency } from './lb.ts';
 import { LocalAddresses } from './localaddr.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import { originalDst } from './native/index.ts';
+import { type PlanState, planOutbound } from './outbound/plan.ts';
 import { DEFAULT_OUTLIER_POLICY, OutlierDetector, type OutlierPolicy, type OutlierState } from './outlier.ts';
 import { DEFAULT_PATH_NORMALIZATION, type NormalizedTarget, normalizeTarget } from './pathnorm.ts';
 import { TokenBucket } from './ratelimit.ts';
@@ -45,7 +46,6 @@ import {
   type Backend,
   type CompiledRoute,
   DEFAULT_RETRY_BUDGET,
-  pickBackend,
   RoutingTable,
   type ServiceTarget,
   targetPort,
@@ -194,8 +194,8 @@ export interface ProxyOptions {
 }
 
 /** Sidecar-to-sidecar metadata: who called (request) and who answered (response). Stripped at the edges. */
-export const H_SRC_WORKLOAD = 'weft-src-workload';
-export const H_SRC_NAMESPACE = 'weft-src-namespace';
+export const H_SRC_WORKLOAD = SIDECAR_HEADERS.srcWorkload;
+export const H_SRC_NAMESPACE = SIDECAR_HEADERS.srcNamespace;
 export const H_DST_WORKLOAD = 'weft-dst-workload';
 export const H_DST_NAMESPACE = 'weft-dst-namespace';
 
@@ -239,20 +239,6 @@ function trustDomainOf(id: string): string | undefined {
 /** The namespace in a SPIFFE ID spiffe://<td>/ns/<ns>/sa/<sa>. */
 function namespaceOfSpiffe(id: string): string | undefined {
   return /\/ns\/([^/]+)\/sa\//.exec(id)?.[1];
-}
-
-/**
- * The Service an outbound request goes to: by the original destination (a Service VIP), else by
- * Host among the Services on that port. Never by Host alone: a connection that was not
- * redirected has no original destination and is not routed.
- */
-function outboundTarget(
-  t: RoutingTable,
-  dst: { address: string; port: number } | undefined,
-  authority: string | undefined,
-): ServiceTarget | undefined {
-  if (!dst) return undefined;
-  return t.byVip(dst.address, dst.port) ?? t.byAuthority(authority, dst.port);
 }
 
 type DownReq = HttpTypes.IncomingMessage | http2.Http2ServerRequest;
@@ -461,6 +447,23 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       buckets.set(key, b);
     }
     return b;
+  }
+
+  const planState: PlanState = {
+    random,
+    takeToken: (route) => bucketFor(route)?.take() ?? true,
+  };
+
+  /** Counts the request against its backend's limit; undefined (503 WEFT_OVERFLOW) when full. */
+  function enterCluster(plan: {
+    route: CompiledRoute;
+    backend: Backend;
+    maxActive: number;
+  }): ClusterState | undefined {
+    const cluster = clusterFor(plan.backend.service.id, plan.route.retries);
+    if (cluster.active >= plan.maxActive) return undefined;
+    cluster.active++;
+    return cluster;
   }
 
   // ---- HTTP ------------------------------------------------------------------------------
@@ -738,71 +741,37 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       return;
     }
 
-    // Outbound: which service, which route.
-    if (!t) {
-      sendError(res, 503, 'WEFT_NO_ROUTE', 'weft-proxy has no config yet', direction);
+    // Outbound: the plan decides (service, route, limits, fault, backend); this path carries it out.
+    const plan = planOutbound(
+      t,
+      { dst: ctx.dst, authority, http: { method, path, header: (n) => headerOf(req.headers, n) } },
+      planState,
+    );
+    if (plan.kind === 'passthrough') {
+      await forwardPassthrough(req, res, plan.dst, headers, authority, path, h2);
       return;
     }
-    target = outboundTarget(t, ctx.dst, authority);
-    if (!target) {
-      if (ctx.dst && t.config.mesh.outboundTrafficPolicy === 'ALLOW_ANY') {
-        await forwardPassthrough(req, res, ctx.dst, headers, authority, path, h2);
-        return;
-      }
-      sendError(
-        res,
-        502,
-        'WEFT_NO_ROUTE',
-        `no service for ${authority ?? ''} (${ctx.dst ? `${ctx.dst.address}:${ctx.dst.port}` : 'no original destination'})`,
-        direction,
-      );
+    if (plan.kind === 'refuse') {
+      if (plan.target) target = plan.target;
+      if (plan.code === 'WEFT_RATE_LIMITED' || plan.code === 'WEFT_FAULT') status = plan.status;
+      sendError(res, plan.status, plan.code, plan.message, direction);
       return;
     }
-    const route = t.route(target, { method, path, header: (n) => headerOf(req.headers, n) });
-
-    const bucket = bucketFor(route);
-    if (bucket && !bucket.take()) {
-      status = 429;
-      sendError(res, 429, 'WEFT_RATE_LIMITED', `rate limit of route ${route.name} exceeded`, direction);
-      return;
-    }
-    const fault = route.source?.faultInjection;
-    if (fault?.abort && random() * 100 < fault.abort.percentage) {
-      status = fault.abort.httpStatus;
-      sendError(
-        res,
-        fault.abort.httpStatus,
-        'WEFT_FAULT',
-        `fault injected by route ${route.name}`,
-        direction,
-      );
-      return;
-    }
-    if (fault?.delay && random() * 100 < fault.delay.percentage) {
-      await new Promise((r) => setTimeout(r, fault.delay!.fixedDelayMs));
+    if (plan.kind === 'handoff') return; // not asked for: node:http serves every route
+    const { route, backend } = plan;
+    target = plan.target;
+    if (plan.delayMs > 0) {
+      await new Promise((r) => setTimeout(r, plan.delayMs));
       if (res.destroyed) return;
     }
-
-    const backend = pickBackend(route, random);
-    if (!backend) {
-      sendError(res, 503, 'WEFT_NO_ENDPOINTS', `route ${route.name} has no backend with weight`, direction);
-      return;
-    }
     target = { service: backend.service, port: backend.port };
-    const cluster = clusterFor(backend.service.id, route.retries);
     const cb = route.source?.circuitBreaker;
-    const maxActive = Math.min(
-      cb?.maxRequests ?? Number.POSITIVE_INFINITY,
-      cb?.maxConnections !== undefined
-        ? cb.maxConnections + (cb.maxPendingRequests ?? 0)
-        : Number.POSITIVE_INFINITY,
-    );
-    if (cluster.active >= maxActive) {
+    const cluster = enterCluster(plan);
+    if (!cluster) {
       status = 503;
       sendError(res, 503, 'WEFT_OVERFLOW', `${serviceLabel(target)} is at its request limit`, direction);
       return;
     }
-    cluster.active++;
 
     headers[H_SRC_WORKLOAD] = id.workload;
     headers[H_SRC_NAMESPACE] = id.namespace;
@@ -833,7 +802,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     const retries = route.retries;
     const maxTries = 1 + (retries?.attempts ?? 0);
     const tried = new Set<string>();
-    const hashKey = route.hashHeader ? headerOf(req.headers, route.hashHeader) : undefined;
+    const hashKey = plan.hashKey;
     let bodyStarted = false;
     let staleRetried = false;
     let overallTimer: NodeJS.Timeout | undefined;
@@ -1114,26 +1083,70 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
         }
       }
       if (ctx?.dst) to = { host: inboundTarget, port: ctx.dst.port, meshed: false };
-    } else if (t) {
-      const target = outboundTarget(t, ctx?.dst, headerOf(req.headers, 'host'));
-      if (target) {
-        const route = t.route(target, {
-          method: req.method ?? 'GET',
-          path,
-          header: (n) => headerOf(req.headers, n),
-        });
-        const backend = pickBackend(route, random);
-        const picked = backend ? pickEndpoint(backend, route, new Set(), undefined) : undefined;
-        if (picked) to = picked.address;
-        service = serviceLabel(target);
-      } else if (ctx?.dst && t.config.mesh.outboundTrafficPolicy === 'ALLOW_ANY') {
-        to = { host: ctx.dst.address, port: ctx.dst.port, meshed: false };
+      if (!to) {
+        socket.end('HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+        return;
       }
-    }
-    if (!to) {
-      socket.end('HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+      connectUpgrade(direction, req, socket, head, path, to, service, undefined);
       return;
     }
+    // Outbound: the same plan as any request (rate limit, fault, request limit included).
+    const plan = planOutbound(
+      t,
+      {
+        dst: ctx?.dst,
+        authority: headerOf(req.headers, 'host'),
+        http: { method: req.method ?? 'GET', path, header: (n) => headerOf(req.headers, n) },
+      },
+      planState,
+    );
+    const refuse = (status: number, code: ProxyErrorCode | 'WEFT_FAULT', message: string) => {
+      metrics.proxyErrors.inc({ direction, code });
+      socket.end(plain(status, code, message, true), () => socket.destroy());
+    };
+    if (plan.kind === 'refuse') {
+      refuse(plan.status, plan.code, plan.message);
+      return;
+    }
+    if (plan.kind === 'passthrough') {
+      to = { host: plan.dst.address, port: plan.dst.port, meshed: false };
+      connectUpgrade(direction, req, socket, head, path, to, service, undefined);
+      return;
+    }
+    if (plan.kind === 'handoff') return;
+    service = serviceLabel(plan.target);
+    const go = () => {
+      if (socket.destroyed) return;
+      const cluster = enterCluster(plan);
+      if (!cluster) {
+        refuse(503, 'WEFT_OVERFLOW', `${serviceLabel(plan.backend)} is at its request limit`);
+        return;
+      }
+      const picked = pickEndpoint(plan.backend, plan.route, new Set(), plan.hashKey);
+      if (!picked) {
+        cluster.active--;
+        refuse(503, 'WEFT_NO_ENDPOINTS', `${serviceLabel(plan.backend)} has no ready endpoints`);
+        return;
+      }
+      connectUpgrade(direction, req, socket, head, path, picked.address, service, () => cluster.active--);
+    };
+    if (plan.delayMs > 0) {
+      socket.on('error', () => socket.destroy());
+      setTimeout(go, plan.delayMs);
+    } else go();
+  }
+
+  /** Carries an upgrade (WebSocket, h2c) to `to`: the request head, then bytes both ways. */
+  function connectUpgrade(
+    direction: Direction,
+    req: HttpTypes.IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    path: string,
+    to: UpstreamAddress,
+    service: string,
+    onClose: (() => void) | undefined,
+  ): void {
     const up = transport.connect(to);
     const lines = [`${req.method} ${path} HTTP/1.1`];
     for (let i = 0; i < req.rawHeaders.length; i += 2)
@@ -1146,6 +1159,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       if (closed) return;
       closed = true;
       done();
+      onClose?.();
       socket.destroy();
       up.destroy();
     };
@@ -1174,18 +1188,13 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     if (!ctx.dst) return undefined;
     if (direction === 'inbound')
       return { to: { host: inboundTarget, port: ctx.dst.port, meshed: false }, service: `${ctx.dst.port}` };
-    const t = table;
-    if (!t) return undefined;
-    if (ctx.target) {
-      const route = t.route(ctx.target, undefined);
-      const backend = pickBackend(route, random);
-      const picked = backend ? pickEndpoint(backend, route, new Set(), undefined) : undefined;
-      if (!picked) return undefined;
-      return { to: picked.address, service: serviceLabel(ctx.target), picked, route };
-    }
-    if (t.config.mesh.outboundTrafficPolicy === 'ALLOW_ANY')
-      return { to: { host: ctx.dst.address, port: ctx.dst.port, meshed: false }, service: 'passthrough' };
-    return undefined;
+    const plan = planOutbound(table, { dst: ctx.dst, authority: undefined, http: undefined }, planState);
+    if (plan.kind === 'passthrough')
+      return { to: { host: plan.dst.address, port: plan.dst.port, meshed: false }, service: 'passthrough' };
+    if (plan.kind !== 'forward') return undefined;
+    const picked = pickEndpoint(plan.backend, plan.route, new Set(), undefined);
+    if (!picked) return undefined;
+    return { to: picked.address, service: serviceLabel(plan.target), picked, route: plan.route };
   }
 
   function proxyTcp(
@@ -1707,68 +1716,36 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
         const path = head.target;
         const authority = headerValue(head.headers, 'host');
         const r = { method, path, authority };
-        const t = table;
-        if (!t) return reply(503, 'WEFT_NO_ROUTE', 'weft-proxy has no config yet', 'unknown', r);
-        const found = outboundTarget(t, ctx.dst, authority);
-        if (!found) {
-          if (ctx.dst && t.config.mesh.outboundTrafficPolicy === 'ALLOW_ANY') return { kind: 'handoff' };
+        const plan = planOutbound(
+          table,
+          {
+            dst: ctx.dst,
+            authority,
+            http: { method, path, header: (n) => headerValue(head.headers, n.toLowerCase()) },
+            // Mirroring and per-endpoint connection limits (with their queue) stay on the node:http path.
+            serves: (route) => !route.mirror && route.source?.circuitBreaker?.maxConnections === undefined,
+          },
+          planState,
+        );
+        if (plan.kind === 'handoff' || plan.kind === 'passthrough') return { kind: 'handoff' };
+        if (plan.kind === 'refuse')
           return reply(
-            502,
-            'WEFT_NO_ROUTE',
-            `no service for ${authority ?? ''} (${ctx.dst ? `${ctx.dst.address}:${ctx.dst.port}` : 'no original destination'})`,
-            'unknown',
+            plan.status,
+            plan.code,
+            plan.message,
+            plan.target ? serviceLabel(plan.target) : 'unknown',
             r,
           );
-        }
-        const route = t.route(found, {
-          method,
-          path,
-          header: (n) => headerValue(head.headers, n.toLowerCase()),
-        });
-        const cb = route.source?.circuitBreaker;
-        // Mirroring and per-endpoint connection limits (with their queue) stay on the node:http path.
-        if (route.mirror || cb?.maxConnections !== undefined) return { kind: 'handoff' };
-        const routeService = serviceLabel(found);
-        const bucket = bucketFor(route);
-        if (bucket && !bucket.take())
-          return reply(
-            429,
-            'WEFT_RATE_LIMITED',
-            `rate limit of route ${route.name} exceeded`,
-            routeService,
-            r,
-          );
-        const fault = route.source?.faultInjection;
-        if (fault?.abort && random() * 100 < fault.abort.percentage)
-          return reply(
-            fault.abort.httpStatus,
-            'WEFT_FAULT',
-            `fault injected by route ${route.name}`,
-            routeService,
-            r,
-          );
-        const delayMs =
-          fault?.delay && random() * 100 < fault.delay.percentage ? fault.delay.fixedDelayMs : 0;
-        const backend = pickBackend(route, random);
-        if (!backend)
-          return reply(
-            503,
-            'WEFT_NO_ENDPOINTS',
-            `route ${route.name} has no backend with weight`,
-            routeService,
-            r,
-          );
+        const { route, backend, delayMs } = plan;
         const service = serviceLabel({ service: backend.service, port: backend.port });
-        const cluster = clusterFor(backend.service.id, route.retries);
-        if (cluster.active >= (cb?.maxRequests ?? Number.POSITIVE_INFINITY))
-          return reply(503, 'WEFT_OVERFLOW', `${service} is at its request limit`, service, r);
-        cluster.active++;
+        const cluster = enterCluster(plan);
+        if (!cluster) return reply(503, 'WEFT_OVERFLOW', `${service} is at its request limit`, service, r);
         inflight++;
         const started = now();
         cluster.budget?.recordRequest();
         const retries = route.retries;
         const tried = new Set<string>();
-        const hashKey = route.hashHeader ? headerValue(head.headers, route.hashHeader) : undefined;
+        const hashKey = plan.hashKey;
         return {
           kind: 'forward',
           exchange: {
