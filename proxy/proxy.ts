@@ -10,6 +10,7 @@ import type tls from 'node:tls';
 import { type Endpoint, type ProxyConfig, type RetryPolicy, SIDECAR_HEADERS } from '../api/index.ts';
 import { AppProtocols } from './appproto.ts';
 import { denialMessage } from './authz/enforce.ts';
+import { type Authorize, type AuthzVerdict, allowAll } from './authz/matcher.ts';
 import { RetryBudget } from './budget.ts';
 import { http, http2 as lazyHttp2, tls as lazyTls } from './builtins.ts';
 import { MAX_HELLO_BYTES, offersWeftAlpn, parseClientHello } from './clienthello.ts';
@@ -34,6 +35,7 @@ import {
 } from './h1fast.ts';
 import { type Decision, plain, serveOutbound } from './h1out.ts';
 import { peerSpiffeId, protocolOfAlpn, type WorkloadIdentity } from './identity/tls.ts';
+import { authzRequest, callerOf, type InboundConn, namespaceOfSpiffe } from './inbound/admission.ts';
 import { Balancer, type EndpointStats, newEndpointStats, observeLatency } from './lb.ts';
 import { LocalAddresses } from './localaddr.ts';
 import type { ProxyMetrics } from './metrics.ts';
@@ -137,36 +139,7 @@ export interface Identity {
   labels: Record<string, string>;
 }
 
-export interface AuthzRequest {
-  direction: 'inbound';
-  port: number;
-  sourceWorkload: string;
-  sourceNamespace: string;
-  /** The peer's verified SPIFFE ID (spiffe://…) on an mTLS connection; undefined in plaintext. */
-  peerIdentity: string | undefined;
-  /** The caller's IP address. */
-  sourceIp: string;
-  /** HTTP only (undefined for an opaque TCP connection). */
-  method: string | undefined;
-  path: string | undefined;
-  host?: string | undefined;
-  headers: Record<string, string | string[] | undefined> | undefined;
-}
-
-export interface AuthzVerdict {
-  allow: boolean;
-  /** The policy and rule that decided, when one did. */
-  policy?: string;
-  rule?: number;
-  /** Stable reason code (denied-by-policy, no-allow-match, default-deny, …). */
-  reason?: string;
-  explanation?: string;
-}
-
-/** The inbound authorization hook: proxy/authz/enforce.ts plugs the policies in here. */
-export type Authorize = (req: AuthzRequest, config: ProxyConfig) => AuthzVerdict;
-
-export const allowAll: Authorize = () => ({ allow: true });
+export { type Authorize, type AuthzRequest, type AuthzVerdict, allowAll } from './authz/matcher.ts';
 
 export interface ProxyOptions {
   identity: Identity;
@@ -234,11 +207,6 @@ export function mtlsModeFor(config: ProxyConfig | undefined, port: number | unde
 /** The trust domain in a SPIFFE ID spiffe://<td>/…. */
 function trustDomainOf(id: string): string | undefined {
   return /^spiffe:\/\/([^/]+)\//.exec(id)?.[1];
-}
-
-/** The namespace in a SPIFFE ID spiffe://<td>/ns/<ns>/sa/<sa>. */
-function namespaceOfSpiffe(id: string): string | undefined {
-  return /\/ns\/([^/]+)\/sa\//.exec(id)?.[1];
 }
 
 type DownReq = HttpTypes.IncomingMessage | http2.Http2ServerRequest;
@@ -449,6 +417,11 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     return b;
   }
 
+  /** The inbound connection's facts the admission needs. */
+  function inboundConn(ctx: ConnContext | undefined): InboundConn {
+    return { port: ctx?.dst?.port ?? 0, peer: ctx?.peer, sourceIp: ctx?.sourceIp };
+  }
+
   const planState: PlanState = {
     random,
     takeToken: (route) => bucketFor(route)?.take() ?? true,
@@ -596,14 +569,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     let grpcStatus = '';
     const src =
       direction === 'inbound'
-        ? {
-            workload: headerOf(req.headers, H_SRC_WORKLOAD) ?? 'unknown',
-            // Under mTLS the caller's namespace is the verified one from its certificate.
-            namespace:
-              (ctx.peer ? namespaceOfSpiffe(ctx.peer) : undefined) ??
-              headerOf(req.headers, H_SRC_NAMESPACE) ??
-              'unknown',
-          }
+        ? callerOf(ctx.peer, (n) => headerOf(req.headers, n))
         : { workload: id.workload, namespace: id.namespace };
     let denied: AuthzVerdict | undefined;
 
@@ -657,18 +623,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     if (direction === 'inbound') {
       const verdict: AuthzVerdict = t
         ? authorize(
-            {
-              direction,
-              port: ctx.dst?.port ?? 0,
-              sourceWorkload: src.workload,
-              sourceNamespace: src.namespace,
-              peerIdentity: ctx.peer,
-              sourceIp: ctx.sourceIp ?? '',
-              method,
-              path,
-              host: authority,
-              headers: req.headers,
-            },
+            authzRequest(inboundConn(ctx), { method, path, host: authority, headers: req.headers }),
             t.config,
           )
         : { allow: true };
@@ -1059,18 +1014,12 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     if (direction === 'inbound') {
       if (t) {
         const v = authorize(
-          {
-            direction,
-            port: ctx?.dst?.port ?? 0,
-            sourceWorkload: headerOf(req.headers, H_SRC_WORKLOAD) ?? 'unknown',
-            sourceNamespace: headerOf(req.headers, H_SRC_NAMESPACE) ?? 'unknown',
-            peerIdentity: ctx?.peer,
-            sourceIp: ctx?.sourceIp ?? '',
+          authzRequest(inboundConn(ctx), {
             method: req.method ?? 'GET',
             path,
             host: headerOf(req.headers, 'host'),
             headers: req.headers,
-          },
+          }),
           t.config,
         );
         if (!v.allow) {
@@ -1207,20 +1156,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
   ): void {
     if (direction === 'inbound' && table) {
       // Opaque TCP: the decision is per connection, and a denial closes it.
-      const v = authorize(
-        {
-          direction,
-          port: ctx.dst?.port ?? 0,
-          sourceWorkload: 'unknown',
-          sourceNamespace: (ctx.peer ? namespaceOfSpiffe(ctx.peer) : undefined) ?? 'unknown',
-          peerIdentity: ctx.peer,
-          sourceIp: ctx.sourceIp ?? '',
-          method: undefined,
-          path: undefined,
-          headers: undefined,
-        },
-        table.config,
-      );
+      const v = authorize(authzRequest(inboundConn(ctx)), table.config);
       if (!v.allow) {
         metrics.proxyErrors.inc({ direction, code: 'WEFT_DENIED' });
         if (opts.accessLog?.enabled())
@@ -1581,19 +1517,11 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
             const h: Record<string, string> = {};
             for (const [k, v] of headers) h[k] = h[k] === undefined ? v : `${h[k]}, ${v}`;
             const v = auth(
-              {
-                direction: 'inbound',
-                port,
-                sourceWorkload: h[H_SRC_WORKLOAD] ?? 'unknown',
-                sourceNamespace: peerNs ?? h[H_SRC_NAMESPACE] ?? 'unknown',
-                peerIdentity: ctx.peer,
-                sourceIp: ctx.sourceIp ?? '',
-                method,
-                path,
-                host: h.host,
-                headers: h,
-              },
-              table!.config,
+              authzRequest(
+                { port, peer: ctx.peer, sourceIp: ctx.sourceIp },
+                { method, path, host: h.host, headers: h },
+              ),
+              table.config,
             );
             if (v.allow) return v;
             lastDenial = v;

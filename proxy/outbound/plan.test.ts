@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Route } from '../../api/index.ts';
 import { type CompiledRoute, RoutingTable } from '../table.ts';
-import { endpoint, proxyConfig, service } from '../testdata.ts';
+import { endpoint, proxyConfig, route, service } from '../testdata.ts';
 import { maxActiveOf, type OutboundRequest, type PlanState, planOutbound } from './plan.ts';
 
 const web = service('web', 'shop', '10.96.0.10', 80, [endpoint('10.1.0.1', 8080)]);
@@ -12,14 +12,6 @@ const v2 = service('web-v2', 'shop', '10.96.0.11', 80, [endpoint('10.1.0.3', 808
 function table(routes: Route[], mesh: Parameters<typeof proxyConfig>[3] = {}): RoutingTable {
   return new RoutingTable(proxyConfig('shop', [web, v2], routes, mesh));
 }
-
-const route = (r: Partial<Route>): Route => ({
-  name: 'shop/web',
-  service: 'shop/web',
-  matches: [],
-  backends: [{ service: 'shop/web', weight: 1 }],
-  ...r,
-});
 
 const http = (path = '/', headers: Record<string, string> = {}): OutboundRequest['http'] => ({
   method: 'GET',

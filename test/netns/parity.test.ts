@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { ProxyConfig, Route } from '../../api/index.ts';
-import { endpoint, proxyConfig, service } from '../../proxy/testdata.ts';
+import { endpoint, proxyConfig, route, service } from '../../proxy/testdata.ts';
 import { type Agent, eventually, type Pod, Topology } from './netns.ts';
 
 const topo = new Topology();
@@ -32,13 +32,7 @@ interface Case {
   expect: Array<{ status: number | 'ok'; backend?: () => string }>;
 }
 
-const base = (name: string, r: Partial<Route>): Route => ({
-  name,
-  service: 'shop/web',
-  matches: [],
-  backends: [{ service: 'shop/web', weight: 1 }],
-  ...r,
-});
+const base = (name: string, r: Partial<Route>): Route => route({ name, ...r });
 
 const CASES: Case[] = [
   {
