@@ -7,11 +7,10 @@ import type http2 from 'node:http2';
 import net from 'node:net';
 import { Duplex } from 'node:stream';
 import type tls from 'node:tls';
-import { type Endpoint, type ProxyConfig, type RetryPolicy, SIDECAR_HEADERS } from '../api/index.ts';
+import { type ProxyConfig, type RetryPolicy, SIDECAR_HEADERS } from '../api/index.ts';
 import { AppProtocols } from './appproto.ts';
 import { denialMessage } from './authz/enforce.ts';
 import { type Authorize, type AuthzVerdict, allowAll } from './authz/matcher.ts';
-import { RetryBudget } from './budget.ts';
 import { http, http2 as lazyHttp2, tls as lazyTls } from './builtins.ts';
 import { MAX_HELLO_BYTES, offersWeftAlpn, parseClientHello } from './clienthello.ts';
 import type { Now, Random } from './clock.ts';
@@ -36,23 +35,14 @@ import {
 import { type Decision, plain, serveOutbound } from './h1out.ts';
 import { peerSpiffeId, protocolOfAlpn, type WorkloadIdentity } from './identity/tls.ts';
 import { authzRequest, callerOf, type InboundConn, namespaceOfSpiffe } from './inbound/admission.ts';
-import { Balancer, type EndpointStats, newEndpointStats, observeLatency } from './lb.ts';
+import { observeLatency } from './lb.ts';
 import { LocalAddresses } from './localaddr.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import { originalDst } from './native/index.ts';
-import { type PlanState, planOutbound } from './outbound/plan.ts';
-import { DEFAULT_OUTLIER_POLICY, OutlierDetector, type OutlierPolicy, type OutlierState } from './outlier.ts';
+import { planOutbound } from './outbound/plan.ts';
 import { DEFAULT_PATH_NORMALIZATION, type NormalizedTarget, normalizeTarget } from './pathnorm.ts';
-import { TokenBucket } from './ratelimit.ts';
-import {
-  type Backend,
-  type CompiledRoute,
-  DEFAULT_RETRY_BUDGET,
-  RoutingTable,
-  type ServiceTarget,
-  targetPort,
-  usableEndpoints,
-} from './table.ts';
+import { Endpoints, mtlsModeFor, type Picked } from './resilience/endpoints.ts';
+import { type CompiledRoute, RoutingTable, type ServiceTarget } from './table.ts';
 import type { Tracing } from './tracing.ts';
 import { isEstablished, Transport, type UpstreamAddress, whenEstablished } from './transport.ts';
 import {
@@ -131,6 +121,24 @@ export const DEFAULT_LIMITS: Limits = {
 /** How long the local app has to answer the HTTP/2 preface when its protocol is learnt (proxy/appproto.ts). */
 const APP_PROBE_TIMEOUT_MS = 1_000;
 
+/** One finished HTTP request, as every transport reports it (metrics and access log). */
+interface FinishRecord {
+  direction: Direction;
+  /** now() when the request started; undefined for an answer the proxy gave at once. */
+  started: number | undefined;
+  status: number;
+  grpcStatus?: string;
+  method: string | undefined;
+  authority: string | undefined;
+  path: string | undefined;
+  src: { workload: string; namespace: string };
+  dst: { workload: string; namespace: string; service: string };
+  /** The peer's verified SPIFFE ID, inbound under mTLS. */
+  principal?: string | undefined;
+  /** Set when authorization denied the request. */
+  denied?: AuthzVerdict | undefined;
+}
+
 /** Who the proxy serves: this pod. */
 export interface Identity {
   namespace: string;
@@ -179,12 +187,6 @@ const GRPC_CODES: Record<string, number> = {
   unavailable: 14,
 };
 
-interface ClusterState {
-  active: number;
-  budget: RetryBudget | undefined;
-  budgetKey: string;
-}
-
 interface ConnContext {
   direction: Direction;
   dst: { address: string; port: number } | undefined;
@@ -193,15 +195,6 @@ interface ConnContext {
   sourceIp?: string;
   /** The peer sidecar's verified SPIFFE ID on an inbound mTLS connection. */
   peer?: string;
-}
-
-type MtlsMode = ProxyConfig['mesh']['mtls']['mode'];
-
-/** The mTLS mode for a workload port: the port override, else the namespace's mode (PERMISSIVE before any config). */
-export function mtlsModeFor(config: ProxyConfig | undefined, port: number | undefined): MtlsMode {
-  if (!config) return 'PERMISSIVE';
-  const m = config.mesh.mtls;
-  return (port !== undefined ? m.ports.find((p) => p.port === port)?.mode : undefined) ?? m.mode;
 }
 
 /** The trust domain in a SPIFFE ID spiffe://<td>/…. */
@@ -274,11 +267,6 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     },
   );
   const debugHeaders = opts.debugHeaders ?? (() => false);
-  const balancer = new Balancer(now, random);
-  const outlier = new OutlierDetector(now);
-  const endpointStats = new Map<string, EndpointStats>();
-  const clusters = new Map<string, ClusterState>();
-  const buckets = new Map<string, TokenBucket>();
   const ctxOf = new WeakMap<object, ConnContext>();
   const sessionCtx = new WeakMap<object, ConnContext>();
   const headerTimers = new WeakMap<object, NodeJS.Timeout>();
@@ -297,146 +285,13 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     if (draining && inflight === 0) drained?.();
   };
 
-  // ---- endpoints -------------------------------------------------------------------------
-  function statsFor(key: string): EndpointStats {
-    let s = endpointStats.get(key);
-    if (!s) {
-      s = newEndpointStats(key, now());
-      endpointStats.set(key, s);
-    }
-    return s;
-  }
-
-  function clusterFor(serviceId: string, retries: RetryPolicy | undefined): ClusterState {
-    let c = clusters.get(serviceId);
-    if (!c) {
-      c = { active: 0, budget: undefined, budgetKey: '' };
-      clusters.set(serviceId, c);
-    }
-    const pct = retries?.budgetPercent ?? DEFAULT_RETRY_BUDGET.budgetPercent;
-    const floor = retries?.minRetriesPerSecond ?? DEFAULT_RETRY_BUDGET.minRetriesPerSecond;
-    const key = `${pct}/${floor}`;
-    if (c.budgetKey !== key) {
-      c.budget = new RetryBudget(pct, floor, now);
-      c.budgetKey = key;
-    }
-    return c;
-  }
-
-  function outlierPolicy(route: CompiledRoute): OutlierPolicy {
-    const cb = route.source?.circuitBreaker;
-    if (!cb) return { ...DEFAULT_OUTLIER_POLICY, consecutive5xxErrors: 0 };
-    return cb;
-  }
-
-  interface Picked {
-    endpoint: Endpoint;
-    stats: EndpointStats;
-    address: UpstreamAddress;
-    peers: OutlierState[];
-  }
-
-  interface BackendEntries {
-    stats: EndpointStats[];
-    peers: OutlierState[];
-    byStats: Map<EndpointStats, { e: Endpoint; address: UpstreamAddress }>;
-  }
-  // Per config: each backend's usable endpoints with their live stats, built on first use.
-  const backendCache = new Map<string, BackendEntries>();
-
-  function entriesFor(backend: Backend): BackendEntries {
-    const key = `${backend.service.id}:${backend.port.port}`;
-    let be = backendCache.get(key);
-    if (!be) {
-      be = { stats: [], peers: [], byStats: new Map() };
-      for (const e of usableEndpoints(backend.service)) {
-        const port = targetPort(e, backend.port);
-        const st = statsFor(`${e.address}:${port}`);
-        be.stats.push(st);
-        be.peers.push(st.outlier);
-        // mTLS to a meshed endpoint with an identity unless the mode is DISABLE for its port;
-        // Transport falls back to plaintext while this proxy has no identity of its own.
-        const mtls = e.meshed && e.identity !== undefined && mtlsModeFor(table?.config, port) !== 'DISABLE';
-        be.byStats.set(st, {
-          e,
-          address: { host: e.address, port, meshed: e.meshed, ...(mtls ? { peerId: e.identity } : {}) },
-        });
-      }
-      backendCache.set(key, be);
-    }
-    return be;
-  }
-
-  function pickEndpoint(
-    backend: Backend,
-    route: CompiledRoute,
-    tried: Set<string>,
-    hashKey: string | undefined,
-  ): Picked | undefined {
-    const be = entriesFor(backend);
-    let candidates = be.stats;
-    let excluded = false;
-    for (const st of candidates) {
-      if (tried.has(st.key) || outlier.isEjected(st.outlier)) {
-        excluded = true;
-        break;
-      }
-    }
-    if (excluded) {
-      candidates = be.stats.filter((st) => !tried.has(st.key) && !outlier.isEjected(st.outlier));
-      // Everything ejected or tried: better to try an ejected endpoint than to fail outright.
-      if (candidates.length === 0) candidates = be.stats.filter((st) => !tried.has(st.key));
-    }
-    if (candidates.length === 0) return undefined;
-    const chosen = balancer.pick(route.lb, candidates, hashKey) ?? candidates[0]!;
-    const entry = be.byStats.get(chosen)!;
-    return { endpoint: entry.e, stats: chosen, address: entry.address, peers: be.peers };
-  }
-
-  function recordOutcome(
-    p: Picked,
-    outcome: 'success' | '5xx' | 'connect-failure',
-    route: CompiledRoute,
-    service: string,
-  ): void {
-    if (outlier.record(p.stats.outlier, outcome, outlierPolicy(route), p.peers)) {
-      metrics.ejections.inc({ destination_service: service });
-      log('warn', 'endpoint ejected by outlier detection', { endpoint: p.stats.key, service, outcome });
-    }
-  }
-
-  function bucketFor(route: CompiledRoute): TokenBucket | undefined {
-    const rl = route.source?.rateLimit;
-    if (!rl) return undefined;
-    const key = `${route.name}:${rl.requestsPerSecond}:${rl.burst}`;
-    let b = buckets.get(key);
-    if (!b) {
-      b = new TokenBucket(rl.requestsPerSecond, rl.burst, now);
-      buckets.set(key, b);
-    }
-    return b;
-  }
+  // ---- endpoints: live state behind the plan (proxy/resilience/endpoints.ts) ----------------
+  const endpoints = new Endpoints(now, random, metrics, log);
+  const { planState } = endpoints;
 
   /** The inbound connection's facts the admission needs. */
   function inboundConn(ctx: ConnContext | undefined): InboundConn {
     return { port: ctx?.dst?.port ?? 0, peer: ctx?.peer, sourceIp: ctx?.sourceIp };
-  }
-
-  const planState: PlanState = {
-    random,
-    takeToken: (route) => bucketFor(route)?.take() ?? true,
-  };
-
-  /** Counts the request against its backend's limit; undefined (503 WEFT_OVERFLOW) when full. */
-  function enterCluster(plan: {
-    route: CompiledRoute;
-    backend: Backend;
-    maxActive: number;
-  }): ClusterState | undefined {
-    const cluster = clusterFor(plan.backend.service.id, plan.route.retries);
-    if (cluster.active >= plan.maxActive) return undefined;
-    cluster.active++;
-    return cluster;
   }
 
   // ---- HTTP ------------------------------------------------------------------------------
@@ -446,6 +301,32 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
 
   // prom-client hashes the label object on every call; children are cached by a joined key.
   const children = new Map<string, { count: { inc(): void }; hist: { observe(v: number): void } }>();
+  /**
+   * The one place a finished HTTP request is reported, whatever carried it: the request metrics
+   * and the access-log line are written from this record only.
+   */
+  function reportFinish(f: FinishRecord): void {
+    const end = now();
+    const started = f.started ?? end;
+    finishMetrics(f.direction, started, f.status, f.grpcStatus ?? '', f.src, f.dst);
+    if (opts.accessLog?.enabled())
+      opts.accessLog.write({
+        direction: f.direction,
+        method: f.method,
+        authority: f.authority,
+        path: f.path,
+        status: f.status,
+        grpcStatus: f.grpcStatus || undefined,
+        durationMs: f.started === undefined ? 0 : Math.round((end - started) * 1000) / 1000,
+        service: f.dst.service,
+        source: `${f.src.workload}.${f.src.namespace}`,
+        principal: f.principal,
+        ...(f.denied
+          ? { authz: 'deny', policy: f.denied.policy, rule: f.denied.rule, reason: f.denied.reason }
+          : {}),
+      });
+  }
+
   function finishMetrics(
     direction: Direction,
     started: number,
@@ -582,23 +463,19 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
           ? { workload: id.workload, namespace: id.namespace, service: `${ctx.dst?.port ?? 0}` }
           : { workload: upstreamWorkload, namespace: upstreamNamespace, service: serviceLabel(target) };
       const code = status || res.statusCode || 0;
-      finishMetrics(direction, started, code, grpcStatus, src, dst);
-      if (opts.accessLog?.enabled())
-        opts.accessLog.write({
-          direction,
-          method,
-          authority,
-          path,
-          status: code,
-          grpcStatus: grpcStatus || undefined,
-          durationMs: Math.round((now() - started) * 1000) / 1000,
-          service: dst.service,
-          source: `${src.workload}.${src.namespace}`,
-          principal: ctx.peer,
-          ...(denied
-            ? { authz: 'deny', policy: denied.policy, rule: denied.rule, reason: denied.reason }
-            : {}),
-        });
+      reportFinish({
+        direction,
+        started,
+        status: code,
+        grpcStatus,
+        method,
+        authority,
+        path,
+        src,
+        dst,
+        principal: ctx.peer,
+        denied,
+      });
     };
     // 'close' follows 'finish' and also comes for aborted responses: one listener does for both.
     res.once('close', finish);
@@ -721,7 +598,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     }
     target = { service: backend.service, port: backend.port };
     const cb = route.source?.circuitBreaker;
-    const cluster = enterCluster(plan);
+    const cluster = endpoints.enterCluster(plan);
     if (!cluster) {
       status = 503;
       sendError(res, 503, 'WEFT_OVERFLOW', `${serviceLabel(target)} is at its request limit`, direction);
@@ -736,7 +613,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     // Mirror: a copy of the request, fire and forget; its response is discarded.
     let mirror: Attempt | undefined;
     if (route.mirror && random() * 100 < route.mirror.percentage) {
-      const m = pickEndpoint(
+      const m = endpoints.pickEndpoint(
         { service: route.mirror.target.service, port: route.mirror.target.port, weight: 1 },
         route,
         new Set(),
@@ -780,7 +657,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     cluster.budget?.recordRequest();
 
     for (let attemptNo = 1; attemptNo <= maxTries; attemptNo++) {
-      const picked = pickEndpoint(backend, route, tried, hashKey);
+      const picked = endpoints.pickEndpoint(backend, route, tried, hashKey);
       if (!picked) {
         status = 503;
         sendError(res, 503, 'WEFT_NO_ENDPOINTS', `${serviceLabel(target)} has no ready endpoints`, direction);
@@ -788,7 +665,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       }
       tried.add(picked.stats.key);
       // Once every endpoint was tried, allow them again (a retry may still hit a recovered one).
-      if (tried.size >= entriesFor(backend).stats.length) tried.clear();
+      if (tried.size >= endpoints.entriesFor(backend).stats.length) tried.clear();
       upstreamNamespace = backend.service.namespace;
       const attempt = h2
         ? attemptHttp2(transport, picked.address, areq)
@@ -857,9 +734,10 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       if (failure?.staleConnection) {
         // A pooled connection closed under us says nothing about the endpoint's health.
       } else if (failure?.kind === 'connect-failure')
-        recordOutcome(picked, 'connect-failure', route, serviceLabel(target));
-      else if (failure || (up && up.status >= 500)) recordOutcome(picked, '5xx', route, serviceLabel(target));
-      else recordOutcome(picked, 'success', route, serviceLabel(target));
+        endpoints.recordOutcome(picked, 'connect-failure', route, serviceLabel(target));
+      else if (failure || (up && up.status >= 500))
+        endpoints.recordOutcome(picked, '5xx', route, serviceLabel(target));
+      else endpoints.recordOutcome(picked, 'success', route, serviceLabel(target));
 
       const canReplay = !hasBody || !bodyStarted;
       if (failure?.staleConnection && canReplay && !staleRetried && IDEMPOTENT.has(method)) {
@@ -1066,12 +944,12 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     service = serviceLabel(plan.target);
     const go = () => {
       if (socket.destroyed) return;
-      const cluster = enterCluster(plan);
+      const cluster = endpoints.enterCluster(plan);
       if (!cluster) {
         refuse(503, 'WEFT_OVERFLOW', `${serviceLabel(plan.backend)} is at its request limit`);
         return;
       }
-      const picked = pickEndpoint(plan.backend, plan.route, new Set(), plan.hashKey);
+      const picked = endpoints.pickEndpoint(plan.backend, plan.route, new Set(), plan.hashKey);
       if (!picked) {
         cluster.active--;
         refuse(503, 'WEFT_NO_ENDPOINTS', `${serviceLabel(plan.backend)} has no ready endpoints`);
@@ -1141,7 +1019,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     if (plan.kind === 'passthrough')
       return { to: { host: plan.dst.address, port: plan.dst.port, meshed: false }, service: 'passthrough' };
     if (plan.kind !== 'forward') return undefined;
-    const picked = pickEndpoint(plan.backend, plan.route, new Set(), undefined);
+    const picked = endpoints.pickEndpoint(plan.backend, plan.route, new Set(), undefined);
     if (!picked) return undefined;
     return { to: picked.address, service: serviceLabel(plan.target), picked, route: plan.route };
   }
@@ -1202,11 +1080,11 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     };
     up.once('connect', () => {
       if (target.picked && target.route)
-        recordOutcome(target.picked, 'success', target.route, target.service);
+        endpoints.recordOutcome(target.picked, 'success', target.route, target.service);
     });
     up.on('error', () => {
       if (up.connecting && target.picked && target.route)
-        recordOutcome(target.picked, 'connect-failure', target.route, target.service);
+        endpoints.recordOutcome(target.picked, 'connect-failure', target.route, target.service);
       close();
     });
     client.on('error', close);
@@ -1500,6 +1378,24 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     const auth = opts.authorize;
     let lastDenial: AuthzVerdict | undefined;
     const peerNs = ctx.peer ? namespaceOfSpiffe(ctx.peer) : undefined;
+    const finish = (
+      r: { method: string; path: string; authority: string | undefined; src: [string, string] },
+      status: number,
+      from: number | undefined,
+      denied: AuthzVerdict | undefined,
+    ) =>
+      reportFinish({
+        direction: 'inbound',
+        started: from,
+        status,
+        method: r.method,
+        authority: r.authority,
+        path: r.path,
+        src: { workload: r.src[0], namespace: peerNs ?? r.src[1] },
+        dst: { workload: id.workload, namespace: id.namespace, service: `${port}` },
+        principal: ctx.peer,
+        denied,
+      });
     serveInbound(socket, initial, {
       port,
       pool: localPool,
@@ -1536,31 +1432,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
             };
           }
         : undefined,
-      denied: (r) => {
-        const v = lastDenial;
-        const src = { workload: r.src[0], namespace: peerNs ?? r.src[1] };
-        finishMetrics('inbound', now(), 403, '', src, {
-          workload: id.workload,
-          namespace: id.namespace,
-          service: `${port}`,
-        });
-        if (opts.accessLog?.enabled())
-          opts.accessLog.write({
-            direction: 'inbound',
-            method: r.method,
-            authority: r.authority,
-            path: r.path,
-            status: 403,
-            durationMs: 0,
-            service: `${port}`,
-            source: `${src.workload}.${src.namespace}`,
-            principal: ctx.peer,
-            authz: 'deny',
-            policy: v?.policy,
-            rule: v?.rule,
-            reason: v?.reason,
-          });
-      },
+      denied: (r) => finish(r, 403, undefined, lastDenial ?? { allow: false }),
       onHead,
       start: () => {
         inflight++;
@@ -1568,25 +1440,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       },
       finish: (r) => {
         done();
-        const src = { workload: r.src[0], namespace: peerNs ?? r.src[1] };
-        finishMetrics('inbound', started, r.status, '', src, {
-          workload: id.workload,
-          namespace: id.namespace,
-          service: `${port}`,
-        });
-        if (opts.accessLog?.enabled()) {
-          opts.accessLog.write({
-            direction: 'inbound',
-            method: r.method,
-            authority: r.authority,
-            path: r.path,
-            status: r.status,
-            durationMs: Math.round((now() - started) * 1000) / 1000,
-            service: `${port}`,
-            source: `${src.workload}.${src.namespace}`,
-            principal: ctx.peer,
-          });
-        }
+        finish(r, r.status, started, undefined);
       },
       draining: () => draining,
       error: (code) => metrics.proxyErrors.inc({ direction: 'inbound', code }),
@@ -1613,20 +1467,14 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       service: string,
       r: { method: string; path: string; authority: string | undefined },
     ): Decision => {
-      finishMetrics('outbound', now(), status, '', self, {
-        workload: 'unknown',
-        namespace: 'unknown',
-        service,
+      reportFinish({
+        direction: 'outbound',
+        started: undefined,
+        status,
+        ...r,
+        src: self,
+        dst: { workload: 'unknown', namespace: 'unknown', service },
       });
-      if (opts.accessLog?.enabled())
-        opts.accessLog.write({
-          direction: 'outbound',
-          ...r,
-          status,
-          durationMs: 0,
-          service,
-          source: `${id.workload}.${id.namespace}`,
-        });
       return { kind: 'reply', status, code, message };
     };
     serveOutbound(socket, initial, {
@@ -1666,7 +1514,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
           );
         const { route, backend, delayMs } = plan;
         const service = serviceLabel({ service: backend.service, port: backend.port });
-        const cluster = enterCluster(plan);
+        const cluster = endpoints.enterCluster(plan);
         if (!cluster) return reply(503, 'WEFT_OVERFLOW', `${service} is at its request limit`, service, r);
         inflight++;
         const started = now();
@@ -1685,10 +1533,10 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
             maxTries: 1 + (retries?.attempts ?? 0),
             service,
             next() {
-              const picked = pickEndpoint(backend, route, tried, hashKey);
+              const picked = endpoints.pickEndpoint(backend, route, tried, hashKey);
               if (!picked) return undefined;
               tried.add(picked.stats.key);
-              if (tried.size >= entriesFor(backend).stats.length) tried.clear();
+              if (tried.size >= endpoints.entriesFor(backend).stats.length) tried.clear();
               picked.stats.inflight++;
               const tryStart = now();
               const a = picked.address;
@@ -1704,11 +1552,11 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
                   observeLatency(picked.stats, now() - tryStart, now());
                   if ('cancelled' in o) return;
                   if ('status' in o)
-                    recordOutcome(picked, o.status >= 500 ? '5xx' : 'success', route, service);
+                    endpoints.recordOutcome(picked, o.status >= 500 ? '5xx' : 'success', route, service);
                   // A pooled connection closed under us says nothing about the endpoint's health.
                   else if (o.stale) tried.delete(picked.stats.key);
                   else
-                    recordOutcome(
+                    endpoints.recordOutcome(
                       picked,
                       o.failure === 'connect-failure' ? 'connect-failure' : '5xx',
                       route,
@@ -1739,17 +1587,15 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
                 namespace: f.upstreamNamespace ?? backend.service.namespace,
                 service,
               };
-              finishMetrics('outbound', started, f.status, f.grpcStatus, self, dst);
-              if (opts.accessLog?.enabled())
-                opts.accessLog.write({
-                  direction: 'outbound',
-                  ...r,
-                  status: f.status,
-                  grpcStatus: f.grpcStatus || undefined,
-                  durationMs: Math.round((now() - started) * 1000) / 1000,
-                  service,
-                  source: `${id.workload}.${id.namespace}`,
-                });
+              reportFinish({
+                direction: 'outbound',
+                started,
+                status: f.status,
+                grpcStatus: f.grpcStatus,
+                ...r,
+                src: self,
+                dst,
+              });
             },
           },
         };
@@ -1936,12 +1782,11 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     setWorkloadIdentity,
     apply(config) {
       table = new RoutingTable(config);
-      backendCache.clear();
       appProtocols.clear();
       const keys = new Set<string>();
       for (const s of config.services)
         for (const e of s.endpoints) for (const p of Object.values(e.ports)) keys.add(`${e.address}:${p}`);
-      for (const k of endpointStats.keys()) if (!keys.has(k)) endpointStats.delete(k);
+      endpoints.apply(config, keys);
       transport.retain(keys);
       outPool.retain((k) => keys.has(k.split('|', 1)[0]!));
     },
@@ -1951,14 +1796,14 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
         inflight,
         connections: sockets.size,
         draining,
-        endpoints: [...endpointStats.values()].map((s) => ({
+        endpoints: [...endpoints.allStats()].map((s) => ({
           endpoint: s.key,
           ewmaMs: Math.round(s.ewmaMs * 1000) / 1000,
           inflight: s.inflight,
-          ejected: outlier.isEjected(s.outlier),
+          ejected: endpoints.outlier.isEjected(s.outlier),
           timesEjected: s.outlier.timesEjected,
         })),
-        clusters: Object.fromEntries([...clusters].map(([k, c]) => [k, { active: c.active }])),
+        clusters: Object.fromEntries([...endpoints.clusters].map(([k, c]) => [k, { active: c.active }])),
       };
     },
     async drain(timeoutMs) {
