@@ -139,13 +139,19 @@ const Quantity = Type.String({ pattern: '^[0-9]+(\\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G
 const ResourceList = Type.Object({ cpu: Type.Optional(Quantity), memory: Type.Optional(Quantity) });
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'] as const;
+/**
+ * The one Weft image (operator, webhook, proxy, init), tagged with package.json's version, which
+ * hack/image/build.ts checks: a versioned tag is pulled only if not present (`:latest` would be
+ * pulled always), so an image imported into the node's containerd is used as it is.
+ */
+export const WEFT_IMAGE = 'ghcr.io/weft-mesh/weft:0.1.0';
 const ProxySettings = Type.Object(
   {
     image: Type.Optional(
       Type.String({
         minLength: 1,
         maxLength: 512,
-        default: 'ghcr.io/weft-mesh/weft:latest',
+        default: WEFT_IMAGE,
         description: 'Sidecar image.',
       }),
     ),

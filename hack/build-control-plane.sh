@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the real Kubernetes control plane used by Weft's tests and local demo:
-# kube-apiserver and kube-controller-manager from the k8s.io/kubernetes Go module,
-# etcd from go.etcd.io/etcd/server/v3. Binaries land in a cache outside the repository
+# Builds the real Kubernetes control plane and node used by Weft's tests and local demo:
+# kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy and kubectl from
+# the k8s.io/kubernetes Go module, etcd from go.etcd.io/etcd/server/v3, CoreDNS from
+# github.com/coredns/coredns (hack/coredns). Binaries land in a cache outside the repository
 # (WEFT_CACHE, default ~/.cache/weft) and are reused when already built.
 #
 #   hack/build-control-plane.sh          build what is missing, print the bin directory
@@ -10,6 +11,7 @@ set -euo pipefail
 
 PINNED_K8S=v1.34.4
 PINNED_ETCD=v3.6.16
+PINNED_COREDNS=v1.15.0   # hack/coredns/go.mod pins it; change both together
 K8S_VERSION="${WEFT_K8S_VERSION:-$PINNED_K8S}"
 ETCD_VERSION="${WEFT_ETCD_VERSION:-$PINNED_ETCD}"
 # go.mod and go.sum of the pinned versions live in the repository (hack/controlplane/), so every
@@ -67,6 +69,9 @@ package controlplane
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	_ "k8s.io/kubernetes/cmd/kube-proxy/app"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	_ "k8s.io/kubernetes/cmd/kubelet/app"
 	_ "k8s.io/kubectl/pkg/cmd"
 )
 GO
@@ -79,7 +84,7 @@ GO
   for p in "$pkg" "$cpkg"; do
     ld+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
   done
-  for cmd in kube-apiserver kube-controller-manager kubectl; do
+  for cmd in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl; do
     if [[ -x "$BIN/$cmd" ]]; then log "$cmd: cached"; continue; fi
     log "$cmd: building $K8S_VERSION (a cold build takes several minutes on 2 cores)"
     local t0=$SECONDS
@@ -111,8 +116,24 @@ build_etcd() {
   log "etcd: built in $((SECONDS - t0)) s"
 }
 
+build_coredns() {
+  if [[ -x "$BIN/coredns" ]]; then log "coredns: cached"; return; fi
+  local src="$CACHE/src/coredns-$PINNED_COREDNS"
+  mkdir -p "$src"
+  cd "$src"
+  cp "$PINS/../coredns/go.mod" "$PINS/../coredns/go.sum" "$PINS/../coredns/main.go" .
+  go mod download >&2
+  log "coredns: building $PINNED_COREDNS"
+  local t0=$SECONDS
+  CGO_ENABLED=0 go build -v -trimpath -ldflags "-s -w" -o "$BIN/coredns.tmp" . 2>&1 | progress coredns
+  [[ -x "$BIN/coredns.tmp" ]] || { log "error: go build of coredns failed (run it again to see the compiler output)"; exit 1; }
+  mv "$BIN/coredns.tmp" "$BIN/coredns"
+  log "coredns: built in $((SECONDS - t0)) s"
+}
+
 T0=$SECONDS
 ( build_etcd )
 ( build_k8s )
+( build_coredns )
 log "control plane ready in $BIN ($((SECONDS - T0)) s)"
 echo "$BIN"

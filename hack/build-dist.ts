@@ -5,7 +5,7 @@
 // proxy` does not load the operator).
 // Beside it: the SO_ORIGINAL_DST and RE2 addons and iptables.sh, which the proxy finds next to its code.
 //   node hack/build-dist.ts [--outdir dist]
-import { copyFile, mkdir, rm } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,8 +22,9 @@ export interface DistResult {
 }
 
 export async function buildDist(outdir = join(ROOT, 'dist')): Promise<DistResult> {
-  await rm(outdir, { recursive: true, force: true });
+  // Everything but images/ (the archives of hack/image/build.ts) is this build's output.
   await mkdir(outdir, { recursive: true });
+  for (const f of await readdir(outdir)) if (f !== 'images') await rm(join(outdir, f), { recursive: true });
   const r = await build({
     absWorkingDir: ROOT,
     entryPoints: { weft: 'cmd/weft.ts' },
@@ -41,6 +42,9 @@ export async function buildDist(outdir = join(ROOT, 'dist')): Promise<DistResult
     legalComments: 'linked',
     metafile: true,
     logLevel: 'warning',
+    // Module paths (kept in the CommonJS wrappers) relative to the checkout, not to where a
+    // symlinked node_modules really lives: the image's digest must not depend on the directory.
+    preserveSymlinks: true,
     // Bundled CommonJS packages (pino, prom-client) call require() for Node's own modules.
     banner: {
       js: "import { createRequire as __weftRequire } from 'node:module';const require = __weftRequire(import.meta.url);",

@@ -1,11 +1,16 @@
 // npm run cluster:up — start a local control plane (etcd, kube-apiserver,
 // kube-controller-manager) with the Weft CRDs installed, and print its kubeconfig.
-// npm run cluster:down — stop it and remove its directory.
+// `--node real` (or WEFT_NODE=real) starts a real one-node cluster instead (hack/node:
+// containerd, kubelet, kube-proxy, CoreDNS; docs/real-node.md); `--node local` (the default for
+// now) leaves the node to the stand-in hack/local-node, which the demo starts beside it.
+// npm run cluster:down — stop it and remove its directory (and, for the real node, everything
+// it changed on the host).
 import { execFileSync, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startControlPlane } from '../test/support/control-plane.ts';
+import { importIntoNode, startRealNode, stopRealNode } from './node/index.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 /** Where the running cluster's state lives; WEFT_CLUSTER_DIR moves it (tests use their own). */
@@ -19,6 +24,20 @@ interface State {
   server: string;
   /** Processes started beside the control plane (local node, operator, webhook), stopped first. */
   extra?: { name: string; pid: number; log: string }[];
+  /** The real node's directory (hack/node), when `--node real` started the cluster. */
+  realNode?: string;
+}
+
+export type NodeKind = 'real' | 'local';
+
+/** `--node real|local`, else WEFT_NODE, else local; anything else is an error naming both. */
+export function nodeKind(argv: string[], env: NodeJS.ProcessEnv = process.env): NodeKind {
+  const i = argv.indexOf('--node');
+  const v = i >= 0 ? argv[i + 1] : env.WEFT_NODE || 'local';
+  if (v !== 'real' && v !== 'local') {
+    throw new Error(`--node (or WEFT_NODE): "${v}" is not a node kind; use real or local`);
+  }
+  return v;
 }
 
 /** True while the process exists and has not exited (a zombie counts as gone). */
@@ -39,6 +58,7 @@ export function readState(): State | undefined {
 
 export async function up(
   log = (l: string) => process.stderr.write(`${l}\n`),
+  node: NodeKind = 'local',
 ): Promise<State & { kubectl: string }> {
   const existing = readState();
   if (existing) {
@@ -54,10 +74,26 @@ export async function up(
     };
   }
   mkdirSync(STATE_DIR, { recursive: true });
-  const dir = join(STATE_DIR, 'control-plane');
-  rmSync(dir, { recursive: true, force: true });
-  const cp = await startControlPlane({ controllerManager: true, detached: true, dir, log });
-  const state: State = { pids: cp.pids, dir: cp.dir, kubeconfigPath: cp.kubeconfigPath, server: cp.server };
+  let cp: { pids: number[]; dir: string; kubeconfigPath: string; server: string; kubectl: string };
+  let state: State;
+  if (node === 'real') {
+    const dir = join(STATE_DIR, 'node');
+    await stopRealNode(dir, log); // what a crashed earlier run left
+    cp = await startRealNode({
+      dir,
+      detached: true,
+      log,
+      ...(process.env.WEFT_NODE_SYNC_FREQUENCY
+        ? { syncFrequency: process.env.WEFT_NODE_SYNC_FREQUENCY }
+        : {}),
+    });
+    state = { pids: cp.pids, dir, kubeconfigPath: cp.kubeconfigPath, server: cp.server, realNode: dir };
+  } else {
+    const dir = join(STATE_DIR, 'control-plane');
+    rmSync(dir, { recursive: true, force: true });
+    cp = await startControlPlane({ controllerManager: true, detached: true, dir, log });
+    state = { pids: cp.pids, dir: cp.dir, kubeconfigPath: cp.kubeconfigPath, server: cp.server };
+  }
   writeFileSync(STATE, JSON.stringify(state, null, 2));
   log('[cluster] installing the Weft CRDs');
   execFileSync(
@@ -135,6 +171,7 @@ export async function down(log = (l: string) => process.stderr.write(`${l}\n`)):
     30_000,
   );
   for (const e of extra) if (alive(e.pid)) process.kill(e.pid, 'SIGKILL');
+  if (s.realNode) await stopRealNode(s.realNode, log);
   for (const pid of [...s.pids].reverse()) if (alive(pid)) process.kill(pid, 'SIGTERM');
   await waitGone([...extra.map((e) => e.pid), ...s.pids], 15_000);
   for (const pid of s.pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
@@ -147,13 +184,21 @@ export async function down(log = (l: string) => process.stderr.write(`${l}\n`)):
 if (import.meta.url === `file://${process.argv[1]}`) {
   const cmd = process.argv[2];
   if (cmd === 'up') {
-    const s = await up();
+    const s = await up(undefined, nodeKind(process.argv.slice(3)));
     console.log(s.kubeconfigPath);
     process.stderr.write(`[cluster] ready. Try: ${s.kubectl} --kubeconfig ${s.kubeconfigPath} get crds\n`);
   } else if (cmd === 'down') {
     await down();
+  } else if (cmd === 'import' && process.argv[3]) {
+    const s = readState();
+    if (!s?.realNode) {
+      console.error('[cluster] import needs a running real node: npm run cluster:up -- --node real');
+      process.exit(1);
+    }
+    importIntoNode(s.realNode, process.argv[3]);
+    process.stderr.write(`[cluster] imported ${process.argv[3]}\n`);
   } else {
-    console.error('usage: node hack/cluster.ts up|down');
+    console.error('usage: node hack/cluster.ts up [--node real|local] | down | import <image.oci.tar>');
     process.exit(2);
   }
 }

@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 CACHE="${WEFT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/weft}"
 say() { printf '[setup] %s\n' "$*" >&2; }
 
-# 1. Debian packages (iptables, iproute2, nginx, …) for the network-namespace tests.
+# 1. Debian packages (iptables, iproute2, nginx, …) for the network-namespace tests, and
+#    containerd, runc, the CNI plugins, … for the real node.
 missing=()
 while read -r pkg; do
   [[ -z "$pkg" || "$pkg" == \#* ]] && continue
@@ -44,7 +45,8 @@ export PATH="$PWD/node_modules/.bin:$PATH"
 v=$(node --version)
 [[ "$v" == v24.* ]] || { say "error: expected Node.js 24 from node_modules/.bin, got $v"; exit 1; }
 
-# 3. The control plane (etcd, kube-apiserver, kube-controller-manager, kubectl), built with Go.
+# 3. The control plane and the real node (etcd, kube-apiserver, kube-controller-manager,
+#    kube-scheduler, kubelet, kube-proxy, kubectl, CoreDNS), built with Go.
 command -v go >/dev/null || { say "error: Go is not installed; install Go 1.24 or newer"; exit 1; }
 bash hack/build-control-plane.sh >/dev/null
 say "ready: Node.js $v, control plane in $(bash hack/build-control-plane.sh --print)"

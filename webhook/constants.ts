@@ -1,6 +1,6 @@
 // Names the injector writes and other components read: annotations, labels, the commands of
 // the injected containers, volume names and the identity Secret name. One definition.
-import { PROXY } from '../api/index.ts';
+import { PROXY, WEFT_IMAGE } from '../api/index.ts';
 
 /** Pod annotations (and the namespace label) that drive or record injection. */
 export const ANNOTATIONS = {
@@ -52,7 +52,7 @@ export const COMMANDS = {
 } as const;
 
 /** The image used when the Mesh does not name one (the Mesh schema's default). */
-export const DEFAULT_PROXY_IMAGE = 'ghcr.io/weft-mesh/weft:latest';
+export const DEFAULT_PROXY_IMAGE = WEFT_IMAGE;
 
 export const VOLUMES = {
   config: 'weft-config',

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { WEFT_IMAGE } from '../../api/mesh.ts';
 import {
   installCrds,
   readYamlDocs,
@@ -307,7 +308,7 @@ describe('CRDs on a real kube-apiserver', () => {
     assert.equal(ts.spec.matches[0].headers[0].type, 'Exact');
     const m = JSON.parse(cluster.kubectl('get', 'mesh', 'default', '-o', 'json'));
     assert.equal(m.spec.outboundTrafficPolicy.mode, 'ALLOW_ANY');
-    assert.equal(m.spec.proxy.image, 'ghcr.io/weft-mesh/weft:latest');
+    assert.equal(m.spec.proxy.image, WEFT_IMAGE);
     // Short names and printer columns.
     const table = cluster.kubectl('get', 'ts', '-n', 'default');
     assert.match(table, /^NAME\s+SERVICE\s+READY\s+AGE/m);

@@ -32,6 +32,17 @@ export interface ControlPlaneOptions {
   dir?: string;
   /** Progress lines; default: stderr. */
   log?: (line: string) => void;
+  /** Also run kube-scheduler (the real node, hack/node). */
+  scheduler?: boolean;
+  /**
+   * Address the apiserver binds and advertises (the `kubernetes` Service's endpoint); default
+   * 127.0.0.1. The real node uses its bridge address, which its pods can reach.
+   */
+  address?: string;
+  /** Service ClusterIP range; default 10.96.0.0/16. */
+  serviceCIDR?: string;
+  /** More kube-apiserver flags (the real node's kubelet client certificate). */
+  apiserverArgs?: string[];
 }
 
 export interface ControlPlane {
@@ -50,22 +61,24 @@ export interface ControlPlane {
 export class ControlPlaneError extends CodedError {}
 
 /** Builds the binaries when missing (progress on stderr) and returns their directory. */
-export function ensureBinaries(log: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): string {
+export function ensureBinaries(
+  log: (line: string) => void = (l) => process.stderr.write(`${l}\n`),
+  needed = ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kubectl'],
+): string {
   const script = join(repoRoot, 'hack', 'build-control-plane.sh');
   const bin = execFileSync('bash', [script, '--print'], { encoding: 'utf8' }).trim();
-  const needed = ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kubectl'];
   if (needed.every((b) => existsSync(join(bin, b)))) return bin;
   log('[control-plane] binaries missing: building them (a cold build takes about 4 minutes)');
   execFileSync('bash', [script], { stdio: ['ignore', 'ignore', 'inherit'] });
   return bin;
 }
 
-export async function freePort(): Promise<number> {
+export async function freePort(host = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.unref();
     srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
+    srv.listen(0, host, () => {
       const { port } = srv.address() as { port: number };
       srv.close(() => resolve(port));
     });
@@ -89,7 +102,7 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-async function waitFor(
+export async function waitFor(
   what: string,
   timeoutMs: number,
   probe: () => Promise<boolean>,
@@ -119,7 +132,12 @@ async function waitFor(
 
 export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
   const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
-  const bin = ensureBinaries(log);
+  const bin = ensureBinaries(
+    log,
+    opts.scheduler
+      ? ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubectl']
+      : undefined,
+  );
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'weft-cp-'));
   mkdirSync(dir, { recursive: true });
   const procs: ChildProcess[] = [];
@@ -188,18 +206,20 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
     writeFileSync(join(dir, 'sa.key'), privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
     writeFileSync(join(dir, 'sa.pub'), publicKey.export({ type: 'spki', format: 'pem' }));
-    const apiPort = await freePort();
-    const server = `https://127.0.0.1:${apiPort}`;
+    const address = opts.address ?? '127.0.0.1';
+    const serviceCIDR = opts.serviceCIDR ?? '10.96.0.0/16';
+    const apiPort = await freePort(address);
+    const server = `https://${address}:${apiPort}`;
     const certDir = join(dir, 'pki');
     const apiserver = start('kube-apiserver', [
       `--etcd-servers=http://127.0.0.1:${etcdClient}`,
-      '--bind-address=127.0.0.1',
-      '--advertise-address=127.0.0.1',
+      `--bind-address=${address}`,
+      `--advertise-address=${address}`,
       `--secure-port=${apiPort}`,
       `--cert-dir=${certDir}`,
       `--token-auth-file=${join(dir, 'tokens.csv')}`,
       '--authorization-mode=RBAC',
-      '--service-cluster-ip-range=10.96.0.0/16',
+      `--service-cluster-ip-range=${serviceCIDR}`,
       '--allow-privileged=true',
       `--service-account-key-file=${join(dir, 'sa.pub')}`,
       `--service-account-signing-key-file=${join(dir, 'sa.key')}`,
@@ -210,6 +230,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       '--enable-priority-and-fairness=false',
       '--profiling=false',
       '--v=1',
+      ...(opts.apiserverArgs ?? []),
     ]);
     const kubeconfigPath = join(dir, 'kubeconfig');
     const writeKubeconfig = () => {
@@ -262,32 +283,40 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     );
     log(`[control-plane] kube-apiserver ready at ${server} (${Date.now() - t0} ms)`);
 
-    if (opts.controllerManager) {
-      const cmPort = await freePort();
-      const cm = start('kube-controller-manager', [
+    // kube-controller-manager and kube-scheduler: the admin kubeconfig, a secure port on loopback
+    // whose /healthz says when they are up.
+    const startController = async (name: string, args: string[]) => {
+      const port = await freePort();
+      const p = start(name, [
         `--kubeconfig=${kubeconfigPath}`,
         `--authentication-kubeconfig=${kubeconfigPath}`,
         `--authorization-kubeconfig=${kubeconfigPath}`,
         '--bind-address=127.0.0.1',
-        `--secure-port=${cmPort}`,
-        `--cert-dir=${join(dir, 'pki-cm')}`,
+        `--secure-port=${port}`,
         '--leader-elect=false',
+        '--v=1',
+        ...args,
+      ]);
+      await waitFor(
+        name,
+        60_000,
+        async () => httpsOk(`https://127.0.0.1:${port}/healthz`, { rejectUnauthorized: false }),
+        p,
+        join(dir, `${name}.log`),
+      );
+      log(`[control-plane] ${name} ready (${Date.now() - t0} ms)`);
+    };
+    if (opts.controllerManager) {
+      await startController('kube-controller-manager', [
+        `--cert-dir=${join(dir, 'pki-cm')}`,
         `--service-account-private-key-file=${join(dir, 'sa.key')}`,
         `--root-ca-file=${join(certDir, 'apiserver.crt')}`,
         '--use-service-account-credentials=false',
-        '--service-cluster-ip-range=10.96.0.0/16',
+        `--service-cluster-ip-range=${serviceCIDR}`,
         '--concurrent-service-endpoint-syncs=5',
-        '--v=1',
       ]);
-      await waitFor(
-        'kube-controller-manager',
-        60_000,
-        async () => httpsOk(`https://127.0.0.1:${cmPort}/healthz`, { rejectUnauthorized: false }),
-        cm,
-        join(dir, 'kube-controller-manager.log'),
-      );
-      log(`[control-plane] kube-controller-manager ready (${Date.now() - t0} ms)`);
     }
+    if (opts.scheduler) await startController('kube-scheduler', []);
 
     return {
       dir,
