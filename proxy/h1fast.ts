@@ -4,6 +4,9 @@
 // 100-continue, HTTP/1.0, tracing on) is handed, at a request boundary, to the node:http path.
 // Bodies are streamed in both directions with their framing (Content-Length, chunked, or until
 // close) passed through as is; requests may be pipelined and are answered in order.
+// Over 400 lines: it also holds the HTTP/1.1 codec (head parser, body framing) and the
+// connection pools that the outbound fast path (h1out.ts) imports; splitting codec and pools
+// into http/ is the open part of issue 12.
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { SIDECAR_HEADERS } from '../api/constants.ts';

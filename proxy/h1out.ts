@@ -8,6 +8,8 @@
 // connection limit, passthrough to addresses outside the mesh. Bodies stream in both directions
 // with their framing as received; a request with a body is never sent twice once its body started
 // (only a connect failure before it is retried), as on the node:http path.
+// Over 400 lines: its raw connection loop (keep-alive, pipelining, tries, timeouts) is one of
+// two, with h1fast.ts's; merging them is the open part of issue 12.
 import type net from 'node:net';
 import {
   admitHead,
