@@ -47,6 +47,11 @@ export const PROXY = {
   podInfoDir: '/etc/weft/podinfo',
   /** The workload identity Secret: tls.crt, tls.key, ca.crt. */
   identityDir: '/etc/weft/identity',
+  /**
+   * A projected ServiceAccount token and the cluster CA (`token`, `ca.crt`): the proxy watches its
+   * namespace's ProxyConfig ConfigMap with it (the config fast path).
+   */
+  tokenDir: '/etc/weft/token',
 } as const;
 
 /**

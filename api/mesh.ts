@@ -337,11 +337,41 @@ export const MeshStatus = statusOf({
     Type.String({ format: 'date-time', description: 'When the current root expires.' }),
   ),
   meshedPods: Type.Optional(Type.Integer({ minimum: 0 })),
-  proxiesInSync: Type.Optional(Type.Integer({ minimum: 0 })),
+  proxiesInSync: Type.Optional(
+    Type.Integer({
+      minimum: 0,
+      description: "Meshed pods whose proxy reports the namespace's latest configuration generation.",
+    }),
+  ),
+  proxiesOutOfSync: Type.Optional(
+    Type.Integer({
+      minimum: 0,
+      description: 'Meshed pods whose proxy runs an older generation, or does not answer the operator.',
+    }),
+  ),
+  laggingProxies: Type.Optional(
+    Type.Array(
+      Type.Object({
+        namespace: Type.String(),
+        pod: Type.String(),
+        version: Type.Optional(Type.String({ description: 'The config version the proxy last reported.' })),
+        generation: Type.Optional(Type.Integer({ description: 'Its generation.' })),
+        wantGeneration: Type.Integer({ description: "The namespace's latest generation." }),
+        reason: Type.Optional(Type.String({ description: 'Why the proxy did not report, when it did not.' })),
+      }),
+      { maxItems: 20, description: 'The first 20 out-of-sync proxies, by namespace and pod name.' },
+    ),
+  ),
   meshedNamespaces: Type.Optional(Type.Integer({ minimum: 0 })),
   configVersion: Type.Optional(Type.String({ maxLength: 64 })),
 });
 export type MeshStatus = Static<typeof MeshStatus>;
+/** A proxy behind its namespace's latest configuration generation (Mesh status). */
+export type LaggingProxy = NonNullable<MeshStatus['laggingProxies']>[number];
+
+/** "shop/web-2 runs generation 6 (version 1a2b…), wants 7: no answer …", for messages and weftctl. */
+export const describeLaggingProxy = (l: LaggingProxy) =>
+  `${l.namespace}/${l.pod} runs ${l.generation === undefined ? 'no known generation' : `generation ${l.generation}`}${l.version ? ` (version ${l.version})` : ''}, wants ${l.wantGeneration}${l.reason ? `: ${l.reason}` : ''}`;
 export type Mesh = Resource<MeshSpec, MeshStatus>;
 
 export const MeshKind: KindDefinition = {

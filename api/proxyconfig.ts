@@ -26,6 +26,12 @@ export {
 export const ConfigManifest = Type.Object({
   apiVersion: Type.Literal(PROXY_CONFIG_API_VERSION),
   version: Type.String({ minLength: 1 }),
+  /**
+   * Written by the operator, one more than the namespace's previous manifest: the order of
+   * versions (which are content hashes). A proxy never applies a lower generation than the one
+   * it runs. Absent from manifests of older operators.
+   */
+  generation: Type.Optional(Type.Integer({ minimum: 1 })),
   encoding: Type.Literal('gzip'),
   /** Uncompressed JSON size in bytes. */
   size: Type.Integer({ minimum: 0 }),

@@ -2,7 +2,7 @@
 // results printed as they come (as `linkerd check` does).
 import { ApiextensionsV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { CodedError } from '../api/errors.ts';
-import { GROUP, VERSION } from '../api/index.ts';
+import { describeLaggingProxy, GROUP, type LaggingProxy, VERSION } from '../api/index.ts';
 
 export interface CheckResult {
   category: string;
@@ -114,6 +114,31 @@ export function clusterChecks(kc: KubeConfig): Check[] {
         }
         if (bad.length) throw new CheckFailed(`not Ready: ${bad.join(', ')}`);
         return undefined;
+      },
+    },
+    {
+      category: 'weft-data-plane',
+      name: "every proxy runs its namespace's latest configuration",
+      hint: 'a lagging proxy is paused, overloaded or cannot reach the apiserver: read its logs (container weft-proxy) and /config on its admin port',
+      warning: true,
+      async run() {
+        const m = (await custom.getClusterCustomObject({
+          group: GROUP,
+          version: VERSION,
+          plural: 'meshes',
+          name: 'default',
+        })) as {
+          status?: { proxiesInSync?: number; proxiesOutOfSync?: number; laggingProxies?: LaggingProxy[] };
+        };
+        const st = m.status;
+        if (st?.proxiesInSync === undefined)
+          throw new CheckFailed('the operator has not reported proxy versions yet');
+        const lagging = st.laggingProxies ?? [];
+        if (st.proxiesOutOfSync)
+          throw new CheckFailed(
+            `${st.proxiesOutOfSync} proxies out of sync: ${lagging.map(describeLaggingProxy).join('; ')}`,
+          );
+        return `${st.proxiesInSync} proxies in sync`;
       },
     },
     {

@@ -1,7 +1,9 @@
 // `weftctl status`: every Weft resource with its conditions, so one command shows what the
-// operator did with each and why.
+// operator did with each and why: for TrafficSplits and AuthorizationPolicies also how many
+// proxies applied their generation (the Programmed condition), for the Mesh the proxies that
+// lag behind their namespace's latest configuration, with the version each one runs.
 import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
-import { GROUP, VERSION } from '../api/index.ts';
+import { describeLaggingProxy, GROUP, type LaggingProxy, VERSION } from '../api/index.ts';
 
 export interface StatusRow {
   kind: string;
@@ -11,6 +13,10 @@ export interface StatusRow {
   reason: string;
   message: string;
   upToDate: boolean;
+  /** The Programmed condition's message ("3/3 proxies applied generation 2"), when there is one. */
+  programmed?: string;
+  /** The Mesh: proxies in and out of sync, and the lagging ones it names. */
+  proxies?: { inSync: number; outOfSync: number; lagging: LaggingProxy[] };
 }
 
 interface Obj {
@@ -18,12 +24,16 @@ interface Obj {
   status?: {
     observedGeneration?: number;
     conditions?: { type: string; status: string; reason: string; message: string }[];
+    proxiesInSync?: number;
+    proxiesOutOfSync?: number;
+    laggingProxies?: LaggingProxy[];
   };
 }
 
 export function rowOf(kind: string, o: Obj): StatusRow {
   const ready = o.status?.conditions?.find((c) => c.type === 'Ready');
-  return {
+  const programmed = o.status?.conditions?.find((c) => c.type === 'Programmed');
+  const row: StatusRow = {
     kind,
     namespace: o.metadata.namespace ?? '',
     name: o.metadata.name,
@@ -32,6 +42,14 @@ export function rowOf(kind: string, o: Obj): StatusRow {
     message: ready?.message ?? 'the operator has not reported on this resource yet',
     upToDate: o.status?.observedGeneration === o.metadata.generation,
   };
+  if (programmed) row.programmed = `${programmed.status === 'True' ? '' : 'pending: '}${programmed.message}`;
+  if (o.status?.proxiesInSync !== undefined)
+    row.proxies = {
+      inSync: o.status.proxiesInSync,
+      outOfSync: o.status.proxiesOutOfSync ?? 0,
+      lagging: o.status.laggingProxies ?? [],
+    };
+  return row;
 }
 
 export async function collectStatus(kc: KubeConfig, namespace?: string): Promise<StatusRow[]> {
@@ -71,5 +89,15 @@ export function renderStatus(rows: StatusRow[]): string {
     row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]!))).join('  '),
   );
   const stale = rows.some((r) => !r.upToDate);
-  return `${lines.join('\n')}\n${stale ? '* the operator has not yet reconciled the latest generation\n' : ''}`;
+  const extra: string[] = [];
+  for (const r of rows) {
+    if (r.programmed) extra.push(`${r.kind} ${r.namespace}/${r.name}: ${r.programmed}`);
+    if (r.proxies) {
+      extra.push(`Mesh ${r.name}: ${r.proxies.inSync} proxies in sync, ${r.proxies.outOfSync} out of sync`);
+      for (const l of r.proxies.lagging) extra.push(`  lagging: ${describeLaggingProxy(l)}`);
+    }
+  }
+  return `${lines.join('\n')}\n${stale ? '* the operator has not yet reconciled the latest generation\n' : ''}${
+    extra.length ? `\n${extra.join('\n')}\n` : ''
+  }`;
 }

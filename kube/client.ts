@@ -374,6 +374,13 @@ export const RESOURCES = {
     kind: 'EndpointSlice',
     namespaced: true,
   },
+  roleBindings: {
+    group: 'rbac.authorization.k8s.io',
+    version: 'v1',
+    plural: 'rolebindings',
+    kind: 'RoleBinding',
+    namespaced: true,
+  },
   leases: { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease', namespaced: true },
   meshes: { group: 'weft.dev', version: 'v1alpha1', plural: 'meshes', kind: 'Mesh', namespaced: false },
   trafficSplits: {

@@ -8,6 +8,11 @@ export const CONDITION = {
   Accepted: 'Accepted',
   /** Every object the spec names (Services) exists. */
   ResolvedRefs: 'ResolvedRefs',
+  /**
+   * The proxies that must apply the resource's generation have applied it (they report their
+   * config generation to the operator): "12/12 proxies applied generation 7".
+   */
+  Programmed: 'Programmed',
 } as const;
 
 export const REASON = {
@@ -16,6 +21,9 @@ export const REASON = {
   NotProgrammed: 'NotProgrammed',
   /** A previous good version stays programmed while the current spec cannot be. */
   LastGoodProgrammed: 'LastGoodProgrammed',
+  // Programmed (the condition)
+  Applied: 'Applied',
+  ApplyPending: 'ApplyPending',
   // Accepted
   Accepted: 'Accepted',
   Invalid: 'Invalid',

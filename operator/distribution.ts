@@ -46,7 +46,7 @@ export interface Encoded {
 /** The ConfigMaps that carry `config` in its namespace (first one last: write it last). */
 export function encode(
   config: Pick<ProxyConfig, 'namespace' | 'version'> & { json?: string },
-  opts: { ownerReferences?: OwnerReference[]; maxBytesPerShard?: number } = {},
+  opts: { ownerReferences?: OwnerReference[]; maxBytesPerShard?: number; generation?: number } = {},
 ): Encoded {
   const json = Buffer.from(config.json ?? JSON.stringify(config));
   const gz = gzipSync(json, { level: 6 });
@@ -84,27 +84,32 @@ export function encode(
     size: json.length,
     version: config.version,
   };
+  if (opts.generation !== undefined) manifest.generation = opts.generation;
   configMaps[0]!.data = { [CONFIG_DISTRIBUTION.manifestKey]: JSON.stringify(manifest) };
   return { version: config.version, size: json.length, compressedSize: gz.length, configMaps };
 }
 
-/** The version a namespace's first ConfigMap says it carries, or undefined. */
-export function versionOf(first: { data?: Record<string, string> } | undefined): string | undefined {
+/** The manifest a namespace's first ConfigMap carries, or undefined. */
+export function manifestOf(first: { data?: Record<string, string> } | undefined): ConfigManifest | undefined {
   const text = first?.data?.[CONFIG_DISTRIBUTION.manifestKey];
   if (!text) return undefined;
   try {
-    return (JSON.parse(text) as ConfigManifest).version;
+    return JSON.parse(text) as ConfigManifest;
   } catch {
     return undefined;
   }
 }
 
+/** The version a namespace's first ConfigMap says it carries, or undefined. */
+export const versionOf = (first: { data?: Record<string, string> } | undefined): string | undefined =>
+  manifestOf(first)?.version;
+
 type Stored = Map<string, { data?: Record<string, string>; binaryData?: Record<string, string> }>;
 
-function manifestOf(byName: Stored): ConfigManifest {
-  const manifestText = byName.get(shardName(0))?.data?.[CONFIG_DISTRIBUTION.manifestKey];
-  if (!manifestText) throw new Error('no manifest');
-  return JSON.parse(manifestText) as ConfigManifest;
+function storedManifest(byName: Stored): ConfigManifest {
+  const manifest = manifestOf(byName.get(shardName(0)));
+  if (!manifest) throw new Error('no manifest');
+  return manifest;
 }
 
 /** The parts the manifest names, each checked against its sha256 (as a proxy checks them). */
@@ -125,7 +130,7 @@ function verifiedParts(byName: Stored, manifest: ConfigManifest): Buffer[] {
  */
 export function damage(byName: Stored): string | undefined {
   try {
-    verifiedParts(byName, manifestOf(byName));
+    verifiedParts(byName, storedManifest(byName));
     return undefined;
   } catch (err) {
     return (err as Error).message;
@@ -137,7 +142,7 @@ export function damage(byName: Stored): string | undefined {
  * with the projected files. Throws when a part is missing or does not match the manifest.
  */
 export function decode(byName: Stored): ProxyConfig {
-  const manifest = manifestOf(byName);
+  const manifest = storedManifest(byName);
   const chunks = verifiedParts(byName, manifest);
   const config = JSON.parse(gunzipSync(Buffer.concat(chunks)).toString('utf8')) as ProxyConfig;
   if (config.version !== manifest.version) throw new Error('version mismatch');

@@ -14,6 +14,8 @@
 //     mesh                   key: name. Status: Accepted, Ready, meshed namespaces and pods,
 //                            the CA condition and caExpiry.
 //   identity/controller.ts   key: "identities". Workload certificates and the trust bundle.
+//   propagation.ts           which config generation each proxy runs (long polls of the
+//                            proxies, on the leader): Programmed and the Mesh's sync counts.
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { KubeClient } from '../kube/client.ts';
@@ -29,11 +31,13 @@ import { Compilation } from './compilation.ts';
 import { DEFAULT_MESH_NAME, isMeshedPod, meshedNamespaces } from './compiler.ts';
 import { IDENTITY_KEY, IdentityReconciler } from './identity/controller.ts';
 import { type OperatorMetrics, operatorMetrics } from './metrics.ts';
+import { Propagation, ProxyReports } from './propagation.ts';
 import { authorizationPolicyReconciler } from './reconcilers/authorizationpolicy.ts';
 import { meshReconciler } from './reconcilers/mesh.ts';
 import { proxyConfigReconciler } from './reconcilers/proxyconfig.ts';
 import { trafficSplitReconciler } from './reconcilers/trafficsplit.ts';
 import { eventRecorder, statusWriter, type WriteStats } from './status.ts';
+import type { PodObj } from './types.ts';
 import { type Controllers, enqueueAllConfigs, watch } from './watches.ts';
 
 export interface LeaderElectionConfig {
@@ -71,6 +75,13 @@ export interface OperatorOptions {
   resyncMs?: number;
   /** Informer watchdog and watch timeout, for tests of restarts. */
   watchTimeoutSeconds?: number;
+  /**
+   * Where a meshed pod's proxy answers /config/version; default http://<podIP>:15020. Tests
+   * running proxies as local processes map pods to their ports.
+   */
+  proxyAddress?: (pod: PodObj) => string | undefined;
+  /** How long a proxy may hold the operator's long poll before answering; default 30 s. */
+  proxyReportWaitMs?: number;
 }
 
 export interface OperatorHandle {
@@ -136,12 +147,62 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
       metrics.reconcileDuration.observe({ controller }, ms / 1000);
       if (outcome !== 'success') metrics.reconcileErrors.inc({ controller });
     },
-    onLeading: (leading) => metrics.isLeader.set(leading ? 1 : 0),
+    onLeading: (leading) => {
+      metrics.isLeader.set(leading ? 1 : 0);
+      if (leading) syncReports();
+      else reports.stop();
+    },
     onSynced: () => {
       metrics.cacheSynced.set(1);
       log.info('caches synced');
     },
   });
+
+  // Proof of application: the proxies' reported generations, on the leader only.
+  const propagation = new Propagation();
+  const reports = new ProxyReports({
+    address: opts.proxyAddress,
+    waitMs: opts.proxyReportWaitMs,
+    log,
+    onChange: (namespaces) => {
+      if (!mgr.isLeader()) return;
+      c.mesh.add(DEFAULT_MESH_NAME);
+      for (const s of cache.trafficSplits.list()) c.trafficsplit.add(objectKey(s));
+      for (const ns of namespaces)
+        for (const p of cache.authorizationPolicies.list(ns)) c.authorizationpolicy.add(objectKey(p));
+    },
+  });
+  let reportsSync: NodeJS.Immediate | undefined;
+  const syncReports = () => {
+    reportsSync ??= setImmediate(() => {
+      reportsSync = undefined;
+      if (mgr.isLeader()) reports.sync(cache.pods.list());
+    });
+  };
+  cache.pods.on(syncReports);
+  /** Counting is meaningful once the proxies answered and their namespaces' generations are known. */
+  const ready = (pods: PodObj[]) => reports.settled(pods) && propagation.knows(pods);
+  /** Meshed pods of meshed namespaces (all of them, or those of one namespace). */
+  const meshedPods = (ns?: string) => {
+    const meshed = new Set(compilation.meshed());
+    return (ns ? cache.pods.list(ns) : cache.pods.list()).filter(
+      (p) => meshed.has(p.metadata.namespace ?? '') && isMeshedPod(p),
+    );
+  };
+  const applied = (key: string, r: { generation?: number }) => {
+    const split = cache.trafficSplits.get(key);
+    if (split) {
+      const pods = meshedPods();
+      return ready(pods) ? propagation.applied(key, r.generation, pods, reports) : undefined;
+    }
+    // An AuthorizationPolicy: the pods of its namespace its selector matches.
+    const pol = cache.authorizationPolicies.get(key);
+    const want = Object.entries(pol?.spec.selector?.matchLabels ?? {});
+    const pods = meshedPods(pol?.metadata.namespace ?? '').filter((p) =>
+      want.every(([k, v]) => p.metadata.labels?.[k] === v),
+    );
+    return ready(pods) ? propagation.applied(key, r.generation, pods, reports) : undefined;
+  };
 
   const status = statusWriter(client, stats);
   const events = eventRecorder(client, { instance: identity, log, stats });
@@ -162,6 +223,8 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
       events,
       stats,
       metrics,
+      propagation,
+      reportedGeneration: (ns) => reports.maxGeneration(ns),
     }),
   });
   const resultOf = (key: string) => compilation.resultOf(key);
@@ -169,7 +232,7 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
     name: 'trafficsplit',
     ...queue,
     keys: () => cache.trafficSplits.list().map(objectKey),
-    reconcile: trafficSplitReconciler({ objects: cache.trafficSplits, resultOf, status, events }),
+    reconcile: trafficSplitReconciler({ objects: cache.trafficSplits, resultOf, status, events, applied }),
   });
   c.authorizationpolicy = mgr.addController({
     name: 'authorizationpolicy',
@@ -180,6 +243,7 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
       resultOf,
       status,
       events,
+      applied,
     }),
   });
   if (opts.identity !== false) {
@@ -228,6 +292,7 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
       configErrors: compilation.configErrors,
       identity: identityReconciler && (() => identityReconciler.meshStatus()),
       status,
+      proxies: (pods) => (ready(pods) ? propagation.summary(pods, reports) : undefined),
     }),
   });
   if (identityReconciler) c.identity = mgr.addController(identityReconciler.controller());
@@ -257,6 +322,8 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
       await mgr.idle();
     },
     stop: async () => {
+      reports.stop();
+      clearImmediate(reportsSync);
       await mgr.stop();
       client.close();
       log.info('stopped');

@@ -2,12 +2,13 @@
 // on the status subresource, only when something changed) and the Event recorder (a Warning
 // Event when a resource starts failing). Both count what they write (OperatorHandle.stats).
 import { randomBytes } from 'node:crypto';
-import type { Condition } from '../api/index.ts';
+import { type Condition, describeLaggingProxy } from '../api/index.ts';
 import { type KubeClient, type KubeObject, RESOURCES, type ResourceType } from '../kube/client.ts';
 import { type ConditionInput, mergeConditions, sameConditions } from '../kube/conditions.ts';
 import type { Logger } from '../kube/log.ts';
 import type { ResourceResult } from './compiler.ts';
 import { CONDITION, REASON } from './conditions.ts';
+import type { Lagging } from './propagation.ts';
 
 export interface WriteStats {
   configMapWrites: number;
@@ -108,6 +109,56 @@ export interface CompiledResourceDeps<T> {
   resultOf: (key: string) => ResourceResult | undefined;
   status: StatusWriter;
   events: EventRecorder;
+  /**
+   * How many of the proxies that must apply it run its generation; undefined while the proxies'
+   * reports are not in yet (the current Programmed condition is kept). Absent: no Programmed.
+   */
+  applied?: (
+    key: string,
+    r: ResourceResult,
+  ) => { applied: number; total: number; waiting: Lagging[] } | undefined;
+}
+
+/** The Programmed condition: True once every proxy that must apply the resource's generation has. */
+export function programmedOf<T extends { status?: { conditions?: Condition[] } }>(
+  d: CompiledResourceDeps<T>,
+  key: string,
+  r: ResourceResult,
+  obj: T,
+): ConditionInput[] {
+  if (!d.applied) return [];
+  if (r.programmed !== 'current')
+    return [
+      {
+        type: CONDITION.Programmed,
+        status: 'False',
+        reason: REASON.NotProgrammed,
+        message: 'The current generation is not in the proxy configuration (see Ready)',
+      },
+    ];
+  const counted = d.applied(key, r);
+  if (!counted) {
+    const kept = obj.status?.conditions?.find((c) => c.type === CONDITION.Programmed);
+    return kept ? [{ type: kept.type, status: kept.status, reason: kept.reason, message: kept.message }] : [];
+  }
+  const { applied, total, waiting } = counted;
+  const counts = `${applied}/${total} proxies applied generation ${r.generation ?? 0}`;
+  if (applied === total)
+    return [{ type: CONDITION.Programmed, status: 'True', reason: REASON.Applied, message: counts }];
+  // Without the reasons (the Mesh status has them): they change more often than the counts.
+  const shown = waiting
+    .slice(0, 5)
+    .map((l) => describeLaggingProxy({ ...l, reason: undefined }))
+    .join(', ');
+  const more = waiting.length > 5 ? ` and ${waiting.length - 5} more` : '';
+  return [
+    {
+      type: CONDITION.Programmed,
+      status: 'False',
+      reason: REASON.ApplyPending,
+      message: `${counts}; waiting for ${shown}${more}`,
+    },
+  ];
 }
 
 /** The cached object and the compiler's verdict on it; undefined when either is gone. */

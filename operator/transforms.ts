@@ -49,8 +49,12 @@ export function slimPod(o: KubeObject): K<PodObj> {
     containers: (meshed ? PROXY_CONTAINERS : NO_CONTAINERS) as { name: string }[],
   };
   if (spec.serviceAccountName) s.serviceAccountName = intern(spec.serviceAccountName);
-  // Pods' uids are never read: not kept.
-  return { metadata: meta(o, { uid: false }), spec: s };
+  // Pods' uids are never read: not kept. Meshed pods keep their labels (AuthorizationPolicy
+  // selectors: which proxies must apply a policy) and IP (their proxy's version is asked there).
+  const pod: K<PodObj> = { metadata: meta(o, { uid: false, labels: meshed }), spec: s };
+  const podIP = (o.status as { podIP?: string } | undefined)?.podIP;
+  if (meshed && podIP) pod.status = { podIP };
+  return pod;
 }
 
 export function slimService(o: KubeObject): K<ServiceObj> {

@@ -44,6 +44,8 @@ export interface PodObj {
     containers?: { name: string }[];
     initContainers?: { name: string }[];
   };
+  /** Kept for meshed pods only: where the operator asks the proxy which config it runs. */
+  status?: { podIP?: string };
 }
 
 /** Everything the compiler reads: a consistent view of the cluster. */

@@ -1,6 +1,9 @@
 // The admin server (127.0.0.1:15000: /config, /ready, /live, /stats) and the health server
 // (:15020: /metrics, /healthz/ready, and /app-health/<port>/<path> probe passthrough, so the
 // kubelet's HTTP probes of the app still work once all inbound traffic goes through the proxy).
+// The health server also answers /config/version, the applied config's version and generation,
+// which the operator long-polls (`?known=<version>&waitMs=<ms>`: answered when the version
+// differs from `known`, else when it changes or the wait ends) to count proxies in sync.
 import type HttpTypes from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { http } from './builtins.ts';
@@ -14,6 +17,53 @@ export interface AdminDeps {
   metrics: ProxyMetrics;
   draining: () => boolean;
   appProbeHost?: string;
+  /** Calls fn after each applied config; returns the unsubscribe function. */
+  onApplied?: (fn: () => void) => () => void;
+}
+
+/** The longest /config/version holds a request. */
+const MAX_VERSION_WAIT_MS = 60_000;
+/**
+ * How many /config/version requests are held at once. The health port is open to the pod
+ * network and the operator needs one per replica: past this, a request is answered at once, so
+ * whoever floods the port holds no sockets or timers of the proxy (a poller just polls again).
+ */
+export const MAX_HELD_VERSION_POLLS = 8;
+let held = 0;
+
+function configVersion(d: AdminDeps, req: HttpTypes.IncomingMessage, res: HttpTypes.ServerResponse): void {
+  const q = new URL(req.url ?? '/', 'http://x').searchParams;
+  const known = q.get('known');
+  const waitMs = Math.min(Math.max(Number(q.get('waitMs')) || 0, 0), MAX_VERSION_WAIT_MS);
+  const answer = () =>
+    send(res, 200, {
+      version: d.status.version ?? null,
+      generation: d.status.generation ?? null,
+      source: d.status.source ?? null,
+    });
+  if (
+    known === null ||
+    known !== (d.status.version ?? '') ||
+    waitMs === 0 ||
+    !d.onApplied ||
+    held >= MAX_HELD_VERSION_POLLS
+  ) {
+    answer();
+    return;
+  }
+  held++;
+  let done = false;
+  const finish = () => {
+    if (done) return;
+    done = true;
+    held--;
+    clearTimeout(timer);
+    off();
+    if (!res.destroyed) answer();
+  };
+  const off = d.onApplied(finish);
+  const timer = setTimeout(finish, waitMs);
+  res.on('close', finish);
 }
 
 function send(res: HttpTypes.ServerResponse, status: number, body: unknown, type = 'application/json'): void {
@@ -69,6 +119,7 @@ export function healthHandler(d: AdminDeps): HttpTypes.RequestListener {
       );
       return;
     }
+    if (path === '/config/version' || path.startsWith('/config/version?')) return configVersion(d, req, res);
     if (path === '/healthz/ready')
       return ready(d) ? send(res, 200, 'ready\n', 'text/plain') : send(res, 503, 'not ready\n', 'text/plain');
     const m = /^\/app-health\/(\d+)(\/.*)?$/.exec(path);
@@ -96,7 +147,12 @@ export function healthHandler(d: AdminDeps): HttpTypes.RequestListener {
       up.end();
       return;
     }
-    send(res, 404, 'not found: try /metrics /healthz/ready /app-health/<port>/<path>\n', 'text/plain');
+    send(
+      res,
+      404,
+      'not found: try /metrics /healthz/ready /config/version /app-health/<port>/<path>\n',
+      'text/plain',
+    );
   };
 }
 

@@ -2,8 +2,10 @@
 // subcommands for cmd/weft.ts; proxy/main.ts runs the first standalone (`node proxy/main.ts`).
 // Every flag also reads a WEFT_* environment variable, which is what the injector sets.
 import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { Command } from 'commander';
 import { PROXY } from '../api/constants.ts';
+import { inClusterAccess, SERVICE_ACCOUNT_DIR } from './apisource.ts';
 import { loadOriginalDst } from './native/index.ts';
 import { startSidecar } from './sidecar.ts';
 
@@ -30,6 +32,8 @@ interface ProxyFlags {
   handshakeTimeoutMs: number;
   maxHeaderBytes: number;
   pollMs: number;
+  apiserver?: string;
+  tokenDir: string;
 }
 
 export function proxyCommand(name = 'proxy'): Command {
@@ -86,6 +90,16 @@ export function proxyCommand(name = 'proxy'): Command {
       Number(env.WEFT_MAX_HEADER_BYTES ?? 16384),
     )
     .option('--poll-ms <n>', 'config directory poll interval', int, Number(env.WEFT_CONFIG_POLL_MS ?? 2000))
+    .option(
+      '--apiserver <url>',
+      'apiserver for the config fast path (default: in-cluster KUBERNETES_SERVICE_HOST; none: volume only)',
+      env.WEFT_APISERVER,
+    )
+    .option(
+      '--token-dir <dir>',
+      'ServiceAccount token and ca.crt for the apiserver',
+      env.WEFT_TOKEN_DIR ?? SERVICE_ACCOUNT_DIR,
+    )
     .action(async (o: ProxyFlags) => {
       try {
         loadOriginalDst();
@@ -109,6 +123,9 @@ export function proxyCommand(name = 'proxy'): Command {
           maxHeaderBytes: o.maxHeaderBytes,
         },
         pollMs: o.pollMs,
+        apiServer: o.apiserver
+          ? { server: o.apiserver, tokenFile: join(o.tokenDir, 'token'), caFile: join(o.tokenDir, 'ca.crt') }
+          : inClusterAccess(env, o.tokenDir),
       });
       // One request's bug must never take the pod's traffic down with it: log, count, keep serving.
       process.on('uncaughtException', (err) => {

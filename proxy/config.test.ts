@@ -216,4 +216,43 @@ describe('config directory', () => {
       w.stop();
     }
   });
+  it('neither source moves the proxy back: a lower generation from the volume or the apiserver is ignored', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'weft-cfg-'));
+    dirs.push(dir);
+    const g5 = proxyConfig('shop', [web]);
+    const g6 = proxyConfig('shop', [web, v2]);
+    const g7 = cfg;
+    await writeProjected(dir, encodeConfig(g5, 5));
+    const applied: string[] = [];
+    const w = new ConfigWatcher(dir, { apply: (c) => applied.push(c.version), rejected: () => {} }, 60_000);
+    await w.start();
+    try {
+      assert.equal(w.status.generation, 5);
+      // The fast path delivers 7 while the volume still holds 5.
+      assert.equal(w.offer({ config: g7, generation: 7 }, 'apiserver'), true);
+      assert.deepEqual(
+        [w.status.version, w.status.generation, w.status.source],
+        [g7.version, 7, 'apiserver'],
+      );
+      // The kubelet catches up with 6, then a stale watch event replays 6: both ignored.
+      await writeProjected(dir, encodeConfig(g6, 6));
+      await w.reload();
+      assert.equal(w.offer({ config: g6, generation: 6 }, 'apiserver'), false);
+      // A config without a generation cannot be ordered once one is known: ignored too.
+      assert.equal(w.offer({ config: g6, generation: undefined }, 'apiserver'), false);
+      assert.equal(w.status.version, g7.version);
+      assert.equal(w.status.stale, 3);
+      assert.deepEqual(applied, [g5.version, g7.version]);
+      // The volume reaching 7 is no change; 8 from the volume applies.
+      await writeProjected(dir, encodeConfig(g7, 7));
+      await w.reload();
+      const g8 = proxyConfig('shop', [v2]);
+      await writeProjected(dir, encodeConfig(g8, 8));
+      await w.reload();
+      assert.deepEqual([w.status.version, w.status.generation, w.status.source], [g8.version, 8, 'volume']);
+      assert.deepEqual(applied, [g5.version, g7.version, g8.version]);
+    } finally {
+      w.stop();
+    }
+  });
 });

@@ -39,58 +39,88 @@ export async function dirFingerprint(dir: string): Promise<string> {
   }
 }
 
+/** A validated config and the generation its manifest gives it (absent: no order known). */
+export interface ConfigCandidate {
+  config: ProxyConfig;
+  generation: number | undefined;
+}
+
 /** Reads, reassembles and validates the config; throws ProxyError with WEFT_CONFIG_* codes. */
 export async function readConfigDir(dir: string): Promise<ProxyConfig> {
-  let text: string;
+  return (await readConfigSource(dir)).config;
+}
+
+/** readConfigDir with the manifest's generation. */
+export async function readConfigSource(dir: string): Promise<ConfigCandidate> {
   const manifestRaw = await readIfExists(join(dir, CONFIG_DISTRIBUTION.manifestKey));
-  if (manifestRaw) {
-    let manifest: ConfigManifest;
-    try {
-      manifest = JSON.parse(manifestRaw.toString('utf8')) as ConfigManifest;
-    } catch (cause) {
-      throw new ProxyError('WEFT_CONFIG_INVALID', `manifest.json is not JSON: ${(cause as Error).message}`, {
-        cause,
-      });
-    }
-    const errors = checkCompiled(validateConfigManifest, manifest, 'manifest');
-    if (errors.length > 0) {
-      throw new ProxyError(
-        'WEFT_CONFIG_INVALID',
-        `manifest.json is invalid: ${errors.map((e) => `${e.field}: ${e.message}`).join('; ')}`,
-      );
-    }
-    const parts: Buffer[] = [];
-    for (const p of manifest.parts) {
-      const data = await readIfExists(join(dir, p.key));
-      if (!data)
-        throw new ProxyError(
-          'WEFT_CONFIG_INCOMPLETE',
-          `part ${p.key} (ConfigMap ${p.configMap}) is not projected yet`,
-        );
-      if (createHash('sha256').update(data).digest('hex') !== p.sha256) {
-        throw new ProxyError(
-          'WEFT_CONFIG_INCOMPLETE',
-          `part ${p.key} (ConfigMap ${p.configMap}) does not match the manifest's sha256 yet`,
-        );
-      }
-      parts.push(data);
-    }
-    try {
-      text = gunzipSync(Buffer.concat(parts), { maxOutputLength: MAX_CONFIG_BYTES }).toString('utf8');
-    } catch (cause) {
-      throw new ProxyError('WEFT_CONFIG_INVALID', `config parts do not gunzip: ${(cause as Error).message}`, {
-        cause,
-      });
-    }
-  } else {
-    const plain = await readIfExists(join(dir, PLAIN_CONFIG_FILE));
-    if (!plain)
-      throw new ProxyError(
-        'WEFT_CONFIG_MISSING',
-        `no ${CONFIG_DISTRIBUTION.manifestKey} or ${PLAIN_CONFIG_FILE} in ${dir}`,
-      );
-    text = plain.toString('utf8');
+  if (manifestRaw) return assembleConfig(manifestRaw, (p) => readIfExists(join(dir, p.key)));
+  const plain = await readIfExists(join(dir, PLAIN_CONFIG_FILE));
+  if (!plain)
+    throw new ProxyError(
+      'WEFT_CONFIG_MISSING',
+      `no ${CONFIG_DISTRIBUTION.manifestKey} or ${PLAIN_CONFIG_FILE} in ${dir}`,
+    );
+  return { config: parseConfig(plain.toString('utf8')), generation: undefined };
+}
+
+/**
+ * Reassembles a config from its manifest and parts, wherever they come from (the projected
+ * directory, or the ConfigMaps read from the apiserver): each part's sha256 checked, gunzipped,
+ * validated, and its version checked against the manifest's.
+ */
+export async function assembleConfig(
+  manifestRaw: Buffer,
+  partOf: (p: ConfigManifest['parts'][number]) => Promise<Buffer | undefined>,
+): Promise<ConfigCandidate> {
+  let manifest: ConfigManifest;
+  try {
+    manifest = JSON.parse(manifestRaw.toString('utf8')) as ConfigManifest;
+  } catch (cause) {
+    throw new ProxyError('WEFT_CONFIG_INVALID', `manifest.json is not JSON: ${(cause as Error).message}`, {
+      cause,
+    });
   }
+  const errors = checkCompiled(validateConfigManifest, manifest, 'manifest');
+  if (errors.length > 0) {
+    throw new ProxyError(
+      'WEFT_CONFIG_INVALID',
+      `manifest.json is invalid: ${errors.map((e) => `${e.field}: ${e.message}`).join('; ')}`,
+    );
+  }
+  const parts: Buffer[] = [];
+  for (const p of manifest.parts) {
+    const data = await partOf(p);
+    if (!data)
+      throw new ProxyError(
+        'WEFT_CONFIG_INCOMPLETE',
+        `part ${p.key} (ConfigMap ${p.configMap}) is not projected yet`,
+      );
+    if (createHash('sha256').update(data).digest('hex') !== p.sha256) {
+      throw new ProxyError(
+        'WEFT_CONFIG_INCOMPLETE',
+        `part ${p.key} (ConfigMap ${p.configMap}) does not match the manifest's sha256 yet`,
+      );
+    }
+    parts.push(data);
+  }
+  let text: string;
+  try {
+    text = gunzipSync(Buffer.concat(parts), { maxOutputLength: MAX_CONFIG_BYTES }).toString('utf8');
+  } catch (cause) {
+    throw new ProxyError('WEFT_CONFIG_INVALID', `config parts do not gunzip: ${(cause as Error).message}`, {
+      cause,
+    });
+  }
+  const config = parseConfig(text);
+  if (config.version !== manifest.version)
+    throw new ProxyError(
+      'WEFT_CONFIG_INVALID',
+      `ProxyConfig version ${config.version} is not the manifest's version ${manifest.version}`,
+    );
+  return { config, generation: manifest.generation };
+}
+
+function parseConfig(text: string): ProxyConfig {
   let doc: unknown;
   try {
     doc = JSON.parse(text);
@@ -118,12 +148,13 @@ export async function readConfigDir(dir: string): Promise<ProxyConfig> {
 }
 
 /** The files of a config in the distribution format (one shard): key → bytes. */
-export function encodeConfig(config: ProxyConfig): Map<string, Buffer> {
+export function encodeConfig(config: ProxyConfig, generation?: number): Map<string, Buffer> {
   const gz = gzipSync(Buffer.from(JSON.stringify(config)));
   const key = CONFIG_DISTRIBUTION.partKey(0);
   const manifest: ConfigManifest = {
     apiVersion: PROXY_CONFIG_API_VERSION,
     version: config.version,
+    ...(generation === undefined ? {} : { generation }),
     encoding: 'gzip',
     size: Buffer.byteLength(JSON.stringify(config)),
     parts: [

@@ -8,6 +8,7 @@ import pino, { type Logger } from 'pino';
 import { PROXY } from '../api/constants.ts';
 import type { ProxyConfig } from '../api/proxyconfig.ts';
 import { adminHandler, healthHandler, listen } from './admin.ts';
+import { ApiConfigSource, type ApiServerAccess } from './apisource.ts';
 import { PolicyEnforcer } from './authz/enforce.ts';
 import type { ProxyError } from './errors.ts';
 import { WorkloadIdentity } from './identity/tls.ts';
@@ -32,6 +33,8 @@ export interface SidecarOptions {
   pollMs?: number;
   authorize?: Authorize;
   logger?: Logger;
+  /** The config fast path: watch the namespace's proxy-config ConfigMap (apisource.ts). */
+  apiServer?: ApiServerAccess;
   /** Accept requests before the first config is valid (it will answer 503); default true. */
   startWithoutConfig?: boolean;
 }
@@ -40,6 +43,7 @@ export interface Sidecar {
   ports: { outbound: number; inbound: number; admin: number; health: number };
   proxy: ProxyHandle;
   watcher: ConfigWatcher;
+  apiSource: ApiConfigSource | undefined;
   metrics: ProxyMetrics;
   drain(timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
@@ -174,6 +178,13 @@ export async function startSidecar(o: SidecarOptions): Promise<Sidecar> {
     o.pollMs,
   );
   await watcher.start();
+  // The volume first (start-up source, works with the apiserver down), then the fast path.
+  const apiSource = o.apiServer
+    ? new ApiConfigSource(o.apiServer, o.namespace, watcher, (level, msg, fields) =>
+        log[level](fields ?? {}, msg),
+      )
+    : undefined;
+  apiSource?.start();
 
   // Workload identity: mTLS once the operator's Secret is there; plaintext (logged, counted) until then.
   let workloadIdentity: WorkloadIdentity | undefined;
@@ -215,7 +226,13 @@ export async function startSidecar(o: SidecarOptions): Promise<Sidecar> {
   const labelsTimer = o.podInfoDir ? setInterval(() => void readLabels(), o.pollMs ?? 2000) : undefined;
   labelsTimer?.unref();
 
-  const deps = { proxy, status: watcher.status, metrics, draining: () => draining };
+  const deps = {
+    proxy,
+    status: watcher.status,
+    metrics,
+    draining: () => draining,
+    onApplied: (fn: () => void) => watcher.onApplied(fn),
+  };
   const admin = await listen(adminHandler(deps), ports.admin, o.adminHost ?? '127.0.0.1');
   const health = await listen(healthHandler(deps), ports.health, o.host ?? '0.0.0.0');
   const servers: http.Server[] = [admin.server, health.server];
@@ -224,17 +241,20 @@ export async function startSidecar(o: SidecarOptions): Promise<Sidecar> {
     ports: { ...proxy.ports, admin: admin.port, health: health.port },
     proxy,
     watcher,
+    apiSource,
     metrics,
     async drain(timeoutMs) {
       draining = true;
       const t = timeoutMs ?? proxy.table()?.config.mesh.drainTimeoutMs ?? 30_000;
       log.info({ timeoutMs: t }, 'draining: no new connections, waiting for in-flight requests');
       watcher.stop();
+      apiSource?.stop();
       await proxy.drain(t);
       await sidecar.close();
     },
     async close() {
       watcher.stop();
+      apiSource?.stop();
       clearInterval(identityTimer);
       clearInterval(labelsTimer);
       workloadIdentity?.close();

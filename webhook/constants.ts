@@ -58,6 +58,7 @@ export const VOLUMES = {
   config: 'weft-config',
   identity: 'weft-identity',
   podInfo: 'weft-podinfo',
+  token: 'weft-token',
 } as const;
 
 /** Ports of the proxy that the iptables redirect must never capture inbound. */

@@ -169,12 +169,18 @@ describe('patch', () => {
     assert.equal(env(proxy!, 'WEFT_LOG_LEVEL'), 'debug');
     assert.deepEqual(
       proxy!.volumeMounts!.map((m) => m.mountPath),
-      [PROXY.configDir, PROXY.identityDir, PROXY.podInfoDir],
+      [PROXY.configDir, PROXY.identityDir, PROXY.podInfoDir, PROXY.tokenDir],
     );
+    assert.equal(env(proxy!, 'WEFT_TOKEN_DIR'), PROXY.tokenDir);
 
     assert.deepEqual(
       spec.volumes!.map((v) => v.name),
-      ['data', 'weft-config', 'weft-identity', 'weft-podinfo'],
+      ['data', 'weft-config', 'weft-identity', 'weft-podinfo', 'weft-token'],
+    );
+    // The proxy's own token for the config fast path, even with automountServiceAccountToken off.
+    assert.deepEqual(
+      spec.volumes![4]!.projected!.sources!.map((s) => s.serviceAccountToken?.path ?? s.configMap?.name),
+      ['token', 'kube-root-ca.crt'],
     );
     const config = spec.volumes![1]!.projected!.sources!;
     assert.deepEqual(

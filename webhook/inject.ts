@@ -212,6 +212,7 @@ export function proxyContainer(mesh: MeshSpec | undefined): V1Container {
     { name: VOLUMES.config, mountPath: PROXY.configDir, readOnly: true },
     { name: VOLUMES.identity, mountPath: PROXY.identityDir, readOnly: true },
     { name: VOLUMES.podInfo, mountPath: PROXY.podInfoDir, readOnly: true },
+    { name: VOLUMES.token, mountPath: PROXY.tokenDir, readOnly: true },
   ];
   return {
     name: PROXY.containerName,
@@ -231,6 +232,7 @@ export function proxyContainer(mesh: MeshSpec | undefined): V1Container {
       { name: 'WEFT_CONFIG_DIR', value: PROXY.configDir },
       { name: 'WEFT_IDENTITY_DIR', value: PROXY.identityDir },
       { name: 'WEFT_POD_INFO_DIR', value: PROXY.podInfoDir },
+      { name: 'WEFT_TOKEN_DIR', value: PROXY.tokenDir },
       // The sidecar's V8 heap and malloc settings (api/constants.ts), whatever launches `weft proxy`.
       { name: 'NODE_OPTIONS', value: PROXY_NODE_FLAGS.join(' ') },
       ...Object.entries(PROXY_ENV).map(([name, value]) => ({ name, value })),
@@ -305,6 +307,18 @@ export function proxyVolumes(serviceAccount: string): V1Volume[] {
         items: [
           { path: 'labels', fieldRef: { fieldPath: 'metadata.labels' } },
           { path: 'annotations', fieldRef: { fieldPath: 'metadata.annotations' } },
+        ],
+      },
+    },
+    // The config fast path: the pod's own ServiceAccount token (short-lived, rotated by the
+    // kubelet) for the proxy only, whatever the pod's automountServiceAccountToken says; RBAC
+    // lets it read nothing but the namespace's ProxyConfig ConfigMaps (ClusterRole weft-proxy).
+    {
+      name: VOLUMES.token,
+      projected: {
+        sources: [
+          { serviceAccountToken: { path: 'token', expirationSeconds: 3600 } },
+          { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
         ],
       },
     },

@@ -1,6 +1,8 @@
 // Mesh status (key: name): Accepted (NotDefault for any Mesh but "default"), Ready (config
 // written for every meshed namespace, else the first config error or the CA's failure), the
-// identity reconciler's CertificateAuthorityReady and caExpiry, meshedNamespaces, meshedPods.
+// identity reconciler's CertificateAuthorityReady and caExpiry, meshedNamespaces, meshedPods,
+// and the proxies in and out of sync with their namespace's latest config (the first 20
+// lagging ones named, with the version they report).
 import type { Mesh } from '../../api/index.ts';
 import { RESOURCES } from '../../kube/client.ts';
 import type { ConditionInput } from '../../kube/conditions.ts';
@@ -9,6 +11,7 @@ import type { Obj } from '../cache.ts';
 import { DEFAULT_MESH_NAME, isMeshedPod } from '../compiler.ts';
 import { CONDITION, REASON } from '../conditions.ts';
 import { IDENTITY_CONDITION, type IdentityStatus } from '../identity/controller.ts';
+import type { Lagging } from '../propagation.ts';
 import type { StatusWriter } from '../status.ts';
 import type { PodObj } from '../types.ts';
 
@@ -24,7 +27,14 @@ export interface MeshDeps {
    */
   identity?: () => IdentityStatus | undefined;
   status: StatusWriter;
+  /**
+   * Meshed pods in sync with their namespace's latest generation, and the others; undefined
+   * while the proxies' reports are not in yet (the counts in the status are kept).
+   */
+  proxies?: (pods: Obj<PodObj>[]) => { inSync: number; lagging: Lagging[] } | undefined;
 }
+
+const MAX_LAGGING = 20;
 
 export function meshReconciler(d: MeshDeps): KeyReconciler {
   return async (name) => {
@@ -46,9 +56,11 @@ export function meshReconciler(d: MeshDeps): KeyReconciler {
     if (d.identity && !ca) return undefined;
     const meshed = d.meshed();
     const meshedSet = new Set(meshed);
-    const meshedPods = d.pods
+    const pods = d.pods
       .list()
-      .filter((pod) => meshedSet.has(pod.metadata.namespace ?? '') && isMeshedPod(pod)).length;
+      .filter((pod) => meshedSet.has(pod.metadata.namespace ?? '') && isMeshedPod(pod));
+    const meshedPods = pods.length;
+    const sync = d.proxies?.(pods);
     const errs = [...d.configErrors.entries()].sort(([a], [b]) => (a < b ? -1 : 1));
     const caFailed = ca?.condition.status === 'False' ? ca.condition : undefined;
     const ready: ConditionInput =
@@ -75,7 +87,28 @@ export function meshReconciler(d: MeshDeps): KeyReconciler {
         ready,
         ...(ca ? [{ ...ca.condition, type: IDENTITY_CONDITION }] : []),
       ],
-      { meshedNamespaces: meshed.length, meshedPods, ...(ca?.caExpiry ? { caExpiry: ca.caExpiry } : {}) },
+      {
+        meshedNamespaces: meshed.length,
+        meshedPods,
+        ...(ca?.caExpiry ? { caExpiry: ca.caExpiry } : {}),
+        ...(sync === undefined && d.proxies && mesh.status?.proxiesInSync !== undefined
+          ? {
+              proxiesInSync: mesh.status.proxiesInSync,
+              proxiesOutOfSync: mesh.status.proxiesOutOfSync,
+              laggingProxies: mesh.status.laggingProxies,
+            }
+          : {}),
+        ...(sync
+          ? {
+              proxiesInSync: sync.inSync,
+              proxiesOutOfSync: sync.lagging.length,
+              // Keys sorted as the apiserver returns them, so an unchanged list compares equal.
+              laggingProxies: sync.lagging
+                .slice(0, MAX_LAGGING)
+                .map((l) => Object.fromEntries(Object.entries(l).sort(([a], [b]) => (a < b ? -1 : 1)))),
+            }
+          : {}),
+      },
     );
     return undefined;
   };

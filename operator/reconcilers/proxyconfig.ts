@@ -1,7 +1,10 @@
 // ProxyConfig ConfigMaps (key: namespace): compiles the namespace's config and writes its
 // ConfigMaps when the content version (or the owner) differs, or a part is corrupted or gone;
 // removes them when the namespace leaves the mesh. A config too large to distribute is a Mesh
-// status error and a Warning Event.
+// status error and a Warning Event. Each write carries the next generation (manifest
+// `generation`: the order proxies apply versions in) and is recorded in Propagation with the
+// resources it carries; the RoleBinding `weft-proxy` lets the namespace's proxies watch these
+// ConfigMaps (the fast path).
 import type { Mesh } from '../../api/index.ts';
 import { type KubeClient, type KubeObject, RESOURCES } from '../../kube/client.ts';
 import { ERROR_CODES, isNotFound, WeftError } from '../../kube/errors.ts';
@@ -10,8 +13,16 @@ import type { Obj } from '../cache.ts';
 import type { Compilation } from '../compilation.ts';
 import { DEFAULT_MESH_NAME } from '../compiler.ts';
 import { EVENT_REASON, REASON } from '../conditions.ts';
-import { ALL_SHARD_NAMES, type ConfigMapObj, damage, encode, shardName, versionOf } from '../distribution.ts';
+import {
+  ALL_SHARD_NAMES,
+  type ConfigMapObj,
+  damage,
+  encode,
+  manifestOf,
+  shardName,
+} from '../distribution.ts';
 import type { OperatorMetrics } from '../metrics.ts';
+import type { Propagation } from '../propagation.ts';
 import type { EventRecorder, WriteStats } from '../status.ts';
 
 export interface ProxyConfigDeps {
@@ -26,7 +37,20 @@ export interface ProxyConfigDeps {
   events: EventRecorder;
   stats: WriteStats;
   metrics: OperatorMetrics;
+  propagation: Propagation;
+  /** The highest generation the namespace's proxies report: a recreated namespace continues from it. */
+  reportedGeneration: (ns: string) => number;
 }
+
+/** The RoleBinding that lets a namespace's proxies read its ProxyConfig ConfigMaps. */
+export const PROXY_ROLE = 'weft-proxy';
+const proxyRoleBinding = (ns: string): KubeObject => ({
+  apiVersion: 'rbac.authorization.k8s.io/v1',
+  kind: 'RoleBinding',
+  metadata: { name: PROXY_ROLE, namespace: ns, labels: { 'app.kubernetes.io/managed-by': 'weft' } },
+  roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: PROXY_ROLE },
+  subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: `system:serviceaccounts:${ns}` }],
+});
 
 export function proxyConfigReconciler(d: ProxyConfigDeps): KeyReconciler {
   const { client, compilation, metrics, stats } = d;
@@ -40,6 +64,8 @@ export function proxyConfigReconciler(d: ProxyConfigDeps): KeyReconciler {
     stats.configMapDeletes++;
     metrics.configMapWrites.inc({ namespace: ns, op: 'delete' });
   };
+  /** Namespaces whose RoleBinding this process applied (once per namespace and process). */
+  const bound = new Set<string>();
 
   return async (ns, { log }) => {
     const p = compilation.prepare();
@@ -51,6 +77,15 @@ export function proxyConfigReconciler(d: ProxyConfigDeps): KeyReconciler {
     if (!p.meshed.includes(ns)) {
       // Not (or no longer) in the mesh: remove what Weft wrote.
       for (const name of existing.keys()) await deleteConfigMap(name, ns);
+      if (existing.size > 0 || bound.has(ns)) {
+        try {
+          await client.delete(RESOURCES.roleBindings, PROXY_ROLE, ns);
+        } catch (err) {
+          if (!isNotFound(err)) throw err;
+        }
+        bound.delete(ns);
+      }
+      d.propagation.forget(ns);
       metrics.configBytes.remove({ namespace: ns, encoding: 'json' });
       metrics.configBytes.remove({ namespace: ns, encoding: 'gzip' });
       compilation.configErrors.delete(ns);
@@ -63,22 +98,33 @@ export function proxyConfigReconciler(d: ProxyConfigDeps): KeyReconciler {
     const ownerReferences = mesh?.metadata.uid
       ? [{ apiVersion: 'weft.dev/v1alpha1', kind: 'Mesh', name: mesh.metadata.name, uid: mesh.metadata.uid }]
       : undefined;
-    const haveVersion = versionOf(existing.get(shardName(0)));
+    if (!bound.has(ns)) {
+      await client.apply(RESOURCES.roleBindings, proxyRoleBinding(ns));
+      bound.add(ns);
+    }
+    // What this config carries, for `Programmed` (resources whose current spec is compiled in).
+    const included = [
+      ...p.splits.filter((r) => r.programmed === 'current'),
+      ...p.policies.filter((r) => r.programmed === 'current' && r.key.startsWith(`${ns}/`)),
+    ];
+    const have = manifestOf(existing.get(shardName(0)));
     const owned = (cm: Obj<ConfigMapObj> | undefined) =>
       JSON.stringify(cm?.metadata.ownerReferences ?? []) === JSON.stringify(ownerReferences ?? []);
-    if (haveVersion === cfg.version && owned(existing.get(shardName(0)))) {
+    if (have?.version === cfg.version && have.generation !== undefined && owned(existing.get(shardName(0)))) {
       // The manifest is current; its parts must be too (edited or deleted by hand, they would
       // leave every proxy of the namespace refusing the config).
       const broken = damage(existing);
       if (!broken) {
         metrics.configBytes.set({ namespace: ns, encoding: 'json' }, Buffer.byteLength(cfg.json));
+        d.propagation.written(ns, { version: cfg.version, generation: have.generation }, included);
         return undefined;
       }
       log.warn({ version: cfg.version, damage: broken }, 'repairing the ProxyConfig ConfigMaps');
     }
+    const generation = Math.max(have?.generation ?? 0, d.reportedGeneration(ns)) + 1;
     let enc: ReturnType<typeof encode>;
     try {
-      enc = encode(cfg, { ownerReferences });
+      enc = encode(cfg, { ownerReferences, generation });
     } catch (err) {
       if (err instanceof WeftError && err.code === ERROR_CODES.CONFIG_TOO_LARGE) {
         compilation.configErrors.set(ns, { reason: REASON.ConfigTooLarge, message: err.message });
@@ -100,6 +146,7 @@ export function proxyConfigReconciler(d: ProxyConfigDeps): KeyReconciler {
     metrics.configBytes.set({ namespace: ns, encoding: 'json' }, enc.size);
     metrics.configBytes.set({ namespace: ns, encoding: 'gzip' }, enc.compressedSize);
     if (compilation.configErrors.delete(ns)) d.meshStatusChanged();
+    d.propagation.written(ns, { version: cfg.version, generation }, included);
     return undefined;
   };
 }

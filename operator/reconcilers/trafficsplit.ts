@@ -6,7 +6,14 @@ import type { ConditionInput } from '../../kube/conditions.ts';
 import type { KeyReconciler } from '../../kube/manager.ts';
 import type { Obj } from '../cache.ts';
 import { CONDITION, EVENT_REASON, REASON } from '../conditions.ts';
-import { acceptedOf, type CompiledResourceDeps, compiledResource, failedBefore, readyOf } from '../status.ts';
+import {
+  acceptedOf,
+  type CompiledResourceDeps,
+  compiledResource,
+  failedBefore,
+  programmedOf,
+  readyOf,
+} from '../status.ts';
 
 export type TrafficSplitDeps = CompiledResourceDeps<Obj<TrafficSplit>>;
 
@@ -33,7 +40,7 @@ export function trafficSplitReconciler(d: TrafficSplitDeps): KeyReconciler {
         message: r.resolvedRefs.message,
       });
     }
-    wanted.push(readyOf(r, why));
+    wanted.push(readyOf(r, why), ...programmedOf(d, key, r, split));
     const wasFailing =
       (!r.accepted.ok && failedBefore(split, CONDITION.Accepted, r.accepted.reason)) ||
       (r.resolvedRefs &&

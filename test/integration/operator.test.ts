@@ -6,6 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import type { AuthorizationPolicy, TrafficSplit } from '../../api/index.ts';
 import type { ProxyConfig } from '../../api/proxyconfig.ts';
 import { KubeClient, type KubeObject, RESOURCES } from '../../kube/client.ts';
+import { isConflict } from '../../kube/errors.ts';
 import { decode } from '../../operator/distribution.ts';
 import { type OperatorHandle, startOperator } from '../../operator/operator.ts';
 import { installCrds, startTestCluster, type TestCluster } from '../support/cluster.ts';
@@ -274,17 +275,27 @@ describe('operator on a real control plane', () => {
   });
 
   test('a weight change updates the route', async () => {
-    const cur = await getSplit('canary');
-    await client.update(RESOURCES.trafficSplits, {
-      ...cur,
-      spec: {
-        ...cur.spec,
-        backends: [
-          { service: 'reviews-v1', weight: 50 },
-          { service: 'reviews-v2', weight: 50 },
-        ],
-      },
-    } as unknown as KubeObject);
+    // The operator writes this TrafficSplit's status meanwhile (Programmed follows the proxies'
+    // reports): an update from a stale read is a conflict, read again.
+    await waitFor('the weight update accepted', async () => {
+      const cur = await getSplit('canary');
+      try {
+        await client.update(RESOURCES.trafficSplits, {
+          ...cur,
+          spec: {
+            ...cur.spec,
+            backends: [
+              { service: 'reviews-v1', weight: 50 },
+              { service: 'reviews-v2', weight: 50 },
+            ],
+          },
+        } as unknown as KubeObject);
+        return true;
+      } catch (err) {
+        if (isConflict(err)) return undefined;
+        throw err;
+      }
+    });
     const cfg = await waitConfig(
       'weights 50/50',
       (c) => c.routes[0]?.backends.every((b) => b.weight === 50) ?? false,
