@@ -6,6 +6,31 @@ export const PROXY_CONFIG_API_VERSION = 'weft.dev/proxyconfig/v1';
 /** The longest delay a Node timer takes (2^31-1 ms, about 596 h): a longer one fires after 1 ms. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/** Namespace label that turns injection on for every pod of the namespace (value "enabled"). */
+export const INJECT_LABEL = 'weft.dev/inject';
+
+/**
+ * Request headers the client sidecar adds to say who calls (its pod's workload and namespace);
+ * the server sidecar reads and strips them, and drops any the app itself sent.
+ */
+export const SIDECAR_HEADERS = {
+  srcWorkload: 'weft-src-workload',
+  srcNamespace: 'weft-src-namespace',
+} as const;
+
+// How the proxy's Node process is started: the injector sets them as the sidecar's NODE_OPTIONS
+// (so `weft proxy` gets them however it is launched), the tests and the benchmark pass the same.
+// Small young-generation semispaces keep RSS low at a small cost in scavenges; the old-space cap
+// makes a leak fail fast (and restart) rather than grow into the pod's memory limit.
+export const PROXY_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2', '--max-old-space-size=128'];
+
+/**
+ * The sidecar's environment beyond its flags: two malloc arenas instead of glibc's default of
+ * eight per core, which keep memory freed after a burst (socket and TLS buffers) as RSS; in the
+ * benchmark 90 MB instead of 99 MB after bursts, with the same throughput.
+ */
+export const PROXY_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' };
+
 /** Ports and identities the webhook injects and the proxy expects: one definition. */
 export const PROXY = {
   uid: 1337,

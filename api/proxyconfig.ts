@@ -12,7 +12,16 @@ import { MAX_TIMER_MS, PROXY_CONFIG_API_VERSION } from './constants.ts';
 import { MTLS_MODES, PathNormalizationMode, RETRY_ON } from './mesh.ts';
 import { HttpMatch, LB_TYPES } from './trafficsplit.ts';
 
-export { CONFIG_DISTRIBUTION, MAX_TIMER_MS, PROXY, PROXY_CONFIG_API_VERSION } from './constants.ts';
+export {
+  CONFIG_DISTRIBUTION,
+  INJECT_LABEL,
+  MAX_TIMER_MS,
+  PROXY,
+  PROXY_CONFIG_API_VERSION,
+  PROXY_ENV,
+  PROXY_NODE_FLAGS,
+  SIDECAR_HEADERS,
+} from './constants.ts';
 
 export const ConfigManifest = Type.Object({
   apiVersion: Type.Literal(PROXY_CONFIG_API_VERSION),

@@ -21,8 +21,8 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
+import { PROXY_NODE_FLAGS } from '../api/constants.ts';
 import { peerSpiffeId, WorkloadIdentity } from '../proxy/identity/tls.ts';
-import { PROXY_NODE_FLAGS } from '../proxy/runtime.ts';
 import { newCa, spiffe, writeIdentity } from '../test/netns/mtlsfixture.ts';
 
 const ROOT = new URL('../', import.meta.url).pathname;

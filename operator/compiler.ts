@@ -11,6 +11,7 @@
 // others extend it (issue 12 moved everything with I/O out of operator/, not this).
 
 import { createHash } from 'node:crypto';
+import { INJECT_LABEL } from '../api/constants.ts';
 import type { AuthorizationPolicy, Mesh, MtlsMode, TrafficSplit } from '../api/index.ts';
 import {
   AuthorizationPolicySpec,
@@ -36,7 +37,7 @@ import { matchesSelector } from '../kube/selector.ts';
 import { REASON, type Reason } from './conditions.ts';
 import type { ClusterSnapshot, EndpointSliceObj, NamespaceObj, PodObj, ServiceObj } from './types.ts';
 
-export const INJECT_LABEL = 'weft.dev/inject';
+export { INJECT_LABEL };
 export const DEFAULT_MESH_NAME = 'default';
 /** Services never put in ProxyConfig: the apiserver's own (proxies pass it through untouched). */
 export const SKIPPED_SERVICES = new Set(['default/kubernetes']);

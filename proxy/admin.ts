@@ -23,6 +23,13 @@ export interface AdminDeps {
 
 /** The longest /config/version holds a request. */
 const MAX_VERSION_WAIT_MS = 60_000;
+/**
+ * How many /config/version requests are held at once. The health port is open to the pod
+ * network and the operator needs one per replica: past this, a request is answered at once, so
+ * whoever floods the port holds no sockets or timers of the proxy (a poller just polls again).
+ */
+export const MAX_HELD_VERSION_POLLS = 8;
+let held = 0;
 
 function configVersion(d: AdminDeps, req: HttpTypes.IncomingMessage, res: HttpTypes.ServerResponse): void {
   const q = new URL(req.url ?? '/', 'http://x').searchParams;
@@ -34,14 +41,22 @@ function configVersion(d: AdminDeps, req: HttpTypes.IncomingMessage, res: HttpTy
       generation: d.status.generation ?? null,
       source: d.status.source ?? null,
     });
-  if (known === null || known !== (d.status.version ?? '') || waitMs === 0 || !d.onApplied) {
+  if (
+    known === null ||
+    known !== (d.status.version ?? '') ||
+    waitMs === 0 ||
+    !d.onApplied ||
+    held >= MAX_HELD_VERSION_POLLS
+  ) {
     answer();
     return;
   }
+  held++;
   let done = false;
   const finish = () => {
     if (done) return;
     done = true;
+    held--;
     clearTimeout(timer);
     off();
     if (!res.destroyed) answer();

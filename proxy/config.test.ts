@@ -113,6 +113,46 @@ describe('RoutingTable', () => {
     };
     assert.deepEqual(usableEndpoints(gone), []);
   });
+  it('a split or mirror without a port sends to the port the client called on a multi-port backend', () => {
+    const twoPorts = (name: string, vip: string) => ({
+      ...service(name, 'shop', vip, 80, [endpoint('10.1.1.1', 8080)]),
+      ports: [
+        { name: 'http', port: 80, protocol: 'TCP' as const },
+        { name: 'admin', port: 9090, protocol: 'TCP' as const },
+      ],
+    });
+    const multi = new RoutingTable(
+      proxyConfig(
+        'shop',
+        [
+          twoPorts('api', '10.96.1.10'),
+          twoPorts('api-v2', '10.96.1.11'),
+          twoPorts('api-shadow', '10.96.1.12'),
+        ],
+        [
+          {
+            name: 'shop/api-split',
+            service: 'shop/api',
+            matches: [],
+            backends: [{ service: 'shop/api-v2', weight: 1 }],
+            mirror: { service: 'shop/api-shadow', percentage: 100 },
+          },
+        ],
+      ),
+    );
+    for (const port of [80, 9090]) {
+      const route = multi.route(multi.byVip('10.96.1.10', port)!, req('/'));
+      assert.equal(route.name, 'shop/api-split');
+      const b = pickBackend(route, () => 0)!;
+      assert.equal(`${b.service.id}:${b.port.port}`, `shop/api-v2:${port}`, 'backend port = the port called');
+      const m = route.mirror!.target;
+      assert.equal(
+        `${m.service.id}:${m.port.port}`,
+        `shop/api-shadow:${port}`,
+        'mirror port = the port called',
+      );
+    }
+  });
 });
 
 describe('config directory', () => {

@@ -4,8 +4,12 @@
 // 100-continue, HTTP/1.0, tracing on) is handed, at a request boundary, to the node:http path.
 // Bodies are streamed in both directions with their framing (Content-Length, chunked, or until
 // close) passed through as is; requests may be pipelined and are answered in order.
+// Over 400 lines: it also holds the HTTP/1.1 codec (head parser, body framing) and the
+// connection pools that the outbound fast path (h1out.ts) imports; splitting codec and pools
+// into http/ is the open part of issue 12.
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
+import { SIDECAR_HEADERS } from '../api/constants.ts';
 import { http } from './builtins.ts';
 import { DEFAULT_PATH_NORMALIZATION, type NormalizedTarget, normalizeTarget } from './pathnorm.ts';
 
@@ -604,6 +608,13 @@ export interface FastDeps {
   error(code: string): void;
 }
 
+/** `src` ([workload, namespace] of the caller) updated by one request header, if it is a sidecar one. */
+function sourceHeader(src: [string, string], name: string, value: string): [string, string] {
+  if (name === SIDECAR_HEADERS.srcWorkload) return [value, src[1]];
+  if (name === SIDECAR_HEADERS.srcNamespace) return [src[0], value];
+  return src;
+}
+
 /** Answers 400 WEFT_BAD_PATH with the reason and closes: a request target that cannot be normalized. */
 export function badTarget(socket: Duplex, reason: string, error: (code: string) => void): void {
   error('WEFT_BAD_PATH');
@@ -712,10 +723,7 @@ export function serveInbound(socket: net.Socket, initial: Buffer, d: FastDeps): 
             denying = { body: v.body ?? '', headers: v.headers ?? '' };
             if (d.denied) {
               let src: [string, string] = ['unknown', 'unknown'];
-              for (const [k, val] of head.headers) {
-                if (k === 'weft-src-workload') src = [val, src[1]];
-                else if (k === 'weft-src-namespace') src = [src[0], val];
-              }
+              for (const [k, val] of head.headers) src = sourceHeader(src, k, val);
               d.denied({ method: head.method, path: head.target, authority: get(head.headers, 'host'), src });
             }
             state = 'body';
@@ -779,8 +787,7 @@ export function serveInbound(socket: net.Socket, initial: Buffer, d: FastDeps): 
     let out = `${head.method} ${head.target} HTTP/1.1\r\n`;
     for (const [k, v] of head.headers) {
       if (d.strip.has(k)) {
-        if (k === 'weft-src-workload') src = [v, src[1]];
-        else if (k === 'weft-src-namespace') src = [src[0], v];
+        src = sourceHeader(src, k, v);
         continue;
       }
       if (k === 'host') authority = v;

@@ -8,6 +8,8 @@
 // connection limit, passthrough to addresses outside the mesh. Bodies stream in both directions
 // with their framing as received; a request with a body is never sent twice once its body started
 // (only a connect failure before it is retried), as on the node:http path.
+// Over 400 lines: its raw connection loop (keep-alive, pipelining, tries, timeouts) is one of
+// two, with h1fast.ts's; merging them is the open part of issue 12.
 import type net from 'node:net';
 import {
   admitHead,
@@ -113,6 +115,12 @@ const REASONS: Record<number, string> = {
 };
 
 /** Serves one downstream (app → sidecar) connection on the fast path; `initial` holds bytes already read. */
+/** A plain-text error response from the proxy itself, naming its code in `weft-error`. */
+export function plain(status: number, code: string, message: string, close: boolean): string {
+  const body = `${message}\n`;
+  return `HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nweft-error: ${code}\r\n${close ? 'connection: close\r\n' : ''}\r\n${body}`;
+}
+
 export function serveOutbound(socket: net.Socket, initial: Buffer, d: OutboundDeps): void {
   let buf: Buffer<ArrayBufferLike> = initial;
   let state: 'head' | 'body' | 'wait' | 'closed' = 'head';
@@ -142,11 +150,6 @@ export function serveOutbound(socket: net.Socket, initial: Buffer, d: OutboundDe
     abortCurrent?.();
   };
   const detach = listenDownstream(socket, d.idleTimeoutMs, () => inRequest, onData, onClose);
-
-  function plain(status: number, code: string, message: string, close: boolean): string {
-    const body = `${message}\n`;
-    return `HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nweft-error: ${code}\r\n${close ? 'connection: close\r\n' : ''}\r\n${body}`;
-  }
 
   function fatal(status: number): void {
     d.error(`HTTP_${status}`);

@@ -24,5 +24,5 @@ export { RoutingTable } from './table.ts';
 
 /** The init container's script: `sh <path>` as root with NET_ADMIN (env documented inside). */
 export const IPTABLES_SCRIPT = new URL('./iptables.sh', import.meta.url).pathname;
+export { PROXY_NODE_FLAGS } from '../api/constants.ts';
 export { initCommand, proxyCommand } from './command.ts';
-export { PROXY_NODE_FLAGS } from './runtime.ts';

@@ -37,7 +37,8 @@ export interface RequestFacts {
 
 interface RouteEntry {
   route: Route;
-  compiled: CompiledRoute;
+  /** Compiled per port the client called: a backend without a port takes that port. */
+  byPort: Map<number, CompiledRoute>;
 }
 
 export const DEFAULT_RETRY_BUDGET = { budgetPercent: 20, minRetriesPerSecond: 10 } as const;
@@ -62,10 +63,9 @@ export class RoutingTable {
       if (s.namespace === config.namespace) this.#byHost.set(s.name.toLowerCase(), s);
     }
     for (const r of config.routes) {
-      const compiled = this.#compile(r);
-      if (!compiled) continue;
+      if (!this.#byId.has(r.service)) continue;
       const list = this.#routes.get(r.service) ?? [];
-      list.push({ route: r, compiled });
+      list.push({ route: r, byPort: new Map() });
       this.#routes.set(r.service, list);
     }
     // Routes with matches are more specific than catch-alls: try them first (stable otherwise).
@@ -106,8 +106,14 @@ export class RoutingTable {
   route(target: ServiceTarget, req: RequestFacts | undefined): CompiledRoute {
     for (const e of this.#routes.get(target.service.id) ?? []) {
       if (e.route.port !== undefined && e.route.port !== target.port.port) continue;
-      if (e.route.matches.length === 0 || (req && e.route.matches.some((m) => this.#matches(m, req))))
-        return e.compiled;
+      if (e.route.matches.length === 0 || (req && e.route.matches.some((m) => this.#matches(m, req)))) {
+        let c = e.byPort.get(target.port.port);
+        if (!c) {
+          c = this.#compile(e.route, target.port.port);
+          e.byPort.set(target.port.port, c);
+        }
+        return c;
+      }
     }
     const key = `${target.service.id}:${target.port.port}`;
     let d = this.#defaults.get(key);
@@ -128,22 +134,23 @@ export class RoutingTable {
     return d;
   }
 
-  #compile(r: Route): CompiledRoute | undefined {
-    const root = this.#byId.get(r.service);
-    if (!root) return undefined;
+  /** `r` for a request the client sent to port `called` of the route's Service. */
+  #compile(r: Route, called: number): CompiledRoute {
     const backends: Backend[] = [];
+    // A backend's port: the one named, else the port the client called (a route with
+    // `port` is only for that one), else (the backend has no such port) its first.
+    const portOf = (s: Service, named: number | undefined) =>
+      s.ports.find((p) => p.port === (named ?? called)) ?? s.ports[0];
     for (const b of r.backends) {
       const s = this.#byId.get(b.service);
       if (!s || b.weight <= 0) continue;
-      // The backend port: the one named, else the root port the route is for, else the first.
-      const wanted = b.port ?? r.port;
-      const port = (wanted !== undefined ? s.ports.find((p) => p.port === wanted) : undefined) ?? s.ports[0];
+      const port = portOf(s, b.port);
       if (port) backends.push({ service: s, port, weight: b.weight });
     }
     let mirror: CompiledRoute['mirror'];
     if (r.mirror) {
       const s = this.#byId.get(r.mirror.service);
-      const port = s?.ports.find((p) => p.port === r.port) ?? s?.ports[0];
+      const port = s && portOf(s, undefined);
       if (s && port) mirror = { target: { service: s, port }, percentage: r.mirror.percentage };
     }
     return {

@@ -39,6 +39,17 @@ export function service(
   };
 }
 
+/** A route for shop/web (to itself unless `over` says otherwise). */
+export function route(over: Partial<Route> = {}): Route {
+  return {
+    name: 'shop/web',
+    service: 'shop/web',
+    matches: [],
+    backends: [{ service: 'shop/web', weight: 1 }],
+    ...over,
+  };
+}
+
 export function proxyConfig(
   namespace: string,
   services: Service[],

@@ -20,8 +20,7 @@ export const ANNOTATIONS = {
   appProbes: 'weft.dev/app-probes',
 } as const;
 
-/** Namespace label that turns injection on for every pod of the namespace (value "enabled"). */
-export const INJECT_LABEL = 'weft.dev/inject';
+export { INJECT_LABEL } from '../api/constants.ts';
 /** Label the injector puts on injected pods, so controllers can select meshed pods. */
 export const MESHED_LABEL = 'weft.dev/meshed';
 /** Label on Weft's own pods; the webhook configurations' objectSelector excludes them. */

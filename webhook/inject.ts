@@ -12,8 +12,14 @@ import type {
   V1Volume,
   V1VolumeMount,
 } from '@kubernetes/client-node';
-import { CONFIG_DISTRIBUTION, type LabelSelector, type MeshSpec, PROXY } from '../api/index.ts';
-import { PROXY_ENV, PROXY_NODE_FLAGS } from '../proxy/runtime.ts';
+import {
+  CONFIG_DISTRIBUTION,
+  type LabelSelector,
+  type MeshSpec,
+  PROXY,
+  PROXY_ENV,
+  PROXY_NODE_FLAGS,
+} from '../api/index.ts';
 import {
   ANNOTATIONS,
   APP_HEALTH_PREFIX,
@@ -227,7 +233,7 @@ export function proxyContainer(mesh: MeshSpec | undefined): V1Container {
       { name: 'WEFT_IDENTITY_DIR', value: PROXY.identityDir },
       { name: 'WEFT_POD_INFO_DIR', value: PROXY.podInfoDir },
       { name: 'WEFT_TOKEN_DIR', value: PROXY.tokenDir },
-      // The sidecar's V8 heap and malloc settings (proxy/runtime.ts), whatever launches `weft proxy`.
+      // The sidecar's V8 heap and malloc settings (api/constants.ts), whatever launches `weft proxy`.
       { name: 'NODE_OPTIONS', value: PROXY_NODE_FLAGS.join(' ') },
       ...Object.entries(PROXY_ENV).map(([name, value]) => ({ name, value })),
     ],

@@ -5,8 +5,7 @@
 // (policy names come from the config, rule indexes from the policies, five reasons).
 import type { ProxyConfig } from '../../api/index.ts';
 import type { ProxyMetrics } from '../metrics.ts';
-import type { Authorize, AuthzVerdict } from '../proxy.ts';
-import { type Authorizer, compileAuthorizer } from './matcher.ts';
+import { type Authorize, type Authorizer, type AuthzVerdict, compileAuthorizer } from './matcher.ts';
 
 export class PolicyEnforcer {
   #config: ProxyConfig | undefined;
@@ -37,20 +36,7 @@ export class PolicyEnforcer {
   }
 
   readonly authorize: Authorize = (req, config): AuthzVerdict => {
-    const d = this.authorizer(config).decide({
-      principal: req.peerIdentity?.replace(/^spiffe:\/\//, ''),
-      sourceIp: req.sourceIp,
-      port: req.port,
-      http:
-        req.method !== undefined
-          ? {
-              method: req.method,
-              path: req.path ?? '/',
-              host: req.host ?? '',
-              headers: req.headers ?? {},
-            }
-          : undefined,
-    });
+    const d = this.authorizer(config).decide(req);
     const policy = d.decidedBy?.policy ?? '';
     const rule = d.decidedBy ? String(d.decidedBy.rule) : '';
     const decision = d.allowed ? 'allow' : 'deny';

@@ -23,7 +23,7 @@
 // port ("web.shop" matches "web.shop:8080": restrict ports with `ports`), a pattern with a port
 // only that port.
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
-import type { AuthzPolicy, Rule } from '../../api/index.ts';
+import type { AuthzPolicy, ProxyConfig, Rule } from '../../api/index.ts';
 
 export interface AuthzRequest {
   /** Caller's SPIFFE identity without "spiffe://" (e.g. cluster.local/ns/shop/sa/web); absent for plaintext. */
@@ -369,3 +369,19 @@ export function compileAuthorizer(
     },
   };
 }
+
+/** What a transport needs of a decision: allowed or not, and which policy and rule decided. */
+export interface AuthzVerdict {
+  allow: boolean;
+  /** The policy and rule that decided, when one did. */
+  policy?: string;
+  rule?: number;
+  /** Stable reason code (denied-by-policy, no-allow-match, default-deny, …). */
+  reason?: string;
+  explanation?: string;
+}
+
+/** The inbound authorization hook: proxy/authz/enforce.ts plugs the policies in here. */
+export type Authorize = (req: AuthzRequest, config: ProxyConfig) => AuthzVerdict;
+
+export const allowAll: Authorize = () => ({ allow: true });

@@ -206,7 +206,7 @@ describe('injection through the apiserver', () => {
     assert.equal(proxy!.readinessProbe!.httpGet!.port, 15020);
     assert.deepEqual(
       spec.volumes!.map((v) => v.name),
-      ['data', 'weft-config', 'weft-identity', 'weft-podinfo'],
+      ['data', 'weft-config', 'weft-identity', 'weft-podinfo', 'weft-token'],
     );
     assert.equal(spec.volumes![1]!.projected!.sources!.length, 4);
     assert.equal(spec.volumes![2]!.secret!.secretName, 'weft-identity-web');
@@ -359,7 +359,7 @@ describe('injection through the apiserver', () => {
     for (const p of [pod, created]) {
       const names = [...p.spec!.initContainers!, ...p.spec!.containers].map((c) => c.name);
       assert.deepEqual(names, ['weft-init', 'weft-proxy', 'migrate', 'web', 'sidecar', 'logger']);
-      assert.equal(p.spec!.volumes!.filter((v) => v.name.startsWith('weft-')).length, 3);
+      assert.equal(p.spec!.volumes!.filter((v) => v.name.startsWith('weft-')).length, 4);
     }
     await admission.deleteMutatingWebhookConfiguration({ name: 'zz-test-mutator' });
   });

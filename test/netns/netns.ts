@@ -11,9 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
+import { PROXY_ENV, PROXY_NODE_FLAGS } from '../../api/constants.ts';
 import { PROXY, type ProxyConfig } from '../../api/index.ts';
 import { encodeConfig, writeProjected } from '../../proxy/configdir.ts';
-import { PROXY_ENV, PROXY_NODE_FLAGS } from '../../proxy/runtime.ts';
 
 const run = promisify(execFile);
 const ROOT = new URL('../../', import.meta.url).pathname;

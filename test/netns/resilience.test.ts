@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { ProxyConfig, Route } from '../../api/index.ts';
-import { endpoint, proxyConfig, service } from '../../proxy/testdata.ts';
+import { endpoint, proxyConfig, route, service } from '../../proxy/testdata.ts';
 import { type Agent, eventually, metricLines, type Pod, Topology } from './netns.ts';
 
 const topo = new Topology();
@@ -30,14 +30,6 @@ function config(routes: Route[], over: { s2?: Partial<ReturnType<typeof endpoint
   c.version = `${c.version.slice(0, 12)}${(serial++).toString(16).padStart(4, '0')}`;
   return c;
 }
-
-const route = (r: Partial<Route>): Route => ({
-  name: 'shop/web',
-  service: 'shop/web',
-  matches: [],
-  backends: [{ service: 'shop/web', weight: 1 }],
-  ...r,
-});
 
 async function apply(c: ProxyConfig): Promise<void> {
   await topo.writeConfig(c);

@@ -1,0 +1,138 @@
+// The outbound plan: what the proxy does with one outbound request or connection, decided once
+// as a pure function over the routing table (target → route → rate limit → fault → backend,
+// with the route's retry, timeout and request-limit policy). Every transport (node:http, the
+// HTTP/1.1 fast path, HTTP/2, upgrades, opaque TCP) asks it and only carries out the answer;
+// the endpoint pick and the live counters stay with the caller.
+import type { Random } from '../clock.ts';
+import type { ProxyErrorCode } from '../errors.ts';
+import {
+  type Backend,
+  type CompiledRoute,
+  pickBackend,
+  type RequestFacts,
+  type RoutingTable,
+  type ServiceTarget,
+} from '../table.ts';
+
+export interface OriginalDst {
+  address: string;
+  port: number;
+}
+
+export interface OutboundRequest {
+  /** Where the client connected (SO_ORIGINAL_DST); undefined when it was not redirected. */
+  dst: OriginalDst | undefined;
+  /** Host / :authority, when the protocol has one. */
+  authority: string | undefined;
+  /** The request, for HTTP; undefined for an opaque TCP connection (no per-request policy). */
+  http: RequestFacts | undefined;
+  /**
+   * Whether the asking transport can carry out this route; when it cannot, the plan answers
+   * `handoff` before any state (rate-limit tokens, random draws) is touched.
+   */
+  serves?: (route: CompiledRoute) => boolean;
+}
+
+/** The parts of the plan that hold state between requests, given by the caller. */
+export interface PlanState {
+  random: Random;
+  /** Takes a token from the route's rate-limit bucket; false when it is empty. */
+  takeToken(route: CompiledRoute): boolean;
+}
+
+export type OutboundPlan =
+  /** The asking transport cannot serve this route (`serves`): hand the request to the general one. */
+  | { kind: 'handoff' }
+  /** No service: forward to the original destination unchanged (outboundTrafficPolicy ALLOW_ANY). */
+  | { kind: 'passthrough'; dst: OriginalDst }
+  /** Answer the client with this status and `weft-error: code`; `target` when a service was found. */
+  | {
+      kind: 'refuse';
+      status: number;
+      code: ProxyErrorCode | 'WEFT_FAULT';
+      message: string;
+      target: ServiceTarget | undefined;
+    }
+  | {
+      kind: 'forward';
+      /** The service the client addressed (its route's root). */
+      target: ServiceTarget;
+      route: CompiledRoute;
+      /** The service and port the request goes to. */
+      backend: Backend;
+      /** Wait this long before forwarding (fault injection delay), ms. */
+      delayMs: number;
+      /** Requests at once to the backend beyond which this one is refused 503 WEFT_OVERFLOW. */
+      maxActive: number;
+      /** The consistent-hash key, when the route hashes on a header. */
+      hashKey: string | undefined;
+    };
+
+/**
+ * The Service an outbound request goes to: by the original destination (a Service VIP), else by
+ * Host among the Services on that port. Never by Host alone: a connection that was not
+ * redirected has no original destination and is not routed.
+ */
+export function outboundTarget(
+  t: RoutingTable,
+  dst: OriginalDst | undefined,
+  authority: string | undefined,
+): ServiceTarget | undefined {
+  if (!dst) return undefined;
+  return t.byVip(dst.address, dst.port) ?? t.byAuthority(authority, dst.port);
+}
+
+/** Most requests at once a route allows to its backend (circuitBreaker limits; Infinity: none). */
+export function maxActiveOf(route: CompiledRoute): number {
+  const cb = route.source?.circuitBreaker;
+  return Math.min(
+    cb?.maxRequests ?? Number.POSITIVE_INFINITY,
+    cb?.maxConnections !== undefined
+      ? cb.maxConnections + (cb.maxPendingRequests ?? 0)
+      : Number.POSITIVE_INFINITY,
+  );
+}
+
+export function planOutbound(
+  t: RoutingTable | undefined,
+  req: OutboundRequest,
+  state: PlanState,
+): OutboundPlan {
+  const refuse = (
+    status: number,
+    code: ProxyErrorCode | 'WEFT_FAULT',
+    message: string,
+    target: ServiceTarget | undefined,
+  ): OutboundPlan => ({ kind: 'refuse', status, code, message, target });
+  if (!t) return refuse(503, 'WEFT_NO_ROUTE', 'weft-proxy has no config yet', undefined);
+  const target = outboundTarget(t, req.dst, req.authority);
+  if (!target) {
+    if (req.dst && t.config.mesh.outboundTrafficPolicy === 'ALLOW_ANY')
+      return { kind: 'passthrough', dst: req.dst };
+    const where = req.dst ? `${req.dst.address}:${req.dst.port}` : 'no original destination';
+    return refuse(502, 'WEFT_NO_ROUTE', `no service for ${req.authority ?? ''} (${where})`, undefined);
+  }
+  const route = t.route(target, req.http);
+  if (req.serves && !req.serves(route)) return { kind: 'handoff' };
+  let delayMs = 0;
+  if (req.http) {
+    if (route.source?.rateLimit && !state.takeToken(route))
+      return refuse(429, 'WEFT_RATE_LIMITED', `rate limit of route ${route.name} exceeded`, target);
+    const fault = route.source?.faultInjection;
+    if (fault?.abort && state.random() * 100 < fault.abort.percentage)
+      return refuse(fault.abort.httpStatus, 'WEFT_FAULT', `fault injected by route ${route.name}`, target);
+    if (fault?.delay && state.random() * 100 < fault.delay.percentage) delayMs = fault.delay.fixedDelayMs;
+  }
+  const backend = pickBackend(route, state.random);
+  if (!backend)
+    return refuse(503, 'WEFT_NO_ENDPOINTS', `route ${route.name} has no backend with weight`, target);
+  return {
+    kind: 'forward',
+    target,
+    route,
+    backend,
+    delayMs,
+    maxActive: maxActiveOf(route),
+    hashKey: route.hashHeader && req.http ? req.http.header(route.hashHeader) : undefined,
+  };
+}

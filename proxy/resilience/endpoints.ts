@@ -1,0 +1,208 @@
+// The live state behind the plan: per-endpoint stats (EWMA, in-flight, outlier state), per-
+// backend request counts and retry budgets, per-route rate-limit buckets, and the endpoint pick.
+// Kept across config swaps (keyed by address:port, service id, route name); `apply` drops what
+// a new config no longer names. Every transport reads and reports through one instance.
+import type { Endpoint, MtlsMode, ProxyConfig, RetryPolicy } from '../../api/index.ts';
+import { RetryBudget } from '../budget.ts';
+import type { Now, Random } from '../clock.ts';
+import { Balancer, type EndpointStats, newEndpointStats } from '../lb.ts';
+import type { ProxyMetrics } from '../metrics.ts';
+import type { PlanState } from '../outbound/plan.ts';
+import {
+  DEFAULT_OUTLIER_POLICY,
+  OutlierDetector,
+  type OutlierPolicy,
+  type OutlierState,
+} from '../outlier.ts';
+import { TokenBucket } from '../ratelimit.ts';
+import {
+  type Backend,
+  type CompiledRoute,
+  DEFAULT_RETRY_BUDGET,
+  targetPort,
+  usableEndpoints,
+} from '../table.ts';
+import type { UpstreamAddress } from '../transport.ts';
+
+export interface ClusterState {
+  active: number;
+  budget: RetryBudget | undefined;
+  budgetKey: string;
+}
+
+export interface Picked {
+  endpoint: Endpoint;
+  stats: EndpointStats;
+  address: UpstreamAddress;
+  peers: OutlierState[];
+}
+
+interface BackendEntries {
+  stats: EndpointStats[];
+  peers: OutlierState[];
+  byStats: Map<EndpointStats, { e: Endpoint; address: UpstreamAddress }>;
+}
+
+/** The mTLS mode for a workload port: the port override, else the namespace's mode (PERMISSIVE before any config). */
+export function mtlsModeFor(config: ProxyConfig | undefined, port: number | undefined): MtlsMode {
+  if (!config) return 'PERMISSIVE';
+  const m = config.mesh.mtls;
+  return (port !== undefined ? m.ports.find((p) => p.port === port)?.mode : undefined) ?? m.mode;
+}
+
+function outlierPolicy(route: CompiledRoute): OutlierPolicy {
+  const cb = route.source?.circuitBreaker;
+  if (!cb) return { ...DEFAULT_OUTLIER_POLICY, consecutive5xxErrors: 0 };
+  return cb;
+}
+
+export class Endpoints {
+  readonly #now: Now;
+  readonly #metrics: ProxyMetrics;
+  readonly #log: (level: 'warn', msg: string, fields: Record<string, unknown>) => void;
+  readonly #balancer: Balancer;
+  readonly outlier: OutlierDetector;
+  readonly #stats = new Map<string, EndpointStats>();
+  readonly clusters = new Map<string, ClusterState>();
+  readonly #buckets = new Map<string, TokenBucket>();
+  // Per config: each backend's usable endpoints with their live stats, built on first use.
+  readonly #backends = new Map<string, BackendEntries>();
+  #config: ProxyConfig | undefined;
+  /** What the outbound plan needs of this state. */
+  readonly planState: PlanState;
+
+  constructor(
+    now: Now,
+    random: Random,
+    metrics: ProxyMetrics,
+    log: (level: 'warn', msg: string, fields: Record<string, unknown>) => void,
+  ) {
+    this.#now = now;
+    this.#metrics = metrics;
+    this.#log = log;
+    this.#balancer = new Balancer(now, random);
+    this.outlier = new OutlierDetector(now);
+    this.planState = { random, takeToken: (route) => this.#bucketFor(route)?.take() ?? true };
+  }
+
+  /** A new config: backends are rebuilt on use; stats of endpoints it no longer names go. */
+  apply(config: ProxyConfig, keys: ReadonlySet<string>): void {
+    this.#config = config;
+    this.#backends.clear();
+    for (const k of this.#stats.keys()) if (!keys.has(k)) this.#stats.delete(k);
+  }
+
+  allStats(): IterableIterator<EndpointStats> {
+    return this.#stats.values();
+  }
+
+  #statsFor(key: string): EndpointStats {
+    let s = this.#stats.get(key);
+    if (!s) {
+      s = newEndpointStats(key, this.#now());
+      this.#stats.set(key, s);
+    }
+    return s;
+  }
+
+  clusterFor(serviceId: string, retries: RetryPolicy | undefined): ClusterState {
+    let c = this.clusters.get(serviceId);
+    if (!c) {
+      c = { active: 0, budget: undefined, budgetKey: '' };
+      this.clusters.set(serviceId, c);
+    }
+    const pct = retries?.budgetPercent ?? DEFAULT_RETRY_BUDGET.budgetPercent;
+    const floor = retries?.minRetriesPerSecond ?? DEFAULT_RETRY_BUDGET.minRetriesPerSecond;
+    const key = `${pct}/${floor}`;
+    if (c.budgetKey !== key) {
+      c.budget = new RetryBudget(pct, floor, this.#now);
+      c.budgetKey = key;
+    }
+    return c;
+  }
+
+  /** Counts the request against its backend's limit; undefined (503 WEFT_OVERFLOW) when full. */
+  enterCluster(plan: {
+    route: CompiledRoute;
+    backend: Backend;
+    maxActive: number;
+  }): ClusterState | undefined {
+    const cluster = this.clusterFor(plan.backend.service.id, plan.route.retries);
+    if (cluster.active >= plan.maxActive) return undefined;
+    cluster.active++;
+    return cluster;
+  }
+
+  entriesFor(backend: Backend): BackendEntries {
+    const key = `${backend.service.id}:${backend.port.port}`;
+    let be = this.#backends.get(key);
+    if (!be) {
+      be = { stats: [], peers: [], byStats: new Map() };
+      for (const e of usableEndpoints(backend.service)) {
+        const port = targetPort(e, backend.port);
+        const st = this.#statsFor(`${e.address}:${port}`);
+        be.stats.push(st);
+        be.peers.push(st.outlier);
+        // mTLS to a meshed endpoint with an identity unless the mode is DISABLE for its port;
+        // Transport falls back to plaintext while this proxy has no identity of its own.
+        const mtls = e.meshed && e.identity !== undefined && mtlsModeFor(this.#config, port) !== 'DISABLE';
+        be.byStats.set(st, {
+          e,
+          address: { host: e.address, port, meshed: e.meshed, ...(mtls ? { peerId: e.identity } : {}) },
+        });
+      }
+      this.#backends.set(key, be);
+    }
+    return be;
+  }
+
+  pickEndpoint(
+    backend: Backend,
+    route: CompiledRoute,
+    tried: Set<string>,
+    hashKey: string | undefined,
+  ): Picked | undefined {
+    const be = this.entriesFor(backend);
+    let candidates = be.stats;
+    let excluded = false;
+    for (const st of candidates) {
+      if (tried.has(st.key) || this.outlier.isEjected(st.outlier)) {
+        excluded = true;
+        break;
+      }
+    }
+    if (excluded) {
+      candidates = be.stats.filter((st) => !tried.has(st.key) && !this.outlier.isEjected(st.outlier));
+      // Everything ejected or tried: better to try an ejected endpoint than to fail outright.
+      if (candidates.length === 0) candidates = be.stats.filter((st) => !tried.has(st.key));
+    }
+    if (candidates.length === 0) return undefined;
+    const chosen = this.#balancer.pick(route.lb, candidates, hashKey) ?? candidates[0]!;
+    const entry = be.byStats.get(chosen)!;
+    return { endpoint: entry.e, stats: chosen, address: entry.address, peers: be.peers };
+  }
+
+  recordOutcome(
+    p: Picked,
+    outcome: 'success' | '5xx' | 'connect-failure',
+    route: CompiledRoute,
+    service: string,
+  ): void {
+    if (this.outlier.record(p.stats.outlier, outcome, outlierPolicy(route), p.peers)) {
+      this.#metrics.ejections.inc({ destination_service: service });
+      this.#log('warn', 'endpoint ejected by outlier detection', { endpoint: p.stats.key, service, outcome });
+    }
+  }
+
+  #bucketFor(route: CompiledRoute): TokenBucket | undefined {
+    const rl = route.source?.rateLimit;
+    if (!rl) return undefined;
+    const key = `${route.name}:${rl.requestsPerSecond}:${rl.burst}`;
+    let b = this.#buckets.get(key);
+    if (!b) {
+      b = new TokenBucket(rl.requestsPerSecond, rl.burst, this.#now);
+      this.#buckets.set(key, b);
+    }
+    return b;
+  }
+}
