@@ -17,6 +17,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { WEFT_IMAGE } from '../../api/mesh.ts';
 import {
   buildImages,
   CALL_REVIEWS_BY_NAME,
@@ -211,7 +212,7 @@ describe('the mesh, end to end on the real node, installed by Helm', {
       const dep = json('get', 'deployment', d, '-n', WEFT_NAMESPACE);
       assert.equal(dep.metadata.annotations['meta.helm.sh/release-name'], 'weft', d);
       assert.equal(dep.status.availableReplicas, dep.spec.replicas, d);
-      assert.equal(dep.spec.template.spec.containers[0].image, 'ghcr.io/weft-mesh/weft:0.1.0', d);
+      assert.equal(dep.spec.template.spec.containers[0].image, WEFT_IMAGE, d);
     }
     const lease = json('get', 'lease', 'weft-operator', '-n', WEFT_NAMESPACE);
     const { matchLabels } = json('get', 'deployment', 'weft-operator', '-n', WEFT_NAMESPACE).spec.selector;
