@@ -225,6 +225,7 @@ Weft is up with its demo (${((Date.now() - t0) / 1000).toFixed(0)} s).
   ${kubectlBin} -n weft-demo exec deploy/frontend -c app -- node -e 'console.log(await (await fetch("http://reviews:9080")).text())'
   npm run -s weftctl -- check                     # is the mesh healthy? (weftctl on Node 24)
 Edit the canary: ${kubectlBin} -n weft-demo edit ts reviews-canary
-  (the kubelet projects the new proxy configuration within its syncFrequency, about a minute)
+  (the proxies watch their configuration through the apiserver: about a second; else the kubelet
+   projects it into their volume within its syncFrequency, about a minute)
 Stop everything: npm run cluster:down
 `);
