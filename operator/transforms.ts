@@ -42,9 +42,14 @@ const NO_CONTAINERS: readonly { name: string }[] = Object.freeze([]);
 
 export function slimPod(o: KubeObject): K<PodObj> {
   const spec = (o.spec ?? {}) as NonNullable<PodObj['spec']>;
+  // A pod that has finished (Succeeded or Failed) runs no proxy any more: it is no meshed pod
+  // to count or to ask for its version (it was listed as lagging, "other side closed").
+  const phase = (o.status as { phase?: string } | undefined)?.phase;
+  const finished = phase === 'Succeeded' || phase === 'Failed';
   const meshed =
-    (spec.containers ?? []).some((c) => c.name === PROXY.containerName) ||
-    (spec.initContainers ?? []).some((c) => c.name === PROXY.containerName);
+    !finished &&
+    ((spec.containers ?? []).some((c) => c.name === PROXY.containerName) ||
+      (spec.initContainers ?? []).some((c) => c.name === PROXY.containerName));
   const s: NonNullable<PodObj['spec']> = {
     containers: (meshed ? PROXY_CONTAINERS : NO_CONTAINERS) as { name: string }[],
   };

@@ -1,0 +1,29 @@
+// What the pod informer keeps: a finished pod is no meshed pod (no proxy runs in it any more).
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { isMeshedPod } from './compiler.ts';
+import { podMatters, slimPod } from './transforms.ts';
+
+const pod = (phase: string) => ({
+  apiVersion: 'v1',
+  kind: 'Pod',
+  metadata: { name: 'intruder', namespace: 'weft-demo', labels: { app: 'intruder' } },
+  spec: {
+    serviceAccountName: 'intruder',
+    containers: [{ name: 'app' }],
+    initContainers: [{ name: 'weft-init' }, { name: 'weft-proxy' }],
+  },
+  status: { phase, podIP: '10.123.0.10' },
+});
+
+test('a running pod with the proxy is meshed and keeps its IP; once finished it is not, and that change matters', () => {
+  const running = slimPod(pod('Running'));
+  assert.equal(isMeshedPod(running), true);
+  assert.equal(running.status?.podIP, '10.123.0.10');
+  for (const phase of ['Succeeded', 'Failed']) {
+    const done = slimPod(pod(phase));
+    assert.equal(isMeshedPod(done), false, phase);
+    assert.equal(done.status, undefined, `${phase}: no address to poll`);
+    assert.equal(podMatters(running, done), true, `${phase}: the compiler and the counts see it`);
+  }
+});
