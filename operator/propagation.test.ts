@@ -85,8 +85,11 @@ test("the operator's long poll learns each applied version from the proxy's heal
     assert.deepEqual(reports.get(p0), { version: c1.version, generation: 3, error: undefined });
     assert.equal(reports.maxGeneration('shop'), 3);
     assert.deepEqual(changes, [['shop'], ['shop']]);
+    n = next();
     reports.sync([]);
     assert.equal(reports.get(p0), undefined, 'a pod that went away is forgotten');
+    await n;
+    assert.deepEqual(changes.at(-1), ['shop'], 'and the statuses that waited for it are recomputed');
   } finally {
     reports.stop();
     srv.closeAllConnections();

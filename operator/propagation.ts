@@ -95,7 +95,11 @@ export class ProxyReports {
       if (want.get(key)?.address === poll.address) continue;
       poll.ctl.abort();
       this.#polls.delete(key);
-      if (!want.has(key)) this.#reports.delete(key);
+      if (!want.has(key) && this.#reports.delete(key)) {
+        // A proxy that is gone (pod deleted or finished) no longer counts: statuses that
+        // waited for it are recomputed.
+        this.#notify(key.slice(0, key.indexOf('/')));
+      }
     }
     for (const [key, { pod, address }] of want) {
       if (this.#polls.has(key)) continue;
@@ -115,6 +119,11 @@ export class ProxyReports {
     const old = this.#reports.get(key);
     this.#reports.set(key, r);
     if (old && old.version === r.version && old.generation === r.generation && old.error === r.error) return;
+    this.#notify(ns);
+  }
+
+  /** Tells onChange about ns, coalesced over flushMs with other namespaces. */
+  #notify(ns: string): void {
     this.#changed.add(ns);
     this.#flush ??= setTimeout(() => {
       this.#flush = undefined;
