@@ -17,7 +17,9 @@ import {
   type ProxyConfig,
   type Route,
 } from '../api/proxyconfig.ts';
-import { compilePolicy, compileSplit, type ResourceResult } from './compile/resources.ts';
+import type { Binding, RouteResult } from './compile/gateway.ts';
+import { compilePolicy, type ResourceResult } from './compile/resources.ts';
+import { routeSet } from './compile/routes.ts';
 import {
   callableServices,
   compileService,
@@ -33,6 +35,7 @@ import {
 import { byKey, keyOf, retryPolicy, sortKeys, timerMs } from './compile/util.ts';
 import type { ClusterSnapshot, EndpointSliceObj, PodObj, ServiceObj } from './types.ts';
 
+export type { Binding, ParentResult, RouteResult } from './compile/gateway.ts';
 export { compilePolicy, compileSplit, type ResourceResult } from './compile/resources.ts';
 export {
   callableServices,
@@ -96,25 +99,8 @@ export interface Compiled {
   /** What is programmed now, for the operator's last-good memory. */
   routes: Map<string, Route>;
   authz: Map<string, AuthzPolicy>;
-}
-
-/** The route programmed for a split: its current form, else its last good one. */
-function routesOf(snap: ClusterSnapshot, idx: SnapshotIndex) {
-  const results: ResourceResult[] = [];
-  const routes = new Map<string, Route>();
-  for (const split of [...snap.trafficSplits].sort(byKey((s) => keyOf(s.metadata)))) {
-    const { route, result } = compileSplit(split, idx.services);
-    if (route) routes.set(result.key, route);
-    else {
-      const last = snap.lastGood?.routes.get(result.key);
-      if (last) {
-        routes.set(result.key, last);
-        result.programmed = 'lastGood';
-      }
-    }
-    results.push(result);
-  }
-  return { results, routes };
+  /** HTTPRoutes and GRPCRoutes: the verdict per Service parent. */
+  gatewayRoutes: RouteResult[];
 }
 
 function policiesOf(snap: ClusterSnapshot) {
@@ -237,9 +223,9 @@ export class Compiler {
       entries.push(entry);
     }
     this.services = next;
-    const { results: splits, routes } = routesOf(snap, idx);
+    const routeset = routeSet(snap, idx);
+    const { splits, splitRoutes: routes } = routeset;
     const { results: policies, policies: authz } = policiesOf(snap);
-    const routesJson = J([...routes.values()]);
     const trustJson = J([...snap.trustBundle]);
     const meshed = [...idx.meshed];
     const render = (ns: string): CompiledConfig => {
@@ -250,7 +236,7 @@ export class Compiler {
       const head =
         `{"apiVersion":${J(PROXY_CONFIG_API_VERSION)},"authorizationPolicies":${J(nsPolicies)},` +
         `"mesh":${J(meshSection(snap.mesh, ns, snap.clusterDomain))},"namespace":${J(ns)},` +
-        `"routes":${routesJson},"services":[`;
+        `"routes":${routeset.json(ns)},"services":[`;
       const tail = `],"trustBundle":${trustJson}`;
       const hash = createHash('sha256').update(head);
       const parts: string[] = new Array(entries.length + 2);
@@ -268,14 +254,32 @@ export class Compiler {
       const json = parts.join('');
       return { namespace: ns, version, json, config: () => JSON.parse(json) as ProxyConfig };
     };
-    return { meshed, splits, policies, routes, authz, render, serviceCount: entries.length };
+    const gateway = routeset.gateway;
+    return {
+      meshed,
+      splits,
+      policies,
+      routes,
+      authz,
+      gatewayRoutes: gateway.results,
+      gatewayBindings: gateway.bindings,
+      render,
+      serviceCount: entries.length,
+    };
   }
 
   compile(snap: ClusterSnapshot, only?: ReadonlySet<string>): Compiled {
     const p = this.prepare(snap);
     const configs = new Map<string, CompiledConfig>();
     for (const ns of p.meshed) if (!only || only.has(ns)) configs.set(ns, p.render(ns));
-    return { configs, splits: p.splits, policies: p.policies, routes: p.routes, authz: p.authz };
+    return {
+      configs,
+      splits: p.splits,
+      policies: p.policies,
+      routes: p.routes,
+      authz: p.authz,
+      gatewayRoutes: p.gatewayRoutes,
+    };
   }
 }
 
@@ -286,6 +290,10 @@ export interface Prepared {
   policies: ResourceResult[];
   routes: Map<string, Route>;
   authz: Map<string, AuthzPolicy>;
+  /** HTTPRoutes and GRPCRoutes: the verdict per Service parent. */
+  gatewayRoutes: RouteResult[];
+  /** What is programmed per Gateway API route, for the last-good memory. */
+  gatewayBindings: Map<string, Binding[]>;
   serviceCount: number;
   render(namespace: string): CompiledConfig;
 }

@@ -21,6 +21,11 @@ export interface ResourceResult {
   generation?: number;
   accepted: { ok: true } | { ok: false; reason: Reason; message: string };
   resolvedRefs?: { ok: true } | { ok: false; reason: Reason; message: string };
+  /**
+   * TrafficSplits only: the Gateway API routes attached to the same Service, which take
+   * precedence; with `namespaces`, only there (consumer routes), else everywhere.
+   */
+  overriddenBy?: { routes: string[]; namespaces?: string[] };
   /** What is in the config for it now: the current spec, a last good version, or nothing. */
   programmed: 'current' | 'lastGood' | 'none';
 }
