@@ -12,6 +12,7 @@ import {
   type RouteResult,
 } from './compiler.ts';
 import { decode } from './distribution.ts';
+import type { GatewayCache } from './gatewayapi.ts';
 import type { ClusterSnapshot } from './types.ts';
 
 export interface CompilationOptions {
@@ -21,6 +22,8 @@ export interface CompilationOptions {
   namespace: string;
   trustBundle: () => string[];
   log: Logger;
+  /** Gateway API informers (those installed). */
+  gateway?: GatewayCache;
 }
 
 export class Compilation {
@@ -119,6 +122,9 @@ export class Compilation {
       pods: c.pods.list(),
       trafficSplits: c.trafficSplits.list(),
       authorizationPolicies: c.authorizationPolicies.list(),
+      httpRoutes: this.o.gateway?.httpRoutes?.list(),
+      grpcRoutes: this.o.gateway?.grpcRoutes?.list(),
+      referenceGrants: this.o.gateway?.referenceGrants?.list(),
       excludedNamespaces: [this.o.namespace],
       lastGood: this.lastGood,
     };

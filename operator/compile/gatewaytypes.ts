@@ -1,6 +1,7 @@
 // The parts of the Gateway API (gateway.networking.k8s.io, standard channel) that Weft reads:
 // HTTPRoute and GRPCRoute attached to Services (GAMMA), and ReferenceGrant. The CRDs are the
 // upstream ones (docs/gateway-api.md); these types hold only the fields the compiler uses.
+import type { Condition } from '../../api/common.ts';
 import type { ResourceType } from '../../kube/client.ts';
 import type { Meta } from '../types.ts';
 
@@ -113,14 +114,7 @@ export interface RouteRule<M> {
 export interface RouteParentStatus {
   parentRef: ParentRef;
   controllerName: string;
-  conditions?: {
-    type: string;
-    status: 'True' | 'False' | 'Unknown';
-    reason: string;
-    message: string;
-    lastTransitionTime?: string;
-    observedGeneration?: number;
-  }[];
+  conditions?: Condition[];
 }
 
 interface RouteObj<M> {
