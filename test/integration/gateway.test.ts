@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { ProxyConfig, Route } from '../../api/proxyconfig.ts';
+import { collectStatus } from '../../cli/status.ts';
 import { applyGatewayApiCrds, GATEWAY_API_VERSION } from '../../hack/gateway-api.ts';
 import {
   KubeClient,
@@ -333,5 +334,15 @@ describe(`Gateway API ${GATEWAY_API_VERSION} routes on a real apiserver`, () => 
         ? true
         : undefined;
     });
+  });
+
+  test('weftctl status lists the routes with Weft’s verdict', async () => {
+    const rows = await collectStatus(cluster.kc as Parameters<typeof collectStatus>[0]);
+    const row = (kind: string, ns: string, name: string) =>
+      rows.find((r) => r.kind === kind && r.namespace === ns && r.name === name);
+    assert.equal(row('HTTPRoute', 'shop', 'reviews')?.reason, 'BackendNotFound');
+    assert.equal(row('HTTPRoute', 'shop', 'to-lib')?.ready, 'True');
+    assert.equal(row('HTTPRoute', 'shop', 'ext')?.reason, 'UnsupportedValue');
+    assert.equal(row('GRPCRoute', 'shop', 'grpc')?.ready, 'True');
   });
 });
