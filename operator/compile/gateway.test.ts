@@ -442,7 +442,9 @@ describe('Gateway API route compiler', () => {
     const first = compile(snap);
     assert.equal(first.gatewayRoutes.find((r) => r.key === 'HTTPRoute/shop/bad')!.programmed, 'current');
     snap.httpRoutes[0]!.spec.rules![0]!.filters = [{ type: 'ExtensionRef' }];
-    snap.httpRoutes[0]!.spec.rules![0]!.matches = [{ path: { type: 'RegularExpression', value: '(?=x)' } }];
+    snap.httpRoutes[0]!.spec.rules![0]!.matches = [
+      { path: { type: 'RegularExpression', value: '(?=x)' }, headers: [{ name: 'bad name', value: 'x' }] },
+    ];
     const lastGood = { routes: new Map(), policies: new Map(), gatewayRoutes: new Map() };
     // Without a last good version: not programmed.
     let r = resultOf(snap, 'HTTPRoute/shop/bad');
@@ -453,6 +455,8 @@ describe('Gateway API route compiler', () => {
       assert.equal(a.reason, 'UnsupportedValue');
       assert.match(a.message, /spec\.rules\[0\]\.filters\[0\]\.type: ExtensionRef is not supported/);
       assert.match(a.message, /spec\.rules\[0\]\.matches\[0\]\.path\.value: "\(\?=x\)" is not an RE2/);
+      // A value the proxies' schema refuses (the CRD would have): refused here, for this route only.
+      assert.match(a.message, /matches\/0\/headers\/0\/name|matches\[0\]\.headers\[0\]\.name/);
     }
     assert.deepEqual(
       routesOf(snap, 'shop').map((x) => x.name),

@@ -7,7 +7,8 @@
 // Gateway API precedence (gatewayrules.ts ranks), one entry per match, and closed by a 404
 // catch-all per port scope: the proxy takes the first entry that fits.
 import { durationMs, MAX_TIMER_MS } from '../../api/index.ts';
-import type { Route } from '../../api/proxyconfig.ts';
+import { type Route, Route as RouteSchema } from '../../api/proxyconfig.ts';
+import { check } from '../../api/validate.ts';
 import type { ServiceObj } from '../types.ts';
 import {
   compileBackends,
@@ -193,6 +194,14 @@ function bindRoute(
       if (filters.filters.length) r.filters = filters.filters;
       const usable = backends.backends.filter((b) => !b.unresolved && b.weight > 0);
       if (!redirect && usable.length === 0) r.directResponse = { status: 500 };
+      // What the proxies would refuse (and with it the whole namespace's config) is refused
+      // here, for this route only: values the CRDs' own validation should have stopped.
+      for (const e of check(RouteSchema, r, `${field}(compiled)`))
+        problems.push({
+          field: e.field,
+          reason: ROUTE_REASON.UnsupportedValue,
+          message: `${e.field}: ${e.message}`,
+        });
       entries.push({
         route: sortKeys(r),
         rank: [kind === 'GRPCRoute' ? 0 : 1, ...rank, age, `${ns}/${name}`, ri, mi],
