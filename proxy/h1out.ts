@@ -20,13 +20,13 @@ import {
   HOP_BY_HOP,
   headClock,
   headerValue,
-  IDEMPOTENT,
   listenDownstream,
   parseResponseHead,
   passBody,
   readHead,
 } from './h1fast.ts';
 import type { NormalizedTarget } from './pathnorm.ts';
+import { type Attempts, failureReply } from './resilience/attempts.ts';
 
 const CRLF2 = Buffer.from('\r\n\r\n');
 const MAX_WAITING = 64 * 1024;
@@ -34,46 +34,34 @@ const MAX_WAITING = 64 * 1024;
 /** Request headers that describe one hop (never forwarded); framing headers pass as they are. */
 const HOP = new Set([...HOP_BY_HOP].filter((h) => h !== 'transfer-encoding'));
 
-export type TryFailure = 'connect-failure' | 'reset' | 'timeout';
-
-/** One endpoint to try: how to get a connection to it, and what to report after. */
-export interface TryTarget {
-  /** A pooled or new connection (plain TCP, or mutual TLS to a peer sidecar). */
-  acquire(): { socket: net.Socket; reused: boolean };
+/** How a try reaches its target: a pooled or new connection (plain TCP, or mutual TLS to a peer sidecar). */
+export interface Upstream<T> {
+  acquire(t: T): { socket: net.Socket; reused: boolean };
   /** Whether the connection is usable yet, and a callback for when it is. */
   established(s: net.Socket): boolean;
   whenEstablished(s: net.Socket, cb: () => void): void;
   /** Gives a connection back to the pool (the caller removed its listeners). */
-  release(s: net.Socket): void;
-  /** Ends the try: latency, outlier detection, in-flight count (cancelled: the client went away). */
-  report(outcome: { status: number } | { failure: TryFailure; stale: boolean } | { cancelled: true }): void;
-  /** The workload behind the endpoint, when the response does not say. */
-  workload: string | undefined;
+  release(t: T, s: net.Socket): void;
+  /** The workload behind the target, when the response does not say. */
+  workload(t: T): string | undefined;
 }
 
 /** What the proxy decided for one request. */
-export type Decision =
+export type Decision<T> =
   | { kind: 'handoff' }
   | { kind: 'reply'; status: number; code: string; message: string }
-  | { kind: 'forward'; exchange: Exchange };
+  | { kind: 'forward'; exchange: Exchange<T> };
 
-export interface Exchange {
+export interface Exchange<T> {
   /** Extra request header lines ("name: value\r\n"), the sidecar metadata. */
   extraHeaders: string;
   /** Request header names dropped before forwarding (sidecar metadata from the app). */
   strip: ReadonlySet<string>;
   /** Wait this long first (fault injection), ms. */
   delayMs: number;
-  /** Route timeout, ms (0: none): 504 when no response head came by then. */
-  timeoutMs: number;
-  /** Per-try timeout, ms (0: none). */
-  perTryTimeoutMs: number;
-  /** The endpoint for the next try; undefined when there is none (503). */
-  next(): TryTarget | undefined;
-  /** Whether a failed or answered try may be retried (retryOn and the budget; counts the retry). */
-  retry(outcome: { status: number; grpcStatus: string | undefined } | { failure: TryFailure }): boolean;
-  /** Tries allowed in all (1 + retry attempts). */
-  maxTries: number;
+  /** The tries: targets, timeouts, resend and retry decisions (proxy/resilience/attempts.ts). */
+  tries: Attempts<T>;
+  upstream: Upstream<T>;
   /** Labels for the no-endpoint and timeout messages. */
   service: string;
   /** The request is over (response sent, or failed): metrics, access log, limits. */
@@ -85,7 +73,7 @@ export interface Exchange {
   }): void;
 }
 
-export interface OutboundDeps {
+export interface OutboundDeps<T> {
   maxHeaderBytes: number;
   idleTimeoutMs: number;
   /** Time for each request head, from its first byte (408 after). */
@@ -95,7 +83,7 @@ export interface OutboundDeps {
   handoff(socket: net.Socket, buffered: Buffer): void;
   /** The request target as routed and forwarded, or why it is refused (400); absent: BASE. */
   admit?(target: string, host: string | undefined): NormalizedTarget;
-  decide(head: Head, hasBody: boolean): Decision;
+  decide(head: Head, hasBody: boolean): Decision<T>;
   onHead(): void;
   draining(): boolean;
   error(code: string): void;
@@ -121,7 +109,7 @@ export function plain(status: number, code: string, message: string, close: bool
   return `HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nweft-error: ${code}\r\n${close ? 'connection: close\r\n' : ''}\r\n${body}`;
 }
 
-export function serveOutbound(socket: net.Socket, initial: Buffer, d: OutboundDeps): void {
+export function serveOutbound<T>(socket: net.Socket, initial: Buffer, d: OutboundDeps<T>): void {
   let buf: Buffer<ArrayBufferLike> = initial;
   let state: 'head' | 'body' | 'wait' | 'closed' = 'head';
   let reqBody: BodyTracker | undefined;
@@ -220,7 +208,7 @@ export function serveOutbound(socket: net.Socket, initial: Buffer, d: OutboundDe
         }
         dropBody = false;
         sink = undefined;
-        forward(head, framing, hasBody, decision.exchange);
+        forward(head, hasBody, decision.exchange);
         continue;
       }
       if (state === 'body') {
@@ -258,7 +246,7 @@ export function serveOutbound(socket: net.Socket, initial: Buffer, d: OutboundDe
     if (state === 'body' && !pumping) pump();
   }
 
-  function forward(head: Head, _framing: Framing, hasBody: boolean, x: Exchange): void {
+  function forward(head: Head, hasBody: boolean, x: Exchange<T>): void {
     inRequest = true;
     // The request head for the upstream: hop-by-hop headers and the app's sidecar metadata out,
     // ours in; framing (content-length, transfer-encoding) as received.
@@ -278,10 +266,8 @@ export function serveOutbound(socket: net.Socket, initial: Buffer, d: OutboundDe
     let finished = false;
     let responded = false;
     let bodyStarted = false;
-    let staleRetried = false;
     let status = 0;
     let current: net.Socket | undefined;
-    let overall: NodeJS.Timeout | undefined;
     let upstreamWorkload: string | undefined;
     let upstreamNamespace: string | undefined;
     let grpcStatus = '';
@@ -290,7 +276,7 @@ export function serveOutbound(socket: net.Socket, initial: Buffer, d: OutboundDe
       if (finished) return;
       finished = true;
       inRequest = false;
-      if (overall) clearTimeout(overall);
+      x.tries.stopDeadline();
       abortCurrent = undefined;
       x.finish({ status: st, grpcStatus, upstreamWorkload, upstreamNamespace });
     };
@@ -335,74 +321,62 @@ export function serveOutbound(socket: net.Socket, initial: Buffer, d: OutboundDe
       next();
     };
 
-    if (x.timeoutMs > 0) {
-      overall = setTimeout(() => {
-        current?.destroy();
-        current = undefined;
-        replyError(504, 'WEFT_UPSTREAM_TIMEOUT', `${x.service} did not answer within ${x.timeoutMs} ms`);
-      }, x.timeoutMs);
-    }
+    const tries = x.tries;
+    tries.deadline(() => {
+      current?.destroy();
+      current = undefined;
+      replyError(504, 'WEFT_UPSTREAM_TIMEOUT', `${x.service} did not answer within ${tries.timeoutMs} ms`);
+    });
 
-    const attempt = (tryNo: number) => {
+    const attempt = () => {
       if (finished) return;
-      const target = x.next();
-      if (!target) {
+      const tr = tries.pick();
+      if (!tr) {
         replyError(503, 'WEFT_NO_ENDPOINTS', `${x.service} has no ready endpoints`);
         return;
       }
-      const { socket: conn, reused } = target.acquire();
+      const up = x.upstream;
+      const { socket: conn, reused } = up.acquire(tr.target);
       current = conn;
-      let established = target.established(conn);
-      let reported = false;
-      let perTry: NodeJS.Timeout | undefined;
+      let established = up.established(conn);
+      let stopPerTry: (() => void) | undefined;
       let rbuf: Buffer<ArrayBufferLike> = Buffer.alloc(0);
       let resBody: BodyTracker | undefined;
       let reusable = false;
 
-      const report = (o: Parameters<TryTarget['report']>[0]) => {
-        if (reported) return;
-        reported = true;
-        if (perTry) clearTimeout(perTry);
-        target.report(o);
-      };
       const detachUp = () => {
         conn.off('data', onUpData);
         conn.off('error', onUpError);
         conn.off('close', onUpClose);
-        if (perTry) clearTimeout(perTry);
+        stopPerTry?.();
       };
       /** A failure before the response head: retry or answer with an error. */
-      const failed = (kind: TryFailure, code: string | undefined) => {
+      const failed = (kind: 'connect-failure' | 'reset' | 'timeout', code: string | undefined) => {
         detachUp();
         conn.destroy();
         if (current === conn) current = undefined;
         if (finished) {
-          report({ cancelled: true });
+          tries.cancel(tr);
           return;
         }
+        // A pooled connection the upstream had just closed: not the endpoint's fault.
         const stale =
           reused && kind !== 'timeout' && (code === 'ECONNRESET' || code === 'EPIPE' || code === undefined);
-        report({ failure: kind, stale });
-        const canReplay = !hasBody || !bodyStarted;
-        if (stale && canReplay && !staleRetried && IDEMPOTENT.has(head.method)) {
-          // A pooled connection the upstream had just closed: not the endpoint's fault.
-          staleRetried = true;
-          attempt(tryNo);
+        const step = tries.settle(tr, { failure: kind, stale }, !hasBody || !bodyStarted);
+        if (step !== 'stop') {
+          attempt();
           return;
         }
-        if (tryNo < x.maxTries && canReplay && x.retry({ failure: kind })) {
-          attempt(tryNo + 1);
-          return;
-        }
-        if (kind === 'connect-failure')
-          replyError(503, 'WEFT_UPSTREAM_CONNECT', `${x.service}: ${code ?? 'connect failed'}`);
-        else if (kind === 'timeout')
-          replyError(
-            504,
-            'WEFT_UPSTREAM_TIMEOUT',
-            `${x.service}: per-try timeout of ${x.perTryTimeoutMs} ms`,
-          );
-        else replyError(502, 'WEFT_UPSTREAM_RESET', `${x.service}: ${code ?? 'connection closed'}`);
+        const reply = failureReply(kind);
+        replyError(
+          reply.status,
+          reply.code,
+          kind === 'connect-failure'
+            ? `${x.service}: ${code ?? 'connect failed'}`
+            : kind === 'timeout'
+              ? `${x.service}: per-try timeout of ${tries.perTryTimeoutMs} ms`
+              : `${x.service}: ${code ?? 'connection closed'}`,
+        );
       };
       const onUpError = (e: NodeJS.ErrnoException) => {
         if (resBody) {
@@ -458,13 +432,14 @@ export function serveOutbound(socket: net.Socket, initial: Buffer, d: OutboundDe
               continue;
             }
             const gs = headerValue(rh.headers, 'grpc-status');
-            report({ status: rh.status });
-            const canReplay = !hasBody || !bodyStarted;
-            if (tryNo < x.maxTries && canReplay && x.retry({ status: rh.status, grpcStatus: gs })) {
+            stopPerTry?.();
+            if (
+              tries.settle(tr, { status: rh.status, grpcStatus: gs }, !hasBody || !bodyStarted) === 'retry'
+            ) {
               detachUp();
               conn.destroy();
               if (current === conn) current = undefined;
-              attempt(tryNo + 1);
+              attempt();
               return;
             }
             const f: Framing | undefined =
@@ -475,7 +450,7 @@ export function serveOutbound(socket: net.Socket, initial: Buffer, d: OutboundDe
               failed('reset', 'EPROTO');
               return;
             }
-            if (overall) clearTimeout(overall);
+            tries.stopDeadline();
             status = rh.status;
             grpcStatus = gs ?? '';
             responded = true;
@@ -497,7 +472,7 @@ export function serveOutbound(socket: net.Socket, initial: Buffer, d: OutboundDe
               if (k === 'connection' || k === 'keep-alive' || k === 'proxy-connection') continue;
               outHead += `${rh.lines[i]}\r\n`;
             }
-            upstreamWorkload ??= target.workload;
+            upstreamWorkload ??= up.workload(tr.target);
             if (!keepAlive || d.draining()) {
               keepAlive = false;
               outHead += 'connection: close\r\n';
@@ -536,7 +511,7 @@ export function serveOutbound(socket: net.Socket, initial: Buffer, d: OutboundDe
         // The connection carries another request only once this one's body is all sent.
         const bodySent = !hasBody || reqBody!.done;
         if (sink === conn) sink = undefined;
-        if (reusable && clean && bodySent) target.release(conn);
+        if (reusable && clean && bodySent) up.release(tr.target, conn);
         else {
           if (!bodySent) dropBody = true;
           conn.destroy();
@@ -548,10 +523,9 @@ export function serveOutbound(socket: net.Socket, initial: Buffer, d: OutboundDe
       conn.on('data', onUpData);
       conn.on('error', onUpError);
       conn.on('close', onUpClose);
-      if (x.perTryTimeoutMs > 0)
-        perTry = setTimeout(() => {
-          if (!resBody) failed('timeout', undefined);
-        }, x.perTryTimeoutMs);
+      stopPerTry = tries.perTry(() => {
+        if (!resBody) failed('timeout', undefined);
+      });
       // Head (and body bytes already here, once connected) leave in one segment.
       conn.cork();
       conn.write(headBytes);
@@ -565,11 +539,11 @@ export function serveOutbound(socket: net.Socket, initial: Buffer, d: OutboundDe
         }
       };
       if (established) go();
-      else target.whenEstablished(conn, go);
+      else up.whenEstablished(conn, go);
     };
 
-    if (x.delayMs > 0) delayTimer = setTimeout(() => attempt(1), x.delayMs);
-    else attempt(1);
+    if (x.delayMs > 0) delayTimer = setTimeout(attempt, x.delayMs);
+    else attempt();
   }
 
   pump();

@@ -31,9 +31,8 @@ import {
   serviceLabel,
 } from './context.ts';
 import type { ProxyErrorCode } from './errors.ts';
-import { statusForError } from './errors.ts';
-import { headerValue, IDEMPOTENT, KeyedPool, LocalPool, serveInbound } from './h1fast.ts';
-import { type Decision, serveOutbound } from './h1out.ts';
+import { headerValue, KeyedPool, LocalPool, serveInbound } from './h1fast.ts';
+import { type Decision, serveOutbound, type Upstream } from './h1out.ts';
 import {
   type DownReq,
   type DownRes,
@@ -46,15 +45,14 @@ import {
 import { makeHttpServers } from './http/servers.ts';
 import type { WorkloadIdentity } from './identity/tls.ts';
 import { authzRequest, callerOf, namespaceOfSpiffe } from './inbound/admission.ts';
-import { observeLatency } from './lb.ts';
 import { dispatch, type Transports } from './listen/dispatch.ts';
 import { makeListener, RedirectGuard } from './listen/listener.ts';
 import { InboundTls } from './listen/tls.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import { planOutbound } from './outbound/plan.ts';
 import { DEFAULT_PATH_NORMALIZATION, type NormalizedTarget, normalizeTarget } from './pathnorm.ts';
-import { Endpoints } from './resilience/endpoints.ts';
-import { retriable, spendRetry } from './resilience/retry.ts';
+import { backendAttempts, failureReply, resendsStale } from './resilience/attempts.ts';
+import { Endpoints, type Picked } from './resilience/endpoints.ts';
 import { RoutingTable, type ServiceTarget } from './table.ts';
 import { type AccessLog, finishReporter } from './telemetry/finish.ts';
 import type { Tracing } from './tracing.ts';
@@ -350,8 +348,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
             res.destroy();
             return;
           }
-          if (i === 0 && f.staleConnection && !bodyStarted && !res.destroyed && IDEMPOTENT.has(method))
-            continue;
+          if (f.staleConnection && !res.destroyed && resendsStale(method, !bodyStarted, i > 0)) continue;
           status = 502;
           span?.end(502);
           sendError(
@@ -425,48 +422,40 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       }
     }
 
-    const retries = route.retries;
-    const maxTries = 1 + (retries?.attempts ?? 0);
-    const tried = new Set<string>();
-    const hashKey = plan.hashKey;
-    let bodyStarted = false;
-    let staleRetried = false;
-    let overallTimer: NodeJS.Timeout | undefined;
-    let timedOut = false;
-    let current: Attempt | undefined;
-    const overall = new Promise<'timeout'>((resolve) => {
-      if (route.timeoutMs > 0) {
-        overallTimer = setTimeout(() => {
-          timedOut = true;
-          current?.abort();
-          resolve('timeout');
-        }, route.timeoutMs);
-      }
+    const service = serviceLabel(target);
+    const tries = backendAttempts(endpoints, plan, cluster, {
+      method,
+      service,
+      now,
+      countRetry: (outcome) => metrics.retries.inc({ destination_service: service, outcome }),
     });
+    let bodyStarted = false;
+    let current: Attempt | undefined;
+    const overall = new Promise<'timeout'>((resolve) =>
+      tries.deadline(() => {
+        current?.abort();
+        resolve('timeout');
+      }),
+    );
     res.once('close', () => {
       cluster.active--;
-      if (overallTimer) clearTimeout(overallTimer);
+      tries.stopDeadline();
       if (!res.writableFinished) current?.abort();
     });
-    cluster.budget?.recordRequest();
 
-    for (let attemptNo = 1; attemptNo <= maxTries; attemptNo++) {
-      const picked = endpoints.pickEndpoint(backend, route, tried, hashKey);
-      if (!picked) {
+    for (;;) {
+      const tr = tries.pick();
+      if (!tr) {
         status = 503;
-        sendError(res, 503, 'WEFT_NO_ENDPOINTS', `${serviceLabel(target)} has no ready endpoints`, direction);
+        sendError(res, 503, 'WEFT_NO_ENDPOINTS', `${service} has no ready endpoints`, direction);
         return;
       }
-      tried.add(picked.stats.key);
-      // Once every endpoint was tried, allow them again (a retry may still hit a recovered one).
-      if (tried.size >= endpoints.entriesFor(backend).stats.length) tried.clear();
+      const picked = tr.target;
       upstreamNamespace = backend.service.namespace;
       const attempt = h2
         ? attemptHttp2(transport, picked.address, areq)
         : attemptHttp1(transport, picked.address, areq, cb?.maxConnections);
       current = attempt;
-      picked.stats.inflight++;
-      const tryStart = now();
       if (hasBody) {
         attempt.whenConnected(() => {
           if (bodyStarted || res.destroyed) return;
@@ -482,19 +471,19 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
           req.pipe(attempt.body);
         });
       }
-      let perTry: NodeJS.Timeout | undefined;
+      let stopPerTry: (() => void) | undefined;
       const perTryP = new Promise<'pertry'>((resolve) => {
-        if (retries?.perTryTimeoutMs) perTry = setTimeout(() => resolve('pertry'), retries.perTryTimeoutMs);
+        stopPerTry = tries.perTry(() => resolve('pertry'));
       });
       let up: UpstreamResponse | undefined;
       let failure: UpstreamFailure | undefined;
       try {
         const racers: Array<Promise<UpstreamResponse | 'timeout' | 'pertry'>> = [attempt.response];
-        if (overallTimer) racers.push(overall);
-        if (perTry) racers.push(perTryP);
+        if (tries.timeoutMs > 0) racers.push(overall);
+        if (stopPerTry) racers.push(perTryP);
         const r = racers.length === 1 ? await attempt.response : await Promise.race(racers);
-        if (r === 'timeout' || timedOut) {
-          picked.stats.inflight--;
+        if (r === 'timeout' || tries.expired) {
+          tries.cancel(tr);
           attempt.abort();
           status = 504;
           span?.end(504);
@@ -502,75 +491,46 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
             res,
             504,
             'WEFT_UPSTREAM_TIMEOUT',
-            `${serviceLabel(target)} did not answer within ${route.timeoutMs} ms`,
+            `${service} did not answer within ${tries.timeoutMs} ms`,
             direction,
           );
           return;
         }
         if (r === 'pertry') {
           attempt.abort();
-          failure = new UpstreamFailure('timeout', `per-try timeout of ${retries?.perTryTimeoutMs} ms`);
+          failure = new UpstreamFailure('timeout', `per-try timeout of ${tries.perTryTimeoutMs} ms`);
         } else {
           up = r;
         }
       } catch (e) {
         failure = e as UpstreamFailure;
       } finally {
-        if (perTry) clearTimeout(perTry);
+        stopPerTry?.();
       }
-      picked.stats.inflight--;
-      observeLatency(picked.stats, now() - tryStart, now());
       if (res.destroyed) {
+        tries.cancel(tr);
         up?.body.destroy();
         return;
       }
       const gs = up ? (up.headers['grpc-status'] as string | undefined) : undefined;
-      if (failure?.staleConnection) {
-        // A pooled connection closed under us says nothing about the endpoint's health.
-      } else if (failure?.kind === 'connect-failure')
-        endpoints.recordOutcome(picked, 'connect-failure', route, serviceLabel(target));
-      else if (failure || (up && up.status >= 500))
-        endpoints.recordOutcome(picked, '5xx', route, serviceLabel(target));
-      else endpoints.recordOutcome(picked, 'success', route, serviceLabel(target));
-
-      const canReplay = !hasBody || !bodyStarted;
-      if (failure?.staleConnection && canReplay && !staleRetried && IDEMPOTENT.has(method)) {
-        // Not the endpoint's fault and not a policy retry: resend once on a fresh connection.
-        staleRetried = true;
-        tried.delete(picked.stats.key);
-        attemptNo--;
-        continue;
-      }
-      const wantRetry =
-        retries !== undefined &&
-        attemptNo < maxTries &&
-        retriable(retries, failure, up?.status ?? 0, gs) &&
-        canReplay;
-      const service = serviceLabel(target);
-      if (
-        wantRetry &&
-        spendRetry(cluster, (outcome) => metrics.retries.inc({ destination_service: service, outcome }))
-      ) {
+      const step = tries.settle(
+        tr,
+        failure || !up
+          ? { failure: failure?.kind ?? 'reset', stale: failure?.staleConnection === true }
+          : { status: up.status, grpcStatus: gs },
+        !hasBody || !bodyStarted,
+      );
+      if (step === 'resend') continue;
+      if (step === 'retry') {
         up?.body.resume();
         continue;
       }
-      if (overallTimer) clearTimeout(overallTimer);
+      tries.stopDeadline();
       if (failure || !up) {
-        const code: ProxyErrorCode =
-          failure?.kind === 'timeout'
-            ? 'WEFT_UPSTREAM_TIMEOUT'
-            : failure?.kind === 'connect-failure'
-              ? 'WEFT_UPSTREAM_CONNECT'
-              : 'WEFT_UPSTREAM_RESET';
-        status = failure?.kind === 'connect-failure' ? 503 : statusForError(code);
+        const reply = failureReply(failure?.kind ?? 'reset');
+        status = reply.status;
         span?.end(status);
-        sendError(
-          res,
-          status,
-          code,
-          `${serviceLabel(target)}: ${failure?.message ?? 'no response'}`,
-          direction,
-        );
+        sendError(res, status, reply.code, `${service}: ${failure?.message ?? 'no response'}`, direction);
         return;
       }
       status = up.status;
@@ -686,6 +646,14 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
   const outPool = new KeyedPool<string>(limits.idleTimeoutMs);
   const srcHeaders = `${H_SRC_WORKLOAD}: ${id.workload}\r\n${H_SRC_NAMESPACE}: ${id.namespace}\r\n`;
   const self = { workload: id.workload, namespace: id.namespace };
+  const poolKey = (a: UpstreamAddress) => `${a.host}:${a.port}${transport.secure(a) ? `|${a.peerId}` : ''}`;
+  const fastUpstream: Upstream<Picked> = {
+    acquire: (p) => outPool.acquireWith(poolKey(p.address), () => transport.connect(p.address, 'http1')),
+    established: isEstablished,
+    whenEstablished,
+    release: (p, s) => outPool.park(poolKey(p.address), s),
+    workload: (p) => p.endpoint.pod,
+  };
 
   function serveFastOutbound(
     socket: net.Socket,
@@ -700,7 +668,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       message: string,
       service: string,
       r: { method: string; path: string; authority: string | undefined },
-    ): Decision => {
+    ): Decision<Picked> => {
       reportFinish({
         direction: 'outbound',
         started: undefined,
@@ -721,7 +689,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       onHead,
       draining: () => draining,
       error: (code) => metrics.proxyErrors.inc({ direction: 'outbound', code }),
-      decide(head): Decision {
+      decide(head): Decision<Picked> {
         const method = head.method;
         const path = head.target;
         const authority = headerValue(head.headers, 'host');
@@ -746,70 +714,27 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
             plan.target ? serviceLabel(plan.target) : 'unknown',
             r,
           );
-        const { route, backend, delayMs } = plan;
+        const { backend, delayMs } = plan;
         const service = serviceLabel({ service: backend.service, port: backend.port });
         const cluster = endpoints.enterCluster(plan);
         if (!cluster) return reply(503, 'WEFT_OVERFLOW', `${service} is at its request limit`, service, r);
         inflight++;
         const started = now();
-        cluster.budget?.recordRequest();
-        const retries = route.retries;
-        const tried = new Set<string>();
-        const hashKey = plan.hashKey;
+        const tries = backendAttempts(endpoints, plan, cluster, {
+          method,
+          service,
+          now,
+          countRetry: (outcome) => metrics.retries.inc({ destination_service: service, outcome }),
+        });
         return {
           kind: 'forward',
           exchange: {
             extraHeaders: srcHeaders,
             strip: fastStrip,
             delayMs,
-            timeoutMs: route.timeoutMs,
-            perTryTimeoutMs: retries?.perTryTimeoutMs ?? 0,
-            maxTries: 1 + (retries?.attempts ?? 0),
             service,
-            next() {
-              const picked = endpoints.pickEndpoint(backend, route, tried, hashKey);
-              if (!picked) return undefined;
-              tried.add(picked.stats.key);
-              if (tried.size >= endpoints.entriesFor(backend).stats.length) tried.clear();
-              picked.stats.inflight++;
-              const tryStart = now();
-              const a = picked.address;
-              const key = `${a.host}:${a.port}${transport.secure(a) ? `|${a.peerId}` : ''}`;
-              return {
-                acquire: () => outPool.acquireWith(key, () => transport.connect(a, 'http1')),
-                established: isEstablished,
-                whenEstablished,
-                release: (s) => outPool.park(key, s),
-                workload: picked.endpoint.pod,
-                report(o) {
-                  picked.stats.inflight--;
-                  observeLatency(picked.stats, now() - tryStart, now());
-                  if ('cancelled' in o) return;
-                  if ('status' in o)
-                    endpoints.recordOutcome(picked, o.status >= 500 ? '5xx' : 'success', route, service);
-                  // A pooled connection closed under us says nothing about the endpoint's health.
-                  else if (o.stale) tried.delete(picked.stats.key);
-                  else
-                    endpoints.recordOutcome(
-                      picked,
-                      o.failure === 'connect-failure' ? 'connect-failure' : '5xx',
-                      route,
-                      service,
-                    );
-                },
-              };
-            },
-            retry(o) {
-              if (!retries) return false;
-              const ok =
-                'failure' in o
-                  ? retriable(retries, { kind: o.failure }, 0, undefined)
-                  : retriable(retries, undefined, o.status, o.grpcStatus);
-              if (!ok) return false;
-              return spendRetry(cluster, (outcome) =>
-                metrics.retries.inc({ destination_service: service, outcome }),
-              );
-            },
+            tries,
+            upstream: fastUpstream,
             finish(f) {
               cluster.active--;
               done();
