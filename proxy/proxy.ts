@@ -4,9 +4,9 @@
 // Request policy is not decided here: outbound/plan.ts (the plan), inbound/admission.ts (the
 // authorization request), resilience/ (endpoint state, retries), telemetry/finish.ts (metrics and
 // access log). Transports: listen/ (listeners, detection, dispatch, inbound TLS), tcp/ (opaque
-// TCP), http/ (node:http and HTTP/2 servers, responses, upgrades).
-import type HttpTypes from 'node:http';
-import type http2 from 'node:http2';
+// TCP), http/ (node:http and HTTP/2 servers, requests both ways, responses, upgrades). Over 400
+// lines only while the HTTP/1.1 fast-path adapters (serveFastInbound/serveFastOutbound) are still
+// here: the h1 branch moves them to http1/.
 import type net from 'node:net';
 import type { ProxyConfig } from '../api/index.ts';
 import { AppProtocols } from './appproto.ts';
@@ -17,14 +17,11 @@ import { systemNow, systemRandom } from './clock.ts';
 import {
   type ConnContext,
   DEFAULT_LIMITS,
-  type Direction,
   H_DST_NAMESPACE,
   H_DST_WORKLOAD,
   H_SRC_NAMESPACE,
   H_SRC_WORKLOAD,
-  headerOf,
   type Identity,
-  inboundConn,
   type Limits,
   type Log,
   type ProxyCore,
@@ -33,38 +30,21 @@ import {
 import type { ProxyErrorCode } from './errors.ts';
 import { headerValue, KeyedPool, LocalPool, serveInbound } from './h1fast.ts';
 import { type Decision, serveOutbound, type Upstream } from './h1out.ts';
-import {
-  type DownReq,
-  type DownRes,
-  forwardHeaders,
-  forwardPassthrough as passthroughWith,
-  relayResponse as relayWith,
-  requestHasBody,
-  sendError as sendErrorWith,
-} from './http/relay.ts';
 import { makeHttpServers } from './http/servers.ts';
 import type { WorkloadIdentity } from './identity/tls.ts';
-import { authzRequest, callerOf, namespaceOfSpiffe } from './inbound/admission.ts';
+import { authzRequest, namespaceOfSpiffe } from './inbound/admission.ts';
 import { dispatch, type Transports } from './listen/dispatch.ts';
 import { makeListener, RedirectGuard } from './listen/listener.ts';
 import { InboundTls } from './listen/tls.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import { planOutbound } from './outbound/plan.ts';
 import { DEFAULT_PATH_NORMALIZATION, type NormalizedTarget, normalizeTarget } from './pathnorm.ts';
-import { backendAttempts, failureReply, resendsStale } from './resilience/attempts.ts';
+import { backendAttempts } from './resilience/attempts.ts';
 import { Endpoints, type Picked } from './resilience/endpoints.ts';
-import { RoutingTable, type ServiceTarget } from './table.ts';
+import { RoutingTable } from './table.ts';
 import { type AccessLog, finishReporter } from './telemetry/finish.ts';
 import type { Tracing } from './tracing.ts';
 import { isEstablished, Transport, type UpstreamAddress, whenEstablished } from './transport.ts';
-import {
-  type Attempt,
-  type AttemptRequest,
-  attemptHttp1,
-  attemptHttp2,
-  UpstreamFailure,
-  type UpstreamResponse,
-} from './upstream.ts';
 
 export { type Authorize, type AuthzRequest, type AuthzVerdict, allowAll } from './authz/matcher.ts';
 export { DEFAULT_LIMITS, type Identity, type Limits } from './context.ts';
@@ -198,361 +178,6 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     sockets,
     ctxOf,
   };
-
-  // ---- node:http / HTTP/2 requests ---------------------------------------------------------
-  const sendError = (
-    res: DownRes,
-    status: number,
-    code: ProxyErrorCode | 'WEFT_FAULT',
-    message: string,
-    direction: Direction,
-  ) => sendErrorWith(core, res, status, code, message, direction);
-  const relayResponse = (res: DownRes, up: UpstreamResponse, h2: boolean) => relayWith(core, res, up, h2);
-  const forwardPassthrough = (
-    req: DownReq,
-    res: DownRes,
-    dst: { address: string; port: number },
-    headers: Record<string, string | string[]>,
-    authority: string | undefined,
-    path: string,
-    h2: boolean,
-  ) => passthroughWith(core, req, res, dst, headers, authority, path, h2);
-
-  async function handleHttp(direction: Direction, req: DownReq, res: DownRes): Promise<void> {
-    const started = now();
-    inflight++;
-    let finished = false;
-    const h2 = req.httpVersionMajor === 2;
-    const ctx = (h2
-      ? ctxOf.get((req as http2.Http2ServerRequest).stream.session as object)
-      : ctxOf.get(req.socket)) ?? {
-      direction,
-      dst: undefined,
-      target: undefined,
-    };
-    const t = table;
-    const authority = h2 ? headerOf(req.headers, ':authority') : headerOf(req.headers, 'host');
-    const method = req.method ?? 'GET';
-    const admitted = admit(req.url, authority);
-    const path = admitted.ok ? admitted.target : (req.url ?? '/');
-    let target: ServiceTarget | undefined;
-    let upstreamWorkload = 'unknown';
-    let upstreamNamespace = 'unknown';
-    let status = 0;
-    let grpcStatus = '';
-    const src =
-      direction === 'inbound'
-        ? callerOf(ctx.peer, (n) => headerOf(req.headers, n))
-        : { workload: id.workload, namespace: id.namespace };
-    let denied: AuthzVerdict | undefined;
-
-    const finish = () => {
-      if (finished) return;
-      finished = true;
-      done();
-      const dst =
-        direction === 'inbound'
-          ? { workload: id.workload, namespace: id.namespace, service: `${ctx.dst?.port ?? 0}` }
-          : { workload: upstreamWorkload, namespace: upstreamNamespace, service: serviceLabel(target) };
-      const code = status || res.statusCode || 0;
-      reportFinish({
-        direction,
-        started,
-        status: code,
-        grpcStatus,
-        method,
-        authority,
-        path,
-        src,
-        dst,
-        principal: ctx.peer,
-        denied,
-      });
-    };
-    // 'close' follows 'finish' and also comes for aborted responses: one listener does for both.
-    res.once('close', finish);
-    if (!admitted.ok) {
-      status = 400;
-      sendError(res, 400, 'WEFT_BAD_PATH', `bad request target: ${admitted.reason}`, direction);
-      return;
-    }
-
-    const headers = forwardHeaders(req.headers);
-    delete headers[H_SRC_WORKLOAD];
-    delete headers[H_SRC_NAMESPACE];
-    const span = opts.tracing?.start(
-      direction,
-      method,
-      authority,
-      path,
-      headerOf(req.headers, 'traceparent'),
-    );
-    if (span) headers.traceparent = span.traceparent;
-
-    if (direction === 'inbound') {
-      const verdict: AuthzVerdict = t
-        ? authorize(
-            authzRequest(inboundConn(ctx), { method, path, host: authority, headers: req.headers }),
-            t.config,
-          )
-        : { allow: true };
-      if (!verdict.allow) {
-        denied = verdict;
-        status = 403;
-        span?.end(403);
-        if (debugHeaders() && verdict.explanation && !res.headersSent)
-          res.setHeader('x-weft-authz', verdict.explanation.replace(/[\r\n]/g, ' '));
-        sendError(res, 403, 'WEFT_DENIED', denialMessage(verdict), direction);
-        return;
-      }
-      const port = ctx.dst?.port;
-      if (!port) {
-        sendError(res, 502, 'WEFT_NO_ROUTE', 'inbound connection without an original destination', direction);
-        return;
-      }
-      const to: UpstreamAddress = { host: inboundTarget, port, meshed: false };
-      // HTTP/2 from the caller is spoken to the app only if the app speaks it (else HTTP/1.1).
-      const upH2 = h2 && (await appProtocols.of(t?.config, ctx.dst?.address ?? '', port)) !== 'http1';
-      if (res.destroyed) return;
-      const hasBody = requestHasBody(req);
-      const areq: AttemptRequest = { method, path, authority, headers, hasBody };
-      let bodyStarted = false;
-      let current: Attempt | undefined;
-      res.once('close', () => {
-        if (!res.writableFinished) current?.abort();
-      });
-      // Two tries at most: the second only when a pooled connection turned out closed by the app.
-      for (let i = 0; i < 2; i++) {
-        const attempt = upH2
-          ? attemptHttp2(transport, to, areq)
-          : attemptHttp1(transport, to, areq, undefined);
-        current = attempt;
-        if (hasBody) {
-          attempt.whenConnected(() => {
-            if (bodyStarted || res.destroyed) return;
-            bodyStarted = true;
-            req.pipe(attempt.body);
-          });
-        }
-        try {
-          const up = await attempt.response;
-          status = up.status;
-          up.headers[H_DST_WORKLOAD] = id.workload;
-          up.headers[H_DST_NAMESPACE] = id.namespace;
-          grpcStatus = await relayResponse(res, up, h2);
-          span?.end(up.status);
-          return;
-        } catch (e) {
-          const f = e as UpstreamFailure;
-          if (res.headersSent) {
-            res.destroy();
-            return;
-          }
-          if (f.staleConnection && !res.destroyed && resendsStale(method, !bodyStarted, i > 0)) continue;
-          status = 502;
-          span?.end(502);
-          sendError(
-            res,
-            502,
-            f.kind === 'connect-failure' ? 'WEFT_UPSTREAM_CONNECT' : 'WEFT_UPSTREAM_RESET',
-            `local app: ${f.message}`,
-            direction,
-          );
-          return;
-        }
-      }
-      return;
-    }
-
-    // Outbound: the plan decides (service, route, limits, fault, backend); this path carries it out.
-    const plan = planOutbound(
-      t,
-      { dst: ctx.dst, authority, http: { method, path, header: (n) => headerOf(req.headers, n) } },
-      planState,
-    );
-    if (plan.kind === 'passthrough') {
-      await forwardPassthrough(req, res, plan.dst, headers, authority, path, h2);
-      return;
-    }
-    if (plan.kind === 'refuse') {
-      if (plan.target) target = plan.target;
-      if (plan.code === 'WEFT_RATE_LIMITED' || plan.code === 'WEFT_FAULT') status = plan.status;
-      sendError(res, plan.status, plan.code, plan.message, direction);
-      return;
-    }
-    if (plan.kind === 'handoff') return; // not asked for: node:http serves every route
-    const { route, backend } = plan;
-    target = plan.target;
-    if (plan.delayMs > 0) {
-      await new Promise((r) => setTimeout(r, plan.delayMs));
-      if (res.destroyed) return;
-    }
-    target = { service: backend.service, port: backend.port };
-    const cb = route.source?.circuitBreaker;
-    const cluster = endpoints.enterCluster(plan);
-    if (!cluster) {
-      status = 503;
-      sendError(res, 503, 'WEFT_OVERFLOW', `${serviceLabel(target)} is at its request limit`, direction);
-      return;
-    }
-
-    headers[H_SRC_WORKLOAD] = id.workload;
-    headers[H_SRC_NAMESPACE] = id.namespace;
-    const hasBody = requestHasBody(req);
-    const areq: AttemptRequest = { method, path, authority, headers, hasBody };
-
-    // Mirror: a copy of the request, fire and forget; its response is discarded.
-    let mirror: Attempt | undefined;
-    if (route.mirror && random() * 100 < route.mirror.percentage) {
-      const m = endpoints.pickEndpoint(
-        { service: route.mirror.target.service, port: route.mirror.target.port, weight: 1 },
-        route,
-        new Set(),
-        undefined,
-      );
-      if (m) {
-        mirror = h2
-          ? attemptHttp2(transport, m.address, areq)
-          : attemptHttp1(transport, m.address, areq, undefined);
-        mirror.response.then(
-          (r) => r.body.resume(),
-          () => {},
-        );
-        if (!hasBody) mirror = undefined;
-      }
-    }
-
-    const service = serviceLabel(target);
-    const tries = backendAttempts(endpoints, plan, cluster, {
-      method,
-      service,
-      now,
-      countRetry: (outcome) => metrics.retries.inc({ destination_service: service, outcome }),
-    });
-    let bodyStarted = false;
-    let current: Attempt | undefined;
-    const overall = new Promise<'timeout'>((resolve) =>
-      tries.deadline(() => {
-        current?.abort();
-        resolve('timeout');
-      }),
-    );
-    res.once('close', () => {
-      cluster.active--;
-      tries.stopDeadline();
-      if (!res.writableFinished) current?.abort();
-    });
-
-    for (;;) {
-      const tr = tries.pick();
-      if (!tr) {
-        status = 503;
-        sendError(res, 503, 'WEFT_NO_ENDPOINTS', `${service} has no ready endpoints`, direction);
-        return;
-      }
-      const picked = tr.target;
-      upstreamNamespace = backend.service.namespace;
-      const attempt = h2
-        ? attemptHttp2(transport, picked.address, areq)
-        : attemptHttp1(transport, picked.address, areq, cb?.maxConnections);
-      current = attempt;
-      if (hasBody) {
-        attempt.whenConnected(() => {
-          if (bodyStarted || res.destroyed) return;
-          bodyStarted = true;
-          if (mirror) {
-            const m = mirror;
-            req.on('data', (chunk: Buffer) => {
-              if (m.body.writableLength < 1 << 20) m.body.write(chunk);
-              else m.abort();
-            });
-            req.on('end', () => m.body.end());
-          }
-          req.pipe(attempt.body);
-        });
-      }
-      let stopPerTry: (() => void) | undefined;
-      const perTryP = new Promise<'pertry'>((resolve) => {
-        stopPerTry = tries.perTry(() => resolve('pertry'));
-      });
-      let up: UpstreamResponse | undefined;
-      let failure: UpstreamFailure | undefined;
-      try {
-        const racers: Array<Promise<UpstreamResponse | 'timeout' | 'pertry'>> = [attempt.response];
-        if (tries.timeoutMs > 0) racers.push(overall);
-        if (stopPerTry) racers.push(perTryP);
-        const r = racers.length === 1 ? await attempt.response : await Promise.race(racers);
-        if (r === 'timeout' || tries.expired) {
-          tries.cancel(tr);
-          attempt.abort();
-          status = 504;
-          span?.end(504);
-          sendError(
-            res,
-            504,
-            'WEFT_UPSTREAM_TIMEOUT',
-            `${service} did not answer within ${tries.timeoutMs} ms`,
-            direction,
-          );
-          return;
-        }
-        if (r === 'pertry') {
-          attempt.abort();
-          failure = new UpstreamFailure('timeout', `per-try timeout of ${tries.perTryTimeoutMs} ms`);
-        } else {
-          up = r;
-        }
-      } catch (e) {
-        failure = e as UpstreamFailure;
-      } finally {
-        stopPerTry?.();
-      }
-      if (res.destroyed) {
-        tries.cancel(tr);
-        up?.body.destroy();
-        return;
-      }
-      const gs = up ? (up.headers['grpc-status'] as string | undefined) : undefined;
-      const step = tries.settle(
-        tr,
-        failure || !up
-          ? { failure: failure?.kind ?? 'reset', stale: failure?.staleConnection === true }
-          : { status: up.status, grpcStatus: gs },
-        !hasBody || !bodyStarted,
-      );
-      if (step === 'resend') continue;
-      if (step === 'retry') {
-        up?.body.resume();
-        continue;
-      }
-      tries.stopDeadline();
-      if (failure || !up) {
-        const reply = failureReply(failure?.kind ?? 'reset');
-        status = reply.status;
-        span?.end(status);
-        sendError(res, status, reply.code, `${service}: ${failure?.message ?? 'no response'}`, direction);
-        return;
-      }
-      status = up.status;
-      upstreamWorkload =
-        headerOf(up.headers as HttpTypes.IncomingHttpHeaders, H_DST_WORKLOAD) ??
-        picked.endpoint.pod ??
-        'unknown';
-      upstreamNamespace =
-        headerOf(up.headers as HttpTypes.IncomingHttpHeaders, H_DST_NAMESPACE) ?? upstreamNamespace;
-      delete up.headers[H_DST_WORKLOAD];
-      delete up.headers[H_DST_NAMESPACE];
-      try {
-        grpcStatus = await relayResponse(res, up, h2);
-      } catch {
-        res.destroy();
-      }
-      span?.end(status);
-      return;
-    }
-  }
-
-  /** Writes an upstream response downstream: status, headers, streamed body, trailers. Returns grpc-status. */
 
   // ---- inbound HTTP/1.1 fast path (proxy/h1fast.ts) ---------------------------------------
   const fastInbound = opts.inboundFastPath ?? true;
@@ -762,8 +387,8 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
   // ---- wiring: servers, fast paths, inbound TLS, listeners -----------------------------------
   const transports: Transports = {
     servers: {
-      outbound: makeHttpServers(core, 'outbound', handleHttp),
-      inbound: makeHttpServers(core, 'inbound', handleHttp),
+      outbound: makeHttpServers(core, 'outbound'),
+      inbound: makeHttpServers(core, 'inbound'),
     },
     fast: {},
   };

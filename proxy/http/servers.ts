@@ -1,15 +1,14 @@
 // The node:http and HTTP/2 servers of one listener. They never listen: the listener feeds them
 // connections once detection (or the fast path's handoff) says HTTP/1.1 or h2c. Requests go to
-// `handle`, upgrades to handleUpgrade, malformed requests get node's status (400/408/431).
+// handleHttp, upgrades to handleUpgrade, malformed requests get node's status (400/408/431).
 import type http2 from 'node:http2';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { http, http2 as lazyHttp2 } from '../builtins.ts';
 import type { ConnContext, Direction, ProxyCore } from '../context.ts';
+import { handleHttp } from './handle.ts';
 import { type DownReq, type DownRes, sendError } from './relay.ts';
 import { handleUpgrade } from './upgrade.ts';
-
-export type HandleHttp = (direction: Direction, req: DownReq, res: DownRes) => Promise<void>;
 
 export interface HttpServers {
   h1: ReturnType<typeof http.createServer>;
@@ -21,11 +20,11 @@ export interface HttpServers {
   readonly headerTimers: WeakMap<object, NodeJS.Timeout>;
 }
 
-export function makeHttpServers(core: ProxyCore, direction: Direction, handle: HandleHttp): HttpServers {
+export function makeHttpServers(core: ProxyCore, direction: Direction): HttpServers {
   const { limits, metrics, log } = core;
   const headerTimers = new WeakMap<object, NodeJS.Timeout>();
   const serve = (req: DownReq, res: DownRes) =>
-    handle(direction, req, res).catch((e) => {
+    handleHttp(core, direction, req, res).catch((e) => {
       log('error', 'request failed in the proxy', { err: (e as Error).message });
       sendError(core, res, 502, 'WEFT_UPSTREAM_RESET', 'proxy error', direction);
     });
