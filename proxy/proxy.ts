@@ -28,10 +28,11 @@ import {
   SERVER_FIRST_PORTS,
 } from './detect.ts';
 import type { ProxyErrorCode } from './errors.ts';
-import { badTarget, HOP_BY_HOP, headerValue, KeyedPool, LocalPool, serveInbound } from './h1fast.ts';
-import { type Decision, plain, serveOutbound, type Upstream } from './h1out.ts';
+import { badTarget, HOP_BY_HOP, plain } from './http1/codec.ts';
+import { inboundFastPath } from './http1/inbound.ts';
+import { outboundFastPath } from './http1/outbound.ts';
 import { peerSpiffeId, protocolOfAlpn, type WorkloadIdentity } from './identity/tls.ts';
-import { authzRequest, callerOf, type InboundConn, namespaceOfSpiffe } from './inbound/admission.ts';
+import { authzRequest, callerOf, type InboundConn } from './inbound/admission.ts';
 import { LocalAddresses } from './localaddr.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import { originalDst } from './native/index.ts';
@@ -42,7 +43,7 @@ import { Endpoints, mtlsModeFor, type Picked } from './resilience/endpoints.ts';
 import { type CompiledRoute, RoutingTable, type ServiceTarget } from './table.ts';
 import { type AccessLog, finishReporter } from './telemetry/finish.ts';
 import type { Tracing } from './tracing.ts';
-import { isEstablished, Transport, type UpstreamAddress, whenEstablished } from './transport.ts';
+import { Transport, type UpstreamAddress } from './transport.ts';
 import {
   type Attempt,
   type AttemptRequest,
@@ -1214,210 +1215,40 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     socket.resume();
   }
 
-  // ---- inbound HTTP/1.1 fast path (proxy/h1fast.ts) ---------------------------------------
-  const fastInbound = opts.inboundFastPath ?? true;
-  const localPool = new LocalPool(inboundTarget, Math.min(limits.idleTimeoutMs, 4_000));
-  const fastStrip = new Set([H_SRC_WORKLOAD, H_SRC_NAMESPACE]);
-  const fastResponseHeaders = `${H_DST_WORKLOAD}: ${id.workload}\r\n${H_DST_NAMESPACE}: ${id.namespace}\r\n`;
-
-  function serveFastInbound(
-    socket: net.Socket,
-    ctx: ConnContext,
-    port: number,
-    initial: Buffer,
-    onHead: () => void,
-    handoff: (b: Buffer) => void,
-  ): void {
-    let started = 0;
-    const auth = opts.authorize;
-    let lastDenial: AuthzVerdict | undefined;
-    const peerNs = ctx.peer ? namespaceOfSpiffe(ctx.peer) : undefined;
-    const finish = (
-      r: { method: string; path: string; authority: string | undefined; src: [string, string] },
-      status: number,
-      from: number | undefined,
-      denied: AuthzVerdict | undefined,
-    ) =>
-      reportFinish({
-        direction: 'inbound',
-        started: from,
-        status,
-        method: r.method,
-        authority: r.authority,
-        path: r.path,
-        src: { workload: r.src[0], namespace: peerNs ?? r.src[1] },
-        dst: { workload: id.workload, namespace: id.namespace, service: `${port}` },
-        principal: ctx.peer,
-        denied,
-      });
-    serveInbound(socket, initial, {
-      port,
-      pool: localPool,
-      maxHeaderBytes: limits.maxHeaderBytes,
-      idleTimeoutMs: limits.idleTimeoutMs,
-      headersTimeoutMs: limits.headersTimeoutMs,
-      responseHeaders: fastResponseHeaders,
-      strip: fastStrip,
-      handoffWanted: () => opts.tracing?.active() === true,
-      handoff: (_s, buffered) => handoff(buffered),
-      admit,
-      authorize: auth
-        ? (method, path, headers) => {
-            if (!table) return { allow: true };
-            const h: Record<string, string> = {};
-            for (const [k, v] of headers) h[k] = h[k] === undefined ? v : `${h[k]}, ${v}`;
-            const v = auth(
-              authzRequest(
-                { port, peer: ctx.peer, sourceIp: ctx.sourceIp },
-                { method, path, host: h.host, headers: h },
-              ),
-              table.config,
-            );
-            if (v.allow) return v;
-            lastDenial = v;
-            return {
-              allow: false,
-              policy: v.policy,
-              body: denialMessage(v),
-              headers:
-                debugHeaders() && v.explanation
-                  ? `x-weft-authz: ${v.explanation.replace(/[\r\n]/g, ' ')}\r\n`
-                  : '',
-            };
-          }
-        : undefined,
-      denied: (r) => finish(r, 403, undefined, lastDenial ?? { allow: false }),
-      onHead,
-      start: () => {
-        inflight++;
-        started = now();
-      },
-      finish: (r) => {
-        done();
-        finish(r, r.status, started, undefined);
-      },
-      draining: () => draining,
-      error: (code) => metrics.proxyErrors.inc({ direction: 'inbound', code }),
-    });
-  }
-
-  // ---- outbound HTTP/1.1 fast path (proxy/h1out.ts) ---------------------------------------
-  const fastOutbound = opts.outboundFastPath ?? true;
-  const outPool = new KeyedPool<string>(limits.idleTimeoutMs);
-  const srcHeaders = `${H_SRC_WORKLOAD}: ${id.workload}\r\n${H_SRC_NAMESPACE}: ${id.namespace}\r\n`;
-  const self = { workload: id.workload, namespace: id.namespace };
-  const poolKey = (a: UpstreamAddress) => `${a.host}:${a.port}${transport.secure(a) ? `|${a.peerId}` : ''}`;
-  const fastUpstream: Upstream<Picked> = {
-    acquire: (p) => outPool.acquireWith(poolKey(p.address), () => transport.connect(p.address, 'http1')),
-    established: isEstablished,
-    whenEstablished,
-    release: (p, s) => outPool.park(poolKey(p.address), s),
-    workload: (p) => p.endpoint.pod,
+  // ---- HTTP/1.1 fast paths (proxy/http1/) ---------------------------------------------------
+  const fastDeps = {
+    connLimits: limits,
+    identity: id,
+    now,
+    tracingActive: () => opts.tracing?.active() === true,
+    admit,
+    draining: () => draining,
+    started: () => void inflight++,
+    ended: done,
+    report: reportFinish,
+    error: (direction: Direction, code: string) => metrics.proxyErrors.inc({ direction, code }),
   };
-
-  function serveFastOutbound(
-    socket: net.Socket,
-    ctx: ConnContext,
-    initial: Buffer,
-    onHead: () => void,
-    handoff: (b: Buffer) => void,
-  ): void {
-    const reply = (
-      status: number,
-      code: ProxyErrorCode | 'WEFT_FAULT',
-      message: string,
-      service: string,
-      r: { method: string; path: string; authority: string | undefined },
-    ): Decision<Picked> => {
-      reportFinish({
-        direction: 'outbound',
-        started: undefined,
-        status,
-        ...r,
-        src: self,
-        dst: { workload: 'unknown', namespace: 'unknown', service },
-      });
-      return { kind: 'reply', status, code, message };
-    };
-    serveOutbound(socket, initial, {
-      maxHeaderBytes: limits.maxHeaderBytes,
-      idleTimeoutMs: limits.idleTimeoutMs,
-      headersTimeoutMs: limits.headersTimeoutMs,
-      handoffWanted: () => opts.tracing?.active() === true,
-      handoff: (_s, buffered) => handoff(buffered),
-      admit,
-      onHead,
-      draining: () => draining,
-      error: (code) => metrics.proxyErrors.inc({ direction: 'outbound', code }),
-      decide(head): Decision<Picked> {
-        const method = head.method;
-        const path = head.target;
-        const authority = headerValue(head.headers, 'host');
-        const r = { method, path, authority };
-        const plan = planOutbound(
-          table,
-          {
-            dst: ctx.dst,
-            authority,
-            http: { method, path, header: (n) => headerValue(head.headers, n.toLowerCase()) },
-            // Mirroring and per-endpoint connection limits (with their queue) stay on the node:http path.
-            serves: (route) => !route.mirror && route.source?.circuitBreaker?.maxConnections === undefined,
-          },
+  const fastInbound =
+    (opts.inboundFastPath ?? true)
+      ? inboundFastPath({
+          ...fastDeps,
+          appHost: inboundTarget,
+          authorize: opts.authorize,
+          config: () => table?.config,
+          debugHeaders,
+        })
+      : undefined;
+  const fastOutbound =
+    (opts.outboundFastPath ?? true)
+      ? outboundFastPath({
+          ...fastDeps,
+          table: () => table,
           planState,
-        );
-        if (plan.kind === 'handoff' || plan.kind === 'passthrough') return { kind: 'handoff' };
-        if (plan.kind === 'refuse')
-          return reply(
-            plan.status,
-            plan.code,
-            plan.message,
-            plan.target ? serviceLabel(plan.target) : 'unknown',
-            r,
-          );
-        const { backend, delayMs } = plan;
-        const service = serviceLabel({ service: backend.service, port: backend.port });
-        const cluster = endpoints.enterCluster(plan);
-        if (!cluster) return reply(503, 'WEFT_OVERFLOW', `${service} is at its request limit`, service, r);
-        inflight++;
-        const started = now();
-        const tries = backendAttempts(endpoints, plan, cluster, {
-          method,
-          service,
-          now,
-          countRetry: (outcome) => metrics.retries.inc({ destination_service: service, outcome }),
-        });
-        return {
-          kind: 'forward',
-          exchange: {
-            extraHeaders: srcHeaders,
-            strip: fastStrip,
-            delayMs,
-            service,
-            tries,
-            upstream: fastUpstream,
-            finish(f) {
-              cluster.active--;
-              done();
-              const dst = {
-                workload: f.upstreamWorkload ?? 'unknown',
-                namespace: f.upstreamNamespace ?? backend.service.namespace,
-                service,
-              };
-              reportFinish({
-                direction: 'outbound',
-                started,
-                status: f.status,
-                grpcStatus: f.grpcStatus,
-                ...r,
-                src: self,
-                dst,
-              });
-            },
-          },
-        };
-      },
-    });
-  }
+          endpoints,
+          transport,
+          retries: metrics.retries,
+        })
+      : undefined;
 
   // ---- inbound mTLS --------------------------------------------------------------------------
   let inboundServers: ReturnType<typeof makeHttpServers> | undefined;
@@ -1558,12 +1389,12 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
         socket.resume();
       };
       if (direction === 'inbound' && fastInbound && ctx.dst) {
-        serveFastInbound(socket, ctx, ctx.dst.port, initial, () => clearTimeout(timer), handoff);
+        fastInbound.serve(socket, inboundConn(ctx), initial, () => clearTimeout(timer), handoff);
         socket.resume();
         return;
       }
       if (direction === 'outbound' && fastOutbound) {
-        serveFastOutbound(socket, ctx, initial, () => clearTimeout(timer), handoff);
+        fastOutbound.serve(socket, ctx.dst, initial, () => clearTimeout(timer), handoff);
         socket.resume();
         return;
       }
@@ -1604,7 +1435,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
         for (const e of s.endpoints) for (const p of Object.values(e.ports)) keys.add(`${e.address}:${p}`);
       endpoints.apply(config, keys);
       transport.retain(keys);
-      outPool.retain((k) => keys.has(k.split('|', 1)[0]!));
+      fastOutbound?.retain(keys);
     },
     table: () => table,
     stats() {
@@ -1644,8 +1475,8 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       inbound.close();
       for (const s of sockets) s.destroy();
       transport.close();
-      localPool.close();
-      outPool.close();
+      fastInbound?.close();
+      fastOutbound?.close();
     },
   };
   return handle;
