@@ -666,7 +666,7 @@ describe('HTTP/1.1 framing', () => {
       ],
     });
     assert.equal(parseRequestHead('GET / HTTP/1.1\r\nBad Header\r\n'), undefined);
-    // Several spaces between the parts pass, as llhttp lets them (proxy/h1codec.test.ts).
+    // Several spaces between the parts pass, as llhttp lets them (the differential cases above).
     assert.equal(parseRequestHead('GET /  HTTP/1.1')?.target, '/');
     assert.equal(parseRequestHead('GET /\t HTTP/1.1'), undefined);
     assert.equal(parseRequestHead('GET / HTTP/2.0'), undefined);

@@ -1,5 +1,5 @@
 // The HTTP/1.1 codec of the fast paths: request and response heads parsed as strictly as llhttp,
-// the parser of node:http (RFC 9112; proxy/h1codec.test.ts is the differential contract), body
+// the parser of node:http (RFC 9112; codec.test.ts is the differential contract), body
 // framing and a byte-exact tracker of where a body ends, and the proxy's own short responses.
 // Pure: no sockets. Over 400 lines: the chunked-body state machine is one piece with its checks.
 import type { Duplex } from 'node:stream';

@@ -6,6 +6,7 @@
 // connection given back to the pool when it can carry another request. A request with a body is
 // never sent twice once its body started (only a failure before it is retried).
 import type net from 'node:net';
+import { H_DST_NAMESPACE, H_DST_WORKLOAD } from '../context.ts';
 import { type Attempts, failureReply } from '../resilience/attempts.ts';
 import type { TryFailureKind } from '../resilience/retry.ts';
 import {
@@ -23,9 +24,6 @@ const CRLF2 = Buffer.from('\r\n\r\n');
 
 /** Request headers that describe one hop (never forwarded); framing headers pass as they are. */
 const HOP = new Set([...HOP_BY_HOP].filter((h) => h !== 'transfer-encoding'));
-
-/** Response headers by which the server sidecar names the workload that answered (read, never passed on). */
-export const DST_HEADERS = { workload: 'weft-dst-workload', namespace: 'weft-dst-namespace' } as const;
 
 /** How a try reaches its target: a pooled or new connection (plain TCP, or mutual TLS to a peer sidecar). */
 export interface Upstream<T> {
@@ -288,11 +286,11 @@ export function forward<T>(dn: Downstream, head: Head, hasBody: boolean, x: Exch
           let outHead = `${rh.line}\r\n`;
           for (let i = 0; i < rh.lines.length; i++) {
             const [k, v] = rh.headers[i] ?? ['', ''];
-            if (k === DST_HEADERS.workload) {
+            if (k === H_DST_WORKLOAD) {
               upstreamWorkload = v;
               continue;
             }
-            if (k === DST_HEADERS.namespace) {
+            if (k === H_DST_NAMESPACE) {
               upstreamNamespace = v;
               continue;
             }

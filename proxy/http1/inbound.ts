@@ -7,12 +7,13 @@ import type net from 'node:net';
 import type { ProxyConfig } from '../../api/index.ts';
 import { denialMessage } from '../authz/enforce.ts';
 import type { Authorize, AuthzVerdict } from '../authz/matcher.ts';
+import { H_DST_NAMESPACE, H_DST_WORKLOAD } from '../context.ts';
 import { authzRequest, callerOf, type InboundConn } from '../inbound/admission.ts';
 import { Attempts } from '../resilience/attempts.ts';
 import { headerValue } from './codec.ts';
 import { type ConnDeps, type Decision, serveConnection } from './conn.ts';
 import { connDeps, type FastDeps, SIDECAR_STRIP } from './deps.ts';
-import { DST_HEADERS, type Exchange, type Upstream } from './exchange.ts';
+import type { Exchange, Upstream } from './exchange.ts';
 import { LocalPool } from './pool.ts';
 
 export interface InboundDeps extends FastDeps {
@@ -27,7 +28,7 @@ export interface InboundDeps extends FastDeps {
 /** The inbound fast path of one proxy: `serve` takes a connection after detection. */
 export function inboundFastPath(d: InboundDeps) {
   const pool = new LocalPool(d.appHost, Math.min(d.connLimits.idleTimeoutMs, 4_000));
-  const responseHeaders = `${DST_HEADERS.workload}: ${d.identity.workload}\r\n${DST_HEADERS.namespace}: ${d.identity.namespace}\r\n`;
+  const responseHeaders = `${H_DST_WORKLOAD}: ${d.identity.workload}\r\n${H_DST_NAMESPACE}: ${d.identity.namespace}\r\n`;
   const upstream: Upstream<number> = {
     acquire: (port) => pool.acquire(port),
     established: (s) => !s.connecting,

@@ -6,12 +6,13 @@
 // limit with its queue) and passthrough are handed to the node:http path.
 import type net from 'node:net';
 import { SIDECAR_HEADERS } from '../../api/constants.ts';
+import { serviceLabel } from '../context.ts';
 import type { ProxyMetrics } from '../metrics.ts';
 import type { OriginalDst, PlanState } from '../outbound/plan.ts';
 import { planOutbound } from '../outbound/plan.ts';
 import { backendAttempts } from '../resilience/attempts.ts';
 import type { Endpoints, Picked } from '../resilience/endpoints.ts';
-import type { RoutingTable, ServiceTarget } from '../table.ts';
+import type { RoutingTable } from '../table.ts';
 import { isEstablished, type Transport, type UpstreamAddress, whenEstablished } from '../transport.ts';
 import { headerValue } from './codec.ts';
 import { type ConnDeps, type Decision, serveConnection } from './conn.ts';
@@ -25,11 +26,6 @@ export interface OutboundDeps extends FastDeps {
   endpoints: Endpoints;
   transport: Transport;
   retries: ProxyMetrics['retries'];
-}
-
-/** "name.namespace" of a service target, as metrics and messages name it. */
-export function serviceLabel(t: ServiceTarget | undefined): string {
-  return t ? `${t.service.name}.${t.service.namespace}` : 'unknown';
 }
 
 /** The outbound fast path of one proxy: `serve` takes a connection after detection. */
