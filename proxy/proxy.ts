@@ -4,47 +4,37 @@
 // Request policy is not decided here: outbound/plan.ts (the plan), inbound/admission.ts (the
 // authorization request), resilience/ (endpoint state, retries), telemetry/finish.ts (metrics and
 // access log). Transports: listen/ (listeners, detection, dispatch, inbound TLS), tcp/ (opaque
-// TCP), http/ (node:http and HTTP/2 servers, requests both ways, responses, upgrades). Over 400
-// lines only while the HTTP/1.1 fast-path adapters (serveFastInbound/serveFastOutbound) are still
-// here: the h1 branch moves them to http1/.
+// TCP), http/ (node:http and HTTP/2 servers, requests both ways, responses, upgrades), http1/
+// (the HTTP/1.1 fast paths: codec, pool, connection loop, inbound and outbound adapters).
 import type net from 'node:net';
 import type { ProxyConfig } from '../api/index.ts';
 import { AppProtocols } from './appproto.ts';
-import { denialMessage } from './authz/enforce.ts';
-import { type Authorize, type AuthzVerdict, allowAll } from './authz/matcher.ts';
+import { type Authorize, allowAll } from './authz/matcher.ts';
 import type { Now, Random } from './clock.ts';
 import { systemNow, systemRandom } from './clock.ts';
 import {
   type ConnContext,
   DEFAULT_LIMITS,
-  H_DST_NAMESPACE,
-  H_DST_WORKLOAD,
-  H_SRC_NAMESPACE,
-  H_SRC_WORKLOAD,
+  type Direction,
   type Identity,
   type Limits,
   type Log,
   type ProxyCore,
-  serviceLabel,
 } from './context.ts';
-import type { ProxyErrorCode } from './errors.ts';
-import { headerValue, KeyedPool, LocalPool, serveInbound } from './h1fast.ts';
-import { type Decision, serveOutbound, type Upstream } from './h1out.ts';
 import { makeHttpServers } from './http/servers.ts';
+import { inboundFastPath } from './http1/inbound.ts';
+import { outboundFastPath } from './http1/outbound.ts';
 import type { WorkloadIdentity } from './identity/tls.ts';
-import { authzRequest, namespaceOfSpiffe } from './inbound/admission.ts';
 import { dispatch, type Transports } from './listen/dispatch.ts';
 import { makeListener, RedirectGuard } from './listen/listener.ts';
 import { InboundTls } from './listen/tls.ts';
 import type { ProxyMetrics } from './metrics.ts';
-import { planOutbound } from './outbound/plan.ts';
 import { DEFAULT_PATH_NORMALIZATION, type NormalizedTarget, normalizeTarget } from './pathnorm.ts';
-import { backendAttempts } from './resilience/attempts.ts';
-import { Endpoints, type Picked } from './resilience/endpoints.ts';
+import { Endpoints } from './resilience/endpoints.ts';
 import { RoutingTable } from './table.ts';
 import { type AccessLog, finishReporter } from './telemetry/finish.ts';
 import type { Tracing } from './tracing.ts';
-import { isEstablished, Transport, type UpstreamAddress, whenEstablished } from './transport.ts';
+import { Transport } from './transport.ts';
 
 export { type Authorize, type AuthzRequest, type AuthzVerdict, allowAll } from './authz/matcher.ts';
 export { DEFAULT_LIMITS, type Identity, type Limits } from './context.ts';
@@ -64,9 +54,9 @@ export interface ProxyOptions {
   /** JSON access logs; asked per request so the entry is built only when logging is on. */
   accessLog?: AccessLog;
   authorize?: Authorize;
-  /** Inbound HTTP/1.1 on raw sockets (proxy/h1fast.ts) instead of node:http; default true. */
+  /** Inbound HTTP/1.1 on raw sockets (proxy/http1/) instead of node:http; default true. */
   inboundFastPath?: boolean;
-  /** Outbound HTTP/1.1 on raw sockets (proxy/h1out.ts) instead of node:http; default true. */
+  /** Outbound HTTP/1.1 on raw sockets (proxy/http1/) instead of node:http; default true. */
   outboundFastPath?: boolean;
   /** This pod's workload certificate (mTLS); can also come later through ProxyHandle.setWorkloadIdentity. */
   workloadIdentity?: WorkloadIdentity;
@@ -179,210 +169,40 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     ctxOf,
   };
 
-  // ---- inbound HTTP/1.1 fast path (proxy/h1fast.ts) ---------------------------------------
-  const fastInbound = opts.inboundFastPath ?? true;
-  const localPool = new LocalPool(inboundTarget, Math.min(limits.idleTimeoutMs, 4_000));
-  const fastStrip = new Set([H_SRC_WORKLOAD, H_SRC_NAMESPACE]);
-  const fastResponseHeaders = `${H_DST_WORKLOAD}: ${id.workload}\r\n${H_DST_NAMESPACE}: ${id.namespace}\r\n`;
-
-  function serveFastInbound(
-    socket: net.Socket,
-    ctx: ConnContext,
-    port: number,
-    initial: Buffer,
-    onHead: () => void,
-    handoff: (b: Buffer) => void,
-  ): void {
-    let started = 0;
-    const auth = opts.authorize;
-    let lastDenial: AuthzVerdict | undefined;
-    const peerNs = ctx.peer ? namespaceOfSpiffe(ctx.peer) : undefined;
-    const finish = (
-      r: { method: string; path: string; authority: string | undefined; src: [string, string] },
-      status: number,
-      from: number | undefined,
-      denied: AuthzVerdict | undefined,
-    ) =>
-      reportFinish({
-        direction: 'inbound',
-        started: from,
-        status,
-        method: r.method,
-        authority: r.authority,
-        path: r.path,
-        src: { workload: r.src[0], namespace: peerNs ?? r.src[1] },
-        dst: { workload: id.workload, namespace: id.namespace, service: `${port}` },
-        principal: ctx.peer,
-        denied,
-      });
-    serveInbound(socket, initial, {
-      port,
-      pool: localPool,
-      maxHeaderBytes: limits.maxHeaderBytes,
-      idleTimeoutMs: limits.idleTimeoutMs,
-      headersTimeoutMs: limits.headersTimeoutMs,
-      responseHeaders: fastResponseHeaders,
-      strip: fastStrip,
-      handoffWanted: () => opts.tracing?.active() === true,
-      handoff: (_s, buffered) => handoff(buffered),
-      admit,
-      authorize: auth
-        ? (method, path, headers) => {
-            if (!table) return { allow: true };
-            const h: Record<string, string> = {};
-            for (const [k, v] of headers) h[k] = h[k] === undefined ? v : `${h[k]}, ${v}`;
-            const v = auth(
-              authzRequest(
-                { port, peer: ctx.peer, sourceIp: ctx.sourceIp },
-                { method, path, host: h.host, headers: h },
-              ),
-              table.config,
-            );
-            if (v.allow) return v;
-            lastDenial = v;
-            return {
-              allow: false,
-              policy: v.policy,
-              body: denialMessage(v),
-              headers:
-                debugHeaders() && v.explanation
-                  ? `x-weft-authz: ${v.explanation.replace(/[\r\n]/g, ' ')}\r\n`
-                  : '',
-            };
-          }
-        : undefined,
-      denied: (r) => finish(r, 403, undefined, lastDenial ?? { allow: false }),
-      onHead,
-      start: () => {
-        inflight++;
-        started = now();
-      },
-      finish: (r) => {
-        done();
-        finish(r, r.status, started, undefined);
-      },
-      draining: () => draining,
-      error: (code) => metrics.proxyErrors.inc({ direction: 'inbound', code }),
-    });
-  }
-
-  // ---- outbound HTTP/1.1 fast path (proxy/h1out.ts) ---------------------------------------
-  const fastOutbound = opts.outboundFastPath ?? true;
-  const outPool = new KeyedPool<string>(limits.idleTimeoutMs);
-  const srcHeaders = `${H_SRC_WORKLOAD}: ${id.workload}\r\n${H_SRC_NAMESPACE}: ${id.namespace}\r\n`;
-  const self = { workload: id.workload, namespace: id.namespace };
-  const poolKey = (a: UpstreamAddress) => `${a.host}:${a.port}${transport.secure(a) ? `|${a.peerId}` : ''}`;
-  const fastUpstream: Upstream<Picked> = {
-    acquire: (p) => outPool.acquireWith(poolKey(p.address), () => transport.connect(p.address, 'http1')),
-    established: isEstablished,
-    whenEstablished,
-    release: (p, s) => outPool.park(poolKey(p.address), s),
-    workload: (p) => p.endpoint.pod,
+  // ---- HTTP/1.1 fast paths (proxy/http1/) ---------------------------------------------------
+  const fastDeps = {
+    connLimits: limits,
+    identity: id,
+    now,
+    tracingActive: () => opts.tracing?.active() === true,
+    admit,
+    draining: () => draining,
+    started: core.begin,
+    ended: done,
+    report: reportFinish,
+    error: (direction: Direction, code: string) => metrics.proxyErrors.inc({ direction, code }),
   };
-
-  function serveFastOutbound(
-    socket: net.Socket,
-    ctx: ConnContext,
-    initial: Buffer,
-    onHead: () => void,
-    handoff: (b: Buffer) => void,
-  ): void {
-    const reply = (
-      status: number,
-      code: ProxyErrorCode | 'WEFT_FAULT',
-      message: string,
-      service: string,
-      r: { method: string; path: string; authority: string | undefined },
-    ): Decision<Picked> => {
-      reportFinish({
-        direction: 'outbound',
-        started: undefined,
-        status,
-        ...r,
-        src: self,
-        dst: { workload: 'unknown', namespace: 'unknown', service },
-      });
-      return { kind: 'reply', status, code, message };
-    };
-    serveOutbound(socket, initial, {
-      maxHeaderBytes: limits.maxHeaderBytes,
-      idleTimeoutMs: limits.idleTimeoutMs,
-      headersTimeoutMs: limits.headersTimeoutMs,
-      handoffWanted: () => opts.tracing?.active() === true,
-      handoff: (_s, buffered) => handoff(buffered),
-      admit,
-      onHead,
-      draining: () => draining,
-      error: (code) => metrics.proxyErrors.inc({ direction: 'outbound', code }),
-      decide(head): Decision<Picked> {
-        const method = head.method;
-        const path = head.target;
-        const authority = headerValue(head.headers, 'host');
-        const r = { method, path, authority };
-        const plan = planOutbound(
-          table,
-          {
-            dst: ctx.dst,
-            authority,
-            http: { method, path, header: (n) => headerValue(head.headers, n.toLowerCase()) },
-            // Mirroring and per-endpoint connection limits (with their queue) stay on the node:http path.
-            serves: (route) => !route.mirror && route.source?.circuitBreaker?.maxConnections === undefined,
-          },
+  const fastInbound =
+    (opts.inboundFastPath ?? true)
+      ? inboundFastPath({
+          ...fastDeps,
+          appHost: inboundTarget,
+          authorize: opts.authorize,
+          config: () => table?.config,
+          debugHeaders,
+        })
+      : undefined;
+  const fastOutbound =
+    (opts.outboundFastPath ?? true)
+      ? outboundFastPath({
+          ...fastDeps,
+          table: () => table,
           planState,
-        );
-        if (plan.kind === 'handoff' || plan.kind === 'passthrough') return { kind: 'handoff' };
-        if (plan.kind === 'refuse')
-          return reply(
-            plan.status,
-            plan.code,
-            plan.message,
-            plan.target ? serviceLabel(plan.target) : 'unknown',
-            r,
-          );
-        const { backend, delayMs } = plan;
-        const service = serviceLabel({ service: backend.service, port: backend.port });
-        const cluster = endpoints.enterCluster(plan);
-        if (!cluster) return reply(503, 'WEFT_OVERFLOW', `${service} is at its request limit`, service, r);
-        inflight++;
-        const started = now();
-        const tries = backendAttempts(endpoints, plan, cluster, {
-          method,
-          service,
-          now,
-          countRetry: (outcome) => metrics.retries.inc({ destination_service: service, outcome }),
-        });
-        return {
-          kind: 'forward',
-          exchange: {
-            extraHeaders: srcHeaders,
-            strip: fastStrip,
-            delayMs,
-            service,
-            tries,
-            upstream: fastUpstream,
-            finish(f) {
-              cluster.active--;
-              done();
-              const dst = {
-                workload: f.upstreamWorkload ?? 'unknown',
-                namespace: f.upstreamNamespace ?? backend.service.namespace,
-                service,
-              };
-              reportFinish({
-                direction: 'outbound',
-                started,
-                status: f.status,
-                grpcStatus: f.grpcStatus,
-                ...r,
-                src: self,
-                dst,
-              });
-            },
-          },
-        };
-      },
-    });
-  }
+          endpoints,
+          transport,
+          retries: metrics.retries,
+        })
+      : undefined;
 
   // ---- wiring: servers, fast paths, inbound TLS, listeners -----------------------------------
   const transports: Transports = {
@@ -394,8 +214,16 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
   };
   if (fastInbound)
     transports.fast.inbound = (socket, ctx, initial, onHead, handoff) =>
-      serveFastInbound(socket, ctx, ctx.dst?.port ?? 0, initial, onHead, handoff);
-  if (fastOutbound) transports.fast.outbound = serveFastOutbound;
+      fastInbound.serve(
+        socket,
+        { port: ctx.dst?.port ?? 0, peer: ctx.peer, sourceIp: ctx.sourceIp },
+        initial,
+        onHead,
+        handoff,
+      );
+  if (fastOutbound)
+    transports.fast.outbound = (socket, ctx, initial, onHead, handoff) =>
+      fastOutbound.serve(socket, ctx.dst, initial, onHead, handoff);
   const inboundTls = new InboundTls(core, (socket, ctx, proto) =>
     dispatch(core, transports, 'inbound', socket, ctx, proto, Buffer.alloc(0)),
   );
@@ -423,7 +251,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
         for (const e of s.endpoints) for (const p of Object.values(e.ports)) keys.add(`${e.address}:${p}`);
       endpoints.apply(config, keys);
       transport.retain(keys);
-      outPool.retain((k) => keys.has(k.split('|', 1)[0]!));
+      fastOutbound?.retain(keys);
     },
     table: () => table,
     stats() {
@@ -463,8 +291,8 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       inbound.close();
       for (const s of sockets) s.destroy();
       transport.close();
-      localPool.close();
-      outPool.close();
+      fastInbound?.close();
+      fastOutbound?.close();
     },
   };
   return handle;

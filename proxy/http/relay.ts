@@ -5,7 +5,7 @@ import type HttpTypes from 'node:http';
 import type http2 from 'node:http2';
 import { type Direction, headerOf, type ProxyCore } from '../context.ts';
 import type { ProxyErrorCode } from '../errors.ts';
-import { HOP_BY_HOP } from '../h1fast.ts';
+import { HOP_BY_HOP } from '../http1/codec.ts';
 import { attemptHttp1, attemptHttp2, type UpstreamResponse } from '../upstream.ts';
 
 export type DownReq = HttpTypes.IncomingMessage | http2.Http2ServerRequest;

@@ -1,6 +1,5 @@
 // Once the protocol of a downstream connection is known, it goes to its transport: HTTP/1.1 to
-// the fast path of its direction (proxy/h1fast.ts, proxy/h1out.ts; they hand a request they do
-// not serve to node:http) or to node:http, h2c to the HTTP/2 server, anything else to opaque TCP.
+// the fast path of its direction (proxy/http1/; it hands a request it does not serve to node:http) or to node:http, h2c to the HTTP/2 server, anything else to opaque TCP.
 import type net from 'node:net';
 import { Duplex } from 'node:stream';
 import type { ConnContext, Direction, ProxyCore } from '../context.ts';

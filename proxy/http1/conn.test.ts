@@ -1,13 +1,14 @@
-// The outbound fast path's mechanics on loopback sockets, with a stand-in for the proxy's policy:
+// The fast paths' connection loop (conn.ts, exchange.ts) on loopback sockets, with a stand-in for the proxy's policy:
 // header rewriting, streamed bodies, retries (and the rule that a started body is never resent),
 // per-try timeouts, pipelining, answers of our own with the body dropped, and hand-over.
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { KeyedPool } from './h1fast.ts';
-import { type Decision, type Exchange, serveOutbound } from './h1out.ts';
-import { Attempts } from './resilience/attempts.ts';
+import { Attempts } from '../resilience/attempts.ts';
+import { type Decision, serveConnection } from './conn.ts';
+import type { Exchange } from './exchange.ts';
+import { KeyedPool } from './pool.ts';
 
 interface Seen {
   method: string;
@@ -65,6 +66,7 @@ describe('outbound fast path on loopback', () => {
     return {
       extraHeaders: 'weft-src-workload: frontend\r\n',
       strip: new Set(['weft-src-workload']),
+      responseHeaders: '',
       delayMs: 0,
       service: 'web.shop',
       tries,
@@ -105,7 +107,7 @@ describe('outbound fast path on loopback', () => {
       ports.push((app.address() as net.AddressInfo).port);
     }
     front = net.createServer((s) =>
-      serveOutbound(s, Buffer.alloc(0), {
+      serveConnection(s, Buffer.alloc(0), {
         maxHeaderBytes: 16 * 1024,
         idleTimeoutMs: 5000,
         headersTimeoutMs: 500,
