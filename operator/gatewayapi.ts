@@ -11,6 +11,8 @@ import type { InformerFactory, Obj } from './cache.ts';
 import {
   GATEWAY_GROUP,
   GATEWAY_RESOURCES,
+  type GatewayClassObj,
+  type GatewayObj,
   type GRPCRouteObj,
   type HTTPRouteObj,
   type ReferenceGrantObj,
@@ -23,6 +25,8 @@ export interface GatewayApiSupport {
   httpRoutes: boolean;
   grpcRoutes: boolean;
   referenceGrants: boolean;
+  /** Gateway and GatewayClass: Weft's own gateway (docs/ingress.md). */
+  gateways: boolean;
 }
 
 async function served(client: KubeClient, version: string): Promise<Set<string>> {
@@ -45,6 +49,10 @@ export async function discoverGatewayApi(client: KubeClient, log: Logger): Promi
     httpRoutes: v1.has(GATEWAY_RESOURCES.httpRoutes.plural),
     grpcRoutes: v1.has(GATEWAY_RESOURCES.grpcRoutes.plural),
     referenceGrants: grants.has(GATEWAY_RESOURCES.referenceGrants.plural),
+    gateways:
+      v1.has(GATEWAY_RESOURCES.gateways.plural) &&
+      v1.has(GATEWAY_RESOURCES.gatewayClasses.plural) &&
+      v1.has(GATEWAY_RESOURCES.httpRoutes.plural),
   };
   if (!s.httpRoutes && !s.grpcRoutes)
     log.warn(
@@ -64,6 +72,8 @@ export function gatewayCache(make: InformerFactory, s: GatewayApiSupport) {
     referenceGrants: s.referenceGrants
       ? make<Obj<ReferenceGrantObj>>(GATEWAY_RESOURCES.referenceGrants)
       : undefined,
+    gateways: s.gateways ? make<Obj<GatewayObj>>(GATEWAY_RESOURCES.gateways) : undefined,
+    gatewayClasses: s.gateways ? make<Obj<GatewayClassObj>>(GATEWAY_RESOURCES.gatewayClasses) : undefined,
   };
 }
 
@@ -73,6 +83,7 @@ export function gatewayApiCondition(s: GatewayApiSupport): ConditionInput {
     s.httpRoutes && 'HTTPRoute',
     s.grpcRoutes && 'GRPCRoute',
     s.referenceGrants && 'ReferenceGrant',
+    s.gateways && 'Gateway, GatewayClass',
   ].filter(Boolean);
   return kinds.length > 0
     ? {

@@ -13,6 +13,11 @@
 //     authorizationpolicy    key: ns/name. Status: Accepted, Ready.
 //     gatewayroute           key: ns/name (HTTPRoute, GRPCRoute; only with the Gateway API
 //                            CRDs). status.parents[] under controllerName weft.dev/mesh.
+//     gatewayclass, gateway  key: name, ns/name (with the Gateway and GatewayClass CRDs).
+//     ingressroute          Weft's own gateway (reconcilers/ingress.ts, docs/ingress.md):
+//                            class Accepted; per Gateway its proxy Deployment, Service,
+//                            ServiceAccount, routing ConfigMap and status; key: ns/name of
+//                            an HTTPRoute, its status.parents[] under weft.dev/gateway.
 //     mesh                   key: name. Status: Accepted, Ready, meshed namespaces and pods,
 //                            the CA condition and caExpiry.
 //   identity/controller.ts   key: "identities". Workload certificates and the trust bundle.
@@ -30,6 +35,8 @@ import { Manager } from '../kube/manager.ts';
 import { healthServer, metricsServer } from '../kube/servers.ts';
 import { informerFactory, operatorCache } from './cache.ts';
 import { Compilation } from './compilation.ts';
+import { GATEWAY_CONTROLLER_NAME, GATEWAY_RESOURCES } from './compile/gatewaytypes.ts';
+import { indexServices } from './compile/services.ts';
 import { DEFAULT_MESH_NAME, isMeshedPod, meshedNamespaces } from './compiler.ts';
 import { discoverGatewayApi, gatewayApiCondition, gatewayCache } from './gatewayapi.ts';
 import { IDENTITY_KEY, IdentityReconciler } from './identity/controller.ts';
@@ -37,6 +44,7 @@ import { type OperatorMetrics, operatorMetrics } from './metrics.ts';
 import { Propagation, ProxyReports } from './propagation.ts';
 import { authorizationPolicyReconciler } from './reconcilers/authorizationpolicy.ts';
 import { gatewayRouteReconciler } from './reconcilers/gatewayroute.ts';
+import { compileWeftGateway, gatewayClassReconciler, gatewayReconciler } from './reconcilers/ingress.ts';
 import { meshReconciler } from './reconcilers/mesh.ts';
 import { proxyConfigReconciler } from './reconcilers/proxyconfig.ts';
 import { trafficSplitReconciler } from './reconcilers/trafficsplit.ts';
@@ -266,6 +274,58 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
         type: informer.type,
         objects: informer,
         resultOf: (key) => compilation.routeResultOf(key),
+        client,
+        stats,
+      }),
+    });
+  }
+  if (gateway.gateways && gateway.gatewayClasses && gateway.httpRoutes) {
+    const routes = gateway.httpRoutes;
+    const ingress = {
+      gateways: gateway.gateways,
+      classes: gateway.gatewayClasses,
+      httpRoutes: () => routes.list(),
+      referenceGrants: () => gateway.referenceGrants?.list() ?? [],
+      services: () => indexServices(cache.services.list()),
+      namespaceLabels: (ns: string) => cache.namespaces.get(ns)?.metadata.labels,
+    };
+    c.gatewayclass = mgr.addController({
+      name: 'gatewayclass',
+      ...queue,
+      keys: () => gateway.gatewayClasses!.list().map(objectKey),
+      reconcile: gatewayClassReconciler({ client, classes: gateway.gatewayClasses, stats }),
+    });
+    c.gateway = mgr.addController({
+      name: 'gateway',
+      ...queue,
+      keys: () => gateway.gateways!.list().map(objectKey),
+      reconcile: gatewayReconciler({
+        ...ingress,
+        client,
+        stats,
+        mesh: () => cache.meshes.get(DEFAULT_MESH_NAME),
+      }),
+    });
+    c.ingressroute = mgr.addController({
+      name: 'ingressroute',
+      ...queue,
+      keys: () => routes.list().map(objectKey),
+      reconcile: gatewayRouteReconciler({
+        type: GATEWAY_RESOURCES.httpRoutes,
+        objects: routes,
+        controllerName: GATEWAY_CONTROLLER_NAME,
+        resultOf: (key) => {
+          const route = routes.get(key.slice('HTTPRoute/'.length));
+          const parents = [];
+          const seen = new Set<string>();
+          for (const ref of route?.spec.parentRefs ?? []) {
+            const gwKey = `${ref.namespace ?? route?.metadata.namespace}/${ref.name}`;
+            if ((ref.kind ?? 'Gateway') !== 'Gateway' || seen.has(gwKey)) continue;
+            seen.add(gwKey);
+            parents.push(...(compileWeftGateway(ingress, gwKey)?.compiled.routeParents.get(key) ?? []));
+          }
+          return { parents };
+        },
         client,
         stats,
       }),

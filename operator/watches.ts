@@ -20,6 +20,10 @@ export interface Controllers {
   /** Present when the Gateway API CRDs are installed. */
   httproute?: Controller;
   grpcroute?: Controller;
+  /** Present when the Gateway and GatewayClass CRDs are installed too (Weft's gateway). */
+  gatewayclass?: Controller;
+  gateway?: Controller;
+  ingressroute?: Controller;
 }
 
 /** Every meshed namespace's ProxyConfig (compiling only on the leader). */
@@ -121,4 +125,38 @@ export function watchGateway(
     allRoutes();
   });
   cache.services.on(allRoutes);
+  watchIngress(cache, gateway, c);
+}
+
+/** Weft's gateway: any change to a class, Gateway, route, grant or Service recompiles every Gateway. */
+function watchIngress(cache: OperatorCache, gateway: GatewayCache, c: Controllers): void {
+  if (!c.gateway) return;
+  const allGateways = () => {
+    for (const g of gateway.gateways?.list() ?? []) c.gateway?.add(objectKey(g));
+  };
+  const ingressRoutes = () => {
+    for (const r of gateway.httpRoutes?.list() ?? []) c.ingressroute?.add(objectKey(r));
+  };
+  gateway.gatewayClasses?.on((type, gc, old) => {
+    c.gatewayclass?.add(objectKey(gc));
+    if (type === 'update' && old && old.metadata.generation === gc.metadata.generation) return;
+    allGateways();
+    ingressRoutes();
+  });
+  gateway.gateways?.on((type, gw, old) => {
+    c.gateway?.add(objectKey(gw));
+    // Our own status writes change no generation: the routes' verdicts stay.
+    if (type === 'update' && old && old.metadata.generation === gw.metadata.generation) return;
+    ingressRoutes();
+  });
+  gateway.httpRoutes?.on((type, r, old) => {
+    if (type === 'update' && old && old.metadata.generation === r.metadata.generation) return;
+    c.ingressroute?.add(objectKey(r));
+    allGateways();
+  });
+  for (const i of [gateway.referenceGrants, cache.services, cache.namespaces])
+    i?.on(() => {
+      allGateways();
+      ingressRoutes();
+    });
 }

@@ -51,7 +51,7 @@ export interface RouteResult {
   programmed: 'current' | 'lastGood' | 'none';
 }
 
-interface Entry {
+export interface Entry {
   route: Route;
   rank: Rank;
 }
@@ -149,7 +149,7 @@ function ruleTimeouts(t: { request?: string; backendRequest?: string } | undefin
 }
 
 /** One route's entries for one parent Service, with every problem found on the way. */
-function bindRoute(
+export function bindRoute(
   route: GatewayRouteObj,
   kind: RouteKind,
   service: string,
@@ -222,7 +222,7 @@ const byRank = (a: Entry, b: Entry) => {
 };
 
 /** Sorted entries of one Service, then its 404 catch-alls (one per port scope). */
-function ordered(service: string, entries: Entry[]): Route[] {
+export function ordered(service: string, entries: Entry[]): Route[] {
   const sorted = [...entries].sort(byRank).map((e) => e.route);
   const scopes = new Set(sorted.map((r) => r.port));
   const catchAlls = (scopes.has(undefined) ? [undefined] : [...scopes].sort((a, b) => a! - b!)).map(
@@ -241,7 +241,7 @@ function ordered(service: string, entries: Entry[]): Route[] {
   return [...sorted, ...catchAlls];
 }
 
-function summarize(problems: Problem[], okMessage: string): Verdict {
+export function summarize(problems: Problem[], okMessage: string): Verdict {
   if (problems.length === 0) return { ok: true, message: okMessage };
   return {
     ok: false,

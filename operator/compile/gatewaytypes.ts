@@ -24,6 +24,20 @@ export const GATEWAY_RESOURCES = {
     kind: 'GRPCRoute',
     namespaced: true,
   },
+  gatewayClasses: {
+    group: GATEWAY_GROUP,
+    version: 'v1',
+    plural: 'gatewayclasses',
+    kind: 'GatewayClass',
+    namespaced: false,
+  },
+  gateways: {
+    group: GATEWAY_GROUP,
+    version: 'v1',
+    plural: 'gateways',
+    kind: 'Gateway',
+    namespaced: true,
+  },
   referenceGrants: {
     group: GATEWAY_GROUP,
     version: 'v1beta1',
@@ -134,5 +148,47 @@ export interface ReferenceGrantObj {
   spec: {
     from: { group: string; kind: string; namespace: string }[];
     to: { group: string; kind: string; name?: string }[];
+  };
+}
+
+/** GatewayClasses with this controllerName are Weft's: their Gateways run the Weft proxy (docs/ingress.md). */
+export const GATEWAY_CONTROLLER_NAME = 'weft.dev/gateway';
+
+export interface GatewayClassObj {
+  metadata: Meta;
+  spec: { controllerName: string; parametersRef?: unknown; description?: string };
+  status?: { conditions?: Condition[] };
+}
+
+export interface GatewayListenerSpec {
+  name: string;
+  hostname?: string;
+  port: number;
+  protocol: string;
+  tls?: unknown;
+  allowedRoutes?: {
+    namespaces?: { from?: 'All' | 'Same' | 'Selector'; selector?: unknown };
+    kinds?: { group?: string; kind: string }[];
+  };
+}
+
+export interface ListenerStatus {
+  name: string;
+  supportedKinds: { group?: string; kind: string }[];
+  attachedRoutes: number;
+  conditions: Condition[];
+}
+
+export interface GatewayObj {
+  metadata: Meta & { uid?: string; annotations?: Record<string, string> };
+  spec: {
+    gatewayClassName: string;
+    listeners: GatewayListenerSpec[];
+    addresses?: { type?: string; value: string }[];
+  };
+  status?: {
+    conditions?: Condition[];
+    listeners?: ListenerStatus[];
+    addresses?: { type: string; value: string }[];
   };
 }

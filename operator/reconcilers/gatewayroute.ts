@@ -14,9 +14,11 @@ export interface GatewayRouteDeps {
   type: ResourceType;
   objects: { get(key: string): (GatewayRouteObj & { metadata: { resourceVersion?: string } }) | undefined };
   /** The compiler's verdict, by "<Kind>/<namespace>/<name>". */
-  resultOf: (key: string) => RouteResult | undefined;
+  resultOf: (key: string) => Pick<RouteResult, 'parents'> | undefined;
   client: KubeClient;
   stats: WriteStats;
+  /** Whose entries these are (default weft.dev/mesh; the gateway's are weft.dev/gateway). */
+  controllerName?: string;
 }
 
 const conditionsOf = (p: ParentResult): ConditionInput[] => [
@@ -43,17 +45,18 @@ const sameRef = (a: object, b: object) =>
  */
 export function routeParents(
   current: readonly RouteParentStatus[] | undefined,
-  r: RouteResult,
+  r: Pick<RouteResult, 'parents'>,
   generation: number | undefined,
   now?: () => Date,
+  controllerName: string = CONTROLLER_NAME,
 ): { parents: RouteParentStatus[]; changed: boolean } {
-  const others = (current ?? []).filter((p) => p.controllerName !== CONTROLLER_NAME);
-  const mine = (current ?? []).filter((p) => p.controllerName === CONTROLLER_NAME);
+  const others = (current ?? []).filter((p) => p.controllerName !== controllerName);
+  const mine = (current ?? []).filter((p) => p.controllerName === controllerName);
   const ours: RouteParentStatus[] = r.parents.map((p) => {
     const prev = mine.find((m) => sameRef(m.parentRef, p.parentRef));
     return {
       parentRef: p.parentRef,
-      controllerName: CONTROLLER_NAME,
+      controllerName,
       conditions: mergeConditions(prev?.conditions, conditionsOf(p), generation, now),
     };
   });
@@ -71,7 +74,13 @@ export function gatewayRouteReconciler(d: GatewayRouteDeps): KeyReconciler {
     const route = d.objects.get(key);
     const r = route && d.resultOf(`${d.type.kind}/${key}`);
     if (!route || !r) return undefined;
-    const { parents, changed } = routeParents(route.status?.parents, r, route.metadata.generation);
+    const { parents, changed } = routeParents(
+      route.status?.parents,
+      r,
+      route.metadata.generation,
+      undefined,
+      d.controllerName,
+    );
     if (!changed) return undefined;
     const { namespace, name } = route.metadata;
     await d.client.request('PUT', resourcePath(d.type, namespace, name, 'status'), {

@@ -1,0 +1,297 @@
+// Weft's gateway (compile/ingress.ts, reconcilers/ingress.ts): pure tests of the routing table,
+// the Gateway, class and route verdicts, and the objects that run a Gateway.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { Route as RouteSchema } from '../../api/proxyconfig.ts';
+import { check } from '../../api/validate.ts';
+import {
+  gatewayStatus,
+  gatewayWorkload,
+  SERVICE_TYPE_ANNOTATION,
+  workloadName,
+} from '../reconcilers/ingress.ts';
+import { cluster, http, to } from './gatewayfixtures.ts';
+import {
+  GATEWAY_CONTROLLER_NAME,
+  GATEWAY_GROUP,
+  type GatewayListenerSpec,
+  type GatewayObj,
+} from './gatewaytypes.ts';
+import {
+  compileIngress,
+  effectiveHostnames,
+  gatewayClassConditions,
+  hostOrder,
+  isWeftClass,
+} from './ingress.ts';
+import { indexServices } from './services.ts';
+
+const gateway = (listeners: GatewayListenerSpec[], extra: Partial<GatewayObj['spec']> = {}): GatewayObj => ({
+  metadata: { name: 'edge', namespace: 'shop', generation: 2, uid: 'u-1' },
+  spec: { gatewayClassName: 'weft', listeners, ...extra },
+});
+const gwParent = (extra: Record<string, unknown> = {}) => ({
+  group: GATEWAY_GROUP,
+  kind: 'Gateway',
+  name: 'edge',
+  ...extra,
+});
+/** The fields of the workload objects these tests read. */
+interface Shape {
+  data: Record<string, string>;
+  spec: {
+    type?: string;
+    ports: unknown[];
+    template: {
+      spec: {
+        serviceAccountName: string;
+        initContainers?: unknown;
+        containers: { command: string[]; restartPolicy?: string }[];
+      };
+    };
+  };
+}
+const services = () => indexServices(cluster().services);
+const cond = (list: { type: string; status: string; reason: string }[], type: string) =>
+  list.find((c) => c.type === type);
+
+describe('Weft gateway: GatewayClass', () => {
+  test('only the weft.dev/gateway controllerName is Weft’s; parametersRef is refused naming the field', () => {
+    const mine = { metadata: { name: 'weft' }, spec: { controllerName: GATEWAY_CONTROLLER_NAME } };
+    assert.equal(isWeftClass(mine), true);
+    assert.equal(isWeftClass({ metadata: { name: 'x' }, spec: { controllerName: 'weft.dev/mesh' } }), false);
+    assert.equal(gatewayClassConditions(mine)[0]?.status, 'True');
+    const bad = gatewayClassConditions({ ...mine, spec: { ...mine.spec, parametersRef: { name: 'p' } } })[0]!;
+    assert.equal(bad.status, 'False');
+    assert.equal(bad.reason, 'InvalidParameters');
+    assert.match(bad.message, /spec\.parametersRef/);
+  });
+});
+
+describe('Weft gateway: hostnames', () => {
+  test('listener and route hostnames intersect as the Gateway API says', () => {
+    assert.deepEqual(effectiveHostnames(undefined, undefined), ['*']);
+    assert.deepEqual(effectiveHostnames('a.example.com', undefined), ['a.example.com']);
+    assert.deepEqual(effectiveHostnames('*.example.com', ['a.example.com', 'other.org']), ['a.example.com']);
+    assert.deepEqual(effectiveHostnames('a.example.com', ['*.example.com']), ['a.example.com']);
+    assert.deepEqual(effectiveHostnames('*.example.com', ['*.b.example.com']), ['*.b.example.com']);
+    assert.deepEqual(effectiveHostnames('*.example.com', ['example.com']), []);
+    assert.deepEqual(['*', '*.example.com', 'b.example.com', 'a.b.example.com'].sort(hostOrder), [
+      'a.b.example.com',
+      'b.example.com',
+      '*.example.com',
+      '*',
+    ]);
+  });
+});
+
+describe('Weft gateway: routing table and status', () => {
+  test('routes attach per listener and hostname, compiled like mesh routes (404 catch-all, schema-valid)', () => {
+    const gw = gateway([
+      { name: 'web', port: 80, protocol: 'HTTP', hostname: '*.example.com' },
+      { name: 'api', port: 8080, protocol: 'HTTP' },
+    ]);
+    const r1 = http('shop', 'shop-web', {
+      parentRefs: [gwParent({ sectionName: 'web' })],
+      hostnames: ['shop.example.com'],
+      rules: [
+        { matches: [{ path: { type: 'PathPrefix', value: '/reviews' } }], backendRefs: [to('reviews')] },
+      ],
+    });
+    const r2 = http('shop', 'any', {
+      parentRefs: [gwParent()],
+      rules: [{ backendRefs: [to('reviews-v1')] }],
+    });
+    const c = compileIngress({ gateway: gw, httpRoutes: [r1, r2], services: services() });
+    assert.equal(c.accepted.ok, true);
+    assert.deepEqual(
+      c.listeners.map((l) => [l.name, l.attachedRoutes, l.ok]),
+      [
+        ['web', 2, true],
+        ['api', 1, true],
+      ],
+    );
+    const p80 = c.config.ports.find((p) => p.port === 80)!;
+    assert.equal(p80.bind, 15_080, 'a port below 1024 is bound higher in the pod (the proxy is not root)');
+    assert.deepEqual(
+      p80.hosts.map((h) => [h.hostname, h.routes.map((r) => r.name)]),
+      [
+        [
+          'shop.example.com',
+          ['HTTPRoute/shop/shop-web/0', 'HTTPRoute/shop/any/0', 'Gateway/shop/edge:no-route-matched'],
+        ],
+        ['*.example.com', ['HTTPRoute/shop/any/0', 'Gateway/shop/edge:no-route-matched']],
+      ],
+    );
+    const p8080 = c.config.ports.find((p) => p.port === 8080)!;
+    assert.deepEqual(
+      p8080.hosts.map((h) => h.hostname),
+      ['*'],
+    );
+    assert.equal(p8080.hosts[0]!.routes[0]!.backends[0]!.service, 'shop/reviews-v1');
+    for (const p of c.config.ports)
+      for (const h of p.hosts) for (const r of h.routes) assert.deepEqual(check(RouteSchema, r, 'route'), []);
+    assert.equal(c.routeParents.get('HTTPRoute/shop/shop-web')?.[0]?.accepted.ok, true);
+  });
+
+  test('a route that cannot attach says why, naming the listener; other routes are unaffected', () => {
+    const gw = gateway([{ name: 'web', port: 80, protocol: 'HTTP', hostname: 'a.example.com' }]);
+    const cases = [
+      http('other', 'foreign', {
+        parentRefs: [gwParent({ namespace: 'shop' })],
+        rules: [{ backendRefs: [to('reviews')] }],
+      }),
+      http('shop', 'wrong-host', {
+        parentRefs: [gwParent()],
+        hostnames: ['b.example.com'],
+        rules: [{ backendRefs: [to('reviews')] }],
+      }),
+      http('shop', 'no-section', { parentRefs: [gwParent({ sectionName: 'nope' })], rules: [] }),
+      http('shop', 'bad-filter', {
+        parentRefs: [gwParent()],
+        rules: [{ filters: [{ type: 'ExtensionRef' }], backendRefs: [to('reviews')] }],
+      }),
+      http('shop', 'good', { parentRefs: [gwParent()], rules: [{ backendRefs: [to('reviews')] }] }),
+    ];
+    const c = compileIngress({ gateway: gw, httpRoutes: cases, services: services() });
+    const v = (k: string) => c.routeParents.get(k)?.[0]?.accepted;
+    assert.equal(v('HTTPRoute/other/foreign')?.ok, false);
+    assert.match(
+      JSON.stringify(v('HTTPRoute/other/foreign')),
+      /NotAllowedByListeners.*namespace other.*from: Same/,
+    );
+    assert.match(
+      JSON.stringify(v('HTTPRoute/shop/wrong-host')),
+      /NoMatchingListenerHostname.*spec\.hostnames/,
+    );
+    assert.match(
+      JSON.stringify(v('HTTPRoute/shop/no-section')),
+      /NoMatchingParent.*no listener named \\"nope\\"/,
+    );
+    assert.match(
+      JSON.stringify(v('HTTPRoute/shop/bad-filter')),
+      /UnsupportedValue.*spec\.rules\[0\]\.filters/,
+    );
+    assert.equal(v('HTTPRoute/shop/good')?.ok, true);
+    assert.equal(c.listeners[0]!.attachedRoutes, 1);
+    assert.deepEqual(
+      c.config.ports[0]!.hosts[0]!.routes.map((r) => r.name),
+      ['HTTPRoute/shop/good/0', 'Gateway/shop/edge:no-route-matched'],
+    );
+  });
+
+  test('HTTPS listeners are refused (not yet), conflicts are reported, the valid listeners still serve', () => {
+    const gw = gateway([
+      { name: 'web', port: 80, protocol: 'HTTP' },
+      { name: 'tls', port: 443, protocol: 'HTTPS' },
+      { name: 'twin', port: 80, protocol: 'HTTP' },
+      { name: 'alt', port: 8000, protocol: 'HTTP', allowedRoutes: { kinds: [{ kind: 'TCPRoute' }] } },
+    ]);
+    const c = compileIngress({ gateway: gw, services: services() });
+    const l = (n: string) => c.listeners.find((x) => x.name === n)!;
+    assert.equal(cond(l('tls').conditions, 'Accepted')?.reason, 'UnsupportedProtocol');
+    assert.match(l('tls').conditions[0]!.message, /spec\.listeners\[1\]\.protocol: HTTPS/);
+    assert.equal(cond(l('web').conditions, 'Conflicted')?.reason, 'HostnameConflict');
+    assert.equal(cond(l('alt').conditions, 'ResolvedRefs')?.reason, 'InvalidRouteKinds');
+    assert.deepEqual(l('alt').supportedKinds, []);
+    assert.equal(c.accepted.ok, true, 'some listeners are valid');
+    assert.deepEqual(
+      c.config.ports.map((p) => p.port),
+      [8000],
+    );
+    const none = compileIngress({
+      gateway: gateway([{ name: 'tls', port: 443, protocol: 'HTTPS' }]),
+      services: services(),
+    });
+    assert.equal(none.accepted.ok, false);
+    const addr = compileIngress({
+      gateway: gateway([{ name: 'web', port: 80, protocol: 'HTTP' }], { addresses: [{ value: '1.2.3.4' }] }),
+      services: services(),
+    });
+    assert.match(JSON.stringify(addr.accepted), /UnsupportedAddress.*spec\.addresses/);
+  });
+
+  test('the workload: owned by the Gateway, the proxy in gateway mode without interception, NodePort unless LoadBalancer is asked', () => {
+    const gw = gateway([{ name: 'web', port: 80, protocol: 'HTTP' }]);
+    const c = compileIngress({ gateway: gw, services: services() });
+    const w = gatewayWorkload(gw, c, undefined);
+    assert.ok('objects' in w);
+    const by = (kind: string) => w.objects.find((o) => o.type.kind === kind)!.obj as unknown as Shape;
+    assert.deepEqual(
+      w.objects.map((o) => o.type.kind),
+      ['ServiceAccount', 'ConfigMap', 'Deployment', 'Service'],
+    );
+    for (const o of w.objects) {
+      assert.equal(o.obj.metadata.name, 'edge-weft-gateway');
+      assert.deepEqual(o.obj.metadata.ownerReferences?.[0], {
+        apiVersion: 'gateway.networking.k8s.io/v1',
+        kind: 'Gateway',
+        name: 'edge',
+        uid: 'u-1',
+        controller: true,
+      });
+    }
+    const pod = by('Deployment').spec.template.spec;
+    assert.equal(pod.serviceAccountName, 'edge-weft-gateway');
+    assert.equal(pod.initContainers, undefined, 'no iptables init container');
+    assert.deepEqual(pod.containers[0].command.slice(-1), ['--gateway']);
+    assert.equal(pod.containers[0].restartPolicy, undefined);
+    assert.equal(by('Service').spec.type, 'NodePort');
+    assert.deepEqual(by('Service').spec.ports[0], {
+      name: 'gw-80',
+      port: 80,
+      targetPort: 15_080,
+      protocol: 'TCP',
+    });
+    assert.deepEqual(JSON.parse(by('ConfigMap').data['gateway.json']), c.config);
+    const lb = {
+      ...gw,
+      metadata: { ...gw.metadata, annotations: { [SERVICE_TYPE_ANNOTATION]: 'LoadBalancer' } },
+    };
+    const w2 = gatewayWorkload(lb, c, undefined);
+    assert.ok('objects' in w2);
+    assert.equal((w2.objects.at(-1)!.obj as unknown as Shape).spec.type, 'LoadBalancer');
+    const long = { ...gw, metadata: { ...gw.metadata, name: 'x'.repeat(60) } };
+    const w3 = gatewayWorkload(long, c, undefined);
+    assert.ok('error' in w3);
+    assert.match(w3.error, /metadata\.name.*50 characters/);
+    assert.equal(workloadName('edge'), 'edge-weft-gateway');
+  });
+
+  test('status: Programmed waits for a ready replica; addresses from the Service; listeners with attachedRoutes', () => {
+    const gw = gateway([{ name: 'web', port: 80, protocol: 'HTTP' }]);
+    const c = compileIngress({
+      gateway: gw,
+      httpRoutes: [
+        http('shop', 'r', { parentRefs: [gwParent()], rules: [{ backendRefs: [to('reviews')] }] }),
+      ],
+      services: services(),
+    });
+    const svc = { spec: { clusterIP: '10.96.5.5', ports: [{ port: 80, nodePort: 30080 }] } };
+    const pending = gatewayStatus(gw, c, { service: svc, deployment: { status: {} } }, undefined);
+    assert.equal(cond(pending.conditions!, 'Accepted')?.status, 'True');
+    assert.equal(cond(pending.conditions!, 'Programmed')?.reason, 'Pending');
+    assert.deepEqual(pending.addresses, [{ type: 'IPAddress', value: '10.96.5.5' }]);
+    assert.equal(pending.listeners![0]!.attachedRoutes, 1);
+    assert.equal(pending.conditions![0]!.observedGeneration, 2);
+    const ready = gatewayStatus(
+      gw,
+      c,
+      { service: svc, deployment: { status: { readyReplicas: 1 } } },
+      undefined,
+    );
+    const prog = ready.conditions!.find((x) => x.type === 'Programmed')!;
+    assert.equal(prog.status, 'True');
+    assert.match(prog.message, /80 → node port 30080/);
+    const lb = gatewayStatus(
+      gw,
+      c,
+      { service: { ...svc, status: { loadBalancer: { ingress: [{ ip: '192.0.2.7' }] } } } },
+      undefined,
+    );
+    assert.deepEqual(lb.addresses, [{ type: 'IPAddress', value: '192.0.2.7' }]);
+    const refused = gatewayStatus(gw, c, {}, 'metadata.name: too long');
+    assert.equal(cond(refused.conditions!, 'Accepted')?.status, 'False');
+    assert.equal(cond(refused.conditions!, 'Programmed')?.status, 'False');
+  });
+});

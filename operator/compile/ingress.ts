@@ -1,0 +1,377 @@
+// A Gateway of Weft's GatewayClass (controllerName weft.dev/gateway) → the routing table its
+// proxy serves, the Gateway's status, and a verdict per route parentRef that names it. Pure.
+// HTTPRoutes attached to a Gateway compile with the same compiler as the mesh routes
+// (gateway.ts bindRoute/ordered): one entry per match, sorted by the Gateway API precedence,
+// closed by a 404 catch-all, grouped by listener port and hostname (docs/ingress.md).
+import type { Route } from '../../api/proxyconfig.ts';
+import type { ConditionInput } from '../../kube/conditions.ts';
+import type { ServiceObj } from '../types.ts';
+import { bindRoute, type Entry, ordered, type ParentResult, summarize, type Verdict } from './gateway.ts';
+import { type Problem, type RefContext, ROUTE_REASON } from './gatewayrules.ts';
+import {
+  GATEWAY_CONTROLLER_NAME,
+  GATEWAY_GROUP,
+  type GatewayClassObj,
+  type GatewayListenerSpec,
+  type GatewayObj,
+  type HTTPRouteObj,
+  type ParentRef,
+  type ReferenceGrantObj,
+} from './gatewaytypes.ts';
+import { cmp } from './util.ts';
+
+export const isWeftClass = (c: GatewayClassObj | undefined): c is GatewayClassObj =>
+  c?.spec.controllerName === GATEWAY_CONTROLLER_NAME;
+
+export function gatewayClassConditions(c: GatewayClassObj): ConditionInput[] {
+  if (c.spec.parametersRef !== undefined)
+    return [
+      {
+        type: 'Accepted',
+        status: 'False',
+        reason: 'InvalidParameters',
+        message: `spec.parametersRef: Weft's GatewayClass takes no parameters; remove it`,
+      },
+    ];
+  return [
+    {
+      type: 'Accepted',
+      status: 'True',
+      reason: 'Accepted',
+      message: `Gateways of this class run the Weft proxy in gateway mode (${GATEWAY_CONTROLLER_NAME})`,
+    },
+  ];
+}
+
+/** What the gateway proxy serves: per port, the virtual hosts in the order they are tried. */
+export interface GatewayProxyConfig {
+  /** "<namespace>/<name>" of the Gateway. */
+  gateway: string;
+  ports: {
+    /** The listener port (the Service's port). */
+    port: number;
+    /** The port the proxy binds in its pod (ports below 1024 move up: the proxy is not root). */
+    bind: number;
+    /** Exact hostnames first (longest first), then wildcards (longest first), then "*". */
+    hosts: { hostname: string; routes: Route[] }[];
+  }[];
+}
+
+/** The port the proxy binds for a listener port: it runs as non-root, so below 1024 moves up. */
+export const bindPort = (port: number) => (port < 1024 ? 15_000 + port : port);
+
+export interface ListenerResult {
+  name: string;
+  port: number;
+  /** Whether the listener serves routes (valid, not conflicted). */
+  ok: boolean;
+  attachedRoutes: number;
+  supportedKinds: { group: string; kind: string }[];
+  conditions: ConditionInput[];
+}
+
+export interface IngressInput {
+  gateway: GatewayObj;
+  httpRoutes?: readonly HTTPRouteObj[];
+  referenceGrants?: readonly ReferenceGrantObj[];
+  services: Map<string, ServiceObj>;
+  /** A namespace's labels (allowedRoutes.namespaces.from: Selector). */
+  namespaceLabels?: (ns: string) => Record<string, string> | undefined;
+}
+
+export interface IngressCompiled {
+  /** The Gateway's Accepted verdict (its listeners' are in `listeners`). */
+  accepted: Verdict;
+  listeners: ListenerResult[];
+  config: GatewayProxyConfig;
+  /** One verdict per parentRef naming this Gateway, by "HTTPRoute/<namespace>/<name>". */
+  routeParents: Map<string, ParentResult[]>;
+}
+
+const HTTPROUTE_KIND = { group: GATEWAY_GROUP, kind: 'HTTPRoute' };
+
+/** Whether hostname pattern `p` (exact or "*.suffix") covers `h` (exact or wildcard). */
+function covers(p: string, h: string): boolean {
+  if (!p.startsWith('*.')) return p === h;
+  const suffix = p.slice(1);
+  return h.endsWith(suffix) && h.length > suffix.length && h !== p.slice(2);
+}
+
+/** The hostnames a route serves on a listener (Gateway API intersection); empty: none. */
+export function effectiveHostnames(
+  listener: string | undefined,
+  route: readonly string[] | undefined,
+): string[] {
+  if (!route?.length) return [listener ?? '*'];
+  if (listener === undefined) return [...new Set(route)];
+  const out = new Set<string>();
+  for (const h of route) {
+    if (h === listener || covers(listener, h)) out.add(h);
+    else if (covers(h, listener)) out.add(listener);
+  }
+  return [...out];
+}
+
+/** Exact hostnames before wildcards, longer before shorter, "*" last. */
+export function hostOrder(a: string, b: string): number {
+  const rank = (h: string) => (h === '*' ? 2 : h.startsWith('*.') ? 1 : 0);
+  return rank(a) - rank(b) || b.length - a.length || cmp(a, b);
+}
+
+function matchLabels(selector: unknown, labels: Record<string, string> | undefined): boolean | undefined {
+  const s = selector as { matchLabels?: Record<string, string>; matchExpressions?: unknown[] } | undefined;
+  if (s?.matchExpressions?.length) return undefined;
+  return Object.entries(s?.matchLabels ?? {}).every(([k, v]) => labels?.[k] === v);
+}
+
+function listenerVerdicts(gw: GatewayObj): ListenerResult[] {
+  const listeners = gw.spec.listeners ?? [];
+  const results = listeners.map((l, i): ListenerResult => {
+    const field = `spec.listeners[${i}]`;
+    const conditions: ConditionInput[] = [];
+    const wanted = l.allowedRoutes?.kinds;
+    const supportedKinds = wanted
+      ? wanted
+          .filter((k) => (k.group ?? GATEWAY_GROUP) === GATEWAY_GROUP && k.kind === 'HTTPRoute')
+          .map(() => HTTPROUTE_KIND)
+      : [HTTPROUTE_KIND];
+    const invalidKinds = (wanted ?? []).filter(
+      (k) => !((k.group ?? GATEWAY_GROUP) === GATEWAY_GROUP && k.kind === 'HTTPRoute'),
+    );
+    let ok = true;
+    if (l.protocol !== 'HTTP') {
+      ok = false;
+      conditions.push({
+        type: 'Accepted',
+        status: 'False',
+        reason: 'UnsupportedProtocol',
+        message: `${field}.protocol: ${l.protocol} is not supported by Weft's gateway yet; use HTTP (docs/ingress.md)`,
+      });
+    } else if (
+      l.allowedRoutes?.namespaces?.from === 'Selector' &&
+      matchLabels(l.allowedRoutes.namespaces.selector, {}) === undefined
+    ) {
+      ok = false;
+      conditions.push({
+        type: 'Accepted',
+        status: 'False',
+        reason: 'UnsupportedValue',
+        message: `${field}.allowedRoutes.namespaces.selector: only matchLabels is supported; remove matchExpressions`,
+      });
+    } else
+      conditions.push({ type: 'Accepted', status: 'True', reason: 'Accepted', message: 'Listener accepted' });
+    conditions.push(
+      invalidKinds.length > 0
+        ? {
+            type: 'ResolvedRefs',
+            status: 'False',
+            reason: 'InvalidRouteKinds',
+            message: `${field}.allowedRoutes.kinds: Weft's gateway serves only HTTPRoute (not ${invalidKinds.map((k) => k.kind).join(', ')})`,
+          }
+        : { type: 'ResolvedRefs', status: 'True', reason: 'ResolvedRefs', message: 'References resolved' },
+    );
+    return { name: l.name, port: l.port, ok, attachedRoutes: 0, supportedKinds, conditions };
+  });
+  // Two listeners on one port with the same hostname, or two ports bound to one pod port, conflict.
+  const key = (l: GatewayListenerSpec) => `${l.port}/${l.hostname ?? '*'}`;
+  listeners.forEach((l, i) => {
+    const r = results[i]!;
+    const twin = listeners.find((o, j) => j !== i && key(o) === key(l));
+    const clash = listeners.find(
+      (o, j) => j !== i && o.port !== l.port && bindPort(o.port) === bindPort(l.port),
+    );
+    const conflicted = twin
+      ? {
+          reason: 'HostnameConflict',
+          message: `spec.listeners[${i}]: listener ${twin.name} has the same port ${l.port} and hostname ${l.hostname ?? '(any)'}; give one a different hostname or port`,
+        }
+      : clash
+        ? {
+            reason: 'PortUnavailable',
+            message: `spec.listeners[${i}]: port ${l.port} is bound at ${bindPort(l.port)} in the gateway pod, as is listener ${clash.name}'s port ${clash.port}; change one of the ports`,
+          }
+        : undefined;
+    if (conflicted) r.ok = false;
+    r.conditions.push(
+      conflicted
+        ? { type: 'Conflicted', status: 'True', ...conflicted }
+        : { type: 'Conflicted', status: 'False', reason: 'NoConflicts', message: 'No conflicts' },
+    );
+  });
+  return results;
+}
+
+/**
+ * One virtual host per hostname, each holding its own entries and those of every less specific
+ * hostname that covers it (a request for a.example.com may match a route for *.example.com):
+ * the Gateway API ranks the matching hostname first, then the usual route precedence.
+ */
+function virtualHosts(gwId: string, byHost: Map<string, Entry[]>): { hostname: string; routes: Route[] }[] {
+  const names = [...byHost.keys()].sort(hostOrder);
+  return names.map((hostname) => {
+    const seen = new Set<Entry>();
+    const entries: Entry[] = [];
+    names.forEach((g, tier) => {
+      if (g !== hostname && g !== '*' && !covers(g, hostname)) return;
+      for (const e of byHost.get(g) ?? [])
+        if (!seen.has(e)) {
+          seen.add(e);
+          entries.push({ route: e.route, rank: [tier, ...e.rank] });
+        }
+    });
+    return { hostname, routes: ordered(gwId, entries) };
+  });
+}
+
+const namesGateway = (ref: ParentRef, routeNs: string, gw: GatewayObj) =>
+  (ref.group ?? GATEWAY_GROUP) === GATEWAY_GROUP &&
+  (ref.kind ?? 'Gateway') === 'Gateway' &&
+  ref.name === gw.metadata.name &&
+  (ref.namespace ?? routeNs) === gw.metadata.namespace;
+
+export function compileIngress(input: IngressInput): IngressCompiled {
+  const gw = input.gateway;
+  const gwNs = gw.metadata.namespace ?? '';
+  const gwId = `Gateway/${gwNs}/${gw.metadata.name}`;
+  const listeners = listenerVerdicts(gw);
+  const specs = gw.spec.listeners ?? [];
+  const hosts = new Map<number, Map<string, Entry[]>>();
+  const routeParents = new Map<string, ParentResult[]>();
+
+  for (const route of [...(input.httpRoutes ?? [])].sort((a, b) =>
+    cmp(`${a.metadata.namespace}/${a.metadata.name}`, `${b.metadata.namespace}/${b.metadata.name}`),
+  )) {
+    const ns = route.metadata.namespace ?? '';
+    const parents: ParentResult[] = [];
+    for (const ref of route.spec.parentRefs ?? []) {
+      if (!namesGateway(ref, ns, gw)) continue;
+      const why: { reason: string; message: string }[] = [];
+      const attached: number[] = [];
+      for (const [i, l] of specs.entries()) {
+        if (ref.sectionName !== undefined && ref.sectionName !== l.name) continue;
+        if (ref.port !== undefined && ref.port !== l.port) continue;
+        const r = listeners[i]!;
+        if (!r.ok) {
+          why.push({ reason: 'NoMatchingParent', message: `listener ${l.name} is not accepted` });
+          continue;
+        }
+        if (r.supportedKinds.length === 0) {
+          why.push({
+            reason: 'NotAllowedByListeners',
+            message: `listener ${l.name} does not allow HTTPRoutes`,
+          });
+          continue;
+        }
+        const from = l.allowedRoutes?.namespaces?.from ?? 'Same';
+        const allowed =
+          from === 'All' ||
+          (from === 'Same' && ns === gwNs) ||
+          (from === 'Selector' &&
+            matchLabels(l.allowedRoutes?.namespaces?.selector, input.namespaceLabels?.(ns)) === true);
+        if (!allowed) {
+          why.push({
+            reason: 'NotAllowedByListeners',
+            message: `listener ${l.name} does not allow routes from namespace ${ns} (allowedRoutes.namespaces.from: ${from})`,
+          });
+          continue;
+        }
+        if (effectiveHostnames(l.hostname, route.spec.hostnames).length === 0) {
+          why.push({
+            reason: 'NoMatchingListenerHostname',
+            message: `spec.hostnames: none matches listener ${l.name}'s hostname ${l.hostname}`,
+          });
+          continue;
+        }
+        attached.push(i);
+      }
+      if (attached.length === 0) {
+        const first = why[0] ?? {
+          reason: 'NoMatchingParent',
+          message:
+            ref.sectionName !== undefined
+              ? `Gateway ${gwNs}/${gw.metadata.name} has no listener named "${ref.sectionName}"${ref.port !== undefined ? ` on port ${ref.port}` : ''}`
+              : `Gateway ${gwNs}/${gw.metadata.name} has no listener on port ${ref.port}`,
+        };
+        parents.push({
+          parentRef: ref,
+          accepted: {
+            ok: false,
+            reason: first.reason,
+            message: why.map((w) => w.message).join('; ') || first.message,
+          },
+          resolvedRefs: { ok: true, message: 'All references resolved' },
+        });
+        continue;
+      }
+      const c: RefContext = {
+        services: input.services,
+        referenceGrants: input.referenceGrants ?? [],
+        kind: 'HTTPRoute',
+        namespace: ns,
+        consumer: false,
+      };
+      const { entries, problems } = bindRoute(route, 'HTTPRoute', gwId, undefined, c);
+      const unsupported: Problem[] = problems.filter((x) => x.reason === ROUTE_REASON.UnsupportedValue);
+      const refs = problems.filter((x) => x.reason !== ROUTE_REASON.UnsupportedValue);
+      const names = attached.map((i) => specs[i]!.name).join(', ');
+      const accepted = summarize(
+        unsupported,
+        `Attached to Gateway ${gwNs}/${gw.metadata.name} listener(s) ${names}`,
+      );
+      parents.push({ parentRef: ref, accepted, resolvedRefs: summarize(refs, 'All references resolved') });
+      if (!accepted.ok) continue;
+      for (const i of attached) {
+        const l = specs[i]!;
+        listeners[i]!.attachedRoutes++;
+        if (!hosts.has(l.port)) hosts.set(l.port, new Map());
+        const byHost = hosts.get(l.port)!;
+        for (const h of effectiveHostnames(l.hostname, route.spec.hostnames)) {
+          const list = byHost.get(h) ?? [];
+          // A route attached to two listeners of one port with the same hostname counts once.
+          for (const e of entries) if (!list.includes(e)) list.push(e);
+          byHost.set(h, list);
+        }
+      }
+    }
+    if (parents.length > 0) routeParents.set(`HTTPRoute/${ns}/${route.metadata.name}`, parents);
+  }
+
+  const config: GatewayProxyConfig = {
+    gateway: `${gwNs}/${gw.metadata.name}`,
+    ports: [...new Set(specs.filter((_, i) => listeners[i]!.ok).map((l) => l.port))]
+      .sort((a, b) => a - b)
+      .map((port) => ({
+        port,
+        bind: bindPort(port),
+        hosts: virtualHosts(gwId, hosts.get(port) ?? new Map()),
+      })),
+  };
+  for (const r of listeners)
+    r.conditions.push(
+      r.ok
+        ? { type: 'Programmed', status: 'True', reason: 'Programmed', message: `Served on port ${r.port}` }
+        : {
+            type: 'Programmed',
+            status: 'False',
+            reason: 'Invalid',
+            message: 'The listener is not accepted or conflicts',
+          },
+    );
+  const valid = listeners.filter((l) => l.ok).length;
+  const accepted: Verdict = gw.spec.addresses?.length
+    ? {
+        ok: false,
+        reason: 'UnsupportedAddress',
+        message: `spec.addresses: Weft's gateway takes its address from its Service; remove spec.addresses`,
+      }
+    : valid === 0
+      ? { ok: false, reason: 'ListenersNotValid', message: 'No listener is valid: see status.listeners' }
+      : {
+          ok: true,
+          message:
+            valid < listeners.length
+              ? `Accepted; ${listeners.length - valid} listener(s) invalid: see status.listeners`
+              : 'Accepted',
+        };
+  return { accepted, listeners, config, routeParents };
+}

@@ -1,0 +1,308 @@
+// Weft's Gateway API gateway (docs/ingress.md). GatewayClass (key: name): `Accepted` when its
+// controllerName is weft.dev/gateway. Gateway (key: ns/name) of such a class: server-side
+// applies, owned by the Gateway (garbage-collected with it), a ServiceAccount (the gateway's
+// SPIFFE identity), a ConfigMap with its routing table (compile/ingress.ts), a Deployment
+// running `weft proxy --gateway` and a Service (NodePort, or LoadBalancer when the Gateway's
+// annotation asks), then writes the Gateway's status: Accepted, Programmed (a ready replica),
+// listeners with attachedRoutes, addresses (the Service's).
+import { type Mesh, PROXY } from '../../api/index.ts';
+import { type KubeClient, type KubeObject, RESOURCES, type ResourceType } from '../../kube/client.ts';
+import { type ConditionInput, mergeConditions, sameConditions } from '../../kube/conditions.ts';
+import type { KeyReconciler } from '../../kube/manager.ts';
+import { COMMANDS } from '../../webhook/constants.ts';
+import { proxyContainer, proxyVolumes } from '../../webhook/inject.ts';
+import type { Obj } from '../cache.ts';
+import {
+  GATEWAY_RESOURCES,
+  type GatewayClassObj,
+  type GatewayObj,
+  type HTTPRouteObj,
+  type ReferenceGrantObj,
+} from '../compile/gatewaytypes.ts';
+import {
+  compileIngress,
+  gatewayClassConditions,
+  type IngressCompiled,
+  isWeftClass,
+} from '../compile/ingress.ts';
+import type { WriteStats } from '../status.ts';
+import type { ServiceObj } from '../types.ts';
+
+/** The Gateway annotation that asks for a LoadBalancer Service (default: NodePort). */
+export const SERVICE_TYPE_ANNOTATION = 'weft.dev/gateway-service-type';
+/** The key of the gateway's routing table (GatewayProxyConfig JSON) in its ConfigMap. */
+export const GATEWAY_CONFIG_KEY = 'gateway.json';
+/** Where the gateway proxy reads it. */
+export const GATEWAY_CONFIG_DIR = '/etc/weft/gateway';
+const NAME_LABEL = 'gateway.networking.k8s.io/gateway-name';
+
+const DEPLOYMENTS: ResourceType = {
+  group: 'apps',
+  version: 'v1',
+  plural: 'deployments',
+  kind: 'Deployment',
+  namespaced: true,
+};
+const SERVICE_ACCOUNTS: ResourceType = {
+  group: '',
+  version: 'v1',
+  plural: 'serviceaccounts',
+  kind: 'ServiceAccount',
+  namespaced: true,
+};
+
+/** The name of every object run for a Gateway (Service, Deployment, ServiceAccount, ConfigMap). */
+export const workloadName = (gateway: string) => `${gateway}-weft-gateway`;
+
+/** The objects that run a Gateway; pure. Undefined with a message when they cannot be named. */
+export function gatewayWorkload(
+  gw: GatewayObj & { metadata: { uid?: string } },
+  compiled: IngressCompiled,
+  mesh: Mesh['spec'] | undefined,
+): { objects: { type: ResourceType; obj: KubeObject }[] } | { error: string } {
+  const name = workloadName(gw.metadata.name);
+  if (name.length > 63)
+    return {
+      error: `metadata.name: "${gw.metadata.name}" is too long for the Service "${name}" (63 characters at most); use a name of 50 characters or fewer`,
+    };
+  const namespace = gw.metadata.namespace ?? '';
+  const labels = {
+    'app.kubernetes.io/managed-by': 'weft',
+    'weft.dev/component': 'gateway',
+    [NAME_LABEL]: gw.metadata.name,
+  };
+  const metadata = {
+    name,
+    namespace,
+    labels,
+    ownerReferences: [
+      {
+        apiVersion: `${GATEWAY_RESOURCES.gateways.group}/${GATEWAY_RESOURCES.gateways.version}`,
+        kind: 'Gateway',
+        name: gw.metadata.name,
+        uid: gw.metadata.uid ?? '',
+        controller: true,
+      },
+    ],
+  };
+  const proxy = proxyContainer(mesh);
+  const { restartPolicy: _sidecarOnly, startupProbe: _, ...container } = proxy;
+  const ports = compiled.config.ports;
+  const serviceType =
+    gw.metadata.annotations?.[SERVICE_TYPE_ANNOTATION] === 'LoadBalancer' ? 'LoadBalancer' : 'NodePort';
+  const deployment: KubeObject = {
+    metadata,
+    spec: {
+      replicas: 1,
+      selector: { matchLabels: { [NAME_LABEL]: gw.metadata.name } },
+      template: {
+        metadata: { labels },
+        spec: {
+          serviceAccountName: name,
+          // The gateway is the outbound side without interception: no iptables init container.
+          containers: [
+            {
+              ...container,
+              command: [...COMMANDS.proxy, '--gateway'],
+              env: [
+                ...(container.env ?? []),
+                { name: 'WEFT_GATEWAY_CONFIG', value: `${GATEWAY_CONFIG_DIR}/${GATEWAY_CONFIG_KEY}` },
+              ],
+              ports: [
+                ...ports.map((p) => ({ name: `gw-${p.port}`, containerPort: p.bind, protocol: 'TCP' })),
+                { name: 'weft-health', containerPort: PROXY.healthPort, protocol: 'TCP' },
+              ],
+              volumeMounts: [
+                ...(container.volumeMounts ?? []),
+                { name: 'weft-gateway', mountPath: GATEWAY_CONFIG_DIR, readOnly: true },
+              ],
+            },
+          ],
+          volumes: [...proxyVolumes(name), { name: 'weft-gateway', configMap: { name } }],
+        },
+      },
+    },
+  };
+  const service: KubeObject = {
+    metadata,
+    spec: {
+      type: serviceType,
+      selector: { [NAME_LABEL]: gw.metadata.name },
+      ports: ports.map((p) => ({ name: `gw-${p.port}`, port: p.port, targetPort: p.bind, protocol: 'TCP' })),
+    },
+  };
+  return {
+    objects: [
+      { type: SERVICE_ACCOUNTS, obj: { metadata } },
+      {
+        type: RESOURCES.configMaps,
+        obj: { metadata, data: { [GATEWAY_CONFIG_KEY]: JSON.stringify(compiled.config) } },
+      },
+      { type: DEPLOYMENTS, obj: deployment },
+      ...(ports.length > 0 ? [{ type: RESOURCES.services, obj: service }] : []),
+    ],
+  };
+}
+
+interface Applied {
+  service?: {
+    spec?: { clusterIP?: string; ports?: { port: number; nodePort?: number }[] };
+    status?: { loadBalancer?: { ingress?: { ip?: string; hostname?: string }[] } };
+  };
+  deployment?: { status?: { readyReplicas?: number } };
+}
+
+/** The Gateway's status; pure. */
+export function gatewayStatus(
+  gw: GatewayObj,
+  compiled: IngressCompiled,
+  applied: Applied,
+  error: string | undefined,
+  now?: () => Date,
+): NonNullable<GatewayObj['status']> {
+  const gen = gw.metadata.generation;
+  const lb = applied.service?.status?.loadBalancer?.ingress ?? [];
+  const addresses = [
+    ...lb.map((i) =>
+      i.ip ? { type: 'IPAddress', value: i.ip } : { type: 'Hostname', value: i.hostname ?? '' },
+    ),
+    ...(lb.length === 0 && applied.service?.spec?.clusterIP
+      ? [{ type: 'IPAddress', value: applied.service.spec.clusterIP }]
+      : []),
+  ];
+  const nodePorts = (applied.service?.spec?.ports ?? [])
+    .filter((p) => p.nodePort)
+    .map((p) => `${p.port} → node port ${p.nodePort}`);
+  const ready = (applied.deployment?.status?.readyReplicas ?? 0) > 0;
+  const accepted: ConditionInput = error
+    ? { type: 'Accepted', status: 'False', reason: 'Invalid', message: error }
+    : compiled.accepted.ok
+      ? { type: 'Accepted', status: 'True', reason: 'Accepted', message: compiled.accepted.message }
+      : {
+          type: 'Accepted',
+          status: 'False',
+          reason: compiled.accepted.reason,
+          message: compiled.accepted.message,
+        };
+  const programmed: ConditionInput =
+    accepted.status === 'False'
+      ? { type: 'Programmed', status: 'False', reason: 'Invalid', message: 'The Gateway is not accepted' }
+      : ready
+        ? {
+            type: 'Programmed',
+            status: 'True',
+            reason: 'Programmed',
+            message: `The gateway proxy is ready${nodePorts.length ? ` (${nodePorts.join(', ')})` : ''}`,
+          }
+        : {
+            type: 'Programmed',
+            status: 'False',
+            reason: 'Pending',
+            message: `Waiting for a ready replica of Deployment ${workloadName(gw.metadata.name)}`,
+          };
+  const prevListeners = new Map((gw.status?.listeners ?? []).map((l) => [l.name, l]));
+  return {
+    conditions: mergeConditions(gw.status?.conditions, [accepted, programmed], gen, now),
+    addresses,
+    listeners: compiled.listeners.map((l) => ({
+      name: l.name,
+      supportedKinds: l.supportedKinds,
+      attachedRoutes: l.attachedRoutes,
+      conditions: mergeConditions(prevListeners.get(l.name)?.conditions, l.conditions, gen, now),
+    })),
+  };
+}
+
+export interface IngressDeps {
+  client: KubeClient;
+  gateways: { get(key: string): Obj<GatewayObj> | undefined };
+  classes: { get(key: string): Obj<GatewayClassObj> | undefined };
+  httpRoutes: () => readonly HTTPRouteObj[];
+  referenceGrants: () => readonly ReferenceGrantObj[];
+  services: () => Map<string, ServiceObj>;
+  namespaceLabels: (ns: string) => Record<string, string> | undefined;
+  mesh: () => Mesh | undefined;
+  stats: WriteStats;
+  /** How often a Gateway whose proxy is not ready yet is looked at again. */
+  pendingRequeueMs?: number;
+}
+
+/** The compiled Gateway `key` when it is one of Weft's (used for its routes' status too). */
+export function compileWeftGateway(d: Omit<IngressDeps, 'client' | 'stats' | 'mesh'>, key: string) {
+  const gw = d.gateways.get(key);
+  if (!gw || !isWeftClass(d.classes.get(gw.spec.gatewayClassName))) return undefined;
+  return {
+    gw,
+    compiled: compileIngress({
+      gateway: gw,
+      httpRoutes: d.httpRoutes(),
+      referenceGrants: d.referenceGrants(),
+      services: d.services(),
+      namespaceLabels: d.namespaceLabels,
+    }),
+  };
+}
+
+export function gatewayClassReconciler(d: {
+  client: KubeClient;
+  classes: { get(key: string): Obj<GatewayClassObj> | undefined };
+  stats: WriteStats;
+}): KeyReconciler {
+  return async (key) => {
+    const gc = d.classes.get(key);
+    if (!isWeftClass(gc)) return undefined;
+    const conditions = mergeConditions(
+      gc.status?.conditions,
+      gatewayClassConditions(gc),
+      gc.metadata.generation,
+    );
+    if (sameConditions(gc.status?.conditions, conditions)) return undefined;
+    await d.client.apply(
+      GATEWAY_RESOURCES.gatewayClasses,
+      { metadata: { name: gc.metadata.name }, status: { conditions } },
+      { subresource: 'status' },
+    );
+    d.stats.statusWrites++;
+    return undefined;
+  };
+}
+
+export function gatewayReconciler(d: IngressDeps): KeyReconciler {
+  return async (key) => {
+    const found = compileWeftGateway(d, key);
+    if (!found) return undefined;
+    const { gw, compiled } = found;
+    const workload = compiled.accepted.ok ? gatewayWorkload(gw, compiled, d.mesh()?.spec) : undefined;
+    const applied: Applied = {};
+    if (workload && 'objects' in workload)
+      for (const { type, obj } of workload.objects) {
+        const out = await d.client.apply<KubeObject & Applied['service'] & Applied['deployment']>(type, obj);
+        if (type.kind === 'Service') applied.service = out;
+        if (type.kind === 'Deployment') applied.deployment = out;
+      }
+    const error = workload && 'error' in workload ? workload.error : undefined;
+    const status = gatewayStatus(gw, compiled, applied, error);
+    const same =
+      sameConditions(gw.status?.conditions, status.conditions) &&
+      JSON.stringify(gw.status?.addresses ?? []) === JSON.stringify(status.addresses) &&
+      (gw.status?.listeners ?? []).length === status.listeners!.length &&
+      status.listeners!.every((l, i) => {
+        const p = gw.status?.listeners?.[i];
+        return (
+          p?.name === l.name &&
+          p.attachedRoutes === l.attachedRoutes &&
+          sameConditions(p.conditions, l.conditions)
+        );
+      });
+    if (!same) {
+      await d.client.apply(
+        GATEWAY_RESOURCES.gateways,
+        { metadata: { name: gw.metadata.name, namespace: gw.metadata.namespace }, status },
+        { subresource: 'status' },
+      );
+      d.stats.statusWrites++;
+    }
+    const pending = status.conditions?.some((c) => c.type === 'Programmed' && c.reason === 'Pending');
+    return pending ? { requeueAfterMs: d.pendingRequeueMs ?? 5_000 } : undefined;
+  };
+}
