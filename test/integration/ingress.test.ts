@@ -1,0 +1,243 @@
+// Weft's own gateway (docs/ingress.md) on a real kube-apiserver with the upstream
+// standard-channel Gateway API CRDs: the operator in-process accepts its GatewayClass, runs each
+// Gateway of it (Deployment, Service, ServiceAccount, routing ConfigMap, owned by the Gateway),
+// writes the Gateway's status and its routes' status.parents under weft.dev/gateway, beside the
+// mesh's weft.dev/mesh entries, and leaves other controllers' classes alone.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { Condition } from '../../api/common.ts';
+import { applyGatewayApiCrds } from '../../hack/gateway-api.ts';
+import { KubeClient, type KubeObject, RESOURCES, type ResourceType } from '../../kube/client.ts';
+import {
+  CONTROLLER_NAME,
+  GATEWAY_CONTROLLER_NAME,
+  GATEWAY_RESOURCES,
+  type GatewayObj,
+  type RouteParentStatus,
+} from '../../operator/compile/gatewaytypes.ts';
+import type { GatewayProxyConfig } from '../../operator/compile/ingress.ts';
+import { type OperatorHandle, startOperator } from '../../operator/operator.ts';
+import { GATEWAY_CONFIG_KEY } from '../../operator/reconcilers/ingress.ts';
+import { installCrds, startTestCluster, type TestCluster } from '../support/cluster.ts';
+import { eventually } from '../support/eventually.ts';
+
+let cluster: TestCluster;
+let client: KubeClient;
+let op: OperatorHandle | undefined;
+
+const waitFor = <T>(what: string, probe: () => Promise<T | undefined>) =>
+  eventually(what, probe, { timeoutMs: 30_000, intervalMs: 100 });
+const cond = (l: readonly Condition[] | undefined, type: string) => l?.find((c) => c.type === type);
+const DEPLOYMENTS: ResourceType = {
+  group: 'apps',
+  version: 'v1',
+  plural: 'deployments',
+  kind: 'Deployment',
+  namespaced: true,
+};
+const SERVICE_ACCOUNTS: ResourceType = {
+  group: '',
+  version: 'v1',
+  plural: 'serviceaccounts',
+  kind: 'ServiceAccount',
+  namespaced: true,
+};
+const obj = (t: ResourceType, metadata: KubeObject['metadata'], rest: Record<string, unknown>) =>
+  ({
+    apiVersion: t.group ? `${t.group}/${t.version}` : t.version,
+    kind: t.kind,
+    metadata,
+    ...rest,
+  }) as KubeObject;
+type GatewayK = KubeObject & GatewayObj;
+type RouteK = KubeObject & { status?: { parents?: RouteParentStatus[] } };
+type ClassK = KubeObject & { status?: { conditions?: Condition[] } };
+
+before(async () => {
+  cluster = await startTestCluster();
+  await installCrds(cluster);
+  applyGatewayApiCrds(cluster.kubectl);
+  client = new KubeClient(cluster.kc, 'weft-test');
+  for (const ns of ['weft-system', 'edge', 'shop']) cluster.kubectl('create', 'namespace', ns);
+  cluster.kubectl('label', 'namespace', 'shop', 'weft.dev/inject=enabled');
+  await client.create(
+    RESOURCES.services,
+    obj(
+      RESOURCES.services,
+      { name: 'web', namespace: 'shop' },
+      { spec: { selector: { app: 'web' }, ports: [{ name: 'http', port: 8080 }] } },
+    ),
+  );
+  await client.create(RESOURCES.meshes, obj(RESOURCES.meshes, { name: 'default' }, { spec: {} }));
+  op = await startOperator({ kubeConfig: cluster.kc, namespace: 'weft-system', identity: false });
+});
+
+after(async () => {
+  await op?.stop();
+  client?.close();
+  await cluster?.stop();
+});
+
+describe('Weft gateway on a real apiserver', () => {
+  test('a GatewayClass with controllerName weft.dev/gateway is Accepted; another controller’s class is left alone', async () => {
+    const GC = GATEWAY_RESOURCES.gatewayClasses;
+    await client.create(GC, obj(GC, { name: 'weft' }, { spec: { controllerName: GATEWAY_CONTROLLER_NAME } }));
+    await client.create(GC, obj(GC, { name: 'other' }, { spec: { controllerName: 'example.com/other' } }));
+    const gc = await waitFor('class weft Accepted', async () => {
+      const c = await client.get<ClassK>(GC, 'weft');
+      return cond(c.status?.conditions, 'Accepted')?.status === 'True' ? c : undefined;
+    });
+    assert.equal(cond(gc.status?.conditions, 'Accepted')?.observedGeneration, gc.metadata.generation);
+    await op!.resync();
+    const other = await client.get<ClassK>(GC, 'other');
+    // The CRD's default status says Pending/Unknown; Weft must not have changed it.
+    assert.notEqual(cond(other.status?.conditions, 'Accepted')?.status, 'True');
+  });
+
+  test('a Gateway gets its proxy Deployment, NodePort Service, ServiceAccount and routing ConfigMap, owned by it; status and the attached route', async () => {
+    const GW = GATEWAY_RESOURCES.gateways;
+    const gw = (await client.create(
+      GW,
+      obj(
+        GW,
+        { name: 'public', namespace: 'edge' },
+        {
+          spec: {
+            gatewayClassName: 'weft',
+            listeners: [
+              {
+                name: 'http',
+                port: 80,
+                protocol: 'HTTP',
+                hostname: '*.example.com',
+                allowedRoutes: { namespaces: { from: 'All' } },
+              },
+              { name: 'https', port: 443, protocol: 'HTTPS', tls: { certificateRefs: [{ name: 'cert' }] } },
+            ],
+          },
+        },
+      ),
+    )) as GatewayK;
+    const HR = GATEWAY_RESOURCES.httpRoutes;
+    await client.create(
+      HR,
+      obj(
+        HR,
+        { name: 'web', namespace: 'shop' },
+        {
+          spec: {
+            parentRefs: [
+              { name: 'public', namespace: 'edge', sectionName: 'http' },
+              { group: '', kind: 'Service', name: 'web' },
+            ],
+            hostnames: ['shop.example.com'],
+            rules: [{ backendRefs: [{ name: 'web', port: 8080 }] }],
+          },
+        },
+      ),
+    );
+    const name = 'public-weft-gateway';
+    const owned = (o: KubeObject) => {
+      const ref = o.metadata.ownerReferences?.[0];
+      assert.equal(ref?.kind, 'Gateway');
+      assert.equal(ref?.uid, gw.metadata.uid);
+      assert.equal(ref?.controller, true);
+    };
+    const cm = await waitFor('the routing ConfigMap with the route', async () => {
+      const c = await client
+        .get<KubeObject & { data?: Record<string, string> }>(RESOURCES.configMaps, name, 'edge')
+        .catch(() => undefined);
+      const raw = c?.data?.[GATEWAY_CONFIG_KEY];
+      const cfg = raw ? (JSON.parse(raw) as GatewayProxyConfig) : undefined;
+      return cfg?.ports[0]?.hosts.length ? { c, cfg } : undefined;
+    });
+    owned(cm.c!);
+    assert.deepEqual(
+      cm.cfg.ports.map((p) => [p.port, p.bind, p.hosts.map((h) => h.hostname)]),
+      [[80, 15_080, ['shop.example.com']]],
+      'only the HTTP listener is served; the route on its hostname',
+    );
+    assert.deepEqual(
+      cm.cfg.ports[0]!.hosts[0]!.routes.map((r) => [r.name, r.backends.map((b) => b.service)]),
+      [
+        ['HTTPRoute/shop/web/0', ['shop/web']],
+        ['Gateway/edge/public:no-route-matched', []],
+      ],
+    );
+    const dep = await client.get<KubeObject & { spec: { template: { spec: Record<string, unknown> } } }>(
+      DEPLOYMENTS,
+      name,
+      'edge',
+    );
+    owned(dep);
+    const pod = dep.spec.template.spec as {
+      serviceAccountName: string;
+      containers: { command: string[] }[];
+      initContainers?: unknown[];
+    };
+    assert.equal(pod.serviceAccountName, name);
+    assert.ok(pod.containers[0]!.command.includes('--gateway'));
+    assert.equal(pod.initContainers, undefined);
+    owned(await client.get(SERVICE_ACCOUNTS, name, 'edge'));
+    const svc = await client.get<
+      KubeObject & { spec: { type: string; clusterIP: string; ports: { port: number; nodePort?: number }[] } }
+    >(RESOURCES.services, name, 'edge');
+    owned(svc);
+    assert.equal(svc.spec.type, 'NodePort');
+    assert.ok(svc.spec.ports[0]!.nodePort, 'the apiserver allocated a node port');
+
+    const status = await waitFor('Gateway status', async () => {
+      const g = await client.get<GatewayK>(GW, 'public', 'edge');
+      return g.status?.listeners?.length === 2 && g.status.addresses?.length ? g : undefined;
+    });
+    assert.equal(cond(status.status?.conditions, 'Accepted')?.status, 'True');
+    assert.equal(cond(status.status?.conditions, 'Programmed')?.reason, 'Pending', 'no pod is ready yet');
+    assert.deepEqual(status.status?.addresses, [{ type: 'IPAddress', value: svc.spec.clusterIP }]);
+    const l = (n: string) => status.status?.listeners?.find((x) => x.name === n);
+    assert.equal(l('http')?.attachedRoutes, 1);
+    assert.equal(cond(l('http')?.conditions, 'Programmed')?.status, 'True');
+    assert.equal(cond(l('https')?.conditions, 'Accepted')?.reason, 'UnsupportedProtocol');
+
+    const route = await waitFor('route status under both controllers', async () => {
+      const r = await client.get<RouteK>(HR, 'web', 'shop');
+      const names = (r.status?.parents ?? []).map((p) => p.controllerName).sort();
+      return names.length === 2 ? r : undefined;
+    });
+    const gwEntry = route.status!.parents!.find((p) => p.controllerName === GATEWAY_CONTROLLER_NAME)!;
+    assert.equal(gwEntry.parentRef.name, 'public');
+    assert.equal(cond(gwEntry.conditions, 'Accepted')?.status, 'True');
+    assert.equal(cond(gwEntry.conditions, 'ResolvedRefs')?.status, 'True');
+    const meshEntry = route.status!.parents!.find((p) => p.controllerName === CONTROLLER_NAME)!;
+    assert.equal(meshEntry.parentRef.kind, 'Service');
+
+    // A ready replica makes the Gateway Programmed (nothing runs pods here: the test says so).
+    await client.request('PATCH', `/apis/apps/v1/namespaces/edge/deployments/${name}/status`, {
+      body: { status: { replicas: 1, readyReplicas: 1, availableReplicas: 1 } },
+      contentType: 'application/merge-patch+json',
+    });
+    const programmed = await waitFor('Gateway Programmed', async () => {
+      const g = await client.get<GatewayK>(GW, 'public', 'edge');
+      return cond(g.status?.conditions, 'Programmed')?.status === 'True' ? g : undefined;
+    });
+    assert.match(
+      cond(programmed.status?.conditions, 'Programmed')!.message,
+      new RegExp(`80 → node port ${svc.spec.ports[0]!.nodePort}`),
+    );
+  });
+
+  test('a Gateway of another controller’s class gets nothing', async () => {
+    const GW = GATEWAY_RESOURCES.gateways;
+    await client.create(
+      GW,
+      obj(
+        GW,
+        { name: 'theirs', namespace: 'edge' },
+        { spec: { gatewayClassName: 'other', listeners: [{ name: 'http', port: 80, protocol: 'HTTP' }] } },
+      ),
+    );
+    await op!.resync();
+    await assert.rejects(client.get(DEPLOYMENTS, 'theirs-weft-gateway', 'edge'));
+    const g = await client.get<GatewayK>(GW, 'theirs', 'edge');
+    assert.equal(g.status?.listeners, undefined);
+  });
+});
