@@ -304,3 +304,24 @@ export const ProxyConfig = Type.Object({
   authorizationPolicies: Type.Array(AuthzPolicy),
 });
 export type ProxyConfig = Static<typeof ProxyConfig>;
+
+/**
+ * What a Weft gateway proxy (`weft proxy --gateway`) serves, beside its namespace's ProxyConfig:
+ * per listener port, virtual hosts tried in order (docs/ingress.md). Written by the operator in
+ * the ConfigMap `<gateway>-weft-gateway`, key `gateway.json`.
+ */
+export const GatewayConfig = Type.Object({
+  /** "<namespace>/<name>" of the Gateway. */
+  gateway: Type.String({ minLength: 1 }),
+  ports: Type.Array(
+    Type.Object({
+      /** The listener port (the Service's port). */
+      port: Type.Integer({ minimum: 1, maximum: 65535 }),
+      /** The port the proxy binds in its pod (ports below 1024 move up: the proxy is not root). */
+      bind: Type.Integer({ minimum: 1, maximum: 65535 }),
+      /** Exact hostnames first (longest first), then wildcards (longest first), then "*". */
+      hosts: Type.Array(Type.Object({ hostname: Type.String({ minLength: 1 }), routes: Type.Array(Route) })),
+    }),
+  ),
+});
+export type GatewayConfig = Static<typeof GatewayConfig>;

@@ -3,7 +3,7 @@
 // HTTPRoutes attached to a Gateway compile with the same compiler as the mesh routes
 // (gateway.ts bindRoute/ordered): one entry per match, sorted by the Gateway API precedence,
 // closed by a 404 catch-all, grouped by listener port and hostname (docs/ingress.md).
-import type { Route } from '../../api/proxyconfig.ts';
+import type { GatewayConfig, Route } from '../../api/proxyconfig.ts';
 import type { ConditionInput } from '../../kube/conditions.ts';
 import type { ServiceObj } from '../types.ts';
 import { bindRoute, type Entry, ordered, type ParentResult, summarize, type Verdict } from './gateway.ts';
@@ -43,19 +43,8 @@ export function gatewayClassConditions(c: GatewayClassObj): ConditionInput[] {
   ];
 }
 
-/** What the gateway proxy serves: per port, the virtual hosts in the order they are tried. */
-export interface GatewayProxyConfig {
-  /** "<namespace>/<name>" of the Gateway. */
-  gateway: string;
-  ports: {
-    /** The listener port (the Service's port). */
-    port: number;
-    /** The port the proxy binds in its pod (ports below 1024 move up: the proxy is not root). */
-    bind: number;
-    /** Exact hostnames first (longest first), then wildcards (longest first), then "*". */
-    hosts: { hostname: string; routes: Route[] }[];
-  }[];
-}
+/** What the gateway proxy serves (the proxy validates it with the same schema). */
+export type GatewayProxyConfig = GatewayConfig;
 
 /** The port the proxy binds for a listener port: it runs as non-root, so below 1024 moves up. */
 export const bindPort = (port: number) => (port < 1024 ? 15_000 + port : port);
