@@ -4,6 +4,10 @@ import type { Endpoint, ProxyConfig, RetryPolicy, Route, Service, ServicePort } 
 import { compileRegex, type Matcher } from '../api/regex.ts';
 import type { Random } from './clock.ts';
 import type { LbType } from './lb.ts';
+import { compileHeaderModifier, type HeaderEdits, type RouteFilters } from './outbound/filters.ts';
+import { matches, type RequestFacts, type RouteMatch } from './outbound/match.ts';
+
+export type { RequestFacts } from './outbound/match.ts';
 
 export interface ServiceTarget {
   service: Service;
@@ -14,6 +18,20 @@ export interface Backend {
   service: Service;
   port: ServicePort;
   weight: number;
+  /** The backend's own filters (Gateway API backendRefs[].filters), after the rule's. */
+  filters?: CompiledFilters;
+}
+
+/** A rule's or backend's filters, header modifiers compiled once. */
+export interface CompiledFilters {
+  spec: RouteFilters;
+  request: HeaderEdits | undefined;
+  response: HeaderEdits | undefined;
+}
+
+export interface Mirror {
+  target: ServiceTarget;
+  percentage: number;
 }
 
 /** A route resolved against the services: what the request path needs, nothing to look up. */
@@ -22,17 +40,23 @@ export interface CompiledRoute {
   source: Route | undefined;
   backends: Backend[];
   totalWeight: number;
+  /** Whole-request deadline, ms (0: none). */
   timeoutMs: number;
+  /** Deadline of each try, ms (0: none): Gateway API backendRequest, else the retry policy's. */
+  perTryTimeoutMs: number;
   retries: RetryPolicy | undefined;
   lb: LbType;
   hashHeader: string | undefined;
-  mirror: { target: ServiceTarget; percentage: number } | undefined;
+  /** Where copies of requests go, each with its share (responses discarded). */
+  mirrors: Mirror[];
+  /** The rule's filters; undefined when it has none. */
+  filters: CompiledFilters | undefined;
 }
 
-export interface RequestFacts {
-  method: string;
-  path: string;
-  header(name: string): string | undefined;
+/** The route a request takes, and the PathPrefix that matched it (for ReplacePrefixMatch). */
+export interface Selected {
+  route: CompiledRoute;
+  prefix: string | undefined;
 }
 
 interface RouteEntry {
@@ -104,16 +128,23 @@ export class RoutingTable {
 
   /** The route for a request to `target`, or the service's implicit default route. */
   route(target: ServiceTarget, req: RequestFacts | undefined): CompiledRoute {
+    return this.select(target, req).route;
+  }
+
+  /** The first route (in the config's order) one of whose matches `req` satisfies. */
+  select(target: ServiceTarget, req: RequestFacts | undefined): Selected {
     for (const e of this.#routes.get(target.service.id) ?? []) {
       if (e.route.port !== undefined && e.route.port !== target.port.port) continue;
-      if (e.route.matches.length === 0 || (req && e.route.matches.some((m) => this.#matches(m, req)))) {
-        let c = e.byPort.get(target.port.port);
-        if (!c) {
-          c = this.#compile(e.route, target.port.port);
-          e.byPort.set(target.port.port, c);
-        }
-        return c;
+      const m =
+        e.route.matches.length === 0 ? undefined : req && e.route.matches.find((x) => this.#matches(x, req));
+      if (e.route.matches.length > 0 && !m) continue;
+      let c = e.byPort.get(target.port.port);
+      if (!c) {
+        c = this.#compile(e.route, target.port.port);
+        e.byPort.set(target.port.port, c);
       }
+      const prefix = m?.path && (m.path.type ?? 'PathPrefix') === 'PathPrefix' ? m.path.value : undefined;
+      return { route: c, prefix };
     }
     const key = `${target.service.id}:${target.port.port}`;
     let d = this.#defaults.get(key);
@@ -124,45 +155,52 @@ export class RoutingTable {
         backends: [{ service: target.service, port: target.port, weight: 1 }],
         totalWeight: 1,
         timeoutMs: this.config.mesh.defaultTimeoutMs,
+        perTryTimeoutMs: this.config.mesh.defaultRetries?.perTryTimeoutMs ?? 0,
         retries: this.config.mesh.defaultRetries,
         lb: 'P2C_EWMA',
         hashHeader: undefined,
-        mirror: undefined,
+        mirrors: [],
+        filters: undefined,
       };
       this.#defaults.set(key, d);
     }
-    return d;
+    return { route: d, prefix: undefined };
   }
 
   /** `r` for a request the client sent to port `called` of the route's Service. */
   #compile(r: Route, called: number): CompiledRoute {
+    const g = gatewayParts(r);
     const backends: Backend[] = [];
     // A backend's port: the one named, else the port the client called (a route with
     // `port` is only for that one), else (the backend has no such port) its first.
     const portOf = (s: Service, named: number | undefined) =>
       s.ports.find((p) => p.port === (named ?? called)) ?? s.ports[0];
-    for (const b of r.backends) {
+    for (const [i, b] of r.backends.entries()) {
       const s = this.#byId.get(b.service);
       if (!s || b.weight <= 0) continue;
       const port = portOf(s, b.port);
-      if (port) backends.push({ service: s, port, weight: b.weight });
+      const filters = compileFilters(g.backendFilters(i));
+      if (port) backends.push({ service: s, port, weight: b.weight, ...(filters ? { filters } : {}) });
     }
-    let mirror: CompiledRoute['mirror'];
-    if (r.mirror) {
-      const s = this.#byId.get(r.mirror.service);
-      const port = s && portOf(s, undefined);
-      if (s && port) mirror = { target: { service: s, port }, percentage: r.mirror.percentage };
+    const mirrors: Mirror[] = [];
+    for (const m of g.mirrors) {
+      const s = this.#byId.get(m.service);
+      const port = s && portOf(s, m.port);
+      if (s && port) mirrors.push({ target: { service: s, port }, percentage: m.percentage });
     }
+    const retries = r.retries ?? this.config.mesh.defaultRetries;
     return {
       name: r.name,
       source: r,
       backends,
       totalWeight: backends.reduce((a, b) => a + b.weight, 0),
       timeoutMs: r.timeoutMs ?? this.config.mesh.defaultTimeoutMs,
-      retries: r.retries ?? this.config.mesh.defaultRetries,
+      perTryTimeoutMs: g.backendRequestMs ?? retries?.perTryTimeoutMs ?? 0,
+      retries,
       lb: r.loadBalancer?.type ?? 'P2C_EWMA',
       hashHeader: r.loadBalancer?.hashHeader?.toLowerCase(),
-      mirror,
+      mirrors,
+      filters: compileFilters(g.filters),
     };
   }
 
@@ -175,28 +213,39 @@ export class RoutingTable {
     return re;
   }
 
-  #matches(m: Route['matches'][number], req: RequestFacts): boolean {
-    if (m.method && m.method !== req.method) return false;
-    if (m.path) {
-      const path = req.path.split('?', 1)[0]!;
-      const v = m.path.value;
-      if (m.path.type === 'Exact' && path !== v) return false;
-      if (
-        m.path.type === 'PathPrefix' &&
-        !(path === v || path.startsWith(v.endsWith('/') ? v : `${v}/`) || v === '/')
-      )
-        return false;
-      if (m.path.type === 'RegularExpression' && !this.#regex(v).test(path)) return false;
-    }
-    for (const h of m.headers ?? []) {
-      const got = req.header(h.name.toLowerCase());
-      const type = h.type ?? 'Exact';
-      if (got === undefined) return false;
-      if (type === 'Exact' && got !== h.value) return false;
-      if (type === 'RegularExpression' && !this.#regex(h.value ?? '').test(got)) return false;
-    }
-    return true;
+  #matches(m: RouteMatch, req: RequestFacts): boolean {
+    return matches(m, req, (src) => this.#regex(src));
   }
+}
+
+function compileFilters(spec: RouteFilters | undefined): CompiledFilters | undefined {
+  if (!spec) return undefined;
+  return {
+    spec,
+    request: compileHeaderModifier(spec.requestHeaderModifier),
+    response: compileHeaderModifier(spec.responseHeaderModifier),
+  };
+}
+
+/** The parts of a route that Gateway API routes add (issue 14); TrafficSplit routes: a mirror. */
+function gatewayParts(r: Route): {
+  filters: RouteFilters | undefined;
+  backendFilters(i: number): RouteFilters | undefined;
+  mirrors: Array<{ service: string; port?: number; percentage: number }>;
+  backendRequestMs: number | undefined;
+} {
+  const g = r as Route & {
+    filters?: RouteFilters;
+    mirrors?: Array<{ service: string; port?: number; percentage: number }>;
+    backendRequestTimeoutMs?: number;
+    backends: Array<{ filters?: RouteFilters }>;
+  };
+  return {
+    filters: g.filters,
+    backendFilters: (i) => g.backends[i]?.filters,
+    mirrors: [...(r.mirror ? [r.mirror] : []), ...(g.mirrors ?? [])],
+    backendRequestMs: g.backendRequestTimeoutMs,
+  };
 }
 
 /** Picks a backend by weight; `random` in [0, 1). */

@@ -1,8 +1,8 @@
 // The outbound plan: what the proxy does with one outbound request or connection, decided once
-// as a pure function over the routing table (target → route → rate limit → fault → backend,
-// with the route's retry, timeout and request-limit policy). Every transport (node:http, the
-// HTTP/1.1 fast path, HTTP/2, upgrades, opaque TCP) asks it and only carries out the answer;
-// the endpoint pick and the live counters stay with the caller.
+// as a pure function over the routing table (target → route → rate limit → fault → backend →
+// filters, with the route's retry, timeout and request-limit policy). Every transport
+// (node:http, the HTTP/1.1 fast path, HTTP/2, upgrades, opaque TCP) asks it and only carries
+// out the answer; the endpoint pick and the live counters stay with the caller.
 import type { Random } from '../clock.ts';
 import type { ProxyErrorCode } from '../errors.ts';
 import {
@@ -13,6 +13,7 @@ import {
   type RoutingTable,
   type ServiceTarget,
 } from '../table.ts';
+import { applyUrlFilters, type HeaderEdits } from './filters.ts';
 
 export interface OriginalDst {
   address: string;
@@ -53,6 +54,8 @@ export type OutboundPlan =
       message: string;
       target: ServiceTarget | undefined;
     }
+  /** Answer with a redirect (Gateway API RequestRedirect): `status` and `location`. */
+  | { kind: 'redirect'; status: number; location: string; target: ServiceTarget; route: CompiledRoute }
   | {
       kind: 'forward';
       /** The service the client addressed (its route's root). */
@@ -66,6 +69,20 @@ export type OutboundPlan =
       maxActive: number;
       /** The consistent-hash key, when the route hashes on a header. */
       hashKey: string | undefined;
+      /** The request head to send: Host / :authority and target after any URLRewrite. */
+      authority: string | undefined;
+      path: string;
+      /** Whether authority or path differ from the request's. */
+      rewritten: boolean;
+      /** Edits of the request's headers, in order (the rule's, then the backend's). */
+      requestHeaders: HeaderEdits[];
+      /** Edits of the response's headers, in order, before it goes back to the client. */
+      responseHeaders: HeaderEdits[];
+      /** Services a copy of this request goes to (drawn by their percentages). */
+      mirrors: ServiceTarget[];
+      /** Whole-request deadline and per-try deadline, ms (0: none). */
+      timeoutMs: number;
+      perTryTimeoutMs: number;
     };
 
 /**
@@ -112,7 +129,7 @@ export function planOutbound(
     const where = req.dst ? `${req.dst.address}:${req.dst.port}` : 'no original destination';
     return refuse(502, 'WEFT_NO_ROUTE', `no service for ${req.authority ?? ''} (${where})`, undefined);
   }
-  const route = t.route(target, req.http);
+  const { route, prefix } = t.select(target, req.http);
   if (req.serves && !req.serves(route)) return { kind: 'handoff' };
   let delayMs = 0;
   if (req.http) {
@@ -124,8 +141,22 @@ export function planOutbound(
     if (fault?.delay && state.random() * 100 < fault.delay.percentage) delayMs = fault.delay.fixedDelayMs;
   }
   const backend = pickBackend(route, state.random);
+  const path = req.http?.path ?? '/';
+  const url = applyUrlFilters(
+    { scheme: 'http', authority: req.authority, path, port: target.port.port },
+    [route.filters?.spec, backend?.filters?.spec],
+    prefix,
+  );
+  if (url.kind === 'redirect' && req.http)
+    return { kind: 'redirect', status: url.status, location: url.location, target, route };
   if (!backend)
     return refuse(503, 'WEFT_NO_ENDPOINTS', `route ${route.name} has no backend with weight`, target);
+  const edits = (pick: 'request' | 'response') =>
+    [route.filters?.[pick], backend.filters?.[pick]].filter((e): e is HeaderEdits => e !== undefined);
+  const mirrors: ServiceTarget[] = [];
+  if (req.http)
+    for (const m of route.mirrors) if (state.random() * 100 < m.percentage) mirrors.push(m.target);
+  const forwarded = url.kind === 'forward' ? url : undefined;
   return {
     kind: 'forward',
     target,
@@ -134,5 +165,13 @@ export function planOutbound(
     delayMs,
     maxActive: maxActiveOf(route),
     hashKey: route.hashHeader && req.http ? req.http.header(route.hashHeader) : undefined,
+    authority: forwarded?.authority ?? req.authority,
+    path: forwarded?.path ?? path,
+    rewritten: forwarded?.rewritten ?? false,
+    requestHeaders: edits('request'),
+    responseHeaders: edits('response'),
+    mirrors,
+    timeoutMs: route.timeoutMs,
+    perTryTimeoutMs: route.perTryTimeoutMs,
   };
 }

@@ -1,0 +1,182 @@
+// Gateway API route filters as pure functions over a request head: RequestHeaderModifier and
+// ResponseHeaderModifier (header edits), URLRewrite (Host and path), RequestRedirect (the
+// Location and status of the answer). Compiled once per route (names lower-cased, duplicates
+// dropped), applied per request by the plan; the transports only carry out the result, each
+// through `editHeaders` on its own header map.
+import { pathOf, queryOf, underPrefix } from './match.ts';
+
+export interface HeaderModifier {
+  set?: ReadonlyArray<{ name: string; value: string }>;
+  add?: ReadonlyArray<{ name: string; value: string }>;
+  remove?: readonly string[];
+}
+
+export interface PathModifier {
+  type: 'ReplaceFullPath' | 'ReplacePrefixMatch';
+  replaceFullPath?: string;
+  replacePrefixMatch?: string;
+}
+
+export const REDIRECT_STATUSES = [301, 302, 303, 307, 308] as const;
+
+export interface RouteFilters {
+  requestHeaderModifier?: HeaderModifier;
+  responseHeaderModifier?: HeaderModifier;
+  requestRedirect?: {
+    scheme?: 'http' | 'https';
+    hostname?: string;
+    path?: PathModifier;
+    port?: number;
+    statusCode?: (typeof REDIRECT_STATUSES)[number];
+  };
+  urlRewrite?: { hostname?: string; path?: PathModifier };
+}
+
+/** Header edits with lower-cased names; of entries naming one header, the first counts. */
+export interface HeaderEdits {
+  set: ReadonlyArray<readonly [string, string]>;
+  add: ReadonlyArray<readonly [string, string]>;
+  remove: readonly string[];
+}
+
+export function compileHeaderModifier(m: HeaderModifier | undefined): HeaderEdits | undefined {
+  if (!m) return undefined;
+  const seen = new Set<string>();
+  const first = (list: HeaderModifier['set']) => {
+    const out: Array<readonly [string, string]> = [];
+    for (const h of list ?? []) {
+      const name = h.name.toLowerCase();
+      if (seen.has(name)) continue;
+      seen.add(name);
+      out.push([name, h.value]);
+    }
+    return out;
+  };
+  const set = first(m.set);
+  const add = first(m.add);
+  const remove = (m.remove ?? []).map((n) => n.toLowerCase()).filter((n) => !seen.has(n));
+  if (set.length + add.length + remove.length === 0) return undefined;
+  return { set, add, remove };
+}
+
+/** A header map as node:http gives it (lower-case names). */
+export type HeaderMap = Record<string, string | string[] | number | undefined>;
+
+/**
+ * Applies edits to `headers` in place: `set` replaces, `add` appends to an existing value
+ * (`a,b`, as the Gateway API shows it; a separate line for set-cookie), `remove` deletes.
+ */
+export function editHeaders(headers: HeaderMap, edits: readonly HeaderEdits[]): void {
+  for (const e of edits) {
+    for (const [n, v] of e.set) headers[n] = v;
+    for (const [n, v] of e.add) {
+      const had = headers[n];
+      if (had === undefined) headers[n] = v;
+      else if (n === 'set-cookie') headers[n] = [...(Array.isArray(had) ? had : [String(had)]), v];
+      else headers[n] = `${Array.isArray(had) ? had.join(',') : String(had)},${v}`;
+    }
+    for (const n of e.remove) delete headers[n];
+  }
+}
+
+/**
+ * The path after a path modifier. ReplacePrefixMatch replaces the matched PathPrefix (whole
+ * elements, trailing `/` of prefix and replacement ignored): `/foo/bar` with prefix `/foo` and
+ * `/xyz` gives `/xyz/bar`, with `""` or `/` gives `/bar`; `/foo` gives `/xyz` (or `/`). The
+ * query string is kept.
+ */
+export function modifyPath(target: string, m: PathModifier, matchedPrefix: string | undefined): string {
+  const path = pathOf(target);
+  const query = queryOf(target);
+  if (m.type === 'ReplaceFullPath') return `${m.replaceFullPath ?? '/'}${query}`;
+  // Without a PathPrefix match (the compiler refuses such a rule) the path is left as it is.
+  if (matchedPrefix === undefined || !underPrefix(path, matchedPrefix)) return target;
+  const strip = (s: string) => (s.endsWith('/') ? s.slice(0, -1) : s);
+  const rest = path.slice(strip(matchedPrefix).length);
+  const out = `${strip(m.replacePrefixMatch ?? '')}${rest}`;
+  return `${out === '' ? '/' : out}${query}`;
+}
+
+/** Host and port of an authority (`[v6]:port` aware); port undefined when absent. */
+export function splitAuthority(authority: string): { host: string; port: number | undefined } {
+  const m = /^(\[[^\]]*\]|[^:]*)(?::(\d*))?$/.exec(authority);
+  if (!m) return { host: authority, port: undefined };
+  return { host: m[1]!, port: m[2] ? Number(m[2]) : undefined };
+}
+
+const WELL_KNOWN: Record<string, number> = { http: 80, https: 443 };
+
+/** The request as the client sent it, and the port it called (the Service port). */
+export interface RequestHead {
+  scheme: 'http' | 'https';
+  authority: string | undefined;
+  /** Request target: path and query. */
+  path: string;
+  port: number;
+}
+
+/**
+ * The Location of a RequestRedirect: each part from the filter, else from the request. The port:
+ * the filter's, else the well-known port of the filter's scheme, else the port called; left out
+ * when it is the scheme's default (http 80, https 443).
+ */
+export function redirectLocation(
+  r: NonNullable<RouteFilters['requestRedirect']>,
+  head: RequestHead,
+  matchedPrefix: string | undefined,
+): string {
+  const scheme = r.scheme ?? head.scheme;
+  const host = r.hostname ?? splitAuthority(head.authority ?? '').host;
+  const port = r.port ?? (r.scheme ? WELL_KNOWN[r.scheme]! : head.port);
+  const target = r.path ? modifyPath(head.path, r.path, matchedPrefix) : head.path;
+  const showPort = port !== WELL_KNOWN[scheme];
+  return `${scheme}://${host}${showPort ? `:${port}` : ''}${target}`;
+}
+
+/** What the filters make of one request. */
+export type FilterOutcome =
+  | { kind: 'redirect'; status: number; location: string }
+  | {
+      kind: 'forward';
+      /** The Host / :authority to send (rewritten, or as received). */
+      authority: string | undefined;
+      /** The request target to send (rewritten, or as received). */
+      path: string;
+      /** Whether authority or path changed. */
+      rewritten: boolean;
+    };
+
+/**
+ * Redirect or URL rewrite for `head` under `filters`, in the order the Gateway API gives them
+ * (the rule's filters, then the chosen backend's). A rule holds a redirect or a rewrite, never
+ * both (the compiler refuses it); a redirect ends the request.
+ */
+export function applyUrlFilters(
+  head: RequestHead,
+  filters: ReadonlyArray<RouteFilters | undefined>,
+  matchedPrefix: string | undefined,
+): FilterOutcome {
+  let authority = head.authority;
+  let path = head.path;
+  let rewritten = false;
+  for (const f of filters) {
+    if (!f) continue;
+    if (f.requestRedirect)
+      return {
+        kind: 'redirect',
+        status: f.requestRedirect.statusCode ?? 302,
+        location: redirectLocation(f.requestRedirect, { ...head, authority, path }, matchedPrefix),
+      };
+    const w = f.urlRewrite;
+    if (!w) continue;
+    if (w.hostname !== undefined) {
+      authority = w.hostname;
+      rewritten = true;
+    }
+    if (w.path) {
+      path = modifyPath(path, w.path, matchedPrefix);
+      rewritten = true;
+    }
+  }
+  return { kind: 'forward', authority, path, rewritten };
+}
