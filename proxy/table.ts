@@ -4,8 +4,8 @@ import type { Endpoint, ProxyConfig, RetryPolicy, Route, Service, ServicePort } 
 import { compileRegex, type Matcher } from '../api/regex.ts';
 import type { Random } from './clock.ts';
 import type { LbType } from './lb.ts';
-import { compileHeaderModifier, type HeaderEdits, type RouteFilters } from './outbound/filters.ts';
-import { matches, type RequestFacts, type RouteMatch } from './outbound/match.ts';
+import { type CompiledFilters, compileFilters } from './outbound/filters.ts';
+import { matches, type RequestFacts } from './outbound/match.ts';
 
 export type { RequestFacts } from './outbound/match.ts';
 
@@ -20,13 +20,8 @@ export interface Backend {
   weight: number;
   /** The backend's own filters (Gateway API backendRefs[].filters), after the rule's. */
   filters?: CompiledFilters;
-}
-
-/** A rule's or backend's filters, header modifiers compiled once. */
-export interface CompiledFilters {
-  spec: RouteFilters;
-  request: HeaderEdits | undefined;
-  response: HeaderEdits | undefined;
+  /** Why the reference could not be resolved: a request that picks this backend gets 500. */
+  unresolved?: string;
 }
 
 export interface Mirror {
@@ -51,12 +46,8 @@ export interface CompiledRoute {
   mirrors: Mirror[];
   /** The rule's filters; undefined when it has none. */
   filters: CompiledFilters | undefined;
-}
-
-/** The route a request takes, and the PathPrefix that matched it (for ReplacePrefixMatch). */
-export interface Selected {
-  route: CompiledRoute;
-  prefix: string | undefined;
+  /** Answer this status and forward nothing (Gateway API: no rule matched, no valid backend). */
+  directStatus: number | undefined;
 }
 
 interface RouteEntry {
@@ -126,25 +117,18 @@ export class RoutingTable {
     return p ? { service: s, port: p } : undefined;
   }
 
-  /** The route for a request to `target`, or the service's implicit default route. */
+  /** The first route (config order) for a request to `target`, or the service's implicit default. */
   route(target: ServiceTarget, req: RequestFacts | undefined): CompiledRoute {
-    return this.select(target, req).route;
-  }
-
-  /** The first route (in the config's order) one of whose matches `req` satisfies. */
-  select(target: ServiceTarget, req: RequestFacts | undefined): Selected {
     for (const e of this.#routes.get(target.service.id) ?? []) {
       if (e.route.port !== undefined && e.route.port !== target.port.port) continue;
-      const m =
-        e.route.matches.length === 0 ? undefined : req && e.route.matches.find((x) => this.#matches(x, req));
-      if (e.route.matches.length > 0 && !m) continue;
-      let c = e.byPort.get(target.port.port);
-      if (!c) {
-        c = this.#compile(e.route, target.port.port);
-        e.byPort.set(target.port.port, c);
+      if (e.route.matches.length === 0 || (req && e.route.matches.some((m) => this.#matches(m, req)))) {
+        let c = e.byPort.get(target.port.port);
+        if (!c) {
+          c = this.#compile(e.route, target.port.port);
+          e.byPort.set(target.port.port, c);
+        }
+        return c;
       }
-      const prefix = m?.path && (m.path.type ?? 'PathPrefix') === 'PathPrefix' ? m.path.value : undefined;
-      return { route: c, prefix };
     }
     const key = `${target.service.id}:${target.port.port}`;
     let d = this.#defaults.get(key);
@@ -161,29 +145,42 @@ export class RoutingTable {
         hashHeader: undefined,
         mirrors: [],
         filters: undefined,
+        directStatus: undefined,
       };
       this.#defaults.set(key, d);
     }
-    return { route: d, prefix: undefined };
+    return d;
   }
 
   /** `r` for a request the client sent to port `called` of the route's Service. */
   #compile(r: Route, called: number): CompiledRoute {
-    const g = gatewayParts(r);
     const backends: Backend[] = [];
     // A backend's port: the one named, else the port the client called (a route with
     // `port` is only for that one), else (the backend has no such port) its first.
     const portOf = (s: Service, named: number | undefined) =>
       s.ports.find((p) => p.port === (named ?? called)) ?? s.ports[0];
-    for (const [i, b] of r.backends.entries()) {
+    for (const b of r.backends) {
+      if (b.weight <= 0) continue;
+      const filters = compileFilters(b.filters);
       const s = this.#byId.get(b.service);
-      if (!s || b.weight <= 0) continue;
-      const port = portOf(s, b.port);
-      const filters = compileFilters(g.backendFilters(i));
-      if (port) backends.push({ service: s, port, weight: b.weight, ...(filters ? { filters } : {}) });
+      const port = s && portOf(s, b.port);
+      if (b.unresolved !== undefined || !s || !port) {
+        // Gateway API: the share of an unresolved backend is answered 500, never sent elsewhere;
+        // a TrafficSplit's missing backend is left out, as before.
+        if (b.unresolved === undefined && (r.source?.kind ?? 'TrafficSplit') === 'TrafficSplit') continue;
+        const why = b.unresolved ?? `backend ${b.service} is not in the config`;
+        backends.push({ ...unresolvedBackend(b.service, b.port ?? called, why), weight: b.weight });
+        continue;
+      }
+      backends.push({ service: s, port, weight: b.weight, ...(filters ? { filters } : {}) });
     }
+    const filters = compileFilters(r.filters);
     const mirrors: Mirror[] = [];
-    for (const m of g.mirrors) {
+    const wanted: Array<{ service: string; port?: number; percentage: number }> = [
+      ...(r.mirror ? [r.mirror] : []),
+      ...(filters?.mirrors ?? []),
+    ];
+    for (const m of wanted) {
       const s = this.#byId.get(m.service);
       const port = s && portOf(s, m.port);
       if (s && port) mirrors.push({ target: { service: s, port }, percentage: m.percentage });
@@ -195,12 +192,13 @@ export class RoutingTable {
       backends,
       totalWeight: backends.reduce((a, b) => a + b.weight, 0),
       timeoutMs: r.timeoutMs ?? this.config.mesh.defaultTimeoutMs,
-      perTryTimeoutMs: g.backendRequestMs ?? retries?.perTryTimeoutMs ?? 0,
+      perTryTimeoutMs: r.backendRequestTimeoutMs ?? retries?.perTryTimeoutMs ?? 0,
       retries,
       lb: r.loadBalancer?.type ?? 'P2C_EWMA',
       hashHeader: r.loadBalancer?.hashHeader?.toLowerCase(),
       mirrors,
-      filters: compileFilters(g.filters),
+      filters,
+      directStatus: r.directResponse?.status,
     };
   }
 
@@ -213,38 +211,18 @@ export class RoutingTable {
     return re;
   }
 
-  #matches(m: RouteMatch, req: RequestFacts): boolean {
+  #matches(m: Route['matches'][number], req: RequestFacts): boolean {
     return matches(m, req, (src) => this.#regex(src));
   }
 }
 
-function compileFilters(spec: RouteFilters | undefined): CompiledFilters | undefined {
-  if (!spec) return undefined;
+/** A backend whose Service is not in the config: a request that picks it gets 500. */
+function unresolvedBackend(id: string, port: number, why: string): Omit<Backend, 'weight'> {
+  const [namespace = '', name = id] = id.split('/');
   return {
-    spec,
-    request: compileHeaderModifier(spec.requestHeaderModifier),
-    response: compileHeaderModifier(spec.responseHeaderModifier),
-  };
-}
-
-/** The parts of a route that Gateway API routes add (issue 14); TrafficSplit routes: a mirror. */
-function gatewayParts(r: Route): {
-  filters: RouteFilters | undefined;
-  backendFilters(i: number): RouteFilters | undefined;
-  mirrors: Array<{ service: string; port?: number; percentage: number }>;
-  backendRequestMs: number | undefined;
-} {
-  const g = r as Route & {
-    filters?: RouteFilters;
-    mirrors?: Array<{ service: string; port?: number; percentage: number }>;
-    backendRequestTimeoutMs?: number;
-    backends: Array<{ filters?: RouteFilters }>;
-  };
-  return {
-    filters: g.filters,
-    backendFilters: (i) => g.backends[i]?.filters,
-    mirrors: [...(r.mirror ? [r.mirror] : []), ...(g.mirrors ?? [])],
-    backendRequestMs: g.backendRequestTimeoutMs,
+    service: { id, name, namespace, clusterIPs: [], hostnames: [], ports: [], endpoints: [] },
+    port: { name: '', port, protocol: 'TCP' },
+    unresolved: why,
   };
 }
 

@@ -5,10 +5,12 @@ import { describe, it } from 'node:test';
 import { compileRegex } from '../../api/regex.ts';
 import {
   applyUrlFilters,
+  compileFilters,
   compileHeaderModifier,
   editHeaders,
   type HeaderMap,
   modifyPath,
+  type RedirectFilter,
   type RequestHead,
   redirectLocation,
   splitAuthority,
@@ -59,17 +61,21 @@ describe('route matches', () => {
     );
   });
 
-  it('query parameters: first value, decoded, names case-sensitive; regular expressions (RE2, whole value)', () => {
-    assert.equal(queryParam('/p?a=1&a=2', 'a'), '1');
-    assert.equal(queryParam('/p?x=hello%20world&y=a+b', 'x'), 'hello world');
-    assert.equal(queryParam('/p?x=hello%20world&y=a+b', 'y'), 'a b');
-    assert.equal(queryParam('/p?A=1', 'a'), undefined);
-    assert.equal(queryParam('/p?flag', 'flag'), '');
-    assert.equal(queryParam('/p', 'a'), undefined);
-    const m: RouteMatch = { queryParams: [{ name: 'id', type: 'RegularExpression', value: '[0-9]+' }] };
-    assert.ok(matches(m, req('/?id=42'), compileRegex));
-    assert.ok(!matches(m, req('/?id=42x'), compileRegex));
-  });
+  it(
+    'query parameters: first value, percent-decoded (' +
+      ' kept), names case-sensitive; regular expressions (RE2, whole value)',
+    () => {
+      assert.equal(queryParam('/p?a=1&a=2', 'a'), '1');
+      assert.equal(queryParam('/p?x=hello%20world&y=a+b', 'x'), 'hello world');
+      assert.equal(queryParam('/p?x=hello%20world&y=a+b', 'y'), 'a+b');
+      assert.equal(queryParam('/p?A=1', 'a'), undefined);
+      assert.equal(queryParam('/p?flag', 'flag'), '');
+      assert.equal(queryParam('/p', 'a'), undefined);
+      const m: RouteMatch = { queryParams: [{ name: 'id', type: 'RegularExpression', value: '[0-9]+' }] };
+      assert.ok(matches(m, req('/?id=42'), compileRegex));
+      assert.ok(!matches(m, req('/?id=42x'), compileRegex));
+    },
+  );
 
   it('of entries naming one header or parameter only the first counts; regex paths match the whole path', () => {
     const m: RouteMatch = {
@@ -111,24 +117,21 @@ describe('path modifiers', () => {
     ];
     for (const [path, prefix, replace, want] of table)
       assert.equal(
-        modifyPath(path, { type: 'ReplacePrefixMatch', replacePrefixMatch: replace }, prefix),
+        modifyPath(path, { type: 'ReplacePrefixMatch', value: replace, prefix }),
         want,
         `${path} prefix ${prefix} → ${JSON.stringify(replace)}`,
       );
   });
 
   it('ReplaceFullPath replaces the path and keeps the query', () => {
-    assert.equal(
-      modifyPath('/full/one/two?a=b', { type: 'ReplaceFullPath', replaceFullPath: '/one' }, '/full'),
-      '/one?a=b',
-    );
+    assert.equal(modifyPath('/full/one/two?a=b', { type: 'ReplaceFullPath', value: '/one' }), '/one?a=b');
   });
 });
 
 describe('RequestRedirect', () => {
   const head: RequestHead = { scheme: 'http', authority: 'echo', path: '/x?y=1', port: 80 };
   it('builds Location from the filter, else the request; the port rules of the spec', () => {
-    const table: Array<[Parameters<typeof redirectLocation>[0], Partial<RequestHead>, string]> = [
+    const table: Array<[Omit<RedirectFilter, 'type' | 'statusCode'>, Partial<RequestHead>, string]> = [
       [{ hostname: 'example.org' }, {}, 'http://example.org/x?y=1'],
       [{ scheme: 'https' }, {}, 'https://echo/x?y=1'],
       // A scheme without a port: that scheme's well-known port (left out).
@@ -141,31 +144,32 @@ describe('RequestRedirect', () => {
       [{ scheme: 'https', port: 443 }, {}, 'https://echo/x?y=1'],
       [{ scheme: 'https', port: 8443 }, {}, 'https://echo:8443/x?y=1'],
       [{ scheme: 'http', port: 443 }, {}, 'http://echo:443/x?y=1'],
-      [{ path: { type: 'ReplaceFullPath', replaceFullPath: '/paprika' } }, {}, 'http://echo/paprika?y=1'],
+      [{ path: { type: 'ReplaceFullPath', value: '/paprika' } }, {}, 'http://echo/paprika?y=1'],
       [{}, { authority: '[fd00::1]:80' }, 'http://[fd00::1]/x?y=1'],
     ];
     for (const [r, over, want] of table)
-      assert.equal(redirectLocation(r, { ...head, ...over }, undefined), want);
+      assert.equal(
+        redirectLocation({ type: 'RequestRedirect', statusCode: 302, ...r }, { ...head, ...over }),
+        want,
+      );
   });
 
-  it('ends the request with the status (302 by default) before any rewrite', () => {
-    const prefixHead = { ...head, path: '/original-prefix/lemon' };
-    assert.deepEqual(
-      applyUrlFilters(
-        prefixHead,
-        [
-          {
-            requestRedirect: {
-              path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/replacement-prefix' },
-            },
-          },
-        ],
-        '/original-prefix',
-      ),
-      { kind: 'redirect', status: 302, location: 'http://echo/replacement-prefix/lemon' },
-    );
+  it('ends the request with its status, before any rewrite; the compiled filters keep the first of each', () => {
+    const f = compileFilters([
+      {
+        type: 'RequestRedirect',
+        statusCode: 302,
+        path: { type: 'ReplacePrefixMatch', value: '/replacement-prefix', prefix: '/original-prefix' },
+      },
+      { type: 'RequestRedirect', statusCode: 301 },
+    ])!;
+    assert.deepEqual(applyUrlFilters({ ...head, path: '/original-prefix/lemon' }, f.redirect, f.rewrite), {
+      kind: 'redirect',
+      status: 302,
+      location: 'http://echo/replacement-prefix/lemon',
+    });
     for (const statusCode of [301, 303, 307, 308] as const) {
-      const r = applyUrlFilters(head, [{ requestRedirect: { statusCode } }], undefined);
+      const r = applyUrlFilters(head, { type: 'RequestRedirect', statusCode }, undefined);
       assert.ok(r.kind === 'redirect' && r.status === statusCode);
     }
   });
@@ -179,29 +183,42 @@ describe('RequestRedirect', () => {
 
 describe('URLRewrite', () => {
   const head: RequestHead = { scheme: 'http', authority: 'echo', path: '/prefix/one/two', port: 80 };
-  it('rewrites the Host and the path; the rule, then the backend', () => {
-    assert.deepEqual(
-      applyUrlFilters(
-        head,
-        [
-          {
-            urlRewrite: {
-              hostname: 'one.example.org',
-              path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/' },
-            },
-          },
-          undefined,
-        ],
-        '/prefix',
-      ),
-      { kind: 'forward', authority: 'one.example.org', path: '/one/two', rewritten: true },
-    );
-    assert.deepEqual(applyUrlFilters(head, [undefined, { requestHeaderModifier: {} }], '/prefix'), {
+  it('rewrites the Host and the path; without a rewrite the head is as received', () => {
+    const f = compileFilters([
+      {
+        type: 'URLRewrite',
+        hostname: 'one.example.org',
+        path: { type: 'ReplacePrefixMatch', value: '/', prefix: '/prefix' },
+      },
+    ])!;
+    assert.deepEqual(applyUrlFilters(head, f.redirect, f.rewrite), {
+      kind: 'forward',
+      authority: 'one.example.org',
+      path: '/one/two',
+      rewritten: true,
+    });
+    assert.deepEqual(applyUrlFilters(head, undefined, undefined), {
       kind: 'forward',
       authority: 'echo',
       path: '/prefix/one/two',
       rewritten: false,
     });
+  });
+
+  it('compiles filters in order: header modifiers, mirrors; none compiles to undefined', () => {
+    const f = compileFilters([
+      { type: 'RequestHeaderModifier', set: [{ name: 'A', value: '1' }] },
+      { type: 'RequestMirror', service: 'shop/shadow', percentage: 50 },
+      { type: 'ResponseHeaderModifier', remove: ['Server'] },
+      { type: 'RequestHeaderModifier', add: [{ name: 'b', value: '2' }] },
+    ])!;
+    assert.deepEqual(f.request, [
+      { set: [['a', '1']], add: [], remove: [] },
+      { set: [], add: [['b', '2']], remove: [] },
+    ]);
+    assert.deepEqual(f.response, [{ set: [], add: [], remove: ['server'] }]);
+    assert.deepEqual(f.mirrors, [{ type: 'RequestMirror', service: 'shop/shadow', percentage: 50 }]);
+    assert.equal(compileFilters([]), undefined);
   });
 });
 

@@ -3,34 +3,13 @@
 // Location and status of the answer). Compiled once per route (names lower-cased, duplicates
 // dropped), applied per request by the plan; the transports only carry out the result, each
 // through `editHeaders` on its own header map.
+import type { PathModifier, RouteFilter } from '../../api/index.ts';
 import { pathOf, queryOf, underPrefix } from './match.ts';
 
-export interface HeaderModifier {
-  set?: ReadonlyArray<{ name: string; value: string }>;
-  add?: ReadonlyArray<{ name: string; value: string }>;
-  remove?: readonly string[];
-}
-
-export interface PathModifier {
-  type: 'ReplaceFullPath' | 'ReplacePrefixMatch';
-  replaceFullPath?: string;
-  replacePrefixMatch?: string;
-}
-
-export const REDIRECT_STATUSES = [301, 302, 303, 307, 308] as const;
-
-export interface RouteFilters {
-  requestHeaderModifier?: HeaderModifier;
-  responseHeaderModifier?: HeaderModifier;
-  requestRedirect?: {
-    scheme?: 'http' | 'https';
-    hostname?: string;
-    path?: PathModifier;
-    port?: number;
-    statusCode?: (typeof REDIRECT_STATUSES)[number];
-  };
-  urlRewrite?: { hostname?: string; path?: PathModifier };
-}
+type Filter<T extends RouteFilter['type']> = Extract<RouteFilter, { type: T }>;
+export type RedirectFilter = Filter<'RequestRedirect'>;
+export type RewriteFilter = Filter<'URLRewrite'>;
+type HeaderModifier = Pick<Filter<'RequestHeaderModifier'>, 'set' | 'add' | 'remove'>;
 
 /** Header edits with lower-cased names; of entries naming one header, the first counts. */
 export interface HeaderEdits {
@@ -80,20 +59,19 @@ export function editHeaders(headers: HeaderMap, edits: readonly HeaderEdits[]): 
 }
 
 /**
- * The path after a path modifier. ReplacePrefixMatch replaces the matched PathPrefix (whole
- * elements, trailing `/` of prefix and replacement ignored): `/foo/bar` with prefix `/foo` and
- * `/xyz` gives `/xyz/bar`, with `""` or `/` gives `/bar`; `/foo` gives `/xyz` (or `/`). The
- * query string is kept.
+ * The path after a path modifier. ReplacePrefixMatch replaces `prefix` (the PathPrefix that
+ * matched; whole elements, trailing `/` of prefix and replacement ignored): `/foo/bar` with
+ * prefix `/foo` and `/xyz` gives `/xyz/bar`, with `""` or `/` gives `/bar`; `/foo` gives `/xyz`
+ * (or `/`). The query string is kept.
  */
-export function modifyPath(target: string, m: PathModifier, matchedPrefix: string | undefined): string {
+export function modifyPath(target: string, m: PathModifier): string {
   const path = pathOf(target);
   const query = queryOf(target);
-  if (m.type === 'ReplaceFullPath') return `${m.replaceFullPath ?? '/'}${query}`;
-  // Without a PathPrefix match (the compiler refuses such a rule) the path is left as it is.
-  if (matchedPrefix === undefined || !underPrefix(path, matchedPrefix)) return target;
+  if (m.type === 'ReplaceFullPath') return `${m.value}${query}`;
+  // A path not under the prefix (the compiler pairs the two, so only a bad config) is kept.
+  if (!underPrefix(path, m.prefix)) return target;
   const strip = (s: string) => (s.endsWith('/') ? s.slice(0, -1) : s);
-  const rest = path.slice(strip(matchedPrefix).length);
-  const out = `${strip(m.replacePrefixMatch ?? '')}${rest}`;
+  const out = `${strip(m.value)}${path.slice(strip(m.prefix).length)}`;
   return `${out === '' ? '/' : out}${query}`;
 }
 
@@ -120,21 +98,17 @@ export interface RequestHead {
  * the filter's, else the well-known port of the filter's scheme, else the port called; left out
  * when it is the scheme's default (http 80, https 443).
  */
-export function redirectLocation(
-  r: NonNullable<RouteFilters['requestRedirect']>,
-  head: RequestHead,
-  matchedPrefix: string | undefined,
-): string {
+export function redirectLocation(r: RedirectFilter, head: RequestHead): string {
   const scheme = r.scheme ?? head.scheme;
   const host = r.hostname ?? splitAuthority(head.authority ?? '').host;
   const port = r.port ?? (r.scheme ? WELL_KNOWN[r.scheme]! : head.port);
-  const target = r.path ? modifyPath(head.path, r.path, matchedPrefix) : head.path;
+  const target = r.path ? modifyPath(head.path, r.path) : head.path;
   const showPort = port !== WELL_KNOWN[scheme];
   return `${scheme}://${host}${showPort ? `:${port}` : ''}${target}`;
 }
 
-/** What the filters make of one request. */
-export type FilterOutcome =
+/** What a route's URL filters make of one request. */
+export type UrlOutcome =
   | { kind: 'redirect'; status: number; location: string }
   | {
       kind: 'forward';
@@ -147,36 +121,61 @@ export type FilterOutcome =
     };
 
 /**
- * Redirect or URL rewrite for `head` under `filters`, in the order the Gateway API gives them
- * (the rule's filters, then the chosen backend's). A rule holds a redirect or a rewrite, never
- * both (the compiler refuses it); a redirect ends the request.
+ * RequestRedirect or URLRewrite for `head` (a rule holds one or the other, never both: the
+ * compiler refuses it). A redirect ends the request.
  */
 export function applyUrlFilters(
   head: RequestHead,
-  filters: ReadonlyArray<RouteFilters | undefined>,
-  matchedPrefix: string | undefined,
-): FilterOutcome {
-  let authority = head.authority;
-  let path = head.path;
-  let rewritten = false;
-  for (const f of filters) {
-    if (!f) continue;
-    if (f.requestRedirect)
-      return {
-        kind: 'redirect',
-        status: f.requestRedirect.statusCode ?? 302,
-        location: redirectLocation(f.requestRedirect, { ...head, authority, path }, matchedPrefix),
-      };
-    const w = f.urlRewrite;
-    if (!w) continue;
-    if (w.hostname !== undefined) {
-      authority = w.hostname;
-      rewritten = true;
-    }
-    if (w.path) {
-      path = modifyPath(path, w.path, matchedPrefix);
-      rewritten = true;
+  redirect: RedirectFilter | undefined,
+  rewrite: RewriteFilter | undefined,
+): UrlOutcome {
+  if (redirect)
+    return { kind: 'redirect', status: redirect.statusCode, location: redirectLocation(redirect, head) };
+  if (!rewrite) return { kind: 'forward', authority: head.authority, path: head.path, rewritten: false };
+  return {
+    kind: 'forward',
+    authority: rewrite.hostname ?? head.authority,
+    path: rewrite.path ? modifyPath(head.path, rewrite.path) : head.path,
+    rewritten: rewrite.hostname !== undefined || rewrite.path !== undefined,
+  };
+}
+
+/** A rule's or backend's filters, compiled once: what the plan applies per request. */
+export interface CompiledFilters {
+  request: HeaderEdits[];
+  response: HeaderEdits[];
+  redirect: RedirectFilter | undefined;
+  rewrite: RewriteFilter | undefined;
+  mirrors: Array<Filter<'RequestMirror'>>;
+}
+
+export function compileFilters(list: readonly RouteFilter[] | undefined): CompiledFilters | undefined {
+  if (!list || list.length === 0) return undefined;
+  const c: CompiledFilters = {
+    request: [],
+    response: [],
+    redirect: undefined,
+    rewrite: undefined,
+    mirrors: [],
+  };
+  for (const f of list) {
+    switch (f.type) {
+      case 'RequestHeaderModifier':
+      case 'ResponseHeaderModifier': {
+        const e = compileHeaderModifier(f);
+        if (e) (f.type === 'RequestHeaderModifier' ? c.request : c.response).push(e);
+        break;
+      }
+      case 'RequestRedirect':
+        c.redirect ??= f;
+        break;
+      case 'URLRewrite':
+        c.rewrite ??= f;
+        break;
+      case 'RequestMirror':
+        c.mirrors.push(f);
+        break;
     }
   }
-  return { kind: 'forward', authority, path, rewritten };
+  return c;
 }

@@ -40,7 +40,7 @@ export function underPrefix(path: string, prefix: string): boolean {
   return path.startsWith(p) && (path.length === p.length || path[p.length] === '/');
 }
 
-/** The first value of query parameter `name` (exact, case-sensitive name), percent-decoded. */
+/** The first value of query parameter `name` (case-sensitive), percent-decoded (`+` stays `+`). */
 export function queryParam(target: string, name: string): string | undefined {
   const query = queryOf(target);
   if (query === '') return undefined;
@@ -53,11 +53,10 @@ export function queryParam(target: string, name: string): string | undefined {
 }
 
 function decode(s: string): string {
-  const plus = s.replaceAll('+', ' ');
   try {
-    return decodeURIComponent(plus);
+    return decodeURIComponent(s);
   } catch {
-    return plus; // a malformed escape is compared as it was sent
+    return s; // a malformed escape is compared as it was sent
   }
 }
 

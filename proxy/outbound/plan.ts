@@ -129,8 +129,15 @@ export function planOutbound(
     const where = req.dst ? `${req.dst.address}:${req.dst.port}` : 'no original destination';
     return refuse(502, 'WEFT_NO_ROUTE', `no service for ${req.authority ?? ''} (${where})`, undefined);
   }
-  const { route, prefix } = t.select(target, req.http);
+  const route = t.route(target, req.http);
   if (req.serves && !req.serves(route)) return { kind: 'handoff' };
+  if (route.directStatus !== undefined && req.http)
+    return refuse(
+      route.directStatus,
+      'WEFT_NO_ROUTE',
+      `route ${route.name} answers ${route.directStatus}`,
+      target,
+    );
   let delayMs = 0;
   if (req.http) {
     if (route.source?.rateLimit && !state.takeToken(route))
@@ -140,19 +147,16 @@ export function planOutbound(
       return refuse(fault.abort.httpStatus, 'WEFT_FAULT', `fault injected by route ${route.name}`, target);
     if (fault?.delay && state.random() * 100 < fault.delay.percentage) delayMs = fault.delay.fixedDelayMs;
   }
-  const backend = pickBackend(route, state.random);
   const path = req.http?.path ?? '/';
-  const url = applyUrlFilters(
-    { scheme: 'http', authority: req.authority, path, port: target.port.port },
-    [route.filters?.spec, backend?.filters?.spec],
-    prefix,
-  );
+  const head = { scheme: 'http' as const, authority: req.authority, path, port: target.port.port };
+  const url = applyUrlFilters(head, route.filters?.redirect, route.filters?.rewrite);
   if (url.kind === 'redirect' && req.http)
     return { kind: 'redirect', status: url.status, location: url.location, target, route };
+  const backend = pickBackend(route, state.random);
   if (!backend)
     return refuse(503, 'WEFT_NO_ENDPOINTS', `route ${route.name} has no backend with weight`, target);
-  const edits = (pick: 'request' | 'response') =>
-    [route.filters?.[pick], backend.filters?.[pick]].filter((e): e is HeaderEdits => e !== undefined);
+  if (backend.unresolved !== undefined)
+    return refuse(500, 'WEFT_NO_ROUTE', `route ${route.name}: ${backend.unresolved}`, target);
   const mirrors: ServiceTarget[] = [];
   if (req.http)
     for (const m of route.mirrors) if (state.random() * 100 < m.percentage) mirrors.push(m.target);
@@ -168,8 +172,8 @@ export function planOutbound(
     authority: forwarded?.authority ?? req.authority,
     path: forwarded?.path ?? path,
     rewritten: forwarded?.rewritten ?? false,
-    requestHeaders: edits('request'),
-    responseHeaders: edits('response'),
+    requestHeaders: [...(route.filters?.request ?? []), ...(backend.filters?.request ?? [])],
+    responseHeaders: [...(route.filters?.response ?? []), ...(backend.filters?.response ?? [])],
     mirrors,
     timeoutMs: route.timeoutMs,
     perTryTimeoutMs: route.perTryTimeoutMs,
