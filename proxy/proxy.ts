@@ -515,10 +515,12 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       return;
     }
 
+    // The route's header edits first: the sidecar's own metadata is set after, never edited.
+    const head = forwardHead(plan, headers);
     headers[H_SRC_WORKLOAD] = id.workload;
     headers[H_SRC_NAMESPACE] = id.namespace;
     const hasBody = requestHasBody(req);
-    const areq: AttemptRequest = { method, ...forwardHead(plan, headers), headers, hasBody };
+    const areq: AttemptRequest = { method, ...head, headers, hasBody };
 
     // Mirrors: copies of the request, fire and forget; their responses are discarded.
     const mirrors: Attempt[] = [];
