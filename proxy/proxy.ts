@@ -44,7 +44,7 @@ import { observeLatency } from './lb.ts';
 import { LocalAddresses } from './localaddr.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import { originalDst } from './native/index.ts';
-import { forwardHead, hasFilters, rawHeaderLines, redirectAnswer, responseHead } from './outbound/apply.ts';
+import { forwardHead, rawHeaderLines, redirectAnswer, responseHead } from './outbound/apply.ts';
 import { type OutboundPlan, planOutbound } from './outbound/plan.ts';
 import { DEFAULT_PATH_NORMALIZATION, type NormalizedTarget, normalizeTarget } from './pathnorm.ts';
 import { Endpoints, mtlsModeFor, type Picked } from './resilience/endpoints.ts';
@@ -1423,8 +1423,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
             http: { method, path, header: (n) => headerValue(head.headers, n.toLowerCase()) },
             // Route filters, mirroring and per-endpoint connection limits (with their queue) stay on
             // the node:http path.
-            serves: (route) =>
-              !hasFilters(route) && route.source?.circuitBreaker?.maxConnections === undefined,
+            serves: (route) => !route.filtered && route.source?.circuitBreaker?.maxConnections === undefined,
           },
           planState,
         );

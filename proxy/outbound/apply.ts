@@ -9,15 +9,6 @@ import type { OutboundPlan } from './plan.ts';
 type Forward = Extract<OutboundPlan, { kind: 'forward' }>;
 type Redirect = Extract<OutboundPlan, { kind: 'redirect' }>;
 
-/** Whether a route's plan needs more than the fast path carries (filters or mirrors). */
-export function hasFilters(route: Forward['route']): boolean {
-  return (
-    route.filters !== undefined ||
-    route.mirrors.length > 0 ||
-    route.backends.some((b) => b.filters !== undefined)
-  );
-}
-
 /**
  * The request head to forward: `headers` edited in place (the rule's header modifier, then the
  * backend's), and the target and Host / :authority to send (after a URLRewrite).
