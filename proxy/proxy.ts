@@ -44,7 +44,7 @@ import { observeLatency } from './lb.ts';
 import { LocalAddresses } from './localaddr.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import { originalDst } from './native/index.ts';
-import { forwardHead, rawHeaderLines, redirectAnswer, responseHead } from './outbound/apply.ts';
+import { forwardHead, rawHeaderLines, redirectAnswer, redirectRaw, responseHead } from './outbound/apply.ts';
 import { type OutboundPlan, planOutbound } from './outbound/plan.ts';
 import { DEFAULT_PATH_NORMALIZATION, type NormalizedTarget, normalizeTarget } from './pathnorm.ts';
 import { Endpoints, mtlsModeFor, type Picked } from './resilience/endpoints.ts';
@@ -848,11 +848,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     }
     if (plan.kind === 'handoff') return;
     if (plan.kind === 'redirect') {
-      const a = redirectAnswer(plan);
-      const lines = Object.entries(a.headers).map(([k, v]) => `${k}: ${v}\r\n`);
-      socket.end(
-        `HTTP/1.1 ${a.status} ${http.STATUS_CODES[a.status]}\r\n${lines.join('')}connection: close\r\n\r\n`,
-      );
+      socket.end(redirectRaw(plan));
       return;
     }
     service = serviceLabel(plan.target);

@@ -2,7 +2,7 @@
 // to rewrite the request head, answer a redirect and edit the response head (issue 12: no
 // per-transport copies). Header maps are node:http's (lower-case names); the raw HTTP/1.1 fast
 // path hands routes with filters to node:http rather than keep a second copy.
-
+import { http } from '../builtins.ts';
 import { editHeaders, type HeaderMap } from './filters.ts';
 import type { OutboundPlan } from './plan.ts';
 
@@ -29,6 +29,13 @@ export function responseHead(plan: Forward, headers: HeaderMap): void {
 /** A redirect answer: status line, headers (no body). */
 export function redirectAnswer(plan: Redirect): { status: number; headers: Record<string, string> } {
   return { status: plan.status, headers: { location: plan.location, 'content-length': '0' } };
+}
+
+/** The same redirect as a raw HTTP/1.1 response that closes the connection (upgrades). */
+export function redirectRaw(plan: Redirect): string {
+  const a = redirectAnswer(plan);
+  const lines = Object.entries(a.headers).map(([k, v]) => `${k}: ${v}\r\n`);
+  return `HTTP/1.1 ${a.status} ${http.STATUS_CODES[a.status]}\r\n${lines.join('')}connection: close\r\n\r\n`;
 }
 
 /**
