@@ -233,6 +233,33 @@ describe('outbound policy parity across transports', { timeout: 300_000 }, () =>
     });
   }
 
+  it('HTTPRoute: a RequestHeaderModifier cannot change the framing (content-length, transfer-encoding)', async () => {
+    // A route that sets content-length: 0 on a POST would leave its body on the pooled connection
+    // to the server sidecar, read there as the next request (smuggling).
+    const failures: string[] = [];
+    for (const transport of ['h1-fast', 'h1-node'] as const) {
+      const filters: Route['filters'] = [
+        {
+          type: 'RequestHeaderModifier',
+          set: [{ name: 'Content-Length', value: '0' }],
+          add: [{ name: 'Transfer-Encoding', value: 'chunked' }],
+        },
+      ];
+      await apply(config([forTransport(route({ name: `shop/${transport}`, filters }), transport)]));
+      const r = await agent.send<{ first: { status: number; body: string } }>({
+        op: 'http',
+        url: 'http://10.96.0.10/echo',
+        method: 'POST',
+        body: 'x'.repeat(1000),
+        headers: { connection: 'close' },
+      });
+      const bytes = r.first.status === 200 ? (JSON.parse(r.first.body) as { bytes: number }).bytes : -1;
+      if (r.first.status !== 200 || bytes !== 1000)
+        failures.push(`${transport}: ${r.first.status}, the app read ${bytes} of 1000 body bytes`);
+    }
+    assert.deepEqual(failures, []);
+  });
+
   it('GRPCRoute: a method match (compiled to a path) picks its backend over h2c', async () => {
     // The compiled entries of GRPCRoute shop/grpc-route: rule 0 matches method Say.
     const rule = (i: number, path: NonNullable<Route['matches'][number]['path']>, backend: string): Route =>
