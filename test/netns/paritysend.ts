@@ -31,8 +31,6 @@ export interface Case {
   verify?: (t: Transport) => Promise<string | undefined>;
   /** The transports the case applies to (default: all); an upgrade is neither retried nor timed. */
   transports?: Transport[];
-  /** A known divergence, not fixed yet: the case runs and is reported, without failing the suite. */
-  todo?: string;
 }
 
 /** What one request got back: the status, the backend pod that answered (if any), the headers. */
