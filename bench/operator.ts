@@ -15,8 +15,8 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { KubeClient, type KubeObject, RESOURCES, resourcePath } from '../kube/client.ts';
 import { ipOf } from '../operator/fixtures.ts';
-import { installCrds, repoRoot, type TestCluster } from '../test/support/cluster.ts';
-import { startControlPlane } from '../test/support/control-plane.ts';
+import { installCrds, repoRoot, type TestCluster } from '../hack/lib/cluster.ts';
+import { startControlPlane } from '../hack/lib/control-plane.ts';
 
 const NS = 'bench';
 const CHANGES = Number(process.env.WEFT_BENCH_CHANGES ?? 60);
