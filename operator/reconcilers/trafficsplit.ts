@@ -2,57 +2,24 @@
 // Ready (programmed, its last good version, or not at all). A Warning Event when it starts failing.
 import type { TrafficSplit } from '../../api/index.ts';
 import { RESOURCES } from '../../kube/client.ts';
-import type { ConditionInput } from '../../kube/conditions.ts';
 import type { KeyReconciler } from '../../kube/manager.ts';
 import type { Obj } from '../cache.ts';
 import { CONDITION, EVENT_REASON, REASON } from '../conditions.ts';
-import {
-  acceptedOf,
-  type CompiledResourceDeps,
-  compiledResource,
-  failedBefore,
-  programmedOf,
-  readyOf,
-} from '../status.ts';
+import { type CompiledResourceDeps, compiledStatusReconciler } from '../status.ts';
 
 export type TrafficSplitDeps = CompiledResourceDeps<Obj<TrafficSplit>>;
 
 export function trafficSplitReconciler(d: TrafficSplitDeps): KeyReconciler {
-  return async (key) => {
-    const found = compiledResource(d, key);
-    if (!found) return undefined;
-    const { obj: split, r } = found;
-    const wanted: ConditionInput[] = [acceptedOf(r)];
-    let why = r.accepted.ok ? '' : r.accepted.message;
-    if (r.resolvedRefs?.ok)
-      wanted.push({
-        type: CONDITION.ResolvedRefs,
-        status: 'True',
-        reason: REASON.ResolvedRefs,
-        message: 'All Services exist',
-      });
-    else if (r.resolvedRefs) {
-      why = r.resolvedRefs.message;
-      wanted.push({
-        type: CONDITION.ResolvedRefs,
-        status: 'False',
-        reason: r.resolvedRefs.reason,
-        message: r.resolvedRefs.message,
-      });
-    }
-    wanted.push(readyOf(r, why), ...programmedOf(d, key, r, split));
-    const wasFailing =
-      (!r.accepted.ok && failedBefore(split, CONDITION.Accepted, r.accepted.reason)) ||
-      (r.resolvedRefs &&
-        !r.resolvedRefs.ok &&
-        failedBefore(split, CONDITION.ResolvedRefs, r.resolvedRefs.reason));
-    const changed = await d.status.write(RESOURCES.trafficSplits, split, wanted);
-    if (changed && !wasFailing) {
-      if (!r.accepted.ok)
-        await d.events.warn(split, RESOURCES.trafficSplits, EVENT_REASON.InvalidSpec, r.accepted.message);
-      else if (r.resolvedRefs && !r.resolvedRefs.ok)
-        await d.events.warn(split, RESOURCES.trafficSplits, EVENT_REASON.RefNotFound, r.resolvedRefs.message);
-    }
-    return undefined;
-  };
+  return compiledStatusReconciler(d, RESOURCES.trafficSplits, (r) =>
+    r.resolvedRefs
+      ? [
+          {
+            type: CONDITION.ResolvedRefs,
+            verdict: r.resolvedRefs,
+            ok: { reason: REASON.ResolvedRefs, message: 'All Services exist' },
+            eventReason: EVENT_REASON.RefNotFound,
+          },
+        ]
+      : [],
+  );
 }
