@@ -2,8 +2,8 @@
 // operator did with each and why: for TrafficSplits and AuthorizationPolicies also how many
 // proxies applied their generation (the Programmed condition), for the Mesh the proxies that
 // lag behind their namespace's latest configuration, with the version each one runs.
-import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
-import { describeLaggingProxy, GROUP, type LaggingProxy, VERSION } from '../api/index.ts';
+import { describeLaggingProxy, type LaggingProxy } from '../api/index.ts';
+import { type KubeClient, type KubeObject, RESOURCES } from '../kube/client.ts';
 
 export interface StatusRow {
   kind: string;
@@ -52,21 +52,11 @@ export function rowOf(kind: string, o: Obj): StatusRow {
   return row;
 }
 
-export async function collectStatus(kc: KubeConfig, namespace?: string): Promise<StatusRow[]> {
-  const custom = kc.makeApiClient(CustomObjectsApi);
+export async function collectStatus(client: KubeClient, namespace?: string): Promise<StatusRow[]> {
   const rows: StatusRow[] = [];
-  const kinds: [string, string, boolean][] = [
-    ['Mesh', 'meshes', false],
-    ['TrafficSplit', 'trafficsplits', true],
-    ['AuthorizationPolicy', 'authorizationpolicies', true],
-  ];
-  for (const [kind, plural, namespaced] of kinds) {
-    const list = (
-      namespaced && namespace
-        ? await custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural })
-        : await custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural })
-    ) as { items: Obj[] };
-    for (const o of list.items) rows.push(rowOf(kind, o));
+  for (const t of [RESOURCES.meshes, RESOURCES.trafficSplits, RESOURCES.authorizationPolicies]) {
+    const list = await client.list<KubeObject & Obj>(t, { namespace });
+    for (const o of list.items) rows.push(rowOf(t.kind, o));
   }
   return rows;
 }

@@ -27,10 +27,11 @@ export async function meshedNamespaceWithProxyToken(o: {
       kind: 'Namespace',
       metadata: { name, labels },
     });
-  await client.create(
-    { group: '', version: 'v1', plural: 'serviceaccounts', kind: 'ServiceAccount', namespaced: true },
-    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: o.serviceAccount, namespace } },
-  );
+  await client.create(RESOURCES.serviceAccounts, {
+    apiVersion: 'v1',
+    kind: 'ServiceAccount',
+    metadata: { name: o.serviceAccount, namespace },
+  });
   for (const svc of ['web', 'web-v1', 'web-v2'])
     await client.create(RESOURCES.services, {
       apiVersion: 'v1',
