@@ -18,7 +18,7 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(s
   let client: KubeClient | undefined;
   const clientOf = () =>
     (client ??= new KubeClient(
-      SimpleKubeConfig.load(cmd.opts<{ kubeconfig?: string }>().kubeconfig),
+      SimpleKubeConfig.load(cmd.opts<{ kubeconfig?: string }>().kubeconfig, process.env, { exec: true }),
       'weftctl',
     ));
   cmd.hook('postAction', () => {

@@ -44,7 +44,7 @@ export function webhookCommand(): Command {
       const port = Number(o.port);
       if (!Number.isInteger(port) || port < 0 || port > 65535)
         throw new WebhookError(WEBHOOK_ERROR_CODES.CONFIG, `--port ${o.port} is not a port number`);
-      const kc = SimpleKubeConfig.load(o.kubeconfig);
+      const kc = SimpleKubeConfig.load(o.kubeconfig, process.env, { exec: true });
       // Signals are handled from the start: the server answers before startWebhook returns.
       const starting = startWebhook({
         kubeConfig: kc,
