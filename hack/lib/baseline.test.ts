@@ -3,7 +3,7 @@
 // that names no commit is refused with the flag's name, and leaves no worktree behind.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, lstatSync } from 'node:fs';
+import { existsSync, lstatSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { prepareBaseline } from './baseline.ts';
@@ -23,6 +23,7 @@ test('a baseline worktree of HEAD has its own dist and addon, and is removed wit
     assert.ok(b.entry.startsWith(b.dir) && existsSync(b.entry), `${b.entry} was not built`);
     assert.ok(existsSync(join(b.dir, 'dist', 'original_dst.node')), 'the addon is beside the bundle');
     assert.ok(lstatSync(join(b.dir, 'node_modules')).isSymbolicLink());
+    assert.equal(statSync(b.dir).mode & 0o755, 0o755, 'readable by the sidecars (UID 1337)');
     assert.match(worktrees(), new RegExp(`worktree ${b.dir}\\n`));
     removed = await b.remove();
     assert.equal(removed, true);

@@ -5,7 +5,7 @@
 // dist/ built by its hack/build-dist.ts. remove() deletes the worktree and proves it is gone.
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, rm, symlink } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -39,6 +39,8 @@ export async function prepareBaseline(
     throw new Error(`--baseline ${ref}: not a commit of this repository (try a branch, tag or e.g. main~5)`);
   }
   const dir = await mkdtemp(join(tmpdir(), 'weft-baseline-'));
+  // mkdtemp makes it 0700: the sidecars run as UID 1337 and must read the bundle.
+  await chmod(dir, 0o755);
   const remove = async (): Promise<boolean> => {
     await git('worktree', 'remove', '--force', dir).catch(() => {});
     await rm(dir, { recursive: true, force: true });
