@@ -472,96 +472,74 @@ async function main(): Promise<void> {
     // both of its sidecars have identities (mTLS 1.3 hop).
     const clientId = spiffe('client');
     const serverId = spiffe('web');
-    const web = service('web', 'bench', '10.96.0.10', 80, [
-      { ...endpoint(pods.weftS.ip, 8080), pod: 'server-abc' },
+    // One set of weft pairs: this tree's (VIPs 10.96.0.1x) and, with --baseline, the baseline's
+    // (`@base`, VIPs 10.96.0.2x, their own pods): web (plaintext), web-mtls, web-tcp (opaque).
+    type WeftPods = { weftC: Pod; weftS: Pod; mtlsC: Pod; mtlsS: Pod };
+    const sets: Array<{ suffix: string; vip: string; pods: WeftPods; command?: string[] }> = [
+      { suffix: '', vip: '10.96.0.1', pods },
+    ];
+    if (baseline && basePods)
+      sets.push({ suffix: BASE, vip: '10.96.0.2', pods: basePods, command: [baseline.entry, 'proxy'] });
+    const tag = (suffix: string) => (suffix ? `-${suffix.slice(1)}` : '');
+    const services = sets.flatMap(({ suffix, vip, pods: p }) => [
+      service(`web${tag(suffix)}`, 'bench', `${vip}0`, 80, [
+        { ...endpoint(p.weftS.ip, 8080), pod: `server${tag(suffix)}-abc` },
+      ]),
+      service(`web-mtls${tag(suffix)}`, 'bench', `${vip}1`, 80, [
+        { ...endpoint(p.mtlsS.ip, 8080), pod: `server-mtls${tag(suffix)}-abc`, identity: serverId },
+      ]),
+      service(
+        `web-tcp${tag(suffix)}`,
+        'bench',
+        `${vip}2`,
+        80,
+        [{ ...endpoint(p.weftS.ip, 8080), pod: `server${tag(suffix)}-abc` }],
+        'tcp',
+      ),
     ]);
-    const webMtls = service('web-mtls', 'bench', '10.96.0.11', 80, [
-      { ...endpoint(pods.mtlsS.ip, 8080), pod: 'server-mtls-abc', identity: serverId },
-    ]);
-    const webTcp = service(
-      'web-tcp',
-      'bench',
-      '10.96.0.12',
-      80,
-      [{ ...endpoint(pods.weftS.ip, 8080), pod: 'server-abc' }],
-      'tcp',
-    );
-    // The baseline's pairs: the same three Services on their own VIPs, to their own app pods.
-    const baseServices = basePods
-      ? [
-          service('web-base', 'bench', '10.96.0.20', 80, [
-            { ...endpoint(basePods.weftS.ip, 8080), pod: 'base-server-abc' },
-          ]),
-          service('web-mtls-base', 'bench', '10.96.0.21', 80, [
-            { ...endpoint(basePods.mtlsS.ip, 8080), pod: 'base-server-mtls-abc', identity: serverId },
-          ]),
-          service(
-            'web-tcp-base',
-            'bench',
-            '10.96.0.22',
-            80,
-            [{ ...endpoint(basePods.weftS.ip, 8080), pod: 'base-server-abc' }],
-            'tcp',
-          ),
-        ]
-      : [];
-    await topo.writeConfig(
-      proxyConfig('bench', [web, webMtls, webTcp, ...baseServices], [], { defaultTimeoutMs: 0 }),
-    );
+    await topo.writeConfig(proxyConfig('bench', services, [], { defaultTimeoutMs: 0 }));
     const ca = await newCa();
     const idDir: Record<string, string> = {};
-    const identities: Array<readonly [Pod, string]> = [
-      [pods.mtlsC, 'client'],
-      [pods.mtlsS, 'web'],
-    ];
-    if (basePods) identities.push([basePods.mtlsC, 'client'], [basePods.mtlsS, 'web']);
-    for (const [pod, sa] of identities) {
-      idDir[pod.name] = await topo.tempDir(`id-${pod.name}`);
-      await writeIdentity(idDir[pod.name]!, ca, sa, { lifetimeMs: 24 * 3_600_000 });
-    }
-    for (const p of [pods.weftC, pods.weftS, pods.mtlsC, pods.mtlsS]) await topo.intercept(p);
-    for (const [p, name] of [
-      [pods.weftC, 'weft'],
-      [pods.weftS, 'weft'],
-      [pods.mtlsC, 'weft-mtls'],
-      [pods.mtlsS, 'weft-mtls'],
-    ] as const) {
-      const child = await topo.startProxy(p, idDir[p.name] ? ['--identity-dir', idDir[p.name]!] : []);
-      pids[name]!.push(child.pid!);
-    }
-    pids['weft-tcp'] = pids.weft!;
-    if (baseline && basePods) {
-      const ours = topo.proxyCommand;
-      topo.proxyCommand = [baseline.entry, 'proxy'];
+    for (const { pods: p } of sets)
+      for (const [pod, sa] of [
+        [p.mtlsC, 'client'],
+        [p.mtlsS, 'web'],
+      ] as const) {
+        idDir[pod.name] = await topo.tempDir(`id-${pod.name}`);
+        await writeIdentity(idDir[pod.name]!, ca, sa, { lifetimeMs: 24 * 3_600_000 });
+      }
+    const ours = topo.proxyCommand;
+    for (const { suffix, pods: p, command } of sets) {
+      topo.proxyCommand = command ?? ours;
       try {
-        for (const p of Object.values(basePods)) await topo.intercept(p);
-        for (const [p, name] of [
-          [basePods.weftC, 'weft@base'],
-          [basePods.weftS, 'weft@base'],
-          [basePods.mtlsC, 'weft-mtls@base'],
-          [basePods.mtlsS, 'weft-mtls@base'],
+        for (const pod of [p.weftC, p.weftS, p.mtlsC, p.mtlsS]) await topo.intercept(pod);
+        for (const [pod, name] of [
+          [p.weftC, 'weft'],
+          [p.weftS, 'weft'],
+          [p.mtlsC, 'weft-mtls'],
+          [p.mtlsS, 'weft-mtls'],
         ] as const) {
-          const child = await topo.startProxy(p, idDir[p.name] ? ['--identity-dir', idDir[p.name]!] : []);
-          pids[name]!.push(child.pid!);
+          const child = await topo.startProxy(
+            pod,
+            idDir[pod.name] ? ['--identity-dir', idDir[pod.name]!] : [],
+          );
+          pids[`${name}${suffix}`]!.push(child.pid!);
         }
       } finally {
         topo.proxyCommand = ours;
       }
-      pids['weft-tcp@base'] = pids['weft@base']!;
+      pids[`weft-tcp${suffix}`] = pids[`weft${suffix}`]!;
     }
     await sleep(1000);
     const urls: Record<string, [Pod, string]> = {
       direct: [pods.directC, `http://${pods.directS.ip}:8080/echo?size=${PAYLOAD}`],
       nginx: [pods.nginxC, `http://127.0.0.1:15001/echo?size=${PAYLOAD}`],
       'node-pipe': [pods.pipeC, `http://127.0.0.1:15001/echo?size=${PAYLOAD}`],
-      weft: [pods.weftC, `http://10.96.0.10/echo?size=${PAYLOAD}`],
-      'weft-tcp': [pods.weftC, `http://10.96.0.12/echo?size=${PAYLOAD}`],
-      'weft-mtls': [pods.mtlsC, `http://10.96.0.11/echo?size=${PAYLOAD}`],
     };
-    if (basePods) {
-      urls['weft@base'] = [basePods.weftC, `http://10.96.0.20/echo?size=${PAYLOAD}`];
-      urls['weft-tcp@base'] = [basePods.weftC, `http://10.96.0.22/echo?size=${PAYLOAD}`];
-      urls['weft-mtls@base'] = [basePods.mtlsC, `http://10.96.0.21/echo?size=${PAYLOAD}`];
+    for (const { suffix, vip, pods: p } of sets) {
+      urls[`weft${suffix}`] = [p.weftC, `http://${vip}0/echo?size=${PAYLOAD}`];
+      urls[`weft-tcp${suffix}`] = [p.weftC, `http://${vip}2/echo?size=${PAYLOAD}`];
+      urls[`weft-mtls${suffix}`] = [p.mtlsC, `http://${vip}1/echo?size=${PAYLOAD}`];
     }
     const names = Object.keys(urls).filter((n) => !only || n.startsWith(only) || n === 'direct');
     const rounds: Record<string, Array<{ at1000: RunResult; max: RunResult }>> = {};
@@ -580,13 +558,10 @@ async function main(): Promise<void> {
     }
     // The figures must be known to be what they say: the mTLS pair's hop is mTLS 1.3 with both
     // SPIFFE IDs verified and nothing inbound in plaintext; the plaintext pair's hop has no mTLS.
-    const pairs: Record<string, readonly [Pod, Pod]> = {
-      weft: [pods.weftC, pods.weftS],
-      'weft-mtls': [pods.mtlsC, pods.mtlsS],
-    };
-    if (basePods) {
-      pairs['weft@base'] = [basePods.weftC, basePods.weftS];
-      pairs['weft-mtls@base'] = [basePods.mtlsC, basePods.mtlsS];
+    const pairs: Record<string, readonly [Pod, Pod]> = {};
+    for (const { suffix, pods: p } of sets) {
+      pairs[`weft${suffix}`] = [p.weftC, p.weftS];
+      pairs[`weft-mtls${suffix}`] = [p.mtlsC, p.mtlsS];
     }
     for (const name of names.filter((n) => n in pairs)) {
       const [c, s] = pairs[name]!;

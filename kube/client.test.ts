@@ -47,26 +47,22 @@ const status = (code: number, reason: string, message: string) => ({
 });
 
 test('the paths of the kinds the webhook and weftctl read', () => {
-  assert.equal(
-    resourcePath(RESOURCES.customResourceDefinitions, undefined, 'meshes.weft.dev'),
-    '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/meshes.weft.dev',
-  );
-  assert.equal(
-    resourcePath(RESOURCES.mutatingWebhookConfigurations, 'ignored', 'weft'),
-    '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/weft',
-  );
-  assert.equal(
-    resourcePath(RESOURCES.validatingWebhookConfigurations, undefined, 'weft'),
-    '/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/weft',
-  );
-  assert.equal(
-    resourcePath(RESOURCES.secrets, 'weft-system', 'tls'),
-    '/api/v1/namespaces/weft-system/secrets/tls',
-  );
-  assert.equal(
-    resourcePath(RESOURCES.serviceAccounts, 'shop', 'web'),
-    '/api/v1/namespaces/shop/serviceaccounts/web',
-  );
+  const cases: [keyof typeof RESOURCES, string | undefined, string][] = [
+    ['customResourceDefinitions', undefined, '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/x'],
+    [
+      'mutatingWebhookConfigurations',
+      'ignored',
+      '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/x',
+    ],
+    [
+      'validatingWebhookConfigurations',
+      undefined,
+      '/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/x',
+    ],
+    ['secrets', 'weft-system', '/api/v1/namespaces/weft-system/secrets/x'],
+    ['serviceAccounts', 'shop', '/api/v1/namespaces/shop/serviceaccounts/x'],
+  ];
+  for (const [kind, ns, path] of cases) assert.equal(resourcePath(RESOURCES[kind], ns, 'x'), path, kind);
 });
 
 test('find: the object, undefined when it does not exist, the refusal otherwise', async () => {

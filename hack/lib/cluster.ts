@@ -6,6 +6,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApiextensionsV1Api, KubeConfig, KubernetesObjectApi } from '@kubernetes/client-node';
 import * as yaml from 'js-yaml';
+import { type KubeClient, RESOURCES } from '../../kube/client.ts';
 import { ensureBinaries, startControlPlane } from './control-plane.ts';
 
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -54,6 +55,19 @@ export async function startTestCluster(opts: { controllerManager?: boolean } = {
 
 export function readYamlDocs(path: string): Record<string, unknown>[] {
   return yaml.loadAll(readFileSync(path, 'utf8')).filter(Boolean) as Record<string, unknown>[];
+}
+
+/** Creates Namespaces with their labels (e.g. { shop: { 'weft.dev/inject': 'enabled' } }). */
+export async function createNamespaces(
+  client: KubeClient,
+  namespaces: Record<string, Record<string, string>>,
+): Promise<void> {
+  for (const [name, labels] of Object.entries(namespaces))
+    await client.create(RESOURCES.namespaces, {
+      apiVersion: 'v1',
+      kind: 'Namespace',
+      metadata: { name, labels },
+    });
 }
 
 /** Applies crds/*.yaml (server-side) and waits until every CRD is Established. */

@@ -6,7 +6,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { type KubeClient, RESOURCES } from '../../kube/client.ts';
-import { repoRoot } from './cluster.ts';
+import { createNamespaces, repoRoot } from './cluster.ts';
 
 export async function meshedNamespaceWithProxyToken(o: {
   client: KubeClient;
@@ -18,15 +18,7 @@ export async function meshedNamespaceWithProxyToken(o: {
 }): Promise<void> {
   const { client, namespace } = o;
   o.kubectl('apply', '--server-side', '-f', join(repoRoot, 'config', 'rbac', 'proxy_role.yaml'));
-  for (const [name, labels] of [
-    ['weft-system', {}],
-    [namespace, { 'weft.dev/inject': 'enabled' }],
-  ] as const)
-    await client.create(RESOURCES.namespaces, {
-      apiVersion: 'v1',
-      kind: 'Namespace',
-      metadata: { name, labels },
-    });
+  await createNamespaces(client, { 'weft-system': {}, [namespace]: { 'weft.dev/inject': 'enabled' } });
   await client.create(RESOURCES.serviceAccounts, {
     apiVersion: 'v1',
     kind: 'ServiceAccount',
