@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
-import { findCycles, importGraph, importSpecifiers } from './check-cycles.ts';
+import { findCycles, forbiddenImports, importGraph, importSpecifiers } from './check-cycles.ts';
 
 const dirs: string[] = [];
 after(() => {
@@ -77,5 +77,24 @@ test('a tree without a cycle passes', () => {
   assert.deepEqual(findCycles(importGraph(root)), []);
   const r = spawnSync(process.execPath, [script, root], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, /no import cycle among 3 files/);
+  assert.match(r.stdout, /no import cycle and no forbidden import among 3 files/);
+});
+
+test('hack/ importing test/support/ (or bench/ importing it) is reported and fails the command', () => {
+  const root = tree({
+    'test/support/lock.ts': "export * from '../../hack/lib/lock.ts';\n",
+    'hack/lib/lock.ts': 'export const lock = 1;\n',
+    'hack/cluster.ts': "import { lock } from '../test/support/lock.ts';\n",
+    'bench/proxy.ts':
+      "import { lock } from '../test/support/lock.ts';\nimport { x } from '../test/netns/x.ts';\n",
+    'test/netns/x.ts': 'export const x = 1;\n',
+  });
+  assert.deepEqual(forbiddenImports(importGraph(root)), [
+    'bench/proxy.ts → test/support/lock.ts',
+    'hack/cluster.ts → test/support/lock.ts',
+  ]);
+  assert.deepEqual(findCycles(importGraph(root)), []);
+  const r = spawnSync(process.execPath, [script, root], { encoding: 'utf8' });
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /forbidden import: hack\/cluster\.ts → test\/support\/lock\.ts/);
 });

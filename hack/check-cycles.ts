@@ -4,12 +4,33 @@
 // strongly connected components of that graph. Prints each cycle as a path of files and exits
 // 1 when there is one. No dependency: specifiers are read with a regular expression anchored
 // at the start of a statement, which is enough for this code base's formatted imports.
+// Also the import directions docs/architecture.md promises (FORBIDDEN): development scripts
+// (hack/) import nothing from the tests or benchmarks, benchmarks nothing from test/support/.
 // Run by hack/test.sh's static checks: node hack/check-cycles.ts [root]
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const SKIP = new Set(['node_modules', 'build', 'dist', '.git', '.cluster']);
+
+/** Folder → folders its files must not import (what they share lives in hack/lib/). */
+export const FORBIDDEN: Record<string, string[]> = {
+  'hack/': ['test/', 'bench/'],
+  'bench/': ['test/support/'],
+};
+
+/** Every import that crosses a forbidden direction, as "from → to". */
+export function forbiddenImports(
+  graph: Map<string, string[]>,
+  rules: Record<string, string[]> = FORBIDDEN,
+): string[] {
+  const out: string[] = [];
+  for (const [file, deps] of graph)
+    for (const [from, tos] of Object.entries(rules))
+      if (file.startsWith(from))
+        for (const d of deps) if (tos.some((t) => d.startsWith(t))) out.push(`${file} → ${d}`);
+  return out.sort();
+}
 
 /** The module specifiers a file's static import and export-from statements name. */
 export function importSpecifiers(source: string): string[] {
@@ -112,11 +133,16 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const graph = importGraph(root);
   const cycles = findCycles(graph);
   for (const c of cycles) process.stderr.write(`import cycle: ${c.join(' → ')}\n`);
-  if (cycles.length) {
+  if (cycles.length)
     process.stderr.write(
       `${cycles.length} import cycle(s) among ${graph.size} files: move what both sides need into a module that imports neither\n`,
     );
-    process.exit(1);
-  }
-  process.stdout.write(`no import cycle among ${graph.size} files\n`);
+  const forbidden = forbiddenImports(graph);
+  for (const f of forbidden) process.stderr.write(`forbidden import: ${f}\n`);
+  if (forbidden.length)
+    process.stderr.write(
+      `${forbidden.length} forbidden import(s): hack/ must not import test/ or bench/, bench/ not test/support/; move what they share to hack/lib/\n`,
+    );
+  if (cycles.length || forbidden.length) process.exit(1);
+  process.stdout.write(`no import cycle and no forbidden import among ${graph.size} files\n`);
 }
