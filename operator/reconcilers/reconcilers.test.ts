@@ -112,6 +112,35 @@ test('trafficsplit reconciler: a missing Service is ResolvedRefs False, not prog
   );
 });
 
+test('trafficsplit reconciler: valid and resolved is Accepted, ResolvedRefs and Ready True, in that order, without an Event; a gone object writes nothing', async () => {
+  const f = fakes();
+  const split = { metadata: { name: 's', namespace: 'shop', generation: 3 } } as unknown as Obj<TrafficSplit>;
+  const reconcile = trafficSplitReconciler({
+    objects: { get: (k) => (k === 'shop/s' ? split : undefined) },
+    resultOf: () => ({
+      key: 'shop/s',
+      generation: 3,
+      accepted: { ok: true },
+      resolvedRefs: { ok: true },
+      programmed: 'current',
+    }),
+    status: f.status,
+    events: f.recorder,
+  });
+  await reconcile('shop/s', ctx);
+  assert.deepEqual(
+    f.writes[0]!.conditions.map((c) => [c.type, c.status, c.reason, c.message]),
+    [
+      [CONDITION.Accepted, 'True', REASON.Accepted, 'Valid'],
+      [CONDITION.ResolvedRefs, 'True', REASON.ResolvedRefs, 'All Services exist'],
+      [CONDITION.Ready, 'True', REASON.Programmed, 'Programmed into the proxy configuration'],
+    ],
+  );
+  assert.deepEqual(f.events, []);
+  await reconcile('shop/gone', ctx);
+  assert.equal(f.writes.length, 1);
+});
+
 test('mesh reconciler: another name is NotDefault; the default waits for the CA verdict, then reports it', async () => {
   const f = fakes();
   const meshes = new Map(
