@@ -172,21 +172,32 @@ export interface StatusVerdict {
   eventReason: string;
 }
 
+/** What one kind adds to the skeleton of compiledStatusReconciler. */
+export interface KindStatus {
+  /** Verdicts after Accepted (e.g. ResolvedRefs): a condition each, an Event when one starts failing. */
+  verdicts?: StatusVerdict[];
+  /** Conditions after the verdicts that are no verdict (no Event), before Ready. */
+  conditions?: ConditionInput[];
+  /** Why Ready is not True, when it is not the last failing verdict's message. */
+  why?: string;
+}
+
 /**
  * The status reconciler of a compiled resource (TrafficSplit, AuthorizationPolicy): lookup,
- * Accepted, the kind's own verdicts (`more`, e.g. ResolvedRefs), Ready (with the last failing
- * verdict's message), Programmed; written when it says something new, with a Warning Event for
- * the first failing verdict when the resource starts failing.
+ * Accepted, the kind's own verdicts and conditions (`kind`, e.g. ResolvedRefs), Ready (with the
+ * last failing verdict's message), Programmed; written when it says something new, with a
+ * Warning Event for the first failing verdict when the resource starts failing.
  */
 export function compiledStatusReconciler<T extends WithStatus>(
   d: CompiledResourceDeps<T>,
   type: ResourceType,
-  more: (r: ResourceResult) => StatusVerdict[] = () => [],
+  kind: (r: ResourceResult) => KindStatus = () => ({}),
 ): KeyReconciler {
   return async (key) => {
     const found = compiledResource(d, key);
     if (!found) return undefined;
     const { obj, r } = found;
+    const own = kind(r);
     const verdicts: StatusVerdict[] = [
       {
         type: CONDITION.Accepted,
@@ -194,7 +205,7 @@ export function compiledStatusReconciler<T extends WithStatus>(
         ok: { reason: REASON.Accepted, message: 'Valid' },
         eventReason: EVENT_REASON.InvalidSpec,
       },
-      ...more(r),
+      ...(own.verdicts ?? []),
     ];
     const failing = verdicts.flatMap((v) => (v.verdict.ok ? [] : [{ ...v, verdict: v.verdict }]));
     const wanted: ConditionInput[] = verdicts.map((v) =>
@@ -202,7 +213,11 @@ export function compiledStatusReconciler<T extends WithStatus>(
         ? { type: v.type, status: 'True', ...v.ok }
         : { type: v.type, status: 'False', reason: v.verdict.reason, message: v.verdict.message },
     );
-    wanted.push(readyOf(r, failing.at(-1)?.verdict.message ?? ''), ...programmedOf(d, key, r, obj));
+    wanted.push(
+      ...(own.conditions ?? []),
+      readyOf(r, own.why ?? failing.at(-1)?.verdict.message ?? ''),
+      ...programmedOf(d, key, r, obj),
+    );
     const wasFailing = failing.some((v) => failedBefore(obj, v.type, v.verdict.reason));
     const changed = await d.status.write(type, obj, wanted);
     const first = failing[0];

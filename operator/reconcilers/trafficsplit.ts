@@ -10,8 +10,8 @@ import { type CompiledResourceDeps, compiledStatusReconciler } from '../status.t
 export type TrafficSplitDeps = CompiledResourceDeps<Obj<TrafficSplit>>;
 
 export function trafficSplitReconciler(d: TrafficSplitDeps): KeyReconciler {
-  return compiledStatusReconciler(d, RESOURCES.trafficSplits, (r) =>
-    r.resolvedRefs
+  return compiledStatusReconciler(d, RESOURCES.trafficSplits, (r) => ({
+    verdicts: r.resolvedRefs
       ? [
           {
             type: CONDITION.ResolvedRefs,
@@ -21,5 +21,5 @@ export function trafficSplitReconciler(d: TrafficSplitDeps): KeyReconciler {
           },
         ]
       : [],
-  );
+  }));
 }
