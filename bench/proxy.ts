@@ -33,9 +33,9 @@ import { promisify } from 'node:util';
 import { PROXY_ENV, PROXY_NODE_FLAGS } from '../api/constants.ts';
 import { buildDist } from '../hack/build-dist.ts';
 import { type Baseline, prepareBaseline } from '../hack/lib/baseline.ts';
+import { newCa, spiffe, writeIdentity } from '../hack/lib/mtlsfixture.ts';
+import { metricLines, type Pod, sleep, Topology } from '../hack/lib/netns.ts';
 import { endpoint, proxyConfig, service } from '../proxy/testdata.ts';
-import { newCa, spiffe, writeIdentity } from '../test/netns/mtlsfixture.ts';
-import { metricLines, type Pod, sleep, Topology } from '../test/netns/netns.ts';
 
 const run = promisify(execFile);
 const ROOT = new URL('../', import.meta.url).pathname;

@@ -5,7 +5,7 @@
 // 1 when there is one. No dependency: specifiers are read with a regular expression anchored
 // at the start of a statement, which is enough for this code base's formatted imports.
 // Also the import directions docs/architecture.md promises (FORBIDDEN): development scripts
-// (hack/) import nothing from the tests or benchmarks, benchmarks nothing from test/support/.
+// (hack/) import nothing from the tests or benchmarks, benchmarks nothing from the tests.
 // Run by hack/test.sh's static checks: node hack/check-cycles.ts [root]
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -16,7 +16,7 @@ const SKIP = new Set(['node_modules', 'build', 'dist', '.git', '.cluster']);
 /** Folder → folders its files must not import (what they share lives in hack/lib/). */
 export const FORBIDDEN: Record<string, string[]> = {
   'hack/': ['test/', 'bench/'],
-  'bench/': ['test/support/'],
+  'bench/': ['test/'],
 };
 
 /** Every import that crosses a forbidden direction, as "from → to". */
@@ -141,7 +141,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   for (const f of forbidden) process.stderr.write(`forbidden import: ${f}\n`);
   if (forbidden.length)
     process.stderr.write(
-      `${forbidden.length} forbidden import(s): hack/ must not import test/ or bench/, bench/ not test/support/; move what they share to hack/lib/\n`,
+      `${forbidden.length} forbidden import(s): hack/ must not import test/ or bench/, bench/ not test/; move what they share to hack/lib/\n`,
     );
   if (cycles.length || forbidden.length) process.exit(1);
   process.stdout.write(`no import cycle and no forbidden import among ${graph.size} files\n`);
