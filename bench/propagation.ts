@@ -20,15 +20,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { TrafficSplit } from '../api/index.ts';
+import { installCrds, repoRoot, type TestCluster } from '../hack/lib/cluster.ts';
+import { startControlPlane } from '../hack/lib/control-plane.ts';
+import { meshedNamespaceWithProxyToken } from '../hack/lib/propagation.ts';
+import { watcherHealthHandler } from '../hack/lib/proxy.ts';
 import { KubeClient, type KubeObject, RESOURCES } from '../kube/client.ts';
 import { startOperator } from '../operator/operator.ts';
-import { healthHandler } from '../proxy/admin.ts';
 import { ApiConfigSource } from '../proxy/apisource.ts';
-import type { ProxyHandle } from '../proxy/proxy.ts';
 import { ConfigWatcher } from '../proxy/watcher.ts';
-import { installCrds, repoRoot, type TestCluster } from '../test/support/cluster.ts';
-import { startControlPlane } from '../test/support/control-plane.ts';
-import { meshedNamespaceWithProxyToken } from '../test/support/propagation.ts';
 
 const NS = 'bench';
 const log = (m: string) => process.stderr.write(`[bench] ${m}\n`);
@@ -49,16 +48,7 @@ async function simulate(n: number, server: string, tokenDir: string): Promise<vo
     });
     const access = { server, tokenFile: join(tokenDir, 'token'), caFile: join(tokenDir, 'ca.crt') };
     new ApiConfigSource(access, NS, watcher).start();
-    handlers.set(
-      name,
-      healthHandler({
-        proxy: {} as ProxyHandle,
-        status: watcher.status,
-        metrics: {} as never,
-        draining: () => false,
-        onApplied: (fn) => watcher.onApplied(fn),
-      }),
-    );
+    handlers.set(name, watcherHealthHandler(watcher));
   }
   const srv = createServer((req, res) => {
     const m = /^\/(p-\d+)(\/.*)$/.exec(req.url ?? '');

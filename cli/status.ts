@@ -2,9 +2,13 @@
 // operator did with each and why: for TrafficSplits and AuthorizationPolicies also how many
 // proxies applied their generation (the Programmed condition), for the Mesh the proxies that
 // lag behind their namespace's latest configuration, with the version each one runs.
-import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
-import { describeLaggingProxy, GROUP, type LaggingProxy, VERSION } from '../api/index.ts';
-import { CONTROLLER_NAME as ROUTE_CONTROLLER_NAME } from '../operator/compile/gatewaytypes.ts';
+import { describeLaggingProxy, type LaggingProxy } from '../api/index.ts';
+import { type KubeClient, type KubeObject, RESOURCES } from '../kube/client.ts';
+import { isNotFound } from '../kube/errors.ts';
+import {
+  GATEWAY_RESOURCES,
+  CONTROLLER_NAME as ROUTE_CONTROLLER_NAME,
+} from '../operator/compile/gatewaytypes.ts';
 
 export interface StatusRow {
   kind: string;
@@ -95,41 +99,23 @@ export function routeRowOf(kind: string, o: RouteObj, controllerName: string): S
   };
 }
 
-export async function collectStatus(kc: KubeConfig, namespace?: string): Promise<StatusRow[]> {
-  const custom = kc.makeApiClient(CustomObjectsApi);
+export async function collectStatus(client: KubeClient, namespace?: string): Promise<StatusRow[]> {
   const rows: StatusRow[] = [];
-  const kinds: [string, string, boolean][] = [
-    ['Mesh', 'meshes', false],
-    ['TrafficSplit', 'trafficsplits', true],
-    ['AuthorizationPolicy', 'authorizationpolicies', true],
-  ];
-  for (const [kind, plural, namespaced] of kinds) {
-    const list = (
-      namespaced && namespace
-        ? await custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural })
-        : await custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural })
-    ) as { items: Obj[] };
-    for (const o of list.items) rows.push(rowOf(kind, o));
+  for (const t of [RESOURCES.meshes, RESOURCES.trafficSplits, RESOURCES.authorizationPolicies]) {
+    const list = await client.list<KubeObject & Obj>(t, { namespace });
+    for (const o of list.items) rows.push(rowOf(t.kind, o));
   }
   // Gateway API routes attached to Services, when the CRDs are installed.
-  for (const [kind, plural] of [
-    ['HTTPRoute', 'httproutes'],
-    ['GRPCRoute', 'grpcroutes'],
-  ]) {
-    const at = { group: 'gateway.networking.k8s.io', version: 'v1', plural };
-    let list: { items: RouteObj[] };
+  for (const t of [GATEWAY_RESOURCES.httpRoutes, GATEWAY_RESOURCES.grpcRoutes]) {
+    let items: (KubeObject & RouteObj)[];
     try {
-      list = (
-        namespace
-          ? await custom.listNamespacedCustomObject({ ...at, namespace })
-          : await custom.listClusterCustomObject(at)
-      ) as { items: RouteObj[] };
+      items = (await client.list<KubeObject & RouteObj>(t, { namespace })).items;
     } catch (err) {
-      if ((err as { code?: number }).code === 404) continue;
+      if (isNotFound(err)) continue;
       throw err;
     }
-    for (const o of list.items) {
-      const row = routeRowOf(kind!, o, ROUTE_CONTROLLER_NAME);
+    for (const o of items) {
+      const row = routeRowOf(t.kind, o, ROUTE_CONTROLLER_NAME);
       if (row) rows.push(row);
     }
   }

@@ -4,9 +4,9 @@
 // (test/e2e/mesh.test.ts) share it.
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { eventually } from '../test/support/eventually.ts';
 import { WEBHOOK_NAMES } from '../webhook/manifests.ts';
 import { applyGatewayApiCrds, GATEWAY_API_VERSION } from './gateway-api.ts';
+import { eventually } from './lib/eventually.ts';
 
 const root = join(import.meta.dirname, '..');
 export const WEFT_NAMESPACE = 'weft-system';

@@ -3,9 +3,8 @@
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { test } from 'node:test';
+import { watcherHealthHandler } from '../hack/lib/proxy.ts';
 import { silentLogger } from '../kube/log.ts';
-import { healthHandler } from '../proxy/admin.ts';
-import type { ProxyHandle } from '../proxy/proxy.ts';
 import { proxyConfig } from '../proxy/testdata.ts';
 import { ConfigWatcher } from '../proxy/watcher.ts';
 import { Propagation, type ProxyReport, ProxyReports } from './propagation.ts';
@@ -50,13 +49,7 @@ test('a resource counts the proxies whose generation carries its own, and names 
 
 test("the operator's long poll learns each applied version from the proxy's health handler", async () => {
   const watcher = new ConfigWatcher('/nonexistent', { apply: () => {}, rejected: () => {} });
-  const handler = healthHandler({
-    proxy: {} as ProxyHandle,
-    status: watcher.status,
-    metrics: {} as never,
-    draining: () => false,
-    onApplied: (fn) => watcher.onApplied(fn),
-  });
+  const handler = watcherHealthHandler(watcher);
   const srv = createServer(handler);
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
   const port = (srv.address() as { port: number }).port;

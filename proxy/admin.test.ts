@@ -3,8 +3,8 @@
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { test } from 'node:test';
-import { healthHandler, MAX_HELD_VERSION_POLLS } from './admin.ts';
-import type { ProxyHandle } from './proxy.ts';
+import { watcherHealthHandler } from '../hack/lib/proxy.ts';
+import { MAX_HELD_VERSION_POLLS } from './admin.ts';
 import { proxyConfig } from './testdata.ts';
 import { ConfigWatcher } from './watcher.ts';
 
@@ -12,15 +12,7 @@ test('/config/version holds at most a few polls; past them it answers at once', 
   const watcher = new ConfigWatcher('/nonexistent', { apply: () => {}, rejected: () => {} });
   const cfg = proxyConfig('shop', []);
   watcher.offer({ config: cfg, generation: 1 }, 'volume');
-  const srv = createServer(
-    healthHandler({
-      proxy: {} as ProxyHandle,
-      status: watcher.status,
-      metrics: {} as never,
-      draining: () => false,
-      onApplied: (fn) => watcher.onApplied(fn),
-    }),
-  );
+  const srv = createServer(watcherHealthHandler(watcher));
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(srv.address() as { port: number }).port}/config/version?known=${cfg.version}&waitMs=60000`;
   const answered: boolean[] = [];

@@ -64,7 +64,7 @@ export interface ProxyOptions {
   debugHeaders?: () => boolean;
   now?: Now;
   random?: Random;
-  log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+  log?: Log;
 }
 
 export interface ProxyHandle {

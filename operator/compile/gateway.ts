@@ -9,7 +9,7 @@
 import { durationMs, MAX_TIMER_MS } from '../../api/index.ts';
 import { type Route, Route as RouteSchema } from '../../api/proxyconfig.ts';
 import { check } from '../../api/validate.ts';
-import type { ServiceObj } from '../types.ts';
+import type { ServiceObj } from '../objects.ts';
 import {
   compileBackends,
   compileFilters,

@@ -4,14 +4,7 @@
 // closes, one finish record is reported (metrics and access log, telemetry/finish.ts).
 import type http2 from 'node:http2';
 import type { AuthzVerdict } from '../authz/matcher.ts';
-import {
-  type Direction,
-  H_SRC_NAMESPACE,
-  H_SRC_WORKLOAD,
-  headerOf,
-  type ProxyCore,
-  serviceLabel,
-} from '../context.ts';
+import { type Direction, headerOf, type ProxyCore, serviceLabel } from '../context.ts';
 import { callerOf } from '../inbound/admission.ts';
 import type { ServiceTarget } from '../table.ts';
 import type { Exchange } from './exchange.ts';
@@ -85,8 +78,6 @@ export async function handleHttp(
   }
 
   const headers = forwardHeaders(req.headers);
-  delete headers[H_SRC_WORKLOAD];
-  delete headers[H_SRC_NAMESPACE];
   const span = core.tracing?.start(direction, method, authority, path, headerOf(req.headers, 'traceparent'));
   if (span) headers.traceparent = span.traceparent;
   const ex: Exchange = Object.assign(x, {

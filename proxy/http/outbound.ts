@@ -12,6 +12,7 @@ import {
   type ProxyCore,
   serviceLabel,
 } from '../context.ts';
+import { forwardHead, redirectAnswer, responseHead } from '../outbound/apply.ts';
 import { planOutbound } from '../outbound/plan.ts';
 import { backendAttempts, failureReply } from '../resilience/attempts.ts';
 import {
@@ -44,6 +45,14 @@ export async function forwardOutbound(core: ProxyCore, ex: Exchange): Promise<vo
     return;
   }
   if (plan.kind === 'handoff') return; // not asked for: node:http serves every route
+  if (plan.kind === 'redirect') {
+    ex.target = plan.target;
+    ex.status = plan.status;
+    const a = redirectAnswer(plan);
+    (res as HttpTypes.ServerResponse).writeHead(a.status, a.headers);
+    res.end();
+    return;
+  }
   const { route, backend } = plan;
   ex.target = plan.target;
   if (plan.delayMs > 0) {
@@ -60,30 +69,26 @@ export async function forwardOutbound(core: ProxyCore, ex: Exchange): Promise<vo
     return;
   }
 
+  // The route's header edits first: the sidecar's own metadata is set after, never edited.
+  const head = forwardHead(plan, headers);
   headers[H_SRC_WORKLOAD] = id.workload;
   headers[H_SRC_NAMESPACE] = id.namespace;
   const hasBody = requestHasBody(req);
-  const areq: AttemptRequest = { method, path, authority, headers, hasBody };
+  const areq: AttemptRequest = { method, ...head, headers, hasBody };
 
-  // Mirror: a copy of the request, fire and forget; its response is discarded.
-  let mirror: Attempt | undefined;
-  if (route.mirror && core.random() * 100 < route.mirror.percentage) {
-    const m = endpoints.pickEndpoint(
-      { service: route.mirror.target.service, port: route.mirror.target.port, weight: 1 },
-      route,
-      new Set(),
-      undefined,
+  // Mirrors: copies of the request, fire and forget; their responses are discarded.
+  const mirrors: Attempt[] = [];
+  for (const mt of plan.mirrors) {
+    const m = endpoints.pickEndpoint({ ...mt, weight: 1 }, route, new Set(), undefined);
+    if (!m) continue;
+    const copy = h2
+      ? attemptHttp2(transport, m.address, areq)
+      : attemptHttp1(transport, m.address, areq, undefined);
+    copy.response.then(
+      (r) => r.body.resume(),
+      () => {},
     );
-    if (m) {
-      mirror = h2
-        ? attemptHttp2(transport, m.address, areq)
-        : attemptHttp1(transport, m.address, areq, undefined);
-      mirror.response.then(
-        (r) => r.body.resume(),
-        () => {},
-      );
-      if (!hasBody) mirror = undefined;
-    }
+    if (hasBody) mirrors.push(copy);
   }
 
   const service = serviceLabel(target);
@@ -124,8 +129,7 @@ export async function forwardOutbound(core: ProxyCore, ex: Exchange): Promise<vo
       attempt.whenConnected(() => {
         if (bodyStarted || res.destroyed) return;
         bodyStarted = true;
-        if (mirror) {
-          const m = mirror;
+        for (const m of mirrors) {
           req.on('data', (chunk: Buffer) => {
             if (m.body.writableLength < 1 << 20) m.body.write(chunk);
             else m.abort();
@@ -214,6 +218,7 @@ export async function forwardOutbound(core: ProxyCore, ex: Exchange): Promise<vo
       headerOf(up.headers as HttpTypes.IncomingHttpHeaders, H_DST_NAMESPACE) ?? ex.upstreamNamespace;
     delete up.headers[H_DST_WORKLOAD];
     delete up.headers[H_DST_NAMESPACE];
+    responseHead(plan, up.headers);
     try {
       ex.grpcStatus = await relayResponse(core, res, up, h2);
     } catch {

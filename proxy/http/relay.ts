@@ -3,7 +3,7 @@
 // passthrough to an address outside the mesh.
 import type HttpTypes from 'node:http';
 import type http2 from 'node:http2';
-import { type Direction, headerOf, type ProxyCore } from '../context.ts';
+import { type Direction, H_SRC_NAMESPACE, H_SRC_WORKLOAD, headerOf, type ProxyCore } from '../context.ts';
 import type { ProxyErrorCode } from '../errors.ts';
 import { HOP_BY_HOP } from '../http1/codec.ts';
 import { attemptHttp1, attemptHttp2, type UpstreamResponse } from '../upstream.ts';
@@ -11,7 +11,10 @@ import { attemptHttp1, attemptHttp2, type UpstreamResponse } from '../upstream.t
 export type DownReq = HttpTypes.IncomingMessage | http2.Http2ServerRequest;
 export type DownRes = HttpTypes.ServerResponse | http2.Http2ServerResponse;
 
-/** The request headers sent upstream: no pseudo-headers, no hop-by-hop ones (nor those `connection` names). */
+/**
+ * The request headers sent upstream: no pseudo-headers, no hop-by-hop ones (nor those
+ * `connection` names), and no sidecar metadata from the caller (the outbound side sets its own).
+ */
 export function forwardHeaders(h: HttpTypes.IncomingHttpHeaders): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   const conn = headerOf(h, 'connection');
@@ -25,6 +28,7 @@ export function forwardHeaders(h: HttpTypes.IncomingHttpHeaders): Record<string,
     : undefined;
   for (const [k, v] of Object.entries(h)) {
     if (v === undefined || k.startsWith(':') || HOP_BY_HOP.has(k) || extra?.has(k)) continue;
+    if (k === H_SRC_WORKLOAD || k === H_SRC_NAMESPACE) continue;
     out[k] = v;
   }
   if (headerOf(h, 'te')?.includes('trailers')) out.te = 'trailers';

@@ -1,6 +1,7 @@
 // The node:http and HTTP/2 servers of one listener. They never listen: the listener feeds them
 // connections once detection (or the fast path's handoff) says HTTP/1.1 or h2c. Requests go to
-// handleHttp, upgrades to handleUpgrade, malformed requests get node's status (400/408/431).
+// handleHttp, upgrades to handleUpgrade, malformed requests get node's status (400/408/431); an
+// HTTP/2 header list over the limit gets 431 as HTTP/1.1 does.
 import type http2 from 'node:http2';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -18,6 +19,14 @@ export interface HttpServers {
   serveH2(conn: Duplex, ctx: ConnContext): void;
   /** The first request's header clock of an HTTP/1.1 socket (408 when it fires). */
   readonly headerTimers: WeakMap<object, NodeJS.Timeout>;
+}
+
+/** The size of an HTTP/2 header list as SETTINGS_MAX_HEADER_LIST_SIZE counts it (RFC 9113 §6.5.2). */
+export function headerListSize(rawHeaders: string[]): number {
+  let n = 0;
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2)
+    n += rawHeaders[i]!.length + rawHeaders[i + 1]!.length + 32;
+  return n;
 }
 
 export function makeHttpServers(core: ProxyCore, direction: Direction): HttpServers {
@@ -74,7 +83,14 @@ export function makeHttpServers(core: ProxyCore, direction: Direction): HttpServ
         maxSessionMemory: 10,
         settings: { maxHeaderListSize: limits.maxHeaderBytes },
       });
-      h2.on('request', serve);
+      h2.on('request', (req, res) => {
+        // The SETTINGS limit binds only once the client acknowledged it: a request sent at once
+        // on a new connection is not held to it by nghttp2, so the limit is checked here too.
+        if (headerListSize(req.rawHeaders) <= limits.maxHeaderBytes) return void serve(req, res);
+        metrics.proxyErrors.inc({ direction, code: 'HTTP_431' });
+        res.writeHead(431, { 'content-length': 0 });
+        res.end();
+      });
       h2.on('sessionError', () => {});
       h2.on('session', (session) => {
         if (pendingH2Ctx) core.ctxOf.set(session, pendingH2Ctx);

@@ -8,7 +8,8 @@ import { type Direction, headerOf, inboundConn, type ProxyCore, serviceLabel } f
 import type { ProxyErrorCode } from '../errors.ts';
 import { badTarget, plain } from '../http1/codec.ts';
 import { authzRequest } from '../inbound/admission.ts';
-import { planOutbound } from '../outbound/plan.ts';
+import { rawHeaderLines, redirectRaw } from '../outbound/apply.ts';
+import { type OutboundPlan, planOutbound } from '../outbound/plan.ts';
 import { spliced } from '../tcp/tcp.ts';
 import type { UpstreamAddress } from '../transport.ts';
 
@@ -82,6 +83,10 @@ export function handleUpgrade(
     return;
   }
   if (plan.kind === 'handoff') return;
+  if (plan.kind === 'redirect') {
+    socket.end(redirectRaw(plan));
+    return;
+  }
   service = serviceLabel(plan.target);
   const go = () => {
     if (socket.destroyed) return;
@@ -96,7 +101,18 @@ export function handleUpgrade(
       refuse(503, 'WEFT_NO_ENDPOINTS', `${serviceLabel(plan.backend)} has no ready endpoints`);
       return;
     }
-    connectUpgrade(core, direction, req, socket, head, path, picked.address, service, () => cluster.active--);
+    connectUpgrade(
+      core,
+      direction,
+      req,
+      socket,
+      head,
+      path,
+      picked.address,
+      service,
+      () => cluster.active--,
+      plan,
+    );
   };
   if (plan.delayMs > 0) {
     socket.on('error', () => socket.destroy());
@@ -115,11 +131,11 @@ function connectUpgrade(
   to: UpstreamAddress,
   service: string,
   onClose: (() => void) | undefined,
+  plan?: Extract<OutboundPlan, { kind: 'forward' }>,
 ): void {
   const up = core.transport.connect(to);
-  const lines = [`${req.method} ${path} HTTP/1.1`];
-  for (let i = 0; i < req.rawHeaders.length; i += 2)
-    lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+  // With a plan, the route's URLRewrite and request header edits (outbound/apply.ts).
+  const lines = [`${req.method} ${plan?.path ?? path} HTTP/1.1`, ...rawHeaderLines(req.rawHeaders, plan)];
   up.write(`${lines.join('\r\n')}\r\n\r\n`);
   if (head.length > 0) up.write(head);
   const close = spliced(core, socket, up, onClose);

@@ -62,12 +62,14 @@ export function outboundFastPath(d: OutboundDeps) {
             dst,
             authority,
             http: { method, path, header: (n) => headerValue(head.headers, n.toLowerCase()) },
-            // Mirroring and per-endpoint connection limits (with their queue) stay on the node:http path.
-            serves: (route) => !route.mirror && route.source?.circuitBreaker?.maxConnections === undefined,
+            // Route filters (redirect, rewrite, header edits: carried out once, by node:http),
+            // mirroring and per-endpoint connection limits (with their queue) stay on the node:http path.
+            serves: (route) => !route.filtered && route.source?.circuitBreaker?.maxConnections === undefined,
           },
           d.planState,
         );
-        if (plan.kind === 'handoff' || plan.kind === 'passthrough') return { kind: 'handoff' };
+        if (plan.kind === 'handoff' || plan.kind === 'passthrough' || plan.kind === 'redirect')
+          return { kind: 'handoff' };
         const reply = (status: number, code: string, message: string, service: string): Decision<Picked> => {
           d.report({
             ...record,

@@ -40,6 +40,8 @@ export interface AttemptsPolicy {
   retries: RetryPolicy | undefined;
   /** The route timeout, ms (0: none): the overall deadline of the request. */
   timeoutMs: number;
+  /** Each try's deadline, ms (0: none); absent: the retry policy's. */
+  perTryTimeoutMs?: number;
   /** Spends one retry from the budget (and counts it); absent: always allowed. */
   spend?: () => boolean;
   now: Now;
@@ -83,7 +85,7 @@ export class Attempts<T> {
     this.#source = source;
     this.maxTries = 1 + (policy.retries?.attempts ?? 0);
     this.timeoutMs = policy.timeoutMs;
-    this.perTryTimeoutMs = policy.retries?.perTryTimeoutMs ?? 0;
+    this.perTryTimeoutMs = policy.perTryTimeoutMs ?? policy.retries?.perTryTimeoutMs ?? 0;
   }
 
   /** Starts the overall deadline when the route has one: `expire` runs once when it passes. */
@@ -171,6 +173,7 @@ export function backendAttempts(
       method: r.method,
       retries: route.retries,
       timeoutMs: route.timeoutMs,
+      perTryTimeoutMs: route.perTryTimeoutMs,
       spend: () => spendRetry(cluster, r.countRetry),
       now: r.now,
     },

@@ -354,7 +354,7 @@ describe(`Gateway API ${GATEWAY_API_VERSION} routes on a real apiserver`, () => 
   });
 
   test('weftctl status lists the routes with Weft’s verdict', async () => {
-    const rows = await collectStatus(cluster.kc as Parameters<typeof collectStatus>[0]);
+    const rows = await collectStatus(client);
     const row = (kind: string, ns: string, name: string) =>
       rows.find((r) => r.kind === kind && r.namespace === ns && r.name === name);
     assert.equal(row('HTTPRoute', 'shop', 'to-lib')?.reason, 'Accepted');

@@ -1,5 +1,7 @@
 // Parity: one table of policy cases (route match, split, fault abort, rate limit, retry, route
-// timeout, request limits, authorization allow/deny at the server sidecar) run through every transport of the client sidecar, so the paths cannot drift apart again: the
+// timeout, request limits, authorization allow/deny at the server sidecar, Gateway API route
+// matches and filters) run through every transport of the client sidecar, so the paths cannot
+// drift apart again: the
 // HTTP/1.1 fast path, the node:http path (a route with a connection limit is handed off to it),
 // h2c prior knowledge and an HTTP/1.1 Upgrade. Each (case, transport) gets a config of its own.
 import assert from 'node:assert/strict';
@@ -8,6 +10,8 @@ import type { AuthzPolicy, ProxyConfig, Route } from '../../api/index.ts';
 import { endpoint, proxyConfig, route, service } from '../../proxy/testdata.ts';
 import { writeLabels } from './mtlsfixture.ts';
 import { type Agent, eventually, type Pod, Topology } from './netns.ts';
+import { gatewayCases } from './parityroutes.ts';
+import { type Case, sendVia, TRANSPORTS, type Transport } from './paritysend.ts';
 
 const topo = new Topology();
 let agent: Agent;
@@ -16,33 +20,7 @@ let v1: Pod;
 let v2: Pod;
 let serial = 0;
 
-/** What one request got back: the status and the backend pod that answered (if any). */
-interface Outcome {
-  status: number;
-  backend: string | undefined;
-}
-
-type Transport = 'h1-fast' | 'h1-node' | 'h2' | 'upgrade';
-const TRANSPORTS: Transport[] = ['h1-fast', 'h1-node', 'h2', 'upgrade'];
-
-interface Case {
-  name: string;
-  routes: (name: string) => Route[];
-  headers?: Record<string, string>;
-  /** The request path (default "/"). */
-  path?: string;
-  /** AuthorizationPolicies the server sidecars enforce. */
-  policies?: AuthzPolicy[];
-  /** The outcomes of requests sent in order, one connection each. */
-  expect: Array<{ status: number | 'ok'; backend?: () => string }>;
-  /** The transports the case applies to (default: all); an upgrade is neither retried nor timed. */
-  transports?: Transport[];
-  /** A known divergence, not fixed yet: the case runs and is reported, without failing the suite. */
-  todo?: string;
-}
-
 const base = (name: string, r: Partial<Route>): Route => route({ name, ...r });
-
 const publicOnly: AuthzPolicy = {
   name: 'shop/public-only',
   namespace: 'shop',
@@ -131,17 +109,9 @@ const CASES: Case[] = [
     name: 'request limits: headers over the limit are refused 431',
     routes: (n) => [base(n, {})],
     headers: { 'x-big': 'a'.repeat(20 * 1024) },
-    transports: ['h1-fast', 'h1-node', 'upgrade'],
     expect: [{ status: 431 }],
   },
-  {
-    name: 'request limits over h2c: headers over the limit are refused 431',
-    routes: (n) => [base(n, {})],
-    headers: { 'x-big': 'a'.repeat(20 * 1024) },
-    transports: ['h2'],
-    todo: 'the h2c path answers 502, not 431 (the oversized request is not refused at the client sidecar)',
-    expect: [{ status: 431 }],
-  },
+  ...gatewayCases({ v1: () => v1.name, v2: () => v2.name }, seenByV2),
 ];
 
 /** The route changes that make the client sidecar take `transport` (only h1-node needs one). */
@@ -161,11 +131,21 @@ function forTransport(r: Route, transport: Transport): Route {
 }
 
 function config(routes: Route[], policies: AuthzPolicy[] = []): ProxyConfig {
-  const web = service('web', 'shop', '10.96.0.10', 80, [{ ...endpoint(v1.ip, 8080), pod: `${v1.name}-a` }]);
-  const web2 = service('web-v2', 'shop', '10.96.0.11', 80, [
-    { ...endpoint(v2.ip, 8080), pod: `${v2.name}-a` },
-  ]);
-  const c = { ...proxyConfig('shop', [web, web2], routes), authorizationPolicies: policies };
+  // web and grpc on v1, web-v2 and grpc-v2 on v2.
+  const on = (pod: Pod, name: string, vip: string, port: number, appProtocol?: string) =>
+    service(
+      name,
+      'shop',
+      vip,
+      port,
+      [{ ...endpoint(pod.ip, port === 80 ? 8080 : port), pod: `${pod.name}-a` }],
+      appProtocol,
+    );
+  const web = on(v1, 'web', '10.96.0.10', 80);
+  const web2 = on(v2, 'web-v2', '10.96.0.11', 80);
+  const grpc = on(v1, 'grpc', '10.96.0.20', 9090, 'grpc');
+  const grpc2 = on(v2, 'grpc-v2', '10.96.0.21', 9090, 'grpc');
+  const c = { ...proxyConfig('shop', [web, web2, grpc, grpc2], routes), authorizationPolicies: policies };
   c.version = `${c.version.slice(0, 12)}${(serial++).toString(16).padStart(4, '0')}`;
   return c;
 }
@@ -182,43 +162,15 @@ async function apply(c: ProxyConfig): Promise<void> {
   assert.ok(ok, `config ${c.version} applied`);
 }
 
-async function send(transport: Transport, path: string, headers: Record<string, string>): Promise<Outcome> {
-  if (transport === 'h2') {
-    const r = await agent.send<{ status?: number; backend?: string; error?: string }>({
-      op: 'h2get',
-      url: `http://10.96.0.10${path}`,
-      headers,
-    });
-    return { status: r.status ?? -1, backend: r.backend };
-  }
-  if (transport === 'upgrade') {
-    const extra = Object.entries(headers)
-      .map(([k, v]) => `${k}: ${v}\r\n`)
-      .join('');
-    const r = await agent.send<{ got: string[] }>({
-      op: 'script',
-      host: '10.96.0.10',
-      port: 80,
-      steps: [
-        {
-          send:
-            `GET ${path} HTTP/1.1\r\nhost: web\r\nupgrade: websocket\r\nconnection: Upgrade\r\n` +
-            'sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n' +
-            `${extra}\r\n`,
-          until: '\r\n\r\n',
-        },
-      ],
-    });
-    const head = r.got[0] ?? '';
-    const status = Number(/^HTTP\/1\.1 (\d{3}) /.exec(head)?.[1] ?? -1);
-    return { status, backend: /\r\nx-backend: ([^\r]*)\r\n/i.exec(head)?.[1] };
-  }
-  const r = await agent.send<{ first: { status: number; headers: Record<string, string> } }>({
-    op: 'http',
-    url: `http://10.96.0.10${path}`,
-    headers: { ...headers, connection: 'close' },
-  });
-  return { status: r.first.status, backend: r.first.headers['x-backend'] };
+const send = (t: Transport, path: string, headers: Record<string, string>, vip?: string) =>
+  sendVia(agent, t, path, headers, vip);
+
+/** Whether web-v2's app (pod v2) received a request for `target`, asked until it did (a mirror is sent asynchronously). */
+function seenByV2(target: string): Promise<boolean> {
+  return eventually(async () => {
+    const r = await send('h1-fast', `/seen?target=${encodeURIComponent(target)}`, {}, '10.96.0.11');
+    return r.status === 200 && r.backend === v2.name;
+  }, 25);
 }
 
 describe('outbound policy parity across transports', { timeout: 300_000 }, () => {
@@ -229,7 +181,10 @@ describe('outbound policy parity across transports', { timeout: 300_000 }, () =>
     v2 = await topo.addPod('v2');
     await topo.writeConfig(config([]));
     for (const p of [client, v1, v2]) await topo.intercept(p);
-    await Promise.all([topo.startApp(v1, { http: 8080 }), topo.startApp(v2, { http: 8080 })]);
+    await Promise.all([
+      topo.startApp(v1, { http: 8080, grpc: 9090 }),
+      topo.startApp(v2, { http: 8080, grpc: 9090 }),
+    ]);
     // The server pods carry the labels the policies select (downward-API file).
     const info = await topo.tempDir('info-web');
     await writeLabels(info, { app: 'web' });
@@ -243,13 +198,14 @@ describe('outbound policy parity across transports', { timeout: 300_000 }, () =>
   after(() => topo.destroy());
 
   for (const c of CASES) {
-    it(c.name, c.todo ? { todo: c.todo } : {}, async () => {
+    it(c.name, async () => {
       const failures: string[] = [];
       for (const transport of c.transports ?? TRANSPORTS) {
         const routes = c.routes(`shop/${transport}`).map((r) => forTransport(r, transport));
         await apply(config(routes, c.policies));
+        const path = typeof c.path === 'function' ? c.path(transport) : (c.path ?? '/');
         for (const [i, want] of c.expect.entries()) {
-          const got = await send(transport, c.path ?? '/', c.headers ?? {});
+          const got = await send(transport, want.path ?? path, c.headers ?? {});
           const okStatus = transport === 'upgrade' ? 101 : 200;
           const status = want.status === 'ok' ? okStatus : want.status;
           const backend = want.backend?.();
@@ -257,9 +213,70 @@ describe('outbound policy parity across transports', { timeout: 300_000 }, () =>
             failures.push(
               `${transport} request ${i + 1}: got ${got.status} from ${got.backend}, want ${status}${backend ? ` from ${backend}` : ''}`,
             );
+          for (const [h, v] of Object.entries(want.headers ?? {}))
+            if (got.headers[h] !== v)
+              failures.push(`${transport} request ${i + 1}: header ${h} is ${got.headers[h]}, want ${v}`);
         }
+        const wrong = await c.verify?.(transport);
+        if (wrong) failures.push(wrong);
       }
       assert.deepEqual(failures, []);
     });
   }
+
+  it('HTTPRoute: a RequestHeaderModifier cannot change the framing (content-length, transfer-encoding)', async () => {
+    // A route that sets content-length: 0 on a POST would leave its body on the pooled connection
+    // to the server sidecar, read there as the next request (smuggling).
+    const failures: string[] = [];
+    for (const transport of ['h1-fast', 'h1-node'] as const) {
+      const filters: Route['filters'] = [
+        {
+          type: 'RequestHeaderModifier',
+          set: [{ name: 'Content-Length', value: '0' }],
+          add: [{ name: 'Transfer-Encoding', value: 'chunked' }],
+        },
+      ];
+      await apply(config([forTransport(route({ name: `shop/${transport}`, filters }), transport)]));
+      const r = await agent.send<{ first: { status: number; body: string } }>({
+        op: 'http',
+        url: 'http://10.96.0.10/echo',
+        method: 'POST',
+        body: 'x'.repeat(1000),
+        headers: { connection: 'close' },
+      });
+      const bytes = r.first.status === 200 ? (JSON.parse(r.first.body) as { bytes: number }).bytes : -1;
+      if (r.first.status !== 200 || bytes !== 1000)
+        failures.push(`${transport}: ${r.first.status}, the app read ${bytes} of 1000 body bytes`);
+    }
+    assert.deepEqual(failures, []);
+  });
+
+  it('GRPCRoute: a method match (compiled to a path) picks its backend over h2c', async () => {
+    // The compiled entries of GRPCRoute shop/grpc-route: rule 0 matches method Say.
+    const rule = (i: number, path: NonNullable<Route['matches'][number]['path']>, backend: string): Route =>
+      route({
+        name: 'shop/grpc-route',
+        service: 'shop/grpc',
+        source: { kind: 'GRPCRoute', namespace: 'shop', name: 'grpc-route', rule: i },
+        matches: [{ path }],
+        backends: [{ service: backend, weight: 1 }],
+      });
+    const grpcRoutes = [
+      rule(0, { type: 'Exact', value: '/weft.test.Echo/Say' }, 'shop/grpc-v2'),
+      rule(1, { type: 'PathPrefix', value: '/' }, 'shop/grpc'),
+    ];
+    await apply(config(grpcRoutes));
+    const call = (method: string) =>
+      agent.send<{ status?: number; backend?: string; grpcStatus?: string }>({
+        op: 'grpc',
+        url: 'http://10.96.0.20:9090',
+        headers: { ':path': `/weft.test.Echo/${method}` },
+      });
+    const say = await call('Say');
+    const other = await call('Other');
+    assert.deepEqual(
+      [say.status, say.grpcStatus, say.backend, other.status, other.grpcStatus, other.backend],
+      [200, '0', v2.name, 200, '0', v1.name],
+    );
+  });
 });
