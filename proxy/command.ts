@@ -34,6 +34,8 @@ interface ProxyFlags {
   pollMs: number;
   apiserver?: string;
   tokenDir: string;
+  gateway?: boolean;
+  gatewayConfig: string;
 }
 
 export function proxyCommand(name = 'proxy'): Command {
@@ -100,6 +102,12 @@ export function proxyCommand(name = 'proxy'): Command {
       'ServiceAccount token and ca.crt for the apiserver',
       env.WEFT_TOKEN_DIR ?? SERVICE_ACCOUNT_DIR,
     )
+    .option('--gateway', "gateway mode: serve a Gateway's listeners (docs/ingress.md), no interception")
+    .option(
+      '--gateway-config <file>',
+      "the Gateway's routing table (gateway mode)",
+      env.WEFT_GATEWAY_CONFIG ?? '/etc/weft/gateway/gateway.json',
+    )
     .action(async (o: ProxyFlags) => {
       try {
         loadOriginalDst();
@@ -123,6 +131,7 @@ export function proxyCommand(name = 'proxy'): Command {
           maxHeaderBytes: o.maxHeaderBytes,
         },
         pollMs: o.pollMs,
+        gatewayConfig: o.gateway ? o.gatewayConfig : undefined,
         apiServer: o.apiserver
           ? { server: o.apiserver, tokenFile: join(o.tokenDir, 'token'), caFile: join(o.tokenDir, 'ca.crt') }
           : inClusterAccess(env, o.tokenDir),

@@ -8,6 +8,7 @@
 // (the HTTP/1.1 fast paths: codec, pool, connection loop, inbound and outbound adapters).
 import type net from 'node:net';
 import type { ProxyConfig } from '../api/index.ts';
+import type { GatewayConfig } from '../api/proxyconfig.ts';
 import { AppProtocols } from './appproto.ts';
 import { type Authorize, allowAll } from './authz/matcher.ts';
 import type { Now, Random } from './clock.ts';
@@ -26,7 +27,7 @@ import { inboundFastPath } from './http1/inbound.ts';
 import { outboundFastPath } from './http1/outbound.ts';
 import type { WorkloadIdentity } from './identity/tls.ts';
 import { dispatch, type Transports } from './listen/dispatch.ts';
-import { makeListener, RedirectGuard } from './listen/listener.ts';
+import { makeGatewayListener, makeListener, RedirectGuard } from './listen/listener.ts';
 import { InboundTls } from './listen/tls.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import { DEFAULT_PATH_NORMALIZATION, type NormalizedTarget, normalizeTarget } from './pathnorm.ts';
@@ -73,6 +74,12 @@ export interface ProxyHandle {
   setWorkloadIdentity(identity: WorkloadIdentity): void;
   /** Swaps the whole config at once; in-flight requests finish on the table they started with. */
   apply(config: ProxyConfig): void;
+  /**
+   * Gateway mode (docs/ingress.md): serve this Gateway's listeners (a listener per `bind` port,
+   * opened or closed to match) with its virtual hosts over the current config. A port that
+   * cannot be bound is logged and left out; the others serve.
+   */
+  setGateway(gateway: GatewayConfig): Promise<void>;
   table(): RoutingTable | undefined;
   stats(): Record<string, unknown>;
   /** Stops accepting, lets in-flight requests finish (up to timeoutMs), then closes everything. */
@@ -240,11 +247,38 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
   ports.outbound = (outbound.address() as net.AddressInfo).port;
   ports.inbound = (inbound.address() as net.AddressInfo).port;
 
+  let gateway: GatewayConfig | undefined;
+  /** Gateway listeners by bound port, with the listener port they serve. */
+  const gatewayListeners = new Map<number, { server: net.Server; port: number }>();
+  const closeGateway = () => {
+    for (const l of gatewayListeners.values()) l.server.close();
+  };
+
   const handle: ProxyHandle = {
     ports: { ...ports },
     setWorkloadIdentity,
+    async setGateway(gw) {
+      gateway = gw;
+      if (table) table = new RoutingTable(table.config, gw);
+      const wanted = new Map(gw.ports.map((p) => [p.bind, p.port]));
+      for (const [bind, l] of gatewayListeners)
+        if (wanted.get(bind) !== l.port) {
+          l.server.close();
+          gatewayListeners.delete(bind);
+        }
+      for (const [bind, port] of wanted) {
+        if (gatewayListeners.has(bind)) continue;
+        const server = makeGatewayListener(core, transports, port);
+        try {
+          await new Promise<void>((r, j) => server.once('error', j).listen(bind, host, () => r()));
+          gatewayListeners.set(bind, { server, port });
+        } catch (e) {
+          log('error', `gateway listener for port ${port} cannot bind ${bind}: ${(e as Error).message}`);
+        }
+      }
+    },
     apply(config) {
-      table = new RoutingTable(config);
+      table = new RoutingTable(config, gateway);
       appProtocols.clear();
       const keys = new Set<string>();
       for (const s of config.services)
@@ -273,6 +307,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       draining = true;
       outbound.close();
       inbound.close();
+      closeGateway();
       // Idle keep-alive connections go now; busy ones are closed after their response.
       for (const s of sockets) {
         const ctx = ctxOf.get(s);
@@ -289,6 +324,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     close() {
       outbound.close();
       inbound.close();
+      closeGateway();
       for (const s of sockets) s.destroy();
       transport.close();
       fastInbound?.close();

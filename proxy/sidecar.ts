@@ -6,7 +6,8 @@ import type http from 'node:http';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { PROXY } from '../api/constants.ts';
-import type { ProxyConfig } from '../api/proxyconfig.ts';
+import { GatewayConfig, type ProxyConfig } from '../api/proxyconfig.ts';
+import { check } from '../api/validate.ts';
 import { adminHandler, healthHandler, listen } from './admin.ts';
 import { ApiConfigSource, type ApiServerAccess } from './apisource.ts';
 import { PolicyEnforcer } from './authz/enforce.ts';
@@ -37,6 +38,8 @@ export interface SidecarOptions {
   apiServer?: ApiServerAccess;
   /** Accept requests before the first config is valid (it will answer 503); default true. */
   startWithoutConfig?: boolean;
+  /** Gateway mode (docs/ingress.md): the Gateway's routing table (GatewayConfig JSON), polled. */
+  gatewayConfig?: string;
 }
 
 export interface Sidecar {
@@ -67,6 +70,52 @@ export function workloadOf(labels: Record<string, string>, podName: string): str
     podName.replace(/-[a-z0-9]{8,10}-[a-z0-9]{5}$/, '').replace(/-[a-z0-9]{5}$/, '') ??
     podName
   );
+}
+
+/**
+ * Applies the Gateway's routing table from `file` now and whenever its content changes; a file
+ * that is missing, not JSON or not a valid GatewayConfig is logged and the last good one kept.
+ */
+async function watchGateway(
+  file: string,
+  proxy: ProxyHandle,
+  log: Logger,
+  pollMs = 2000,
+): Promise<NodeJS.Timeout> {
+  let last = '';
+  const load = async () => {
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (e) {
+      if (last === '') log.warn({ file, err: (e as Error).message }, 'no gateway routing table yet');
+      return;
+    }
+    if (text === last) return;
+    last = text;
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch (e) {
+      log.warn({ file }, `gateway routing table refused, keeping the last good one: ${(e as Error).message}`);
+      return;
+    }
+    const errors = check(GatewayConfig, value, 'gateway');
+    if (errors.length > 0) {
+      log.warn(
+        { file },
+        `gateway routing table refused, keeping the last good one: ${errors.map((e) => `${e.field}: ${e.message}`).join('; ')}`,
+      );
+      return;
+    }
+    const gw = value as GatewayConfig;
+    await proxy.setGateway(gw);
+    log.info({ gateway: gw.gateway, ports: gw.ports.map((p) => p.port) }, 'gateway routing table applied');
+  };
+  await load();
+  const timer = setInterval(() => void load(), pollMs);
+  timer.unref();
+  return timer;
 }
 
 export async function startSidecar(o: SidecarOptions): Promise<Sidecar> {
@@ -223,6 +272,9 @@ export async function startSidecar(o: SidecarOptions): Promise<Sidecar> {
       identityTimer.unref();
     }
   }
+  const gatewayTimer = o.gatewayConfig
+    ? await watchGateway(o.gatewayConfig, proxy, log, o.pollMs)
+    : undefined;
   const labelsTimer = o.podInfoDir ? setInterval(() => void readLabels(), o.pollMs ?? 2000) : undefined;
   labelsTimer?.unref();
 
@@ -257,6 +309,7 @@ export async function startSidecar(o: SidecarOptions): Promise<Sidecar> {
       apiSource?.stop();
       clearInterval(identityTimer);
       clearInterval(labelsTimer);
+      clearInterval(gatewayTimer);
       workloadIdentity?.close();
       proxy.close();
       for (const s of servers) {

@@ -1,6 +1,8 @@
 // The routing table: a ProxyConfig compiled once per config swap into the maps the hot path
 // needs (service by VIP:port, by hostname; routes by service), so a request does lookups only.
+import { hostnameCovers } from '../api/hostname.ts';
 import type { Endpoint, ProxyConfig, RetryPolicy, Route, Service, ServicePort } from '../api/index.ts';
+import type { GatewayConfig } from '../api/proxyconfig.ts';
 import { compileRegex, type Matcher } from '../api/regex.ts';
 import type { Random } from './clock.ts';
 import type { LbType } from './lb.ts';
@@ -60,6 +62,14 @@ interface RouteEntry {
 
 export const DEFAULT_RETRY_BUDGET = { budgetPercent: 20, minRetriesPerSecond: 10 } as const;
 
+/** The host of a Host / :authority: lower case, without port or trailing dot. */
+export function hostOf(authority: string): string {
+  let host = authority.toLowerCase();
+  const m = /^(.*):(\d+)$/.exec(host);
+  if (m && !host.endsWith(']')) host = m[1]!;
+  return host.endsWith('.') ? host.slice(0, -1) : host;
+}
+
 export class RoutingTable {
   readonly config: ProxyConfig;
   readonly #byVip = new Map<string, ServiceTarget>();
@@ -68,9 +78,18 @@ export class RoutingTable {
   readonly #routes = new Map<string, RouteEntry[]>();
   readonly #defaults = new Map<string, CompiledRoute>();
   readonly #regexes = new Map<string, Matcher>();
+  /** Gateway mode (docs/ingress.md): what the Gateway's listeners serve; undefined for a sidecar. */
+  readonly gateway: GatewayConfig | undefined;
+  /** Per listener port, the virtual hosts in the order they are tried, then the no-host answer. */
+  readonly #vhosts = new Map<
+    number,
+    { hosts: { hostname: string; target: ServiceTarget }[]; none: ServiceTarget }
+  >();
 
-  constructor(config: ProxyConfig) {
+  constructor(config: ProxyConfig, gateway?: GatewayConfig) {
     this.config = config;
+    this.gateway = gateway;
+    const routes = gateway ? [...config.routes, ...this.#virtualHosts(gateway)] : config.routes;
     for (const s of config.services) {
       this.#byId.set(s.id, s);
       for (const ip of s.clusterIPs)
@@ -79,7 +98,7 @@ export class RoutingTable {
       for (const h of s.hostnames) this.#byHost.set(h.toLowerCase(), s);
       if (s.namespace === config.namespace) this.#byHost.set(s.name.toLowerCase(), s);
     }
-    for (const r of config.routes) {
+    for (const r of routes) {
       if (!this.#byId.has(r.service)) continue;
       const list = this.#routes.get(r.service) ?? [];
       list.push({ route: r, byPort: new Map() });
@@ -94,6 +113,54 @@ export class RoutingTable {
     return this.config.version;
   }
 
+  /**
+   * Each virtual host of the gateway becomes a Service of its own (no address, no endpoints)
+   * whose routes are the host's, so a request to it takes the same route → backend path as a
+   * sidecar's; a Host no virtual host covers gets the port's 404.
+   */
+  #virtualHosts(gw: GatewayConfig): Route[] {
+    const routes: Route[] = [];
+    const service = (port: number, hostname: string): ServiceTarget => {
+      const p: ServicePort = { name: '', port, protocol: 'TCP' };
+      const s: Service = {
+        id: `Gateway/${gw.gateway}:${port}/${hostname}`,
+        name: gw.gateway,
+        namespace: this.config.namespace,
+        clusterIPs: [],
+        hostnames: [],
+        ports: [p],
+        endpoints: [],
+      };
+      this.#byId.set(s.id, s);
+      return { service: s, port: p };
+    };
+    for (const p of gw.ports) {
+      const hosts = p.hosts.map((h) => {
+        const target = service(p.port, h.hostname);
+        for (const r of h.routes) routes.push({ ...r, service: target.service.id });
+        return { hostname: h.hostname.toLowerCase(), target };
+      });
+      const none = service(p.port, '');
+      routes.push({
+        name: `Gateway/${gw.gateway}:${p.port}:no-host-matched`,
+        service: none.service.id,
+        matches: [],
+        backends: [],
+        directResponse: { status: 404 },
+      });
+      this.#vhosts.set(p.port, { hosts, none });
+    }
+    return routes;
+  }
+
+  /** Gateway mode: the virtual host of listener `port` that covers the request's Host. */
+  gatewayTarget(port: number, authority: string | undefined): ServiceTarget | undefined {
+    const v = this.#vhosts.get(port);
+    if (!v) return undefined;
+    const host = hostOf(authority ?? '');
+    return v.hosts.find((h) => hostnameCovers(h.hostname, host))?.target ?? v.none;
+  }
+
   service(id: string): Service | undefined {
     return this.#byId.get(id);
   }
@@ -106,14 +173,9 @@ export class RoutingTable {
   /** The Service an HTTP Host/:authority names (with or without port); `defaultPort` otherwise. */
   byAuthority(authority: string | undefined, defaultPort: number): ServiceTarget | undefined {
     if (!authority) return undefined;
-    let host = authority.toLowerCase();
-    let port = defaultPort;
-    const m = /^(.*):(\d+)$/.exec(host);
-    if (m && !host.endsWith(']')) {
-      host = m[1]!;
-      port = Number(m[2]);
-    }
-    const s = this.#byHost.get(host.endsWith('.') ? host.slice(0, -1) : host);
+    const m = /^(.*):(\d+)$/.exec(authority);
+    const port = m && !authority.endsWith(']') ? Number(m[2]) : defaultPort;
+    const s = this.#byHost.get(hostOf(authority));
     if (!s) return undefined;
     const p = s.ports.find((x) => x.port === port) ?? (s.ports.length === 1 ? s.ports[0] : undefined);
     return p ? { service: s, port: p } : undefined;

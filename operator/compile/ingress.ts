@@ -3,6 +3,7 @@
 // HTTPRoutes attached to a Gateway compile with the same compiler as the mesh routes
 // (gateway.ts bindRoute/ordered): one entry per match, sorted by the Gateway API precedence,
 // closed by a 404 catch-all, grouped by listener port and hostname (docs/ingress.md).
+import { hostnameCovers } from '../../api/hostname.ts';
 import type { GatewayConfig, Route } from '../../api/proxyconfig.ts';
 import type { ConditionInput } from '../../kube/conditions.ts';
 import type { ServiceObj } from '../types.ts';
@@ -79,13 +80,6 @@ export interface IngressCompiled {
 
 const HTTPROUTE_KIND = { group: GATEWAY_GROUP, kind: 'HTTPRoute' };
 
-/** Whether hostname pattern `p` (exact or "*.suffix") covers `h` (exact or wildcard). */
-function covers(p: string, h: string): boolean {
-  if (!p.startsWith('*.')) return p === h;
-  const suffix = p.slice(1);
-  return h.endsWith(suffix) && h.length > suffix.length && h !== p.slice(2);
-}
-
 /** The hostnames a route serves on a listener (Gateway API intersection); empty: none. */
 export function effectiveHostnames(
   listener: string | undefined,
@@ -95,8 +89,8 @@ export function effectiveHostnames(
   if (listener === undefined) return [...new Set(route)];
   const out = new Set<string>();
   for (const h of route) {
-    if (h === listener || covers(listener, h)) out.add(h);
-    else if (covers(h, listener)) out.add(listener);
+    if (hostnameCovers(listener, h)) out.add(h);
+    else if (hostnameCovers(h, listener)) out.add(listener);
   }
   return [...out];
 }
@@ -201,7 +195,7 @@ function virtualHosts(gwId: string, byHost: Map<string, Entry[]>): { hostname: s
     const seen = new Set<Entry>();
     const entries: Entry[] = [];
     names.forEach((g, tier) => {
-      if (g !== hostname && g !== '*' && !covers(g, hostname)) return;
+      if (!hostnameCovers(g, hostname)) return;
       for (const e of byHost.get(g) ?? [])
         if (!seen.has(e)) {
           seen.add(e);

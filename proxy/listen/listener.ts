@@ -66,18 +66,48 @@ export interface ListenerDeps {
   guard: RedirectGuard;
 }
 
+/** Counts an accepted connection and forgets it when it closes. */
+function track(core: ProxyCore, direction: Direction, socket: net.Socket): void {
+  core.sockets.add(socket);
+  core.metrics.tcpOpen.inc({ direction });
+  socket.once('close', () => {
+    core.sockets.delete(socket);
+    core.metrics.tcpOpen.dec({ direction });
+  });
+  socket.on('error', () => socket.destroy());
+}
+
+/**
+ * A gateway listener (docs/ingress.md): clients connect to it directly (no redirect, no original
+ * destination); each connection is HTTP/1.1 or h2c to listener port `port`, served by the
+ * outbound transports, which pick the virtual host by Host (outbound/plan.ts).
+ */
+export function makeGatewayListener(core: ProxyCore, transports: Transports, port: number): net.Server {
+  const server = net.createServer({ pauseOnConnect: true, noDelay: true });
+  server.maxConnections = core.limits.maxConnections;
+  server.on('connection', (socket) => {
+    track(core, 'outbound', socket);
+    const ctx: ConnContext = {
+      direction: 'outbound',
+      dst: { address: socket.localAddress ?? '', port },
+      target: undefined,
+      sourceIp: socket.remoteAddress,
+    };
+    core.ctxOf.set(socket, ctx);
+    peekH2Preface(core, socket, (h2, buf) =>
+      dispatch(core, transports, 'outbound', socket, ctx, h2 ? 'h2' : 'http1', buf),
+    );
+  });
+  server.on('error', (e) => core.log('error', `gateway listener ${port} error: ${e.message}`));
+  return server;
+}
+
 export function makeListener(core: ProxyCore, direction: Direction, deps: ListenerDeps): net.Server {
-  const { limits, metrics } = core;
+  const { limits } = core;
   const server = net.createServer({ pauseOnConnect: true, noDelay: true });
   server.maxConnections = limits.maxConnections;
   server.on('connection', (socket) => {
-    core.sockets.add(socket);
-    metrics.tcpOpen.inc({ direction });
-    socket.once('close', () => {
-      core.sockets.delete(socket);
-      metrics.tcpOpen.dec({ direction });
-    });
-    socket.on('error', () => socket.destroy());
+    track(core, direction, socket);
     let dst: { address: string; port: number } | undefined;
     try {
       const od = originalDst(socket);

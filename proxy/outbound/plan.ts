@@ -88,7 +88,8 @@ export type OutboundPlan =
 /**
  * The Service an outbound request goes to: by the original destination (a Service VIP), else by
  * Host among the Services on that port. Never by Host alone: a connection that was not
- * redirected has no original destination and is not routed.
+ * redirected has no original destination and is not routed. A gateway (docs/ingress.md): by
+ * the listener port and Host among its virtual hosts only.
  */
 export function outboundTarget(
   t: RoutingTable,
@@ -96,6 +97,8 @@ export function outboundTarget(
   authority: string | undefined,
 ): ServiceTarget | undefined {
   if (!dst) return undefined;
+  // A gateway serves only its listeners' virtual hosts, never the mesh's Services by address.
+  if (t.gateway) return t.gatewayTarget(dst.port, authority);
   return t.byVip(dst.address, dst.port) ?? t.byAuthority(authority, dst.port);
 }
 
@@ -124,7 +127,7 @@ export function planOutbound(
   if (!t) return refuse(503, 'WEFT_NO_ROUTE', 'weft-proxy has no config yet', undefined);
   const target = outboundTarget(t, req.dst, req.authority);
   if (!target) {
-    if (req.dst && t.config.mesh.outboundTrafficPolicy === 'ALLOW_ANY')
+    if (req.dst && !t.gateway && t.config.mesh.outboundTrafficPolicy === 'ALLOW_ANY')
       return { kind: 'passthrough', dst: req.dst };
     const where = req.dst ? `${req.dst.address}:${req.dst.port}` : 'no original destination';
     return refuse(502, 'WEFT_NO_ROUTE', `no service for ${req.authority ?? ''} (${where})`, undefined);
