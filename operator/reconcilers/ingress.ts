@@ -36,21 +36,6 @@ export const GATEWAY_CONFIG_KEY = 'gateway.json';
 export const GATEWAY_CONFIG_DIR = '/etc/weft/gateway';
 const NAME_LABEL = 'gateway.networking.k8s.io/gateway-name';
 
-const DEPLOYMENTS: ResourceType = {
-  group: 'apps',
-  version: 'v1',
-  plural: 'deployments',
-  kind: 'Deployment',
-  namespaced: true,
-};
-const SERVICE_ACCOUNTS: ResourceType = {
-  group: '',
-  version: 'v1',
-  plural: 'serviceaccounts',
-  kind: 'ServiceAccount',
-  namespaced: true,
-};
-
 /** The name of every object run for a Gateway (Service, Deployment, ServiceAccount, ConfigMap). */
 export const workloadName = (gateway: string) => `${gateway}-weft-gateway`;
 
@@ -133,12 +118,12 @@ export function gatewayWorkload(
   };
   return {
     objects: [
-      { type: SERVICE_ACCOUNTS, obj: { metadata } },
+      { type: RESOURCES.serviceAccounts, obj: { metadata } },
       {
         type: RESOURCES.configMaps,
         obj: { metadata, data: { [GATEWAY_CONFIG_KEY]: JSON.stringify(compiled.config) } },
       },
-      { type: DEPLOYMENTS, obj: deployment },
+      { type: RESOURCES.deployments, obj: deployment },
       ...(ports.length > 0 ? [{ type: RESOURCES.services, obj: service }] : []),
     ],
   };

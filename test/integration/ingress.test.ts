@@ -28,20 +28,6 @@ let op: OperatorHandle | undefined;
 const waitFor = <T>(what: string, probe: () => Promise<T | undefined>) =>
   eventually(what, probe, { timeoutMs: 30_000, intervalMs: 100 });
 const cond = (l: readonly Condition[] | undefined, type: string) => l?.find((c) => c.type === type);
-const DEPLOYMENTS: ResourceType = {
-  group: 'apps',
-  version: 'v1',
-  plural: 'deployments',
-  kind: 'Deployment',
-  namespaced: true,
-};
-const SERVICE_ACCOUNTS: ResourceType = {
-  group: '',
-  version: 'v1',
-  plural: 'serviceaccounts',
-  kind: 'ServiceAccount',
-  namespaced: true,
-};
 const obj = (t: ResourceType, metadata: KubeObject['metadata'], rest: Record<string, unknown>) =>
   ({
     apiVersion: t.group ? `${t.group}/${t.version}` : t.version,
@@ -165,7 +151,7 @@ describe('Weft gateway on a real apiserver', () => {
       ],
     );
     const dep = await client.get<KubeObject & { spec: { template: { spec: Record<string, unknown> } } }>(
-      DEPLOYMENTS,
+      RESOURCES.deployments,
       name,
       'edge',
     );
@@ -178,7 +164,7 @@ describe('Weft gateway on a real apiserver', () => {
     assert.equal(pod.serviceAccountName, name);
     assert.ok(pod.containers[0]!.command.includes('--gateway'));
     assert.equal(pod.initContainers, undefined);
-    owned(await client.get(SERVICE_ACCOUNTS, name, 'edge'));
+    owned(await client.get(RESOURCES.serviceAccounts, name, 'edge'));
     const svc = await client.get<
       KubeObject & { spec: { type: string; clusterIP: string; ports: { port: number; nodePort?: number }[] } }
     >(RESOURCES.services, name, 'edge');
@@ -236,7 +222,7 @@ describe('Weft gateway on a real apiserver', () => {
       ),
     );
     await op!.resync();
-    await assert.rejects(client.get(DEPLOYMENTS, 'theirs-weft-gateway', 'edge'));
+    await assert.rejects(client.get(RESOURCES.deployments, 'theirs-weft-gateway', 'edge'));
     const g = await client.get<GatewayK>(GW, 'theirs', 'edge');
     assert.equal(g.status?.listeners, undefined);
   });
