@@ -44,8 +44,11 @@ export interface PodObj {
     containers?: { name: string }[];
     initContainers?: { name: string }[];
   };
-  /** Kept for meshed pods only: where the operator asks the proxy which config it runs. */
-  status?: { podIP?: string };
+  /**
+   * Kept for meshed pods only: where the operator asks the proxy which config it runs, and
+   * whether the pod is being deleted (metadata.deletionTimestamp set).
+   */
+  status?: { podIP?: string; terminating?: true };
 }
 
 /** Everything the compiler reads: a consistent view of the cluster. */
