@@ -22,6 +22,7 @@ import {
 } from '../api/index.ts';
 import {
   ANNOTATIONS,
+  APP_STOP_DELAY_SECONDS,
   APP_HEALTH_PREFIX,
   COMMANDS,
   DEFAULT_PROXY_IMAGE,
@@ -448,6 +449,15 @@ export function injectPod(
       patch.push({ op: 'replace', path: `/spec/containers/${i}/${kind}/httpGet`, value: r.httpGet });
       originals[c.name] = { ...originals[c.name], [kind]: r.original };
     }
+  });
+
+  // Endpoint churn without errors: the app stops only once callers had time to drop the pod.
+  const stopDelay = Math.min(APP_STOP_DELAY_SECONDS, (spec.terminationGracePeriodSeconds ?? 30) - 1);
+  (spec.containers ?? []).forEach((c, i) => {
+    if (stopDelay < 1 || c.lifecycle?.preStop) return;
+    const preStop = { sleep: { seconds: stopDelay } };
+    if (c.lifecycle) patch.push({ op: 'add', path: `/spec/containers/${i}/lifecycle/preStop`, value: preStop });
+    else patch.push({ op: 'add', path: `/spec/containers/${i}/lifecycle`, value: { preStop } });
   });
 
   const newAnnotations: Record<string, string> = { [ANNOTATIONS.injected]: INJECTOR_VERSION };
