@@ -22,8 +22,8 @@ import {
 } from '../api/index.ts';
 import {
   ANNOTATIONS,
-  APP_STOP_DELAY_SECONDS,
   APP_HEALTH_PREFIX,
+  APP_STOP_DELAY_SECONDS,
   COMMANDS,
   DEFAULT_PROXY_IMAGE,
   INJECT_LABEL,
@@ -456,7 +456,8 @@ export function injectPod(
   (spec.containers ?? []).forEach((c, i) => {
     if (stopDelay < 1 || c.lifecycle?.preStop) return;
     const preStop = { sleep: { seconds: stopDelay } };
-    if (c.lifecycle) patch.push({ op: 'add', path: `/spec/containers/${i}/lifecycle/preStop`, value: preStop });
+    if (c.lifecycle)
+      patch.push({ op: 'add', path: `/spec/containers/${i}/lifecycle/preStop`, value: preStop });
     else patch.push({ op: 'add', path: `/spec/containers/${i}/lifecycle`, value: { preStop } });
   });
 

@@ -14,18 +14,17 @@
 // It logs figures (`[e2e] figure: …`); it asserts none of their timings.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { PROXY } from '../../api/constants.ts';
-import { buildImages, installWeft } from '../../hack/install.ts';
-import { type RealNode, startRealNode } from '../../hack/node/index.ts';
+import { setCanaryWeights } from '../../hack/install.ts';
+import type { RealNode } from '../../hack/node/index.ts';
 import { DEMO_IMAGE, rollingRestartUnderLoad } from '../support/churn.ts';
 import { repoRoot } from '../support/cluster.ts';
 import { eventually as poll } from '../support/eventually.ts';
-import { lockRealCluster } from '../support/real-cluster-lock.ts';
+import { startWeftNode, type WeftNode } from '../support/weft-node.ts';
 
 const isRoot = process.getuid?.() === 0;
 const pid = process.pid;
@@ -66,9 +65,8 @@ interface Applied {
 describe('propagation on the real node: only the fast path can deliver (kubelet syncFrequency 10m)', {
   skip: isRoot ? false : 'needs root (containerd, kubelet, iptables)',
 }, () => {
-  let dir: string;
+  let weft: WeftNode | undefined;
   let node: RealNode | undefined;
-  let release: (() => void) | undefined;
   let kubeconfig: string;
   /** The apiserver while it is stopped (SIGSTOP): resumed whatever happens. */
   let stoppedApiserver: number | undefined;
@@ -187,20 +185,7 @@ describe('propagation on the real node: only the fast path can deliver (kubelet 
   };
   const clientLines = () =>
     new Map(running('app=frontend').map((p) => [p.metadata.name, logsOf(p.metadata.name).length]));
-  const setWeights = (v1: number, v2: number) =>
-    kubectl(
-      'patch',
-      'trafficsplit',
-      'reviews-canary',
-      '-n',
-      NS,
-      '--type=json',
-      '-p',
-      JSON.stringify([
-        { op: 'replace', path: '/spec/backends/0/weight', value: v1 },
-        { op: 'replace', path: '/spec/backends/1/weight', value: v2 },
-      ]),
-    );
+  const setWeights = (v1: number, v2: number) => kubectl(...setCanaryWeights(v1, v2));
   /** Every meshed pod's sidecar applied at least `generation`, from the apiserver watch. */
   const allApplied = (generation: number) =>
     eventually(`every sidecar applied generation ${generation}`, async () => {
@@ -210,19 +195,16 @@ describe('propagation on the real node: only the fast path can deliver (kubelet 
     });
 
   before(async () => {
-    release = await lockRealCluster(log);
-    dir = mkdtempSync(join(tmpdir(), 'weft-e2e-prop-'));
-    buildImages();
-    node = await startRealNode({
-      dir,
+    weft = await startWeftNode({
+      dirPrefix: 'weft-e2e-prop-',
       bridge: BRIDGE,
       podCIDR: POD_CIDR,
       serviceCIDR: SERVICE_CIDR,
       syncFrequency: SYNC,
       log,
     });
+    node = weft.node;
     kubeconfig = node.kubeconfigPath;
-    await installWeft({ kubeconfig, kubectl: node.kubectl, log });
     for (const f of ['mesh.yaml', 'demo.yaml'])
       kubectl('apply', '--server-side', '--field-manager=weft-test', '-f', join(repoRoot, 'config/demo', f));
     kubectl('scale', 'deployment', 'frontend', '-n', NS, '--replicas=2');
@@ -239,16 +221,8 @@ describe('propagation on the real node: only the fast path can deliver (kubelet 
   });
 
   after(async () => {
-    try {
-      if (stoppedApiserver) process.kill(stoppedApiserver, 'SIGCONT');
-      if (node) {
-        const report = await node.stop();
-        if (report.nftTablesLeft.length) log(`[e2e] nf_tables left: ${report.nftTablesLeft.join(', ')}`);
-      }
-      if (dir) rmSync(dir, { recursive: true, force: true });
-    } finally {
-      release?.();
-    }
+    if (stoppedApiserver) process.kill(stoppedApiserver, 'SIGCONT');
+    await weft?.stop();
   });
 
   test('every client answers 200 from both versions once the endpoints reached its sidecar', async () => {
