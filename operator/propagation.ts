@@ -144,13 +144,14 @@ export class ProxyReports {
   async #poll(key: string, ns: string, address: string, signal: AbortSignal): Promise<void> {
     // No `known` on the first poll (and after an error): the proxy answers at once.
     let known: string | undefined;
+    let generation: number | '' = '';
     let backoffMs = 500;
     while (!signal.aborted) {
       try {
         const url =
           known === undefined
             ? `${address}/config/version`
-            : `${address}/config/version?known=${encodeURIComponent(known)}&waitMs=${this.#o.waitMs}`;
+            : `${address}/config/version?known=${encodeURIComponent(known)}&generation=${generation}&waitMs=${this.#o.waitMs}`;
         const res = await fetch(url, {
           signal: AbortSignal.any([signal, AbortSignal.timeout(this.#o.waitMs + 5000)]),
         });
@@ -162,6 +163,7 @@ export class ProxyReports {
           error: undefined,
         });
         known = j.version ?? '';
+        generation = j.generation ?? '';
         backoffMs = 500;
       } catch (e) {
         if (signal.aborted) return;
