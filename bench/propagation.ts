@@ -398,9 +398,53 @@ async function runReal(pods: number, changes: number, volumeChanges: number) {
     // The volume alone: without the ClusterRole, every watch fails once it ends (timeoutSeconds
     // 300 in proxy/apisource.ts) and the sidecars take new configs from the kubelet's projection.
     if (volumeChanges > 0) {
+      // The apiserver's open watches of ConfigMaps: the sidecars' and the kubelet's.
+      const watches = () =>
+        kubectl('get', '--raw', '/metrics')
+          .split('\n')
+          .filter(
+            (l) =>
+              l.startsWith('apiserver_longrunning_requests{') &&
+              l.includes('resource="configmaps"') &&
+              l.includes('verb="WATCH"'),
+          )
+          .reduce((n, l) => n + Number(l.split(' ').at(-1)), 0);
+      const before = watches();
       kubectl('delete', 'clusterrole', 'weft-proxy');
-      log('fast path disabled (ClusterRole weft-proxy deleted): waiting 310 s for the watches to expire');
-      await new Promise((r) => setTimeout(r, 310_000));
+      // Open watches outlive the RBAC change: their connections from the pods are cut on the
+      // apiserver's side (SOCK_DESTROY) so the sidecars re-list and are refused at once; when
+      // the kernel cannot, they end by their timeoutSeconds (300). Pods only: not the node's own
+      // clients (kubelet, kube-proxy) on the bridge address.
+      const port = new URL(node.server).port;
+      try {
+        execFileSync(
+          'ss',
+          [
+            '-K',
+            'state',
+            'established',
+            `( sport = :${port} )`,
+            'and',
+            'dst',
+            '10.115.0.0/16',
+            'and',
+            'not',
+            'dst',
+            '10.115.0.1',
+          ],
+          {
+            stdio: 'ignore',
+          },
+        );
+      } catch {}
+      log(
+        `fast path disabled (ClusterRole weft-proxy deleted): waiting for the ${ips.length} sidecars' watches to end`,
+      );
+      await eventually(
+        "the sidecars' watches ended",
+        () => (watches() <= before - ips.length ? true : undefined),
+        { timeoutMs: 330_000, intervalMs: 2000 },
+      );
     }
     const volume = await measure('volume only', volumeChanges, 300_000);
     const result = {
