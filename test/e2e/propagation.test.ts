@@ -486,6 +486,8 @@ describe('propagation on the real node: only the fast path can deliver (kubelet 
     log(
       `[e2e] figure: rolling restart of 2 replicas (${r.rolloutMs} ms) under 20 requests/s: ${r.failed.length} of ${r.requests} requests failed${r.failed.length ? `: ${r.failed.slice(0, 5).join(' | ')}` : ''}`,
     );
+    if (r.clientProxyWarnings.length)
+      log(`[e2e] the client's sidecar warned:\n${r.clientProxyWarnings.join('\n')}`);
     assert.ok(r.servedBy.length >= 4, `old and new replicas answered: ${r.servedBy.join(', ')}`);
     assert.deepEqual(r.failed, [], `${r.failed.length} of ${r.requests} requests failed`);
   });

@@ -14,6 +14,8 @@ export interface ChurnResult {
   /** Pods that answered: old and new replicas. */
   servedBy: string[];
   rolloutMs: number;
+  /** When requests failed: the client's sidecar's warnings and errors, for the report. */
+  clientProxyWarnings: string[];
 }
 
 export async function rollingRestartUnderLoad(o: {
@@ -134,10 +136,18 @@ export async function rollingRestartUnderLoad(o: {
   );
   const counted = lines.slice(start);
   const ok = counted.filter((l) => l.split(' ')[1] === '200');
+  const failed = counted.filter((l) => l.split(' ')[1] !== '200');
+  const clientProxyWarnings = failed.length
+    ? kubectl('logs', '-n', ns, 'steady', '-c', 'weft-proxy')
+        .split('\n')
+        .filter((l) => /"level":(40|50)/.test(l))
+        .slice(-20)
+    : [];
   kubectl('delete', 'pod', 'steady', '-n', ns, '--wait=false');
   return {
     requests: counted.length,
-    failed: counted.filter((l) => l.split(' ')[1] !== '200'),
+    failed,
+    clientProxyWarnings,
     servedBy: [...new Set(ok.map((l) => l.split(' ')[4]!))].sort(),
     rolloutMs,
   };
