@@ -331,16 +331,23 @@ async function runReal(pods: number, changes: number, volumeChanges: number) {
       },
       { timeoutMs: 300_000, intervalMs: 2000 },
     );
-    // The leader operator's process.
-    const holder = JSON.parse(kubectl('get', 'lease', 'weft-operator', '-n', 'weft-system', '-o', 'json'))
-      .spec.holderIdentity as string;
-    const opPod = (
-      JSON.parse(kubectl('get', 'pods', '-n', 'weft-system', '-o', 'json')).items as {
-        metadata: { name: string };
-        status: { containerStatuses?: { containerID?: string }[] };
-      }[]
-    ).find((p) => holder.startsWith(p.metadata.name))!;
-    const opPid = pidOf(opPod.status.containerStatuses?.[0]?.containerID);
+    // The leader operator's process (the Lease may be between holders for a moment).
+    const opPid = await eventually(
+      "the leader operator's process",
+      () => {
+        const holder = JSON.parse(kubectl('get', 'lease', 'weft-operator', '-n', 'weft-system', '-o', 'json'))
+          .spec.holderIdentity as string | undefined;
+        const pod = (
+          JSON.parse(kubectl('get', 'pods', '-n', 'weft-system', '-o', 'json')).items as {
+            metadata: { name: string };
+            status: { containerStatuses?: { containerID?: string }[] };
+          }[]
+        ).find((p) => holder?.startsWith(p.metadata.name));
+        const pid = pidOf(pod?.status.containerStatuses?.[0]?.containerID);
+        return pid > 0 ? pid : undefined;
+      },
+      { timeoutMs: 120_000, intervalMs: 1000 },
+    );
     /** The target of a change: the version the operator writes after it (the manifest changes). */
     const nextVersion = async (before: number) =>
       eventually(
