@@ -294,18 +294,25 @@ async function runReal(pods: number, changes: number, volumeChanges: number) {
     const ready = readyPods();
     const ips = ready.map((p) => p.status.podIP!);
     // The sidecars' processes: containerd's task of each weft-proxy container.
-    const tasks = new Map(
-      execFileSync('ctr', ['--address', node.containerd, '-n', 'k8s.io', 'tasks', 'ls'], { encoding: 'utf8' })
-        .split('\n')
-        .slice(1)
-        .filter(Boolean)
-        .map((l) => l.trim().split(/\s+/) as [string, string]),
-    );
-    const pidOf = (containerID: string | undefined) =>
-      Number(tasks.get((containerID ?? '').replace(/^containerd:\/\//, '')) ?? 0);
+    const tasks = () =>
+      new Map(
+        execFileSync('ctr', ['--address', node.containerd, '-n', 'k8s.io', 'tasks', 'ls'], {
+          encoding: 'utf8',
+        })
+          .split('\n')
+          .slice(1)
+          .filter(Boolean)
+          .map((l) => l.trim().split(/\s+/) as [string, string]),
+      );
+    const pidOf = (containerID: string | undefined, t = tasks()) =>
+      Number(t.get((containerID ?? '').replace(/^containerd:\/\//, '')) ?? 0);
+    const running = tasks();
     const sidecarMB = ready
       .map((p) =>
-        pidOf(p.status.initContainerStatuses?.find((c) => c.name === PROXY.containerName)?.containerID),
+        pidOf(
+          p.status.initContainerStatuses?.find((c) => c.name === PROXY.containerName)?.containerID,
+          running,
+        ),
       )
       .filter((pid) => pid > 0)
       .map(privateMB);
