@@ -1,9 +1,10 @@
-// `weftctl status`: every Weft resource with its conditions, so one command shows what the
+// `weftctl status`: every Weft resource (and HTTPRoute/GRPCRoute attached to Services) with its conditions, so one command shows what the
 // operator did with each and why: for TrafficSplits and AuthorizationPolicies also how many
 // proxies applied their generation (the Programmed condition), for the Mesh the proxies that
 // lag behind their namespace's latest configuration, with the version each one runs.
 import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { describeLaggingProxy, GROUP, type LaggingProxy, VERSION } from '../api/index.ts';
+import { CONTROLLER_NAME as ROUTE_CONTROLLER_NAME } from '../operator/compile/gatewaytypes.ts';
 
 export interface StatusRow {
   kind: string;
@@ -52,6 +53,48 @@ export function rowOf(kind: string, o: Obj): StatusRow {
   return row;
 }
 
+/** The conditions Weft writes in an HTTPRoute's or GRPCRoute's status.parents (controllerName weft.dev/mesh). */
+interface RouteObj {
+  metadata: { name: string; namespace?: string; generation?: number };
+  spec?: unknown;
+  status?: {
+    parents?: {
+      parentRef: { name: string; namespace?: string };
+      controllerName: string;
+      conditions?: {
+        type: string;
+        status: string;
+        reason: string;
+        message: string;
+        observedGeneration?: number;
+      }[];
+    }[];
+  };
+}
+
+/**
+ * A route's row: Ready when every Service parent of Weft's is Accepted with ResolvedRefs,
+ * else the first failing condition (naming its parent). Routes no parent of Weft's names are
+ * skipped (another controller's).
+ */
+export function routeRowOf(kind: string, o: RouteObj, controllerName: string): StatusRow | undefined {
+  const mine = (o.status?.parents ?? []).filter((p) => p.controllerName === controllerName);
+  if (mine.length === 0) return undefined;
+  const conds = mine.flatMap((p) => (p.conditions ?? []).map((c) => ({ ...c, parent: p.parentRef })));
+  const failing = conds.find((c) => c.status !== 'True');
+  return {
+    kind,
+    namespace: o.metadata.namespace ?? '',
+    name: o.metadata.name,
+    ready: failing ? 'False' : 'True',
+    reason: failing?.reason ?? 'Accepted',
+    message: failing
+      ? `Service ${failing.parent.namespace ?? o.metadata.namespace}/${failing.parent.name}: ${failing.message}`
+      : `Attached to ${mine.map((p) => `Service ${p.parentRef.namespace ?? o.metadata.namespace}/${p.parentRef.name}`).join(', ')}`,
+    upToDate: conds.every((c) => c.observedGeneration === o.metadata.generation),
+  };
+}
+
 export async function collectStatus(kc: KubeConfig, namespace?: string): Promise<StatusRow[]> {
   const custom = kc.makeApiClient(CustomObjectsApi);
   const rows: StatusRow[] = [];
@@ -67,6 +110,28 @@ export async function collectStatus(kc: KubeConfig, namespace?: string): Promise
         : await custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural })
     ) as { items: Obj[] };
     for (const o of list.items) rows.push(rowOf(kind, o));
+  }
+  // Gateway API routes attached to Services, when the CRDs are installed.
+  for (const [kind, plural] of [
+    ['HTTPRoute', 'httproutes'],
+    ['GRPCRoute', 'grpcroutes'],
+  ]) {
+    const at = { group: 'gateway.networking.k8s.io', version: 'v1', plural };
+    let list: { items: RouteObj[] };
+    try {
+      list = (
+        namespace
+          ? await custom.listNamespacedCustomObject({ ...at, namespace })
+          : await custom.listClusterCustomObject(at)
+      ) as { items: RouteObj[] };
+    } catch (err) {
+      if ((err as { code?: number }).code === 404) continue;
+      throw err;
+    }
+    for (const o of list.items) {
+      const row = routeRowOf(kind!, o, ROUTE_CONTROLLER_NAME);
+      if (row) rows.push(row);
+    }
   }
   return rows;
 }

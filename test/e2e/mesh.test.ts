@@ -16,6 +16,7 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { WEFT_IMAGE } from '../../api/mesh.ts';
+import { removeGatewayApiCrds } from '../../hack/gateway-api.ts';
 import {
   CALL_REVIEWS_BY_NAME,
   helmBinary,
@@ -30,6 +31,8 @@ import { eventually as poll } from '../support/eventually.ts';
 import { startWeftNode, type WeftNode } from '../support/weft-node.ts';
 
 const external = process.env.WEFT_TEST_KUBECONFIG;
+/** Whether the install applied the Gateway API CRDs (an external cluster gets them removed after). */
+let gatewayApiApplied = false;
 const isRoot = process.getuid?.() === 0;
 const pid = process.pid;
 const NS = 'weft-demo';
@@ -139,7 +142,7 @@ describe('the mesh, end to end on the real node, installed by Helm', {
     if (external) {
       kubeconfig = external;
       kubectlBin = join(ensureBinaries(), 'kubectl');
-      await installWeft({ kubeconfig, kubectl: kubectlBin, log });
+      gatewayApiApplied = (await installWeft({ kubeconfig, kubectl: kubectlBin, log })).gatewayApiApplied;
     } else {
       weft = await startWeftNode({
         dirPrefix: 'weft-e2e-',
@@ -187,6 +190,7 @@ describe('the mesh, end to end on the real node, installed by Helm', {
       ])
         kubectl(...args);
       execFileSync(helmBinary(), ['--kubeconfig', kubeconfig, 'uninstall', 'weft', '-n', WEFT_NAMESPACE]);
+      if (gatewayApiApplied) removeGatewayApiCrds(kubectl);
     }
     await weft?.stop();
   });

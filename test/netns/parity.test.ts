@@ -1,5 +1,5 @@
-// Parity: one table of policy cases (route match, split, fault abort, rate limit, authorization
-// allow/deny at the server sidecar) run through every transport of the client sidecar, so the paths cannot drift apart again: the
+// Parity: one table of policy cases (route match, split, fault abort, rate limit, retry, route
+// timeout, request limits, authorization allow/deny at the server sidecar) run through every transport of the client sidecar, so the paths cannot drift apart again: the
 // HTTP/1.1 fast path, the node:http path (a route with a connection limit is handed off to it),
 // h2c prior knowledge and an HTTP/1.1 Upgrade. Each (case, transport) gets a config of its own.
 import assert from 'node:assert/strict';
@@ -35,6 +35,10 @@ interface Case {
   policies?: AuthzPolicy[];
   /** The outcomes of requests sent in order, one connection each. */
   expect: Array<{ status: number | 'ok'; backend?: () => string }>;
+  /** The transports the case applies to (default: all); an upgrade is neither retried nor timed. */
+  transports?: Transport[];
+  /** A known divergence, not fixed yet: the case runs and is reported, without failing the suite. */
+  todo?: string;
 }
 
 const base = (name: string, r: Partial<Route>): Route => route({ name, ...r });
@@ -103,6 +107,40 @@ const CASES: Case[] = [
     path: '/private/x',
     policies: [publicOnly],
     expect: [{ status: 403 }],
+  },
+  {
+    // The app answers 503 to every other request on this path: only the retry gets the 200.
+    name: 'retry: a first try answered 503 is retried (retryOn 5xx) and the client gets the 200',
+    routes: (n) => [
+      base(n, {
+        retries: { attempts: 1, retryOn: ['5xx'], budgetPercent: 100, minRetriesPerSecond: 100 },
+      }),
+    ],
+    path: '/fail-every-other',
+    transports: ['h1-fast', 'h1-node', 'h2'],
+    expect: [{ status: 'ok', backend: () => v1.name }],
+  },
+  {
+    name: 'timeout: a backend slower than the route timeout is answered 504',
+    routes: (n) => [base(n, { timeoutMs: 300 })],
+    path: '/delay/3000',
+    transports: ['h1-fast', 'h1-node', 'h2'],
+    expect: [{ status: 504 }],
+  },
+  {
+    name: 'request limits: headers over the limit are refused 431',
+    routes: (n) => [base(n, {})],
+    headers: { 'x-big': 'a'.repeat(20 * 1024) },
+    transports: ['h1-fast', 'h1-node', 'upgrade'],
+    expect: [{ status: 431 }],
+  },
+  {
+    name: 'request limits over h2c: headers over the limit are refused 431',
+    routes: (n) => [base(n, {})],
+    headers: { 'x-big': 'a'.repeat(20 * 1024) },
+    transports: ['h2'],
+    todo: 'the h2c path answers 502, not 431 (the oversized request is not refused at the client sidecar)',
+    expect: [{ status: 431 }],
   },
 ];
 
@@ -205,9 +243,9 @@ describe('outbound policy parity across transports', { timeout: 300_000 }, () =>
   after(() => topo.destroy());
 
   for (const c of CASES) {
-    it(c.name, async () => {
+    it(c.name, c.todo ? { todo: c.todo } : {}, async () => {
       const failures: string[] = [];
-      for (const transport of TRANSPORTS) {
+      for (const transport of c.transports ?? TRANSPORTS) {
         const routes = c.routes(`shop/${transport}`).map((r) => forTransport(r, transport));
         await apply(config(routes, c.policies));
         for (const [i, want] of c.expect.entries()) {
