@@ -116,3 +116,18 @@ export const CALL_REVIEWS_BY_NAME = [
   '-e',
   'const r = await fetch("http://reviews:9080/"); console.log(r.status, await r.text())',
 ];
+
+/** kubectl arguments that set the demo's canary split (TrafficSplit reviews-canary) to v1/v2 percent. */
+export const setCanaryWeights = (v1: number, v2: number) => [
+  'patch',
+  'trafficsplit',
+  'reviews-canary',
+  '-n',
+  'weft-demo',
+  '--type=json',
+  '-p',
+  JSON.stringify([
+    { op: 'replace', path: '/spec/backends/0/weight', value: v1 },
+    { op: 'replace', path: '/spec/backends/1/weight', value: v2 },
+  ]),
+];

@@ -43,6 +43,9 @@ export interface PodObj {
     containers?: { name: string }[];
     initContainers?: { name: string }[];
   };
-  /** Kept for meshed pods only: where the operator asks the proxy which config it runs. */
-  status?: { podIP?: string };
+  /**
+   * Kept for meshed pods only: where the operator asks the proxy which config it runs, and
+   * whether the pod is being deleted (metadata.deletionTimestamp set).
+   */
+  status?: { podIP?: string; terminating?: true };
 }

@@ -37,3 +37,30 @@ test('/config/version holds at most a few polls; past them it answers at once', 
     srv.close();
   }
 });
+
+test('/config/version answers at once a caller that knows the version under an older generation', async () => {
+  // The operator rewrote the same content under a newer generation between two polls: a poll
+  // that named only the version was held until the next change or its wait ended, and the
+  // operator meanwhile listed the proxy as lagging on the older generation.
+  const watcher = new ConfigWatcher('/nonexistent', { apply: () => {}, rejected: () => {} });
+  const cfg = proxyConfig('shop', []);
+  watcher.offer({ config: cfg, generation: 4 }, 'apiserver');
+  watcher.offer({ config: cfg, generation: 5 }, 'apiserver');
+  const srv = createServer(watcherHealthHandler(watcher));
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const base = `http://127.0.0.1:${(srv.address() as { port: number }).port}/config/version?known=${cfg.version}&waitMs=60000`;
+  try {
+    const r = await fetch(`${base}&generation=4`, { signal: AbortSignal.timeout(10_000) });
+    assert.deepEqual(await r.json(), { version: cfg.version, generation: 5, source: 'apiserver' });
+    // Knowing both, the poll is held (answered here when the server closes it).
+    const held = fetch(`${base}&generation=5`).then(
+      () => 'answered',
+      () => 'held',
+    );
+    const first = await Promise.race([held, new Promise((r) => setTimeout(() => r('held'), 300))]);
+    assert.equal(first, 'held');
+  } finally {
+    srv.closeAllConnections();
+    srv.close();
+  }
+});

@@ -13,25 +13,22 @@
 // kubelet reports it, how long a weight change took to apply); it asserts none of their values.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { WEFT_IMAGE } from '../../api/mesh.ts';
 import { removeGatewayApiCrds } from '../../hack/gateway-api.ts';
 import {
-  buildImages,
   CALL_REVIEWS_BY_NAME,
   helmBinary,
   installWeft,
+  setCanaryWeights,
   WEFT_NAMESPACE,
 } from '../../hack/install.ts';
-import { type RealNode, startRealNode } from '../../hack/node/index.ts';
+import { startWeftNode, type WeftNode } from '../../hack/lib/weft-node.ts';
 import { WEBHOOK_NAMES } from '../../webhook/manifests.ts';
 import { repoRoot } from '../support/cluster.ts';
 import { ensureBinaries } from '../support/control-plane.ts';
 import { eventually as poll } from '../support/eventually.ts';
-import { lockRealCluster } from '../support/real-cluster-lock.ts';
 
 const external = process.env.WEFT_TEST_KUBECONFIG;
 /** Whether the install applied the Gateway API CRDs (an external cluster gets them removed after). */
@@ -68,9 +65,7 @@ function versions(lines: string[]) {
 describe('the mesh, end to end on the real node, installed by Helm', {
   skip: isRoot || external ? false : 'needs root (containerd, kubelet, iptables)',
 }, () => {
-  let dir: string;
-  let node: RealNode | undefined;
-  let release: (() => void) | undefined;
+  let weft: WeftNode | undefined;
   let kubectlBin: string;
   let kubeconfig: string;
   const kubectl = (...args: string[]) =>
@@ -147,22 +142,19 @@ describe('the mesh, end to end on the real node, installed by Helm', {
     if (external) {
       kubeconfig = external;
       kubectlBin = join(ensureBinaries(), 'kubectl');
+      gatewayApiApplied = (await installWeft({ kubeconfig, kubectl: kubectlBin, log })).gatewayApiApplied;
     } else {
-      release = await lockRealCluster(log);
-      dir = mkdtempSync(join(tmpdir(), 'weft-e2e-'));
-      buildImages();
-      node = await startRealNode({
-        dir,
+      weft = await startWeftNode({
+        dirPrefix: 'weft-e2e-',
         bridge: BRIDGE,
         podCIDR: POD_CIDR,
         serviceCIDR: SERVICE_CIDR,
         log,
         ...(SYNC ? { syncFrequency: SYNC } : {}),
       });
-      kubeconfig = node.kubeconfigPath;
-      kubectlBin = node.kubectl;
+      kubeconfig = weft.node.kubeconfigPath;
+      kubectlBin = weft.node.kubectl;
     }
-    gatewayApiApplied = (await installWeft({ kubeconfig, kubectl: kubectlBin, log })).gatewayApiApplied;
     kubectl('create', 'namespace', OUTSIDE);
     // The demo under a STRICT Mesh: sidecars accept only mutual TLS.
     kubectl(
@@ -190,25 +182,17 @@ describe('the mesh, end to end on the real node, installed by Helm', {
   });
 
   after(async () => {
-    try {
-      if (external) {
-        // Leave the cluster as it was: the demo, the Mesh and the release go.
-        for (const args of [
-          ['delete', 'namespace', NS, OUTSIDE, '--ignore-not-found', '--wait=true'],
-          ['delete', 'mesh', 'default', '--ignore-not-found'],
-        ])
-          kubectl(...args);
-        execFileSync(helmBinary(), ['--kubeconfig', kubeconfig, 'uninstall', 'weft', '-n', WEFT_NAMESPACE]);
-        if (gatewayApiApplied) removeGatewayApiCrds(kubectl);
-      }
-      if (node) {
-        const report = await node.stop();
-        if (report.nftTablesLeft.length) log(`[e2e] nf_tables left: ${report.nftTablesLeft.join(', ')}`);
-      }
-      if (dir) rmSync(dir, { recursive: true, force: true });
-    } finally {
-      release?.();
+    if (external) {
+      // Leave the cluster as it was: the demo, the Mesh and the release go.
+      for (const args of [
+        ['delete', 'namespace', NS, OUTSIDE, '--ignore-not-found', '--wait=true'],
+        ['delete', 'mesh', 'default', '--ignore-not-found'],
+      ])
+        kubectl(...args);
+      execFileSync(helmBinary(), ['--kubeconfig', kubeconfig, 'uninstall', 'weft', '-n', WEFT_NAMESPACE]);
+      if (gatewayApiApplied) removeGatewayApiCrds(kubectl);
     }
+    await weft?.stop();
   });
 
   test('Helm installed the operator (one leader of two) and the webhook, which the apiserver calls through its Service', () => {
@@ -403,16 +387,7 @@ describe('the mesh, end to end on the real node, installed by Helm', {
   test('a weight change reaches the proxies: 0/100 sends every call to v2', async () => {
     const seen = clientAnswers().length;
     const t0 = Date.now();
-    kubectl(
-      'patch',
-      'trafficsplit',
-      'reviews-canary',
-      '-n',
-      NS,
-      '--type=json',
-      '-p',
-      '[{"op":"replace","path":"/spec/backends/0/weight","value":0},{"op":"replace","path":"/spec/backends/1/weight","value":100}]',
-    );
+    kubectl(...setCanaryWeights(0, 100));
     // Once a call lands on v2 after the change, the next 30 must all go there. The proxy takes
     // the new config from its apiserver watch, or from the volume the kubelet projects up to
     // syncFrequency (default 1m) plus jitter after the change.
