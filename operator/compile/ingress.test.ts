@@ -268,7 +268,7 @@ describe('Weft gateway: routing table and status', () => {
       services: services(),
     });
     const svc = { spec: { clusterIP: '10.96.5.5', ports: [{ port: 80, nodePort: 30080 }] } };
-    const pending = gatewayStatus(gw, c, { service: svc, deployment: { status: {} } }, undefined);
+    const pending = gatewayStatus(gw, c, { service: svc, deployment: { status: {} } });
     assert.equal(cond(pending.conditions!, 'Accepted')?.status, 'True');
     assert.equal(cond(pending.conditions!, 'Programmed')?.reason, 'Pending');
     assert.deepEqual(pending.addresses, [{ type: 'IPAddress', value: '10.96.5.5' }]);
@@ -283,15 +283,15 @@ describe('Weft gateway: routing table and status', () => {
     const prog = ready.conditions!.find((x) => x.type === 'Programmed')!;
     assert.equal(prog.status, 'True');
     assert.match(prog.message, /80 → node port 30080/);
-    const lb = gatewayStatus(
-      gw,
-      c,
-      { service: { ...svc, status: { loadBalancer: { ingress: [{ ip: '192.0.2.7' }] } } } },
-      undefined,
-    );
+    const lb = gatewayStatus(gw, c, {
+      service: { ...svc, status: { loadBalancer: { ingress: [{ ip: '192.0.2.7' }] } } },
+    });
     assert.deepEqual(lb.addresses, [{ type: 'IPAddress', value: '192.0.2.7' }]);
-    const refused = gatewayStatus(gw, c, {}, 'metadata.name: too long');
+    const refused = gatewayStatus(gw, c, {}, { accepted: 'metadata.name: too long' });
     assert.equal(cond(refused.conditions!, 'Accepted')?.status, 'False');
     assert.equal(cond(refused.conditions!, 'Programmed')?.status, 'False');
+    const inTheWay = gatewayStatus(gw, c, {}, { programmed: 'ConfigMap shop/edge-weft-gateway exists' });
+    assert.equal(cond(inTheWay.conditions!, 'Accepted')?.status, 'True');
+    assert.equal(cond(inTheWay.conditions!, 'Programmed')?.reason, 'Invalid');
   });
 });

@@ -8,6 +8,7 @@
 import { type Mesh, PROXY } from '../../api/index.ts';
 import { type KubeClient, type KubeObject, RESOURCES, type ResourceType } from '../../kube/client.ts';
 import { type ConditionInput, mergeConditions, sameConditions } from '../../kube/conditions.ts';
+import { isNotFound } from '../../kube/errors.ts';
 import type { KeyReconciler } from '../../kube/manager.ts';
 import { COMMANDS } from '../../webhook/constants.ts';
 import { proxyContainer, proxyVolumes } from '../../webhook/inject.ts';
@@ -142,9 +143,11 @@ export function gatewayStatus(
   gw: GatewayObj,
   compiled: IngressCompiled,
   applied: Applied,
-  error: string | undefined,
+  /** Why the Gateway is refused (`accepted`) or cannot be run (`programmed`), beyond `compiled`. */
+  problem: { accepted?: string; programmed?: string } = {},
   now?: () => Date,
 ): NonNullable<GatewayObj['status']> {
+  const error = problem.accepted;
   const gen = gw.metadata.generation;
   const lb = applied.service?.status?.loadBalancer?.ingress ?? [];
   const addresses = [
@@ -172,19 +175,21 @@ export function gatewayStatus(
   const programmed: ConditionInput =
     accepted.status === 'False'
       ? { type: 'Programmed', status: 'False', reason: 'Invalid', message: 'The Gateway is not accepted' }
-      : ready
-        ? {
-            type: 'Programmed',
-            status: 'True',
-            reason: 'Programmed',
-            message: `The gateway proxy is ready${nodePorts.length ? ` (${nodePorts.join(', ')})` : ''}`,
-          }
-        : {
-            type: 'Programmed',
-            status: 'False',
-            reason: 'Pending',
-            message: `Waiting for a ready replica of Deployment ${workloadName(gw.metadata.name)}`,
-          };
+      : problem.programmed
+        ? { type: 'Programmed', status: 'False', reason: 'Invalid', message: problem.programmed }
+        : ready
+          ? {
+              type: 'Programmed',
+              status: 'True',
+              reason: 'Programmed',
+              message: `The gateway proxy is ready${nodePorts.length ? ` (${nodePorts.join(', ')})` : ''}`,
+            }
+          : {
+              type: 'Programmed',
+              status: 'False',
+              reason: 'Pending',
+              message: `Waiting for a ready replica of Deployment ${workloadName(gw.metadata.name)}`,
+            };
   const prevListeners = new Map((gw.status?.listeners ?? []).map((l) => [l.name, l]));
   return {
     conditions: mergeConditions(gw.status?.conditions, [accepted, programmed], gen, now),
@@ -252,6 +257,28 @@ export function gatewayClassReconciler(d: {
   };
 }
 
+/** The first object that exists without this Gateway (uid) as its controller, as a message. */
+async function firstForeign(
+  client: KubeClient,
+  objects: { type: ResourceType; obj: KubeObject }[],
+  uid: string,
+): Promise<string | undefined> {
+  for (const { type, obj } of objects) {
+    const { name, namespace } = obj.metadata;
+    let current: KubeObject;
+    try {
+      current = await client.get<KubeObject>(type, name, namespace);
+    } catch (e) {
+      if (isNotFound(e)) continue;
+      throw e;
+    }
+    const owner = current.metadata.ownerReferences?.find((r) => r.controller);
+    if (owner?.uid !== uid)
+      return `${type.kind} ${namespace}/${name} exists and is not this Gateway's (${owner ? `controlled by ${owner.kind} ${owner.name}` : 'no controller'}): delete or rename it, or rename the Gateway`;
+  }
+  return undefined;
+}
+
 export function gatewayReconciler(d: IngressDeps): KeyReconciler {
   return async (key) => {
     const found = compileWeftGateway(d, key);
@@ -259,14 +286,22 @@ export function gatewayReconciler(d: IngressDeps): KeyReconciler {
     const { gw, compiled } = found;
     const workload = compiled.accepted.ok ? gatewayWorkload(gw, compiled, d.mesh()?.spec) : undefined;
     const applied: Applied = {};
-    if (workload && 'objects' in workload)
+    // Never take over an object of the same name that is not this Gateway's (someone else's
+    // ConfigMap or Deployment): nothing is applied and the Gateway says which object is in the way.
+    const foreign =
+      workload && 'objects' in workload
+        ? await firstForeign(d.client, workload.objects, gw.metadata.uid ?? '')
+        : undefined;
+    if (workload && 'objects' in workload && !foreign)
       for (const { type, obj } of workload.objects) {
         const out = await d.client.apply<KubeObject & Applied['service'] & Applied['deployment']>(type, obj);
         if (type.kind === 'Service') applied.service = out;
         if (type.kind === 'Deployment') applied.deployment = out;
       }
-    const error = workload && 'error' in workload ? workload.error : undefined;
-    const status = gatewayStatus(gw, compiled, applied, error);
+    const status = gatewayStatus(gw, compiled, applied, {
+      accepted: workload && 'error' in workload ? workload.error : undefined,
+      programmed: foreign,
+    });
     const same =
       sameConditions(gw.status?.conditions, status.conditions) &&
       JSON.stringify(gw.status?.addresses ?? []) === JSON.stringify(status.addresses) &&

@@ -226,4 +226,41 @@ describe('Weft gateway on a real apiserver', () => {
     const g = await client.get<GatewayK>(GW, 'theirs', 'edge');
     assert.equal(g.status?.listeners, undefined);
   });
+
+  test('an object of the same name that the Gateway does not own is never taken over: the Gateway says so', async () => {
+    // Someone else's ConfigMap where the Gateway's routing table would go.
+    await client.create(
+      RESOURCES.configMaps,
+      obj(RESOURCES.configMaps, { name: 'taken-weft-gateway', namespace: 'edge' }, { data: { mine: 'yes' } }),
+    );
+    const GW = GATEWAY_RESOURCES.gateways;
+    await client.create(
+      GW,
+      obj(
+        GW,
+        { name: 'taken', namespace: 'edge' },
+        { spec: { gatewayClassName: 'weft', listeners: [{ name: 'http', port: 80, protocol: 'HTTP' }] } },
+      ),
+    );
+    const g = await waitFor('Gateway taken: not programmed, naming the object', async () => {
+      const o = await client.get<GatewayK>(GW, 'taken', 'edge');
+      const p = cond(o.status?.conditions, 'Programmed');
+      return p?.reason === 'Invalid' ? o : undefined;
+    });
+    assert.match(
+      cond(g.status?.conditions, 'Programmed')!.message,
+      /ConfigMap edge\/taken-weft-gateway exists and is not this Gateway's/,
+    );
+    const cm = await client.get<KubeObject & { data?: Record<string, string> }>(
+      RESOURCES.configMaps,
+      'taken-weft-gateway',
+      'edge',
+    );
+    assert.deepEqual(cm.data, { mine: 'yes' }, 'the ConfigMap is untouched');
+    assert.equal(cm.metadata.ownerReferences, undefined);
+    await assert.rejects(
+      client.get(RESOURCES.deployments, 'taken-weft-gateway', 'edge'),
+      'nothing else is created',
+    );
+  });
 });
