@@ -180,6 +180,58 @@ describe('Weft gateway: routing table and status', () => {
     );
   });
 
+  test('a gateway route acts for every client: a backend in another namespace needs a ReferenceGrant; Selector admits labelled namespaces', () => {
+    const gw = gateway([
+      {
+        name: 'web',
+        port: 80,
+        protocol: 'HTTP',
+        allowedRoutes: { namespaces: { from: 'Selector', selector: { matchLabels: { edge: 'yes' } } } },
+      },
+    ]);
+    const cross = (ns: string) =>
+      http(ns, 'cross', {
+        parentRefs: [gwParent({ namespace: 'shop' })],
+        rules: [{ backendRefs: [{ ...to('other'), namespace: 'lib' }] }],
+      });
+    const labels = (ns: string) => (ns === 'web' ? { edge: 'yes' } : undefined);
+    const c = compileIngress({
+      gateway: gw,
+      httpRoutes: [cross('web'), cross('other')],
+      services: services(),
+      namespaceLabels: labels,
+    });
+    const web = c.routeParents.get('HTTPRoute/web/cross')![0]!;
+    assert.equal(web.accepted.ok, true, 'namespace web has the label the selector asks');
+    assert.match(JSON.stringify(web.resolvedRefs), /RefNotPermitted/);
+    assert.equal(
+      c.config.ports[0]!.hosts[0]!.routes[0]!.directResponse?.status,
+      500,
+      'an unresolved backend gets 500, as in the mesh',
+    );
+    assert.match(
+      JSON.stringify(c.routeParents.get('HTTPRoute/other/cross')![0]!.accepted),
+      /NotAllowedByListeners/,
+    );
+    const granted = compileIngress({
+      gateway: gw,
+      httpRoutes: [cross('web')],
+      services: services(),
+      namespaceLabels: labels,
+      referenceGrants: [
+        {
+          metadata: { name: 'g', namespace: 'lib' },
+          spec: {
+            from: [{ group: GATEWAY_GROUP, kind: 'HTTPRoute', namespace: 'web' }],
+            to: [{ group: '', kind: 'Service' }],
+          },
+        },
+      ],
+    });
+    assert.equal(granted.routeParents.get('HTTPRoute/web/cross')![0]!.resolvedRefs.ok, true);
+    assert.equal(granted.config.ports[0]!.hosts[0]!.routes[0]!.backends[0]!.service, 'lib/other');
+  });
+
   test('HTTPS listeners are refused (not yet), conflicts are reported, the valid listeners still serve', () => {
     const gw = gateway([
       { name: 'web', port: 80, protocol: 'HTTP' },
