@@ -40,6 +40,12 @@ export interface Limits {
   /** With no client bytes after this, the upstream connection is opened so a server-first protocol is not delayed. */
   serverFirstGraceMs: number;
   maxConnectionsPerEndpoint: number;
+  /**
+   * Time for a TCP connection to an upstream to open: an endpoint whose pod is gone drops SYNs,
+   * and the kernel would retry them for over a minute. The try then fails as a connect failure
+   * (retried once on another endpoint: nothing was sent).
+   */
+  connectTimeoutMs: number;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -51,6 +57,7 @@ export const DEFAULT_LIMITS: Limits = {
   handshakeTimeoutMs: 10_000,
   serverFirstGraceMs: 50,
   maxConnectionsPerEndpoint: 1024,
+  connectTimeoutMs: 1_000,
 };
 
 /** Who the proxy serves: this pod. */

@@ -100,6 +100,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     {
       maxConnectionsPerEndpoint: limits.maxConnectionsPerEndpoint,
       idleTimeoutMs: limits.idleTimeoutMs,
+      connectTimeoutMs: limits.connectTimeoutMs,
     },
     {
       secured: (peer, version) =>

@@ -72,6 +72,19 @@ describe('attempts', () => {
     assert.equal(post.settle(post.pick()!, stale, true), 'stop');
   });
 
+  it('a connection that never opened is tried once on another endpoint, whatever the policy and the method', () => {
+    const refused = { failure: 'connect-failure', stale: false } as const;
+    const { tries, excluded } = driver(['a', 'b', 'c'], { method: 'POST' });
+    assert.equal(tries.settle(tries.pick()!, refused, true), 'resend');
+    const second = tries.pick()!;
+    assert.deepEqual(excluded[1], ['a'], 'the endpoint that failed to connect is avoided');
+    assert.equal(tries.settle(second, refused, true), 'stop', 'once per request');
+    const single = driver(['a']).tries;
+    assert.equal(single.settle(single.pick()!, refused, true), 'stop', 'no other endpoint to try');
+    const begun = driver(['a', 'b']).tries;
+    assert.equal(begun.settle(begun.pick()!, refused, false), 'stop', 'a body already begun');
+  });
+
   it('the budget has the last word on a retry the policy wants', () => {
     let spent = 0;
     const { tries } = driver(['a', 'b'], {

@@ -78,6 +78,7 @@ export class Attempts<T> {
   readonly #tried = new Set<string>();
   #tryNo = 1;
   #resent = false;
+  #reconnected = false;
   #deadline: NodeJS.Timeout | undefined;
 
   constructor(policy: AttemptsPolicy, source: TrySource<T>) {
@@ -135,6 +136,20 @@ export class Attempts<T> {
       // Not the endpoint's fault and not a policy retry: the same try on a fresh connection.
       this.#resent = true;
       this.#tried.delete(t.key);
+      return 'resend';
+    }
+    if (
+      'failure' in o &&
+      o.failure === 'connect-failure' &&
+      !o.stale &&
+      !this.#reconnected &&
+      canReplay &&
+      this.#source.size() > 1
+    ) {
+      // The connection never opened, so nothing was sent: safe for any method. Once per request,
+      // on another target (the failed one stays in `tried`), whatever the retry policy says; an
+      // endpoint whose pod just went away costs one connect, not the request.
+      this.#reconnected = true;
       return 'resend';
     }
     const retries = this.#policy.retries;

@@ -357,6 +357,25 @@ describe('routing and resilience in network namespaces', { timeout: 300_000 }, (
     assert.equal(stats.endpoints.find((e) => e.endpoint === `${ROUTER}:8089`)?.ejected, true);
   });
 
+  it('an endpoint that never answers a connect (its pod gone) costs one connect timeout, then another endpoint serves', async () => {
+    // A pod deleted from under its callers: SYNs go unanswered (here the router drops them), and
+    // without a connect timeout the request waited for the kernel's SYN retries (over a minute).
+    // No route retry policy: a connection that never opened sent nothing, so it is safe to try
+    // another endpoint once.
+    await topo.ip(topo.router, 'iptables', '-I', 'INPUT', '-p', 'tcp', '--dport', '8091', '-j', 'DROP');
+    try {
+      const c = config([route({ loadBalancer: { type: 'ROUND_ROBIN' } })]);
+      const web = c.services.find((s) => s.name === 'web')!;
+      web.endpoints = [web.endpoints[0]!, { ...endpoint(ROUTER, 8091), meshed: false }];
+      await apply(c);
+      const r = await get('/', { n: 6, timeoutMs: 20_000 });
+      assert.deepEqual(r.statuses, { 200: 6 }, JSON.stringify(r.first));
+      assert.deepEqual(r.backends, { s1: 6 });
+    } finally {
+      await topo.ip(topo.router, 'iptables', '-D', 'INPUT', '-p', 'tcp', '--dport', '8091', '-j', 'DROP');
+    }
+  });
+
   it('outlier ejection: an endpoint with consecutive 5xx stops receiving traffic', async () => {
     await apply(
       config([
