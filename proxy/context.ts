@@ -5,7 +5,7 @@
 // one ProxyCore per proxy; listen/, tcp/ and http/ take it as their first argument.
 import type HttpTypes from 'node:http';
 import type net from 'node:net';
-import { SIDECAR_HEADERS } from '../api/index.ts';
+import { SIDECAR_HEADERS } from '../api/constants.ts';
 import type { AppProtocols } from './appproto.ts';
 import type { Authorize } from './authz/matcher.ts';
 import type { Now, Random } from './clock.ts';

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { normalizeTarget, PATH_NORMALIZATIONS, type PathNormalization } from './pathnorm.ts';
+import { PATH_NORMALIZATIONS } from '../api/index.ts';
+import { normalizeTarget, type PathNormalization } from './pathnorm.ts';
 
 type Row = [input: string, none: string, base: string, merge: string, decode: string];
 const BAD = '400';

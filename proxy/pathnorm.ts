@@ -21,7 +21,8 @@
 
 import type { PathNormalization } from '../api/index.ts';
 
-export { PATH_NORMALIZATIONS, type PathNormalization } from '../api/index.ts';
+// Type only: a value re-exported from api/index.ts would make the sidecar load ajv and every schema.
+export type { PathNormalization } from '../api/index.ts';
 export const DEFAULT_PATH_NORMALIZATION: PathNormalization = 'BASE';
 
 export type NormalizedTarget = { ok: true; target: string } | { ok: false; reason: string };

@@ -4,6 +4,8 @@
 // validators (a bad config is kept out, naming the field), node:http2 and node:tls loaded on first
 // use (gRPC; mutual TLS between the sidecars), the HTTP fast path and opaque TCP.
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { buildDist } from '../../hack/build-dist.ts';
 import { endpoint, proxyConfig, service } from '../../proxy/testdata.ts';
@@ -12,6 +14,7 @@ import { type Agent, eventually, metricLines, type Pod, Topology } from './netns
 
 const topo = new Topology();
 let agent: Agent;
+let distDir = '';
 let client: Pod;
 let server: Pod;
 
@@ -48,6 +51,7 @@ async function metrics(ip: string): Promise<string> {
 describe('the bundled sidecar (dist/weft.js proxy)', { timeout: 180_000 }, () => {
   before(async () => {
     const dist = await buildDist();
+    distDir = dist.outdir;
     topo.proxyCommand = [dist.entry, 'proxy'];
     await topo.create();
     client = await topo.addPod('client');
@@ -72,6 +76,33 @@ describe('the bundled sidecar (dist/weft.js proxy)', { timeout: 180_000 }, () =>
     const log = topo.logs.get('proxy-client')!.join('');
     assert.match(log, /weft-proxy started/);
     assert.doesNotMatch(log, /WEFT_NATIVE_UNAVAILABLE/);
+  });
+
+  it('weft proxy does not evaluate ajv or the API schemas at start (gateway mode loads them when it validates)', () => {
+    // Every chunk an ES module imports statically is evaluated when it loads: the chunks of
+    // `weft proxy` are its command chunk and what that imports, transitively (not import()).
+    const code = (f: string) => readFileSync(join(distDir, f), 'utf8');
+    const chunks = readdirSync(distDir).filter((f) => f.endsWith('.js'));
+    const proxyChunk = chunks.find((f) => /function startSidecar\(/.test(code(f)));
+    assert.ok(proxyChunk, `a chunk defines startSidecar: ${chunks.join(' ')}`);
+    const loaded = new Set<string>();
+    const visit = (f: string) => {
+      if (loaded.has(f)) return;
+      loaded.add(f);
+      for (const m of code(f).matchAll(
+        /\b(?:import|export)\s*(?:\{[^}]*\}\s*from\s*)?["']\.\/([\w.-]+\.js)["']/g,
+      ))
+        visit(m[1]!);
+    };
+    visit(proxyChunk);
+    // ajv's constructor, as esbuild wraps the CommonJS package, and a TypeBox schema builder.
+    const ajv = /\brequire_ajv\b/;
+    assert.ok(
+      chunks.some((f) => ajv.test(code(f))),
+      'ajv is in the bundle (gateway mode, operator)',
+    );
+    const eager = [...loaded].filter((f) => ajv.test(code(f)));
+    assert.deepEqual(eager, [], `chunks loaded by weft proxy at start: ${[...loaded].join(' ')}`);
   });
 
   it('HTTP/1.1 to a Service VIP through both sidecars, over mutual TLS 1.3', async () => {
