@@ -54,6 +54,7 @@ export function inboundFastPath(d: InboundDeps) {
     handoff: (buffered: Buffer) => void,
   ): void {
     const dst = { workload: d.identity.workload, namespace: d.identity.namespace, service: `${conn.port}` };
+    const target = local(conn.port);
     const loop: ConnDeps<number> = {
       ...connDeps(d, 'inbound', onHead, handoff),
       decide(head): Decision<number> {
@@ -99,7 +100,7 @@ export function inboundFastPath(d: InboundDeps) {
           strip: SIDECAR_STRIP,
           responseHeaders,
           delayMs: 0,
-          tries: new Attempts({ method, retries: undefined, timeoutMs: 0, now: d.now }, local(conn.port)),
+          tries: new Attempts({ method, retries: undefined, timeoutMs: 0, now: d.now }, target),
           upstream,
           service: 'local app',
           failureReply: localFailure,

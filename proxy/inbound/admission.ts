@@ -26,7 +26,7 @@ export interface InboundHttp {
 /** The authorization request for a connection (opaque TCP) or one HTTP request on it. */
 export function authzRequest(conn: InboundConn, http?: InboundHttp): AuthzRequest {
   return {
-    principal: conn.peer?.replace(/^spiffe:\/\//, ''),
+    principal: conn.peer === undefined ? undefined : principalOf(conn.peer),
     sourceIp: conn.sourceIp ?? '',
     port: conn.port,
     ...(http
@@ -35,9 +35,31 @@ export function authzRequest(conn: InboundConn, http?: InboundHttp): AuthzReques
   };
 }
 
+/**
+ * The last SPIFFE ID seen and what was read from it: a connection's peer is the same for each of
+ * its requests, so the regular expressions run once per peer, not per request (mTLS).
+ */
+let lastId: string | undefined;
+let lastNamespace: string | undefined;
+let lastPrincipal = '';
+
+function readSpiffe(id: string): void {
+  if (id === lastId) return;
+  lastId = id;
+  lastNamespace = /\/ns\/([^/]+)\/sa\//.exec(id)?.[1];
+  lastPrincipal = id.replace(/^spiffe:\/\//, '');
+}
+
+/** The principal of a SPIFFE ID as policies name it: the ID without `spiffe://`. */
+function principalOf(id: string): string {
+  readSpiffe(id);
+  return lastPrincipal;
+}
+
 /** The namespace in a SPIFFE ID spiffe://<td>/ns/<ns>/sa/<sa>. */
 export function namespaceOfSpiffe(id: string): string | undefined {
-  return /\/ns\/([^/]+)\/sa\//.exec(id)?.[1];
+  readSpiffe(id);
+  return lastNamespace;
 }
 
 /**

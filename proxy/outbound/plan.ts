@@ -113,6 +113,16 @@ export function maxActiveOf(route: CompiledRoute): number {
   );
 }
 
+/** Shared by every plan without mirrors or header edits (never written to). */
+const NONE: never[] = [];
+
+/** The rule's edits then the backend's; a new array only when both have some. */
+function joined(a: HeaderEdits[] | undefined, b: HeaderEdits[] | undefined): HeaderEdits[] {
+  if (!a || a.length === 0) return b ?? NONE;
+  if (!b || b.length === 0) return a;
+  return [...a, ...b];
+}
+
 export function planOutbound(
   t: RoutingTable | undefined,
   req: OutboundRequest,
@@ -151,19 +161,28 @@ export function planOutbound(
     if (fault?.delay && state.random() * 100 < fault.delay.percentage) delayMs = fault.delay.fixedDelayMs;
   }
   const path = req.http?.path ?? '/';
-  const head = { scheme: 'http' as const, authority: req.authority, path, port: target.port.port };
-  const url = applyUrlFilters(head, route.filters?.redirect, route.filters?.rewrite);
-  if (url.kind === 'redirect' && req.http)
+  // Most routes have no URL filter: no head or outcome is built for them (per request).
+  const url =
+    route.filters?.redirect || route.filters?.rewrite
+      ? applyUrlFilters(
+          { scheme: 'http', authority: req.authority, path, port: target.port.port },
+          route.filters.redirect,
+          route.filters.rewrite,
+        )
+      : undefined;
+  if (url?.kind === 'redirect' && req.http)
     return { kind: 'redirect', status: url.status, location: url.location, target, route };
   const backend = pickBackend(route, state.random);
   if (!backend)
     return refuse(503, 'WEFT_NO_ENDPOINTS', `route ${route.name} has no backend with weight`, target);
   if (backend.unresolved !== undefined)
     return refuse(500, 'WEFT_NO_ROUTE', `route ${route.name}: ${backend.unresolved}`, target);
-  const mirrors: ServiceTarget[] = [];
-  if (req.http)
+  let mirrors: ServiceTarget[] = NONE;
+  if (req.http && route.mirrors.length > 0) {
+    mirrors = [];
     for (const m of route.mirrors) if (state.random() * 100 < m.percentage) mirrors.push(m.target);
-  const forwarded = url.kind === 'forward' ? url : undefined;
+  }
+  const forwarded = url?.kind === 'forward' ? url : undefined;
   return {
     kind: 'forward',
     target,
@@ -175,8 +194,8 @@ export function planOutbound(
     authority: forwarded?.authority ?? req.authority,
     path: forwarded?.path ?? path,
     rewritten: forwarded?.rewritten ?? false,
-    requestHeaders: [...(route.filters?.request ?? []), ...(backend.filters?.request ?? [])],
-    responseHeaders: [...(route.filters?.response ?? []), ...(backend.filters?.response ?? [])],
+    requestHeaders: joined(route.filters?.request, backend.filters?.request),
+    responseHeaders: joined(route.filters?.response, backend.filters?.response),
     mirrors,
     timeoutMs: route.timeoutMs,
     perTryTimeoutMs: route.perTryTimeoutMs,

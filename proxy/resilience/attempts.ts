@@ -67,6 +67,9 @@ export function failureReply(kind: TryFailureKind): { status: number; code: Prox
   return { status: 502, code: 'WEFT_UPSTREAM_RESET' };
 }
 
+/** What `pick` is given before anything was excluded (never written to). */
+const NOTHING_TRIED: ReadonlySet<string> = new Set();
+
 export class Attempts<T> {
   readonly maxTries: number;
   readonly timeoutMs: number;
@@ -75,7 +78,8 @@ export class Attempts<T> {
   expired = false;
   readonly #policy: AttemptsPolicy;
   readonly #source: TrySource<T>;
-  readonly #tried = new Set<string>();
+  /** Keys of the targets tried; created at the first try of a source with more than one target. */
+  #tried: Set<string> | undefined;
   #tryNo = 1;
   #resent = false;
   #reconnected = false;
@@ -105,11 +109,16 @@ export class Attempts<T> {
 
   /** The target of the next try (in flight from now), or undefined when there is none. */
   pick(): Try<T> | undefined {
-    const p = this.#source.pick(this.#tried);
+    const p = this.#source.pick(this.#tried ?? NOTHING_TRIED);
     if (!p) return undefined;
-    this.#tried.add(p.key);
-    // Once every target was tried, allow them again (a retry may still hit a recovered one).
-    if (this.#tried.size >= this.#source.size()) this.#tried.clear();
+    // Once every target was tried, allow them again (a retry may still hit a recovered one): with
+    // one target, none is ever left excluded and no set is needed.
+    const targets = this.#source.size();
+    if (targets > 1) {
+      this.#tried ??= new Set();
+      this.#tried.add(p.key);
+      if (this.#tried.size >= targets) this.#tried.clear();
+    }
     this.#source.begin?.(p.target);
     return { target: p.target, key: p.key, started: this.#policy.now(), ended: false };
   }
@@ -135,7 +144,7 @@ export class Attempts<T> {
     if ('failure' in o && o.stale && resendsStale(this.#policy.method, canReplay, this.#resent)) {
       // Not the endpoint's fault and not a policy retry: the same try on a fresh connection.
       this.#resent = true;
-      this.#tried.delete(t.key);
+      this.#tried?.delete(t.key);
       return 'resend';
     }
     if (
