@@ -12,6 +12,7 @@
 //   npm run conformance                                   # MESH-HTTP and MESH-GRPC
 //   npm run conformance -- --profiles GATEWAY-HTTP        # another profile (the suite's names)
 //   npm run conformance -- --run-test MeshBasic --failures /tmp/failures.md --log /tmp/suite.log
+//   npm run conformance -- --suite-arg -timeout-config-overrides=RouteMustHaveParents:10   # any flag of the suite
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import {
   createWriteStream,
@@ -48,11 +49,16 @@ export const DEFAULT_PROFILES: Profile[] = ['MESH-HTTP', 'MESH-GRPC'];
 
 /**
  * The features Weft tells the suite it supports, per profile (the profile's core features are
- * implied). Every extended mesh feature of the suite: docs/gateway-api.md ("Conformance") lists
- * the tests that do not pass yet, with their reasons.
+ * implied). Every extended mesh feature of the suite, and the two HTTPRoute features some mesh
+ * tests need beside them (MeshConsumerRoute, MeshFrontend, MeshFrontendHostname and MeshPorts
+ * check a ResponseHeaderModifier; MeshPorts a parentRef port): a test whose features are not all
+ * declared is not run at all. docs/gateway-api.md ("Conformance") lists the tests that do not
+ * pass yet, with their reasons.
  */
 export const SUPPORTED_FEATURES: Record<Profile, string[]> = {
   'MESH-HTTP': [
+    'HTTPRouteParentRefPort',
+    'HTTPRouteResponseHeaderModification',
     'MeshClusterIPMatching',
     'MeshConsumerRoute',
     'MeshHTTPRouteBackendRequestHeaderModification',
@@ -87,6 +93,8 @@ export interface ConformanceOptions {
   runTest?: string;
   /** Keep the suite's whole output there. */
   logFile?: string;
+  /** More flags of the suite, e.g. -timeout-config-overrides=RouteMustHaveParents:10, -skip-tests=… */
+  extraArgs?: string[];
   log?: (line: string) => void;
 }
 
@@ -132,13 +140,13 @@ export function parseArgs(argv: string[]): ConformanceOptions & { failuresFile?:
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
     const value = argv[i + 1];
-    if (!['--profiles', '--report', '--run-test', '--log', '--failures'].includes(flag)) {
+    if (!['--profiles', '--report', '--run-test', '--log', '--failures', '--suite-arg'].includes(flag)) {
       throw new ConformanceError(
         'WEFT_CONFORMANCE_SETTING',
-        `unknown argument "${flag}"; use --profiles, --report, --run-test, --log or --failures`,
+        `unknown argument "${flag}"; use --profiles, --report, --run-test, --log, --failures or --suite-arg`,
       );
     }
-    if (value === undefined || value.startsWith('--'))
+    if (value === undefined || (value.startsWith('--') && flag !== '--suite-arg'))
       throw new ConformanceError('WEFT_CONFORMANCE_SETTING', `${flag} needs a value`);
     i++;
     if (flag === '--profiles') {
@@ -154,6 +162,7 @@ export function parseArgs(argv: string[]): ConformanceOptions & { failuresFile?:
     } else if (flag === '--report') o.report = value;
     else if (flag === '--run-test') o.runTest = value;
     else if (flag === '--log') o.logFile = value;
+    else if (flag === '--suite-arg') o.extraArgs = [...(o.extraArgs ?? []), value];
     else o.failuresFile = value;
   }
   return o;
@@ -370,7 +379,7 @@ export async function runConformance(o: ConformanceOptions = {}): Promise<Confor
       );
     }
     mkdirSync(dirname(reportPath), { recursive: true });
-    const args = suiteArgs(profiles, reportPath, o.runTest);
+    const args = [...suiteArgs(profiles, reportPath, o.runTest), ...(o.extraArgs ?? [])];
     log(`[conformance] ${bin} ${args.join(' ')}`);
     const t1 = Date.now();
     const { code, output } = await runSuite(bin, args, kubeconfig, o);
