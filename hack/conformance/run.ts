@@ -245,9 +245,14 @@ export function failuresMarkdown(run: ConformanceRun): string {
 }
 
 /** Runs the suite's binary, streaming its progress to `log`; resolves with its exit code and output. */
-function runSuite(bin: string, args: string[], kubeconfig: string, o: ConformanceOptions) {
-  const log = o.log ?? (() => {});
-  const file = o.logFile ? createWriteStream(o.logFile) : undefined;
+function runSuite(
+  bin: string,
+  args: string[],
+  kubeconfig: string,
+  log: (l: string) => void,
+  logFile?: string,
+) {
+  const file = logFile ? createWriteStream(logFile) : undefined;
   const child: ChildProcess = spawn(bin, args, {
     env: { ...process.env, KUBECONFIG: kubeconfig },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -382,7 +387,7 @@ export async function runConformance(o: ConformanceOptions = {}): Promise<Confor
     const args = [...suiteArgs(profiles, reportPath, o.runTest), ...(o.extraArgs ?? [])];
     log(`[conformance] ${bin} ${args.join(' ')}`);
     const t1 = Date.now();
-    const { code, output } = await runSuite(bin, args, kubeconfig, o);
+    const { code, output } = await runSuite(bin, args, kubeconfig, log, o.logFile);
     log(`[conformance] the suite ran in ${Date.now() - t1} ms (exit ${code})`);
     if (!existsSync(reportPath)) {
       throw new ConformanceError(
