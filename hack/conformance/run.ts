@@ -49,14 +49,17 @@ export const DEFAULT_PROFILES: Profile[] = ['MESH-HTTP', 'MESH-GRPC'];
 
 /**
  * The features Weft tells the suite it supports, per profile (the profile's core features are
- * implied). Every extended mesh feature of the suite, and the two HTTPRoute features some mesh
- * tests need beside them (MeshConsumerRoute, MeshFrontend, MeshFrontendHostname and MeshPorts
- * check a ResponseHeaderModifier; MeshPorts a parentRef port): a test whose features are not all
- * declared is not run at all. docs/gateway-api.md ("Conformance") lists the tests that do not
+ * implied). Every extended mesh feature of the suite, and the HTTPRoute features some mesh tests
+ * need beside them (MeshConsumerRoute, MeshFrontend, MeshFrontendHostname and MeshPorts check a
+ * ResponseHeaderModifier; MeshPorts a parentRef port; MeshHTTPRoute303/307/308Redirect those
+ * status codes): a test whose features are not all declared is not run at all. docs/gateway-api.md ("Conformance") lists the tests that do not
  * pass yet, with their reasons.
  */
 export const SUPPORTED_FEATURES: Record<Profile, string[]> = {
   'MESH-HTTP': [
+    'HTTPRoute303RedirectStatusCode',
+    'HTTPRoute307RedirectStatusCode',
+    'HTTPRoute308RedirectStatusCode',
     'HTTPRouteParentRefPort',
     'HTTPRouteResponseHeaderModification',
     'MeshClusterIPMatching',
