@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { eventually } from '../test/support/eventually.ts';
 import { WEBHOOK_NAMES } from '../webhook/manifests.ts';
+import { applyGatewayApiCrds, GATEWAY_API_VERSION } from './gateway-api.ts';
 
 const root = join(import.meta.dirname, '..');
 export const WEFT_NAMESPACE = 'weft-system';
@@ -30,6 +31,8 @@ export function buildImages(): void {
 export interface InstallOptions {
   kubeconfig: string;
   kubectl: string;
+  /** Apply the Gateway API CRDs (hack/gateway-api.ts) before the chart; default true. */
+  gatewayApi?: boolean;
   /** `--set` values, e.g. { 'operator.replicas': '1' }. */
   set?: Record<string, string>;
   log?: (line: string) => void;
@@ -40,9 +43,23 @@ export interface InstallOptions {
  * has written its CA into the webhook configurations: from then on the apiserver calls it
  * through its Service, and pods of labelled namespaces get the sidecar.
  */
-export async function installWeft(o: InstallOptions): Promise<void> {
+export async function installWeft(o: InstallOptions): Promise<{ gatewayApiApplied: boolean }> {
   const log = o.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const set = Object.entries(o.set ?? {}).flatMap(([k, v]) => ['--set', `${k}=${v}`]);
+  let gatewayApiApplied = false;
+  if (o.gatewayApi !== false) {
+    gatewayApiApplied = applyGatewayApiCrds((...args) =>
+      execFileSync(o.kubectl, ['--kubeconfig', o.kubeconfig, ...args], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'inherit'],
+      }),
+    );
+    log(
+      gatewayApiApplied
+        ? `[install] Gateway API ${GATEWAY_API_VERSION} CRDs (standard channel) applied`
+        : '[install] Gateway API CRDs already installed: left as they are',
+    );
+  }
   const t0 = Date.now();
   execFileSync(
     helmBinary(),
@@ -80,6 +97,7 @@ export async function installWeft(o: InstallOptions): Promise<void> {
       { timeoutMs: 120_000, intervalMs: 500 },
     );
   }
+  return { gatewayApiApplied };
 }
 
 /**

@@ -182,6 +182,18 @@ describe('Gateway API route compiler', () => {
       true,
       'a consumer route needs no ReferenceGrant',
     );
+    // In a namespace that is not meshed, it is accepted but says it does nothing yet.
+    snap.httpRoutes.push(
+      http('plain', 'idle', {
+        parentRefs: [parent('reviews', 'shop')],
+        rules: [{ backendRefs: [to('reviews-v2', { namespace: 'shop' })] }],
+      }),
+    );
+    assert.match(
+      resultOf(snap, 'HTTPRoute/plain/idle').parents[0]!.accepted.message,
+      /namespace plain is not meshed/,
+    );
+    snap.httpRoutes.pop();
 
     // A producer route too: it replaces the split everywhere; "web" keeps its consumer route.
     snap.httpRoutes.push(

@@ -68,6 +68,8 @@ export interface GatewayInput {
   grpcRoutes?: readonly GRPCRouteObj[];
   referenceGrants?: readonly ReferenceGrantObj[];
   services: Map<string, ServiceObj>;
+  /** Meshed namespaces: a consumer route in another namespace has no client to act for. */
+  meshed?: ReadonlySet<string>;
   /** Bindings last programmed per route key, kept while its current spec is invalid. */
   lastGood?: Map<string, Binding[]>;
 }
@@ -177,9 +179,8 @@ function bindRoute(
       const backends = redirect
         ? { backends: [], problems: [] }
         : compileBackends(rule.backendRefs, match, c, `${field}.backendRefs`);
-      // Reported once per rule, not once per match.
-      if (mi === 0) problems.push(...filters.problems, ...backends.problems);
-      problems.push(...mp);
+      // The same problem in every match of a rule is reported once (summarize() dedupes).
+      problems.push(...filters.problems, ...backends.problems, ...mp);
       const r: Route = {
         name: `${kind}/${ns}/${name}/${ri}`,
         source: sortKeys({ kind, namespace: ns, name, rule: ri, ruleName: rule.name }),
@@ -266,8 +267,12 @@ export function compileGatewayRoutes(input: GatewayInput): GatewayCompiled {
       const { entries, problems } = bindRoute(route, kind, p.id, p.port, c);
       const unsupported = problems.filter((x) => x.reason === ROUTE_REASON.UnsupportedValue);
       const refs = problems.filter((x) => x.reason !== ROUTE_REASON.UnsupportedValue);
+      const idle =
+        p.consumer && input.meshed && !input.meshed.has(ns)
+          ? `; namespace ${ns} is not meshed, so it has no effect until it is`
+          : '';
       const who = p.consumer
-        ? `a consumer route: requests from namespace ${ns}`
+        ? `a consumer route: requests from namespace ${ns}${idle}`
         : 'a producer route: every client';
       const accepted =
         p.verdict ??

@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { WEFT_IMAGE } from '../../api/mesh.ts';
+import { removeGatewayApiCrds } from '../../hack/gateway-api.ts';
 import {
   buildImages,
   CALL_REVIEWS_BY_NAME,
@@ -33,6 +34,8 @@ import { eventually as poll } from '../support/eventually.ts';
 import { lockRealCluster } from '../support/real-cluster-lock.ts';
 
 const external = process.env.WEFT_TEST_KUBECONFIG;
+/** Whether the install applied the Gateway API CRDs (an external cluster gets them removed after). */
+let gatewayApiApplied = false;
 const isRoot = process.getuid?.() === 0;
 const pid = process.pid;
 const NS = 'weft-demo';
@@ -159,7 +162,7 @@ describe('the mesh, end to end on the real node, installed by Helm', {
       kubeconfig = node.kubeconfigPath;
       kubectlBin = node.kubectl;
     }
-    await installWeft({ kubeconfig, kubectl: kubectlBin, log });
+    gatewayApiApplied = (await installWeft({ kubeconfig, kubectl: kubectlBin, log })).gatewayApiApplied;
     kubectl('create', 'namespace', OUTSIDE);
     // The demo under a STRICT Mesh: sidecars accept only mutual TLS.
     kubectl(
@@ -196,6 +199,7 @@ describe('the mesh, end to end on the real node, installed by Helm', {
         ])
           kubectl(...args);
         execFileSync(helmBinary(), ['--kubeconfig', kubeconfig, 'uninstall', 'weft', '-n', WEFT_NAMESPACE]);
+        if (gatewayApiApplied) removeGatewayApiCrds(kubectl);
       }
       if (node) {
         const report = await node.stop();
