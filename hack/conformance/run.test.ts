@@ -2,7 +2,7 @@
 // the suite's `go test -v` output, the summary of a report.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { failuresOf, parseArgs, suiteArgs, summary } from './run.ts';
+import { failuresOf, outcomesOf, parseArgs, suiteArgs, summary } from './run.ts';
 
 describe('npm run conformance', () => {
   it('takes profiles by the suite names and refuses others, naming the flag and the choices', () => {
@@ -59,6 +59,19 @@ describe('npm run conformance', () => {
       'Messages:   \texpected v2 to answer',
     ]);
     assert.deepEqual(f.get('MeshPorts'), ['mesh-ports.go:50: no route Accepted']);
+    assert.deepEqual(
+      [
+        ...outcomesOf(
+          `${output}\n    --- PASS: TestConformance/MeshPorts/sub (1.00s)\n--- SKIP: TestConformance/UDPRoute (0.00s)`,
+        ),
+      ],
+      [
+        ['MeshBasic', 'PASS'],
+        ['MeshSplit', 'FAIL'],
+        ['MeshPorts', 'FAIL'],
+        ['UDPRoute', 'SKIP'],
+      ],
+    );
   });
 
   it('sums up a report per profile', () => {

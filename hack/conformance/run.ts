@@ -2,8 +2,8 @@
 // conformance, pinned in hack/conformance/go.mod) against Weft on the real one-node cluster.
 // It uses the cluster of `npm run cluster:up` when one runs from this checkout, else starts its
 // own (taking the real-cluster lock) and stops it at the end; builds and imports Weft's image
-// and the suite's echo images (hack/conformance/build.ts), applies the Gateway API CRDs
-// (standard channel, from the module cache) and installs Weft with Helm (hack/install.ts), then
+// and the suite's echo images (hack/conformance/build.ts), installs Weft with Helm and the
+// Gateway API CRDs (standard channel, from the module cache: hack/install.ts), then
 // runs the suite's test binary with the profiles asked for, Weft's supported features and the
 // injection label on the suite's namespaces (so their pods start meshed). It writes the suite's
 // own report (bench/results/gateway-conformance.yaml by default), prints one summary line per
@@ -19,7 +19,6 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
-  readdirSync,
   readFileSync,
   rmSync,
   writeFileSync,
@@ -31,17 +30,10 @@ import { load } from 'js-yaml';
 import { INJECT_LABEL } from '../../api/constants.ts';
 import { lockRealCluster } from '../../test/support/real-cluster-lock.ts';
 import { readState } from '../cluster.ts';
+import { removeGatewayApiCrds } from '../gateway-api.ts';
 import { buildImages, helmBinary, installWeft, WEFT_NAMESPACE } from '../install.ts';
 import { importIntoNode, startRealNode } from '../node/index.ts';
-import {
-  ConformanceError,
-  conformanceImages,
-  moduleDir,
-  PROFILES,
-  type Profile,
-  pinnedVersion,
-  suiteBinary,
-} from './build.ts';
+import { ConformanceError, conformanceImages, PROFILES, type Profile, suiteBinary } from './build.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 export const DEFAULT_REPORT = join(root, 'bench', 'results', 'gateway-conformance.yaml');
@@ -132,6 +124,8 @@ export interface ConformanceRun {
   reportPath: string;
   /** The suite's test names that failed, with the failure's lines from its output. */
   failures: Map<string, string[]>;
+  /** Each test's outcome (outcomesOf): also the tests no profile's report counts. */
+  outcomes: Map<string, 'PASS' | 'FAIL' | 'SKIP'>;
   /** Exit code of the suite (1 when a test failed). */
   exitCode: number;
   durationMs: number;
@@ -222,6 +216,19 @@ export function failuresOf(output: string): Map<string, string[]> {
     }
   }
   return failed;
+}
+
+/**
+ * The outcome of each test of the suite (its short name: subtests left out) from its `go test -v`
+ * output. The report counts only the tests whose features all belong to the profile: the mesh
+ * tests that also need an HTTPRoute feature (MeshConsumerRoute, MeshFrontend,
+ * MeshFrontendHostname, MeshPorts) run but are in no profile's report.
+ */
+export function outcomesOf(output: string): Map<string, 'PASS' | 'FAIL' | 'SKIP'> {
+  const out = new Map<string, 'PASS' | 'FAIL' | 'SKIP'>();
+  for (const m of output.matchAll(/^\s*--- (PASS|FAIL|SKIP): TestConformance\/([^\s/]+) /gm))
+    out.set(m[2]!, m[1] as 'PASS' | 'FAIL' | 'SKIP');
+  return out;
 }
 
 /** One line per profile: "MESH-HTTP: core success (12 passed, 0 failed, 0 skipped); extended …". */
@@ -336,27 +343,12 @@ export async function runConformance(o: ConformanceOptions = {}): Promise<Confor
       });
     // On a cluster of cluster:up, what this run adds is removed at the end; its own node goes whole.
     const existing = running?.realNode !== undefined;
-    // The Gateway API CRDs (standard channel) from the module cache, as users apply them.
-    const gwapi = moduleDir('sigs.k8s.io/gateway-api', pinnedVersion('sigs.k8s.io/gateway-api'));
-    const crdDir = join(gwapi, 'config', 'crd', 'standard');
-    const hadCrds =
-      existing && kubectl('get', 'crd', 'httproutes.gateway.networking.k8s.io', '--ignore-not-found').trim();
-    kubectl('apply', '--server-side', '--field-manager=weft-conformance', '-f', crdDir);
-    // The directory also holds a ValidatingAdmissionPolicy and its binding: wait for the CRDs only.
-    const crds = readdirSync(crdDir)
-      .map((f) => /^gateway\.networking\.k8s\.io_(\w+)\.yaml$/.exec(f)?.[1])
-      .filter((p) => p && p !== 'vap_safeupgrades')
-      .map((p) => `crd/${p}.gateway.networking.k8s.io`);
-    kubectl('wait', '--for=condition=Established', '--timeout=60s', ...crds);
-    if (existing && !hadCrds) cleanups.push(() => void kubectl('delete', '--ignore-not-found', '-f', crdDir));
-    log(
-      `[conformance] Gateway API CRDs ${pinnedVersion('sigs.k8s.io/gateway-api')} (standard channel) applied`,
-    );
-
     const hadWeft =
       existing &&
       kubectl('get', 'deployment', 'weft-operator', '-n', WEFT_NAMESPACE, '--ignore-not-found').trim();
-    await installWeft({ kubeconfig, kubectl: kubectlBin, log });
+    // With the Gateway API CRDs (standard channel, hack/gateway-api.ts) when none are installed.
+    const { gatewayApiApplied } = await installWeft({ kubeconfig, kubectl: kubectlBin, log });
+    if (existing && gatewayApiApplied) cleanups.push(() => removeGatewayApiCrds(kubectl));
     if (existing && !hadWeft) {
       cleanups.push(() => {
         execFileSync(helmBinary(), [
@@ -399,7 +391,14 @@ export async function runConformance(o: ConformanceOptions = {}): Promise<Confor
       );
     }
     const report = load(readFileSync(reportPath, 'utf8')) as ConformanceReport;
-    return { report, reportPath, failures: failuresOf(output), exitCode: code, durationMs: Date.now() - t0 };
+    return {
+      report,
+      reportPath,
+      failures: failuresOf(output),
+      outcomes: outcomesOf(output),
+      exitCode: code,
+      durationMs: Date.now() - t0,
+    };
   } finally {
     for (const c of cleanups.reverse()) {
       try {
