@@ -13,37 +13,21 @@
 // kubelet reports it, how long a weight change took to apply); it asserts none of their values.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { WEFT_IMAGE } from '../../api/mesh.ts';
-import {
-  buildImages,
-  CALL_REVIEWS_BY_NAME,
-  helmBinary,
-  installWeft,
-  WEFT_NAMESPACE,
-} from '../../hack/install.ts';
-import { type RealNode, startRealNode } from '../../hack/node/index.ts';
+import { CALL_REVIEWS_BY_NAME, helmBinary, WEFT_NAMESPACE } from '../../hack/install.ts';
 import { WEBHOOK_NAMES } from '../../webhook/manifests.ts';
 import { repoRoot } from '../support/cluster.ts';
-import { ensureBinaries } from '../support/control-plane.ts';
+import { type E2eCluster, startE2eCluster } from '../support/e2e-cluster.ts';
 import { eventually as poll } from '../support/eventually.ts';
-import { lockRealCluster } from '../support/real-cluster-lock.ts';
 
 const external = process.env.WEFT_TEST_KUBECONFIG;
 const isRoot = process.getuid?.() === 0;
-const pid = process.pid;
 const NS = 'weft-demo';
 /** A namespace without the injection label: its pods have no sidecar. */
 const OUTSIDE = 'weft-outside';
 const DEMO_IMAGE = 'ghcr.io/weft-mesh/weft-demo:0.1.0';
-// Ranges and bridge of its own: apart from the demo's (10.123/16, 10.124/16) and
-// test/node/real-node.test.ts's (10.125/16, 10.126/16).
-const POD_CIDR = '10.121.0.0/16';
-const SERVICE_CIDR = '10.122.0.0/16';
-const BRIDGE = `we${pid % 100000}`;
 const SYNC = process.env.WEFT_NODE_SYNC_FREQUENCY;
 const log = (l: string) => process.stderr.write(`${l}\n`);
 
@@ -65,21 +49,9 @@ function versions(lines: string[]) {
 describe('the mesh, end to end on the real node, installed by Helm', {
   skip: isRoot || external ? false : 'needs root (containerd, kubelet, iptables)',
 }, () => {
-  let dir: string;
-  let node: RealNode | undefined;
-  let release: (() => void) | undefined;
-  let kubectlBin: string;
-  let kubeconfig: string;
-  const kubectl = (...args: string[]) =>
-    execFileSync(kubectlBin, ['--kubeconfig', kubeconfig, ...args], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-  const apply = (obj: object) =>
-    execFileSync(kubectlBin, ['--kubeconfig', kubeconfig, 'apply', '-f', '-'], {
-      input: JSON.stringify(obj),
-      encoding: 'utf8',
-    });
+  let cluster: E2eCluster;
+  const kubectl = (...args: string[]) => cluster.kubectl(...args);
+  const apply = (obj: object) => cluster.apply(obj);
   /** GET through the apiserver's pod proxy (plain HTTP from the apiserver to the pod). */
   const podGet = (pod: string, port: number, path: string) =>
     kubectl('get', '--raw', `/api/v1/namespaces/${NS}/pods/${pod}:${port}/proxy${path}`);
@@ -110,7 +82,7 @@ describe('the mesh, end to end on the real node, installed by Helm', {
       ],
     },
   });
-  const json = (...args: string[]) => JSON.parse(kubectl(...args, '-o', 'json'));
+  const json = (...args: string[]) => cluster.json(...args);
   const podsOf = (selector: string) =>
     json('get', 'pods', '-n', NS, '-l', selector).items as {
       metadata: { name: string; annotations: Record<string, string> };
@@ -141,25 +113,15 @@ describe('the mesh, end to end on the real node, installed by Helm', {
   };
 
   before(async () => {
-    if (external) {
-      kubeconfig = external;
-      kubectlBin = join(ensureBinaries(), 'kubectl');
-    } else {
-      release = await lockRealCluster(log);
-      dir = mkdtempSync(join(tmpdir(), 'weft-e2e-'));
-      buildImages();
-      node = await startRealNode({
-        dir,
-        bridge: BRIDGE,
-        podCIDR: POD_CIDR,
-        serviceCIDR: SERVICE_CIDR,
-        log,
-        ...(SYNC ? { syncFrequency: SYNC } : {}),
-      });
-      kubeconfig = node.kubeconfigPath;
-      kubectlBin = node.kubectl;
-    }
-    await installWeft({ kubeconfig, kubectl: kubectlBin, log });
+    // Ranges and bridge of its own: apart from the demo's (10.123/16, 10.124/16) and
+    // test/node/real-node.test.ts's (10.125/16, 10.126/16).
+    cluster = await startE2eCluster({
+      name: 'e2e',
+      podCIDR: '10.121.0.0/16',
+      serviceCIDR: '10.122.0.0/16',
+      bridge: `we${process.pid % 100000}`,
+      log,
+    });
     kubectl('create', 'namespace', OUTSIDE);
     // The demo under a STRICT Mesh: sidecars accept only mutual TLS.
     kubectl(
@@ -195,15 +157,17 @@ describe('the mesh, end to end on the real node, installed by Helm', {
           ['delete', 'mesh', 'default', '--ignore-not-found'],
         ])
           kubectl(...args);
-        execFileSync(helmBinary(), ['--kubeconfig', kubeconfig, 'uninstall', 'weft', '-n', WEFT_NAMESPACE]);
+        execFileSync(helmBinary(), [
+          '--kubeconfig',
+          cluster.kubeconfig,
+          'uninstall',
+          'weft',
+          '-n',
+          WEFT_NAMESPACE,
+        ]);
       }
-      if (node) {
-        const report = await node.stop();
-        if (report.nftTablesLeft.length) log(`[e2e] nf_tables left: ${report.nftTablesLeft.join(', ')}`);
-      }
-      if (dir) rmSync(dir, { recursive: true, force: true });
     } finally {
-      release?.();
+      await cluster?.stop();
     }
   });
 
