@@ -92,22 +92,125 @@ export const RetryPolicy = Type.Object({
 });
 export type RetryPolicy = Static<typeof RetryPolicy>;
 
-export const Route = Type.Object({
-  /** "<namespace>/<TrafficSplit name>" */
+// ---------------------------------------------------------------------------------------------
+// Routes compiled from Gateway API HTTPRoute and GRPCRoute (docs/proxy-config.md#gateway-api-routes).
+// Everything below is optional on a Route, so a TrafficSplit route and a config of an older
+// operator stay valid as they were.
+
+/** The kinds a route comes from; `source` names one for metrics, access logs and denials. */
+export const ROUTE_SOURCE_KINDS = ['TrafficSplit', 'HTTPRoute', 'GRPCRoute'] as const;
+export const RouteSource = Type.Object({
+  kind: Type.Union(ROUTE_SOURCE_KINDS.map((k) => Type.Literal(k))),
+  namespace: Type.String(),
   name: Type.String(),
+  /** Index of the rule in spec.rules (HTTPRoute, GRPCRoute). */
+  rule: Type.Optional(Type.Integer({ minimum: 0 })),
+  /** The rule's `name`, when it has one. */
+  ruleName: Type.Optional(Type.String()),
+});
+export type RouteSource = Static<typeof RouteSource>;
+
+/** A query parameter match: the name is compared exactly (case-sensitive), against the first value. */
+export const QueryParamMatch = Type.Object({
+  name: Type.String({ minLength: 1, maxLength: 256 }),
+  type: Type.Optional(
+    Type.Union([Type.Literal('Exact'), Type.Literal('RegularExpression')], { default: 'Exact' }),
+  ),
+  value: Type.String({ maxLength: 1024 }),
+});
+export type QueryParamMatch = Static<typeof QueryParamMatch>;
+
+/** One match: every field given must hold (AND); a route matches when any of its matches does. */
+export const RouteMatch = Type.Object({
+  ...HttpMatch.properties,
+  queryParams: Type.Optional(Type.Array(QueryParamMatch, { maxItems: 16 })),
+});
+export type RouteMatch = Static<typeof RouteMatch>;
+
+export const HeaderValue = Type.Object({ name: Type.String({ minLength: 1 }), value: Type.String() });
+/** Header edits, applied in this order: set (replace), add (append a value), remove. Names are case-insensitive. */
+export const HeaderModifier = {
+  set: Type.Optional(Type.Array(HeaderValue)),
+  add: Type.Optional(Type.Array(HeaderValue)),
+  remove: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+};
+/**
+ * How a redirect or a rewrite changes the path. ReplacePrefixMatch replaces `prefix` (the
+ * PathPrefix value of the match that selected this route: the compiler writes it here) with
+ * `value`, element-wise as PathPrefix matches.
+ */
+export const PathModifier = Type.Union([
+  Type.Object({ type: Type.Literal('ReplaceFullPath'), value: Type.String() }),
+  Type.Object({ type: Type.Literal('ReplacePrefixMatch'), value: Type.String(), prefix: Type.String() }),
+]);
+export type PathModifier = Static<typeof PathModifier>;
+
+export const REDIRECT_STATUS_CODES = [301, 302, 303, 307, 308] as const;
+export const RouteFilter = Type.Union([
+  Type.Object({ type: Type.Literal('RequestHeaderModifier'), ...HeaderModifier }),
+  Type.Object({ type: Type.Literal('ResponseHeaderModifier'), ...HeaderModifier }),
+  /** Answered by the client's proxy: nothing is forwarded. Absent fields keep the request's own. */
+  Type.Object({
+    type: Type.Literal('RequestRedirect'),
+    scheme: Type.Optional(Type.Union([Type.Literal('http'), Type.Literal('https')])),
+    hostname: Type.Optional(Type.String()),
+    path: Type.Optional(PathModifier),
+    port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
+    statusCode: Type.Union(REDIRECT_STATUS_CODES.map((c) => Type.Literal(c))),
+  }),
+  /** Rewrites before forwarding: `hostname` replaces Host/:authority. */
+  Type.Object({
+    type: Type.Literal('URLRewrite'),
+    hostname: Type.Optional(Type.String()),
+    path: Type.Optional(PathModifier),
+  }),
+  /** A copy of the request (answer discarded) to `service`, for `percentage` of requests. */
+  Type.Object({
+    type: Type.Literal('RequestMirror'),
+    service: Type.String({ description: 'Service id.' }),
+    port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
+    percentage: Type.Number({ minimum: 0, maximum: 100 }),
+  }),
+]);
+export type RouteFilter = Static<typeof RouteFilter>;
+
+export const RouteBackend = Type.Object({
+  service: Type.String({ description: 'Service id.' }),
+  weight: Type.Integer({ minimum: 0 }),
+  port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
+  /** Filters applied only when this backend is chosen, after the route's (header modifiers only). */
+  filters: Type.Optional(Type.Array(RouteFilter)),
+  /**
+   * Set when the reference could not be resolved (why, for logs): requests that pick this
+   * backend by weight are answered 500, never sent elsewhere (Gateway API).
+   */
+  unresolved: Type.Optional(Type.String()),
+});
+export type RouteBackend = Static<typeof RouteBackend>;
+
+export const Route = Type.Object({
+  /**
+   * "<namespace>/<TrafficSplit name>"; for Gateway API routes
+   * "<Kind>/<namespace>/<name>/<rule index>" (one entry per match, so not unique).
+   */
+  name: Type.String(),
+  /** What the route was compiled from. Absent in configs of older operators. */
+  source: Type.Optional(RouteSource),
   /** Service id of the root Service. */
   service: Type.String(),
   port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
-  matches: Type.Array(HttpMatch),
-  backends: Type.Array(
-    Type.Object({
-      service: Type.String({ description: 'Service id.' }),
-      weight: Type.Integer({ minimum: 0 }),
-      port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
-    }),
-    { minItems: 1 },
-  ),
+  /** Any of them (OR); empty: every request. Gateway API routes carry exactly one. */
+  matches: Type.Array(RouteMatch),
+  /** Empty only with `directResponse` or a RequestRedirect filter (nothing is forwarded). */
+  backends: Type.Array(RouteBackend),
+  /** Applied in order before forwarding (or answering, for RequestRedirect). */
+  filters: Type.Optional(Type.Array(RouteFilter)),
+  /** Answer with this status and an empty body, forward nothing (no rule matched: 404; no valid backend: 500). */
+  directResponse: Type.Optional(Type.Object({ status: Type.Integer({ minimum: 200, maximum: 599 }) })),
   timeoutMs: Type.Optional(Ms('Whole-request timeout; 0 means none.')),
+  backendRequestTimeoutMs: Type.Optional(
+    Ms('Timeout of each request to a backend (each try); 0 means none.'),
+  ),
   retries: Type.Optional(RetryPolicy),
   faultInjection: Type.Optional(
     Type.Object({

@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { eventually } from '../test/support/eventually.ts';
 import { WEBHOOK_NAMES } from '../webhook/manifests.ts';
+import { applyGatewayApiCrds, GATEWAY_API_VERSION } from './gateway-api.ts';
 
 const root = join(import.meta.dirname, '..');
 export const WEFT_NAMESPACE = 'weft-system';
@@ -30,6 +31,8 @@ export function buildImages(): void {
 export interface InstallOptions {
   kubeconfig: string;
   kubectl: string;
+  /** Apply the Gateway API CRDs (hack/gateway-api.ts) before the chart; default true. */
+  gatewayApi?: boolean;
   /** `--set` values, e.g. { 'operator.replicas': '1' }. */
   set?: Record<string, string>;
   log?: (line: string) => void;
@@ -43,6 +46,14 @@ export interface InstallOptions {
 export async function installWeft(o: InstallOptions): Promise<void> {
   const log = o.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const set = Object.entries(o.set ?? {}).flatMap(([k, v]) => ['--set', `${k}=${v}`]);
+  if (o.gatewayApi !== false) {
+    applyGatewayApiCrds((...args) =>
+      execFileSync(o.kubectl, ['--kubeconfig', o.kubeconfig, ...args], {
+        stdio: ['ignore', 'ignore', 'inherit'],
+      }),
+    );
+    log(`[install] Gateway API ${GATEWAY_API_VERSION} CRDs (standard channel) applied`);
+  }
   const t0 = Date.now();
   execFileSync(
     helmBinary(),

@@ -4,8 +4,15 @@
 import type { KubeObject } from '../kube/client.ts';
 import type { Logger } from '../kube/log.ts';
 import type { OperatorCache } from './cache.ts';
-import { Compiler, DEFAULT_MESH_NAME, type Prepared, type ResourceResult } from './compiler.ts';
+import {
+  Compiler,
+  DEFAULT_MESH_NAME,
+  type Prepared,
+  type ResourceResult,
+  type RouteResult,
+} from './compiler.ts';
 import { decode } from './distribution.ts';
+import type { GatewayCache } from './gatewayapi.ts';
 import type { ClusterSnapshot } from './types.ts';
 
 export interface CompilationOptions {
@@ -15,6 +22,8 @@ export interface CompilationOptions {
   namespace: string;
   trustBundle: () => string[];
   log: Logger;
+  /** Gateway API informers (those installed). */
+  gateway?: GatewayCache;
 }
 
 export class Compilation {
@@ -29,6 +38,7 @@ export class Compilation {
     ClusterSnapshot['lastGood']
   >;
   private readonly resultIndex = new WeakMap<Prepared, Map<string, ResourceResult>>();
+  private readonly routeIndex = new WeakMap<Prepared, Map<string, RouteResult>>();
 
   constructor(o: CompilationOptions) {
     this.o = o;
@@ -46,6 +56,7 @@ export class Compilation {
     // What is programmed now becomes the last good version (deleted resources drop out).
     this.lastGood.routes = new Map(p.routes);
     this.lastGood.policies = new Map(p.authz);
+    this.lastGood.gatewayRoutes = new Map(p.gatewayBindings);
     this.prepared = { at, p };
     return p;
   }
@@ -62,6 +73,17 @@ export class Compilation {
     if (!m) {
       m = new Map([...p.splits, ...p.policies].map((r) => [r.key, r]));
       this.resultIndex.set(p, m);
+    }
+    return m.get(key);
+  }
+
+  /** The compiler's verdict on one HTTPRoute or GRPCRoute ("<Kind>/<namespace>/<name>"). */
+  routeResultOf(key: string): RouteResult | undefined {
+    const p = this.prepare();
+    let m = this.routeIndex.get(p);
+    if (!m) {
+      m = new Map(p.gatewayRoutes.map((r) => [r.key, r]));
+      this.routeIndex.set(p, m);
     }
     return m.get(key);
   }
@@ -100,6 +122,9 @@ export class Compilation {
       pods: c.pods.list(),
       trafficSplits: c.trafficSplits.list(),
       authorizationPolicies: c.authorizationPolicies.list(),
+      httpRoutes: this.o.gateway?.httpRoutes?.list(),
+      grpcRoutes: this.o.gateway?.grpcRoutes?.list(),
+      referenceGrants: this.o.gateway?.referenceGrants?.list(),
       excludedNamespaces: [this.o.namespace],
       lastGood: this.lastGood,
     };

@@ -13,6 +13,11 @@ export const CONDITION = {
    * config generation to the operator): "12/12 proxies applied generation 7".
    */
   Programmed: 'Programmed',
+  /**
+   * TrafficSplit only, present only while True: HTTPRoutes or GRPCRoutes attached to its
+   * Service take precedence (everywhere, or in the consumer routes' namespaces).
+   */
+  Overridden: 'Overridden',
 } as const;
 
 export const REASON = {
@@ -33,6 +38,8 @@ export const REASON = {
   ResolvedRefs: 'ResolvedRefs',
   ServiceNotFound: 'ServiceNotFound',
   PortNotFound: 'PortNotFound',
+  // Overridden
+  RouteTakesPrecedence: 'RouteTakesPrecedence',
   // Mesh
   ConfigTooLarge: 'ConfigTooLarge',
   WriteFailed: 'WriteFailed',

@@ -11,6 +11,8 @@
 //     proxyconfig            key: namespace. The namespace's ProxyConfig ConfigMaps.
 //     trafficsplit           key: ns/name. Status: Accepted, ResolvedRefs, Ready.
 //     authorizationpolicy    key: ns/name. Status: Accepted, Ready.
+//     gatewayroute           key: ns/name (HTTPRoute, GRPCRoute; only with the Gateway API
+//                            CRDs). status.parents[] under controllerName weft.dev/mesh.
 //     mesh                   key: name. Status: Accepted, Ready, meshed namespaces and pods,
 //                            the CA condition and caExpiry.
 //   identity/controller.ts   key: "identities". Workload certificates and the trust bundle.
@@ -29,16 +31,18 @@ import { healthServer, metricsServer } from '../kube/servers.ts';
 import { informerFactory, operatorCache } from './cache.ts';
 import { Compilation } from './compilation.ts';
 import { DEFAULT_MESH_NAME, isMeshedPod, meshedNamespaces } from './compiler.ts';
+import { discoverGatewayApi, gatewayApiCondition, gatewayCache } from './gatewayapi.ts';
 import { IDENTITY_KEY, IdentityReconciler } from './identity/controller.ts';
 import { type OperatorMetrics, operatorMetrics } from './metrics.ts';
 import { Propagation, ProxyReports } from './propagation.ts';
 import { authorizationPolicyReconciler } from './reconcilers/authorizationpolicy.ts';
+import { gatewayRouteReconciler } from './reconcilers/gatewayroute.ts';
 import { meshReconciler } from './reconcilers/mesh.ts';
 import { proxyConfigReconciler } from './reconcilers/proxyconfig.ts';
 import { trafficSplitReconciler } from './reconcilers/trafficsplit.ts';
 import { eventRecorder, statusWriter, type WriteStats } from './status.ts';
 import type { PodObj } from './types.ts';
-import { type Controllers, enqueueAllConfigs, watch } from './watches.ts';
+import { type Controllers, enqueueAllConfigs, watch, watchGateway } from './watches.ts';
 
 export interface LeaderElectionConfig {
   leaseName?: string;
@@ -117,6 +121,8 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
     onRestart: (kind, reason) => metrics.informerRestarts.inc({ kind, reason }),
   });
   const cache = operatorCache(informers.make);
+  const gatewayApi = await discoverGatewayApi(client, log);
+  const gateway = gatewayCache(informers.make, gatewayApi);
   let identityReconciler: IdentityReconciler | undefined;
   const compilation = new Compilation({
     cache,
@@ -124,6 +130,7 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
     namespace: opts.namespace,
     trustBundle: opts.trustBundle ?? (() => identityReconciler?.trustBundle() ?? []),
     log,
+    gateway,
   });
 
   const mgr = new Manager({
@@ -246,6 +253,24 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
       applied,
     }),
   });
+  for (const [name, informer] of [
+    ['httproute', gateway.httpRoutes],
+    ['grpcroute', gateway.grpcRoutes],
+  ] as const) {
+    if (!informer) continue;
+    c[name] = mgr.addController({
+      name,
+      ...queue,
+      keys: () => informer.list().map(objectKey),
+      reconcile: gatewayRouteReconciler({
+        type: informer.type,
+        objects: informer,
+        resultOf: (key) => compilation.routeResultOf(key),
+        client,
+        stats,
+      }),
+    });
+  }
   if (opts.identity !== false) {
     identityReconciler = new IdentityReconciler({
       client,
@@ -292,12 +317,14 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
       configErrors: compilation.configErrors,
       identity: identityReconciler && (() => identityReconciler.meshStatus()),
       status,
+      gatewayApi: gatewayApiCondition(gatewayApi),
       proxies: (pods) => (ready(pods) ? propagation.summary(pods, reports) : undefined),
     }),
   });
   if (identityReconciler) c.identity = mgr.addController(identityReconciler.controller());
   metrics.depth.source = () => Object.fromEntries(Object.values(c).map((ctl) => [ctl.name, ctl.depth]));
   watch(cache, compilation, c, () => mgr.isLeader());
+  watchGateway(cache, gateway, compilation, c, () => mgr.isLeader());
 
   const metricsHttp =
     opts.metricsAddress === undefined ? undefined : metricsServer(opts.metricsAddress, metrics.registry);

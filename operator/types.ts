@@ -3,6 +3,8 @@
 import type { AuthorizationPolicy, Mesh, TrafficSplit } from '../api/index.ts';
 import type { Route } from '../api/proxyconfig.ts';
 import type { KubeObject } from '../kube/client.ts';
+import type { Binding } from './compile/gateway.ts';
+import type { GRPCRouteObj, HTTPRouteObj, ReferenceGrantObj } from './compile/gatewaytypes.ts';
 
 /** The metadata fields the compiler reads (kube/client.ts KubeObject has the rest). */
 export type Meta = Pick<
@@ -61,6 +63,10 @@ export interface ClusterSnapshot {
   pods: PodObj[];
   trafficSplits: TrafficSplit[];
   authorizationPolicies: AuthorizationPolicy[];
+  /** Gateway API routes and grants (absent or empty when the CRDs are not installed). */
+  httpRoutes?: HTTPRouteObj[];
+  grpcRoutes?: GRPCRouteObj[];
+  referenceGrants?: ReferenceGrantObj[];
   /** Namespaces never meshed (kube-system, the operator's own). */
   excludedNamespaces?: string[];
   /**
@@ -71,5 +77,7 @@ export interface ClusterSnapshot {
   lastGood?: {
     routes: Map<string, Route>;
     policies: Map<string, import('../api/proxyconfig.ts').AuthzPolicy>;
+    /** Per Gateway API route ("<Kind>/<namespace>/<name>"). */
+    gatewayRoutes?: Map<string, Binding[]>;
   };
 }

@@ -7,6 +7,7 @@ import type { Controller } from '../kube/manager.ts';
 import type { OperatorCache } from './cache.ts';
 import type { Compilation } from './compilation.ts';
 import { DEFAULT_MESH_NAME } from './compiler.ts';
+import type { GatewayCache } from './gatewayapi.ts';
 import { IDENTITY_KEY } from './identity/controller.ts';
 import { podMatters } from './transforms.ts';
 
@@ -16,6 +17,9 @@ export interface Controllers {
   authorizationpolicy: Controller;
   mesh: Controller;
   identity?: Controller;
+  /** Present when the Gateway API CRDs are installed. */
+  httproute?: Controller;
+  grpcroute?: Controller;
 }
 
 /** Every meshed namespace's ProxyConfig (compiling only on the leader). */
@@ -78,4 +82,43 @@ export function watch(
     c.authorizationpolicy.add(objectKey(p));
   });
   cache.configMaps.on((_t, cm) => c.proxyconfig.add(cm.metadata.namespace ?? ''));
+}
+
+/**
+ * Gateway API routes: a route change recompiles every config and re-reports the route and the
+ * TrafficSplits (one may now be overridden); a Service or ReferenceGrant change can resolve or
+ * break any route's references.
+ */
+export function watchGateway(
+  cache: OperatorCache,
+  gateway: GatewayCache,
+  compilation: Compilation,
+  c: Controllers,
+  isLeader: () => boolean,
+): void {
+  const allRoutes = () => {
+    for (const r of gateway.httpRoutes?.list() ?? []) c.httproute?.add(objectKey(r));
+    for (const r of gateway.grpcRoutes?.list() ?? []) c.grpcroute?.add(objectKey(r));
+  };
+  const allSplits = () => {
+    for (const s of cache.trafficSplits.list()) c.trafficsplit.add(objectKey(s));
+  };
+  for (const [informer, controller] of [
+    [gateway.httpRoutes, () => c.httproute],
+    [gateway.grpcRoutes, () => c.grpcroute],
+  ] as const)
+    informer?.on((type, r, old) => {
+      compilation.touch();
+      // Status-only updates (ours or another controller's) change no generation.
+      if (type === 'update' && old && old.metadata.generation === r.metadata.generation) return;
+      enqueueAllConfigs(c, compilation, isLeader);
+      controller()?.add(objectKey(r));
+      allSplits();
+    });
+  gateway.referenceGrants?.on(() => {
+    compilation.touch();
+    enqueueAllConfigs(c, compilation, isLeader);
+    allRoutes();
+  });
+  cache.services.on(allRoutes);
 }

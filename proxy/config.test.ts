@@ -145,7 +145,7 @@ describe('RoutingTable', () => {
       assert.equal(route.name, 'shop/api-split');
       const b = pickBackend(route, () => 0)!;
       assert.equal(`${b.service.id}:${b.port.port}`, `shop/api-v2:${port}`, 'backend port = the port called');
-      const m = route.mirror!.target;
+      const m = route.mirrors[0]!.target;
       assert.equal(
         `${m.service.id}:${m.port.port}`,
         `shop/api-shadow:${port}`,

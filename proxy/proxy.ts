@@ -44,7 +44,8 @@ import { observeLatency } from './lb.ts';
 import { LocalAddresses } from './localaddr.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import { originalDst } from './native/index.ts';
-import { planOutbound } from './outbound/plan.ts';
+import { forwardHead, hasFilters, rawHeaderLines, redirectAnswer, responseHead } from './outbound/apply.ts';
+import { type OutboundPlan, planOutbound } from './outbound/plan.ts';
 import { DEFAULT_PATH_NORMALIZATION, type NormalizedTarget, normalizeTarget } from './pathnorm.ts';
 import { Endpoints, mtlsModeFor, type Picked } from './resilience/endpoints.ts';
 import { retriable, spendRetry } from './resilience/retry.ts';
@@ -491,6 +492,14 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       return;
     }
     if (plan.kind === 'handoff') return; // not asked for: node:http serves every route
+    if (plan.kind === 'redirect') {
+      target = plan.target;
+      status = plan.status;
+      const a = redirectAnswer(plan);
+      (res as HttpTypes.ServerResponse).writeHead(a.status, a.headers);
+      res.end();
+      return;
+    }
     const { route, backend } = plan;
     target = plan.target;
     if (plan.delayMs > 0) {
@@ -509,27 +518,21 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     headers[H_SRC_WORKLOAD] = id.workload;
     headers[H_SRC_NAMESPACE] = id.namespace;
     const hasBody = requestHasBody(req);
-    const areq: AttemptRequest = { method, path, authority, headers, hasBody };
+    const areq: AttemptRequest = { method, ...forwardHead(plan, headers), headers, hasBody };
 
-    // Mirror: a copy of the request, fire and forget; its response is discarded.
-    let mirror: Attempt | undefined;
-    if (route.mirror && random() * 100 < route.mirror.percentage) {
-      const m = endpoints.pickEndpoint(
-        { service: route.mirror.target.service, port: route.mirror.target.port, weight: 1 },
-        route,
-        new Set(),
-        undefined,
+    // Mirrors: copies of the request, fire and forget; their responses are discarded.
+    const mirrors: Attempt[] = [];
+    for (const mt of plan.mirrors) {
+      const m = endpoints.pickEndpoint({ ...mt, weight: 1 }, route, new Set(), undefined);
+      if (!m) continue;
+      const copy = h2
+        ? attemptHttp2(transport, m.address, areq)
+        : attemptHttp1(transport, m.address, areq, undefined);
+      copy.response.then(
+        (r) => r.body.resume(),
+        () => {},
       );
-      if (m) {
-        mirror = h2
-          ? attemptHttp2(transport, m.address, areq)
-          : attemptHttp1(transport, m.address, areq, undefined);
-        mirror.response.then(
-          (r) => r.body.resume(),
-          () => {},
-        );
-        if (!hasBody) mirror = undefined;
-      }
+      if (hasBody) mirrors.push(copy);
     }
 
     const retries = route.retries;
@@ -578,8 +581,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
         attempt.whenConnected(() => {
           if (bodyStarted || res.destroyed) return;
           bodyStarted = true;
-          if (mirror) {
-            const m = mirror;
+          for (const m of mirrors) {
             req.on('data', (chunk: Buffer) => {
               if (m.body.writableLength < 1 << 20) m.body.write(chunk);
               else m.abort();
@@ -591,7 +593,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       }
       let perTry: NodeJS.Timeout | undefined;
       const perTryP = new Promise<'pertry'>((resolve) => {
-        if (retries?.perTryTimeoutMs) perTry = setTimeout(() => resolve('pertry'), retries.perTryTimeoutMs);
+        if (plan.perTryTimeoutMs) perTry = setTimeout(() => resolve('pertry'), plan.perTryTimeoutMs);
       });
       let up: UpstreamResponse | undefined;
       let failure: UpstreamFailure | undefined;
@@ -616,7 +618,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
         }
         if (r === 'pertry') {
           attempt.abort();
-          failure = new UpstreamFailure('timeout', `per-try timeout of ${retries?.perTryTimeoutMs} ms`);
+          failure = new UpstreamFailure('timeout', `per-try timeout of ${plan.perTryTimeoutMs} ms`);
         } else {
           up = r;
         }
@@ -689,6 +691,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
         headerOf(up.headers as HttpTypes.IncomingHttpHeaders, H_DST_NAMESPACE) ?? upstreamNamespace;
       delete up.headers[H_DST_WORKLOAD];
       delete up.headers[H_DST_NAMESPACE];
+      responseHead(plan, up.headers);
       try {
         grpcStatus = await relayResponse(res, up, h2);
       } catch {
@@ -842,6 +845,14 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       return;
     }
     if (plan.kind === 'handoff') return;
+    if (plan.kind === 'redirect') {
+      const a = redirectAnswer(plan);
+      const lines = Object.entries(a.headers).map(([k, v]) => `${k}: ${v}\r\n`);
+      socket.end(
+        `HTTP/1.1 ${a.status} ${http.STATUS_CODES[a.status]}\r\n${lines.join('')}connection: close\r\n\r\n`,
+      );
+      return;
+    }
     service = serviceLabel(plan.target);
     const go = () => {
       if (socket.destroyed) return;
@@ -856,7 +867,17 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
         refuse(503, 'WEFT_NO_ENDPOINTS', `${serviceLabel(plan.backend)} has no ready endpoints`);
         return;
       }
-      connectUpgrade(direction, req, socket, head, path, picked.address, service, () => cluster.active--);
+      connectUpgrade(
+        direction,
+        req,
+        socket,
+        head,
+        path,
+        picked.address,
+        service,
+        () => cluster.active--,
+        plan,
+      );
     };
     if (plan.delayMs > 0) {
       socket.on('error', () => socket.destroy());
@@ -874,11 +895,10 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     to: UpstreamAddress,
     service: string,
     onClose: (() => void) | undefined,
+    plan?: Extract<OutboundPlan, { kind: 'forward' }>,
   ): void {
     const up = transport.connect(to);
-    const lines = [`${req.method} ${path} HTTP/1.1`];
-    for (let i = 0; i < req.rawHeaders.length; i += 2)
-      lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+    const lines = [`${req.method} ${plan?.path ?? path} HTTP/1.1`, ...rawHeaderLines(req.rawHeaders, plan)];
     up.write(`${lines.join('\r\n')}\r\n\r\n`);
     if (head.length > 0) up.write(head);
     inflight++;
@@ -1399,12 +1419,15 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
             dst: ctx.dst,
             authority,
             http: { method, path, header: (n) => headerValue(head.headers, n.toLowerCase()) },
-            // Mirroring and per-endpoint connection limits (with their queue) stay on the node:http path.
-            serves: (route) => !route.mirror && route.source?.circuitBreaker?.maxConnections === undefined,
+            // Route filters, mirroring and per-endpoint connection limits (with their queue) stay on
+            // the node:http path.
+            serves: (route) =>
+              !hasFilters(route) && route.source?.circuitBreaker?.maxConnections === undefined,
           },
           planState,
         );
-        if (plan.kind === 'handoff' || plan.kind === 'passthrough') return { kind: 'handoff' };
+        if (plan.kind === 'handoff' || plan.kind === 'passthrough' || plan.kind === 'redirect')
+          return { kind: 'handoff' };
         if (plan.kind === 'refuse')
           return reply(
             plan.status,
@@ -1430,7 +1453,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
             strip: fastStrip,
             delayMs,
             timeoutMs: route.timeoutMs,
-            perTryTimeoutMs: retries?.perTryTimeoutMs ?? 0,
+            perTryTimeoutMs: plan.perTryTimeoutMs,
             maxTries: 1 + (retries?.attempts ?? 0),
             service,
             next() {

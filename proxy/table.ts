@@ -4,6 +4,10 @@ import type { Endpoint, ProxyConfig, RetryPolicy, Route, Service, ServicePort } 
 import { compileRegex, type Matcher } from '../api/regex.ts';
 import type { Random } from './clock.ts';
 import type { LbType } from './lb.ts';
+import { type CompiledFilters, compileFilters } from './outbound/filters.ts';
+import { matches, type RequestFacts } from './outbound/match.ts';
+
+export type { RequestFacts } from './outbound/match.ts';
 
 export interface ServiceTarget {
   service: Service;
@@ -14,6 +18,15 @@ export interface Backend {
   service: Service;
   port: ServicePort;
   weight: number;
+  /** The backend's own filters (Gateway API backendRefs[].filters), after the rule's. */
+  filters?: CompiledFilters;
+  /** Why the reference could not be resolved: a request that picks this backend gets 500. */
+  unresolved?: string;
+}
+
+export interface Mirror {
+  target: ServiceTarget;
+  percentage: number;
 }
 
 /** A route resolved against the services: what the request path needs, nothing to look up. */
@@ -22,17 +35,19 @@ export interface CompiledRoute {
   source: Route | undefined;
   backends: Backend[];
   totalWeight: number;
+  /** Whole-request deadline, ms (0: none). */
   timeoutMs: number;
+  /** Deadline of each try, ms (0: none): Gateway API backendRequest, else the retry policy's. */
+  perTryTimeoutMs: number;
   retries: RetryPolicy | undefined;
   lb: LbType;
   hashHeader: string | undefined;
-  mirror: { target: ServiceTarget; percentage: number } | undefined;
-}
-
-export interface RequestFacts {
-  method: string;
-  path: string;
-  header(name: string): string | undefined;
+  /** Where copies of requests go, each with its share (responses discarded). */
+  mirrors: Mirror[];
+  /** The rule's filters; undefined when it has none. */
+  filters: CompiledFilters | undefined;
+  /** Answer this status and forward nothing (Gateway API: no rule matched, no valid backend). */
+  directStatus: number | undefined;
 }
 
 interface RouteEntry {
@@ -102,7 +117,7 @@ export class RoutingTable {
     return p ? { service: s, port: p } : undefined;
   }
 
-  /** The route for a request to `target`, or the service's implicit default route. */
+  /** The first route (config order) for a request to `target`, or the service's implicit default. */
   route(target: ServiceTarget, req: RequestFacts | undefined): CompiledRoute {
     for (const e of this.#routes.get(target.service.id) ?? []) {
       if (e.route.port !== undefined && e.route.port !== target.port.port) continue;
@@ -124,10 +139,13 @@ export class RoutingTable {
         backends: [{ service: target.service, port: target.port, weight: 1 }],
         totalWeight: 1,
         timeoutMs: this.config.mesh.defaultTimeoutMs,
+        perTryTimeoutMs: this.config.mesh.defaultRetries?.perTryTimeoutMs ?? 0,
         retries: this.config.mesh.defaultRetries,
         lb: 'P2C_EWMA',
         hashHeader: undefined,
-        mirror: undefined,
+        mirrors: [],
+        filters: undefined,
+        directStatus: undefined,
       };
       this.#defaults.set(key, d);
     }
@@ -142,27 +160,45 @@ export class RoutingTable {
     const portOf = (s: Service, named: number | undefined) =>
       s.ports.find((p) => p.port === (named ?? called)) ?? s.ports[0];
     for (const b of r.backends) {
+      if (b.weight <= 0) continue;
+      const filters = compileFilters(b.filters);
       const s = this.#byId.get(b.service);
-      if (!s || b.weight <= 0) continue;
-      const port = portOf(s, b.port);
-      if (port) backends.push({ service: s, port, weight: b.weight });
+      const port = s && portOf(s, b.port);
+      if (b.unresolved !== undefined || !s || !port) {
+        // Gateway API: the share of an unresolved backend is answered 500, never sent elsewhere;
+        // a TrafficSplit's missing backend is left out, as before.
+        if (b.unresolved === undefined && (r.source?.kind ?? 'TrafficSplit') === 'TrafficSplit') continue;
+        const why = b.unresolved ?? `backend ${b.service} is not in the config`;
+        backends.push({ ...unresolvedBackend(b.service, b.port ?? called, why), weight: b.weight });
+        continue;
+      }
+      backends.push({ service: s, port, weight: b.weight, ...(filters ? { filters } : {}) });
     }
-    let mirror: CompiledRoute['mirror'];
-    if (r.mirror) {
-      const s = this.#byId.get(r.mirror.service);
-      const port = s && portOf(s, undefined);
-      if (s && port) mirror = { target: { service: s, port }, percentage: r.mirror.percentage };
+    const filters = compileFilters(r.filters);
+    const mirrors: Mirror[] = [];
+    const wanted: Array<{ service: string; port?: number; percentage: number }> = [
+      ...(r.mirror ? [r.mirror] : []),
+      ...(filters?.mirrors ?? []),
+    ];
+    for (const m of wanted) {
+      const s = this.#byId.get(m.service);
+      const port = s && portOf(s, m.port);
+      if (s && port) mirrors.push({ target: { service: s, port }, percentage: m.percentage });
     }
+    const retries = r.retries ?? this.config.mesh.defaultRetries;
     return {
       name: r.name,
       source: r,
       backends,
       totalWeight: backends.reduce((a, b) => a + b.weight, 0),
       timeoutMs: r.timeoutMs ?? this.config.mesh.defaultTimeoutMs,
-      retries: r.retries ?? this.config.mesh.defaultRetries,
+      perTryTimeoutMs: r.backendRequestTimeoutMs ?? retries?.perTryTimeoutMs ?? 0,
+      retries,
       lb: r.loadBalancer?.type ?? 'P2C_EWMA',
       hashHeader: r.loadBalancer?.hashHeader?.toLowerCase(),
-      mirror,
+      mirrors,
+      filters,
+      directStatus: r.directResponse?.status,
     };
   }
 
@@ -176,27 +212,18 @@ export class RoutingTable {
   }
 
   #matches(m: Route['matches'][number], req: RequestFacts): boolean {
-    if (m.method && m.method !== req.method) return false;
-    if (m.path) {
-      const path = req.path.split('?', 1)[0]!;
-      const v = m.path.value;
-      if (m.path.type === 'Exact' && path !== v) return false;
-      if (
-        m.path.type === 'PathPrefix' &&
-        !(path === v || path.startsWith(v.endsWith('/') ? v : `${v}/`) || v === '/')
-      )
-        return false;
-      if (m.path.type === 'RegularExpression' && !this.#regex(v).test(path)) return false;
-    }
-    for (const h of m.headers ?? []) {
-      const got = req.header(h.name.toLowerCase());
-      const type = h.type ?? 'Exact';
-      if (got === undefined) return false;
-      if (type === 'Exact' && got !== h.value) return false;
-      if (type === 'RegularExpression' && !this.#regex(h.value ?? '').test(got)) return false;
-    }
-    return true;
+    return matches(m, req, (src) => this.#regex(src));
   }
+}
+
+/** A backend whose Service is not in the config: a request that picks it gets 500. */
+function unresolvedBackend(id: string, port: number, why: string): Omit<Backend, 'weight'> {
+  const [namespace = '', name = id] = id.split('/');
+  return {
+    service: { id, name, namespace, clusterIPs: [], hostnames: [], ports: [], endpoints: [] },
+    port: { name: '', port, protocol: 'TCP' },
+    unresolved: why,
+  };
 }
 
 /** Picks a backend by weight; `random` in [0, 1). */

@@ -27,6 +27,8 @@ export interface MeshDeps {
    */
   identity?: () => IdentityStatus | undefined;
   status: StatusWriter;
+  /** The GatewayAPI condition (whether HTTPRoutes and GRPCRoutes are watched). */
+  gatewayApi?: ConditionInput;
   /**
    * Meshed pods in sync with their namespace's latest generation, and the others; undefined
    * while the proxies' reports are not in yet (the counts in the status are kept).
@@ -86,6 +88,7 @@ export function meshReconciler(d: MeshDeps): KeyReconciler {
         { type: CONDITION.Accepted, status: 'True', reason: REASON.Accepted, message: 'Valid' },
         ready,
         ...(ca ? [{ ...ca.condition, type: IDENTITY_CONDITION }] : []),
+        ...(d.gatewayApi ? [d.gatewayApi] : []),
       ],
       {
         meshedNamespaces: meshed.length,

@@ -5,6 +5,7 @@ import { RESOURCES } from '../../kube/client.ts';
 import type { ConditionInput } from '../../kube/conditions.ts';
 import type { KeyReconciler } from '../../kube/manager.ts';
 import type { Obj } from '../cache.ts';
+import type { ResourceResult } from '../compiler.ts';
 import { CONDITION, EVENT_REASON, REASON } from '../conditions.ts';
 import {
   acceptedOf,
@@ -16,6 +17,19 @@ import {
 } from '../status.ts';
 
 export type TrafficSplitDeps = CompiledResourceDeps<Obj<TrafficSplit>>;
+
+/** Overridden (only while it is): the Gateway API routes that take precedence, and where. */
+export function overriddenOf(r: ResourceResult): ConditionInput | undefined {
+  const o = r.overriddenBy;
+  if (!o) return undefined;
+  const where = o.namespaces ? `for requests from namespace(s) ${o.namespaces.join(', ')}` : 'everywhere';
+  return {
+    type: CONDITION.Overridden,
+    status: 'True',
+    reason: REASON.RouteTakesPrecedence,
+    message: `${o.routes.join(', ')} attached to the same Service take(s) precedence ${where}; this TrafficSplit is not applied there`,
+  };
+}
 
 export function trafficSplitReconciler(d: TrafficSplitDeps): KeyReconciler {
   return async (key) => {
@@ -39,6 +53,11 @@ export function trafficSplitReconciler(d: TrafficSplitDeps): KeyReconciler {
         reason: r.resolvedRefs.reason,
         message: r.resolvedRefs.message,
       });
+    }
+    const over = overriddenOf(r);
+    if (over) {
+      wanted.push(over);
+      if (!r.overriddenBy?.namespaces) why = over.message;
     }
     wanted.push(readyOf(r, why), ...programmedOf(d, key, r, split));
     const wasFailing =

@@ -140,7 +140,7 @@ describe('planOutbound', () => {
       }),
     ]);
     const s = state();
-    const p = planOutbound(t, { ...toVip(), serves: (r) => !r.mirror }, s);
+    const p = planOutbound(t, { ...toVip(), serves: (r) => r.mirrors.length === 0 }, s);
     assert.deepEqual(p, { kind: 'handoff' });
     assert.equal(s.taken, 0);
   });

@@ -1,8 +1,8 @@
 // The outbound plan: what the proxy does with one outbound request or connection, decided once
-// as a pure function over the routing table (target → route → rate limit → fault → backend,
-// with the route's retry, timeout and request-limit policy). Every transport (node:http, the
-// HTTP/1.1 fast path, HTTP/2, upgrades, opaque TCP) asks it and only carries out the answer;
-// the endpoint pick and the live counters stay with the caller.
+// as a pure function over the routing table (target → route → rate limit → fault → backend →
+// filters, with the route's retry, timeout and request-limit policy). Every transport
+// (node:http, the HTTP/1.1 fast path, HTTP/2, upgrades, opaque TCP) asks it and only carries
+// out the answer; the endpoint pick and the live counters stay with the caller.
 import type { Random } from '../clock.ts';
 import type { ProxyErrorCode } from '../errors.ts';
 import {
@@ -13,6 +13,7 @@ import {
   type RoutingTable,
   type ServiceTarget,
 } from '../table.ts';
+import { applyUrlFilters, type HeaderEdits } from './filters.ts';
 
 export interface OriginalDst {
   address: string;
@@ -53,6 +54,8 @@ export type OutboundPlan =
       message: string;
       target: ServiceTarget | undefined;
     }
+  /** Answer with a redirect (Gateway API RequestRedirect): `status` and `location`. */
+  | { kind: 'redirect'; status: number; location: string; target: ServiceTarget; route: CompiledRoute }
   | {
       kind: 'forward';
       /** The service the client addressed (its route's root). */
@@ -66,6 +69,20 @@ export type OutboundPlan =
       maxActive: number;
       /** The consistent-hash key, when the route hashes on a header. */
       hashKey: string | undefined;
+      /** The request head to send: Host / :authority and target after any URLRewrite. */
+      authority: string | undefined;
+      path: string;
+      /** Whether authority or path differ from the request's. */
+      rewritten: boolean;
+      /** Edits of the request's headers, in order (the rule's, then the backend's). */
+      requestHeaders: HeaderEdits[];
+      /** Edits of the response's headers, in order, before it goes back to the client. */
+      responseHeaders: HeaderEdits[];
+      /** Services a copy of this request goes to (drawn by their percentages). */
+      mirrors: ServiceTarget[];
+      /** Whole-request deadline and per-try deadline, ms (0: none). */
+      timeoutMs: number;
+      perTryTimeoutMs: number;
     };
 
 /**
@@ -114,6 +131,13 @@ export function planOutbound(
   }
   const route = t.route(target, req.http);
   if (req.serves && !req.serves(route)) return { kind: 'handoff' };
+  if (route.directStatus !== undefined && req.http)
+    return refuse(
+      route.directStatus,
+      'WEFT_NO_ROUTE',
+      `route ${route.name} answers ${route.directStatus}`,
+      target,
+    );
   let delayMs = 0;
   if (req.http) {
     if (route.source?.rateLimit && !state.takeToken(route))
@@ -123,9 +147,20 @@ export function planOutbound(
       return refuse(fault.abort.httpStatus, 'WEFT_FAULT', `fault injected by route ${route.name}`, target);
     if (fault?.delay && state.random() * 100 < fault.delay.percentage) delayMs = fault.delay.fixedDelayMs;
   }
+  const path = req.http?.path ?? '/';
+  const head = { scheme: 'http' as const, authority: req.authority, path, port: target.port.port };
+  const url = applyUrlFilters(head, route.filters?.redirect, route.filters?.rewrite);
+  if (url.kind === 'redirect' && req.http)
+    return { kind: 'redirect', status: url.status, location: url.location, target, route };
   const backend = pickBackend(route, state.random);
   if (!backend)
     return refuse(503, 'WEFT_NO_ENDPOINTS', `route ${route.name} has no backend with weight`, target);
+  if (backend.unresolved !== undefined)
+    return refuse(500, 'WEFT_NO_ROUTE', `route ${route.name}: ${backend.unresolved}`, target);
+  const mirrors: ServiceTarget[] = [];
+  if (req.http)
+    for (const m of route.mirrors) if (state.random() * 100 < m.percentage) mirrors.push(m.target);
+  const forwarded = url.kind === 'forward' ? url : undefined;
   return {
     kind: 'forward',
     target,
@@ -134,5 +169,13 @@ export function planOutbound(
     delayMs,
     maxActive: maxActiveOf(route),
     hashKey: route.hashHeader && req.http ? req.http.header(route.hashHeader) : undefined,
+    authority: forwarded?.authority ?? req.authority,
+    path: forwarded?.path ?? path,
+    rewritten: forwarded?.rewritten ?? false,
+    requestHeaders: [...(route.filters?.request ?? []), ...(backend.filters?.request ?? [])],
+    responseHeaders: [...(route.filters?.response ?? []), ...(backend.filters?.response ?? [])],
+    mirrors,
+    timeoutMs: route.timeoutMs,
+    perTryTimeoutMs: route.perTryTimeoutMs,
   };
 }

@@ -1,5 +1,6 @@
 // Parity: one table of policy cases (route match, split, fault abort, rate limit, authorization
-// allow/deny at the server sidecar) run through every transport of the client sidecar, so the paths cannot drift apart again: the
+// allow/deny at the server sidecar, Gateway API route matches and filters) run through every
+// transport of the client sidecar, so the paths cannot drift apart again: the
 // HTTP/1.1 fast path, the node:http path (a route with a connection limit is handed off to it),
 // h2c prior knowledge and an HTTP/1.1 Upgrade. Each (case, transport) gets a config of its own.
 import assert from 'node:assert/strict';
@@ -8,6 +9,7 @@ import type { AuthzPolicy, ProxyConfig, Route } from '../../api/index.ts';
 import { endpoint, proxyConfig, route, service } from '../../proxy/testdata.ts';
 import { writeLabels } from './mtlsfixture.ts';
 import { type Agent, eventually, type Pod, Topology } from './netns.ts';
+import { sendVia, TRANSPORTS, type Transport } from './paritysend.ts';
 
 const topo = new Topology();
 let agent: Agent;
@@ -16,28 +18,40 @@ let v1: Pod;
 let v2: Pod;
 let serial = 0;
 
-/** What one request got back: the status and the backend pod that answered (if any). */
-interface Outcome {
-  status: number;
-  backend: string | undefined;
-}
-
-type Transport = 'h1-fast' | 'h1-node' | 'h2' | 'upgrade';
-const TRANSPORTS: Transport[] = ['h1-fast', 'h1-node', 'h2', 'upgrade'];
-
 interface Case {
   name: string;
   routes: (name: string) => Route[];
   headers?: Record<string, string>;
-  /** The request path (default "/"). */
-  path?: string;
+  /** The request path (default "/"), or one per transport. */
+  path?: string | ((t: Transport) => string);
   /** AuthorizationPolicies the server sidecars enforce. */
   policies?: AuthzPolicy[];
-  /** The outcomes of requests sent in order, one connection each. */
-  expect: Array<{ status: number | 'ok'; backend?: () => string }>;
+  /**
+   * The outcomes of requests sent in order, one connection each: status, backend, and response
+   * headers (undefined: absent).
+   */
+  expect: Array<{
+    /** This request's path, when not the case's. */
+    path?: string;
+    status: number | 'ok';
+    backend?: () => string;
+    headers?: Record<string, string | undefined>;
+  }>;
+  /** After the requests: what went wrong elsewhere (a mirror that got nothing), if anything. */
+  verify?: (t: Transport) => Promise<string | undefined>;
+  /** Transports the case does not apply to, with why (an upgrade's answer is the app's raw 101). */
+  skip?: Transport[];
 }
 
 const base = (name: string, r: Partial<Route>): Route => route({ name, ...r });
+/** A route entry as the operator compiles it from an HTTPRoute rule (docs/proxy-config.md). */
+const httpRoute = (name: string, r: Partial<Route>): Route =>
+  route({
+    name,
+    source: { kind: 'HTTPRoute', namespace: 'shop', name: name.split('/')[1]!, rule: 0 },
+    matches: [{ path: { type: 'PathPrefix', value: '/' } }],
+    ...r,
+  });
 
 const publicOnly: AuthzPolicy = {
   name: 'shop/public-only',
@@ -104,6 +118,135 @@ const CASES: Case[] = [
     policies: [publicOnly],
     expect: [{ status: 403 }],
   },
+  // Gateway API routes (HTTPRoute filters, issue 14).
+  {
+    name: 'HTTPRoute: a method and query parameter match picks its rule',
+    routes: (n) => [
+      httpRoute(n, {
+        matches: [
+          {
+            path: { type: 'PathPrefix', value: '/' },
+            method: 'GET',
+            queryParams: [{ name: 'v', value: '2' }],
+          },
+        ],
+        backends: [{ service: 'shop/web-v2', weight: 1 }],
+      }),
+      httpRoute(n, {}),
+    ],
+    path: '/q?v=2',
+    expect: [
+      { status: 'ok', backend: () => v2.name },
+      { path: '/q?v=3', status: 'ok', backend: () => v1.name },
+      { path: '/q?w=2', status: 'ok', backend: () => v1.name },
+    ],
+  },
+  {
+    name: 'HTTPRoute: RequestHeaderModifier sets, appends and removes request headers',
+    routes: (n) => [
+      httpRoute(n, {
+        filters: [
+          {
+            type: 'RequestHeaderModifier',
+            set: [{ name: 'X-Probe-Set', value: 'by-route' }],
+            add: [{ name: 'x-probe-add', value: 'b' }],
+            remove: ['X-Probe-Remove'],
+          },
+        ],
+      }),
+    ],
+    headers: { 'x-probe-set': 'by-client', 'x-probe-add': 'a', 'x-probe-remove': 'gone' },
+    expect: [
+      {
+        status: 'ok',
+        backend: () => v1.name,
+        headers: {
+          'x-seen-x-probe-set': 'by-route',
+          'x-seen-x-probe-add': 'a,b',
+          'x-seen-x-probe-remove': undefined,
+        },
+      },
+    ],
+  },
+  {
+    name: 'HTTPRoute: RequestRedirect answers at the client sidecar with its status and Location',
+    routes: (n) => [
+      httpRoute(n, {
+        backends: [],
+        filters: [
+          {
+            type: 'RequestRedirect',
+            statusCode: 301,
+            hostname: 'example.org',
+            path: { type: 'ReplacePrefixMatch', value: '/new', prefix: '/old' },
+          },
+        ],
+      }),
+    ],
+    path: '/old/page?x=1',
+    expect: [
+      { status: 301, headers: { location: 'http://example.org/new/page?x=1', 'x-backend': undefined } },
+    ],
+  },
+  {
+    name: 'HTTPRoute: URLRewrite replaces the path prefix and the Host',
+    routes: (n) => [
+      httpRoute(n, {
+        matches: [{ path: { type: 'PathPrefix', value: '/prefix' } }],
+        filters: [
+          {
+            type: 'URLRewrite',
+            hostname: 'rewritten.example',
+            path: { type: 'ReplacePrefixMatch', value: '/', prefix: '/prefix' },
+          },
+        ],
+      }),
+    ],
+    path: '/prefix/one?q=1',
+    expect: [
+      {
+        status: 'ok',
+        backend: () => v1.name,
+        headers: { 'x-seen-path': encodeURIComponent('/one?q=1'), 'x-seen-host': 'rewritten.example' },
+      },
+    ],
+  },
+  {
+    name: 'HTTPRoute: ResponseHeaderModifier edits the answer',
+    routes: (n) => [
+      httpRoute(n, {
+        filters: [
+          { type: 'ResponseHeaderModifier', set: [{ name: 'x-route', value: 'r1' }], remove: ['x-count'] },
+        ],
+      }),
+    ],
+    skip: ['upgrade'],
+    expect: [{ status: 'ok', backend: () => v1.name, headers: { 'x-route': 'r1', 'x-count': undefined } }],
+  },
+  {
+    name: 'HTTPRoute: RequestMirror sends a copy to the mirror, the answer comes from the backend',
+    routes: (n) => [
+      httpRoute(n, { filters: [{ type: 'RequestMirror', service: 'shop/web-v2', percentage: 100 }] }),
+    ],
+    path: (t) => `/mirrored/${t}`,
+    skip: ['upgrade'],
+    expect: [{ status: 'ok', backend: () => v1.name }],
+    async verify(t) {
+      const target = encodeURIComponent(`/mirrored/${t}`);
+      const ok = await eventually(async () => {
+        const r = await send('h1-fast', `/seen?target=${target}`, {}, '10.96.0.11');
+        return r.status === 200 && r.backend === v2.name;
+      }, 25);
+      return ok ? undefined : `${t}: web-v2 never saw the mirrored request`;
+    },
+  },
+  {
+    name: 'HTTPRoute: timeouts.backendRequest answers 504 when a try takes longer',
+    routes: (n) => [httpRoute(n, { backendRequestTimeoutMs: 200 })],
+    path: '/delay/3000',
+    skip: ['upgrade'],
+    expect: [{ status: 504 }],
+  },
 ];
 
 /** The route changes that make the client sidecar take `transport` (only h1-node needs one). */
@@ -127,7 +270,23 @@ function config(routes: Route[], policies: AuthzPolicy[] = []): ProxyConfig {
   const web2 = service('web-v2', 'shop', '10.96.0.11', 80, [
     { ...endpoint(v2.ip, 8080), pod: `${v2.name}-a` },
   ]);
-  const c = { ...proxyConfig('shop', [web, web2], routes), authorizationPolicies: policies };
+  const grpc = service(
+    'grpc',
+    'shop',
+    '10.96.0.20',
+    9090,
+    [{ ...endpoint(v1.ip, 9090), pod: `${v1.name}-a` }],
+    'grpc',
+  );
+  const grpc2 = service(
+    'grpc-v2',
+    'shop',
+    '10.96.0.21',
+    9090,
+    [{ ...endpoint(v2.ip, 9090), pod: `${v2.name}-a` }],
+    'grpc',
+  );
+  const c = { ...proxyConfig('shop', [web, web2, grpc, grpc2], routes), authorizationPolicies: policies };
   c.version = `${c.version.slice(0, 12)}${(serial++).toString(16).padStart(4, '0')}`;
   return c;
 }
@@ -144,44 +303,8 @@ async function apply(c: ProxyConfig): Promise<void> {
   assert.ok(ok, `config ${c.version} applied`);
 }
 
-async function send(transport: Transport, path: string, headers: Record<string, string>): Promise<Outcome> {
-  if (transport === 'h2') {
-    const r = await agent.send<{ status?: number; backend?: string; error?: string }>({
-      op: 'h2get',
-      url: `http://10.96.0.10${path}`,
-      headers,
-    });
-    return { status: r.status ?? -1, backend: r.backend };
-  }
-  if (transport === 'upgrade') {
-    const extra = Object.entries(headers)
-      .map(([k, v]) => `${k}: ${v}\r\n`)
-      .join('');
-    const r = await agent.send<{ got: string[] }>({
-      op: 'script',
-      host: '10.96.0.10',
-      port: 80,
-      steps: [
-        {
-          send:
-            `GET ${path} HTTP/1.1\r\nhost: web\r\nupgrade: websocket\r\nconnection: Upgrade\r\n` +
-            'sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n' +
-            `${extra}\r\n`,
-          until: '\r\n\r\n',
-        },
-      ],
-    });
-    const head = r.got[0] ?? '';
-    const status = Number(/^HTTP\/1\.1 (\d{3}) /.exec(head)?.[1] ?? -1);
-    return { status, backend: /\r\nx-backend: ([^\r]*)\r\n/i.exec(head)?.[1] };
-  }
-  const r = await agent.send<{ first: { status: number; headers: Record<string, string> } }>({
-    op: 'http',
-    url: `http://10.96.0.10${path}`,
-    headers: { ...headers, connection: 'close' },
-  });
-  return { status: r.first.status, backend: r.first.headers['x-backend'] };
-}
+const send = (t: Transport, path: string, headers: Record<string, string>, vip?: string) =>
+  sendVia(agent, t, path, headers, vip);
 
 describe('outbound policy parity across transports', { timeout: 300_000 }, () => {
   before(async () => {
@@ -191,7 +314,10 @@ describe('outbound policy parity across transports', { timeout: 300_000 }, () =>
     v2 = await topo.addPod('v2');
     await topo.writeConfig(config([]));
     for (const p of [client, v1, v2]) await topo.intercept(p);
-    await Promise.all([topo.startApp(v1, { http: 8080 }), topo.startApp(v2, { http: 8080 })]);
+    await Promise.all([
+      topo.startApp(v1, { http: 8080, grpc: 9090 }),
+      topo.startApp(v2, { http: 8080, grpc: 9090 }),
+    ]);
     // The server pods carry the labels the policies select (downward-API file).
     const info = await topo.tempDir('info-web');
     await writeLabels(info, { app: 'web' });
@@ -208,10 +334,12 @@ describe('outbound policy parity across transports', { timeout: 300_000 }, () =>
     it(c.name, async () => {
       const failures: string[] = [];
       for (const transport of TRANSPORTS) {
+        if (c.skip?.includes(transport)) continue;
         const routes = c.routes(`shop/${transport}`).map((r) => forTransport(r, transport));
         await apply(config(routes, c.policies));
+        const path = typeof c.path === 'function' ? c.path(transport) : (c.path ?? '/');
         for (const [i, want] of c.expect.entries()) {
-          const got = await send(transport, c.path ?? '/', c.headers ?? {});
+          const got = await send(transport, want.path ?? path, c.headers ?? {});
           const okStatus = transport === 'upgrade' ? 101 : 200;
           const status = want.status === 'ok' ? okStatus : want.status;
           const backend = want.backend?.();
@@ -219,9 +347,46 @@ describe('outbound policy parity across transports', { timeout: 300_000 }, () =>
             failures.push(
               `${transport} request ${i + 1}: got ${got.status} from ${got.backend}, want ${status}${backend ? ` from ${backend}` : ''}`,
             );
+          for (const [h, v] of Object.entries(want.headers ?? {}))
+            if (got.headers[h] !== v)
+              failures.push(`${transport} request ${i + 1}: header ${h} is ${got.headers[h]}, want ${v}`);
         }
+        const wrong = await c.verify?.(transport);
+        if (wrong) failures.push(wrong);
       }
       assert.deepEqual(failures, []);
     });
   }
+
+  it('GRPCRoute: a method match (compiled to a path) picks its backend over h2c', async () => {
+    const grpcRoutes: Route[] = [
+      route({
+        name: 'shop/grpc-route',
+        service: 'shop/grpc',
+        source: { kind: 'GRPCRoute', namespace: 'shop', name: 'grpc-route', rule: 0 },
+        matches: [{ path: { type: 'Exact', value: '/weft.test.Echo/Say' } }],
+        backends: [{ service: 'shop/grpc-v2', weight: 1 }],
+      }),
+      route({
+        name: 'shop/grpc-route',
+        service: 'shop/grpc',
+        source: { kind: 'GRPCRoute', namespace: 'shop', name: 'grpc-route', rule: 1 },
+        matches: [{ path: { type: 'PathPrefix', value: '/' } }],
+        backends: [{ service: 'shop/grpc', weight: 1 }],
+      }),
+    ];
+    await apply(config(grpcRoutes));
+    const call = (method: string) =>
+      agent.send<{ status?: number; backend?: string; grpcStatus?: string }>({
+        op: 'grpc',
+        url: 'http://10.96.0.20:9090',
+        headers: { ':path': `/weft.test.Echo/${method}` },
+      });
+    const say = await call('Say');
+    const other = await call('Other');
+    assert.deepEqual(
+      [say.status, say.grpcStatus, say.backend, other.status, other.grpcStatus, other.backend],
+      [200, '0', v2.name, 200, '0', v1.name],
+    );
+  });
 });

@@ -1,0 +1,42 @@
+// The Gateway API CRDs (standard channel) Weft implements for the mesh, pinned. They are the
+// upstream project's files, never copied into this repository: read from the Go module cache
+// (`go mod download` of the pinned module) and applied beside the chart, before `helm install`,
+// as the Gateway API docs recommend (users: `kubectl apply --server-side -f` the release's
+// standard-install.yaml; docs/gateway-api.md).
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const GATEWAY_API_MODULE = 'sigs.k8s.io/gateway-api';
+export const GATEWAY_API_VERSION = 'v1.6.3';
+
+/** config/crd/standard of the pinned module, downloaded once into the Go module cache. */
+export function gatewayApiCrdDir(): string {
+  const out = execFileSync(
+    'go',
+    ['mod', 'download', '-json', `${GATEWAY_API_MODULE}@${GATEWAY_API_VERSION}`],
+    {
+      encoding: 'utf8',
+      // Outside any module, so no go.mod around decides what is downloaded.
+      cwd: tmpdir(),
+      env: { ...process.env, GOFLAGS: '-mod=mod' },
+    },
+  );
+  const { Dir, Error: err } = JSON.parse(out) as { Dir?: string; Error?: string };
+  const dir = Dir && join(Dir, 'config', 'crd', 'standard');
+  if (!dir || !existsSync(dir))
+    throw new Error(`${GATEWAY_API_MODULE}@${GATEWAY_API_VERSION}: no config/crd/standard (${err ?? out})`);
+  return dir;
+}
+
+/** Applies the standard-channel CRDs and waits until the route kinds are served; `kubectl` runs kubectl with these arguments. */
+export function applyGatewayApiCrds(kubectl: (...args: string[]) => unknown): void {
+  kubectl('apply', '--server-side', '--field-manager=weft-install', '-f', gatewayApiCrdDir());
+  kubectl(
+    'wait',
+    '--for=condition=Established',
+    '--timeout=60s',
+    ...['httproutes', 'grpcroutes', 'referencegrants'].map((k) => `crd/${k}.gateway.networking.k8s.io`),
+  );
+}
