@@ -11,9 +11,7 @@
 // client's real calls split. Logged as figures (asserted on none): how long each took.
 // With WEFT_TEST_KUBECONFIG it runs on that cluster instead (Prometheus must reach its pod IPs).
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
@@ -241,14 +239,6 @@ describe('Flagger drives a canary of a meshed Deployment through HTTPRoute weigh
       log,
     });
     const { dir, kubeconfig } = cluster;
-    // TEMPORARY until branch gateway's install applies them: the Gateway API standard CRDs.
-    const gw = JSON.parse(
-      execFileSync('go', ['mod', 'download', '-json', 'sigs.k8s.io/gateway-api@v1.6.3'], {
-        encoding: 'utf8',
-        cwd: tmpdir(),
-      }),
-    ) as { Dir: string };
-    kubectl('apply', '--server-side', '-f', join(gw.Dir, 'config', 'crd', 'standard'));
     kubectl('apply', '--server-side', '-f', flaggerCrds());
     kubectl(
       'apply',
