@@ -21,6 +21,7 @@ import {
   startFlagger,
   startPrometheus,
 } from '../../hack/flagger/flagger.ts';
+import { CONTROLLER_NAME } from '../../operator/compile/gatewaytypes.ts';
 import { repoRoot } from '../support/cluster.ts';
 import { type E2eCluster, startE2eCluster } from '../support/e2e-cluster.ts';
 import { eventually as poll } from '../support/eventually.ts';
@@ -292,7 +293,8 @@ describe('Flagger drives a canary of a meshed Deployment through HTTPRoute weigh
     const r = await eventually('Weft to accept the HTTPRoute', () => {
       const r = route();
       const parent = r.status?.parents?.find(
-        (p: { parentRef: { kind?: string } }) => p.parentRef.kind === 'Service',
+        (p: { parentRef: { kind?: string }; controllerName: string }) =>
+          p.parentRef.kind === 'Service' && p.controllerName === CONTROLLER_NAME,
       );
       const accepted = parent?.conditions?.find((c: { type: string }) => c.type === 'Accepted');
       return accepted?.status === 'True' ? { ...r, parent } : undefined;
@@ -350,7 +352,9 @@ describe('Flagger drives a canary of a meshed Deployment through HTTPRoute weigh
       ),
       'the primary runs v2',
     );
-    log(`[e2e] figure: new revision to Succeeded: ${Date.now() - t0} ms`);
+    log(
+      `[e2e] figure: new revision to Succeeded: ${Date.now() - t0} ms (phases ${done.phases.join(' → ')}; HTTPRoute generation ${route().generation})`,
+    );
     // From now on the primary (v2) answers every call.
     await primaryAnswersAll('v2');
   });
@@ -368,7 +372,9 @@ describe('Flagger drives a canary of a meshed Deployment through HTTPRoute weigh
     assert.equal(failed.s.canaryWeight, 0);
     assert.ok(failed.s.failedChecks! >= THRESHOLD, `failedChecks ${failed.s.failedChecks}`);
     assert.deepEqual(route().weights, { 'podinfo-primary': 100, 'podinfo-canary': 0 });
-    log(`[e2e] figure: broken revision to Failed: ${Date.now() - t0} ms`);
+    log(
+      `[e2e] figure: broken revision to Failed: ${Date.now() - t0} ms (phases ${failed.phases.join(' → ')}, weights ${failed.weights.join(' → ')}; HTTPRoute generation ${route().generation})`,
+    );
     // Flagger halted on the success rate Weft's sidecars measured, not on anything else.
     const events = json(
       'get',
