@@ -30,13 +30,27 @@ export function gatewayApiCrdDir(): string {
   return dir;
 }
 
-/** Applies the standard-channel CRDs and waits until the route kinds are served; `kubectl` runs kubectl with these arguments. */
-export function applyGatewayApiCrds(kubectl: (...args: string[]) => unknown): void {
-  kubectl('apply', '--server-side', '--field-manager=weft-install', '-f', gatewayApiCrdDir());
-  kubectl(
-    'wait',
-    '--for=condition=Established',
-    '--timeout=60s',
-    ...['httproutes', 'grpcroutes', 'referencegrants'].map((k) => `crd/${k}.gateway.networking.k8s.io`),
-  );
+const ROUTE_CRDS = ['httproutes', 'grpcroutes', 'referencegrants'].map(
+  (k) => `crd/${k}.gateway.networking.k8s.io`,
+);
+
+/**
+ * Applies the standard-channel CRDs unless a Gateway API is already installed (a cluster's own
+ * version is left as it is), and waits until the route kinds are served. `kubectl` runs kubectl
+ * with these arguments and returns its output. True when this call installed them (so whoever
+ * called may remove them: removeGatewayApiCrds).
+ */
+export function applyGatewayApiCrds(kubectl: (...args: string[]) => unknown): boolean {
+  const present = String(
+    kubectl('get', 'crd', '--ignore-not-found', '-o', 'name', ...ROUTE_CRDS.map((c) => c.slice(4))),
+  ).trim();
+  const apply = present === '';
+  if (apply) kubectl('apply', '--server-side', '--field-manager=weft-install', '-f', gatewayApiCrdDir());
+  kubectl('wait', '--for=condition=Established', '--timeout=60s', ...ROUTE_CRDS);
+  return apply;
+}
+
+/** Removes what applyGatewayApiCrds applied. */
+export function removeGatewayApiCrds(kubectl: (...args: string[]) => unknown): void {
+  kubectl('delete', '--ignore-not-found', '-f', gatewayApiCrdDir());
 }

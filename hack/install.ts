@@ -43,16 +43,22 @@ export interface InstallOptions {
  * has written its CA into the webhook configurations: from then on the apiserver calls it
  * through its Service, and pods of labelled namespaces get the sidecar.
  */
-export async function installWeft(o: InstallOptions): Promise<void> {
+export async function installWeft(o: InstallOptions): Promise<{ gatewayApiApplied: boolean }> {
   const log = o.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const set = Object.entries(o.set ?? {}).flatMap(([k, v]) => ['--set', `${k}=${v}`]);
+  let gatewayApiApplied = false;
   if (o.gatewayApi !== false) {
-    applyGatewayApiCrds((...args) =>
+    gatewayApiApplied = applyGatewayApiCrds((...args) =>
       execFileSync(o.kubectl, ['--kubeconfig', o.kubeconfig, ...args], {
-        stdio: ['ignore', 'ignore', 'inherit'],
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'inherit'],
       }),
     );
-    log(`[install] Gateway API ${GATEWAY_API_VERSION} CRDs (standard channel) applied`);
+    log(
+      gatewayApiApplied
+        ? `[install] Gateway API ${GATEWAY_API_VERSION} CRDs (standard channel) applied`
+        : '[install] Gateway API CRDs already installed: left as they are',
+    );
   }
   const t0 = Date.now();
   execFileSync(
@@ -91,6 +97,7 @@ export async function installWeft(o: InstallOptions): Promise<void> {
       { timeoutMs: 120_000, intervalMs: 500 },
     );
   }
+  return { gatewayApiApplied };
 }
 
 /**

@@ -99,8 +99,10 @@ export class Compilation {
     for (const [ns, cms] of byNs) {
       try {
         const cfg = decode(cms);
+        // TrafficSplit routes only (Gateway API entries carry a source, catch-alls a directResponse).
         for (const r of cfg.routes)
-          if (!this.lastGood.routes.has(r.name)) this.lastGood.routes.set(r.name, r);
+          if (!r.source && !r.directResponse && !this.lastGood.routes.has(r.name))
+            this.lastGood.routes.set(r.name, r);
         for (const p of cfg.authorizationPolicies)
           if (!this.lastGood.policies.has(p.name)) this.lastGood.policies.set(p.name, p);
       } catch (err) {

@@ -18,7 +18,7 @@ import {
   type Route,
 } from '../api/proxyconfig.ts';
 import type { Binding, RouteResult } from './compile/gateway.ts';
-import { compilePolicy, type ResourceResult } from './compile/resources.ts';
+import { compilePolicy, compileWithLastGood, type ResourceResult } from './compile/resources.ts';
 import { routeSet } from './compile/routes.ts';
 import {
   callableServices,
@@ -32,7 +32,7 @@ import {
   sameItems,
   serviceSignature,
 } from './compile/services.ts';
-import { byKey, keyOf, retryPolicy, sortKeys, timerMs } from './compile/util.ts';
+import { keyOf, retryPolicy, sortKeys, timerMs } from './compile/util.ts';
 import type { ClusterSnapshot, EndpointSliceObj, PodObj, ServiceObj } from './types.ts';
 
 export type { Binding, ParentResult, RouteResult } from './compile/gateway.ts';
@@ -104,20 +104,14 @@ export interface Compiled {
 }
 
 function policiesOf(snap: ClusterSnapshot) {
-  const results: ResourceResult[] = [];
-  const policies = new Map<string, AuthzPolicy>();
-  for (const p of [...snap.authorizationPolicies].sort(byKey((x) => keyOf(x.metadata)))) {
-    const { policy, result } = compilePolicy(p);
-    if (policy) policies.set(result.key, policy);
-    else {
-      const last = snap.lastGood?.policies.get(result.key);
-      if (last) {
-        policies.set(result.key, last);
-        result.programmed = 'lastGood';
-      }
-    }
-    results.push(result);
-  }
+  const { results, outputs: policies } = compileWithLastGood(
+    snap.authorizationPolicies,
+    (p) => {
+      const { policy, result } = compilePolicy(p);
+      return { out: policy, result };
+    },
+    snap.lastGood?.policies,
+  );
   return { results, policies };
 }
 

@@ -44,7 +44,7 @@ import { observeLatency } from './lb.ts';
 import { LocalAddresses } from './localaddr.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import { originalDst } from './native/index.ts';
-import { forwardHead, hasFilters, rawHeaderLines, redirectAnswer, responseHead } from './outbound/apply.ts';
+import { forwardHead, rawHeaderLines, redirectAnswer, redirectRaw, responseHead } from './outbound/apply.ts';
 import { type OutboundPlan, planOutbound } from './outbound/plan.ts';
 import { DEFAULT_PATH_NORMALIZATION, type NormalizedTarget, normalizeTarget } from './pathnorm.ts';
 import { Endpoints, mtlsModeFor, type Picked } from './resilience/endpoints.ts';
@@ -515,10 +515,12 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       return;
     }
 
+    // The route's header edits first: the sidecar's own metadata is set after, never edited.
+    const head = forwardHead(plan, headers);
     headers[H_SRC_WORKLOAD] = id.workload;
     headers[H_SRC_NAMESPACE] = id.namespace;
     const hasBody = requestHasBody(req);
-    const areq: AttemptRequest = { method, ...forwardHead(plan, headers), headers, hasBody };
+    const areq: AttemptRequest = { method, ...head, headers, hasBody };
 
     // Mirrors: copies of the request, fire and forget; their responses are discarded.
     const mirrors: Attempt[] = [];
@@ -846,11 +848,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     }
     if (plan.kind === 'handoff') return;
     if (plan.kind === 'redirect') {
-      const a = redirectAnswer(plan);
-      const lines = Object.entries(a.headers).map(([k, v]) => `${k}: ${v}\r\n`);
-      socket.end(
-        `HTTP/1.1 ${a.status} ${http.STATUS_CODES[a.status]}\r\n${lines.join('')}connection: close\r\n\r\n`,
-      );
+      socket.end(redirectRaw(plan));
       return;
     }
     service = serviceLabel(plan.target);
@@ -1421,8 +1419,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
             http: { method, path, header: (n) => headerValue(head.headers, n.toLowerCase()) },
             // Route filters, mirroring and per-endpoint connection limits (with their queue) stay on
             // the node:http path.
-            serves: (route) =>
-              !hasFilters(route) && route.source?.circuitBreaker?.maxConnections === undefined,
+            serves: (route) => !route.filtered && route.source?.circuitBreaker?.maxConnections === undefined,
           },
           planState,
         );

@@ -48,6 +48,8 @@ export interface CompiledRoute {
   filters: CompiledFilters | undefined;
   /** Answer this status and forward nothing (Gateway API: no rule matched, no valid backend). */
   directStatus: number | undefined;
+  /** Whether the route or one of its backends has filters or mirrors (the fast path hands it off). */
+  filtered: boolean;
 }
 
 interface RouteEntry {
@@ -146,6 +148,7 @@ export class RoutingTable {
         mirrors: [],
         filters: undefined,
         directStatus: undefined,
+        filtered: false,
       };
       this.#defaults.set(key, d);
     }
@@ -199,6 +202,7 @@ export class RoutingTable {
       mirrors,
       filters,
       directStatus: r.directResponse?.status,
+      filtered: filters !== undefined || mirrors.length > 0 || backends.some((b) => b.filters !== undefined),
     };
   }
 

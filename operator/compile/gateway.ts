@@ -177,9 +177,8 @@ function bindRoute(
       const backends = redirect
         ? { backends: [], problems: [] }
         : compileBackends(rule.backendRefs, match, c, `${field}.backendRefs`);
-      // Reported once per rule, not once per match.
-      if (mi === 0) problems.push(...filters.problems, ...backends.problems);
-      problems.push(...mp);
+      // The same problem in every match of a rule is reported once (summarize() dedupes).
+      problems.push(...filters.problems, ...backends.problems, ...mp);
       const r: Route = {
         name: `${kind}/${ns}/${name}/${ri}`,
         source: sortKeys({ kind, namespace: ns, name, rule: ri, ruleName: rule.name }),

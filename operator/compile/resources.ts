@@ -13,7 +13,7 @@ import { matchRegexErrors } from '../../api/regex.ts';
 import { check } from '../../api/validate.ts';
 import { REASON, type Reason } from '../conditions.ts';
 import type { ServiceObj } from '../types.ts';
-import { byKey, cmp, retryPolicy, sortKeys } from './util.ts';
+import { byKey, cmp, keyOf, retryPolicy, sortKeys } from './util.ts';
 
 export interface ResourceResult {
   /** "<namespace>/<name>" */
@@ -168,4 +168,28 @@ export function compilePolicy(p: AuthorizationPolicy): { policy?: AuthzPolicy; r
   if (p.spec.selector) policy.selector = sortKeys(p.spec.selector);
   if (p.spec.rules) policy.rules = sortKeys(p.spec.rules);
   return { policy: sortKeys(policy), result: { ...base, accepted: { ok: true }, programmed: 'current' } };
+}
+
+/**
+ * Compiles each resource in key order; one whose current spec cannot be programmed keeps its
+ * last good output (`programmed: 'lastGood'`): an invalid CR never changes what is programmed.
+ */
+export function compileWithLastGood<I extends { metadata: { name: string; namespace?: string } }, O>(
+  items: readonly I[],
+  one: (item: I) => { out?: O; result: ResourceResult },
+  lastGood: ReadonlyMap<string, O> | undefined,
+): { results: ResourceResult[]; outputs: Map<string, O> } {
+  const results: ResourceResult[] = [];
+  const outputs = new Map<string, O>();
+  for (const item of [...items].sort(byKey((x) => keyOf(x.metadata)))) {
+    const { out, result } = one(item);
+    const last = out ? undefined : lastGood?.get(result.key);
+    if (out) outputs.set(result.key, out);
+    else if (last) {
+      outputs.set(result.key, last);
+      result.programmed = 'lastGood';
+    }
+    results.push(result);
+  }
+  return { results, outputs };
 }

@@ -6,9 +6,9 @@
 import type { Route } from '../../api/proxyconfig.ts';
 import type { ClusterSnapshot } from '../types.ts';
 import { compileGatewayRoutes, type GatewayCompiled } from './gateway.ts';
-import { compileSplit, type ResourceResult } from './resources.ts';
+import { compileSplit, compileWithLastGood, type ResourceResult } from './resources.ts';
 import type { SnapshotIndex } from './services.ts';
-import { byKey, cmp, keyOf } from './util.ts';
+import { cmp } from './util.ts';
 
 export interface RouteSet {
   splits: ResourceResult[];
@@ -19,27 +19,15 @@ export interface RouteSet {
   json(ns: string): string;
 }
 
-/** The route programmed for a split: its current form, else its last good one. */
-function splitsOf(snap: ClusterSnapshot, idx: SnapshotIndex) {
-  const results: ResourceResult[] = [];
-  const routes = new Map<string, Route>();
-  for (const split of [...snap.trafficSplits].sort(byKey((s) => keyOf(s.metadata)))) {
-    const { route, result } = compileSplit(split, idx.services);
-    if (route) routes.set(result.key, route);
-    else {
-      const last = snap.lastGood?.routes.get(result.key);
-      if (last) {
-        routes.set(result.key, last);
-        result.programmed = 'lastGood';
-      }
-    }
-    results.push(result);
-  }
-  return { results, routes };
-}
-
 export function routeSet(snap: ClusterSnapshot, idx: SnapshotIndex): RouteSet {
-  const { results, routes } = splitsOf(snap, idx);
+  const { results, outputs: routes } = compileWithLastGood(
+    snap.trafficSplits,
+    (split) => {
+      const { route, result } = compileSplit(split, idx.services);
+      return { out: route, result };
+    },
+    snap.lastGood?.routes,
+  );
   const gateway = compileGatewayRoutes({
     httpRoutes: snap.httpRoutes,
     grpcRoutes: snap.grpcRoutes,

@@ -2,21 +2,12 @@
 // to rewrite the request head, answer a redirect and edit the response head (issue 12: no
 // per-transport copies). Header maps are node:http's (lower-case names); the raw HTTP/1.1 fast
 // path hands routes with filters to node:http rather than keep a second copy.
-
+import { http } from '../builtins.ts';
 import { editHeaders, type HeaderMap } from './filters.ts';
 import type { OutboundPlan } from './plan.ts';
 
 type Forward = Extract<OutboundPlan, { kind: 'forward' }>;
 type Redirect = Extract<OutboundPlan, { kind: 'redirect' }>;
-
-/** Whether a route's plan needs more than the fast path carries (filters or mirrors). */
-export function hasFilters(route: Forward['route']): boolean {
-  return (
-    route.filters !== undefined ||
-    route.mirrors.length > 0 ||
-    route.backends.some((b) => b.filters !== undefined)
-  );
-}
 
 /**
  * The request head to forward: `headers` edited in place (the rule's header modifier, then the
@@ -38,6 +29,13 @@ export function responseHead(plan: Forward, headers: HeaderMap): void {
 /** A redirect answer: status line, headers (no body). */
 export function redirectAnswer(plan: Redirect): { status: number; headers: Record<string, string> } {
   return { status: plan.status, headers: { location: plan.location, 'content-length': '0' } };
+}
+
+/** The same redirect as a raw HTTP/1.1 response that closes the connection (upgrades). */
+export function redirectRaw(plan: Redirect): string {
+  const a = redirectAnswer(plan);
+  const lines = Object.entries(a.headers).map(([k, v]) => `${k}: ${v}\r\n`);
+  return `HTTP/1.1 ${a.status} ${http.STATUS_CODES[a.status]}\r\n${lines.join('')}connection: close\r\n\r\n`;
 }
 
 /**

@@ -123,8 +123,19 @@ describe('planOutbound with Gateway API routes', () => {
       [[['x-set', 'rule']], [['x-set', 'backend']]],
     );
     assert.deepEqual(p.responseHeaders, [{ set: [], add: [['x-resp', 'rule']], remove: [] }]);
+    assert.equal(p.route.filtered, true, 'the fast path hands the route to node:http');
     const plain = planOutbound(table([gw(0, {})]), send('/a'), draws([]));
     assert.ok(plain.kind === 'forward' && !plain.rewritten && plain.requestHeaders.length === 0);
+    assert.equal(plain.route.filtered, false);
+    const onBackend = table([
+      gw(0, {
+        backends: [
+          { service: 'shop/web', weight: 1, filters: [{ type: 'ResponseHeaderModifier', remove: ['a'] }] },
+        ],
+      }),
+    ]);
+    const b = planOutbound(onBackend, send('/a'), draws([]));
+    assert.ok(b.kind === 'forward' && b.route.filtered && b.responseHeaders.length === 1);
   });
 
   it('mirrors by percentage, each drawn after the backend; several mirrors allowed', () => {

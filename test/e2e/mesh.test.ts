@@ -12,11 +12,10 @@
 // It logs figures (pod start with and without the sidecar, the sidecar's working set as the
 // kubelet reports it, how long a weight change took to apply); it asserts none of their values.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { WEFT_IMAGE } from '../../api/mesh.ts';
-import { CALL_REVIEWS_BY_NAME, helmBinary, WEFT_NAMESPACE } from '../../hack/install.ts';
+import { CALL_REVIEWS_BY_NAME, WEFT_NAMESPACE } from '../../hack/install.ts';
 import { WEBHOOK_NAMES } from '../../webhook/manifests.ts';
 import { repoRoot } from '../support/cluster.ts';
 import { type E2eCluster, startE2eCluster } from '../support/e2e-cluster.ts';
@@ -151,20 +150,12 @@ describe('the mesh, end to end on the real node, installed by Helm', {
   after(async () => {
     try {
       if (external) {
-        // Leave the cluster as it was: the demo, the Mesh and the release go.
+        // Leave the cluster as it was: the demo and the Mesh go (the release with cluster.stop()).
         for (const args of [
           ['delete', 'namespace', NS, OUTSIDE, '--ignore-not-found', '--wait=true'],
           ['delete', 'mesh', 'default', '--ignore-not-found'],
         ])
           kubectl(...args);
-        execFileSync(helmBinary(), [
-          '--kubeconfig',
-          cluster.kubeconfig,
-          'uninstall',
-          'weft',
-          '-n',
-          WEFT_NAMESPACE,
-        ]);
       }
     } finally {
       await cluster?.stop();

@@ -73,17 +73,12 @@ before(async () => {
   await installCrds(cluster);
   applyGatewayApiCrds(cluster.kubectl);
   client = new KubeClient(cluster.kc, 'weft-test');
-  for (const [name, labels] of [
-    ['weft-system', {}],
-    ['shop', { 'weft.dev/inject': 'enabled' }],
-    ['web', { 'weft.dev/inject': 'enabled' }],
-    ['lib', {}],
-  ] as const)
-    await client.create(RESOURCES.namespaces, {
-      apiVersion: 'v1',
-      kind: 'Namespace',
-      metadata: { name, labels },
-    });
+  cluster.kubectl('create', 'namespace', 'weft-system');
+  cluster.kubectl('create', 'namespace', 'lib');
+  for (const ns of ['shop', 'web']) {
+    cluster.kubectl('create', 'namespace', ns);
+    cluster.kubectl('label', 'namespace', ns, 'weft.dev/inject=enabled');
+  }
   for (const [ns, name] of [
     ['shop', 'reviews'],
     ['shop', 'reviews-v1'],

@@ -266,26 +266,20 @@ function forTransport(r: Route, transport: Transport): Route {
 }
 
 function config(routes: Route[], policies: AuthzPolicy[] = []): ProxyConfig {
-  const web = service('web', 'shop', '10.96.0.10', 80, [{ ...endpoint(v1.ip, 8080), pod: `${v1.name}-a` }]);
-  const web2 = service('web-v2', 'shop', '10.96.0.11', 80, [
-    { ...endpoint(v2.ip, 8080), pod: `${v2.name}-a` },
-  ]);
-  const grpc = service(
-    'grpc',
-    'shop',
-    '10.96.0.20',
-    9090,
-    [{ ...endpoint(v1.ip, 9090), pod: `${v1.name}-a` }],
-    'grpc',
-  );
-  const grpc2 = service(
-    'grpc-v2',
-    'shop',
-    '10.96.0.21',
-    9090,
-    [{ ...endpoint(v2.ip, 9090), pod: `${v2.name}-a` }],
-    'grpc',
-  );
+  // web and grpc on v1, web-v2 and grpc-v2 on v2.
+  const on = (pod: Pod, name: string, vip: string, port: number, appProtocol?: string) =>
+    service(
+      name,
+      'shop',
+      vip,
+      port,
+      [{ ...endpoint(pod.ip, port === 80 ? 8080 : port), pod: `${pod.name}-a` }],
+      appProtocol,
+    );
+  const web = on(v1, 'web', '10.96.0.10', 80);
+  const web2 = on(v2, 'web-v2', '10.96.0.11', 80);
+  const grpc = on(v1, 'grpc', '10.96.0.20', 9090, 'grpc');
+  const grpc2 = on(v2, 'grpc-v2', '10.96.0.21', 9090, 'grpc');
   const c = { ...proxyConfig('shop', [web, web2, grpc, grpc2], routes), authorizationPolicies: policies };
   c.version = `${c.version.slice(0, 12)}${(serial++).toString(16).padStart(4, '0')}`;
   return c;
@@ -359,21 +353,18 @@ describe('outbound policy parity across transports', { timeout: 300_000 }, () =>
   }
 
   it('GRPCRoute: a method match (compiled to a path) picks its backend over h2c', async () => {
-    const grpcRoutes: Route[] = [
+    // The compiled entries of GRPCRoute shop/grpc-route: rule 0 matches method Say.
+    const rule = (i: number, path: NonNullable<Route['matches'][number]['path']>, backend: string): Route =>
       route({
         name: 'shop/grpc-route',
         service: 'shop/grpc',
-        source: { kind: 'GRPCRoute', namespace: 'shop', name: 'grpc-route', rule: 0 },
-        matches: [{ path: { type: 'Exact', value: '/weft.test.Echo/Say' } }],
-        backends: [{ service: 'shop/grpc-v2', weight: 1 }],
-      }),
-      route({
-        name: 'shop/grpc-route',
-        service: 'shop/grpc',
-        source: { kind: 'GRPCRoute', namespace: 'shop', name: 'grpc-route', rule: 1 },
-        matches: [{ path: { type: 'PathPrefix', value: '/' } }],
-        backends: [{ service: 'shop/grpc', weight: 1 }],
-      }),
+        source: { kind: 'GRPCRoute', namespace: 'shop', name: 'grpc-route', rule: i },
+        matches: [{ path }],
+        backends: [{ service: backend, weight: 1 }],
+      });
+    const grpcRoutes = [
+      rule(0, { type: 'Exact', value: '/weft.test.Echo/Say' }, 'shop/grpc-v2'),
+      rule(1, { type: 'PathPrefix', value: '/' }, 'shop/grpc'),
     ];
     await apply(config(grpcRoutes));
     const call = (method: string) =>

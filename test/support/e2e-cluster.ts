@@ -1,11 +1,14 @@
 // The cluster of an end-to-end test file (test/e2e): a real one-node cluster of its own (the
 // lock first, images built, hack/node started on the file's ranges and bridge), or, with
 // WEFT_TEST_KUBECONFIG, that cluster (kind: test/kind/run.sh); Weft installed by Helm either way.
+// On an external cluster stop() uninstalls the release and removes the Gateway API CRDs when the
+// install applied them; the file deletes what else it made there first.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildImages, installWeft } from '../../hack/install.ts';
+import { removeGatewayApiCrds } from '../../hack/gateway-api.ts';
+import { buildImages, helmBinary, installWeft, WEFT_NAMESPACE } from '../../hack/install.ts';
 import { type RealNode, startRealNode } from '../../hack/node/index.ts';
 import { ensureBinaries } from './control-plane.ts';
 import { lockRealCluster } from './real-cluster-lock.ts';
@@ -31,7 +34,10 @@ export interface E2eCluster {
   json(...args: string[]): ReturnType<typeof JSON.parse>;
   /** Server-side apply of the objects (field manager weft-test). */
   apply(...objs: object[]): string;
-  /** Stops the real node (if this file started one), removes `dir`, releases the lock. */
+  /**
+   * Stops the real node (if this file started one), or on an external cluster uninstalls Weft
+   * (and the Gateway API CRDs the install applied); removes `dir`, releases the lock.
+   */
   stop(): Promise<void>;
 }
 
@@ -40,9 +46,21 @@ export async function startE2eCluster(o: E2eClusterOptions): Promise<E2eCluster>
   const sync = process.env.WEFT_NODE_SYNC_FREQUENCY;
   let release: (() => void) | undefined;
   let node: RealNode | undefined;
+  let installed: { gatewayApiApplied: boolean } | undefined;
   const dir = mkdtempSync(join(tmpdir(), `weft-${o.name}-`));
+  let kubeconfig = '';
+  let kubectlBin = '';
+  const kubectl = (...args: string[]) =>
+    execFileSync(kubectlBin, ['--kubeconfig', kubeconfig, ...args], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
   const stop = async () => {
     try {
+      if (external && installed) {
+        execFileSync(helmBinary(), ['--kubeconfig', kubeconfig, 'uninstall', 'weft', '-n', WEFT_NAMESPACE]);
+        if (installed.gatewayApiApplied) removeGatewayApiCrds(kubectl);
+      }
       if (node) {
         const report = await node.stop();
         if (report.nftTablesLeft.length) o.log(`[e2e] nf_tables left: ${report.nftTablesLeft.join(', ')}`);
@@ -52,8 +70,6 @@ export async function startE2eCluster(o: E2eClusterOptions): Promise<E2eCluster>
       release?.();
     }
   };
-  let kubeconfig: string;
-  let kubectlBin: string;
   try {
     if (external) {
       kubeconfig = external;
@@ -72,16 +88,11 @@ export async function startE2eCluster(o: E2eClusterOptions): Promise<E2eCluster>
       kubeconfig = node.kubeconfigPath;
       kubectlBin = node.kubectl;
     }
-    await installWeft({ kubeconfig, kubectl: kubectlBin, log: o.log });
+    installed = await installWeft({ kubeconfig, kubectl: kubectlBin, log: o.log });
   } catch (err) {
     await stop();
     throw err;
   }
-  const kubectl = (...args: string[]) =>
-    execFileSync(kubectlBin, ['--kubeconfig', kubeconfig, ...args], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
   return {
     external,
     dir,
