@@ -46,8 +46,8 @@ function podinfo(env: Record<string, string>) {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
     metadata: { name: 'podinfo', namespace: NS },
+    // No replicas: Flagger owns them (it scales the canary to 0 and back), 1 by default.
     spec: {
-      replicas: 1,
       selector: { matchLabels: { app: 'podinfo' } },
       template: {
         metadata: { labels: { app: 'podinfo' } },
