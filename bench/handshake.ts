@@ -22,8 +22,8 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { PROXY_NODE_FLAGS } from '../api/constants.ts';
+import { newCa, spiffe, writeIdentity } from '../hack/lib/mtlsfixture.ts';
 import { peerSpiffeId, WorkloadIdentity } from '../proxy/identity/tls.ts';
-import { newCa, spiffe, writeIdentity } from '../test/netns/mtlsfixture.ts';
 
 const ROOT = new URL('../', import.meta.url).pathname;
 const args = process.argv.slice(2);

@@ -13,10 +13,10 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
+import { createNamespaces, installCrds, repoRoot, type TestCluster } from '../hack/lib/cluster.ts';
+import { startControlPlane } from '../hack/lib/control-plane.ts';
 import { KubeClient, type KubeObject, RESOURCES, resourcePath } from '../kube/client.ts';
 import { ipOf } from '../operator/fixtures.ts';
-import { installCrds, repoRoot, type TestCluster } from '../test/support/cluster.ts';
-import { startControlPlane } from '../test/support/control-plane.ts';
 
 const NS = 'bench';
 const CHANGES = Number(process.env.WEFT_BENCH_CHANGES ?? 60);
@@ -135,15 +135,7 @@ async function runScale(services: number) {
     } as unknown as TestCluster;
     await installCrds(cluster);
     const client = new KubeClient(kc, 'weft-bench');
-    for (const [name, labels] of [
-      ['weft-system', {}],
-      [NS, { 'weft.dev/inject': 'enabled' }],
-    ] as const)
-      await client.create(RESOURCES.namespaces, {
-        apiVersion: 'v1',
-        kind: 'Namespace',
-        metadata: { name, labels },
-      });
+    await createNamespaces(client, { 'weft-system': {}, [NS]: { 'weft.dev/inject': 'enabled' } });
 
     const t0 = Date.now();
     const idx = Array.from({ length: services }, (_, i) => i);

@@ -20,6 +20,11 @@
 //   node bench/proxy.ts [--rounds 3] [--duration 5] [--max-duration 4] [--rate 1000] [--only weft]
 // `--only <name>` (or WEFT_BENCH_ONLY=<name>) keeps direct and the paths whose name starts with
 // <name>: `--only weft` runs direct, weft and weft-mtls. Without it, every path runs.
+// `--baseline <git-ref>` also runs the weft pairs (weft, weft-tcp, weft-mtls) with the proxy of
+// that commit, as `weft@base`…, interleaved in the same rounds: hack/lib/baseline.ts checks
+// the ref out into a temporary git worktree (node_modules linked, the addon copied or built, its
+// own dist built), which is removed at the end. proxy.json gets `baseline`: its figures and the
+// ratios this tree / baseline.
 import { execFile, spawn } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
@@ -27,9 +32,10 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { PROXY_ENV, PROXY_NODE_FLAGS } from '../api/constants.ts';
 import { buildDist } from '../hack/build-dist.ts';
+import { type Baseline, prepareBaseline } from '../hack/lib/baseline.ts';
+import { newCa, spiffe, writeIdentity } from '../hack/lib/mtlsfixture.ts';
+import { metricLines, type Pod, sleep, Topology } from '../hack/lib/netns.ts';
 import { endpoint, proxyConfig, service } from '../proxy/testdata.ts';
-import { newCa, spiffe, writeIdentity } from '../test/netns/mtlsfixture.ts';
-import { metricLines, type Pod, sleep, Topology } from '../test/netns/netns.ts';
 
 const run = promisify(execFile);
 const ROOT = new URL('../', import.meta.url).pathname;
@@ -61,6 +67,10 @@ const LABELS: Record<string, string> = {
   'weft-tcp': 'weft pair, opaque TCP',
   'weft-mtls': 'weft pair, mTLS',
 };
+/** The weft paths that --baseline runs again with the baseline's proxy, as `<name>@base`. */
+const BASELINE_PATHS = ['weft', 'weft-tcp', 'weft-mtls'] as const;
+const BASE = '@base';
+for (const n of BASELINE_PATHS) LABELS[`${n}${BASE}`] = `${LABELS[n]} (baseline)`;
 
 interface Percentiles {
   p50: number;
@@ -320,6 +330,11 @@ async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('bench:proxy needs root (network namespaces, iptables)');
   const { stdout } = await run('bash', [join(ROOT, 'bench/fortio.sh')], { timeout: 900_000 });
   const fortioBin = stdout.trim();
+  const baselineRef = args.includes('--baseline') ? args[args.indexOf('--baseline') + 1] : undefined;
+  if (args.includes('--baseline') && !baselineRef)
+    throw new Error('--baseline needs a git ref (a commit, branch or tag, e.g. main~5)');
+  let baseline: Baseline | undefined;
+  let baselineRemoved: { path: string; removed: boolean } | undefined;
   const topo = new Topology();
   const results: Record<string, { at1000: RunResult; max: RunResult }> = {};
   let roundsOut: Record<string, Array<{ at1000: RunResult; max: RunResult }>> = {};
@@ -344,6 +359,12 @@ async function main(): Promise<void> {
         '',
       )}node ${PROXY_NODE_FLAGS.join(' ')} ${topo.proxyCommand.map((a) => a.replace(ROOT, '')).join(' ')}`;
     console.error(`[bench] weft-proxy: ${proxyCommandLine}`);
+    if (baselineRef) {
+      baseline = await prepareBaseline(ROOT, baselineRef, (l) => console.error(`[bench] ${l}`));
+      console.error(
+        `[bench] baseline weft-proxy: ${baseline.ref} (${baseline.commit}) from ${baseline.entry}`,
+      );
+    }
     await topo.create();
     scratch = await topo.tempDir('bench');
     const pods = {
@@ -358,8 +379,19 @@ async function main(): Promise<void> {
       pipeC: await topo.addPod('pc'),
       pipeS: await topo.addPod('ps'),
     };
+    // The baseline's weft pairs (plaintext, mTLS), when --baseline is given.
+    const basePods = baseline
+      ? {
+          weftC: await topo.addPod('bwc'),
+          weftS: await topo.addPod('bws'),
+          mtlsC: await topo.addPod('bmc'),
+          mtlsS: await topo.addPod('bms'),
+        }
+      : undefined;
     // The app: fortio's echo server (Go, fast, identical in every path).
-    for (const s of [pods.directS, pods.nginxS, pods.weftS, pods.mtlsS, pods.pipeS]) {
+    const apps = [pods.directS, pods.nginxS, pods.weftS, pods.mtlsS, pods.pipeS];
+    if (basePods) apps.push(basePods.weftS, basePods.mtlsS);
+    for (const s of apps) {
       const p = spawn(
         'ip',
         [
@@ -394,6 +426,7 @@ async function main(): Promise<void> {
       'weft-tcp': [],
       'weft-mtls': [],
     };
+    if (basePods) for (const n of BASELINE_PATHS) pids[`${n}${BASE}`] = [];
     for (const [pod, listen, upstream] of [
       [pods.nginxC, '127.0.0.1:15001', `${pods.nginxS.ip}:15006`],
       [pods.nginxS, '0.0.0.0:15006', '127.0.0.1:8080'],
@@ -439,50 +472,75 @@ async function main(): Promise<void> {
     // both of its sidecars have identities (mTLS 1.3 hop).
     const clientId = spiffe('client');
     const serverId = spiffe('web');
-    const web = service('web', 'bench', '10.96.0.10', 80, [
-      { ...endpoint(pods.weftS.ip, 8080), pod: 'server-abc' },
+    // One set of weft pairs: this tree's (VIPs 10.96.0.1x) and, with --baseline, the baseline's
+    // (`@base`, VIPs 10.96.0.2x, their own pods): web (plaintext), web-mtls, web-tcp (opaque).
+    type WeftPods = { weftC: Pod; weftS: Pod; mtlsC: Pod; mtlsS: Pod };
+    const sets: Array<{ suffix: string; vip: string; pods: WeftPods; command?: string[] }> = [
+      { suffix: '', vip: '10.96.0.1', pods },
+    ];
+    if (baseline && basePods)
+      sets.push({ suffix: BASE, vip: '10.96.0.2', pods: basePods, command: [baseline.entry, 'proxy'] });
+    const tag = (suffix: string) => (suffix ? `-${suffix.slice(1)}` : '');
+    const services = sets.flatMap(({ suffix, vip, pods: p }) => [
+      service(`web${tag(suffix)}`, 'bench', `${vip}0`, 80, [
+        { ...endpoint(p.weftS.ip, 8080), pod: `server${tag(suffix)}-abc` },
+      ]),
+      service(`web-mtls${tag(suffix)}`, 'bench', `${vip}1`, 80, [
+        { ...endpoint(p.mtlsS.ip, 8080), pod: `server-mtls${tag(suffix)}-abc`, identity: serverId },
+      ]),
+      service(
+        `web-tcp${tag(suffix)}`,
+        'bench',
+        `${vip}2`,
+        80,
+        [{ ...endpoint(p.weftS.ip, 8080), pod: `server${tag(suffix)}-abc` }],
+        'tcp',
+      ),
     ]);
-    const webMtls = service('web-mtls', 'bench', '10.96.0.11', 80, [
-      { ...endpoint(pods.mtlsS.ip, 8080), pod: 'server-mtls-abc', identity: serverId },
-    ]);
-    const webTcp = service(
-      'web-tcp',
-      'bench',
-      '10.96.0.12',
-      80,
-      [{ ...endpoint(pods.weftS.ip, 8080), pod: 'server-abc' }],
-      'tcp',
-    );
-    await topo.writeConfig(proxyConfig('bench', [web, webMtls, webTcp], [], { defaultTimeoutMs: 0 }));
+    await topo.writeConfig(proxyConfig('bench', services, [], { defaultTimeoutMs: 0 }));
     const ca = await newCa();
     const idDir: Record<string, string> = {};
-    for (const [pod, sa] of [
-      [pods.mtlsC, 'client'],
-      [pods.mtlsS, 'web'],
-    ] as const) {
-      idDir[pod.name] = await topo.tempDir(`id-${pod.name}`);
-      await writeIdentity(idDir[pod.name]!, ca, sa, { lifetimeMs: 24 * 3_600_000 });
+    for (const { pods: p } of sets)
+      for (const [pod, sa] of [
+        [p.mtlsC, 'client'],
+        [p.mtlsS, 'web'],
+      ] as const) {
+        idDir[pod.name] = await topo.tempDir(`id-${pod.name}`);
+        await writeIdentity(idDir[pod.name]!, ca, sa, { lifetimeMs: 24 * 3_600_000 });
+      }
+    const ours = topo.proxyCommand;
+    for (const { suffix, pods: p, command } of sets) {
+      topo.proxyCommand = command ?? ours;
+      try {
+        for (const pod of [p.weftC, p.weftS, p.mtlsC, p.mtlsS]) await topo.intercept(pod);
+        for (const [pod, name] of [
+          [p.weftC, 'weft'],
+          [p.weftS, 'weft'],
+          [p.mtlsC, 'weft-mtls'],
+          [p.mtlsS, 'weft-mtls'],
+        ] as const) {
+          const child = await topo.startProxy(
+            pod,
+            idDir[pod.name] ? ['--identity-dir', idDir[pod.name]!] : [],
+          );
+          pids[`${name}${suffix}`]!.push(child.pid!);
+        }
+      } finally {
+        topo.proxyCommand = ours;
+      }
+      pids[`weft-tcp${suffix}`] = pids[`weft${suffix}`]!;
     }
-    for (const p of [pods.weftC, pods.weftS, pods.mtlsC, pods.mtlsS]) await topo.intercept(p);
-    for (const [p, name] of [
-      [pods.weftC, 'weft'],
-      [pods.weftS, 'weft'],
-      [pods.mtlsC, 'weft-mtls'],
-      [pods.mtlsS, 'weft-mtls'],
-    ] as const) {
-      const child = await topo.startProxy(p, idDir[p.name] ? ['--identity-dir', idDir[p.name]!] : []);
-      pids[name]!.push(child.pid!);
-    }
-    pids['weft-tcp'] = pids.weft!;
     await sleep(1000);
     const urls: Record<string, [Pod, string]> = {
       direct: [pods.directC, `http://${pods.directS.ip}:8080/echo?size=${PAYLOAD}`],
       nginx: [pods.nginxC, `http://127.0.0.1:15001/echo?size=${PAYLOAD}`],
       'node-pipe': [pods.pipeC, `http://127.0.0.1:15001/echo?size=${PAYLOAD}`],
-      weft: [pods.weftC, `http://10.96.0.10/echo?size=${PAYLOAD}`],
-      'weft-tcp': [pods.weftC, `http://10.96.0.12/echo?size=${PAYLOAD}`],
-      'weft-mtls': [pods.mtlsC, `http://10.96.0.11/echo?size=${PAYLOAD}`],
     };
+    for (const { suffix, vip, pods: p } of sets) {
+      urls[`weft${suffix}`] = [p.weftC, `http://${vip}0/echo?size=${PAYLOAD}`];
+      urls[`weft-tcp${suffix}`] = [p.weftC, `http://${vip}2/echo?size=${PAYLOAD}`];
+      urls[`weft-mtls${suffix}`] = [p.mtlsC, `http://${vip}1/echo?size=${PAYLOAD}`];
+    }
     const names = Object.keys(urls).filter((n) => !only || n.startsWith(only) || n === 'direct');
     const rounds: Record<string, Array<{ at1000: RunResult; max: RunResult }>> = {};
     for (const name of names) {
@@ -500,9 +558,13 @@ async function main(): Promise<void> {
     }
     // The figures must be known to be what they say: the mTLS pair's hop is mTLS 1.3 with both
     // SPIFFE IDs verified and nothing inbound in plaintext; the plaintext pair's hop has no mTLS.
-    const pairs = { weft: [pods.weftC, pods.weftS], 'weft-mtls': [pods.mtlsC, pods.mtlsS] } as const;
-    for (const name of names.filter((n): n is keyof typeof pairs => n in pairs)) {
-      const [c, s] = pairs[name];
+    const pairs: Record<string, readonly [Pod, Pod]> = {};
+    for (const { suffix, pods: p } of sets) {
+      pairs[`weft${suffix}`] = [p.weftC, p.weftS];
+      pairs[`weft-mtls${suffix}`] = [p.mtlsC, p.mtlsS];
+    }
+    for (const name of names.filter((n) => n in pairs)) {
+      const [c, s] = pairs[name]!;
       const e = await hopEvidence(c, s, clientId, serverId);
       hops[name] = { afterWarmup: e };
       const isMtls =
@@ -511,7 +573,7 @@ async function main(): Promise<void> {
         e.serverInboundPlaintext === 0 &&
         e.mtlsFailures === 0;
       const isPlain = e.clientOutboundMtls13 === 0 && e.serverInboundMtls13 === 0;
-      if (name === 'weft-mtls' ? !isMtls : !isPlain)
+      if (name.startsWith('weft-mtls') ? !isMtls : !isPlain)
         throw new Error(`the ${LABELS[name]} hop is not what it should be: ${JSON.stringify(e)}`);
       console.error(
         `[bench] ${LABELS[name]}: mTLS 1.3 connections client→server ${e.clientOutboundMtls13}, accepted ${e.serverInboundMtls13}, inbound plaintext ${e.serverInboundPlaintext}`,
@@ -534,8 +596,8 @@ async function main(): Promise<void> {
     }
     for (const name of names) results[name] = medianOf(rounds[name]!);
     roundsOut = rounds;
-    for (const name of Object.keys(hops) as Array<keyof typeof pairs>) {
-      const [c, s] = pairs[name];
+    for (const name of Object.keys(hops)) {
+      const [c, s] = pairs[name]!;
       hops[name]!.afterRounds = await hopEvidence(c, s, clientId, serverId);
     }
     if (pids.weft!.length === 2) {
@@ -545,6 +607,21 @@ async function main(): Promise<void> {
     loadavg.after = (await readFile('/proc/loadavg', 'utf8')).trim();
   } finally {
     await topo.destroy();
+    if (baseline) {
+      baselineRemoved = { path: baseline.dir, removed: await baseline.remove() };
+      console.error(
+        `[bench] baseline worktree ${baseline.dir}: ${baselineRemoved.removed ? 'removed (no directory, not in git worktree list)' : 'NOT removed'}`,
+      );
+    }
+  }
+  // The baseline's figures leave `results` (its field names stay those of this tree's paths).
+  const baseResults: Record<string, { at1000: RunResult; max: RunResult }> = {};
+  const baseRounds: Record<string, Array<{ at1000: RunResult; max: RunResult }>> = {};
+  for (const name of Object.keys(results).filter((n) => n.endsWith(BASE))) {
+    baseResults[name.slice(0, -BASE.length)] = results[name]!;
+    baseRounds[name.slice(0, -BASE.length)] = roundsOut[name]!;
+    delete results[name];
+    delete roundsOut[name];
   }
 
   const d = results.direct!;
@@ -613,6 +690,41 @@ async function main(): Promise<void> {
           proxyRssMBAt1000: { mtls: m.at1000.proxyRssMB, plaintext: p.at1000.proxyRssMB },
         }
       : undefined;
+  const ratio = (a: number | null, b: number | null) =>
+    a === null || b === null || !b ? null : Math.round((a / b) * 100) / 100;
+  const baselineReport = baseline
+    ? {
+        ref: baseline.ref,
+        commit: baseline.commit,
+        note: 'the same load against the proxy of the baseline commit, in the same run, rounds interleaved with the paths above; ratios are this tree / baseline (latency and CPU: < 1 is better; maxRps: > 1 is better)',
+        worktree: baselineRemoved,
+        results: baseResults,
+        steadyRssMB: Object.fromEntries(
+          Object.keys(baseResults).map((n) => [n, steadyRss[`${n}${BASE}`] ?? null]),
+        ),
+        ratios: Object.fromEntries(
+          Object.entries(baseResults)
+            .filter(([n]) => results[n])
+            .map(([n, b]) => {
+              const c = results[n]!;
+              return [
+                n,
+                {
+                  p50At1000: ratio(c.at1000.latencyMs.p50, b.at1000.latencyMs.p50),
+                  p90At1000: ratio(c.at1000.latencyMs.p90, b.at1000.latencyMs.p90),
+                  p99At1000: ratio(c.at1000.latencyMs.p99, b.at1000.latencyMs.p99),
+                  maxRps: ratio(c.max.qps, b.max.qps),
+                  proxyCpuAt1000: ratio(c.at1000.proxyCpuPercent, b.at1000.proxyCpuPercent),
+                  proxyCpuMax: ratio(c.max.proxyCpuPercent, b.max.proxyCpuPercent),
+                  proxyRssAt1000: ratio(c.at1000.proxyRssMB, b.at1000.proxyRssMB),
+                  steadyRss: ratio(steadyRss[n] ?? null, steadyRss[`${n}${BASE}`] ?? null),
+                },
+              ];
+            }),
+        ),
+        rounds: baseRounds,
+      }
+    : undefined;
   const report = {
     date: new Date().toISOString(),
     machine: { cpus: cpus().length, node: process.version },
@@ -635,7 +747,7 @@ async function main(): Promise<void> {
     targets,
     mtlsVsPlaintext,
     memory,
-    steadyRssMB: steadyRss,
+    steadyRssMB: Object.fromEntries(Object.entries(steadyRss).filter(([n]) => !n.endsWith(BASE))),
     hops: {
       note: "the sidecars' own counters: weft_mtls_connections_total (TLSv1.3, verified SPIFFE IDs), inbound plaintext connections, mTLS failures, inbound 200s; read after the warm-up and after the rounds",
       clientId: spiffe('client'),
@@ -643,6 +755,7 @@ async function main(): Promise<void> {
       ...hops,
     },
     rounds: roundsOut,
+    ...(baselineReport ? { baseline: baselineReport } : {}),
   };
   await mkdir(join(ROOT, 'bench/results'), { recursive: true });
   await writeFile(join(ROOT, 'bench/results/proxy.json'), `${JSON.stringify(report, null, 2)}\n`);
@@ -653,6 +766,11 @@ async function main(): Promise<void> {
   );
   console.log('|---|---|---|---|---|---|---|---|---|');
   for (const [name, r] of Object.entries(results)) console.log(row(name, r));
+  for (const [name, r] of Object.entries(baseResults)) console.log(row(`${name}${BASE}`, r));
+  if (baselineReport)
+    console.log(
+      `\nvs baseline ${baselineReport.ref} (${baselineReport.commit.slice(0, 12)}): ${JSON.stringify(baselineReport.ratios)}`,
+    );
   console.log(`\ntargets: ${JSON.stringify(targets)}`);
   if (mtlsVsPlaintext) console.log(`mTLS vs plaintext: ${JSON.stringify(mtlsVsPlaintext)}`);
   for (const [name, h] of Object.entries(hops))

@@ -25,7 +25,7 @@ import {
   type V1Pod,
 } from '@kubernetes/client-node';
 import pino from 'pino';
-import { installCrds, startTestCluster } from '../test/support/cluster.ts';
+import { installCrds, startTestCluster } from '../hack/lib/cluster.ts';
 import { WEBHOOK_NAMES, webhookConfigurations } from '../webhook/manifests.ts';
 import { type AdmissionEvent, admissionChannel, startWebhook } from '../webhook/server.ts';
 import { largePod, MESH, typicalPod } from '../webhook/testdata/pods.ts';

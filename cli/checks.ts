@@ -1,8 +1,8 @@
 // `weftctl check`: named checks in categories, each with a hint, retried until a deadline,
 // results printed as they come (as `linkerd check` does).
-import { ApiextensionsV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { CodedError } from '../api/errors.ts';
-import { describeLaggingProxy, GROUP, type LaggingProxy, VERSION } from '../api/index.ts';
+import { describeLaggingProxy, GROUP, type LaggingProxy } from '../api/index.ts';
+import { type KubeClient, type KubeObject, RESOURCES, resourcePath } from '../kube/client.ts';
 
 export interface CheckResult {
   category: string;
@@ -32,17 +32,19 @@ function conditionsOf(obj: unknown): { type: string; status: string; reason?: st
   return ((obj as { status?: { conditions?: [] } }).status?.conditions ?? []) as never;
 }
 
-export function clusterChecks(kc: KubeConfig): Check[] {
-  const ext = kc.makeApiClient(ApiextensionsV1Api);
-  const core = kc.makeApiClient(CoreV1Api);
-  const custom = kc.makeApiClient(CustomObjectsApi);
+type MeshObj = KubeObject & {
+  status?: { proxiesInSync?: number; proxiesOutOfSync?: number; laggingProxies?: LaggingProxy[] };
+};
+
+export function clusterChecks(client: KubeClient): Check[] {
+  const mesh = () => client.get<MeshObj>(RESOURCES.meshes, 'default');
   const crd = (plural: string): Check => ({
     category: 'weft-api',
     name: `${plural}.${GROUP} is installed and Established`,
     hint: 'install the CRDs: kubectl apply --server-side -k crds (or the Helm chart)',
     async run() {
-      const c = await ext.readCustomResourceDefinition({ name: `${plural}.${GROUP}` });
-      if (!c.status?.conditions?.some((x) => x.type === 'Established' && x.status === 'True')) {
+      const c = await client.get(RESOURCES.customResourceDefinitions, `${plural}.${GROUP}`);
+      if (!conditionsOf(c).some((x) => x.type === 'Established' && x.status === 'True')) {
         throw new CheckFailed(`${plural}.${GROUP} exists but is not Established`);
       }
       return undefined;
@@ -54,7 +56,7 @@ export function clusterChecks(kc: KubeConfig): Check[] {
       name: 'can reach the Kubernetes API',
       hint: 'check your kubeconfig (--kubeconfig or KUBECONFIG) and that the cluster is running',
       async run() {
-        await core.listNamespace({ limit: 1 });
+        await client.request('GET', resourcePath(RESOURCES.namespaces), { query: { limit: 1 } });
         return undefined;
       },
     },
@@ -66,12 +68,7 @@ export function clusterChecks(kc: KubeConfig): Check[] {
       name: 'the Mesh "default" exists',
       hint: 'apply one: kubectl apply -f config/samples/mesh.yaml',
       async run() {
-        await custom.getClusterCustomObject({
-          group: GROUP,
-          version: VERSION,
-          plural: 'meshes',
-          name: 'default',
-        });
+        await mesh();
         return undefined;
       },
     },
@@ -80,13 +77,7 @@ export function clusterChecks(kc: KubeConfig): Check[] {
       name: 'the Mesh is Ready',
       hint: 'is the operator running? kubectl -n weft-system get pods; read the Mesh conditions: kubectl get mesh default -o yaml',
       async run() {
-        const m = await custom.getClusterCustomObject({
-          group: GROUP,
-          version: VERSION,
-          plural: 'meshes',
-          name: 'default',
-        });
-        const ready = conditionsOf(m).find((c) => c.type === 'Ready');
+        const ready = conditionsOf(await mesh()).find((c) => c.type === 'Ready');
         if (ready?.status !== 'True')
           throw new CheckFailed(
             ready ? `Ready=${ready.status}: ${ready.reason}: ${ready.message}` : 'no Ready condition yet',
@@ -101,15 +92,12 @@ export function clusterChecks(kc: KubeConfig): Check[] {
       warning: true,
       async run() {
         const bad: string[] = [];
-        for (const plural of ['trafficsplits', 'authorizationpolicies']) {
-          const list = (await custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural })) as {
-            items: unknown[];
-          };
-          for (const item of list.items) {
-            const md = (item as { metadata: { namespace: string; name: string } }).metadata;
+        for (const t of [RESOURCES.trafficSplits, RESOURCES.authorizationPolicies]) {
+          for (const item of (await client.list(t)).items) {
+            const md = item.metadata;
             const ready = conditionsOf(item).find((c) => c.type === 'Ready');
             if (ready?.status !== 'True')
-              bad.push(`${plural}/${md.namespace}/${md.name} (${ready?.reason ?? 'not reconciled yet'})`);
+              bad.push(`${t.plural}/${md.namespace}/${md.name} (${ready?.reason ?? 'not reconciled yet'})`);
           }
         }
         if (bad.length) throw new CheckFailed(`not Ready: ${bad.join(', ')}`);
@@ -122,15 +110,7 @@ export function clusterChecks(kc: KubeConfig): Check[] {
       hint: 'a lagging proxy is paused, overloaded or cannot reach the apiserver: read its logs (container weft-proxy) and /config on its admin port',
       warning: true,
       async run() {
-        const m = (await custom.getClusterCustomObject({
-          group: GROUP,
-          version: VERSION,
-          plural: 'meshes',
-          name: 'default',
-        })) as {
-          status?: { proxiesInSync?: number; proxiesOutOfSync?: number; laggingProxies?: LaggingProxy[] };
-        };
-        const st = m.status;
+        const st = (await mesh()).status;
         if (st?.proxiesInSync === undefined)
           throw new CheckFailed('the operator has not reported proxy versions yet');
         const lagging = st.laggingProxies ?? [];
@@ -146,13 +126,13 @@ export function clusterChecks(kc: KubeConfig): Check[] {
       name: 'every meshed namespace has its proxy configuration',
       hint: 'the operator writes ConfigMap weft-proxy-config in each namespace labelled weft.dev/inject=enabled; check its logs',
       async run() {
-        const nss = await core.listNamespace({ labelSelector: 'weft.dev/inject=enabled' });
+        const nss = await client.list(RESOURCES.namespaces, { labelSelector: 'weft.dev/inject=enabled' });
         const missing: string[] = [];
         for (const ns of nss.items) {
           try {
-            await core.readNamespacedConfigMap({ name: 'weft-proxy-config', namespace: ns.metadata!.name! });
+            await client.get(RESOURCES.configMaps, 'weft-proxy-config', ns.metadata.name);
           } catch {
-            missing.push(ns.metadata!.name!);
+            missing.push(ns.metadata.name);
           }
         }
         if (missing.length) throw new CheckFailed(`no proxy configuration in: ${missing.join(', ')}`);

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import { type Check, runChecks } from './checks.ts';
 import { explain, parseLabels, renderExplanation } from './explain.ts';
 import { program } from './main.ts';
-import { renderStatus, rowOf } from './status.ts';
+import { renderStatus, routeRowOf, rowOf } from './status.ts';
 
 test('authz explain names the policy and rule that decided, from the sample policies', async () => {
   let out = '';
@@ -158,4 +158,38 @@ test('status shows the reason and marks resources the operator has not caught up
   const text = renderStatus(rows);
   assert.match(text, /TrafficSplit\s+shop\s+canary\s+False\*\s+BackendNotFound\s+Service shop\/v3 not found/);
   assert.match(text, /has not yet reconciled the latest generation/);
+});
+
+test('status shows an HTTPRoute by Weft’s parents only: the first failing condition, naming the Service', () => {
+  const route = (conds: { type: string; status: string; reason: string; message: string }[]) => ({
+    metadata: { name: 'r', namespace: 'shop', generation: 2 },
+    status: {
+      parents: [
+        { parentRef: { name: 'gw' }, controllerName: 'example.com/gw', conditions: [] },
+        {
+          parentRef: { name: 'reviews' },
+          controllerName: 'weft.dev/mesh',
+          conditions: conds.map((c) => ({ ...c, observedGeneration: 2 })),
+        },
+      ],
+    },
+  });
+  const ok = { type: 'Accepted', status: 'True', reason: 'Accepted', message: 'Attached' };
+  const bad = {
+    type: 'ResolvedRefs',
+    status: 'False',
+    reason: 'BackendNotFound',
+    message: 'Service shop/x not found',
+  };
+  const text = renderStatus([routeRowOf('HTTPRoute', route([ok, bad]), 'weft.dev/mesh')!]);
+  assert.match(
+    text,
+    /HTTPRoute\s+shop\s+r\s+False\s+BackendNotFound\s+Service shop\/reviews: Service shop\/x not found/,
+  );
+  assert.equal(routeRowOf('HTTPRoute', route([ok]), 'weft.dev/mesh')!.ready, 'True');
+  assert.equal(
+    routeRowOf('HTTPRoute', route([ok]), 'other/controller'),
+    undefined,
+    'another controller’s route is not listed',
+  );
 });

@@ -1,32 +1,30 @@
 #!/usr/bin/env node
 // weftctl: look at and explain the mesh.
 import { readFileSync } from 'node:fs';
-import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { Command, Option } from 'commander';
 import * as yaml from 'js-yaml';
-import {
-  type AuthorizationPolicy,
-  GROUP,
-  PATH_NORMALIZATIONS,
-  type PathNormalization,
-  VERSION,
-} from '../api/index.ts';
+import { type AuthorizationPolicy, PATH_NORMALIZATIONS, type PathNormalization } from '../api/index.ts';
+import { KubeClient, type KubeObject, RESOURCES } from '../kube/client.ts';
+import { SimpleKubeConfig } from '../kube/kubeconfig.ts';
 import { clusterChecks, renderResult, runChecks } from './checks.ts';
 import { explain, parseLabels, renderExplanation } from './explain.ts';
 import { collectStatus, renderStatus } from './status.ts';
-
-function kubeConfig(path?: string): KubeConfig {
-  const kc = new KubeConfig();
-  if (path) kc.loadFromFile(path);
-  else kc.loadFromDefault();
-  return kc;
-}
 
 export function program(out: (s: string) => void = (s) => process.stdout.write(s)): Command {
   const cmd = new Command('weftctl')
     .description('Look at and explain the Weft service mesh')
     .option('--kubeconfig <path>', 'kubeconfig file');
-  const kcOf = () => kubeConfig(cmd.opts<{ kubeconfig?: string }>().kubeconfig);
+  // One client per run, made when a command first needs the cluster, closed when it ends.
+  let client: KubeClient | undefined;
+  const clientOf = () =>
+    (client ??= new KubeClient(
+      SimpleKubeConfig.load(cmd.opts<{ kubeconfig?: string }>().kubeconfig, process.env, { exec: true }),
+      'weftctl',
+    ));
+  cmd.hook('postAction', () => {
+    client?.close();
+    client = undefined;
+  });
 
   cmd
     .command('check')
@@ -34,7 +32,7 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(s
     .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text'))
     .option('--wait <seconds>', 'retry failing checks for this long', '0')
     .action(async (o: { output: string; wait: string }) => {
-      const results = await runChecks(clusterChecks(kcOf()), {
+      const results = await runChecks(clusterChecks(clientOf()), {
         deadlineMs: Number(o.wait) * 1000,
         onResult: (r) => o.output === 'text' && out(renderResult(r)),
       });
@@ -50,7 +48,7 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(s
     .option('-n, --namespace <ns>', 'only this namespace')
     .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text'))
     .action(async (o: { namespace?: string; output: string }) => {
-      const rows = await collectStatus(kcOf(), o.namespace);
+      const rows = await collectStatus(clientOf(), o.namespace);
       out(o.output === 'json' ? `${JSON.stringify(rows, null, 2)}\n` : renderStatus(rows));
     });
 
@@ -92,27 +90,22 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(s
           ),
         );
       } else {
-        const custom = kcOf().makeApiClient(CustomObjectsApi);
-        const list = (await custom.listNamespacedCustomObject({
-          group: GROUP,
-          version: VERSION,
-          namespace: o.namespace as string,
-          plural: 'authorizationpolicies',
-        })) as { items: AuthorizationPolicy[] };
-        policies = list.items;
+        const client = clientOf();
+        policies = (
+          await client.list<KubeObject & AuthorizationPolicy>(RESOURCES.authorizationPolicies, {
+            namespace: o.namespace as string,
+          })
+        ).items;
         if (!defaultAction || !pathNormalization) {
           try {
-            const mesh = (await custom.getClusterCustomObject({
-              group: GROUP,
-              version: VERSION,
-              plural: 'meshes',
-              name: 'default',
-            })) as {
-              spec?: {
-                defaults?: { authorization?: 'ALLOW' | 'DENY' };
-                pathNormalization?: { normalization?: PathNormalization };
-              };
-            };
+            const mesh = await client.get<
+              KubeObject & {
+                spec?: {
+                  defaults?: { authorization?: 'ALLOW' | 'DENY' };
+                  pathNormalization?: { normalization?: PathNormalization };
+                };
+              }
+            >(RESOURCES.meshes, 'default');
             defaultAction ??= mesh.spec?.defaults?.authorization;
             pathNormalization ??= mesh.spec?.pathNormalization?.normalization;
           } catch {}

@@ -1,9 +1,14 @@
-// `weftctl status`: every Weft resource with its conditions, so one command shows what the
+// `weftctl status`: every Weft resource (and HTTPRoute/GRPCRoute attached to Services) with its conditions, so one command shows what the
 // operator did with each and why: for TrafficSplits and AuthorizationPolicies also how many
 // proxies applied their generation (the Programmed condition), for the Mesh the proxies that
 // lag behind their namespace's latest configuration, with the version each one runs.
-import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
-import { describeLaggingProxy, GROUP, type LaggingProxy, VERSION } from '../api/index.ts';
+import { describeLaggingProxy, type LaggingProxy } from '../api/index.ts';
+import { type KubeClient, type KubeObject, RESOURCES } from '../kube/client.ts';
+import { isNotFound } from '../kube/errors.ts';
+import {
+  GATEWAY_RESOURCES,
+  CONTROLLER_NAME as ROUTE_CONTROLLER_NAME,
+} from '../operator/compile/gatewaytypes.ts';
 
 export interface StatusRow {
   kind: string;
@@ -52,21 +57,67 @@ export function rowOf(kind: string, o: Obj): StatusRow {
   return row;
 }
 
-export async function collectStatus(kc: KubeConfig, namespace?: string): Promise<StatusRow[]> {
-  const custom = kc.makeApiClient(CustomObjectsApi);
+/** The conditions Weft writes in an HTTPRoute's or GRPCRoute's status.parents (controllerName weft.dev/mesh). */
+interface RouteObj {
+  metadata: { name: string; namespace?: string; generation?: number };
+  spec?: unknown;
+  status?: {
+    parents?: {
+      parentRef: { name: string; namespace?: string };
+      controllerName: string;
+      conditions?: {
+        type: string;
+        status: string;
+        reason: string;
+        message: string;
+        observedGeneration?: number;
+      }[];
+    }[];
+  };
+}
+
+/**
+ * A route's row: Ready when every Service parent of Weft's is Accepted with ResolvedRefs,
+ * else the first failing condition (naming its parent). Routes no parent of Weft's names are
+ * skipped (another controller's).
+ */
+export function routeRowOf(kind: string, o: RouteObj, controllerName: string): StatusRow | undefined {
+  const mine = (o.status?.parents ?? []).filter((p) => p.controllerName === controllerName);
+  if (mine.length === 0) return undefined;
+  const conds = mine.flatMap((p) => (p.conditions ?? []).map((c) => ({ ...c, parent: p.parentRef })));
+  const failing = conds.find((c) => c.status !== 'True');
+  return {
+    kind,
+    namespace: o.metadata.namespace ?? '',
+    name: o.metadata.name,
+    ready: failing ? 'False' : 'True',
+    reason: failing?.reason ?? 'Accepted',
+    message: failing
+      ? `Service ${failing.parent.namespace ?? o.metadata.namespace}/${failing.parent.name}: ${failing.message}`
+      : `Attached to ${mine.map((p) => `Service ${p.parentRef.namespace ?? o.metadata.namespace}/${p.parentRef.name}`).join(', ')}`,
+    upToDate: conds.every((c) => c.observedGeneration === o.metadata.generation),
+  };
+}
+
+export async function collectStatus(client: KubeClient, namespace?: string): Promise<StatusRow[]> {
   const rows: StatusRow[] = [];
-  const kinds: [string, string, boolean][] = [
-    ['Mesh', 'meshes', false],
-    ['TrafficSplit', 'trafficsplits', true],
-    ['AuthorizationPolicy', 'authorizationpolicies', true],
-  ];
-  for (const [kind, plural, namespaced] of kinds) {
-    const list = (
-      namespaced && namespace
-        ? await custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural })
-        : await custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural })
-    ) as { items: Obj[] };
-    for (const o of list.items) rows.push(rowOf(kind, o));
+  for (const t of [RESOURCES.meshes, RESOURCES.trafficSplits, RESOURCES.authorizationPolicies]) {
+    const list = await client.list<KubeObject & Obj>(t, { namespace });
+    for (const o of list.items) rows.push(rowOf(t.kind, o));
+  }
+  // Gateway API routes attached to Services, when the CRDs are installed.
+  for (const t of [GATEWAY_RESOURCES.httpRoutes, GATEWAY_RESOURCES.grpcRoutes]) {
+    let items: (KubeObject & RouteObj)[];
+    try {
+      items = (await client.list<KubeObject & RouteObj>(t, { namespace })).items;
+    } catch (err) {
+      if (isNotFound(err)) continue;
+      throw err;
+    }
+    for (const o of items) {
+      const row = routeRowOf(t.kind, o, ROUTE_CONTROLLER_NAME);
+      if (row) rows.push(row);
+    }
   }
   return rows;
 }

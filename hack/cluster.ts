@@ -9,12 +9,9 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startControlPlane } from '../test/support/control-plane.ts';
-import {
-  handOverRealClusterLock,
-  lockRealCluster,
-  releaseRealClusterLock,
-} from '../test/support/real-cluster-lock.ts';
+import { startControlPlane } from './lib/control-plane.ts';
+import { alive } from './lib/processes.ts';
+import { handOverRealClusterLock, lockRealCluster, releaseRealClusterLock } from './lib/real-cluster-lock.ts';
 import { importIntoNode, startRealNode, stopRealNode } from './node/index.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -45,15 +42,7 @@ export function nodeKind(argv: string[], env: NodeJS.ProcessEnv = process.env): 
   return v;
 }
 
-/** True while the process exists and has not exited (a zombie counts as gone). */
-export function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
+export { alive };
 
 export function readState(): State | undefined {
   if (!existsSync(STATE)) return undefined;

@@ -12,10 +12,10 @@
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { Command } from 'commander';
-import { ensureBinaries } from '../test/support/control-plane.ts';
-import { eventually } from '../test/support/eventually.ts';
 import { up } from './cluster.ts';
 import { buildImages, CALL_REVIEWS_BY_NAME, installWeft } from './install.ts';
+import { ensureBinaries } from './lib/control-plane.ts';
+import { eventually } from './lib/eventually.ts';
 import { importIntoNode } from './node/index.ts';
 
 const root = join(import.meta.dirname, '..');

@@ -7,7 +7,7 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { join } from 'node:path';
 import * as yaml from 'js-yaml';
 import { WEFT_IMAGE } from '../api/mesh.ts';
-import { ensureBinaries } from '../test/support/control-plane.ts';
+import { ensureBinaries } from './lib/control-plane.ts';
 
 const root = join(import.meta.dirname, '..');
 const TEMPLATES = join(root, 'charts', 'weft', 'templates');

@@ -4,9 +4,9 @@
 // (test/e2e/mesh.test.ts) share it.
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { eventually } from '../test/support/eventually.ts';
 import { WEBHOOK_NAMES } from '../webhook/manifests.ts';
 import { applyGatewayApiCrds, GATEWAY_API_VERSION } from './gateway-api.ts';
+import { eventually } from './lib/eventually.ts';
 
 const root = join(import.meta.dirname, '..');
 export const WEFT_NAMESPACE = 'weft-system';
@@ -115,4 +115,19 @@ export const CALL_REVIEWS_BY_NAME = [
   'node',
   '-e',
   'const r = await fetch("http://reviews:9080/"); console.log(r.status, await r.text())',
+];
+
+/** kubectl arguments that set the demo's canary split (TrafficSplit reviews-canary) to v1/v2 percent. */
+export const setCanaryWeights = (v1: number, v2: number) => [
+  'patch',
+  'trafficsplit',
+  'reviews-canary',
+  '-n',
+  'weft-demo',
+  '--type=json',
+  '-p',
+  JSON.stringify([
+    { op: 'replace', path: '/spec/backends/0/weight', value: v1 },
+    { op: 'replace', path: '/spec/backends/1/weight', value: v2 },
+  ]),
 ];

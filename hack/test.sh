@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 bash hack/setup.sh
 export PATH="$PWD/node_modules/.bin:$PATH"
 
-echo "== static checks: generated CRDs up to date, types, lint"
+echo "== static checks: generated CRDs up to date, no import cycle, types, lint"
 node hack/gen-crds.ts --check
+node hack/check-cycles.ts
 tsc -p tsconfig.json
 biome check .
 

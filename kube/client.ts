@@ -1,11 +1,11 @@
-// A small Kubernetes REST client over node:https, with credentials from client-node's
-// KubeConfig. Weft needs a handful of verbs on known paths (list, watch, get, create, update,
+// The one Kubernetes REST client of the operator, the webhook and weftctl, over node:https, with
+// credentials from kube/kubeconfig.ts (or anything shaped like client-node's KubeConfig). Weft needs a handful of verbs on known paths (list, watch, get, create, update,
 // delete, server-side apply, also on the status subresource); doing them directly keeps
 // keep-alive connections, streaming watches and error mapping under our control.
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { createInterface } from 'node:readline';
-import { ERROR_CODES, KubeApiError, WeftError } from './errors.ts';
+import { ERROR_CODES, isNotFound, KubeApiError, WeftError } from './errors.ts';
 import type { KubeAccess } from './kubeconfig.ts';
 
 export const FIELD_MANAGER = 'weft-operator';
@@ -168,6 +168,20 @@ export class KubeClient {
 
   get<T extends KubeObject>(t: ResourceType, name: string, namespace?: string): Promise<T> {
     return this.request<T>('GET', resourcePath(t, namespace, name));
+  }
+
+  /** get, or undefined when the object does not exist (404); other refusals throw. */
+  async find<T extends KubeObject>(
+    t: ResourceType,
+    name: string,
+    namespace?: string,
+  ): Promise<T | undefined> {
+    try {
+      return await this.get<T>(t, name, namespace);
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
   }
 
   /**
@@ -367,6 +381,35 @@ export const RESOURCES = {
   configMaps: { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap', namespaced: true },
   events: { group: '', version: 'v1', plural: 'events', kind: 'Event', namespaced: true },
   nodes: { group: '', version: 'v1', plural: 'nodes', kind: 'Node', namespaced: false },
+  secrets: { group: '', version: 'v1', plural: 'secrets', kind: 'Secret', namespaced: true },
+  serviceAccounts: {
+    group: '',
+    version: 'v1',
+    plural: 'serviceaccounts',
+    kind: 'ServiceAccount',
+    namespaced: true,
+  },
+  customResourceDefinitions: {
+    group: 'apiextensions.k8s.io',
+    version: 'v1',
+    plural: 'customresourcedefinitions',
+    kind: 'CustomResourceDefinition',
+    namespaced: false,
+  },
+  mutatingWebhookConfigurations: {
+    group: 'admissionregistration.k8s.io',
+    version: 'v1',
+    plural: 'mutatingwebhookconfigurations',
+    kind: 'MutatingWebhookConfiguration',
+    namespaced: false,
+  },
+  validatingWebhookConfigurations: {
+    group: 'admissionregistration.k8s.io',
+    version: 'v1',
+    plural: 'validatingwebhookconfigurations',
+    kind: 'ValidatingWebhookConfiguration',
+    namespaced: false,
+  },
   endpointSlices: {
     group: 'discovery.k8s.io',
     version: 'v1',

@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { SimpleKubeConfig } from './kubeconfig.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'weft-kc-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
 const write = (name: string, text: string) => {
   writeFileSync(join(dir, name), text);
   return join(dir, name);
@@ -67,6 +68,61 @@ current-context: c
   assert.throws(
     () => SimpleKubeConfig.fromFile(path),
     /exec plugin or auth provider.*give it a token or a client certificate/,
+  );
+});
+
+test('weftctl and the webhook run an exec credential plugin: its token, again only once it expires', async () => {
+  const calls = join(dir, 'exec-calls');
+  // A relative command is relative to the kubeconfig (client-go's rule); env and args reach it.
+  write(
+    'plugin.sh',
+    `#!/bin/sh
+echo "$1 $PLUGIN_ENV" >> "${calls}"
+n=$(wc -l < "${calls}")
+case "$KUBERNETES_EXEC_INFO" in *'"interactive":false'*) ;; *) exit 3 ;; esac
+echo '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"t'$n'","expirationTimestamp":"'"$EXPIRES"'"}}'
+`,
+  );
+  chmodSync(join(dir, 'plugin.sh'), 0o755);
+  const path = write(
+    'exec-ok.yaml',
+    `clusters: [{name: a, cluster: {server: "https://h:1"}}]
+users: [{name: u, user: {exec: {apiVersion: client.authentication.k8s.io/v1, command: ./plugin.sh, args: [get-token], env: [{name: PLUGIN_ENV, value: yes}]}}}]
+contexts: [{name: c, context: {cluster: a, user: u}}]
+current-context: c
+`,
+  );
+  const auth = async (kc: SimpleKubeConfig) => {
+    const opts: https.RequestOptions = {};
+    await kc.applyToHTTPSOptions(opts);
+    return (opts.headers as Record<string, string>).authorization;
+  };
+  process.env.EXPIRES = new Date(Date.now() + 3_600_000).toISOString();
+  const kc = SimpleKubeConfig.fromFile(path, { exec: true });
+  assert.equal(await auth(kc), 'Bearer t1');
+  assert.equal(await auth(kc), 'Bearer t1', 'valid for an hour: not run again');
+  process.env.EXPIRES = new Date(Date.now() + 30_000).toISOString();
+  const soon = SimpleKubeConfig.fromFile(path, { exec: true });
+  assert.equal(await auth(soon), 'Bearer t2');
+  assert.equal(await auth(soon), 'Bearer t3', 'expiring within a minute: run again');
+  assert.equal(readFileSync(calls, 'utf8'), 'get-token yes\n'.repeat(3));
+  delete process.env.EXPIRES;
+  // The operator does not run plugins: the same file is refused.
+  assert.throws(() => SimpleKubeConfig.fromFile(path), /exec plugin or auth provider/);
+});
+
+test('a failing exec plugin is an error naming the plugin and what it printed', async () => {
+  const path = write(
+    'exec-bad.yaml',
+    `clusters: [{name: a, cluster: {server: "https://h:1"}}]
+users: [{name: u, user: {exec: {command: sh, args: ["-c", "echo no credentials here >&2; exit 1"]}}}]
+contexts: [{name: c, context: {cluster: a, user: u}}]
+current-context: c
+`,
+  );
+  await assert.rejects(
+    SimpleKubeConfig.fromFile(path, { exec: true }).applyToHTTPSOptions({}),
+    /kubeconfig exec plugin sh failed: no credentials here/,
   );
 });
 

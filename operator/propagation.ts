@@ -47,7 +47,7 @@ export const defaultProxyAddress = (pod: PodObj): string | undefined => {
 /** The long polls, one per meshed pod with an address. */
 export class ProxyReports {
   readonly #o: Required<Omit<ProxyReportsOptions, 'log'>> & { log: Logger };
-  readonly #polls = new Map<string, { address: string; ctl: AbortController }>();
+  readonly #polls = new Map<string, { address: string; ctl: AbortController; terminating: boolean }>();
   readonly #reports = new Map<string, ProxyReport>();
   #changed = new Set<string>();
   #flush: NodeJS.Timeout | undefined;
@@ -102,9 +102,17 @@ export class ProxyReports {
       }
     }
     for (const [key, { pod, address }] of want) {
-      if (this.#polls.has(key)) continue;
+      const poll = this.#polls.get(key);
+      if (poll) {
+        // A pod being deleted whose proxy no longer answers stops counting (leaving()): now.
+        const terminating = pod.status?.terminating === true;
+        if (terminating !== poll.terminating && this.#reports.get(key)?.error !== undefined)
+          this.#notify(pod.metadata.namespace ?? '');
+        poll.terminating = terminating;
+        continue;
+      }
       const ctl = new AbortController();
-      this.#polls.set(key, { address, ctl });
+      this.#polls.set(key, { address, ctl, terminating: pod.status?.terminating === true });
       void this.#poll(key, pod.metadata.namespace ?? '', address, ctl.signal);
     }
   }
@@ -136,13 +144,14 @@ export class ProxyReports {
   async #poll(key: string, ns: string, address: string, signal: AbortSignal): Promise<void> {
     // No `known` on the first poll (and after an error): the proxy answers at once.
     let known: string | undefined;
+    let generation: number | '' = '';
     let backoffMs = 500;
     while (!signal.aborted) {
       try {
         const url =
           known === undefined
             ? `${address}/config/version`
-            : `${address}/config/version?known=${encodeURIComponent(known)}&waitMs=${this.#o.waitMs}`;
+            : `${address}/config/version?known=${encodeURIComponent(known)}&generation=${generation}&waitMs=${this.#o.waitMs}`;
         const res = await fetch(url, {
           signal: AbortSignal.any([signal, AbortSignal.timeout(this.#o.waitMs + 5000)]),
         });
@@ -154,6 +163,7 @@ export class ProxyReports {
           error: undefined,
         });
         known = j.version ?? '';
+        generation = j.generation ?? '';
         backoffMs = 500;
       } catch (e) {
         if (signal.aborted) return;
@@ -189,6 +199,13 @@ export class Propagation {
     included: { key: string; generation?: number }[],
   ): void {
     this.#written.set(ns, w);
+    // What this namespace no longer carries (a resource deleted, or its current spec not
+    // compiled in) is forgotten for it; a resource no namespace carries is forgotten entirely.
+    const keys = new Set(included.map((r) => r.key));
+    for (const [key, s] of this.#since) {
+      if (keys.has(key) || !s.byNs.delete(ns)) continue;
+      if (s.byNs.size === 0) this.#since.delete(key);
+    }
     for (const r of included) {
       let s = this.#since.get(r.key);
       if (!s || s.generation !== r.generation) {
@@ -202,12 +219,12 @@ export class Propagation {
   /** The namespace left the mesh. */
   forget(ns: string): void {
     this.#written.delete(ns);
-    for (const s of this.#since.values()) s.byNs.delete(ns);
+    for (const [key, s] of this.#since) if (s.byNs.delete(ns) && s.byNs.size === 0) this.#since.delete(key);
   }
 
-  /** A resource is gone. */
-  forgetResource(key: string): void {
-    this.#since.delete(key);
+  /** How many resources are tracked (for tests: deleted ones must not pile up). */
+  get tracked(): number {
+    return this.#since.size;
   }
 
   /** Whether the generation written is known for the namespaces of all `pods` (after a restart, once reconciled). */
@@ -237,10 +254,11 @@ export class Propagation {
       const ns = pod.metadata.namespace ?? '';
       const need = known?.get(ns);
       const r = reports.get(pod);
+      if (leaving(pod, r)) continue;
       if (need !== undefined && r?.generation !== undefined && r.generation >= need && !r.error) applied++;
       else waiting.push(lagging(pod, r, need ?? this.generationOf(ns) ?? 0));
     }
-    return { applied, total: pods.length, waiting: waiting.sort(byPod) };
+    return { applied, total: applied + waiting.length, waiting: waiting.sort(byPod) };
   }
 
   /** Proxies in sync with their namespace's latest generation, and the ones that are not. */
@@ -251,12 +269,20 @@ export class Propagation {
       const want = this.generationOf(pod.metadata.namespace ?? '');
       if (want === undefined) continue;
       const r = reports.get(pod);
+      if (leaving(pod, r)) continue;
       if (r?.generation !== undefined && r.generation >= want && !r.error) inSync++;
       else out.push(lagging(pod, r, want));
     }
     return { inSync, lagging: out.sort(byPod) };
   }
 }
+
+/**
+ * A pod being deleted whose proxy does not answer (it drained and stopped, or never reported):
+ * it applies nothing any more, so it is neither counted nor named as lagging.
+ */
+const leaving = (pod: PodObj, r: ProxyReport | undefined) =>
+  pod.status?.terminating === true && (!r || r.error !== undefined);
 
 const byPod = (a: Lagging, b: Lagging) =>
   a.namespace === b.namespace ? (a.pod < b.pod ? -1 : 1) : a.namespace < b.namespace ? -1 : 1;

@@ -6,8 +6,9 @@ import { type Condition, describeLaggingProxy } from '../api/index.ts';
 import { type KubeClient, type KubeObject, RESOURCES, type ResourceType } from '../kube/client.ts';
 import { type ConditionInput, mergeConditions, sameConditions } from '../kube/conditions.ts';
 import type { Logger } from '../kube/log.ts';
+import type { KeyReconciler } from '../kube/manager.ts';
 import type { ResourceResult } from './compiler.ts';
-import { CONDITION, REASON } from './conditions.ts';
+import { CONDITION, EVENT_REASON, REASON } from './conditions.ts';
 import type { Lagging } from './propagation.ts';
 
 export interface WriteStats {
@@ -161,6 +162,71 @@ export function programmedOf<T extends { status?: { conditions?: Condition[] } }
   ];
 }
 
+/** A verdict reported as one condition, with the Warning Event recorded when it starts failing. */
+export interface StatusVerdict {
+  type: string;
+  verdict: { ok: true } | { ok: false; reason: string; message: string };
+  /** The condition when ok. */
+  ok: { reason: string; message: string };
+  /** The Event's reason when it fails. */
+  eventReason: string;
+}
+
+/** What one kind adds to the skeleton of compiledStatusReconciler. */
+export interface KindStatus {
+  /** Verdicts after Accepted (e.g. ResolvedRefs): a condition each, an Event when one starts failing. */
+  verdicts?: StatusVerdict[];
+  /** Conditions after the verdicts that are no verdict (no Event), before Ready. */
+  conditions?: ConditionInput[];
+  /** Why Ready is not True, when it is not the last failing verdict's message. */
+  why?: string;
+}
+
+/**
+ * The status reconciler of a compiled resource (TrafficSplit, AuthorizationPolicy): lookup,
+ * Accepted, the kind's own verdicts and conditions (`kind`, e.g. ResolvedRefs), Ready (with the
+ * last failing verdict's message), Programmed; written when it says something new, with a
+ * Warning Event for the first failing verdict when the resource starts failing.
+ */
+export function compiledStatusReconciler<T extends WithStatus>(
+  d: CompiledResourceDeps<T>,
+  type: ResourceType,
+  kind: (r: ResourceResult) => KindStatus = () => ({}),
+): KeyReconciler {
+  return async (key) => {
+    const found = compiledResource(d, key);
+    if (!found) return undefined;
+    const { obj, r } = found;
+    const own = kind(r);
+    const verdicts: StatusVerdict[] = [
+      {
+        type: CONDITION.Accepted,
+        verdict: r.accepted,
+        ok: { reason: REASON.Accepted, message: 'Valid' },
+        eventReason: EVENT_REASON.InvalidSpec,
+      },
+      ...(own.verdicts ?? []),
+    ];
+    const failing = verdicts.flatMap((v) => (v.verdict.ok ? [] : [{ ...v, verdict: v.verdict }]));
+    const wanted: ConditionInput[] = verdicts.map((v) =>
+      v.verdict.ok
+        ? { type: v.type, status: 'True', ...v.ok }
+        : { type: v.type, status: 'False', reason: v.verdict.reason, message: v.verdict.message },
+    );
+    wanted.push(
+      ...(own.conditions ?? []),
+      readyOf(r, own.why ?? failing.at(-1)?.verdict.message ?? ''),
+      ...programmedOf(d, key, r, obj),
+    );
+    const wasFailing = failing.some((v) => failedBefore(obj, v.type, v.verdict.reason));
+    const changed = await d.status.write(type, obj, wanted);
+    const first = failing[0];
+    if (changed && !wasFailing && first)
+      await d.events.warn(obj, type, first.eventReason, first.verdict.message);
+    return undefined;
+  };
+}
+
 /** The cached object and the compiler's verdict on it; undefined when either is gone. */
 export function compiledResource<T>(
   d: CompiledResourceDeps<T>,
@@ -175,12 +241,6 @@ export function compiledResource<T>(
 export const failedBefore = (obj: { status?: { conditions?: Condition[] } }, type: string, reason: string) =>
   obj.status?.conditions?.some((c) => c.type === type && c.status === 'False' && c.reason === reason) ??
   false;
-
-/** The Accepted condition of a compiled TrafficSplit or AuthorizationPolicy. */
-export const acceptedOf = (r: ResourceResult): ConditionInput =>
-  r.accepted.ok
-    ? { type: CONDITION.Accepted, status: 'True', reason: REASON.Accepted, message: 'Valid' }
-    : { type: CONDITION.Accepted, status: 'False', reason: r.accepted.reason, message: r.accepted.message };
 
 /** The Ready condition: programmed now, its last good version, or not at all (`why`). */
 export const readyOf = (r: ResourceResult, why: string): ConditionInput =>

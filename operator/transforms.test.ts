@@ -27,3 +27,10 @@ test('a running pod with the proxy is meshed and keeps its IP; once finished it 
     assert.equal(podMatters(running, done), true, `${phase}: the compiler and the counts see it`);
   }
 });
+
+test('a meshed pod being deleted is marked terminating', () => {
+  const p = pod('Running');
+  const deleting = slimPod({ ...p, metadata: { ...p.metadata, deletionTimestamp: '2026-11-30T10:00:00Z' } });
+  assert.deepEqual(deleting.status, { podIP: '10.123.0.10', terminating: true });
+  assert.equal(slimPod(p).status?.terminating, undefined);
+});

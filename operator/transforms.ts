@@ -59,6 +59,7 @@ export function slimPod(o: KubeObject): K<PodObj> {
   const pod: K<PodObj> = { metadata: meta(o, { uid: false, labels: meshed }), spec: s };
   const podIP = (o.status as { podIP?: string } | undefined)?.podIP;
   if (meshed && podIP) pod.status = { podIP };
+  if (meshed && o.metadata.deletionTimestamp) pod.status = { ...pod.status, terminating: true };
   return pod;
 }
 

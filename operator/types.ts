@@ -1,54 +1,14 @@
-// The slices of Kubernetes objects the compiler reads. The informers keep only these fields
-// (see operator/transforms.ts), which keeps the operator's memory small at scale.
+// What the compiler reads: the cluster snapshot, and (from objects.ts) the slices of
+// Kubernetes objects the informers keep.
 import type { AuthorizationPolicy, Mesh, TrafficSplit } from '../api/index.ts';
 import type { Route } from '../api/proxyconfig.ts';
-import type { KubeObject } from '../kube/client.ts';
 import type { Binding } from './compile/gateway.ts';
 import type { GRPCRouteObj, HTTPRouteObj, ReferenceGrantObj } from './compile/gatewaytypes.ts';
+import type { EndpointSliceObj, NamespaceObj, PodObj, ServiceObj } from './objects.ts';
 
-/** The metadata fields the compiler reads (kube/client.ts KubeObject has the rest). */
-export type Meta = Pick<
-  KubeObject['metadata'],
-  'name' | 'namespace' | 'uid' | 'resourceVersion' | 'generation' | 'labels'
->;
-
-export interface NamespaceObj {
-  metadata: Meta;
-}
-
-export interface ServiceObj {
-  metadata: Meta;
-  spec?: {
-    type?: string;
-    clusterIP?: string;
-    clusterIPs?: string[];
-    ports?: { name?: string; port: number; protocol?: string; appProtocol?: string }[];
-  };
-}
-
-export interface EndpointSliceObj {
-  metadata: Meta;
-  addressType?: string;
-  endpoints?: {
-    addresses: string[];
-    conditions?: { ready?: boolean | null; serving?: boolean | null; terminating?: boolean | null };
-    targetRef?: { kind?: string; name?: string; namespace?: string };
-    zone?: string;
-    nodeName?: string;
-  }[];
-  ports?: { name?: string | null; port?: number | null; protocol?: string }[] | null;
-}
-
-export interface PodObj {
-  metadata: Meta;
-  spec?: {
-    serviceAccountName?: string;
-    containers?: { name: string }[];
-    initContainers?: { name: string }[];
-  };
-  /** Kept for meshed pods only: where the operator asks the proxy which config it runs. */
-  status?: { podIP?: string };
-}
+// The object slices live in objects.ts, a leaf that the Gateway API compile modules import
+// without coming back here (types.ts imports their types: no cycle).
+export type { EndpointSliceObj, Meta, NamespaceObj, PodObj, ServiceObj } from './objects.ts';
 
 /** Everything the compiler reads: a consistent view of the cluster. */
 export interface ClusterSnapshot {

@@ -3,8 +3,8 @@
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { test } from 'node:test';
-import { healthHandler, MAX_HELD_VERSION_POLLS } from './admin.ts';
-import type { ProxyHandle } from './proxy.ts';
+import { watcherHealthHandler } from '../hack/lib/proxy.ts';
+import { MAX_HELD_VERSION_POLLS } from './admin.ts';
 import { proxyConfig } from './testdata.ts';
 import { ConfigWatcher } from './watcher.ts';
 
@@ -12,15 +12,7 @@ test('/config/version holds at most a few polls; past them it answers at once', 
   const watcher = new ConfigWatcher('/nonexistent', { apply: () => {}, rejected: () => {} });
   const cfg = proxyConfig('shop', []);
   watcher.offer({ config: cfg, generation: 1 }, 'volume');
-  const srv = createServer(
-    healthHandler({
-      proxy: {} as ProxyHandle,
-      status: watcher.status,
-      metrics: {} as never,
-      draining: () => false,
-      onApplied: (fn) => watcher.onApplied(fn),
-    }),
-  );
+  const srv = createServer(watcherHealthHandler(watcher));
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(srv.address() as { port: number }).port}/config/version?known=${cfg.version}&waitMs=60000`;
   const answered: boolean[] = [];
@@ -40,6 +32,33 @@ test('/config/version holds at most a few polls; past them it answers at once', 
     watcher.offer({ config: next, generation: 2 }, 'apiserver');
     const held = await Promise.all(polls.slice(0, MAX_HELD_VERSION_POLLS));
     for (const h of held) assert.deepEqual([h.version, h.generation], [next.version, 2]);
+  } finally {
+    srv.closeAllConnections();
+    srv.close();
+  }
+});
+
+test('/config/version answers at once a caller that knows the version under an older generation', async () => {
+  // The operator rewrote the same content under a newer generation between two polls: a poll
+  // that named only the version was held until the next change or its wait ended, and the
+  // operator meanwhile listed the proxy as lagging on the older generation.
+  const watcher = new ConfigWatcher('/nonexistent', { apply: () => {}, rejected: () => {} });
+  const cfg = proxyConfig('shop', []);
+  watcher.offer({ config: cfg, generation: 4 }, 'apiserver');
+  watcher.offer({ config: cfg, generation: 5 }, 'apiserver');
+  const srv = createServer(watcherHealthHandler(watcher));
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const base = `http://127.0.0.1:${(srv.address() as { port: number }).port}/config/version?known=${cfg.version}&waitMs=60000`;
+  try {
+    const r = await fetch(`${base}&generation=4`, { signal: AbortSignal.timeout(10_000) });
+    assert.deepEqual(await r.json(), { version: cfg.version, generation: 5, source: 'apiserver' });
+    // Knowing both, the poll is held (answered here when the server closes it).
+    const held = fetch(`${base}&generation=5`).then(
+      () => 'answered',
+      () => 'held',
+    );
+    const first = await Promise.race([held, new Promise((r) => setTimeout(() => r('held'), 300))]);
+    assert.equal(first, 'held');
   } finally {
     srv.closeAllConnections();
     srv.close();

@@ -34,6 +34,9 @@ let held = 0;
 function configVersion(d: AdminDeps, req: HttpTypes.IncomingMessage, res: HttpTypes.ServerResponse): void {
   const q = new URL(req.url ?? '/', 'http://x').searchParams;
   const known = q.get('known');
+  // The generation the caller knows too (optional): the same content rewritten under a newer
+  // generation answers at once, as a new version does.
+  const knownGeneration = q.get('generation');
   const waitMs = Math.min(Math.max(Number(q.get('waitMs')) || 0, 0), MAX_VERSION_WAIT_MS);
   const answer = () =>
     send(res, 200, {
@@ -44,6 +47,7 @@ function configVersion(d: AdminDeps, req: HttpTypes.IncomingMessage, res: HttpTy
   if (
     known === null ||
     known !== (d.status.version ?? '') ||
+    (knownGeneration !== null && knownGeneration !== String(d.status.generation ?? '')) ||
     waitMs === 0 ||
     !d.onApplied ||
     held >= MAX_HELD_VERSION_POLLS

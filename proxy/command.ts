@@ -30,6 +30,7 @@ interface ProxyFlags {
   headersTimeoutMs: number;
   detectTimeoutMs: number;
   handshakeTimeoutMs: number;
+  connectTimeoutMs: number;
   maxHeaderBytes: number;
   pollMs: number;
   apiserver?: string;
@@ -84,6 +85,12 @@ export function proxyCommand(name = 'proxy'): Command {
       Number(env.WEFT_HANDSHAKE_TIMEOUT_MS ?? 10000),
     )
     .option(
+      '--connect-timeout-ms <n>',
+      'time for a connection to an upstream to open; a try that times out is a connect failure',
+      int,
+      Number(env.WEFT_CONNECT_TIMEOUT_MS ?? 1000),
+    )
+    .option(
       '--max-header-bytes <n>',
       'request header bytes (431 beyond)',
       int,
@@ -120,6 +127,7 @@ export function proxyCommand(name = 'proxy'): Command {
           headersTimeoutMs: o.headersTimeoutMs,
           detectTimeoutMs: o.detectTimeoutMs,
           handshakeTimeoutMs: o.handshakeTimeoutMs,
+          connectTimeoutMs: o.connectTimeoutMs,
           maxHeaderBytes: o.maxHeaderBytes,
         },
         pollMs: o.pollMs,

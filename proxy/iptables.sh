@@ -5,6 +5,7 @@
 #
 #   outbound: every TCP connection the pod opens (except the proxy's own, by UID/GID, and
 #             loopback) is REDIRECTed to WEFT_OUTBOUND_PORT; the proxy reads SO_ORIGINAL_DST.
+#             The proxy's own connections to its pod's address go to the inbound listener.
 #   inbound:  every TCP connection arriving for the pod (except the excluded ports: health,
 #             admin) is REDIRECTed to WEFT_INBOUND_PORT, including those to the proxy's own
 #             ports, which the proxy then refuses: no other host reaches the outbound listener.
@@ -65,6 +66,11 @@ install() {
   # Outbound.
   ipt -A WEFT_REDIRECT -p tcp -j REDIRECT --to-ports "$OUT_PORT"
   ipt -A OUTPUT -p tcp -j WEFT_OUTPUT
+  # The proxy's own connection to its pod's address (a Service whose endpoint is this pod: a
+  # hairpin) leaves over lo: it goes to the inbound listener like any caller's, not straight to
+  # the app's port (which would get an mTLS handshake it cannot answer). The inbound side reaches
+  # the app on 127.0.0.1, which this rule leaves alone, so nothing loops.
+  ipt -A WEFT_OUTPUT -o lo ! -d "$LOOPBACK" -m owner --uid-owner "$UID_" -j WEFT_IN_REDIRECT
   ipt -A WEFT_OUTPUT -m owner --uid-owner "$UID_" -j RETURN
   ipt -A WEFT_OUTPUT -m owner --gid-owner "$GID_" -j RETURN
   ipt -A WEFT_OUTPUT -o lo -j RETURN

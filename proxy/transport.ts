@@ -23,6 +23,31 @@ export interface UpstreamAddress {
 export interface PoolLimits {
   maxConnectionsPerEndpoint: number;
   idleTimeoutMs: number;
+  /** Time for the TCP connection to open (0: the kernel's); the socket is destroyed with ETIMEDOUT after. */
+  connectTimeoutMs?: number;
+}
+
+/**
+ * Destroys `s` with ETIMEDOUT when its TCP connection has not opened within `ms`. When the timer
+ * fires, the connection may have opened while the event loop was busy (the timer phase runs before
+ * I/O is polled): the verdict waits for the next check phase, after the poll, so a loaded proxy
+ * does not time out connections that did open.
+ */
+export function connectDeadline(s: net.Socket, ms: number | undefined): void {
+  if (!ms || ms <= 0 || !s.connecting) return;
+  const timer = setTimeout(
+    () =>
+      setImmediate(() => {
+        if (!s.connecting || s.destroyed) return;
+        const e = Object.assign(new Error(`connect timed out after ${ms} ms`), { code: 'ETIMEDOUT' });
+        s.destroy(e);
+      }),
+    ms,
+  );
+  timer.unref();
+  const stop = () => clearTimeout(timer);
+  s.once('connect', stop);
+  s.once('close', stop);
 }
 
 /** Counts of the hop's TLS outcomes, for metrics. */
@@ -84,9 +109,14 @@ export class Transport {
 
   /** A raw connection (opaque TCP, TLS passthrough, WebSocket after the upgrade). */
   connect(to: UpstreamAddress, protocol: InnerProtocol = 'tcp'): net.Socket {
-    if (this.secure(to)) return this.#tls(to, protocol);
-    if (to.peerId !== undefined) this.#events.plaintext?.(to.peerId);
-    return net.connect({ host: to.host, port: to.port, noDelay: true });
+    let s: net.Socket;
+    if (this.secure(to)) s = this.#tls(to, protocol);
+    else {
+      if (to.peerId !== undefined) this.#events.plaintext?.(to.peerId);
+      s = net.connect({ host: to.host, port: to.port, noDelay: true });
+    }
+    connectDeadline(s, this.#limits.connectTimeoutMs);
+    return s;
   }
 
   /** The keep-alive HTTP/1.1 pool for an endpoint. */
@@ -104,10 +134,8 @@ export class Transport {
         timeout: this.#limits.idleTimeoutMs,
         scheduling: 'lifo',
       });
-      if (to.peerId !== undefined) {
-        const target = { ...to };
-        a.createConnection = (() => this.connect(target, 'http1')) as unknown as typeof a.createConnection;
-      }
+      const target = { ...to };
+      a.createConnection = (() => this.connect(target, 'http1')) as unknown as typeof a.createConnection;
       this.#agents.set(key, a);
     }
     return a;
@@ -120,10 +148,7 @@ export class Transport {
     const existing = this.#sessions.get(key);
     if (existing && !existing.closed && !existing.destroyed) return existing;
     const authority = `http://${to.host.includes(':') ? `[${to.host}]` : to.host}:${to.port}`;
-    const s =
-      to.peerId !== undefined
-        ? lazyHttp2().connect(authority, { createConnection: () => this.connect(to, 'h2') })
-        : lazyHttp2().connect(authority);
+    const s = lazyHttp2().connect(authority, { createConnection: () => this.connect(to, 'h2') });
     s.on('error', () => {});
     s.on('close', () => {
       if (this.#sessions.get(key) === s) this.#sessions.delete(key);

@@ -1,9 +1,9 @@
 // `weft webhook`: runs the admission webhook until SIGTERM/SIGINT. cmd/weft.ts adds this
 // command to the `weft` binary; `node webhook/cli.ts` runs it alone.
 import { fileURLToPath } from 'node:url';
-import { KubeConfig } from '@kubernetes/client-node';
 import { Command, Option } from 'commander';
 import pino from 'pino';
+import { SimpleKubeConfig } from '../kube/kubeconfig.ts';
 import { onShutdown } from '../kube/shutdown.ts';
 import { WEBHOOK_ERROR_CODES, WebhookError } from './errors.ts';
 import { WEBHOOK_NAMES } from './manifests.ts';
@@ -37,16 +37,14 @@ export function webhookCommand(): Command {
       'ValidatingWebhookConfiguration whose caBundle to keep current',
       WEBHOOK_NAMES.validatingConfiguration,
     )
-    .option('--kubeconfig <path>', 'kubeconfig (default: in-cluster, then KUBECONFIG)')
+    .option('--kubeconfig <path>', 'kubeconfig (default: KUBECONFIG, then in-cluster, then ~/.kube/config)')
     .option('--log-level <level>', 'trace, debug, info, warn, error', env.WEFT_LOG_LEVEL ?? 'info')
     .action(async (o: Record<string, string>) => {
       const log = pino({ level: o.logLevel });
       const port = Number(o.port);
       if (!Number.isInteger(port) || port < 0 || port > 65535)
         throw new WebhookError(WEBHOOK_ERROR_CODES.CONFIG, `--port ${o.port} is not a port number`);
-      const kc = new KubeConfig();
-      if (o.kubeconfig) kc.loadFromFile(o.kubeconfig);
-      else kc.loadFromDefault();
+      const kc = SimpleKubeConfig.load(o.kubeconfig, process.env, { exec: true });
       // Signals are handled from the start: the server answers before startWebhook returns.
       const starting = startWebhook({
         kubeConfig: kc,

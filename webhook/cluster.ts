@@ -1,12 +1,10 @@
 // What the webhook reads from the apiserver: the pod's namespace and the Mesh (cached for a
 // few seconds, because they are read on every pod admission), and the live lookups of the
 // validating webhook (CRs are written rarely, and a stale answer there would mislead).
-import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
-import { GROUP, type MeshSpec, type TrafficSplitSpec, VERSION } from '../api/index.ts';
+import type { MeshSpec, TrafficSplitSpec } from '../api/index.ts';
+import { type KubeClient, type KubeObject, RESOURCES } from '../kube/client.ts';
 import type { NamespaceInfo } from './inject.ts';
 import type { ClusterView } from './validate.ts';
-
-const statusOf = (err: unknown): number | undefined => (err as { code?: number }).code;
 
 /**
  * A read-through cache whose entries are fresh for ttlMs (0: always read). An expired entry is
@@ -48,84 +46,42 @@ export interface InjectionState {
   mesh(): Promise<MeshSpec | undefined>;
 }
 
-export function injectionState(kc: KubeConfig, ttlMs: number, now: () => number = Date.now): InjectionState {
-  const core = kc.makeApiClient(CoreV1Api);
-  const custom = kc.makeApiClient(CustomObjectsApi);
+export function injectionState(
+  client: KubeClient,
+  ttlMs: number,
+  now: () => number = Date.now,
+): InjectionState {
   const namespaces = new TtlCache<NamespaceInfo>(ttlMs, now);
   const meshes = new TtlCache<MeshSpec | undefined>(ttlMs, now);
   return {
     namespace: (name) =>
       namespaces.get(name, async () => {
-        try {
-          const ns = await core.readNamespace({ name });
-          return { name, labels: ns.metadata?.labels ?? {} };
-        } catch (err) {
-          if (statusOf(err) === 404) return { name, labels: {} };
-          throw err;
-        }
+        const ns = await client.find(RESOURCES.namespaces, name);
+        return { name, labels: ns?.metadata.labels ?? {} };
       }),
     mesh: () =>
       meshes.get('default', async () => {
-        try {
-          const m = (await custom.getClusterCustomObject({
-            group: GROUP,
-            version: VERSION,
-            plural: 'meshes',
-            name: 'default',
-          })) as { spec?: MeshSpec };
-          return m.spec ?? {};
-        } catch (err) {
-          if (statusOf(err) === 404) return undefined;
-          throw err;
-        }
+        const m = await client.find<KubeObject & { spec?: MeshSpec }>(RESOURCES.meshes, 'default');
+        return m && (m.spec ?? {});
       }),
   };
 }
 
+const KINDS = {
+  Namespace: RESOURCES.namespaces,
+  Service: RESOURCES.services,
+  ServiceAccount: RESOURCES.serviceAccounts,
+  Secret: RESOURCES.secrets,
+} as const;
+
 /** The validating webhook's view of the cluster, read live from the apiserver. */
-export function apiClusterView(kc: KubeConfig): ClusterView {
-  const core = kc.makeApiClient(CoreV1Api);
-  const custom = kc.makeApiClient(CustomObjectsApi);
-  const found = async (read: () => Promise<unknown>) => {
-    try {
-      await read();
-      return true;
-    } catch (err) {
-      if (statusOf(err) === 404) return false;
-      throw err;
-    }
-  };
+export function apiClusterView(client: KubeClient): ClusterView {
   return {
-    meshNames: async () => {
-      const list = (await custom.listClusterCustomObject({
-        group: GROUP,
-        version: VERSION,
-        plural: 'meshes',
-      })) as {
-        items: { metadata: { name: string } }[];
-      };
-      return list.items.map((m) => m.metadata.name);
-    },
-    trafficSplits: async (namespace) => {
-      const list = (await custom.listNamespacedCustomObject({
-        group: GROUP,
-        version: VERSION,
-        plural: 'trafficsplits',
-        namespace,
-      })) as { items: { metadata: { name: string }; spec: TrafficSplitSpec }[] };
-      return list.items.map((s) => ({ name: s.metadata.name, spec: s.spec }));
-    },
-    exists: (kind, namespace, name) => {
-      switch (kind) {
-        case 'Namespace':
-          return found(() => core.readNamespace({ name }));
-        case 'Service':
-          return found(() => core.readNamespacedService({ namespace, name }));
-        case 'ServiceAccount':
-          return found(() => core.readNamespacedServiceAccount({ namespace, name }));
-        case 'Secret':
-          return found(() => core.readNamespacedSecret({ namespace, name }));
-      }
-    },
+    meshNames: async () => (await client.list(RESOURCES.meshes)).items.map((m) => m.metadata.name),
+    trafficSplits: async (namespace) =>
+      (
+        await client.list<KubeObject & { spec: TrafficSplitSpec }>(RESOURCES.trafficSplits, { namespace })
+      ).items.map((s) => ({ name: s.metadata.name, spec: s.spec })),
+    exists: async (kind, namespace, name) => (await client.find(KINDS[kind], name, namespace)) !== undefined,
   };
 }

@@ -26,6 +26,16 @@ export const MESHED_LABEL = 'weft.dev/meshed';
 /** Label on Weft's own pods; the webhook configurations' objectSelector excludes them. */
 export const CONTROL_PLANE_LABEL = 'weft.dev/control-plane';
 
+/**
+ * How long an app container of a meshed pod keeps running after its pod is deleted (a preStop
+ * `sleep` the injector adds when the container has no preStop of its own), at most the pod's
+ * grace period less a second: meanwhile the operator removes the pod from every caller's
+ * endpoints (the config fast path delivers that within about a second) and the sidecar, which
+ * Kubernetes stops only after the app, keeps serving what still arrives. Without it an app that
+ * exits on SIGTERM refuses the requests callers send before they learn it is gone.
+ */
+export const APP_STOP_DELAY_SECONDS = 5;
+
 /** Version of the injected template, recorded in ANNOTATIONS.injected. */
 export const INJECTOR_VERSION = 'v1';
 

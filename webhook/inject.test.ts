@@ -6,7 +6,13 @@ import { describe, test } from 'node:test';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { PROXY } from '../api/index.ts';
 import { identitySecretName as operatorIdentitySecretName } from '../operator/identity/plan.ts';
-import { ANNOTATIONS, COMMANDS, identitySecretName, MESHED_LABEL } from './constants.ts';
+import {
+  ANNOTATIONS,
+  APP_STOP_DELAY_SECONDS,
+  COMMANDS,
+  identitySecretName,
+  MESHED_LABEL,
+} from './constants.ts';
 import { injectPod, selectorMatches } from './inject.ts';
 import { applyPatch } from './jsonpatch.ts';
 import { assertGolden } from './testdata/golden.ts';
@@ -218,6 +224,30 @@ describe('patch', () => {
     assert.equal(pod.metadata!.annotations!['example.com/owner'], 'team-a');
     assert.equal(pod.metadata!.labels!.app, 'web');
     assert.equal(pod.metadata!.labels![MESHED_LABEL], 'true');
+  });
+
+  test("app containers stop after a delay (a preStop sleep), within the pod's grace period, keeping their own preStop", () => {
+    const pod = typicalPod();
+    pod.spec!.containers[1]!.lifecycle = { preStop: { exec: { command: ['drain'] } } };
+    pod.spec!.containers[0]!.lifecycle = { postStart: { exec: { command: ['warm'] } } };
+    let after = applyPatch(pod, injectPod(pod, LABELLED, MESH, OPTS).patch);
+    assert.deepEqual(after.spec!.containers[0]!.lifecycle, {
+      postStart: { exec: { command: ['warm'] } },
+      preStop: { sleep: { seconds: APP_STOP_DELAY_SECONDS } },
+    });
+    assert.deepEqual(after.spec!.containers[1]!.lifecycle, { preStop: { exec: { command: ['drain'] } } });
+    assert.equal(
+      after.spec!.initContainers!.find((c) => c.name === PROXY.containerName)!.lifecycle,
+      undefined,
+      'the sidecar stops after the app anyway (native sidecar)',
+    );
+    const short = barePod();
+    short.spec!.terminationGracePeriodSeconds = 3;
+    after = applyPatch(short, injectPod(short, LABELLED, MESH, OPTS).patch);
+    assert.deepEqual(after.spec!.containers[0]!.lifecycle, { preStop: { sleep: { seconds: 2 } } });
+    short.spec!.terminationGracePeriodSeconds = 1;
+    after = applyPatch(short, injectPod(short, LABELLED, MESH, OPTS).patch);
+    assert.equal(after.spec!.containers[0]!.lifecycle, undefined, 'no time to wait: no delay');
   });
 
   test('reinvocation on the injected pod changes nothing (idempotent)', () => {

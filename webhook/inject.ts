@@ -23,6 +23,7 @@ import {
 import {
   ANNOTATIONS,
   APP_HEALTH_PREFIX,
+  APP_STOP_DELAY_SECONDS,
   COMMANDS,
   DEFAULT_PROXY_IMAGE,
   INJECT_LABEL,
@@ -448,6 +449,16 @@ export function injectPod(
       patch.push({ op: 'replace', path: `/spec/containers/${i}/${kind}/httpGet`, value: r.httpGet });
       originals[c.name] = { ...originals[c.name], [kind]: r.original };
     }
+  });
+
+  // Endpoint churn without errors: the app stops only once callers had time to drop the pod.
+  const stopDelay = Math.min(APP_STOP_DELAY_SECONDS, (spec.terminationGracePeriodSeconds ?? 30) - 1);
+  (spec.containers ?? []).forEach((c, i) => {
+    if (stopDelay < 1 || c.lifecycle?.preStop) return;
+    const preStop = { sleep: { seconds: stopDelay } };
+    if (c.lifecycle)
+      patch.push({ op: 'add', path: `/spec/containers/${i}/lifecycle/preStop`, value: preStop });
+    else patch.push({ op: 'add', path: `/spec/containers/${i}/lifecycle`, value: { preStop } });
   });
 
   const newAnnotations: Record<string, string> = { [ANNOTATIONS.injected]: INJECTOR_VERSION };

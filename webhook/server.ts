@@ -10,9 +10,11 @@ import diagnostics from 'node:diagnostics_channel';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
-import { CoreV1Api, type CoreV1Event, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import type { V1Pod } from '@kubernetes/client-node';
 import pino, { type Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import { KubeClient, RESOURCES } from '../kube/client.ts';
+import type { KubeAccess } from '../kube/kubeconfig.ts';
 import { apiClusterView, type InjectionState, injectionState } from './cluster.ts';
 import { WEBHOOK_ERROR_CODES, WebhookError } from './errors.ts';
 import { injectPod } from './inject.ts';
@@ -56,7 +58,8 @@ export type TlsOptions =
     };
 
 export interface WebhookOptions {
-  kubeConfig: KubeConfig;
+  /** Credentials: kube/kubeconfig.ts's SimpleKubeConfig (or client-node's KubeConfig). */
+  kubeConfig: KubeAccess;
   /** Weft's own namespace: never injected, holds the TLS Secret. */
   namespace: string;
   /** 0 picks a free port. */
@@ -137,11 +140,9 @@ export async function startWebhook(opts: WebhookOptions): Promise<WebhookHandle>
   });
   const now = opts.now ?? (() => new Date());
   const metrics = createMetrics(opts.registry);
-  const state: InjectionState = injectionState(opts.kubeConfig, opts.cacheTtlMs ?? 5000, () =>
-    now().getTime(),
-  );
-  const view: ClusterView = apiClusterView(opts.kubeConfig);
-  const core = opts.kubeConfig.makeApiClient(CoreV1Api);
+  const client = new KubeClient(opts.kubeConfig, 'weft-webhook');
+  const state: InjectionState = injectionState(client, opts.cacheTtlMs ?? 5000, () => now().getTime());
+  const view: ClusterView = apiClusterView(client);
   const host = opts.host ?? '127.0.0.1';
   const tls: TlsOptions = opts.tls ?? { mode: 'bootstrap' };
   const secretRef = { namespace: opts.namespace, name: tls.secretName ?? DEFAULT_TLS_SECRET };
@@ -163,12 +164,10 @@ export async function startWebhook(opts: WebhookOptions): Promise<WebhookHandle>
 
   const loadCert = async (): Promise<ServingCertificate> => {
     if (tls.mode === 'bootstrap')
-      return ensureServingSecret(opts.kubeConfig, secretRef, certOptions(), (m) =>
-        log.info({ secret: secretRef }, m),
-      );
+      return ensureServingSecret(client, secretRef, certOptions(), (m) => log.info({ secret: secretRef }, m));
     // cert-manager issues asynchronously: wait for its Secret.
     for (let i = 0; ; i++) {
-      const c = await readServingSecret(opts.kubeConfig, secretRef);
+      const c = await readServingSecret(client, secretRef);
       if (c) return c;
       if (i % 20 === 0)
         log.info(
@@ -198,7 +197,9 @@ export async function startWebhook(opts: WebhookOptions): Promise<WebhookHandle>
         : undefined;
     if (!target || opts.events === false) return;
     const stamp = now();
-    const body: CoreV1Event = {
+    const body = {
+      apiVersion: 'v1',
+      kind: 'Event',
       metadata: { name: `${target.name}.${randomUUID().slice(0, 8)}`, namespace },
       involvedObject: { ...target, namespace },
       reason,
@@ -211,7 +212,7 @@ export async function startWebhook(opts: WebhookOptions): Promise<WebhookHandle>
       reportingComponent: 'weft.dev/webhook',
       reportingInstance: instance,
     };
-    core.createNamespacedEvent({ namespace, body }).catch((err: unknown) => {
+    client.create(RESOURCES.events, body).catch((err: unknown) => {
       log.warn(
         { err, namespace, pod: target.name },
         'could not record the injection Event; check the webhook RBAC (create events)',
@@ -413,7 +414,7 @@ export async function startWebhook(opts: WebhookOptions): Promise<WebhookHandle>
   const syncCaBundles = async (previousCaPem?: string) => {
     if (tls.mode !== 'bootstrap' || !tls.webhookConfigurations) return;
     const bundle = previousCaPem ? `${cert.caPem.trim()}\n${previousCaPem.trim()}\n` : cert.caPem;
-    const changed = await patchCaBundles(opts.kubeConfig, bundle, tls.webhookConfigurations);
+    const changed = await patchCaBundles(client, bundle, tls.webhookConfigurations);
     if (changed.length > 0)
       log.info({ configurations: changed }, 'caBundle written into the webhook configurations');
   };
@@ -465,6 +466,7 @@ export async function startWebhook(opts: WebhookOptions): Promise<WebhookHandle>
       await reloading;
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      client.close();
     },
   };
 }

@@ -6,16 +6,10 @@
 // Either way the server reloads the certificate without a restart.
 // @peculiar/x509 resolves its ASN.1 services through tsyringe, which needs the Reflect metadata API.
 import 'reflect-metadata';
-import {
-  AdmissionregistrationV1Api,
-  CoreV1Api,
-  type KubeConfig,
-  type V1MutatingWebhookConfiguration,
-  type V1Secret,
-  type V1ValidatingWebhookConfiguration,
-} from '@kubernetes/client-node';
 import * as x509 from '@peculiar/x509';
 import { crypto, EC, exportPkcs8, newKeyPair, SIGN, selfSignedCa, serialNumber } from '../api/pki.ts';
+import { type KubeClient, type KubeObject, RESOURCES, type ResourceType } from '../kube/client.ts';
+import { isConflict } from '../kube/errors.ts';
 import { WEBHOOK_ERROR_CODES, WebhookError } from './errors.ts';
 
 const DAY = 86_400_000;
@@ -123,7 +117,10 @@ export function renewalReason(cert: ServingCertificate, opts: CertOptions): stri
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 const unb64 = (s: string | undefined) => (s ? Buffer.from(s, 'base64').toString('utf8') : '');
 
-export function fromSecret(secret: V1Secret): ServingCertificate | undefined {
+type SecretObj = KubeObject & { type?: string; data?: Record<string, string> };
+type WebhookConfigurationObj = KubeObject & { webhooks?: { clientConfig: { caBundle?: string } }[] };
+
+export function fromSecret(secret: { data?: Record<string, string> }): ServingCertificate | undefined {
   const d = secret.data ?? {};
   const certPem = unb64(d['tls.crt']);
   const keyPem = unb64(d['tls.key']);
@@ -155,33 +152,25 @@ function toSecretData(c: ServingCertificate): Record<string, string> {
   return data;
 }
 
-const statusOf = (err: unknown): number | undefined => (err as { code?: number }).code;
-
 /**
  * Bootstrap mode: returns the certificate stored in the Secret, creating or renewing it
  * first when needed. Safe with several replicas: creation and replacement are conditional,
  * and the loser of a race reads the winner's certificate.
  */
 export async function ensureServingSecret(
-  kc: KubeConfig,
+  client: KubeClient,
   ref: { namespace: string; name: string },
   opts: CertOptions,
   log: (msg: string) => void = () => {},
 ): Promise<ServingCertificate> {
-  const core = kc.makeApiClient(CoreV1Api);
   for (let attempt = 0; attempt < 5; attempt++) {
-    let secret: V1Secret | undefined;
+    let secret: SecretObj | undefined;
     try {
-      secret = await core.readNamespacedSecret(ref);
+      secret = await client.find<SecretObj>(RESOURCES.secrets, ref.name, ref.namespace);
     } catch (err) {
-      if (statusOf(err) !== 404)
-        throw new WebhookError(
-          WEBHOOK_ERROR_CODES.TLS,
-          `reading Secret ${ref.namespace}/${ref.name} failed`,
-          {
-            cause: err,
-          },
-        );
+      throw new WebhookError(WEBHOOK_ERROR_CODES.TLS, `reading Secret ${ref.namespace}/${ref.name} failed`, {
+        cause: err,
+      });
     }
     const current = secret && fromSecret(secret);
     const why = current ? renewalReason(current, opts) : 'there is none';
@@ -193,7 +182,7 @@ export async function ensureServingSecret(
         : undefined;
     const next = await issueServingCertificate(opts, keepCa);
     log(`issuing a webhook serving certificate because ${why}`);
-    const body: V1Secret = {
+    const body: SecretObj = {
       apiVersion: 'v1',
       kind: 'Secret',
       type: 'kubernetes.io/tls',
@@ -201,17 +190,16 @@ export async function ensureServingSecret(
         name: ref.name,
         namespace: ref.namespace,
         labels: { 'app.kubernetes.io/managed-by': 'weft', 'weft.dev/component': 'webhook' },
-        ...(secret?.metadata?.resourceVersion ? { resourceVersion: secret.metadata.resourceVersion } : {}),
+        ...(secret?.metadata.resourceVersion ? { resourceVersion: secret.metadata.resourceVersion } : {}),
       },
       data: toSecretData(next),
     };
     try {
-      if (secret) await core.replaceNamespacedSecret({ ...ref, body });
-      else await core.createNamespacedSecret({ namespace: ref.namespace, body });
+      if (secret) await client.update(RESOURCES.secrets, body);
+      else await client.create(RESOURCES.secrets, body);
       return next;
     } catch (err) {
-      const code = statusOf(err);
-      if (code === 409) continue; // another replica wrote it first: read theirs
+      if (isConflict(err)) continue; // another replica wrote it first: read theirs
       throw new WebhookError(WEBHOOK_ERROR_CODES.TLS, `writing Secret ${ref.namespace}/${ref.name} failed`, {
         cause: err,
       });
@@ -225,17 +213,18 @@ export async function ensureServingSecret(
 
 /** cert-manager mode: reads the Secret cert-manager writes; undefined until it exists. */
 export async function readServingSecret(
-  kc: KubeConfig,
+  client: KubeClient,
   ref: { namespace: string; name: string },
 ): Promise<ServingCertificate | undefined> {
+  let secret: SecretObj | undefined;
   try {
-    return fromSecret(await kc.makeApiClient(CoreV1Api).readNamespacedSecret(ref));
+    secret = await client.find<SecretObj>(RESOURCES.secrets, ref.name, ref.namespace);
   } catch (err) {
-    if (statusOf(err) === 404) return undefined;
     throw new WebhookError(WEBHOOK_ERROR_CODES.TLS, `reading Secret ${ref.namespace}/${ref.name} failed`, {
       cause: err,
     });
   }
+  return secret && fromSecret(secret);
 }
 
 /**
@@ -244,50 +233,30 @@ export async function readServingSecret(
  * them). Returns the names of the configurations changed.
  */
 export async function patchCaBundles(
-  kc: KubeConfig,
+  client: KubeClient,
   caPem: string,
   names: { mutating?: string[]; validating?: string[] },
 ): Promise<string[]> {
-  const api = kc.makeApiClient(AdmissionregistrationV1Api);
   const bundle = b64(caPem);
   const changed: string[] = [];
-  const update = async <T extends V1MutatingWebhookConfiguration | V1ValidatingWebhookConfiguration>(
-    name: string,
-    read: () => Promise<T>,
-    replace: (body: T) => Promise<unknown>,
-  ) => {
+  const update = async (type: ResourceType, name: string) => {
     for (let attempt = 0; attempt < 5; attempt++) {
-      let cfg: T;
-      try {
-        cfg = await read();
-      } catch (err) {
-        if (statusOf(err) === 404) return;
-        throw err;
-      }
+      const cfg = await client.find<WebhookConfigurationObj>(type, name);
+      if (!cfg) return;
       const hooks = cfg.webhooks ?? [];
       if (hooks.every((h) => h.clientConfig.caBundle === bundle)) return;
       for (const h of hooks) h.clientConfig.caBundle = bundle;
       try {
-        await replace(cfg);
+        await client.update(type, cfg);
         changed.push(name);
         return;
       } catch (err) {
-        if (statusOf(err) !== 409) throw err;
+        if (!isConflict(err)) throw err;
       }
     }
   };
-  for (const name of names.mutating ?? [])
-    await update(
-      name,
-      () => api.readMutatingWebhookConfiguration({ name }),
-      (body) => api.replaceMutatingWebhookConfiguration({ name, body }),
-    );
-  for (const name of names.validating ?? [])
-    await update(
-      name,
-      () => api.readValidatingWebhookConfiguration({ name }),
-      (body) => api.replaceValidatingWebhookConfiguration({ name, body }),
-    );
+  for (const name of names.mutating ?? []) await update(RESOURCES.mutatingWebhookConfigurations, name);
+  for (const name of names.validating ?? []) await update(RESOURCES.validatingWebhookConfigurations, name);
   return changed;
 }
 

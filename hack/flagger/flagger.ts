@@ -9,8 +9,8 @@ import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'nod
 import { join } from 'node:path';
 import { load } from 'js-yaml';
 import { PROXY } from '../../api/constants.ts';
-import { freePort, waitFor } from '../../test/support/control-plane.ts';
 import { ANNOTATIONS } from '../../webhook/constants.ts';
+import { freePort, waitFor } from '../lib/control-plane.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 const pins = join(root, 'hack', 'flagger');

@@ -1,5 +1,5 @@
 // A real one-node Kubernetes cluster without Docker: the control plane of
-// test/support/control-plane.ts (etcd, kube-apiserver, kube-controller-manager, kube-scheduler)
+// hack/lib/control-plane.ts (etcd, kube-apiserver, kube-controller-manager, kube-scheduler)
 // plus containerd + runc + the CNI bridge plugin (Debian packages), kubelet and kube-proxy in
 // iptables mode (built from the pinned k8s.io/kubernetes module) and CoreDNS as a Deployment in
 // kube-system. The cluster owns a bridge (weft0), a pod range and a Service range; the apiserver
@@ -23,7 +23,8 @@ import {
 import { dirname, join } from 'node:path';
 import * as x509 from '@peculiar/x509';
 import { crypto, EC, exportPkcs8, newKeyPair, SIGN, selfSignedCa, serialNumber } from '../../api/pki.ts';
-import { ensureBinaries, freePort, startControlPlane, waitFor } from '../../test/support/control-plane.ts';
+import { ensureBinaries, freePort, startControlPlane, waitFor } from '../lib/control-plane.ts';
+import { alive } from '../lib/processes.ts';
 import { NodeError } from './errors.ts';
 import { IPTABLES_SAVE, iptablesChains, iptablesRules, readSysctls, restoreSysctls } from './host.ts';
 import {
@@ -202,15 +203,6 @@ export function resolveOptions(o: RealNodeOptions) {
 
 function sh(cmd: string, args: string[], input?: string): string {
   return execFileSync(cmd, args, { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'] });
-}
-
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

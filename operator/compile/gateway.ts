@@ -7,8 +7,9 @@
 // Gateway API precedence (gatewayrules.ts ranks), one entry per match, and closed by a 404
 // catch-all per port scope: the proxy takes the first entry that fits.
 import { durationMs, MAX_TIMER_MS } from '../../api/index.ts';
-import type { Route } from '../../api/proxyconfig.ts';
-import type { ServiceObj } from '../types.ts';
+import { type Route, Route as RouteSchema } from '../../api/proxyconfig.ts';
+import { check } from '../../api/validate.ts';
+import type { ServiceObj } from '../objects.ts';
 import {
   compileBackends,
   compileFilters,
@@ -68,6 +69,8 @@ export interface GatewayInput {
   grpcRoutes?: readonly GRPCRouteObj[];
   referenceGrants?: readonly ReferenceGrantObj[];
   services: Map<string, ServiceObj>;
+  /** Meshed namespaces: a consumer route in another namespace has no client to act for. */
+  meshed?: ReadonlySet<string>;
   /** Bindings last programmed per route key, kept while its current spec is invalid. */
   lastGood?: Map<string, Binding[]>;
 }
@@ -191,6 +194,14 @@ function bindRoute(
       if (filters.filters.length) r.filters = filters.filters;
       const usable = backends.backends.filter((b) => !b.unresolved && b.weight > 0);
       if (!redirect && usable.length === 0) r.directResponse = { status: 500 };
+      // What the proxies would refuse (and with it the whole namespace's config) is refused
+      // here, for this route only: values the CRDs' own validation should have stopped.
+      for (const e of check(RouteSchema, r, `${field}(compiled)`))
+        problems.push({
+          field: e.field,
+          reason: ROUTE_REASON.UnsupportedValue,
+          message: `${e.field}: ${e.message}`,
+        });
       entries.push({
         route: sortKeys(r),
         rank: [kind === 'GRPCRoute' ? 0 : 1, ...rank, age, `${ns}/${name}`, ri, mi],
@@ -265,8 +276,12 @@ export function compileGatewayRoutes(input: GatewayInput): GatewayCompiled {
       const { entries, problems } = bindRoute(route, kind, p.id, p.port, c);
       const unsupported = problems.filter((x) => x.reason === ROUTE_REASON.UnsupportedValue);
       const refs = problems.filter((x) => x.reason !== ROUTE_REASON.UnsupportedValue);
+      const idle =
+        p.consumer && input.meshed && !input.meshed.has(ns)
+          ? `; namespace ${ns} is not meshed, so it has no effect until it is`
+          : '';
       const who = p.consumer
-        ? `a consumer route: requests from namespace ${ns}`
+        ? `a consumer route: requests from namespace ${ns}${idle}`
         : 'a producer route: every client';
       const accepted =
         p.verdict ??

@@ -3,7 +3,7 @@
 // problem is returned with the field it is about, never thrown.
 import type { RouteBackend, RouteFilter, RouteMatch } from '../../api/proxyconfig.ts';
 import { regexError } from '../../api/regex.ts';
-import type { ServiceObj } from '../types.ts';
+import type { ServiceObj } from '../objects.ts';
 import {
   type BackendRef,
   GATEWAY_GROUP,

@@ -3,7 +3,7 @@
 // upstream ones (docs/gateway-api.md); these types hold only the fields the compiler uses.
 import type { Condition } from '../../api/common.ts';
 import type { ResourceType } from '../../kube/client.ts';
-import type { Meta } from '../types.ts';
+import type { Meta } from '../objects.ts';
 
 export const GATEWAY_GROUP = 'gateway.networking.k8s.io';
 /** The controllerName Weft writes in route status.parents[] (and only touches those entries). */

@@ -12,7 +12,7 @@ import type { AuthzPolicy, Route } from '../../api/proxyconfig.ts';
 import { matchRegexErrors } from '../../api/regex.ts';
 import { check } from '../../api/validate.ts';
 import { REASON, type Reason } from '../conditions.ts';
-import type { ServiceObj } from '../types.ts';
+import type { ServiceObj } from '../objects.ts';
 import { byKey, cmp, keyOf, retryPolicy, sortKeys } from './util.ts';
 
 export interface ResourceResult {

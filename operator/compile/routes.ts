@@ -33,6 +33,7 @@ export function routeSet(snap: ClusterSnapshot, idx: SnapshotIndex): RouteSet {
     grpcRoutes: snap.grpcRoutes,
     referenceGrants: snap.referenceGrants,
     services: idx.services,
+    meshed: idx.meshed,
     lastGood: snap.lastGood?.gatewayRoutes,
   });
   // Splits still in effect somewhere, and what overrides the others.

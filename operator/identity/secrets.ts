@@ -1,7 +1,7 @@
 // The workload identity Secrets (`weft-identity-<sa>` in each workload namespace) as this leader
 // knows them: the informer's cache, overlaid with the writes and deletes the cache has not
 // shown yet, so a reconcile right after a write does not act on a stale copy.
-import type { KubeClient, ResourceType } from '../../kube/client.ts';
+import { type KubeClient, RESOURCES, type ResourceType } from '../../kube/client.ts';
 import { isNotFound } from '../../kube/errors.ts';
 import type { Informer } from '../../kube/informer.ts';
 import type { Logger } from '../../kube/log.ts';
@@ -15,13 +15,7 @@ import {
   SERVICE_ACCOUNT_ANNOTATION,
 } from './plan.ts';
 
-export const SECRETS: ResourceType = {
-  group: '',
-  version: 'v1',
-  plural: 'secrets',
-  kind: 'Secret',
-  namespaced: true,
-};
+export const SECRETS: ResourceType = RESOURCES.secrets;
 
 export class IdentitySecrets {
   readonly informer: Informer<SecretObj>;

@@ -5,13 +5,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { AuthorizationPolicy, Condition, Mesh, TrafficSplit } from '../../api/index.ts';
+import { RESOURCES } from '../../kube/client.ts';
 import type { ConditionInput } from '../../kube/conditions.ts';
 import { silentLogger } from '../../kube/log.ts';
 import type { Obj } from '../cache.ts';
 import type { ResourceResult } from '../compiler.ts';
 import { CONDITION, EVENT_REASON, REASON } from '../conditions.ts';
 import type { IdentityStatus } from '../identity/controller.ts';
-import type { EventRecorder, StatusWriter } from '../status.ts';
+import { compiledStatusReconciler, type EventRecorder, type StatusWriter } from '../status.ts';
 import { authorizationPolicyReconciler } from './authorizationpolicy.ts';
 import { meshReconciler } from './mesh.ts';
 import { trafficSplitReconciler } from './trafficsplit.ts';
@@ -110,6 +111,65 @@ test('trafficsplit reconciler: a missing Service is ResolvedRefs False, not prog
     f.events.map((e) => e.reason),
     [EVENT_REASON.RefNotFound],
   );
+});
+
+test('trafficsplit reconciler: valid and resolved is Accepted, ResolvedRefs and Ready True, in that order, without an Event; a gone object writes nothing', async () => {
+  const f = fakes();
+  const split = { metadata: { name: 's', namespace: 'shop', generation: 3 } } as unknown as Obj<TrafficSplit>;
+  const reconcile = trafficSplitReconciler({
+    objects: { get: (k) => (k === 'shop/s' ? split : undefined) },
+    resultOf: () => ({
+      key: 'shop/s',
+      generation: 3,
+      accepted: { ok: true },
+      resolvedRefs: { ok: true },
+      programmed: 'current',
+    }),
+    status: f.status,
+    events: f.recorder,
+  });
+  await reconcile('shop/s', ctx);
+  assert.deepEqual(
+    f.writes[0]!.conditions.map((c) => [c.type, c.status, c.reason, c.message]),
+    [
+      [CONDITION.Accepted, 'True', REASON.Accepted, 'Valid'],
+      [CONDITION.ResolvedRefs, 'True', REASON.ResolvedRefs, 'All Services exist'],
+      [CONDITION.Ready, 'True', REASON.Programmed, 'Programmed into the proxy configuration'],
+    ],
+  );
+  assert.deepEqual(f.events, []);
+  await reconcile('shop/gone', ctx);
+  assert.equal(f.writes.length, 1);
+});
+
+test("the status skeleton: a kind's extra condition goes before Ready, and its why is Ready's message", async () => {
+  const f = fakes();
+  const split = { metadata: { name: 's', namespace: 'shop', generation: 1 } } as unknown as Obj<TrafficSplit>;
+  const reconcile = compiledStatusReconciler(
+    {
+      objects: { get: () => split },
+      resultOf: () => ({ key: 'shop/s', accepted: { ok: true }, programmed: 'none' }),
+      status: f.status,
+      events: f.recorder,
+    },
+    RESOURCES.trafficSplits,
+    () => ({
+      conditions: [
+        { type: 'Overridden', status: 'True', reason: 'RouteTakesPrecedence', message: 'a route wins' },
+      ],
+      why: 'a route wins',
+    }),
+  );
+  await reconcile('shop/s', ctx);
+  assert.deepEqual(
+    f.writes[0]!.conditions.map((c) => [c.type, c.status, c.message]),
+    [
+      [CONDITION.Accepted, 'True', 'Valid'],
+      ['Overridden', 'True', 'a route wins'],
+      [CONDITION.Ready, 'False', 'a route wins'],
+    ],
+  );
+  assert.deepEqual(f.events, [], 'a condition that is no verdict records no Event');
 });
 
 test('mesh reconciler: another name is NotDefault; the default waits for the CA verdict, then reports it', async () => {

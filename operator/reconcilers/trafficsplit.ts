@@ -7,14 +7,7 @@ import type { KeyReconciler } from '../../kube/manager.ts';
 import type { Obj } from '../cache.ts';
 import type { ResourceResult } from '../compiler.ts';
 import { CONDITION, EVENT_REASON, REASON } from '../conditions.ts';
-import {
-  acceptedOf,
-  type CompiledResourceDeps,
-  compiledResource,
-  failedBefore,
-  programmedOf,
-  readyOf,
-} from '../status.ts';
+import { type CompiledResourceDeps, compiledStatusReconciler } from '../status.ts';
 
 export type TrafficSplitDeps = CompiledResourceDeps<Obj<TrafficSplit>>;
 
@@ -32,46 +25,21 @@ export function overriddenOf(r: ResourceResult): ConditionInput | undefined {
 }
 
 export function trafficSplitReconciler(d: TrafficSplitDeps): KeyReconciler {
-  return async (key) => {
-    const found = compiledResource(d, key);
-    if (!found) return undefined;
-    const { obj: split, r } = found;
-    const wanted: ConditionInput[] = [acceptedOf(r)];
-    let why = r.accepted.ok ? '' : r.accepted.message;
-    if (r.resolvedRefs?.ok)
-      wanted.push({
-        type: CONDITION.ResolvedRefs,
-        status: 'True',
-        reason: REASON.ResolvedRefs,
-        message: 'All Services exist',
-      });
-    else if (r.resolvedRefs) {
-      why = r.resolvedRefs.message;
-      wanted.push({
-        type: CONDITION.ResolvedRefs,
-        status: 'False',
-        reason: r.resolvedRefs.reason,
-        message: r.resolvedRefs.message,
-      });
-    }
+  return compiledStatusReconciler(d, RESOURCES.trafficSplits, (r) => {
     const over = overriddenOf(r);
-    if (over) {
-      wanted.push(over);
-      if (!r.overriddenBy?.namespaces) why = over.message;
-    }
-    wanted.push(readyOf(r, why), ...programmedOf(d, key, r, split));
-    const wasFailing =
-      (!r.accepted.ok && failedBefore(split, CONDITION.Accepted, r.accepted.reason)) ||
-      (r.resolvedRefs &&
-        !r.resolvedRefs.ok &&
-        failedBefore(split, CONDITION.ResolvedRefs, r.resolvedRefs.reason));
-    const changed = await d.status.write(RESOURCES.trafficSplits, split, wanted);
-    if (changed && !wasFailing) {
-      if (!r.accepted.ok)
-        await d.events.warn(split, RESOURCES.trafficSplits, EVENT_REASON.InvalidSpec, r.accepted.message);
-      else if (r.resolvedRefs && !r.resolvedRefs.ok)
-        await d.events.warn(split, RESOURCES.trafficSplits, EVENT_REASON.RefNotFound, r.resolvedRefs.message);
-    }
-    return undefined;
-  };
+    return {
+      verdicts: r.resolvedRefs
+        ? [
+            {
+              type: CONDITION.ResolvedRefs,
+              verdict: r.resolvedRefs,
+              ok: { reason: REASON.ResolvedRefs, message: 'All Services exist' },
+              eventReason: EVENT_REASON.RefNotFound,
+            },
+          ]
+        : [],
+      // Overridden everywhere: that is why it is not Ready, whatever else fails.
+      ...(over ? { conditions: [over], ...(r.overriddenBy?.namespaces ? {} : { why: over.message }) } : {}),
+    };
+  });
 }

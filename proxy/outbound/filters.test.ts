@@ -260,6 +260,23 @@ describe('header modifiers', () => {
     editHeaders(h, [e]);
     assert.deepEqual(h, { a: '1', 'set-cookie': ['s=0', 'x=1'] });
     assert.equal(compileHeaderModifier({}), undefined);
+  });
+
+  it('never edits the framing, hop-by-hop, Host or the sidecar headers', () => {
+    const e = compileHeaderModifier({
+      set: [
+        { name: 'Content-Length', value: '0' },
+        { name: 'Host', value: 'x' },
+        { name: 'weft-src-workload', value: 'forged' },
+        { name: 'x-ok', value: '1' },
+      ],
+      add: [
+        { name: 'Transfer-Encoding', value: 'chunked' },
+        { name: 'connection', value: 'close' },
+      ],
+      remove: ['weft-src-namespace', 'TE', 'x-gone'],
+    })!;
+    assert.deepEqual(e, { set: [['x-ok', '1']], add: [], remove: ['x-gone'] });
     assert.equal(compileHeaderModifier(undefined), undefined);
   });
 });

@@ -4,6 +4,7 @@
 // dropped), applied per request by the plan; the transports only carry out the result, each
 // through `editHeaders` on its own header map.
 import type { PathModifier, RouteFilter } from '../../api/index.ts';
+import { HOP_BY_HOP } from '../http1/codec.ts';
 import { pathOf, queryOf, underPrefix } from './match.ts';
 
 type Filter<T extends RouteFilter['type']> = Extract<RouteFilter, { type: T }>;
@@ -11,11 +12,27 @@ export type RedirectFilter = Filter<'RequestRedirect'>;
 export type RewriteFilter = Filter<'URLRewrite'>;
 type HeaderModifier = Pick<Filter<'RequestHeaderModifier'>, 'set' | 'add' | 'remove'>;
 
-/** Header edits with lower-cased names; of entries naming one header, the first counts. */
+/** Header edits with lower-cased names; of entries naming one header, the first counts; none of a protected header. */
 export interface HeaderEdits {
   set: ReadonlyArray<readonly [string, string]>;
   add: ReadonlyArray<readonly [string, string]>;
   remove: readonly string[];
+}
+
+/**
+ * Headers a route may not edit: the framing (a `content-length: 0` on a POST would leave its
+ * body on the pooled connection, read as the next request: smuggling), hop-by-hop headers, and
+ * the sidecar's own (`weft-*`: caller and callee names, error codes). Host is changed by
+ * URLRewrite, not here.
+ */
+export function protectedHeader(name: string): boolean {
+  return (
+    name === 'content-length' ||
+    name === 'host' ||
+    HOP_BY_HOP.has(name) ||
+    name.startsWith('weft-') ||
+    name.startsWith(':')
+  );
 }
 
 export function compileHeaderModifier(m: HeaderModifier | undefined): HeaderEdits | undefined {
@@ -25,7 +42,7 @@ export function compileHeaderModifier(m: HeaderModifier | undefined): HeaderEdit
     const out: Array<readonly [string, string]> = [];
     for (const h of list ?? []) {
       const name = h.name.toLowerCase();
-      if (seen.has(name)) continue;
+      if (seen.has(name) || protectedHeader(name)) continue;
       seen.add(name);
       out.push([name, h.value]);
     }
@@ -33,7 +50,9 @@ export function compileHeaderModifier(m: HeaderModifier | undefined): HeaderEdit
   };
   const set = first(m.set);
   const add = first(m.add);
-  const remove = (m.remove ?? []).map((n) => n.toLowerCase()).filter((n) => !seen.has(n));
+  const remove = (m.remove ?? [])
+    .map((n) => n.toLowerCase())
+    .filter((n) => !seen.has(n) && !protectedHeader(n));
   if (set.length + add.length + remove.length === 0) return undefined;
   return { set, add, remove };
 }

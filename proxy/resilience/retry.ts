@@ -1,6 +1,5 @@
 // Whether a failed or answered try is retried: the route's retryOn conditions, then the retry
-// budget of the backend. One decision for node:http/HTTP/2 (`handleHttp`) and the HTTP/1.1
-// fast path (`h1out.ts`'s `retry`).
+// budget of the backend. One decision for every transport, asked by the try driver (attempts.ts).
 import type { RetryPolicy } from '../../api/index.ts';
 import type { ClusterState } from './endpoints.ts';
 

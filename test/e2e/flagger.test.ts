@@ -11,7 +11,10 @@
 // client's real calls split. Logged as figures (asserted on none): how long each took.
 // With WEFT_TEST_KUBECONFIG it runs on that cluster instead (Prometheus must reach its pod IPs).
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
@@ -21,9 +24,11 @@ import {
   startFlagger,
   startPrometheus,
 } from '../../hack/flagger/flagger.ts';
+import { installWeft } from '../../hack/install.ts';
+import { startWeftNode, type WeftNode } from '../../hack/lib/weft-node.ts';
 import { CONTROLLER_NAME } from '../../operator/compile/gatewaytypes.ts';
 import { repoRoot } from '../support/cluster.ts';
-import { type E2eCluster, startE2eCluster } from '../support/e2e-cluster.ts';
+import { ensureBinaries } from '../support/control-plane.ts';
 import { eventually as poll } from '../support/eventually.ts';
 
 const external = process.env.WEFT_TEST_KUBECONFIG;
@@ -154,15 +159,32 @@ function tally(lines: string[]): Record<string, number> {
 describe('Flagger drives a canary of a meshed Deployment through HTTPRoute weights', {
   skip: isRoot || external ? false : 'needs root (containerd, kubelet, iptables)',
 }, () => {
-  let cluster: E2eCluster;
+  let weft: WeftNode | undefined;
+  /** Prometheus' and Flagger's data and logs. */
+  let dir: string | undefined;
+  let kubeconfig: string;
+  let kubectlBin: string;
   let prometheus: HostProcess | undefined;
   let flagger: HostProcess | undefined;
   let gate: Server | undefined;
   /** Whether the confirm-promotion gate lets Flagger promote. */
   let gateOpen = false;
-  const kubectl = (...args: string[]) => cluster.kubectl(...args);
-  const json = (...args: string[]) => cluster.json(...args);
-  const apply = (...objs: object[]) => cluster.apply(...objs);
+  const kubectl = (...args: string[]) =>
+    execFileSync(kubectlBin, ['--kubeconfig', kubeconfig, ...args], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  const json = (...args: string[]) => JSON.parse(kubectl(...args, '-o', 'json'));
+  /** Server-side apply (field manager weft-test). */
+  const apply = (...objs: object[]) =>
+    execFileSync(
+      kubectlBin,
+      ['--kubeconfig', kubeconfig, 'apply', '--server-side', '--field-manager=weft-test', '-f', '-'],
+      {
+        input: objs.map((o) => JSON.stringify(o)).join('\n'),
+        encoding: 'utf8',
+      },
+    );
   const canaryStatus = () =>
     (json('get', 'canary', 'podinfo', '-n', NS).status ?? {}) as {
       phase?: string;
@@ -231,14 +253,25 @@ describe('Flagger drives a canary of a meshed Deployment through HTTPRoute weigh
 
   before(async () => {
     // Ranges and bridge of its own (mesh.test.ts: 10.121-122, the demo: 10.123-124, the node test: 10.125-126).
-    cluster = await startE2eCluster({
-      name: 'flagger',
-      podCIDR: '10.127.0.0/16',
-      serviceCIDR: '10.128.0.0/16',
-      bridge: `wf${process.pid % 100000}`,
-      log,
-    });
-    const { dir, kubeconfig } = cluster;
+    if (external) {
+      kubeconfig = external;
+      kubectlBin = join(ensureBinaries(), 'kubectl');
+      await installWeft({ kubeconfig, kubectl: kubectlBin, log });
+    } else {
+      weft = await startWeftNode({
+        dirPrefix: 'weft-flagger-',
+        podCIDR: '10.127.0.0/16',
+        serviceCIDR: '10.128.0.0/16',
+        bridge: `wf${process.pid % 100000}`,
+        log,
+        ...(process.env.WEFT_NODE_SYNC_FREQUENCY
+          ? { syncFrequency: process.env.WEFT_NODE_SYNC_FREQUENCY }
+          : {}),
+      });
+      kubeconfig = weft.node.kubeconfigPath;
+      kubectlBin = weft.node.kubectl;
+    }
+    dir = mkdtempSync(join(tmpdir(), 'weft-flagger-host-'));
     kubectl('apply', '--server-side', '-f', flaggerCrds());
     kubectl(
       'apply',
@@ -284,8 +317,9 @@ describe('Flagger drives a canary of a meshed Deployment through HTTPRoute weigh
     gate?.close();
     await flagger?.stop();
     await prometheus?.stop();
-    if (cluster?.external) kubectl('delete', 'namespace', NS, '--ignore-not-found', '--wait=true');
-    await cluster?.stop();
+    if (external) kubectl('delete', 'namespace', NS, '--ignore-not-found', '--wait=true');
+    await weft?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   test('Flagger initialized the GAMMA route: the Service podinfo is its parent, all traffic on the primary, Weft accepted it', async () => {

@@ -12,21 +12,38 @@
 // It logs figures (pod start with and without the sidecar, the sidecar's working set as the
 // kubelet reports it, how long a weight change took to apply); it asserts none of their values.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { WEFT_IMAGE } from '../../api/mesh.ts';
-import { CALL_REVIEWS_BY_NAME, WEFT_NAMESPACE } from '../../hack/install.ts';
+import { removeGatewayApiCrds } from '../../hack/gateway-api.ts';
+import {
+  CALL_REVIEWS_BY_NAME,
+  helmBinary,
+  installWeft,
+  setCanaryWeights,
+  WEFT_NAMESPACE,
+} from '../../hack/install.ts';
+import { startWeftNode, type WeftNode } from '../../hack/lib/weft-node.ts';
 import { WEBHOOK_NAMES } from '../../webhook/manifests.ts';
 import { repoRoot } from '../support/cluster.ts';
-import { type E2eCluster, startE2eCluster } from '../support/e2e-cluster.ts';
+import { ensureBinaries } from '../support/control-plane.ts';
 import { eventually as poll } from '../support/eventually.ts';
 
 const external = process.env.WEFT_TEST_KUBECONFIG;
+/** Whether the install applied the Gateway API CRDs (an external cluster gets them removed after). */
+let gatewayApiApplied = false;
 const isRoot = process.getuid?.() === 0;
+const pid = process.pid;
 const NS = 'weft-demo';
 /** A namespace without the injection label: its pods have no sidecar. */
 const OUTSIDE = 'weft-outside';
 const DEMO_IMAGE = 'ghcr.io/weft-mesh/weft-demo:0.1.0';
+// Ranges and bridge of its own: apart from the demo's (10.123/16, 10.124/16) and
+// test/node/real-node.test.ts's (10.125/16, 10.126/16).
+const POD_CIDR = '10.121.0.0/16';
+const SERVICE_CIDR = '10.122.0.0/16';
+const BRIDGE = `we${pid % 100000}`;
 const SYNC = process.env.WEFT_NODE_SYNC_FREQUENCY;
 const log = (l: string) => process.stderr.write(`${l}\n`);
 
@@ -48,9 +65,19 @@ function versions(lines: string[]) {
 describe('the mesh, end to end on the real node, installed by Helm', {
   skip: isRoot || external ? false : 'needs root (containerd, kubelet, iptables)',
 }, () => {
-  let cluster: E2eCluster;
-  const kubectl = (...args: string[]) => cluster.kubectl(...args);
-  const apply = (obj: object) => cluster.apply(obj);
+  let weft: WeftNode | undefined;
+  let kubectlBin: string;
+  let kubeconfig: string;
+  const kubectl = (...args: string[]) =>
+    execFileSync(kubectlBin, ['--kubeconfig', kubeconfig, ...args], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  const apply = (obj: object) =>
+    execFileSync(kubectlBin, ['--kubeconfig', kubeconfig, 'apply', '-f', '-'], {
+      input: JSON.stringify(obj),
+      encoding: 'utf8',
+    });
   /** GET through the apiserver's pod proxy (plain HTTP from the apiserver to the pod). */
   const podGet = (pod: string, port: number, path: string) =>
     kubectl('get', '--raw', `/api/v1/namespaces/${NS}/pods/${pod}:${port}/proxy${path}`);
@@ -81,7 +108,7 @@ describe('the mesh, end to end on the real node, installed by Helm', {
       ],
     },
   });
-  const json = (...args: string[]) => cluster.json(...args);
+  const json = (...args: string[]) => JSON.parse(kubectl(...args, '-o', 'json'));
   const podsOf = (selector: string) =>
     json('get', 'pods', '-n', NS, '-l', selector).items as {
       metadata: { name: string; annotations: Record<string, string> };
@@ -112,15 +139,22 @@ describe('the mesh, end to end on the real node, installed by Helm', {
   };
 
   before(async () => {
-    // Ranges and bridge of its own: apart from the demo's (10.123/16, 10.124/16) and
-    // test/node/real-node.test.ts's (10.125/16, 10.126/16).
-    cluster = await startE2eCluster({
-      name: 'e2e',
-      podCIDR: '10.121.0.0/16',
-      serviceCIDR: '10.122.0.0/16',
-      bridge: `we${process.pid % 100000}`,
-      log,
-    });
+    if (external) {
+      kubeconfig = external;
+      kubectlBin = join(ensureBinaries(), 'kubectl');
+      gatewayApiApplied = (await installWeft({ kubeconfig, kubectl: kubectlBin, log })).gatewayApiApplied;
+    } else {
+      weft = await startWeftNode({
+        dirPrefix: 'weft-e2e-',
+        bridge: BRIDGE,
+        podCIDR: POD_CIDR,
+        serviceCIDR: SERVICE_CIDR,
+        log,
+        ...(SYNC ? { syncFrequency: SYNC } : {}),
+      });
+      kubeconfig = weft.node.kubeconfigPath;
+      kubectlBin = weft.node.kubectl;
+    }
     kubectl('create', 'namespace', OUTSIDE);
     // The demo under a STRICT Mesh: sidecars accept only mutual TLS.
     kubectl(
@@ -148,18 +182,17 @@ describe('the mesh, end to end on the real node, installed by Helm', {
   });
 
   after(async () => {
-    try {
-      if (external) {
-        // Leave the cluster as it was: the demo and the Mesh go (the release with cluster.stop()).
-        for (const args of [
-          ['delete', 'namespace', NS, OUTSIDE, '--ignore-not-found', '--wait=true'],
-          ['delete', 'mesh', 'default', '--ignore-not-found'],
-        ])
-          kubectl(...args);
-      }
-    } finally {
-      await cluster?.stop();
+    if (external) {
+      // Leave the cluster as it was: the demo, the Mesh and the release go.
+      for (const args of [
+        ['delete', 'namespace', NS, OUTSIDE, '--ignore-not-found', '--wait=true'],
+        ['delete', 'mesh', 'default', '--ignore-not-found'],
+      ])
+        kubectl(...args);
+      execFileSync(helmBinary(), ['--kubeconfig', kubeconfig, 'uninstall', 'weft', '-n', WEFT_NAMESPACE]);
+      if (gatewayApiApplied) removeGatewayApiCrds(kubectl);
     }
+    await weft?.stop();
   });
 
   test('Helm installed the operator (one leader of two) and the webhook, which the apiserver calls through its Service', () => {
@@ -354,16 +387,7 @@ describe('the mesh, end to end on the real node, installed by Helm', {
   test('a weight change reaches the proxies: 0/100 sends every call to v2', async () => {
     const seen = clientAnswers().length;
     const t0 = Date.now();
-    kubectl(
-      'patch',
-      'trafficsplit',
-      'reviews-canary',
-      '-n',
-      NS,
-      '--type=json',
-      '-p',
-      '[{"op":"replace","path":"/spec/backends/0/weight","value":0},{"op":"replace","path":"/spec/backends/1/weight","value":100}]',
-    );
+    kubectl(...setCanaryWeights(0, 100));
     // Once a call lands on v2 after the change, the next 30 must all go there. The proxy takes
     // the new config from its apiserver watch, or from the volume the kubelet projects up to
     // syncFrequency (default 1m) plus jitter after the change.

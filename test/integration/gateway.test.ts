@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { ProxyConfig, Route } from '../../api/proxyconfig.ts';
+import { collectStatus } from '../../cli/status.ts';
 import { applyGatewayApiCrds, GATEWAY_API_VERSION } from '../../hack/gateway-api.ts';
 import {
   KubeClient,
@@ -196,6 +197,23 @@ describe(`Gateway API ${GATEWAY_API_VERSION} routes on a real apiserver`, () => 
       foreign,
       'the other controller’s entry is untouched',
     );
+    // The missing backend appears: Weft rewrites its entry, and keeps the other one.
+    await client.create(RESOURCES.services, {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'missing', namespace: 'shop' },
+      spec: { selector: { app: 'missing' }, ports: [{ name: 'http', port: 9080 }] },
+    } as KubeObject);
+    const resolved = await waitStatus(
+      'shop',
+      'reviews',
+      (x) => cond(ours(x)[0], 'ResolvedRefs')?.status === 'True',
+    );
+    assert.deepEqual(
+      resolved.status!.parents!.find((p) => p.controllerName === foreign.controllerName),
+      foreign,
+      'the other controller’s entry survives Weft’s rewrite',
+    );
 
     for (const ns of ['shop', 'web'])
       await waitFor(`the route in ${ns}'s ProxyConfig`, async () => {
@@ -333,5 +351,15 @@ describe(`Gateway API ${GATEWAY_API_VERSION} routes on a real apiserver`, () => 
         ? true
         : undefined;
     });
+  });
+
+  test('weftctl status lists the routes with Weft’s verdict', async () => {
+    const rows = await collectStatus(client);
+    const row = (kind: string, ns: string, name: string) =>
+      rows.find((r) => r.kind === kind && r.namespace === ns && r.name === name);
+    assert.equal(row('HTTPRoute', 'shop', 'to-lib')?.reason, 'Accepted');
+    assert.equal(row('HTTPRoute', 'shop', 'to-lib')?.ready, 'True');
+    assert.equal(row('HTTPRoute', 'shop', 'ext')?.reason, 'UnsupportedValue');
+    assert.equal(row('GRPCRoute', 'shop', 'grpc')?.ready, 'True');
   });
 });

@@ -334,12 +334,12 @@ describe('config propagation: apiserver fast path, proxies report what they appl
         [[NS, 'web-2', old.status.version, await configMapGeneration()]],
       );
       assert.match(String(lag[0]!.generation), new RegExp(`^${gen}$`));
-      const text = renderStatus(await collectStatus(cluster.kc));
+      const text = renderStatus(await collectStatus(client));
       assert.match(
         text,
         new RegExp(`lagging: ${NS}/web-2 runs generation ${gen} \\(version ${old.status.version}\\)`),
       );
-      const check = clusterChecks(cluster.kc).find((x) => x.name.startsWith('every proxy runs'))!;
+      const check = clusterChecks(client).find((x) => x.name.startsWith('every proxy runs'))!;
       await assert.rejects(check.run(), (e: Error) =>
         new RegExp(`${NS}/web-2 runs generation ${gen}`).test(e.message),
       );
@@ -351,7 +351,7 @@ describe('config propagation: apiserver fast path, proxies report what they appl
       async () => condOf(await getSplit(), 'Programmed')?.status === 'True',
     );
     await waitFor('Mesh: all in sync again', async () => (await getMesh()).status?.proxiesOutOfSync === 0);
-    const check = clusterChecks(cluster.kc).find((x) => x.name.startsWith('every proxy runs'))!;
+    const check = clusterChecks(client).find((x) => x.name.startsWith('every proxy runs'))!;
     assert.equal(await check.run(), '3 proxies in sync');
   });
 

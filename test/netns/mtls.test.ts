@@ -16,6 +16,7 @@ let server: Pod;
 let plain: Pod;
 let clientAgent: Agent;
 let plainAgent: Agent;
+let serverAgent: Agent;
 let clientId = '';
 let serverId = '';
 
@@ -35,7 +36,11 @@ function config(mode: 'STRICT' | 'PERMISSIVE', serverIdentity = spiffe('web')) {
     ]),
     ports: [{ name: 'tcp', port: 9000, protocol: 'TCP' as const }],
   };
-  return proxyConfig('shop', [echo, web], [], { mtls: { mode, ports: [] } });
+  // A Service whose only endpoint is the server pod itself: the server pod calls it (hairpin).
+  const self = service('self', 'shop', '10.96.0.30', 80, [
+    { ...endpoint(server.ip, 8080), pod: 'server-abc', identity: serverIdentity },
+  ]);
+  return proxyConfig('shop', [echo, self, web], [], { mtls: { mode, ports: [] } });
 }
 
 async function apply(c: ReturnType<typeof config>): Promise<void> {
@@ -83,6 +88,7 @@ describe('mutual TLS between sidecars', { timeout: 240_000 }, () => {
     ]);
     clientAgent = await topo.startAgent(client);
     plainAgent = await topo.startAgent(plain);
+    serverAgent = await topo.startAgent(server);
     (globalThis as { serverDir?: string }).serverDir = serverDir;
   });
   after(() => topo.destroy());
@@ -122,6 +128,28 @@ describe('mutual TLS between sidecars', { timeout: 240_000 }, () => {
         'source_namespace="shop"',
         'status_code="200"',
       ) >= 20,
+    );
+  });
+
+  it('a pod calling a Service whose endpoint is itself goes through its own inbound side over mTLS (hairpin)', async () => {
+    // The sidecar's mTLS connection to its own pod IP leaves over lo: it must reach the inbound
+    // listener, not the app's plaintext port (the conformance suite's client calls its own pod).
+    const inBefore = value(
+      await metrics(clientAgent, server.ip),
+      'weft_requests_total{',
+      'direction="inbound"',
+      'status_code="200"',
+    );
+    const r = await serverAgent.send<HttpMany>({ op: 'http', url: 'http://10.96.0.30/', n: 5 });
+    assert.deepEqual(r.statuses, { 200: 5 }, JSON.stringify(r.first));
+    const sm = await metrics(clientAgent, server.ip);
+    assert.ok(
+      value(sm, 'weft_mtls_connections_total{', 'direction="inbound"', `peer="${serverId}"`) >= 1,
+      `the server sidecar took its own call as an mTLS peer:\n${metricLines(sm, 'weft_mtls').join('\n')}`,
+    );
+    assert.ok(
+      value(sm, 'weft_requests_total{', 'direction="inbound"', 'status_code="200"') >= inBefore + 5,
+      'the calls were served by the inbound side',
     );
   });
 

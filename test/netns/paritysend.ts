@@ -1,10 +1,37 @@
-// One request from the parity test's client pod through a given transport of its sidecar:
-// HTTP/1.1 (fast path or node:http: the route decides), h2c prior knowledge, an HTTP/1.1
-// Upgrade. Answers the status, the backend that answered and the response headers.
+// The parity test's table row (`Case`) and one request from its client pod through a given
+// transport of its sidecar: HTTP/1.1 (fast path or node:http: the route decides), h2c prior
+// knowledge, an HTTP/1.1 Upgrade. Answers the status, the backend and the response headers.
+import type { AuthzPolicy, Route } from '../../api/index.ts';
 import type { Agent } from './netns.ts';
 
 export type Transport = 'h1-fast' | 'h1-node' | 'h2' | 'upgrade';
 export const TRANSPORTS: Transport[] = ['h1-fast', 'h1-node', 'h2', 'upgrade'];
+
+/** One row of the parity table: routes, a request, what every transport must answer. */
+export interface Case {
+  name: string;
+  routes: (name: string) => Route[];
+  headers?: Record<string, string>;
+  /** The request path (default "/"), or one per transport. */
+  path?: string | ((t: Transport) => string);
+  /** AuthorizationPolicies the server sidecars enforce. */
+  policies?: AuthzPolicy[];
+  /**
+   * The outcomes of requests sent in order, one connection each: status, backend, and response
+   * headers (undefined: absent).
+   */
+  expect: Array<{
+    /** This request's path, when not the case's. */
+    path?: string;
+    status: number | 'ok';
+    backend?: () => string;
+    headers?: Record<string, string | undefined>;
+  }>;
+  /** After the requests: what went wrong elsewhere (a mirror that got nothing), if anything. */
+  verify?: (t: Transport) => Promise<string | undefined>;
+  /** The transports the case applies to (default: all); an upgrade is neither retried nor timed. */
+  transports?: Transport[];
+}
 
 /** What one request got back: the status, the backend pod that answered (if any), the headers. */
 export interface Outcome {

@@ -325,8 +325,12 @@ describe('routing and resilience in network namespaces', { timeout: 300_000 }, (
     assert.deepEqual((await get('/', { n: 30 })).backends, { s1: 30 });
   });
 
+  const ROUTER = '10.244.0.1';
   it('connect failures: retried on another endpoint, and the dead endpoint is ejected', async () => {
-    // An endpoint with nothing listening and no sidecar: the client pod's own address, port 8089.
+    // An endpoint with nothing listening and no sidecar: the router's address (10.244.0.1), port
+    // 8089, refused at once. (Not a pod with a sidecar, nor the client's own address: a sidecar's
+    // inbound side accepts any port and answers 502, and the client's call to its own pod goes
+    // there too, as the hairpin test in mtls.test.ts shows.)
     const c = config([
       route({
         retries: { attempts: 1, retryOn: ['connect-failure'], budgetPercent: 100, minRetriesPerSecond: 10 },
@@ -340,7 +344,7 @@ describe('routing and resilience in network namespaces', { timeout: 300_000 }, (
       }),
     ]);
     const web = c.services.find((s) => s.name === 'web')!;
-    web.endpoints = [web.endpoints[0]!, { ...endpoint(client.ip, 8089), meshed: false }];
+    web.endpoints = [web.endpoints[0]!, { ...endpoint(ROUTER, 8089), meshed: false }];
     await apply(c);
     const r = await get('/', { n: 20 });
     assert.deepEqual(r.statuses, { 200: 20 });
@@ -350,7 +354,26 @@ describe('routing and resilience in network namespaces', { timeout: 300_000 }, (
     ) as {
       endpoints: Array<{ endpoint: string; ejected: boolean }>;
     };
-    assert.equal(stats.endpoints.find((e) => e.endpoint === `${client.ip}:8089`)?.ejected, true);
+    assert.equal(stats.endpoints.find((e) => e.endpoint === `${ROUTER}:8089`)?.ejected, true);
+  });
+
+  it('an endpoint that never answers a connect (its pod gone) costs one connect timeout, then another endpoint serves', async () => {
+    // A pod deleted from under its callers: SYNs go unanswered (here the router drops them), and
+    // without a connect timeout the request waited for the kernel's SYN retries (over a minute).
+    // No route retry policy: a connection that never opened sent nothing, so it is safe to try
+    // another endpoint once.
+    await topo.ip(topo.router, 'iptables', '-I', 'INPUT', '-p', 'tcp', '--dport', '8091', '-j', 'DROP');
+    try {
+      const c = config([route({ loadBalancer: { type: 'ROUND_ROBIN' } })]);
+      const web = c.services.find((s) => s.name === 'web')!;
+      web.endpoints = [web.endpoints[0]!, { ...endpoint(ROUTER, 8091), meshed: false }];
+      await apply(c);
+      const r = await get('/', { n: 6, timeoutMs: 20_000 });
+      assert.deepEqual(r.statuses, { 200: 6 }, JSON.stringify(r.first));
+      assert.deepEqual(r.backends, { s1: 6 });
+    } finally {
+      await topo.ip(topo.router, 'iptables', '-D', 'INPUT', '-p', 'tcp', '--dport', '8091', '-j', 'DROP');
+    }
   });
 
   it('outlier ejection: an endpoint with consecutive 5xx stops receiving traffic', async () => {

@@ -1,108 +1,19 @@
+// The inbound fast path (inbound.ts over the connection loop) on loopback, against a node:http app.
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import {
-  BodyTracker,
-  type FastDeps,
-  framingOf,
-  LocalPool,
-  parseRequestHead,
-  parseResponseHead,
-  readHead,
-  serveInbound,
-} from './h1fast.ts';
-
-describe('HTTP/1.1 framing', () => {
-  it('parses request heads and refuses malformed ones', () => {
-    const h = parseRequestHead('GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-A:  1 ');
-    assert.deepEqual(h, {
-      method: 'GET',
-      target: '/a?b=1',
-      minor: 1,
-      headers: [
-        ['host', 'x'],
-        ['x-a', '1'],
-      ],
-    });
-    assert.equal(parseRequestHead('GET / HTTP/1.1\r\nBad Header\r\n'), undefined);
-    // Several spaces between the parts pass, as llhttp lets them (proxy/h1codec.test.ts).
-    assert.equal(parseRequestHead('GET /  HTTP/1.1')?.target, '/');
-    assert.equal(parseRequestHead('GET /\t HTTP/1.1'), undefined);
-    assert.equal(parseRequestHead('GET / HTTP/2.0'), undefined);
-  });
-  it('derives body framing and rejects smuggling shapes', () => {
-    assert.deepEqual(framingOf([['content-length', '5']], false), { kind: 'length', remaining: 5 });
-    assert.deepEqual(framingOf([['transfer-encoding', 'gzip, chunked']], false), { kind: 'chunked' });
-    assert.deepEqual(framingOf([], false), { kind: 'none' });
-    assert.deepEqual(framingOf([], true), { kind: 'close' });
-    assert.equal(
-      framingOf(
-        [
-          ['content-length', '5'],
-          ['transfer-encoding', 'chunked'],
-        ],
-        false,
-      ),
-      undefined,
-    );
-    assert.equal(
-      framingOf(
-        [
-          ['content-length', '5'],
-          ['content-length', '6'],
-        ],
-        false,
-      ),
-      undefined,
-    );
-    assert.equal(framingOf([['content-length', '-1']], false), undefined);
-    assert.equal(framingOf([['transfer-encoding', 'gzip']], false), undefined);
-  });
-  it('refuses response heads a lenient client would read otherwise (bare LF, NUL, obs-fold, no name, two lengths)', () => {
-    assert.equal(parseResponseHead('HTTP/1.1 200 OK\r\nX: a')?.status, 200);
-    assert.equal(parseResponseHead('HTTP/1.1 200 OK\r\nX: a\nSet-Cookie: s=1'), undefined);
-    assert.equal(parseResponseHead('HTTP/1.1 200 OK\r\nX: a\0'), undefined);
-    assert.equal(parseResponseHead('HTTP/1.1 200 OK\r\nX: a\r\n b'), undefined);
-    assert.equal(parseResponseHead('HTTP/1.1 200 OK\r\nno name'), undefined);
-    assert.equal(parseResponseHead('HTTP/1.1 200 O\x01K'), undefined);
-    assert.equal(
-      framingOf(
-        [
-          ['content-length', '3'],
-          ['content-length', '3'],
-        ],
-        true,
-      ),
-      undefined,
-    );
-  });
-  it('hands CONNECT over (a tunnel, not a request with a body)', () => {
-    const r = readHead(Buffer.from('CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n'), 8192, () => {});
-    assert.equal(r.kind, 'handoff');
-  });
-  it('finds the end of chunked bodies fed in pieces, trailers included', () => {
-    const body = Buffer.from('4\r\nWiki\r\n5;x=y\r\npedia\r\n0\r\nX-T: 1\r\n\r\nGET /next');
-    for (const step of [1, 3, 7, body.length]) {
-      const t = new BodyTracker({ kind: 'chunked' });
-      let used = 0;
-      for (let i = 0; i < body.length && !t.done; i += step)
-        used += t.feed(body.subarray(i, Math.min(i + step, body.length)));
-      assert.equal(t.done, true);
-      assert.equal(body.subarray(used).toString(), 'GET /next', `step ${step}`);
-    }
-    assert.throws(() => new BodyTracker({ kind: 'chunked' }).feed(Buffer.from('zz\r\n')));
-  });
-});
+import { proxyConfig } from '../testdata.ts';
+import { inboundFastPath } from './inbound.ts';
 
 describe('inbound fast path on loopback', () => {
   let app: http.Server;
   let appPort: number;
   let front: net.Server;
   let frontPort: number;
-  const pool = new LocalPool('127.0.0.1', 4000);
   const finished: Array<{ status: number; src: [string, string] }> = [];
   const handedOff: string[] = [];
+  let closeFast = () => {};
 
   before(async () => {
     app = http.createServer((req, res) => {
@@ -131,34 +42,40 @@ describe('inbound fast path on loopback', () => {
     app.keepAliveTimeout = 200; // short, so the pool meets connections the app has closed
     await new Promise<void>((r) => app.listen(0, '127.0.0.1', () => r()));
     appPort = (app.address() as net.AddressInfo).port;
-    front = net.createServer((socket) => {
-      const deps: FastDeps = {
-        port: appPort,
-        pool,
-        maxHeaderBytes: 8192,
-        idleTimeoutMs: 5000,
-        headersTimeoutMs: 500,
-        responseHeaders: 'weft-dst-workload: app\r\n',
-        strip: new Set(['weft-src-workload', 'weft-src-namespace']),
-        handoffWanted: () => false,
-        handoff: (s, buffered) => {
-          handedOff.push(buffered.toString('latin1').split('\r\n', 1)[0]!);
-          s.end('HTTP/1.1 200 OK\r\ncontent-length: 7\r\nconnection: close\r\n\r\nhandoff');
-        },
-        authorize: (_m, path) => ({ allow: path !== '/forbidden', policy: 'test' }),
-        onHead: () => {},
-        start: () => {},
-        finish: (r) => finished.push({ status: r.status, src: r.src }),
-        draining: () => false,
-        error: () => {},
-      };
-      serveInbound(socket, Buffer.alloc(0), deps);
+    const fast = inboundFastPath({
+      connLimits: { maxHeaderBytes: 8192, idleTimeoutMs: 5000, headersTimeoutMs: 500 },
+      identity: { workload: 'app', namespace: 'shop' },
+      now: Date.now,
+      tracingActive: () => false,
+      admit: (target) => ({ ok: true, target }),
+      draining: () => false,
+      started: () => {},
+      ended: () => {},
+      report: (f) => finished.push({ status: f.status, src: [f.src.workload, f.src.namespace] }),
+      error: () => {},
+      appHost: '127.0.0.1',
+      authorize: (req) => ({ allow: req.http?.path !== '/forbidden', policy: 'test' }),
+      config: () => proxyConfig('shop', []),
+      debugHeaders: () => false,
     });
+    closeFast = fast.close;
+    front = net.createServer((socket) =>
+      fast.serve(
+        socket,
+        { port: appPort, peer: undefined, sourceIp: '127.0.0.1' },
+        Buffer.alloc(0),
+        () => {},
+        (buffered) => {
+          handedOff.push(buffered.toString('latin1').split('\r\n', 1)[0]!);
+          socket.end('HTTP/1.1 200 OK\r\ncontent-length: 7\r\nconnection: close\r\n\r\nhandoff');
+        },
+      ),
+    );
     await new Promise<void>((r) => front.listen(0, '127.0.0.1', () => r()));
     frontPort = (front.address() as net.AddressInfo).port;
   });
   after(() => {
-    pool.close();
+    closeFast();
     front.close();
     app.closeAllConnections();
     app.close();
@@ -198,7 +115,7 @@ describe('inbound fast path on loopback', () => {
     const bodies = got.match(/(GET|POST) \/\w+ \d+/g);
     assert.deepEqual(bodies, ['GET /one 0', 'POST /two 5', 'GET /three 0']);
     assert.match(got, /x-src: undefined/i, 'weft-src-workload never reaches the app');
-    assert.equal((got.match(/weft-dst-workload: app/g) ?? []).length, 3);
+    assert.equal((got.match(/weft-dst-workload: app\r\n/g) ?? []).length, 3);
     assert.ok(
       finished.some((f) => f.src[0] === 'web'),
       'the source workload was read before stripping',

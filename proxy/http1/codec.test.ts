@@ -9,7 +9,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { BodyTracker, readHead } from './h1fast.ts';
+import { BodyTracker, framingOf, parseRequestHead, parseResponseHead, readHead } from './codec.ts';
 
 const MAX_HEADER_BYTES = 16 * 1024; // node:http's default maxHeaderSize, and the proxy's
 /**
@@ -650,5 +650,87 @@ describe('the fast paths parse HTTP/1.1 as llhttp does', () => {
       'some chunked requests are taken',
     );
     assert.ok(runs.length - taken.length > 100, 'requests refused');
+  });
+});
+
+describe('HTTP/1.1 framing', () => {
+  it('parses request heads and refuses malformed ones', () => {
+    const h = parseRequestHead('GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-A:  1 ');
+    assert.deepEqual(h, {
+      method: 'GET',
+      target: '/a?b=1',
+      minor: 1,
+      headers: [
+        ['host', 'x'],
+        ['x-a', '1'],
+      ],
+    });
+    assert.equal(parseRequestHead('GET / HTTP/1.1\r\nBad Header\r\n'), undefined);
+    // Several spaces between the parts pass, as llhttp lets them (the differential cases above).
+    assert.equal(parseRequestHead('GET /  HTTP/1.1')?.target, '/');
+    assert.equal(parseRequestHead('GET /\t HTTP/1.1'), undefined);
+    assert.equal(parseRequestHead('GET / HTTP/2.0'), undefined);
+  });
+  it('derives body framing and rejects smuggling shapes', () => {
+    assert.deepEqual(framingOf([['content-length', '5']], false), { kind: 'length', remaining: 5 });
+    assert.deepEqual(framingOf([['transfer-encoding', 'gzip, chunked']], false), { kind: 'chunked' });
+    assert.deepEqual(framingOf([], false), { kind: 'none' });
+    assert.deepEqual(framingOf([], true), { kind: 'close' });
+    assert.equal(
+      framingOf(
+        [
+          ['content-length', '5'],
+          ['transfer-encoding', 'chunked'],
+        ],
+        false,
+      ),
+      undefined,
+    );
+    assert.equal(
+      framingOf(
+        [
+          ['content-length', '5'],
+          ['content-length', '6'],
+        ],
+        false,
+      ),
+      undefined,
+    );
+    assert.equal(framingOf([['content-length', '-1']], false), undefined);
+    assert.equal(framingOf([['transfer-encoding', 'gzip']], false), undefined);
+  });
+  it('refuses response heads a lenient client would read otherwise (bare LF, NUL, obs-fold, no name, two lengths)', () => {
+    assert.equal(parseResponseHead('HTTP/1.1 200 OK\r\nX: a')?.status, 200);
+    assert.equal(parseResponseHead('HTTP/1.1 200 OK\r\nX: a\nSet-Cookie: s=1'), undefined);
+    assert.equal(parseResponseHead('HTTP/1.1 200 OK\r\nX: a\0'), undefined);
+    assert.equal(parseResponseHead('HTTP/1.1 200 OK\r\nX: a\r\n b'), undefined);
+    assert.equal(parseResponseHead('HTTP/1.1 200 OK\r\nno name'), undefined);
+    assert.equal(parseResponseHead('HTTP/1.1 200 O\x01K'), undefined);
+    assert.equal(
+      framingOf(
+        [
+          ['content-length', '3'],
+          ['content-length', '3'],
+        ],
+        true,
+      ),
+      undefined,
+    );
+  });
+  it('hands CONNECT over (a tunnel, not a request with a body)', () => {
+    const r = readHead(Buffer.from('CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n'), 8192, () => {});
+    assert.equal(r.kind, 'handoff');
+  });
+  it('finds the end of chunked bodies fed in pieces, trailers included', () => {
+    const body = Buffer.from('4\r\nWiki\r\n5;x=y\r\npedia\r\n0\r\nX-T: 1\r\n\r\nGET /next');
+    for (const step of [1, 3, 7, body.length]) {
+      const t = new BodyTracker({ kind: 'chunked' });
+      let used = 0;
+      for (let i = 0; i < body.length && !t.done; i += step)
+        used += t.feed(body.subarray(i, Math.min(i + step, body.length)));
+      assert.equal(t.done, true);
+      assert.equal(body.subarray(used).toString(), 'GET /next', `step ${step}`);
+    }
+    assert.throws(() => new BodyTracker({ kind: 'chunked' }).feed(Buffer.from('zz\r\n')));
   });
 });

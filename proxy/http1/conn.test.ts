@@ -1,12 +1,14 @@
-// The outbound fast path's mechanics on loopback sockets, with a stand-in for the proxy's policy:
+// The fast paths' connection loop (conn.ts, exchange.ts) on loopback sockets, with a stand-in for the proxy's policy:
 // header rewriting, streamed bodies, retries (and the rule that a started body is never resent),
 // per-try timeouts, pipelining, answers of our own with the body dropped, and hand-over.
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { KeyedPool } from './h1fast.ts';
-import { type Decision, type Exchange, serveOutbound, type TryTarget } from './h1out.ts';
+import { Attempts } from '../resilience/attempts.ts';
+import { type Decision, serveConnection } from './conn.ts';
+import type { Exchange } from './exchange.ts';
+import { KeyedPool } from './pool.ts';
 
 interface Seen {
   method: string;
@@ -24,42 +26,59 @@ describe('outbound fast path on loopback', () => {
   let frontPort: number;
   const pool = new KeyedPool<number>(4000);
   /** Per test: what decide() returns, and what happened. */
-  let decide: () => Decision;
+  let decide: () => Decision<number>;
   const finished: Array<{ status: number; upstreamWorkload: string | undefined }> = [];
   const reports: string[] = [];
   const handedOff: string[] = [];
 
-  /** An exchange over the app servers in `order` (one per try), retrying when `retryOn` says so. */
+  /** An exchange over the app servers in `order` (one per try), retrying 5xx when `retry5xx`. */
   function exchange(
     order: number[],
-    over: Partial<Exchange> = {},
-    retryOn = (_s: number) => false,
-  ): Exchange {
+    over: { perTryTimeoutMs?: number } = {},
+    retry5xx = false,
+  ): Exchange<number> {
     let i = 0;
+    const tries = new Attempts<number>(
+      {
+        method: 'GET',
+        retries:
+          retry5xx || over.perTryTimeoutMs
+            ? {
+                attempts: order.length - 1,
+                retryOn: retry5xx ? ['5xx'] : [],
+                ...(over.perTryTimeoutMs ? { perTryTimeoutMs: over.perTryTimeoutMs } : {}),
+                minRetriesPerSecond: 10,
+                budgetPercent: 20,
+              }
+            : undefined,
+        timeoutMs: 0,
+        now: Date.now,
+      },
+      {
+        pick() {
+          const port = ports[order[i++]!];
+          return port === undefined ? undefined : { target: port, key: `${port}` };
+        },
+        size: () => order.length,
+        end: (_p, o) => reports.push(o ? JSON.stringify(o) : 'cancelled'),
+      },
+    );
     return {
       extraHeaders: 'weft-src-workload: frontend\r\n',
       strip: new Set(['weft-src-workload']),
+      responseHeaders: '',
       delayMs: 0,
-      timeoutMs: 0,
-      perTryTimeoutMs: 0,
-      maxTries: order.length,
       service: 'web.shop',
-      next(): TryTarget | undefined {
-        const port = ports[order[i++]!];
-        if (port === undefined) return undefined;
-        return {
-          acquire: () =>
-            pool.acquireWith(port, () => net.connect({ host: '127.0.0.1', port, noDelay: true })),
-          established: (s) => !s.connecting,
-          whenEstablished: (s, cb) => (s.connecting ? s.once('connect', cb) : cb()),
-          release: (s) => pool.park(port, s),
-          report: (o) => reports.push(JSON.stringify(o)),
-          workload: `app-${port}`,
-        };
+      tries,
+      upstream: {
+        acquire: (port) =>
+          pool.acquireWith(port, () => net.connect({ host: '127.0.0.1', port, noDelay: true })),
+        established: (s) => !s.connecting,
+        whenEstablished: (s, cb) => (s.connecting ? s.once('connect', cb) : cb()),
+        release: (port, s) => pool.park(port, s),
+        workload: (port) => `app-${port}`,
       },
-      retry: (o) => ('status' in o ? retryOn(o.status) : false),
       finish: (f) => finished.push({ status: f.status, upstreamWorkload: f.upstreamWorkload }),
-      ...over,
     };
   }
 
@@ -88,7 +107,7 @@ describe('outbound fast path on loopback', () => {
       ports.push((app.address() as net.AddressInfo).port);
     }
     front = net.createServer((s) =>
-      serveOutbound(s, Buffer.alloc(0), {
+      serveConnection(s, Buffer.alloc(0), {
         maxHeaderBytes: 16 * 1024,
         idleTimeoutMs: 5000,
         headersTimeoutMs: 500,
@@ -166,7 +185,7 @@ describe('outbound fast path on loopback', () => {
   });
 
   it('retries a 503 on the next endpoint for a request without a body', async () => {
-    decide = () => ({ kind: 'forward', exchange: exchange([0, 1], {}, (s) => s === 503) });
+    decide = () => ({ kind: 'forward', exchange: exchange([0, 1], {}, true) });
     const got = await raw('GET /fail HTTP/1.1\r\nHost: web\r\n\r\n', (t) => t.includes('app1 GET /fail'));
     assert.match(got, /^HTTP\/1\.1 200/);
     assert.deepEqual(
@@ -177,7 +196,7 @@ describe('outbound fast path on loopback', () => {
   });
 
   it('does not resend a request whose body was sent: the 503 goes to the client', async () => {
-    decide = () => ({ kind: 'forward', exchange: exchange([0, 1], {}, (s) => s === 503) });
+    decide = () => ({ kind: 'forward', exchange: exchange([0, 1], {}, true) });
     const got = await raw('POST /fail HTTP/1.1\r\nHost: web\r\ncontent-length: 3\r\n\r\nabc', (t) =>
       t.includes('app0 POST /fail 3'),
     );

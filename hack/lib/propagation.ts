@@ -1,0 +1,42 @@
+// The setup the propagation test and benchmark share: a meshed namespace with Services web,
+// web-v1 and web-v2, a ServiceAccount whose token (with the cluster CA) is written to tokenDir
+// as the injector's projected volume would hold it, and ClusterRole weft-proxy installed from
+// config/rbac/proxy_role.yaml (the operator binds it in the namespace).
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { type KubeClient, RESOURCES } from '../../kube/client.ts';
+import { createNamespaces, repoRoot } from './cluster.ts';
+
+export async function meshedNamespaceWithProxyToken(o: {
+  client: KubeClient;
+  kc: KubeConfig;
+  kubectl: (...args: string[]) => string;
+  namespace: string;
+  serviceAccount: string;
+  tokenDir: string;
+}): Promise<void> {
+  const { client, namespace } = o;
+  o.kubectl('apply', '--server-side', '-f', join(repoRoot, 'config', 'rbac', 'proxy_role.yaml'));
+  await createNamespaces(client, { 'weft-system': {}, [namespace]: { 'weft.dev/inject': 'enabled' } });
+  await client.create(RESOURCES.serviceAccounts, {
+    apiVersion: 'v1',
+    kind: 'ServiceAccount',
+    metadata: { name: o.serviceAccount, namespace },
+  });
+  for (const svc of ['web', 'web-v1', 'web-v2'])
+    await client.create(RESOURCES.services, {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: svc, namespace },
+      spec: { selector: { app: svc }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] },
+    });
+  mkdirSync(o.tokenDir, { recursive: true });
+  const token = o.kubectl('create', 'token', o.serviceAccount, '-n', namespace, '--duration=2h').trim();
+  writeFileSync(join(o.tokenDir, 'token'), token);
+  const ca = o.kc.getCurrentCluster()!;
+  writeFileSync(
+    join(o.tokenDir, 'ca.crt'),
+    ca.caData ? Buffer.from(ca.caData, 'base64') : readFileSync(ca.caFile!),
+  );
+}

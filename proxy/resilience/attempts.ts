@@ -1,0 +1,219 @@
+// One request's tries, whatever the transport (node:http and HTTP/2 in handleHttp, the HTTP/1.1
+// fast paths): how many tries are allowed, the per-try timeout and the overall deadline (the
+// route timeout), the endpoint exclusion after a try, the rule that a pooled connection found
+// closed is resent once on a fresh one, and the retry decision (retry.ts: retryOn, then the
+// budget). The transport does the I/O and tells each try's outcome; this decides what comes next.
+import type { RetryPolicy } from '../../api/index.ts';
+import type { Now } from '../clock.ts';
+import type { ProxyErrorCode } from '../errors.ts';
+import { observeLatency } from '../lb.ts';
+import type { Backend, CompiledRoute } from '../table.ts';
+import type { ClusterState, Endpoints, Picked } from './endpoints.ts';
+import { retriable, spendRetry, type TryFailureKind } from './retry.ts';
+
+/** Methods that may be sent twice (RFC 9110 §9.2.2): the only ones resent after a stale connection. */
+export const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/** How one try ended: a response head, or a failure before it (`stale`: a pooled connection the peer had closed). */
+export type TryOutcome =
+  | { status: number; grpcStatus: string | undefined }
+  | { failure: TryFailureKind; stale: boolean };
+
+/** What the transport does after a try: resend on a fresh connection (same try), retry, or answer. */
+export type NextStep = 'resend' | 'retry' | 'stop';
+
+/** Where the tries go: endpoints with a key each, and what happens to one when a try ends. */
+export interface TrySource<T> {
+  /** A target avoiding the keys in `tried` when it can; undefined when there is none (503). */
+  pick(tried: ReadonlySet<string>): { target: T; key: string } | undefined;
+  /** How many targets there are: once all were tried, they may be tried again. */
+  size(): number;
+  /** A try began (counted in flight). */
+  begin?(target: T): void;
+  /** A try ended after `ms`; `outcome` undefined when it was cancelled (client gone, deadline). */
+  end?(target: T, outcome: TryOutcome | undefined, ms: number): void;
+}
+
+export interface AttemptsPolicy {
+  method: string;
+  /** The route's retry policy (retries, per-try timeout); undefined: one try. */
+  retries: RetryPolicy | undefined;
+  /** The route timeout, ms (0: none): the overall deadline of the request. */
+  timeoutMs: number;
+  /** Each try's deadline, ms (0: none); absent: the retry policy's. */
+  perTryTimeoutMs?: number;
+  /** Spends one retry from the budget (and counts it); absent: always allowed. */
+  spend?: () => boolean;
+  now: Now;
+}
+
+/** One try in progress. */
+export interface Try<T> {
+  readonly target: T;
+  readonly key: string;
+  readonly started: number;
+  ended: boolean;
+}
+
+/** Whether a try that met a stale pooled connection is resent on a fresh one: once, idempotent, body not begun. */
+export function resendsStale(method: string, canReplay: boolean, resentBefore: boolean): boolean {
+  return !resentBefore && canReplay && IDEMPOTENT.has(method);
+}
+
+/** The proxy's own answer when the last try failed before a response head. */
+export function failureReply(kind: TryFailureKind): { status: number; code: ProxyErrorCode } {
+  if (kind === 'timeout') return { status: 504, code: 'WEFT_UPSTREAM_TIMEOUT' };
+  if (kind === 'connect-failure') return { status: 503, code: 'WEFT_UPSTREAM_CONNECT' };
+  return { status: 502, code: 'WEFT_UPSTREAM_RESET' };
+}
+
+export class Attempts<T> {
+  readonly maxTries: number;
+  readonly timeoutMs: number;
+  readonly perTryTimeoutMs: number;
+  /** True once the overall deadline passed. */
+  expired = false;
+  readonly #policy: AttemptsPolicy;
+  readonly #source: TrySource<T>;
+  readonly #tried = new Set<string>();
+  #tryNo = 1;
+  #resent = false;
+  #reconnected = false;
+  #deadline: NodeJS.Timeout | undefined;
+
+  constructor(policy: AttemptsPolicy, source: TrySource<T>) {
+    this.#policy = policy;
+    this.#source = source;
+    this.maxTries = 1 + (policy.retries?.attempts ?? 0);
+    this.timeoutMs = policy.timeoutMs;
+    this.perTryTimeoutMs = policy.perTryTimeoutMs ?? policy.retries?.perTryTimeoutMs ?? 0;
+  }
+
+  /** Starts the overall deadline when the route has one: `expire` runs once when it passes. */
+  deadline(expire: () => void): void {
+    if (this.timeoutMs <= 0 || this.#deadline) return;
+    this.#deadline = setTimeout(() => {
+      this.expired = true;
+      expire();
+    }, this.timeoutMs);
+  }
+
+  /** Stops the deadline: a response head came, or the request is over. */
+  stopDeadline(): void {
+    if (this.#deadline) clearTimeout(this.#deadline);
+  }
+
+  /** The target of the next try (in flight from now), or undefined when there is none. */
+  pick(): Try<T> | undefined {
+    const p = this.#source.pick(this.#tried);
+    if (!p) return undefined;
+    this.#tried.add(p.key);
+    // Once every target was tried, allow them again (a retry may still hit a recovered one).
+    if (this.#tried.size >= this.#source.size()) this.#tried.clear();
+    this.#source.begin?.(p.target);
+    return { target: p.target, key: p.key, started: this.#policy.now(), ended: false };
+  }
+
+  /** Starts the per-try timeout when the route has one; returns the function that stops it. */
+  perTry(expire: () => void): (() => void) | undefined {
+    if (this.perTryTimeoutMs <= 0) return undefined;
+    const timer = setTimeout(expire, this.perTryTimeoutMs);
+    return () => clearTimeout(timer);
+  }
+
+  /** Ends a try without an outcome: the client went away, or the deadline passed. */
+  cancel(t: Try<T>): void {
+    this.#end(t, undefined);
+  }
+
+  /**
+   * A try's outcome, reported for its target; then what comes next. `canReplay`: the request
+   * can be sent again (no body, or its body not begun).
+   */
+  settle(t: Try<T>, o: TryOutcome, canReplay: boolean): NextStep {
+    this.#end(t, o);
+    if ('failure' in o && o.stale && resendsStale(this.#policy.method, canReplay, this.#resent)) {
+      // Not the endpoint's fault and not a policy retry: the same try on a fresh connection.
+      this.#resent = true;
+      this.#tried.delete(t.key);
+      return 'resend';
+    }
+    if (
+      'failure' in o &&
+      o.failure === 'connect-failure' &&
+      !o.stale &&
+      !this.#reconnected &&
+      canReplay &&
+      this.#source.size() > 1
+    ) {
+      // The connection never opened, so nothing was sent: safe for any method. Once per request,
+      // on another target (the failed one stays in `tried`), whatever the retry policy says; an
+      // endpoint whose pod just went away costs one connect, not the request.
+      this.#reconnected = true;
+      return 'resend';
+    }
+    const retries = this.#policy.retries;
+    if (!retries || this.#tryNo >= this.maxTries || !canReplay) return 'stop';
+    const wanted =
+      'failure' in o
+        ? retriable(retries, { kind: o.failure }, 0, undefined)
+        : retriable(retries, undefined, o.status, o.grpcStatus);
+    if (!wanted || !(this.#policy.spend?.() ?? true)) return 'stop';
+    this.#tryNo++;
+    return 'retry';
+  }
+
+  #end(t: Try<T>, o: TryOutcome | undefined): void {
+    if (t.ended) return;
+    t.ended = true;
+    this.#source.end?.(t.target, o, this.#policy.now() - t.started);
+  }
+}
+
+/**
+ * Tries over a backend's endpoints (the outbound case): the balancer's pick, EWMA latency and
+ * in-flight counts, outlier detection (a stale pooled connection says nothing of the endpoint's
+ * health), the retry budget of the backend.
+ */
+export function backendAttempts(
+  endpoints: Endpoints,
+  plan: { route: CompiledRoute; backend: Backend; hashKey: string | undefined },
+  cluster: ClusterState,
+  r: { method: string; service: string; now: Now; countRetry(outcome: 'sent' | 'budget_exhausted'): void },
+): Attempts<Picked> {
+  const { route, backend, hashKey } = plan;
+  cluster.budget?.recordRequest();
+  return new Attempts<Picked>(
+    {
+      method: r.method,
+      retries: route.retries,
+      timeoutMs: route.timeoutMs,
+      perTryTimeoutMs: route.perTryTimeoutMs,
+      spend: () => spendRetry(cluster, r.countRetry),
+      now: r.now,
+    },
+    {
+      pick(tried) {
+        const p = endpoints.pickEndpoint(backend, route, tried as Set<string>, hashKey);
+        return p && { target: p, key: p.stats.key };
+      },
+      size: () => endpoints.entriesFor(backend).stats.length,
+      begin: (p) => {
+        p.stats.inflight++;
+      },
+      end(p, o, ms) {
+        p.stats.inflight--;
+        observeLatency(p.stats, ms, r.now());
+        if (!o) return;
+        if ('status' in o) endpoints.recordOutcome(p, o.status >= 500 ? '5xx' : 'success', route, r.service);
+        else if (!o.stale)
+          endpoints.recordOutcome(
+            p,
+            o.failure === 'connect-failure' ? 'connect-failure' : '5xx',
+            route,
+            r.service,
+          );
+      },
+    },
+  );
+}

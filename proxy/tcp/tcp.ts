@@ -1,0 +1,137 @@
+// Opaque TCP: a connection that is not HTTP (or not detected as such) is carried as bytes both
+// ways. The target is the app's port inbound, and outbound the endpoint the plan picks (or the
+// original destination for an address outside the mesh); inbound, authorization decides once per
+// connection and a denial closes it.
+import type net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { type ConnContext, type Direction, inboundConn, type ProxyCore, serviceLabel } from '../context.ts';
+import { authzRequest } from '../inbound/admission.ts';
+import { planOutbound } from '../outbound/plan.ts';
+import type { Picked } from '../resilience/endpoints.ts';
+import type { CompiledRoute } from '../table.ts';
+import type { UpstreamAddress } from '../transport.ts';
+
+export interface TcpTarget {
+  to: UpstreamAddress;
+  service: string;
+  picked?: Picked;
+  route?: CompiledRoute;
+}
+
+/** Where an opaque connection goes; undefined when nowhere (the connection is closed). */
+export function tcpTarget(core: ProxyCore, direction: Direction, ctx: ConnContext): TcpTarget | undefined {
+  if (!ctx.dst) return undefined;
+  if (direction === 'inbound')
+    return {
+      to: { host: core.inboundTarget, port: ctx.dst.port, meshed: false },
+      service: `${ctx.dst.port}`,
+    };
+  const plan = planOutbound(
+    core.table,
+    { dst: ctx.dst, authority: undefined, http: undefined },
+    core.endpoints.planState,
+  );
+  if (plan.kind === 'passthrough')
+    return { to: { host: plan.dst.address, port: plan.dst.port, meshed: false }, service: 'passthrough' };
+  if (plan.kind !== 'forward') return undefined;
+  const picked = core.endpoints.pickEndpoint(plan.backend, plan.route, new Set(), undefined);
+  if (!picked) return undefined;
+  return { to: picked.address, service: serviceLabel(plan.target), picked, route: plan.route };
+}
+
+/**
+ * Two streams carried into each other count as one in-flight stream (drain waits for it) until
+ * the returned close(), idempotent: it runs `onClose` and destroys both sides.
+ */
+export function spliced(core: ProxyCore, a: Duplex, b: Duplex, onClose?: () => void): () => void {
+  core.begin();
+  let closed = false;
+  return () => {
+    if (closed) return;
+    closed = true;
+    core.done();
+    onClose?.();
+    a.destroy();
+    b.destroy();
+  };
+}
+
+/**
+ * Carries `client` to its target; `initial` (bytes read for detection) goes first. `pre` is an
+ * upstream connection already opened for a server-first protocol, to `preTarget`.
+ */
+export function proxyTcp(
+  core: ProxyCore,
+  direction: Direction,
+  client: net.Socket,
+  ctx: ConnContext,
+  initial: Buffer,
+  pre?: net.Socket,
+  preTarget?: TcpTarget,
+): void {
+  const { metrics, id } = core;
+  const table = core.table;
+  if (direction === 'inbound' && table) {
+    // Opaque TCP: the decision is per connection, and a denial closes it.
+    const v = core.authorize(authzRequest(inboundConn(ctx)), table.config);
+    if (!v.allow) {
+      metrics.proxyErrors.inc({ direction, code: 'WEFT_DENIED' });
+      if (core.accessLog?.enabled())
+        core.accessLog.write({
+          direction,
+          protocol: 'tcp',
+          service: `${ctx.dst?.port ?? 0}`,
+          principal: ctx.peer,
+          sourceIp: ctx.sourceIp,
+          authz: 'deny',
+          policy: v.policy,
+          rule: v.rule,
+          reason: v.reason,
+        });
+      pre?.destroy();
+      client.destroy();
+      return;
+    }
+  }
+  const target = preTarget ?? tcpTarget(core, direction, ctx);
+  if (!target) {
+    client.destroy();
+    return;
+  }
+  const labels = {
+    direction,
+    source_workload: direction === 'outbound' ? id.workload : 'unknown',
+    source_namespace: direction === 'outbound' ? id.namespace : 'unknown',
+    destination_service: target.service,
+  };
+  metrics.tcpOpened.inc(labels);
+  const up = pre ?? core.transport.connect(target.to);
+  const close = spliced(core, client, up, () => {
+    metrics.tcpReceived.inc(labels, client.bytesRead);
+    metrics.tcpSent.inc(labels, client.bytesWritten);
+  });
+  up.once('connect', () => {
+    if (target.picked && target.route)
+      core.endpoints.recordOutcome(target.picked, 'success', target.route, target.service);
+  });
+  up.on('error', () => {
+    if (up.connecting && target.picked && target.route)
+      core.endpoints.recordOutcome(target.picked, 'connect-failure', target.route, target.service);
+    close();
+  });
+  client.on('error', close);
+  up.on('close', close);
+  client.on('close', close);
+  // Half-close is passed on both ways: a client that ends its side still gets the server's
+  // answer. Without allowHalfOpen Node would close the client socket at its FIN, and close()
+  // would tear the upstream down before the answer came.
+  client.allowHalfOpen = true;
+  up.allowHalfOpen = true;
+  if (initial.length > 0) up.write(initial);
+  if (client.readableEnded) up.end();
+  else client.on('end', () => up.end());
+  up.on('end', () => client.end());
+  client.pipe(up, { end: false });
+  up.pipe(client, { end: false });
+  client.resume();
+}
