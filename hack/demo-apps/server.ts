@@ -2,6 +2,7 @@
 // name, version and pod. Configured by environment, so a Pod spec needs no arguments:
 //   PORT [8080]  SERVICE_NAME [reviews]  VERSION [v1]  POD_NAME, POD_NAMESPACE, POD_IP (downward API)
 //   FILES_DIR  when set, GET /files/<name> returns that file (to show projected volumes)
+//   STATUS [200]  the status of the JSON answers (500: a broken revision whose probe still passes)
 // GET /healthz → 200 "ok"; any other path → JSON {service, version, pod, namespace, podIP, path}.
 import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
@@ -16,6 +17,14 @@ const info = {
   namespace: env.POD_NAMESPACE ?? 'default',
   podIP: env.POD_IP ?? '',
 };
+
+const status = Number(env.STATUS ?? 200);
+if (!Number.isInteger(status) || status < 200 || status > 599) {
+  process.stderr.write(
+    `STATUS=${env.STATUS}: must be an HTTP status from 200 to 599 (e.g. 500), or unset for 200\n`,
+  );
+  process.exit(2);
+}
 
 const server = createServer(async (req, res) => {
   const path = (req.url ?? '/').split('?')[0]!;
@@ -33,7 +42,7 @@ const server = createServer(async (req, res) => {
     return;
   }
   const body = JSON.stringify({ ...info, path, uid: process.getuid?.() });
-  res.writeHead(200, { 'content-type': 'application/json', 'x-served-by': info.pod }).end(`${body}\n`);
+  res.writeHead(status, { 'content-type': 'application/json', 'x-served-by': info.pod }).end(`${body}\n`);
 });
 
 server.listen(port, '0.0.0.0', () => {

@@ -174,7 +174,11 @@ describe('Weft gateway on a real apiserver', () => {
 
     const status = await waitFor('Gateway status', async () => {
       const g = await client.get<GatewayK>(GW, 'public', 'edge');
-      return g.status?.listeners?.length === 2 && g.status.addresses?.length ? g : undefined;
+      // The route may be seen after the Gateway's first status: wait for it to be counted.
+      const http = g.status?.listeners?.find((x) => x.name === 'http');
+      return g.status?.listeners?.length === 2 && g.status.addresses?.length && http?.attachedRoutes === 1
+        ? g
+        : undefined;
     });
     assert.equal(cond(status.status?.conditions, 'Accepted')?.status, 'True');
     assert.equal(cond(status.status?.conditions, 'Programmed')?.reason, 'Pending', 'no pod is ready yet');

@@ -5,7 +5,7 @@
 // mounted volume; and stopping leaves nothing behind on the host. Needs root.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -13,6 +13,7 @@ import { type HostSnapshot, iptablesRules, snapshotHost } from '../../hack/node/
 import { buildOciArchive, busyboxImage } from '../../hack/node/images.ts';
 import { BUSYBOX_IMAGE, type RealNode, type StopReport, startRealNode } from '../../hack/node/index.ts';
 import { eventually } from '../support/eventually.ts';
+import { EMPTY_LEFTOVERS, leftovers } from '../support/leftovers.ts';
 import { lockRealCluster } from '../support/real-cluster-lock.ts';
 
 const skip = process.getuid?.() !== 0 ? 'needs root (containerd, kubelet, iptables)' : false;
@@ -21,18 +22,10 @@ const pid = process.pid;
 const BRIDGE = `wn${pid % 100000}`;
 const POD_CIDR = '10.125.0.0/16';
 const SERVICE_CIDR = '10.126.0.0/16';
+const RANGES = /10\.125\.|10\.126\./;
 // Lowered so that the ConfigMap test is quick; WEFT_NODE_SYNC_FREQUENCY=1m runs it at the default.
 const SYNC = process.env.WEFT_NODE_SYNC_FREQUENCY ?? '2s';
 const NS = 'node-test';
-
-/** '' when the process is gone. */
-function procOf(read: () => string): string {
-  try {
-    return read();
-  } catch {
-    return '';
-  }
-}
 
 const BUILTIN = /^:(PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING) /;
 
@@ -46,66 +39,6 @@ function emptyTables(rules: string): string[] {
   }
   return out;
 }
-
-/** What of `after` is new since `before` and belongs to the cluster (its dir, bridge, veths, KUBE/CNI chains…). */
-function leftovers(before: HostSnapshot, after: HostSnapshot, dir: string): Record<string, unknown> {
-  const added = (a: string[], b: string[]) => b.filter((x) => !a.includes(x));
-  const beforePids = new Set(before.processes.map((p) => p.split(' ')[0]));
-  const ours = (p: string) => {
-    const id = p.split(' ')[0]!;
-    if (beforePids.has(id)) return false;
-    // The cluster's own processes name its directory; containers live in its cgroup root.
-    return (
-      p.includes(dir) ||
-      procOf(() => readlinkSync(`/proc/${id}/cwd`)).startsWith(dir) ||
-      procOf(() => readFileSync(`/proc/${id}/cgroup`, 'utf8')).includes(`/weft-${BRIDGE}/`)
-    );
-  };
-  // Rules and chains naming the cluster's chains, bridge or ranges: the local node and other tests
-  // may add (and remove) rules of their own meanwhile, and leave empty tables: that stop deletes
-  // the tables it created is its report's nftTablesLeft.
-  const relevant = (rules: string) =>
-    rules.split('\n').filter((l) => /KUBE-|CNI-|10\.125\.|10\.126\./.test(l) || l.includes(BRIDGE));
-  const iptables: Record<string, string[]> = {};
-  const removedIptables: Record<string, string[]> = {};
-  for (const tool of new Set([...Object.keys(before.iptables), ...Object.keys(after.iptables)])) {
-    const b = relevant(before.iptables[tool] ?? '');
-    const a = relevant(after.iptables[tool] ?? '');
-    if (added(b, a).length) iptables[tool] = added(b, a);
-    if (added(a, b).length) removedIptables[tool] = added(a, b);
-  }
-  const sysctls = Object.fromEntries(
-    Object.entries(after.sysctls).filter(([k, v]) => before.sysctls[k] !== v),
-  );
-  return {
-    processes: after.processes.filter(ours),
-    mounts: added(before.mounts, after.mounts).filter(
-      (m) =>
-        m.includes(dir) || m.includes('/run/netns/cni-') || m.includes('containerd') || m.includes('kubelet'),
-    ),
-    interfaces: added(before.interfaces, after.interfaces).filter(
-      (i) => i === BRIDGE || /^veth[0-9a-f]{8}$/.test(i),
-    ),
-    netns: added(before.netns, after.netns).filter((n) => n.startsWith('cni-')),
-    cgroups: added(before.cgroups, after.cgroups).filter(
-      (c) => c.includes(`weft-${BRIDGE}`) || c.includes('kubepods'),
-    ),
-    iptables,
-    removedIptables,
-    sysctls,
-  };
-}
-
-const EMPTY = {
-  processes: [],
-  mounts: [],
-  interfaces: [],
-  netns: [],
-  cgroups: [],
-  iptables: {},
-  removedIptables: {},
-  sysctls: {},
-};
 
 function kubectlOf(node: RealNode, ns = NS) {
   return (...args: string[]) =>
@@ -319,8 +252,8 @@ describe('real node', { skip, concurrency: false }, () => {
       const t0 = Date.now();
       const report = await node.stop();
       process.stderr.write(`[test] cluster down in ${Date.now() - t0} ms\n`);
-      const left = leftovers(hostBefore, snapshotHost(), dir);
-      assert.deepEqual(left, EMPTY);
+      const left = leftovers(hostBefore, snapshotHost(), { dir, bridge: BRIDGE, ranges: RANGES });
+      assert.deepEqual(left, EMPTY_LEFTOVERS);
       assert.deepEqual(report.nftTablesLeft, []);
       assert.match(
         execFileSync('iptables-save', ['-t', 'nat'], { encoding: 'utf8' }),
@@ -366,7 +299,10 @@ describe('real node stopped after containerd and the kubelet were killed', { ski
     } finally {
       report = await node.stop();
     }
-    assert.deepEqual(leftovers(before, snapshotHost(), dir), EMPTY);
+    assert.deepEqual(
+      leftovers(before, snapshotHost(), { dir, bridge: BRIDGE, ranges: RANGES }),
+      EMPTY_LEFTOVERS,
+    );
     assert.deepEqual(report.nftTablesLeft, []);
   });
 });
