@@ -341,11 +341,7 @@ describe('Flagger drives a canary of a meshed Deployment through HTTPRoute weigh
     assert.deepEqual(tally(lines), { '200 v1': 40 }, lines.slice(0, 3).join(' | '));
   });
 
-  // Known failing (issue 14 open): the Canary reaches WaitingPromotion at weight 50 but its status
-  // reads canaryWeight 0 there, so the split is never measured. Runs and reports, does not fail CI.
-  test('a healthy revision is promoted: weights stepped, held at the top until the gate opens, then the primary updated', {
-    todo: 'Canary status reads canaryWeight 0 at WaitingPromotion (docs/flagger.md)',
-  }, async () => {
+  test('a healthy revision is promoted: weights stepped, held at the top until the gate opens, then the primary updated', async () => {
     const t0 = Date.now();
     apply(podinfo({ VERSION: 'v2' }));
     const held = await watchCanary(
@@ -397,11 +393,7 @@ describe('Flagger drives a canary of a meshed Deployment through HTTPRoute weigh
     await primaryAnswersAll('v2');
   });
 
-  // Known failing (issue 14 open): the 500 revision is rolled back, but on "no values found" for
-  // the canary's success rate, not on its value. Runs and reports, does not fail CI.
-  test('a revision answering 500 is rolled back: the analysis fails on Weft success rate, all traffic back on the primary', {
-    todo: 'rolled back on missing canary metrics, not on the success rate (docs/flagger.md)',
-  }, async () => {
+  test('a revision answering 500 is rolled back: the analysis fails on Weft success rate, all traffic back on the primary', async () => {
     const t0 = Date.now();
     const seen = clientLines().length;
     apply(podinfo({ VERSION: 'v3', STATUS: '500' }));
