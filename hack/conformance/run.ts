@@ -91,6 +91,12 @@ export interface ConformanceOptions {
   /** More flags of the suite, e.g. -timeout-config-overrides=RouteMustHaveParents:10, -skip-tests=… */
   extraArgs?: string[];
   log?: (line: string) => void;
+  /**
+   * Called once this run is the only one touching the host's cluster state: right after it takes
+   * the real-cluster lock (or at once on a running cluster:up cluster). A before/after snapshot
+   * of the host is taken here, not earlier: another test's cluster may be running until then.
+   */
+  onLocked?: () => void;
 }
 
 export interface Statistics {
@@ -306,6 +312,7 @@ export async function runConformance(o: ConformanceOptions = {}): Promise<Confor
   try {
     if (running?.realNode) {
       log(`[conformance] using the running cluster:up cluster at ${running.server}`);
+      o.onLocked?.();
       const realNode = running.realNode;
       kubeconfig = running.kubeconfigPath;
       kubectlBin = join(
@@ -319,6 +326,7 @@ export async function runConformance(o: ConformanceOptions = {}): Promise<Confor
     } else {
       const release = await lockRealCluster(log);
       cleanups.push(release);
+      o.onLocked?.();
       const dir = mkdtempSync(OWN_CLUSTER.dir);
       cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
       const node = await startRealNode({

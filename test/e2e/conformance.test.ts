@@ -62,8 +62,14 @@ describe('the Gateway API conformance suite (MESH-HTTP, MESH-GRPC) against Weft 
   const report = join(tmpdir(), `weft-conformance-report-${process.pid}.yaml`);
 
   before(async () => {
-    hostBefore = snapshotHost();
-    run = await runConformance({ report, log });
+    // The snapshot waits for the real-cluster lock: before it, another test's cluster may run.
+    run = await runConformance({
+      report,
+      log,
+      onLocked: () => {
+        hostBefore = snapshotHost();
+      },
+    });
     log(
       `[e2e] figure: npm run conformance (${DEFAULT_PROFILES.join(', ')}): ${Math.round(run.durationMs / 1000)} s in all`,
     );
