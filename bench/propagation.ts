@@ -7,7 +7,7 @@
 // sidecar applied it, from long polls of each sidecar's /config/version; apiserver writes (its
 // own request counters for the resources the operator writes, less the benchmark's own patch)
 // and the leader operator's CPU (its process). Then a rolling restart of a backend under a
-// meshed client's steady traffic (test/support/churn.ts), then the fast path disabled (the
+// meshed client's steady traffic (hack/lib/churn.ts), then the fast path disabled (the
 // ClusterRole weft-proxy deleted, watches left to expire) for WEFT_BENCH_VOLUME_CHANGES (5)
 // changes through the ConfigMap volume only. Also the sidecars' private memory.
 //
