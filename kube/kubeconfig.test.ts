@@ -127,7 +127,7 @@ current-context: c
 });
 
 test('in cluster: the ServiceAccount token is re-read on every request', async () => {
-  const sa = mkdtempSync(join(tmpdir(), 'weft-sa-'));
+  const sa = mkdtempSync(join(dir, 'sa-'));
   writeFileSync(join(sa, 'ca.crt'), 'CA');
   writeFileSync(join(sa, 'token'), 'one\n');
   const kc = SimpleKubeConfig.inCluster(

@@ -7,7 +7,7 @@
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { createPrivateKey, webcrypto, X509Certificate } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -464,7 +464,7 @@ describe('workload identity on a real control plane', () => {
     await waitGone(CERTIFICATES, 'app', 'weft-identity-reviews');
     await waitGone(SECRETS, 'app', 'weft-identity-reviews');
   });
-  test('RBAC and the admission policy hold the operator to its own Secrets', async () => {
+  test('RBAC and the admission policy hold the operator to its own Secrets', async (t) => {
     cluster.kubectl(
       'apply',
       '--server-side',
@@ -492,6 +492,7 @@ describe('workload identity on a real control plane', () => {
     assert.equal(can('create', 'issuers.cert-manager.io', '-n', 'app'), 'no');
 
     const dir = mkdtempSync(join(tmpdir(), 'weft-secrets-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
     const tryApply = (name: string, labels: Record<string, string>) => {
       const file = join(dir, `${name}.json`);
       writeFileSync(

@@ -2,7 +2,7 @@
 // for certificates.cert-manager.io/v1 (structural, spec and status kept as they come with
 // x-kubernetes-preserve-unknown-fields). The real CRD has a full schema and cert-manager's
 // controller behind it; here the test plays the controller by writing the issued Secret.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApiextensionsV1Api } from '@kubernetes/client-node';
@@ -45,7 +45,14 @@ export const CERTIFICATE_CRD = {
 export async function installCertificateCrd(cluster: TestCluster, timeoutMs = 30_000): Promise<void> {
   const ext = cluster.kc.makeApiClient(ApiextensionsV1Api);
   // Raw JSON through kubectl: client-node's typed models would drop the x-kubernetes-* keys.
-  cluster.kubectl('apply', '--server-side', '--field-manager=weft-test', '-f', writeTemp(CERTIFICATE_CRD));
+  const dir = mkdtempSync(join(tmpdir(), 'weft-crd-'));
+  try {
+    const file = join(dir, 'crd.json');
+    writeFileSync(file, JSON.stringify(CERTIFICATE_CRD));
+    cluster.kubectl('apply', '--server-side', '--field-manager=weft-test', '-f', file);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const crd = await ext.readCustomResourceDefinition({ name: CERTIFICATE_CRD.metadata.name });
@@ -53,10 +60,4 @@ export async function installCertificateCrd(cluster: TestCluster, timeoutMs = 30
     if (Date.now() > deadline) throw new Error('Certificate CRD not Established in time');
     await new Promise((r) => setTimeout(r, 100));
   }
-}
-
-function writeTemp(obj: unknown): string {
-  const path = join(mkdtempSync(join(tmpdir(), 'weft-crd-')), 'crd.json');
-  writeFileSync(path, JSON.stringify(obj));
-  return path;
 }
