@@ -28,7 +28,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type HttpTypes from 'node:http';
 import { createServer, get as httpGet } from 'node:http';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -135,11 +135,11 @@ async function changeToAll(
   ips: string[],
   known: Map<string, Applied>,
   change: () => Promise<void>,
-  target: () => Promise<string>,
+  target: () => Promise<{ version: string; generation: number }>,
   timeoutMs: number,
 ): Promise<{ ms: number; sources: Set<string> }> {
-  let resolveTarget: (v: string) => void = () => {};
-  const want = new Promise<string>((r) => (resolveTarget = r));
+  let resolveTarget: (v: { version: string; generation: number }) => void = () => {};
+  const want = new Promise<{ version: string; generation: number }>((r) => (resolveTarget = r));
   const deadline = Date.now() + timeoutMs;
   const t0 = Date.now();
   const follow = async (ip: string) => {
@@ -159,10 +159,16 @@ async function changeToAll(
       const a = JSON.parse(body) as Applied;
       known.set(ip, a);
       // An answer before the target is known (another change, or a stale `known`) is checked once it is.
-      if (a.version === (await want)) return at;
+      // A later generation counts too: the operator may write again (an endpoint, a status) before a
+      // sidecar catches up, and the sidecar then applies the newer one without the target between.
+      const t = await want;
+      if (a.version === t.version || (a.generation ?? 0) >= t.generation) return at;
     }
   };
   const all = Promise.all(ips.map(follow));
+  // Handled now: a sidecar may time out while the change or its target is still awaited, and an
+  // unhandled rejection would end the process before `finally` stops the cluster.
+  all.catch(() => {});
   await change();
   resolveTarget(await target());
   const times = await all;
@@ -351,11 +357,13 @@ async function runReal(pods: number, changes: number, volumeChanges: number) {
         'the operator writes the change',
         async () => {
           const m = await cmVersion();
-          return m.generation > before ? m.version : undefined;
+          return m.generation > before ? m : undefined;
         },
         { timeoutMs: 120_000, intervalMs: 20 },
       );
     let w = 0;
+    /** The host's 1-minute load average after each change: other work on the machine shows here. */
+    const load: number[] = [];
     /** `n` weight changes, each timed until every sidecar runs it. */
     const measure = async (what: string, n: number, timeoutMs: number) => {
       const ms: number[] = [];
@@ -373,6 +381,7 @@ async function runReal(pods: number, changes: number, volumeChanges: number) {
           timeoutMs,
         );
         ms.push(r.ms);
+        load.push(loadavg()[0]!);
         for (const s of r.sources) sources.add(s);
         log(
           `${what}: change ${i} in every sidecar after ${r.ms} ms (applied from ${[...r.sources].join(', ')})`,
@@ -466,6 +475,7 @@ async function runReal(pods: number, changes: number, volumeChanges: number) {
         syncFrequency: '1m',
         note: 'the fast path disabled: ClusterRole weft-proxy deleted and the watches left to expire',
       },
+      hostLoadAverage1m: { min: Math.min(...load), max: Math.max(...load), cores: cpus().length },
       apiserverWritesPerChange: Math.round((writes / changes) * 100) / 100,
       operatorCpuMsPerChange: Math.round((opCpu / changes) * 10) / 10,
       sidecarPrivateMB: { p50: pct(sidecarMB, 50), max: Math.max(...sidecarMB), measured: sidecarMB.length },
