@@ -11,7 +11,12 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startControlPlane } from './lib/control-plane.ts';
 import { alive } from './lib/processes.ts';
-import { handOverRealClusterLock, lockRealCluster, releaseRealClusterLock } from './lib/real-cluster-lock.ts';
+import {
+  handOverRealClusterLock,
+  lockRealCluster,
+  noteRealClusterDir,
+  releaseRealClusterLock,
+} from './lib/real-cluster-lock.ts';
 import { importIntoNode, startRealNode, stopRealNode } from './node/index.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -76,6 +81,7 @@ export async function up(
     // One real cluster per machine: wait for a test's to stop; the lock then stays with this
     // cluster (its etcd) until cluster:down.
     const release = await lockRealCluster(log);
+    noteRealClusterDir(dir);
     try {
       cp = await startRealNode({
         dir,

@@ -31,7 +31,7 @@ import { INJECT_LABEL } from '../../api/constants.ts';
 import { readState } from '../cluster.ts';
 import { removeGatewayApiCrds } from '../gateway-api.ts';
 import { buildImages, helmBinary, installWeft, WEFT_NAMESPACE } from '../install.ts';
-import { lockRealCluster } from '../lib/real-cluster-lock.ts';
+import { lockRealCluster, noteRealClusterDir } from '../lib/real-cluster-lock.ts';
 import { importIntoNode, startRealNode } from '../node/index.ts';
 import { ConformanceError, conformanceImages, PROFILES, type Profile, suiteBinary } from './build.ts';
 
@@ -328,6 +328,7 @@ export async function runConformance(o: ConformanceOptions = {}): Promise<Confor
       cleanups.push(release);
       o.onLocked?.();
       const dir = mkdtempSync(OWN_CLUSTER.dir);
+      noteRealClusterDir(dir);
       cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
       const node = await startRealNode({
         dir,

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildImages, installWeft } from '../install.ts';
 import { type RealNode, type RealNodeOptions, startRealNode } from '../node/index.ts';
-import { lockRealCluster } from './real-cluster-lock.ts';
+import { lockRealCluster, noteRealClusterDir } from './real-cluster-lock.ts';
 
 export interface WeftNode {
   node: RealNode;
@@ -20,6 +20,7 @@ export async function startWeftNode(
   const { dirPrefix, ...options } = o;
   const release = await lockRealCluster(o.log);
   const dir = mkdtempSync(join(tmpdir(), dirPrefix));
+  noteRealClusterDir(dir);
   let node: RealNode | undefined;
   const stop = async () => {
     try {

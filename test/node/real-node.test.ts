@@ -14,7 +14,7 @@ import { buildOciArchive, busyboxImage } from '../../hack/node/images.ts';
 import { BUSYBOX_IMAGE, type RealNode, type StopReport, startRealNode } from '../../hack/node/index.ts';
 import { eventually } from '../support/eventually.ts';
 import { EMPTY_LEFTOVERS, leftovers } from '../support/leftovers.ts';
-import { lockRealCluster } from '../support/real-cluster-lock.ts';
+import { lockRealCluster, noteRealClusterDir } from '../support/real-cluster-lock.ts';
 
 const skip = process.getuid?.() !== 0 ? 'needs root (containerd, kubelet, iptables)' : false;
 const pid = process.pid;
@@ -121,6 +121,7 @@ describe('real node', { skip, concurrency: false }, () => {
   before(async () => {
     hostBefore = snapshotHost();
     dir = mkdtempSync(join(tmpdir(), 'weft-node-'));
+    noteRealClusterDir(dir);
     node = await startForTest(dir, SYNC);
     apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
     await eventually(
@@ -274,6 +275,7 @@ describe('real node stopped after containerd and the kubelet were killed', { ski
   it('still leaves nothing behind (its containers are killed through their cgroups)', async () => {
     const before = snapshotHost();
     const dir = mkdtempSync(join(tmpdir(), 'weft-node-'));
+    noteRealClusterDir(dir);
     const node = await startForTest(dir).catch((err) => {
       rmSync(dir, { recursive: true, force: true });
       throw err;
