@@ -34,3 +34,37 @@ test('a meshed pod being deleted is marked terminating', () => {
   assert.deepEqual(deleting.status, { podIP: '10.123.0.10', terminating: true });
   assert.equal(slimPod(p).status?.terminating, undefined);
 });
+
+test('a pod whose app containers all ended is finished before its phase says so (its sidecar is being stopped)', () => {
+  const p = pod('Running');
+  const status = (states: object[], restartPolicy = 'Never') =>
+    slimPod({
+      ...p,
+      spec: { ...p.spec, restartPolicy },
+      status: { ...p.status, containerStatuses: states.map((state) => ({ name: 'app', state })) },
+    });
+  const ended = status([{ terminated: { exitCode: 0 } }]);
+  assert.equal(
+    isMeshedPod(ended),
+    false,
+    'the intruder pod was listed as lagging ("other side closed") here',
+  );
+  assert.equal(isMeshedPod(status([{ running: {} }])), true);
+  assert.equal(
+    isMeshedPod(status([{ terminated: { exitCode: 0 } }, { running: {} }])),
+    true,
+    'one still runs',
+  );
+  assert.equal(isMeshedPod(status([])), true, 'no statuses yet: starting');
+  assert.equal(
+    isMeshedPod(status([{ terminated: { exitCode: 1 } }], 'Always')),
+    true,
+    'the kubelet restarts it',
+  );
+  assert.equal(
+    isMeshedPod(status([{ terminated: { exitCode: 1 } }], 'OnFailure')),
+    true,
+    'restarted on failure',
+  );
+  assert.equal(isMeshedPod(status([{ terminated: { exitCode: 0 } }], 'OnFailure')), false);
+});

@@ -44,8 +44,22 @@ export function slimPod(o: KubeObject): K<PodObj> {
   const spec = (o.spec ?? {}) as NonNullable<PodObj['spec']>;
   // A pod that has finished (Succeeded or Failed) runs no proxy any more: it is no meshed pod
   // to count or to ask for its version (it was listed as lagging, "other side closed").
-  const phase = (o.status as { phase?: string } | undefined)?.phase;
-  const finished = phase === 'Succeeded' || phase === 'Failed';
+  const status = o.status as
+    | {
+        phase?: string;
+        containerStatuses?: { state?: { terminated?: { exitCode?: number } } }[];
+      }
+    | undefined;
+  const phase = status?.phase;
+  // So is a pod whose app containers have all ended for good, before the phase says so: the
+  // kubelet is stopping its sidecar then (Never; OnFailure after a success; Always restarts them).
+  const policy = (spec as { restartPolicy?: string }).restartPolicy ?? 'Always';
+  const apps = status?.containerStatuses ?? [];
+  const appsEnded =
+    policy !== 'Always' &&
+    apps.length > 0 &&
+    apps.every((c) => c.state?.terminated && (policy === 'Never' || c.state.terminated.exitCode === 0));
+  const finished = phase === 'Succeeded' || phase === 'Failed' || appsEnded;
   const meshed =
     !finished &&
     ((spec.containers ?? []).some((c) => c.name === PROXY.containerName) ||
