@@ -30,7 +30,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { PROXY_ENV, PROXY_NODE_FLAGS } from '../api/constants.ts';
+import { PROXY_ENV, PROXY_NODE_FLAGS, PROXY_V8_FLAGS } from '../api/constants.ts';
 import { buildDist } from '../hack/build-dist.ts';
 import { type Baseline, prepareBaseline } from '../hack/lib/baseline.ts';
 import { newCa, spiffe, writeIdentity } from '../hack/lib/mtlsfixture.ts';
@@ -397,7 +397,7 @@ async function main(): Promise<void> {
       .map(([k, v]) => `${k}=${v} `)
       .join(
         '',
-      )}node ${PROXY_NODE_FLAGS.join(' ')} ${topo.proxyCommand.map((a) => a.replace(ROOT, '')).join(' ')}`;
+      )}node ${PROXY_NODE_FLAGS.join(' ')} ${topo.proxyCommand.map((a) => a.replace(ROOT, '')).join(' ')} (sets ${PROXY_V8_FLAGS.join(' ')} itself)`;
     console.error(`[bench] weft-proxy: ${proxyCommandLine}`);
     if (baselineRef) {
       baseline = await prepareBaseline(ROOT, baselineRef, (l) => console.error(`[bench] ${l}`));

@@ -4,7 +4,7 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { Command } from 'commander';
-import { PROXY } from '../api/constants.ts';
+import { PROXY, PROXY_V8_FLAGS } from '../api/constants.ts';
 import { inClusterAccess, SERVICE_ACCOUNT_DIR } from './apisource.ts';
 import { loadOriginalDst } from './native/index.ts';
 import { startSidecar } from './sidecar.ts';
@@ -116,6 +116,8 @@ export function proxyCommand(name = 'proxy'): Command {
       env.WEFT_GATEWAY_CONFIG ?? '/etc/weft/gateway/gateway.json',
     )
     .action(async (o: ProxyFlags) => {
+      const v8 = process.getBuiltinModule('node:v8');
+      for (const f of PROXY_V8_FLAGS) v8.setFlagsFromString(f);
       try {
         loadOriginalDst();
       } catch (e) {
