@@ -6,8 +6,14 @@ import { join } from 'node:path';
 import { Command } from 'commander';
 import { PROXY, PROXY_V8_FLAGS } from '../api/constants.ts';
 import { inClusterAccess, SERVICE_ACCOUNT_DIR } from './apisource.ts';
-import { loadOriginalDst } from './native/index.ts';
+import { loadOriginalDst, mallocTrim } from './native/index.ts';
 import { startSidecar } from './sidecar.ts';
+
+/**
+ * How often the sidecar gives malloc's free pages back to the kernel (native/index.ts mallocTrim):
+ * what V8's compilers and a burst's sockets freed stays private memory otherwise.
+ */
+const MALLOC_TRIM_MS = 10_000;
 
 const int = (v: string) => {
   const n = Number(v);
@@ -146,6 +152,7 @@ export function proxyCommand(name = 'proxy'): Command {
           ? { server: o.apiserver, tokenFile: join(o.tokenDir, 'token'), caFile: join(o.tokenDir, 'ca.crt') }
           : inClusterAccess(env, o.tokenDir),
       });
+      setInterval(mallocTrim, MALLOC_TRIM_MS).unref();
       // One request's bug must never take the pod's traffic down with it: log, count, keep serving.
       process.on('uncaughtException', (err) => {
         console.error(
