@@ -25,6 +25,19 @@ export const SIDECAR_HEADERS = {
 export const PROXY_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2', '--max-old-space-size=128'];
 
 /**
+ * V8 flags the sidecar sets itself when `weft proxy` starts (v8.setFlagsFromString), before it
+ * serves anything: NODE_OPTIONS accepts only a few V8 flags, and these are not among them.
+ * `--no-allocation-site-pretenuring`: under bursts V8 decided to allocate the per-request objects
+ * of the outbound decision and the request-head parser directly in the old generation
+ * (pretenuring by allocation site), where they die as garbage: 2.6 KB per request survived
+ * scavenges instead of 0.5 KB before the redesign, the old space stood at its live size plus
+ * V8's 8 MB growing step (12.2-12.7 MB instead of 7.9-8.4) with a mark-compact every few seconds
+ * at 1,000 rps. Without it the old space and the GC time per request are the baseline's
+ * (docs/proxy.md, Memory).
+ */
+export const PROXY_V8_FLAGS: readonly string[] = ['--no-allocation-site-pretenuring'];
+
+/**
  * The sidecar's environment beyond its flags: two malloc arenas instead of glibc's default of
  * eight per core, which keep memory freed after a burst (socket and TLS buffers) as RSS; in the
  * benchmark 90 MB instead of 99 MB after bursts, with the same throughput.

@@ -30,7 +30,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { PROXY_ENV, PROXY_NODE_FLAGS } from '../api/constants.ts';
+import { PROXY_ENV, PROXY_NODE_FLAGS, PROXY_V8_FLAGS } from '../api/constants.ts';
 import { buildDist } from '../hack/build-dist.ts';
 import { type Baseline, prepareBaseline } from '../hack/lib/baseline.ts';
 import { newCa, spiffe, writeIdentity } from '../hack/lib/mtlsfixture.ts';
@@ -172,6 +172,12 @@ async function rssMB(pid: number): Promise<number> {
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
 }
 
+/** The process's private memory (RssAnon: V8's heap, malloc, stacks), MB. */
+async function rssAnonMB(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(/RssAnon:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
+}
+
 /** Runs `load` while sampling the proxies' CPU and peak RSS. */
 async function measured(
   pids: number[],
@@ -261,7 +267,7 @@ async function fetchInPod(pod: Pod, url: string): Promise<string> {
   return stdout;
 }
 
-/** A sidecar's memory at the end: VmRSS split into anonymous and file-backed (the node binary), and V8's view (admin /stats). */
+/** A sidecar's memory now: VmRSS split into anonymous and file-backed (the node binary), and V8's view (admin /stats). */
 async function sidecarMemory(pod: Pod, pid: number): Promise<Record<string, unknown>> {
   const stats = JSON.parse(await fetchInPod(pod, 'http://127.0.0.1:15000/stats')) as { memory: unknown };
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
@@ -297,6 +303,39 @@ interface HopEvidence {
   serverInboundRequests200: number;
   /** The weft_mtls_* lines of both sidecars as read. */
   lines: string[];
+}
+
+/**
+ * The pair's sidecars at 1,000 rps after the rounds' bursts (issue 15's `rssAnonMB`): one more
+ * fixed-rate run of DURATION_S; each sidecar's memory is read in its middle, and the peak of its
+ * anonymous memory over the run is kept beside it.
+ */
+async function memoryAt1000(
+  fortioBin: string,
+  pair: readonly [Pod, Pod],
+  pidsOfPair: number[],
+  url: string,
+): Promise<{ client: Record<string, unknown>; server: Record<string, unknown> }> {
+  const peak = pidsOfPair.map(() => 0);
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      for (const [i, pid] of pidsOfPair.entries())
+        peak[i] = Math.max(peak[i]!, await rssAnonMB(pid).catch(() => 0));
+      await sleep(250);
+    }
+  })();
+  const load = fortio(fortioBin, pair[0], url, RATE, DURATION_S, CONNECTIONS);
+  await sleep((DURATION_S * 1000) / 2);
+  const [client, server] = await Promise.all(pair.map((pod, i) => sidecarMemory(pod, pidsOfPair[i]!)));
+  await load;
+  sampling = false;
+  await sampler;
+  const r1 = (x: number) => Math.round(x * 10) / 10;
+  return {
+    client: { ...client, peakRssAnonMB: r1(peak[0]!) },
+    server: { ...server, peakRssAnonMB: r1(peak[1]!) },
+  };
 }
 
 async function hopEvidence(
@@ -347,8 +386,9 @@ async function main(): Promise<void> {
   /** VmRSS peak (larger sidecar) during the first 6 s at the fixed rate, before any burst. */
   const steadyRss: Record<string, number | null> = {};
   const memory: Record<string, unknown> = {
-    note: 'the weft pair sidecars after the rounds: VmRSS, its anonymous and file-backed parts (the file-backed part is mostly the node binary, shared by every sidecar on a node), and process.memoryUsage() from admin /stats',
+    note: "each weft sidecar (weft: plaintext pair, mtls: mTLS pair) at 1,000 rps after the rounds' bursts, read in the middle of one more fixed-rate run: VmRSS, its anonymous part (rssAnonMB: the memory each sidecar adds to a node) and file-backed part (mostly the node binary, shared by every sidecar on a node), process.memoryUsage() from admin /stats (v8MB), and the peak of the anonymous part over that run",
   };
+  const baseMemory: Record<string, unknown> = {};
   try {
     // The sidecars run the bundle an image ships (plain JavaScript: no type stripping at start).
     const dist = await buildDist();
@@ -357,7 +397,7 @@ async function main(): Promise<void> {
       .map(([k, v]) => `${k}=${v} `)
       .join(
         '',
-      )}node ${PROXY_NODE_FLAGS.join(' ')} ${topo.proxyCommand.map((a) => a.replace(ROOT, '')).join(' ')}`;
+      )}node ${PROXY_NODE_FLAGS.join(' ')} ${topo.proxyCommand.map((a) => a.replace(ROOT, '')).join(' ')} (sets ${PROXY_V8_FLAGS.join(' ')} itself)`;
     console.error(`[bench] weft-proxy: ${proxyCommandLine}`);
     if (baselineRef) {
       baseline = await prepareBaseline(ROOT, baselineRef, (l) => console.error(`[bench] ${l}`));
@@ -600,10 +640,22 @@ async function main(): Promise<void> {
       const [c, s] = pairs[name]!;
       hops[name]!.afterRounds = await hopEvidence(c, s, clientId, serverId);
     }
-    if (pids.weft!.length === 2) {
-      memory.weftClient = await sidecarMemory(pods.weftC, pids.weft![0]!);
-      memory.weftServer = await sidecarMemory(pods.weftS, pids.weft![1]!);
-    }
+    for (const { suffix, pods: p } of sets)
+      for (const [name, c, s, key] of [
+        ['weft', p.weftC, p.weftS, 'weft'],
+        ['weft-mtls', p.mtlsC, p.mtlsS, 'mtls'],
+      ] as const) {
+        if (!names.includes(`${name}${suffix}`)) continue;
+        const m = await memoryAt1000(
+          fortioBin,
+          [c, s],
+          pids[`${name}${suffix}`]!,
+          urls[`${name}${suffix}`]![1],
+        );
+        const into = suffix ? baseMemory : memory;
+        into[`${key}Client`] = m.client;
+        into[`${key}Server`] = m.server;
+      }
     loadavg.after = (await readFile('/proc/loadavg', 'utf8')).trim();
   } finally {
     await topo.destroy();
@@ -666,9 +718,32 @@ async function main(): Promise<void> {
           }
         : null,
   };
-  // mTLS on vs off through the same sidecar pair topology (same run, interleaved rounds).
   const m = results['weft-mtls'];
   const p = results.weft;
+  // Issue 15's ratios: weft against the floor of a Node.js proxy and against nginx, same run.
+  const pipe = results['node-pipe'];
+  const ratioOf = (a: number | undefined, b: number | undefined) =>
+    a === undefined || b === undefined || !(b > 0) ? null : Math.round((a / b) * 100) / 100;
+  const ratios = {
+    note: "issue 15: added p99 = the path's p99 at 1,000 rps minus direct's; CPU = both proxies, % of one core at 1,000 rps; null when a path did not run (--only)",
+    addedP99VsNodePipe: ratioOf(p && added(p.at1000), pipe && added(pipe.at1000)),
+    addedP99MtlsVsNodePipe: ratioOf(m && added(m.at1000), pipe && added(pipe.at1000)),
+    cpuAt1kVsNodePipe: ratioOf(
+      p?.at1000.proxyCpuPercent ?? undefined,
+      pipe?.at1000.proxyCpuPercent ?? undefined,
+    ),
+    maxQpsVsNginx: ratioOf(p?.max.qps, results.nginx?.max.qps),
+    addedP99VsNginx: ratioOf(p && added(p.at1000), results.nginx && added(results.nginx.at1000)),
+    targets: {
+      addedP99VsNodePipe: '<= 1.5',
+      addedP99MtlsVsNodePipe: '<= 2.0',
+      cpuAt1kVsNodePipe: '<= 1.5',
+      maxQpsVsNginx: '>= 0.70',
+      addedP99VsNginx: '<= 1.5 (the far goal)',
+      rssAnonMB: '<= 26 per sidecar (memory.weftClient, memory.weftServer)',
+    },
+  };
+  // mTLS on vs off through the same sidecar pair topology (same run, interleaved rounds).
   const r3 = (x: number) => Math.round(x * 1000) / 1000;
   const cpuUsPerRequest = (r: RunResult) =>
     r.proxyCpuPercent === null ? null : Math.round((r.proxyCpuPercent / 100) * (1e6 / r.qps) * 10) / 10;
@@ -699,6 +774,16 @@ async function main(): Promise<void> {
         note: 'the same load against the proxy of the baseline commit, in the same run, rounds interleaved with the paths above; ratios are this tree / baseline (latency and CPU: < 1 is better; maxRps: > 1 is better)',
         worktree: baselineRemoved,
         results: baseResults,
+        memory: baseMemory,
+        rssAnonRatios: Object.fromEntries(
+          Object.keys(baseMemory).map((k) => [
+            k,
+            ratio(
+              (memory[k] as { rssAnonMB?: number } | undefined)?.rssAnonMB ?? null,
+              (baseMemory[k] as { rssAnonMB: number }).rssAnonMB,
+            ),
+          ]),
+        ),
         steadyRssMB: Object.fromEntries(
           Object.keys(baseResults).map((n) => [n, steadyRss[`${n}${BASE}`] ?? null]),
         ),
@@ -745,6 +830,7 @@ async function main(): Promise<void> {
     note: 'each figure is the median over the rounds; every round is in `rounds`',
     results,
     targets,
+    ratios,
     mtlsVsPlaintext,
     memory,
     steadyRssMB: Object.fromEntries(Object.entries(steadyRss).filter(([n]) => !n.endsWith(BASE))),
@@ -772,6 +858,8 @@ async function main(): Promise<void> {
       `\nvs baseline ${baselineReport.ref} (${baselineReport.commit.slice(0, 12)}): ${JSON.stringify(baselineReport.ratios)}`,
     );
   console.log(`\ntargets: ${JSON.stringify(targets)}`);
+  console.log(`ratios: ${JSON.stringify(ratios)}`);
+  console.log(`memory: ${JSON.stringify(memory)}`);
   if (mtlsVsPlaintext) console.log(`mTLS vs plaintext: ${JSON.stringify(mtlsVsPlaintext)}`);
   for (const [name, h] of Object.entries(hops))
     console.log(

@@ -4,10 +4,16 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { Command } from 'commander';
-import { PROXY } from '../api/constants.ts';
+import { PROXY, PROXY_V8_FLAGS } from '../api/constants.ts';
 import { inClusterAccess, SERVICE_ACCOUNT_DIR } from './apisource.ts';
-import { loadOriginalDst } from './native/index.ts';
+import { loadOriginalDst, mallocTrim } from './native/index.ts';
 import { startSidecar } from './sidecar.ts';
+
+/**
+ * How often the sidecar gives malloc's free pages back to the kernel (native/index.ts mallocTrim):
+ * what V8's compilers and a burst's sockets freed stays private memory otherwise.
+ */
+const MALLOC_TRIM_MS = 10_000;
 
 const int = (v: string) => {
   const n = Number(v);
@@ -116,6 +122,8 @@ export function proxyCommand(name = 'proxy'): Command {
       env.WEFT_GATEWAY_CONFIG ?? '/etc/weft/gateway/gateway.json',
     )
     .action(async (o: ProxyFlags) => {
+      const v8 = process.getBuiltinModule('node:v8');
+      for (const f of PROXY_V8_FLAGS) v8.setFlagsFromString(f);
       try {
         loadOriginalDst();
       } catch (e) {
@@ -144,6 +152,7 @@ export function proxyCommand(name = 'proxy'): Command {
           ? { server: o.apiserver, tokenFile: join(o.tokenDir, 'token'), caFile: join(o.tokenDir, 'ca.crt') }
           : inClusterAccess(env, o.tokenDir),
       });
+      setInterval(mallocTrim, MALLOC_TRIM_MS).unref();
       // One request's bug must never take the pod's traffic down with it: log, count, keep serving.
       process.on('uncaughtException', (err) => {
         console.error(

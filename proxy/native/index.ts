@@ -14,6 +14,8 @@ export interface OriginalDst {
 
 interface Addon {
   originalDst(fd: number): OriginalDst;
+  /** Absent from an addon built before it was added: rebuild with proxy/native/build.sh. */
+  mallocTrim?(): boolean;
 }
 
 // In the source tree the addon is where node-gyp builds it; in dist/ (hack/build-dist.ts) it is
@@ -62,4 +64,13 @@ export function originalDst(socket: Socket): OriginalDst | undefined {
     if ((e as ProxyError).code === 'WEFT_NATIVE_UNAVAILABLE') throw e;
     return undefined;
   }
+}
+
+/**
+ * Gives the free pages inside malloc's arenas back to the kernel (glibc malloc_trim): V8's
+ * compilers free their zones on worker threads, and glibc keeps those pages in the threads' arenas
+ * as the process's private memory (docs/proxy.md, Memory). True when something was released.
+ */
+export function mallocTrim(): boolean {
+  return loadOriginalDst().mallocTrim?.() ?? false;
 }

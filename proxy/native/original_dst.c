@@ -2,8 +2,13 @@
 // iptables REDIRECTed, returns the destination the client originally asked for.
 // originalDst(fd) -> { address: string, port: number, family: 4 | 6 }; throws with code
 // ENOENT when the socket was not redirected, and the errno name otherwise.
+// mallocTrim() -> boolean: glibc's malloc_trim(0), which gives the free pages inside every malloc
+// arena back to the kernel (not only the top of the main heap); false where there is no glibc.
 #include <arpa/inet.h>
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <linux/netfilter_ipv4.h>
 #include <linux/netfilter_ipv6/ip6_tables.h>
 #include <netinet/in.h>
@@ -73,8 +78,21 @@ static napi_value original_dst(napi_env env, napi_callback_info info) {
   return result;
 }
 
+static napi_value malloc_trim_now(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value result;
+#ifdef __GLIBC__
+  napi_get_boolean(env, malloc_trim(0) == 1, &result);
+#else
+  napi_get_boolean(env, false, &result);
+#endif
+  return result;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
+  napi_create_function(env, "mallocTrim", NAPI_AUTO_LENGTH, malloc_trim_now, NULL, &fn);
+  napi_set_named_property(env, exports, "mallocTrim", fn);
   napi_create_function(env, "originalDst", NAPI_AUTO_LENGTH, original_dst, NULL, &fn);
   napi_set_named_property(env, exports, "originalDst", fn);
   return exports;
