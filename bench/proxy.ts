@@ -552,7 +552,9 @@ async function main(): Promise<void> {
     }
     for (const pod of [pods.muxC, pods.muxS]) {
       await topo.intercept(pod);
-      pids['weft-mux']!.push((await topo.startProxy(pod, ['--identity-dir', idDir[pod.name]!])).pid!);
+      pids['weft-mux']!.push(
+        (await topo.startProxy(pod, ['--identity-dir', idDir[pod.name]!, '--mux-connections', '2'])).pid!,
+      );
     }
     await sleep(1000);
     const urls: Record<string, [Pod, string]> = {

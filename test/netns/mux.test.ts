@@ -23,7 +23,7 @@ let stopA: () => void;
 interface HttpMany {
   statuses: Record<string, number>;
   backends: Record<string, number>;
-  first: { status: number; headers: Record<string, string>; body: string };
+  first: { status: number; headers: Record<string, string>; body: string; trailers?: Record<string, string> };
   firstError?: { status: number; headers: Record<string, string>; body: string };
   connections: number;
 }
@@ -67,9 +67,9 @@ describe('HTTP/2 between sidecars over mutual TLS (mux)', { timeout: 240_000 }, 
     legacy = await topo.addPod('legacy');
     await topo.writeConfig(config());
     const pods: Array<[Pod, string, string[]]> = [
-      [client, 'client', []],
-      [webA, 'web', []],
-      [webB, 'web', []],
+      [client, 'client', ['--mux-connections', '2']],
+      [webA, 'web', ['--mux-connections', '2']],
+      [webB, 'web', ['--mux-connections', '2']],
       [legacy, 'legacy', ['--mux-connections', '0']],
     ];
     await Promise.all(
@@ -110,7 +110,7 @@ describe('HTTP/2 between sidecars over mutual TLS (mux)', { timeout: 240_000 }, 
     assert.ok(served(sAfter) - served(sBefore) >= 400, 'the server sidecar served every request');
   });
 
-  it('HTTP/1.1 semantics cross the HTTP/2 hop: Host, hop-by-hop headers, a chunked body', async () => {
+  it('HTTP/1.1 semantics cross the HTTP/2 hop: Host, hop-by-hop headers, a chunked body, trailers', async () => {
     const h = await agent.send<HttpMany>({
       op: 'http',
       url: 'http://10.96.0.11/headers',
@@ -131,6 +131,9 @@ describe('HTTP/2 between sidecars over mutual TLS (mux)', { timeout: 240_000 }, 
     });
     assert.equal(e.first.status, 200, e.first.body);
     assert.equal((JSON.parse(e.first.body) as { bytes: number }).bytes, 300 * 1024);
+    const t = await agent.send<HttpMany>({ op: 'http', url: 'http://10.96.0.11/trailers' });
+    assert.equal(t.first.body, 'part one\npart two\n');
+    assert.deepEqual(t.first.trailers, { 'x-checksum': 'abc123' }, "the app's trailer reaches the client");
   });
 
   it('a sidecar that does not offer weft-h2-http/1.1 (an older one) is served HTTP/1.1 over mTLS', async () => {

@@ -201,9 +201,9 @@ describe('outbound policy parity across transports', { timeout: 300_000 }, () =>
     await writeIdentity(ids.web, ca, 'web');
     await Promise.all([
       topo.startProxy(client, ['--identity-dir', ids.client, '--mux-connections', '0']),
-      topo.startProxy(muxClient, ['--identity-dir', ids.client]),
-      topo.startProxy(v1, ['--pod-info-dir', info, '--identity-dir', ids.web]),
-      topo.startProxy(v2, ['--pod-info-dir', info, '--identity-dir', ids.web]),
+      topo.startProxy(muxClient, ['--identity-dir', ids.client, '--mux-connections', '2']),
+      topo.startProxy(v1, ['--pod-info-dir', info, '--identity-dir', ids.web, '--mux-connections', '2']),
+      topo.startProxy(v2, ['--pod-info-dir', info, '--identity-dir', ids.web, '--mux-connections', '2']),
     ]);
     agent = await topo.startAgent(client);
     muxAgent = await topo.startAgent(muxClient);
