@@ -511,7 +511,7 @@ async function main(): Promise<void> {
     await topo.writeConfig(proxyConfig('bench', services, [], { defaultTimeoutMs: 0 }));
     const ca = await newCa();
     const idDir: Record<string, string> = {};
-    for (const { pods: p } of sets)
+    for (const p of [...sets.map((x) => x.pods), { mtlsC: pods.muxC, mtlsS: pods.muxS }])
       for (const [pod, sa] of [
         [p.mtlsC, 'client'],
         [p.mtlsS, 'web'],
@@ -519,13 +519,6 @@ async function main(): Promise<void> {
         idDir[pod.name] = await topo.tempDir(`id-${pod.name}`);
         await writeIdentity(idDir[pod.name]!, ca, sa, { lifetimeMs: 24 * 3_600_000 });
       }
-    for (const [pod, sa] of [
-      [pods.muxC, 'client'],
-      [pods.muxS, 'web'],
-    ] as const) {
-      idDir[pod.name] = await topo.tempDir(`id-${pod.name}`);
-      await writeIdentity(idDir[pod.name]!, ca, sa, { lifetimeMs: 24 * 3_600_000 });
-    }
     const ours = topo.proxyCommand;
     for (const { suffix, pods: p, command } of sets) {
       topo.proxyCommand = command ?? ours;
