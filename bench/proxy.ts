@@ -34,7 +34,7 @@ import { PROXY_ENV, PROXY_NODE_FLAGS } from '../api/constants.ts';
 import { buildDist } from '../hack/build-dist.ts';
 import { type Baseline, prepareBaseline } from '../hack/lib/baseline.ts';
 import { newCa, spiffe, writeIdentity } from '../hack/lib/mtlsfixture.ts';
-import { metricLines, type Pod, sleep, Topology } from '../hack/lib/netns.ts';
+import { metricLines, metricSum, type Pod, sleep, Topology } from '../hack/lib/netns.ts';
 import { endpoint, proxyConfig, service } from '../proxy/testdata.ts';
 
 const run = promisify(execFile);
@@ -280,9 +280,6 @@ async function sidecarMemory(pod: Pod, pid: number): Promise<Record<string, unkn
 function sidecarMetrics(pod: Pod): Promise<string> {
   return fetchInPod(pod, 'http://127.0.0.1:15020/metrics');
 }
-
-const metricSum = (text: string, ...parts: string[]) =>
-  metricLines(text, ...parts).reduce((n, l) => n + Number(l.split(' ').pop()), 0);
 
 /** What the sidecars of a pair say about their hop: mTLS 1.3 with the expected peers, or plaintext. */
 interface HopEvidence {
