@@ -34,7 +34,7 @@ import { PROXY_ENV, PROXY_NODE_FLAGS, PROXY_V8_FLAGS } from '../api/constants.ts
 import { buildDist } from '../hack/build-dist.ts';
 import { type Baseline, prepareBaseline } from '../hack/lib/baseline.ts';
 import { newCa, spiffe, writeIdentity } from '../hack/lib/mtlsfixture.ts';
-import { metricLines, type Pod, sleep, Topology } from '../hack/lib/netns.ts';
+import { metricLines, metricSum, type Pod, sleep, Topology } from '../hack/lib/netns.ts';
 import { endpoint, proxyConfig, service } from '../proxy/testdata.ts';
 
 const run = promisify(execFile);
@@ -66,6 +66,7 @@ const LABELS: Record<string, string> = {
   weft: 'weft pair',
   'weft-tcp': 'weft pair, opaque TCP',
   'weft-mtls': 'weft pair, mTLS',
+  'weft-mux': 'weft pair, mTLS, HTTP/2 mux',
 };
 /** The weft paths that --baseline runs again with the baseline's proxy, as `<name>@base`. */
 const BASELINE_PATHS = ['weft', 'weft-tcp', 'weft-mtls'] as const;
@@ -286,9 +287,6 @@ function sidecarMetrics(pod: Pod): Promise<string> {
   return fetchInPod(pod, 'http://127.0.0.1:15020/metrics');
 }
 
-const metricSum = (text: string, ...parts: string[]) =>
-  metricLines(text, ...parts).reduce((n, l) => n + Number(l.split(' ').pop()), 0);
-
 /** What the sidecars of a pair say about their hop: mTLS 1.3 with the expected peers, or plaintext. */
 interface HopEvidence {
   /** Client sidecar: mTLS connections it opened, TLS 1.3, server's SPIFFE ID verified. */
@@ -418,6 +416,8 @@ async function main(): Promise<void> {
       mtlsS: await topo.addPod('ms'),
       pipeC: await topo.addPod('pc'),
       pipeS: await topo.addPod('ps'),
+      muxC: await topo.addPod('xc'),
+      muxS: await topo.addPod('xs'),
     };
     // The baseline's weft pairs (plaintext, mTLS), when --baseline is given.
     const basePods = baseline
@@ -429,7 +429,7 @@ async function main(): Promise<void> {
         }
       : undefined;
     // The app: fortio's echo server (Go, fast, identical in every path).
-    const apps = [pods.directS, pods.nginxS, pods.weftS, pods.mtlsS, pods.pipeS];
+    const apps = [pods.directS, pods.nginxS, pods.weftS, pods.mtlsS, pods.pipeS, pods.muxS];
     if (basePods) apps.push(basePods.weftS, basePods.mtlsS);
     for (const s of apps) {
       const p = spawn(
@@ -465,6 +465,7 @@ async function main(): Promise<void> {
       weft: [],
       'weft-tcp': [],
       'weft-mtls': [],
+      'weft-mux': [],
     };
     if (basePods) for (const n of BASELINE_PATHS) pids[`${n}${BASE}`] = [];
     for (const [pod, listen, upstream] of [
@@ -537,10 +538,17 @@ async function main(): Promise<void> {
         'tcp',
       ),
     ]);
+    // weft-mux: a third mTLS pair whose sidecars send HTTP/1.1 as HTTP/2 streams (the mux); the
+    // weft-mtls pair runs with --mux-connections 0 (HTTP/1.1 over mTLS), so both are in one run.
+    services.push(
+      service('web-mux', 'bench', '10.96.0.13', 80, [
+        { ...endpoint(pods.muxS.ip, 8080), pod: 'server-mux-abc', identity: serverId },
+      ]),
+    );
     await topo.writeConfig(proxyConfig('bench', services, [], { defaultTimeoutMs: 0 }));
     const ca = await newCa();
     const idDir: Record<string, string> = {};
-    for (const { pods: p } of sets)
+    for (const p of [...sets.map((x) => x.pods), { mtlsC: pods.muxC, mtlsS: pods.muxS }])
       for (const [pod, sa] of [
         [p.mtlsC, 'client'],
         [p.mtlsS, 'web'],
@@ -559,9 +567,11 @@ async function main(): Promise<void> {
           [p.mtlsC, 'weft-mtls'],
           [p.mtlsS, 'weft-mtls'],
         ] as const) {
+          // This tree's mTLS pair without the mux (a baseline may predate the flag).
+          const noMux = name === 'weft-mtls' && !suffix ? ['--mux-connections', '0'] : [];
           const child = await topo.startProxy(
             pod,
-            idDir[pod.name] ? ['--identity-dir', idDir[pod.name]!] : [],
+            idDir[pod.name] ? ['--identity-dir', idDir[pod.name]!, ...noMux] : [],
           );
           pids[`${name}${suffix}`]!.push(child.pid!);
         }
@@ -569,6 +579,12 @@ async function main(): Promise<void> {
         topo.proxyCommand = ours;
       }
       pids[`weft-tcp${suffix}`] = pids[`weft${suffix}`]!;
+    }
+    for (const pod of [pods.muxC, pods.muxS]) {
+      await topo.intercept(pod);
+      pids['weft-mux']!.push(
+        (await topo.startProxy(pod, ['--identity-dir', idDir[pod.name]!, '--mux-connections', '2'])).pid!,
+      );
     }
     await sleep(1000);
     const urls: Record<string, [Pod, string]> = {
@@ -581,6 +597,7 @@ async function main(): Promise<void> {
       urls[`weft-tcp${suffix}`] = [p.weftC, `http://${vip}2/echo?size=${PAYLOAD}`];
       urls[`weft-mtls${suffix}`] = [p.mtlsC, `http://${vip}1/echo?size=${PAYLOAD}`];
     }
+    urls['weft-mux'] = [pods.muxC, `http://10.96.0.13/echo?size=${PAYLOAD}`];
     const names = Object.keys(urls).filter((n) => !only || n.startsWith(only) || n === 'direct');
     const rounds: Record<string, Array<{ at1000: RunResult; max: RunResult }>> = {};
     for (const name of names) {
@@ -603,6 +620,7 @@ async function main(): Promise<void> {
       pairs[`weft${suffix}`] = [p.weftC, p.weftS];
       pairs[`weft-mtls${suffix}`] = [p.mtlsC, p.mtlsS];
     }
+    pairs['weft-mux'] = [pods.muxC, pods.muxS];
     for (const name of names.filter((n) => n in pairs)) {
       const [c, s] = pairs[name]!;
       const e = await hopEvidence(c, s, clientId, serverId);
@@ -613,7 +631,7 @@ async function main(): Promise<void> {
         e.serverInboundPlaintext === 0 &&
         e.mtlsFailures === 0;
       const isPlain = e.clientOutboundMtls13 === 0 && e.serverInboundMtls13 === 0;
-      if (name.startsWith('weft-mtls') ? !isMtls : !isPlain)
+      if (name.startsWith('weft-mtls') || name === 'weft-mux' ? !isMtls : !isPlain)
         throw new Error(`the ${LABELS[name]} hop is not what it should be: ${JSON.stringify(e)}`);
       console.error(
         `[bench] ${LABELS[name]}: mTLS 1.3 connections client→server ${e.clientOutboundMtls13}, accepted ${e.serverInboundMtls13}, inbound plaintext ${e.serverInboundPlaintext}`,
@@ -765,6 +783,25 @@ async function main(): Promise<void> {
           proxyRssMBAt1000: { mtls: m.at1000.proxyRssMB, plaintext: p.at1000.proxyRssMB },
         }
       : undefined;
+  // The mux (HTTP/2 streams between the sidecars) vs HTTP/1.1 over mTLS, both mTLS, same run.
+  const x = results['weft-mux'];
+  const muxVsHttp1 =
+    x && m
+      ? {
+          addedP50Ms: r3(x.at1000.latencyMs.p50 - m.at1000.latencyMs.p50),
+          addedP99Ms: r3(x.at1000.latencyMs.p99 - m.at1000.latencyMs.p99),
+          maxRps: { mux: Math.round(x.max.qps), http1: Math.round(m.max.qps) },
+          proxyCpuUsPerRequest: {
+            at1000: { mux: cpuUsPerRequest(x.at1000), http1: cpuUsPerRequest(m.at1000) },
+            max: { mux: cpuUsPerRequest(x.max), http1: cpuUsPerRequest(m.max) },
+          },
+          proxyRssMBAt1000: { mux: x.at1000.proxyRssMB, http1: m.at1000.proxyRssMB },
+          mtlsConnections: {
+            mux: hops['weft-mux']?.afterRounds?.clientOutboundMtls13 ?? null,
+            http1: hops['weft-mtls']?.afterRounds?.clientOutboundMtls13 ?? null,
+          },
+        }
+      : undefined;
   const ratio = (a: number | null, b: number | null) =>
     a === null || b === null || !b ? null : Math.round((a / b) * 100) / 100;
   const baselineReport = baseline
@@ -832,6 +869,7 @@ async function main(): Promise<void> {
     targets,
     ratios,
     mtlsVsPlaintext,
+    muxVsHttp1,
     memory,
     steadyRssMB: Object.fromEntries(Object.entries(steadyRss).filter(([n]) => !n.endsWith(BASE))),
     hops: {
@@ -861,6 +899,7 @@ async function main(): Promise<void> {
   console.log(`ratios: ${JSON.stringify(ratios)}`);
   console.log(`memory: ${JSON.stringify(memory)}`);
   if (mtlsVsPlaintext) console.log(`mTLS vs plaintext: ${JSON.stringify(mtlsVsPlaintext)}`);
+  if (muxVsHttp1) console.log(`mux vs HTTP/1.1 over mTLS: ${JSON.stringify(muxVsHttp1)}`);
   for (const [name, h] of Object.entries(hops))
     console.log(
       `${LABELS[name]}: mTLS 1.3 connections ${h.afterRounds?.clientOutboundMtls13} out / ${h.afterRounds?.serverInboundMtls13} in, inbound plaintext ${h.afterRounds?.serverInboundPlaintext}, inbound 200s ${h.afterRounds?.serverInboundRequests200}`,

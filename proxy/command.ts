@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { Command } from 'commander';
 import { PROXY, PROXY_V8_FLAGS } from '../api/constants.ts';
 import { inClusterAccess, SERVICE_ACCOUNT_DIR } from './apisource.ts';
+import { DEFAULT_LIMITS } from './context.ts';
 import { loadOriginalDst, mallocTrim } from './native/index.ts';
 import { startSidecar } from './sidecar.ts';
 
@@ -37,6 +38,8 @@ interface ProxyFlags {
   detectTimeoutMs: number;
   handshakeTimeoutMs: number;
   connectTimeoutMs: number;
+  muxConnections: number;
+  muxStreams: number;
   maxHeaderBytes: number;
   pollMs: number;
   apiserver?: string;
@@ -99,6 +102,18 @@ export function proxyCommand(name = 'proxy'): Command {
       Number(env.WEFT_CONNECT_TIMEOUT_MS ?? 1000),
     )
     .option(
+      '--mux-connections <n>',
+      'HTTP/2 connections per peer sidecar carrying HTTP/1.1 requests over mTLS (0: HTTP/1.1 over mTLS, no mux)',
+      int,
+      Number(env.WEFT_MUX_CONNECTIONS ?? DEFAULT_LIMITS.muxConnections),
+    )
+    .option(
+      '--mux-streams <n>',
+      'streams open on a mux connection before another is opened (up to --mux-connections)',
+      int,
+      Number(env.WEFT_MUX_STREAMS ?? DEFAULT_LIMITS.muxStreams),
+    )
+    .option(
       '--max-header-bytes <n>',
       'request header bytes (431 beyond)',
       int,
@@ -144,6 +159,8 @@ export function proxyCommand(name = 'proxy'): Command {
           detectTimeoutMs: o.detectTimeoutMs,
           handshakeTimeoutMs: o.handshakeTimeoutMs,
           connectTimeoutMs: o.connectTimeoutMs,
+          muxConnections: o.muxConnections,
+          muxStreams: o.muxStreams,
           maxHeaderBytes: o.maxHeaderBytes,
         },
         pollMs: o.pollMs,

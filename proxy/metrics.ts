@@ -99,6 +99,12 @@ export class ProxyMetrics {
     labelNames: ['direction', 'tls_version', 'peer'],
     registers: [this.registry],
   });
+  readonly mtlsResumed = new Counter({
+    name: 'weft_mtls_resumed_total',
+    help: 'Mutual TLS handshakes that resumed an earlier session (TLS 1.3 session ticket) instead of a full handshake.',
+    labelNames: ['direction'],
+    registers: [this.registry],
+  });
   readonly mtlsFailures = new Counter({
     name: 'weft_mtls_failures_total',
     help: 'Mutual TLS connections that failed: WEFT_PEER_IDENTITY (peer presented another SPIFFE ID), certificate and handshake errors.',

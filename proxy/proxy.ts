@@ -101,11 +101,14 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       maxConnectionsPerEndpoint: limits.maxConnectionsPerEndpoint,
       idleTimeoutMs: limits.idleTimeoutMs,
       connectTimeoutMs: limits.connectTimeoutMs,
+      muxConnections: limits.muxConnections,
+      muxStreams: limits.muxStreams,
     },
     {
       secured: (peer, version) =>
         metrics.mtlsConnections.inc({ direction: 'outbound', tls_version: version, peer }),
       plaintext: () => metrics.plaintextHops.inc({ direction: 'outbound', reason: 'no_identity' }),
+      resumed: () => metrics.mtlsResumed.inc({ direction: 'outbound' }),
       tlsFailed: (peer, code) => {
         metrics.mtlsFailures.inc({ direction: 'outbound', reason: code });
         log('warn', 'mTLS connection to a peer sidecar failed', { peer, code });
@@ -309,6 +312,10 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       outbound.close();
       inbound.close();
       closeGateway();
+      // HTTP/2 connections both ways get a GOAWAY: open streams finish, callers open no new ones.
+      transport.goaway();
+      transports.servers.inbound.goaway();
+      transports.servers.outbound.goaway();
       // Idle keep-alive connections go now; busy ones are closed after their response.
       for (const s of sockets) {
         const ctx = ctxOf.get(s);

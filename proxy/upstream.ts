@@ -6,7 +6,13 @@ import type http from 'node:http';
 import type http2 from 'node:http2';
 import type { Readable, Writable } from 'node:stream';
 import { http as httpMod, http2 as lazyHttp2 } from './builtins.ts';
-import { isEstablished, type Transport, type UpstreamAddress, whenEstablished } from './transport.ts';
+import {
+  isEstablished,
+  type MuxSession,
+  type Transport,
+  type UpstreamAddress,
+  whenEstablished,
+} from './transport.ts';
 
 export type FailureKind = 'connect-failure' | 'reset' | 'refused-stream' | 'timeout';
 
@@ -132,7 +138,69 @@ const H2_HOP = new Set([
 ]);
 
 export function attemptHttp2(transport: Transport, to: UpstreamAddress, req: AttemptRequest): Attempt {
-  const session = transport.session(to);
+  return attemptOnSession(transport.session(to), to, req);
+}
+
+/**
+ * One try of an HTTP/1.1 app's request to a peer sidecar: a stream on a mux connection when the
+ * peer takes weft-h2-http/1.1, else (an older sidecar, mux off, no mTLS) HTTP/1.1 on a pooled
+ * connection. `maxConnections` (a route's per-endpoint connection limit) keeps HTTP/1.1.
+ */
+export function attemptSidecar(
+  transport: Transport,
+  to: UpstreamAddress,
+  req: AttemptRequest,
+  maxConnections: number | undefined,
+): Attempt {
+  if (maxConnections !== undefined || !transport.muxes(to))
+    return attemptHttp1(transport, to, req, maxConnections);
+  const m = transport.mux(to);
+  if (m.muxed) return countStream(m, attemptOnSession(m.session, to, req));
+  // The first connection to this peer: the protocol is known once its handshake is done.
+  let inner: Attempt | undefined;
+  let aborted = false;
+  const waiters: Array<() => void> = [];
+  const response = m.ready.then(
+    (muxed) => {
+      if (aborted) throw new UpstreamFailure('reset', `${to.host}:${to.port}: aborted`);
+      inner = muxed
+        ? countStream(m, attemptOnSession(m.session, to, req))
+        : attemptHttp1(transport, to, req, undefined);
+      for (const w of waiters.splice(0)) inner.whenConnected(w);
+      return inner.response;
+    },
+    (e: Error & { code?: string }) => {
+      throw new UpstreamFailure('connect-failure', `${to.host}:${to.port}: ${e.code ?? e.message}`, {
+        cause: e,
+      });
+    },
+  );
+  response.catch(() => {});
+  return {
+    get body() {
+      return inner!.body;
+    },
+    whenConnected: (cb) => (inner ? inner.whenConnected(cb) : waiters.push(cb)),
+    response,
+    abort: () => {
+      aborted = true;
+      inner?.abort();
+    },
+  };
+}
+
+/** Counts the attempt's stream as open on its mux connection until the stream closes. */
+function countStream(m: MuxSession, a: Attempt): Attempt {
+  m.streams++;
+  (a.body as http2.ClientHttp2Stream).once('close', () => m.streams--);
+  return a;
+}
+
+function attemptOnSession(
+  session: http2.ClientHttp2Session,
+  to: UpstreamAddress,
+  req: AttemptRequest,
+): Attempt {
   let connected = !session.connecting;
   const waiters: Array<() => void> = [];
   const headers: http2.OutgoingHttpHeaders = {};
@@ -152,11 +220,13 @@ export function attemptHttp2(transport: Transport, to: UpstreamAddress, req: Att
   const response = new Promise<UpstreamResponse>((resolve, reject) => {
     const fail = (e: Error & { code?: string }) => {
       const refused = stream.rstCode === lazyHttp2().constants.NGHTTP2_REFUSED_STREAM;
+      // A refused stream (past a GOAWAY's last stream, RFC 9113 §8.7) was not processed: it is
+      // sent again on a fresh connection as a stale pooled connection's request is.
       reject(
         new UpstreamFailure(
           refused ? 'refused-stream' : connected ? 'reset' : 'connect-failure',
           `${to.host}:${to.port}: ${e.code ?? e.message}`,
-          { cause: e },
+          { cause: e, staleConnection: refused },
         ),
       );
     };

@@ -270,3 +270,8 @@ export async function eventually(check: () => Promise<boolean>, tries = 50, ever
 export function metricLines(text: string, ...parts: string[]): string[] {
   return text.split('\n').filter((l) => !l.startsWith('#') && parts.every((p) => l.includes(p)));
 }
+
+/** The sum of the values of the metric lines containing every one of `parts`. */
+export function metricSum(text: string, ...parts: string[]): number {
+  return metricLines(text, ...parts).reduce((n, l) => n + Number(l.split(' ').pop()), 0);
+}

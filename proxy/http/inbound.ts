@@ -49,8 +49,10 @@ export async function forwardInbound(core: ProxyCore, ex: Exchange): Promise<voi
     return;
   }
   const to: UpstreamAddress = { host: core.inboundTarget, port, meshed: false };
-  // HTTP/2 from the caller is spoken to the app only if the app speaks it (else HTTP/1.1).
-  const upH2 = h2 && (await core.appProtocols.of(t?.config, ctx.dst?.address ?? '', port)) !== 'http1';
+  // HTTP/2 from the caller is spoken to the app only if the app speaks it (else HTTP/1.1); a
+  // mux connection's streams are an HTTP/1.1 app's requests.
+  const upH2 =
+    h2 && !ctx.muxed && (await core.appProtocols.of(t?.config, ctx.dst?.address ?? '', port)) !== 'http1';
   if (res.destroyed) return;
   const hasBody = requestHasBody(req);
   const areq: AttemptRequest = { method, path, authority, headers, hasBody };

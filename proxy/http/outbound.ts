@@ -18,8 +18,8 @@ import { backendAttempts, failureReply } from '../resilience/attempts.ts';
 import {
   type Attempt,
   type AttemptRequest,
-  attemptHttp1,
   attemptHttp2,
+  attemptSidecar,
   UpstreamFailure,
   type UpstreamResponse,
 } from '../upstream.ts';
@@ -83,7 +83,7 @@ export async function forwardOutbound(core: ProxyCore, ex: Exchange): Promise<vo
     if (!m) continue;
     const copy = h2
       ? attemptHttp2(transport, m.address, areq)
-      : attemptHttp1(transport, m.address, areq, undefined);
+      : attemptSidecar(transport, m.address, areq, undefined);
     copy.response.then(
       (r) => r.body.resume(),
       () => {},
@@ -123,7 +123,7 @@ export async function forwardOutbound(core: ProxyCore, ex: Exchange): Promise<vo
     ex.upstreamNamespace = backend.service.namespace;
     const attempt = h2
       ? attemptHttp2(transport, picked.address, areq)
-      : attemptHttp1(transport, picked.address, areq, cb?.maxConnections);
+      : attemptSidecar(transport, picked.address, areq, cb?.maxConnections);
     current = attempt;
     if (hasBody) {
       attempt.whenConnected(() => {

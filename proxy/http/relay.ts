@@ -84,6 +84,9 @@ export async function relayResponse(
     (up.headers['content-type'] as string | undefined)?.startsWith('application/grpc');
   if (wantsTrailers && !h2)
     headers.trailer = (up.headers.trailer as string | undefined) ?? 'grpc-status, grpc-message';
+  // Over HTTP/2 the declaration passes on (it is not connection-specific there): a mux peer's
+  // HTTP/1.1 client is then sent the trailers an HTTP/1.1 app declared.
+  if (h2 && up.headers.trailer !== undefined) headers.trailer = up.headers.trailer;
   if (core.draining && !h2) headers.connection = 'close';
   if (h2) {
     (res as http2.Http2ServerResponse).writeHead(up.status, headers);

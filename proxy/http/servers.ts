@@ -19,6 +19,8 @@ export interface HttpServers {
   serveH2(conn: Duplex, ctx: ConnContext): void;
   /** The first request's header clock of an HTTP/1.1 socket (408 when it fires). */
   readonly headerTimers: WeakMap<object, NodeJS.Timeout>;
+  /** A graceful GOAWAY on every HTTP/2 connection (drain): open streams finish. */
+  goaway(): void;
 }
 
 /** The size of an HTTP/2 header list as SETTINGS_MAX_HEADER_LIST_SIZE counts it (RFC 9113 §6.5.2). */
@@ -74,9 +76,13 @@ export function makeHttpServers(core: ProxyCore, direction: Direction): HttpServ
   });
   let h2: http2.Http2Server | undefined;
   let pendingH2Ctx: ConnContext | undefined;
+  const sessions = new Set<http2.ServerHttp2Session>();
   const servers: HttpServers = {
     h1,
     headerTimers,
+    goaway() {
+      for (const s of sessions) s.close();
+    },
     get h2(): http2.Http2Server {
       if (h2) return h2;
       h2 = lazyHttp2().createServer({
@@ -94,6 +100,8 @@ export function makeHttpServers(core: ProxyCore, direction: Direction): HttpServ
       h2.on('sessionError', () => {});
       h2.on('session', (session) => {
         if (pendingH2Ctx) core.ctxOf.set(session, pendingH2Ctx);
+        sessions.add(session);
+        session.once('close', () => sessions.delete(session));
       });
       return h2;
     },

@@ -133,7 +133,9 @@ function connectUpgrade(
   onClose: (() => void) | undefined,
   plan?: Extract<OutboundPlan, { kind: 'forward' }>,
 ): void {
-  const up = core.transport.connect(to);
+  // An upgrade is HTTP/1.1 until the 101: to a peer sidecar it goes as weft-http/1.1 (never the
+  // mux, never weft-tcp), so the peer parses and authorizes it as a request.
+  const up = core.transport.connect(to, 'http1');
   // With a plan, the route's URLRewrite and request header edits (outbound/apply.ts).
   const lines = [`${req.method} ${plan?.path ?? path} HTTP/1.1`, ...rawHeaderLines(req.rawHeaders, plan)];
   up.write(`${lines.join('\r\n')}\r\n\r\n`);

@@ -63,8 +63,12 @@ export function outboundFastPath(d: OutboundDeps) {
             authority,
             http: { method, path, header: (n) => headerValue(head.headers, n.toLowerCase()) },
             // Route filters (redirect, rewrite, header edits: carried out once, by node:http),
-            // mirroring and per-endpoint connection limits (with their queue) stay on the node:http path.
-            serves: (route) => !route.filtered && route.source?.circuitBreaker?.maxConnections === undefined,
+            // mirroring and per-endpoint connection limits (with their queue) stay on the node:http
+            // path, and so do requests to peer sidecars when they go as HTTP/2 streams (the mux).
+            serves: (route) =>
+              !route.filtered &&
+              route.source?.circuitBreaker?.maxConnections === undefined &&
+              !d.transport.muxing,
           },
           d.planState,
         );

@@ -214,3 +214,33 @@ test('TLS detection looks at the record header only', () => {
   assert.equal(looksLikeTls(Buffer.from('GET / HTTP/1.1\r\n')), false);
   assert.equal(looksLikeTls(Buffer.from('PRI * HTTP/2.0')), false);
 });
+
+test('a TLS session resumes until the server reloads its identity: no ticket outlives the certificate it was issued under', async () => {
+  const ca = await createRoot({ trustDomain: 'cluster.local', lifetimeMs: 24 * H, now: new Date() });
+  const apiDir = await identityDir(ca, 'api');
+  const api = new WorkloadIdentity(apiDir);
+  const web = new WorkloadIdentity(await identityDir(ca, 'web'));
+  const { srv, port } = await server(api);
+  /** Connects (offering `session`) and answers whether it resumed and the ticket to offer next. */
+  const visit = async (session?: Buffer) => {
+    const s = web.connect({ host: '127.0.0.1', port, expectedId: api.id, protocol: 'tcp', session });
+    const ticket = new Promise<Buffer>((r) => s.once('session', r));
+    s.resume();
+    await once(s, 'secureConnect');
+    // A resumed handshake may bring no new ticket: the one offered stays usable.
+    const resumed = s.isSessionReused();
+    const got = { resumed, ticket: resumed && session ? session : await ticket };
+    s.destroy();
+    return got;
+  };
+  const first = await visit();
+  assert.equal(first.resumed, false);
+  const second = await visit(first.ticket);
+  assert.equal(second.resumed, true, 'a ticket from the same identity resumes');
+  // A new certificate for the server: tickets issued before are refused, a full handshake follows.
+  await writeIdentity(apiDir, ca, 'api');
+  assert.equal(api.reload(), true);
+  const third = await visit(second.ticket);
+  assert.equal(third.resumed, false, 'a ticket issued before the reload does not resume');
+  srv.close();
+});

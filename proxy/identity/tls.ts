@@ -2,15 +2,26 @@
 // to the identity Secret (projected at PROXY.identityDir), turned into TLS 1.3 contexts for
 // sidecar-to-sidecar mutual TLS. Files are re-read when the kubelet swaps them; new
 // connections use the new context, open ones keep theirs, so rotation drops nothing.
-import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
+import { createPrivateKey, type KeyObject, randomBytes, X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync, statSync, watch } from 'node:fs';
 import { join } from 'node:path';
 import type tls from 'node:tls';
 import { CodedError } from '../../api/errors.ts';
 import { tls as lazyTls } from '../builtins.ts';
 
-/** ALPN of the protocol carried inside sidecar-to-sidecar TLS (as Istio's istio-h2 etc.). */
-export const ALPN = { h2: 'weft-h2', http1: 'weft-http/1.1', tcp: 'weft-tcp' } as const;
+/**
+ * ALPN of the protocol carried inside sidecar-to-sidecar TLS (as Istio's istio-h2 etc.). `mux`:
+ * HTTP/2 framing whose streams carry an HTTP/1.1 app's requests (the inbound side speaks
+ * HTTP/1.1 to the app); `h2`: an HTTP/2 app's own streams.
+ */
+export const ALPN = {
+  // First: a server picks the first of its own list the client offers, and a client that can
+  // multiplex offers [mux, http1] (an older sidecar without mux answers http1).
+  mux: 'weft-h2-http/1.1',
+  h2: 'weft-h2',
+  http1: 'weft-http/1.1',
+  tcp: 'weft-tcp',
+} as const;
 export type InnerProtocol = keyof typeof ALPN;
 export const protocolOfAlpn = (alpn: string | false | null | undefined): InnerProtocol | undefined =>
   (Object.entries(ALPN).find(([, v]) => v === alpn)?.[0] as InnerProtocol | undefined) ?? undefined;
@@ -146,8 +157,12 @@ export class WorkloadIdentity {
       this.#material = m;
       this.#client = client;
       this.id = id;
-      for (const s of this.#servers)
+      // New ticket keys too: a session ticket never outlives the identity it was issued under
+      // (a peer resuming one would skip the new certificate's checks).
+      for (const s of this.#servers) {
         s.setSecureContext({ cert: m.certChain, key: m.key, ca: m.roots, minVersion: 'TLSv1.3' });
+        s.setTicketKeys(randomBytes(48));
+      }
       this.#onReload();
       return true;
     } catch (err) {
@@ -174,6 +189,11 @@ export class WorkloadIdentity {
   close(): void {
     this.#watcher?.close();
     clearTimeout(this.#timer);
+  }
+
+  /** The client context outbound connections use now (it changes with each reload). */
+  get clientContext(): tls.SecureContext {
+    return this.#client;
   }
 
   get material(): IdentityMaterial {
@@ -205,20 +225,33 @@ export class WorkloadIdentity {
    * Connects to a peer sidecar with mutual TLS and verifies that it presents `expectedId`.
    * The socket emits 'error' with code WEFT_PEER_IDENTITY when the peer is someone else.
    */
-  connect(opts: { host: string; port: number; expectedId?: string; protocol: InnerProtocol }): tls.TLSSocket {
+  connect(opts: {
+    host: string;
+    port: number;
+    expectedId?: string;
+    /** The inner protocols offered, preferred first (the peer picks one). */
+    protocol: InnerProtocol | InnerProtocol[];
+    /** A session of an earlier connection to this peer (TLS resumption), from `sessionFor`. */
+    session?: Buffer;
+  }): tls.TLSSocket {
     const expected = opts.expectedId;
+    const protocols = Array.isArray(opts.protocol) ? opts.protocol : [opts.protocol];
     const sock = lazyTls().connect({
       host: opts.host,
       port: opts.port,
       secureContext: this.#client,
       minVersion: 'TLSv1.3',
-      ALPNProtocols: [ALPN[opts.protocol]],
+      ALPNProtocols: protocols.map((p) => ALPN[p]),
       servername: undefined,
+      session: opts.session,
       // Peers are named by SPIFFE ID, not DNS: the chain is verified against the bundle by
-      // OpenSSL; this replaces only the hostname check.
+      // OpenSSL; this replaces only the hostname check. A resumed session is checked the same
+      // way against the certificate it was made with, and refused once that one has expired.
       checkServerIdentity: (_host, cert) => {
         const id = spiffeIdOf(cert);
         if (!id) return new IdentityError('WEFT_PEER_IDENTITY', 'the peer certificate has no SPIFFE ID');
+        if (cert.valid_to && Date.parse(cert.valid_to) < Date.now())
+          return new IdentityError('WEFT_PEER_IDENTITY', `the peer certificate expired at ${cert.valid_to}`);
         if (expected && id !== expected) {
           return new IdentityError(
             'WEFT_PEER_IDENTITY',

@@ -8,7 +8,7 @@ import type tls from 'node:tls';
 import { tls as lazyTls } from '../builtins.ts';
 import type { ConnContext, ProxyCore } from '../context.ts';
 import type { Protocol } from '../detect.ts';
-import { peerSpiffeId, protocolOfAlpn, type WorkloadIdentity } from '../identity/tls.ts';
+import { ALPN, peerSpiffeId, protocolOfAlpn, type WorkloadIdentity } from '../identity/tls.ts';
 import { mtlsModeFor } from '../resilience/endpoints.ts';
 import { proxyTcp, type TcpTarget } from '../tcp/tcp.ts';
 
@@ -37,8 +37,11 @@ export class InboundTls {
   setWorkloadIdentity(wi: WorkloadIdentity): void {
     const { metrics, log } = this.#core;
     this.#core.transport.identity = wi;
+    // With the mux off (muxConnections 0) the mux ALPN is not offered either: callers speak
+    // HTTP/1.1 over mTLS to this sidecar, as to one that predates the mux.
+    const alpn = Object.values(ALPN).filter((a) => this.#core.limits.muxConnections > 0 || a !== ALPN.mux);
     const server = new (lazyTls().Server)({
-      ...wi.serverOptions(),
+      ...wi.serverOptions(alpn),
       handshakeTimeout: this.#core.limits.handshakeTimeoutMs,
     });
     wi.track(server);
@@ -54,12 +57,14 @@ export class InboundTls {
         t.destroy();
         return;
       }
-      const inner: ConnContext = { ...ctx, peer };
+      const alpn = protocolOfAlpn(t.alpnProtocol);
+      // weft-h2-http/1.1: HTTP/2 streams carrying an HTTP/1.1 app's requests (spoken HTTP/1.1 to the app).
+      const inner: ConnContext = alpn === 'mux' ? { ...ctx, peer, muxed: true } : { ...ctx, peer };
       metrics.mtlsConnections.inc({ direction: 'inbound', tls_version: t.getProtocol() ?? 'unknown', peer });
+      if (t.isSessionReused()) metrics.mtlsResumed.inc({ direction: 'inbound' });
       this.#core.ctxOf.set(t, inner);
       t.on('error', () => t.destroy());
-      const alpn = protocolOfAlpn(t.alpnProtocol);
-      this.#onSecure(t, inner, alpn === 'h2' ? 'h2' : alpn === 'http1' ? 'http1' : 'tcp');
+      this.#onSecure(t, inner, alpn === 'h2' || alpn === 'mux' ? 'h2' : alpn === 'http1' ? 'http1' : 'tcp');
     });
     server.on('tlsClientError', (e: NodeJS.ErrnoException, t: tls.TLSSocket) => {
       // With a listener here node leaves the socket open: a handshake that failed or timed out

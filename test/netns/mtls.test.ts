@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import type { CertificateAuthority } from '../../operator/identity/ca.ts';
 import { endpoint, proxyConfig, service } from '../../proxy/testdata.ts';
 import { newCa, spiffe, writeIdentity, writeLabels } from './mtlsfixture.ts';
-import { type Agent, eventually, metricLines, type Pod, Topology } from './netns.ts';
+import { type Agent, eventually, metricLines, type Pod, Topology, metricSum as value } from './netns.ts';
 
 const topo = new Topology();
 let ca: CertificateAuthority;
@@ -57,10 +57,6 @@ async function apply(c: ReturnType<typeof config>): Promise<void> {
 async function metrics(agent: Agent, ip: string): Promise<string> {
   const r = await agent.send<HttpMany>({ op: 'http', url: `http://${ip}:15020/metrics` });
   return r.first.body;
-}
-
-function value(text: string, ...parts: string[]): number {
-  return metricLines(text, ...parts).reduce((n, l) => n + Number(l.split(' ').pop()), 0);
 }
 
 describe('mutual TLS between sidecars', { timeout: 240_000 }, () => {

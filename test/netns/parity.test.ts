@@ -4,18 +4,22 @@
 // drift apart again: the
 // HTTP/1.1 fast path, the node:http path (a route with a connection limit is handed off to it),
 // h2c prior knowledge and an HTTP/1.1 Upgrade. Each (case, transport) gets a config of its own.
+// Sidecars talk mutual TLS: the client pod's with the mux off (HTTP/1.1 over mTLS), a second
+// client pod's with it on (h1-mux: HTTP/2 streams between the sidecars, HTTP/1.1 at both apps).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { AuthzPolicy, ProxyConfig, Route } from '../../api/index.ts';
 import { endpoint, proxyConfig, route, service } from '../../proxy/testdata.ts';
-import { writeLabels } from './mtlsfixture.ts';
+import { newCa, spiffe, writeIdentity, writeLabels } from './mtlsfixture.ts';
 import { type Agent, eventually, type Pod, Topology } from './netns.ts';
 import { gatewayCases } from './parityroutes.ts';
 import { type Case, sendVia, TRANSPORTS, type Transport } from './paritysend.ts';
 
 const topo = new Topology();
 let agent: Agent;
+let muxAgent: Agent;
 let client: Pod;
+let muxClient: Pod;
 let v1: Pod;
 let v2: Pod;
 let serial = 0;
@@ -95,14 +99,14 @@ const CASES: Case[] = [
       }),
     ],
     path: '/fail-every-other',
-    transports: ['h1-fast', 'h1-node', 'h2'],
+    transports: ['h1-fast', 'h1-node', 'h1-mux', 'h2'],
     expect: [{ status: 'ok', backend: () => v1.name }],
   },
   {
     name: 'timeout: a backend slower than the route timeout is answered 504',
     routes: (n) => [base(n, { timeoutMs: 300 })],
     path: '/delay/3000',
-    transports: ['h1-fast', 'h1-node', 'h2'],
+    transports: ['h1-fast', 'h1-node', 'h1-mux', 'h2'],
     expect: [{ status: 504 }],
   },
   {
@@ -138,7 +142,7 @@ function config(routes: Route[], policies: AuthzPolicy[] = []): ProxyConfig {
       'shop',
       vip,
       port,
-      [{ ...endpoint(pod.ip, port === 80 ? 8080 : port), pod: `${pod.name}-a` }],
+      [{ ...endpoint(pod.ip, port === 80 ? 8080 : port), pod: `${pod.name}-a`, identity: spiffe('web') }],
       appProtocol,
     );
   const web = on(v1, 'web', '10.96.0.10', 80);
@@ -152,18 +156,20 @@ function config(routes: Route[], policies: AuthzPolicy[] = []): ProxyConfig {
 
 async function apply(c: ProxyConfig): Promise<void> {
   await topo.writeConfig(c);
-  const ok = await eventually(async () => {
-    const r = await agent.send<{ first: { body: string } }>({
-      op: 'http',
-      url: 'http://127.0.0.1:15000/config',
+  for (const a of [agent, muxAgent]) {
+    const ok = await eventually(async () => {
+      const r = await a.send<{ first: { body: string } }>({
+        op: 'http',
+        url: 'http://127.0.0.1:15000/config',
+      });
+      return (JSON.parse(r.first.body) as { status: { version: string } }).status.version === c.version;
     });
-    return (JSON.parse(r.first.body) as { status: { version: string } }).status.version === c.version;
-  });
-  assert.ok(ok, `config ${c.version} applied`);
+    assert.ok(ok, `config ${c.version} applied`);
+  }
 }
 
 const send = (t: Transport, path: string, headers: Record<string, string>, vip?: string) =>
-  sendVia(agent, t, path, headers, vip);
+  sendVia(t === 'h1-mux' ? muxAgent : agent, t, path, headers, vip);
 
 /** Whether web-v2's app (pod v2) received a request for `target`, asked until it did (a mirror is sent asynchronously). */
 function seenByV2(target: string): Promise<boolean> {
@@ -177,10 +183,11 @@ describe('outbound policy parity across transports', { timeout: 300_000 }, () =>
   before(async () => {
     await topo.create();
     client = await topo.addPod('client');
+    muxClient = await topo.addPod('muxc');
     v1 = await topo.addPod('v1');
     v2 = await topo.addPod('v2');
     await topo.writeConfig(config([]));
-    for (const p of [client, v1, v2]) await topo.intercept(p);
+    for (const p of [client, muxClient, v1, v2]) await topo.intercept(p);
     await Promise.all([
       topo.startApp(v1, { http: 8080, grpc: 9090 }),
       topo.startApp(v2, { http: 8080, grpc: 9090 }),
@@ -188,12 +195,18 @@ describe('outbound policy parity across transports', { timeout: 300_000 }, () =>
     // The server pods carry the labels the policies select (downward-API file).
     const info = await topo.tempDir('info-web');
     await writeLabels(info, { app: 'web' });
+    const ca = await newCa();
+    const ids = { client: await topo.tempDir('id-client'), web: await topo.tempDir('id-web') };
+    await writeIdentity(ids.client, ca, 'client');
+    await writeIdentity(ids.web, ca, 'web');
     await Promise.all([
-      topo.startProxy(client),
-      topo.startProxy(v1, ['--pod-info-dir', info]),
-      topo.startProxy(v2, ['--pod-info-dir', info]),
+      topo.startProxy(client, ['--identity-dir', ids.client, '--mux-connections', '0']),
+      topo.startProxy(muxClient, ['--identity-dir', ids.client, '--mux-connections', '2']),
+      topo.startProxy(v1, ['--pod-info-dir', info, '--identity-dir', ids.web, '--mux-connections', '2']),
+      topo.startProxy(v2, ['--pod-info-dir', info, '--identity-dir', ids.web, '--mux-connections', '2']),
     ]);
     agent = await topo.startAgent(client);
+    muxAgent = await topo.startAgent(muxClient);
   });
   after(() => topo.destroy());
 
@@ -228,7 +241,7 @@ describe('outbound policy parity across transports', { timeout: 300_000 }, () =>
     // A route that sets content-length: 0 on a POST would leave its body on the pooled connection
     // to the server sidecar, read there as the next request (smuggling).
     const failures: string[] = [];
-    for (const transport of ['h1-fast', 'h1-node'] as const) {
+    for (const transport of ['h1-fast', 'h1-node', 'h1-mux'] as const) {
       const filters: Route['filters'] = [
         {
           type: 'RequestHeaderModifier',
@@ -237,7 +250,9 @@ describe('outbound policy parity across transports', { timeout: 300_000 }, () =>
         },
       ];
       await apply(config([forTransport(route({ name: `shop/${transport}`, filters }), transport)]));
-      const r = await agent.send<{ first: { status: number; body: string } }>({
+      const r = await (transport === 'h1-mux' ? muxAgent : agent).send<{
+        first: { status: number; body: string };
+      }>({
         op: 'http',
         url: 'http://10.96.0.10/echo',
         method: 'POST',

@@ -124,7 +124,7 @@ export function gatewayCases(
           ],
         }),
       ],
-      transports: ['h1-fast', 'h1-node', 'h2'],
+      transports: ['h1-fast', 'h1-node', 'h1-mux', 'h2'],
       expect: [
         { status: 'ok', backend: () => pods.v1(), headers: { 'x-route': 'r1', 'x-count': undefined } },
       ],
@@ -135,7 +135,7 @@ export function gatewayCases(
         httpRoute(n, { filters: [{ type: 'RequestMirror', service: 'shop/web-v2', percentage: 100 }] }),
       ],
       path: (t) => `/mirrored/${t}`,
-      transports: ['h1-fast', 'h1-node', 'h2'],
+      transports: ['h1-fast', 'h1-node', 'h1-mux', 'h2'],
       expect: [{ status: 'ok', backend: () => pods.v1() }],
       async verify(t) {
         return (await seen(`/mirrored/${t}`)) ? undefined : `${t}: web-v2 never saw the mirrored request`;
@@ -145,7 +145,7 @@ export function gatewayCases(
       name: 'HTTPRoute: timeouts.backendRequest answers 504 when a try takes longer',
       routes: (n) => [httpRoute(n, { backendRequestTimeoutMs: 200 })],
       path: '/delay/3000',
-      transports: ['h1-fast', 'h1-node', 'h2'],
+      transports: ['h1-fast', 'h1-node', 'h1-mux', 'h2'],
       expect: [{ status: 504 }],
     },
   ];

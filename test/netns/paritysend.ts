@@ -1,11 +1,12 @@
 // The parity test's table row (`Case`) and one request from its client pod through a given
-// transport of its sidecar: HTTP/1.1 (fast path or node:http: the route decides), h2c prior
-// knowledge, an HTTP/1.1 Upgrade. Answers the status, the backend and the response headers.
+// transport of its sidecar: HTTP/1.1 (fast path or node:http: the route decides; or over the mux
+// from the mux client pod), h2c prior knowledge, an HTTP/1.1 Upgrade. Answers the status, the backend and the response headers.
 import type { AuthzPolicy, Route } from '../../api/index.ts';
 import type { Agent } from './netns.ts';
 
-export type Transport = 'h1-fast' | 'h1-node' | 'h2' | 'upgrade';
-export const TRANSPORTS: Transport[] = ['h1-fast', 'h1-node', 'h2', 'upgrade'];
+/** h1-mux: HTTP/1.1 from a second client pod whose sidecar sends it as HTTP/2 streams over mTLS (the mux). */
+export type Transport = 'h1-fast' | 'h1-node' | 'h1-mux' | 'h2' | 'upgrade';
+export const TRANSPORTS: Transport[] = ['h1-fast', 'h1-node', 'h1-mux', 'h2', 'upgrade'];
 
 /** One row of the parity table: routes, a request, what every transport must answer. */
 export interface Case {
