@@ -52,8 +52,9 @@ export interface ScenarioResult {
   notes: string;
 }
 
+/** A failed answer's reason: status (or "error") and message, without the request number and latency. */
 const lineReason = (line: string): string => {
-  const [, status, ...rest] = line.split(' ');
+  const [, status, ...rest] = line.replace(/ \d+ms$/, '').split(' ');
   return status === 'error'
     ? `error ${rest.join(' ').slice(0, 80)}`
     : `${status} ${rest.join(' ').slice(0, 80)}`;
