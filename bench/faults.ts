@@ -5,12 +5,13 @@
 // operator SIGKILL and leader failover, a backend's sidecar and app container crashing, a
 // rolling restart, a pod killed without grace, scale to zero and back, kube-apiserver and etcd
 // paused 20 s, kubelet and containerd restarted, the webhook down while pods are created.
-// WEFT_FAULTS picks scenarios by name (comma-separated substrings; default all).
+// WEFT_FAULTS picks scenarios by name (comma-separated substrings; default all): the others keep
+// their results from the previous file.
 // Writes bench/results/faults.json: per scenario {name, requests, failed, expectedFailed,
 // failuresByReason, maxRecoverySeconds, durationSeconds, notes, failures}, the load average
 // before and after, and the date.
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from '../hack/lib/cluster.ts';
@@ -96,6 +97,13 @@ try {
   await weft.stop();
 }
 const file = join(repoRoot, 'bench', 'results', 'faults.json');
+let previous: { scenarios?: { name: string }[] } = {};
+try {
+  previous = JSON.parse(readFileSync(file, 'utf8'));
+} catch {}
+const fresh = results.map(({ servedBy: _, ...r }) => ({ ...r, date: new Date().toISOString() }));
+const scenarios = (previous.scenarios ?? []).map((s) => fresh.find((r) => r.name === s.name) ?? s);
+for (const r of fresh) if (!scenarios.some((s) => s.name === r.name)) scenarios.push(r);
 writeFileSync(
   file,
   `${JSON.stringify(
@@ -107,7 +115,7 @@ writeFileSync(
       loadAverageAfter: loadavg().map((l) => Math.round(l * 10) / 10),
       cpus: cpus().length,
       ...(error ? { error } : {}),
-      scenarios: results.map(({ servedBy: _, ...r }) => r),
+      scenarios,
     },
     null,
     2,

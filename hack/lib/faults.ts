@@ -476,24 +476,31 @@ export class Faults {
       return undefined;
     });
 
-  /** The node's kubelet or containerd stopped (SIGTERM) and started again. */
+  /**
+   * The node's kubelet or containerd stopped (SIGTERM) and started again; 30 s of traffic after:
+   * a restarted kubelet reports pods not Ready until their next readiness probe, seconds later.
+   */
   nodeRestart = (name: 'kubelet' | 'containerd') =>
-    this.underFault(`${name} restarted`, async () => {
-      const t0 = Date.now();
-      await this.node.restartProcess(name);
-      // The Node's Ready condition is not rewritten at once (node leases): the kubelet's healthz
-      // through the apiserver, then the backend available, say the node serves again.
-      await eventually(
-        `the kubelet serving after the ${name} restart`,
-        () =>
-          this.kubectl('get', '--raw', `/api/v1/nodes/${this.node.name}/proxy/healthz`) === 'ok'
-            ? true
-            : undefined,
-        { timeoutMs: 120_000, intervalMs: 500 },
-      );
-      await this.available(2);
-      return `back in ${((Date.now() - t0) / 1000).toFixed(1)} s`;
-    });
+    this.underFault(
+      `${name} restarted`,
+      async () => {
+        const t0 = Date.now();
+        await this.node.restartProcess(name);
+        // The Node's Ready condition is not rewritten at once (node leases): the kubelet's healthz
+        // through the apiserver, then the backend available, say the node serves again.
+        await eventually(
+          `the kubelet serving after the ${name} restart`,
+          () =>
+            this.kubectl('get', '--raw', `/api/v1/nodes/${this.node.name}/proxy/healthz`) === 'ok'
+              ? true
+              : undefined,
+          { timeoutMs: 120_000, intervalMs: 500 },
+        );
+        await this.available(2);
+        return `back in ${((Date.now() - t0) / 1000).toFixed(1)} s`;
+      },
+      { settleMs: 30_000 },
+    );
 
   /**
    * The webhook scaled to zero while pods are created: a pod of the STRICT namespace is refused
