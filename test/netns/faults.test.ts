@@ -2,7 +2,8 @@
 // namespaces: a backend whose app container is down while its sidecar still runs (the app
 // crashed and the kubelet has not restarted it yet, before its readiness probe fails). Its
 // sidecar answers 502 WEFT_UPSTREAM_CONNECT: nothing reached the app, so the caller's sidecar
-// sends the request to another endpoint instead, for any method, once.
+// sends the request to another endpoint instead, for any method, once, when it can send it again
+// (no body, or its body not begun: a body already sent is not kept for a second try).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { endpoint, proxyConfig, service } from '../../proxy/testdata.ts';
@@ -58,14 +59,8 @@ describe('a backend whose app is down behind its running sidecar (STRICT mTLS)',
   after(() => topo.destroy());
 
   for (const method of ['GET', 'POST']) {
-    it(`${method}: every request is answered by the endpoint whose app runs`, async () => {
-      const r = await agent.send<HttpMany>({
-        op: 'http',
-        url: 'http://10.96.0.10/',
-        method,
-        ...(method === 'POST' ? { body: 'x' } : {}),
-        n: 40,
-      });
+    it(`${method} without a body: every request is answered by the endpoint whose app runs`, async () => {
+      const r = await agent.send<HttpMany>({ op: 'http', url: 'http://10.96.0.10/', method, n: 40 });
       assert.deepEqual(
         r.statuses,
         { 200: 40 },
