@@ -105,7 +105,7 @@ const fresh = results.map(({ servedBy: _, ...r }) => ({
   ...r,
   date: new Date().toISOString(),
   loadAverageBefore: loadBefore,
-})));
+}));
 const scenarios = (previous.scenarios ?? []).map((s) => fresh.find((r) => r.name === s.name) ?? s);
 for (const r of fresh) if (!scenarios.some((s) => s.name === r.name)) scenarios.push(r);
 writeFileSync(
