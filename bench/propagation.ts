@@ -7,7 +7,7 @@
 // sidecar applied it, from long polls of each sidecar's /config/version; apiserver writes (its
 // own request counters for the resources the operator writes, less the benchmark's own patch)
 // and the leader operator's CPU (its process). Then a rolling restart of a backend under a
-// meshed client's steady traffic (hack/lib/churn.ts), then the fast path disabled (the
+// meshed client's steady traffic (hack/lib/faults.ts), then the fast path disabled (the
 // ClusterRole weft-proxy deleted, watches left to expire) for WEFT_BENCH_VOLUME_CHANGES (5)
 // changes through the ConfigMap volume only. Also the sidecars' private memory.
 //
@@ -34,10 +34,10 @@ import { createInterface } from 'node:readline';
 import { KubeConfig } from '@kubernetes/client-node';
 import { PROXY } from '../api/constants.ts';
 import type { TrafficSplit } from '../api/index.ts';
-import { rollingRestartUnderLoad } from '../hack/lib/churn.ts';
 import { installCrds, repoRoot, type TestCluster } from '../hack/lib/cluster.ts';
 import { startControlPlane } from '../hack/lib/control-plane.ts';
 import { eventually } from '../hack/lib/eventually.ts';
+import { rollingRestartUnderLoad } from '../hack/lib/faults.ts';
 import { meshedNamespaceWithProxyToken } from '../hack/lib/propagation.ts';
 import { watcherHealthHandler } from '../hack/lib/proxy.ts';
 import { startWeftNode } from '../hack/lib/weft-node.ts';
@@ -402,7 +402,6 @@ async function runReal(pods: number, changes: number, volumeChanges: number) {
       kubeconfig,
       namespace: NS,
       serviceAccount: 'app',
-      requests: 600,
     });
     log(
       `rolling restart: ${churn.failed.length} of ${churn.requests} failed ${churn.failed.slice(0, 5).join(' | ')}`,

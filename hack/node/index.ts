@@ -95,7 +95,7 @@ interface NodeState {
   bin: string;
   kubeconfigPath?: string;
   /** Node processes (containerd, kubelet, kube-proxy), stopped before the control plane. */
-  pids: { name: string; pid: number }[];
+  pids: { name: string; pid: number; cmd?: string; args?: string[] }[];
   controlPlanePids: number[];
   sysctls: Record<string, string>;
   /** iptables chains ("save-tool table/chain") that existed before: stop leaves them. */
@@ -121,6 +121,12 @@ export interface RealNode {
   processes: { name: string; pid: number }[];
   /** Milliseconds from the kubelet's start until the Node was Ready. */
   nodeReadyMs: number;
+  /**
+   * Stops one of the node's processes (`signal`, SIGKILL after 15 s) and starts it again with
+   * the same command line and log; returns the new pid (a fault of bench/faults.ts). The
+   * containers outlive a containerd or kubelet restart (their shims keep running).
+   */
+  restartProcess(name: 'containerd' | 'kubelet' | 'kube-proxy', signal?: NodeJS.Signals): Promise<number>;
   stop(): Promise<StopReport>;
 }
 
@@ -490,9 +496,27 @@ function startProcess(
   const child = spawn(cmd, args, { stdio: ['ignore', fd, fd], detached: true, cwd: state.dir });
   closeSync(fd);
   if (detached) child.unref();
-  state.pids.push({ name, pid: child.pid! });
+  const entry = { name, pid: child.pid!, cmd, args };
+  const i = state.pids.findIndex((p) => p.name === name);
+  if (i >= 0) state.pids[i] = entry;
+  else state.pids.push(entry);
   writeFileSync(stateFile(state.dir), JSON.stringify(state, null, 2));
   return child;
+}
+
+async function restartProcess(
+  state: NodeState,
+  name: string,
+  signal: NodeJS.Signals,
+  detached: boolean,
+): Promise<number> {
+  const p = state.pids.find((x) => x.name === name);
+  if (!p?.cmd || !p.args) throw new Error(`restartProcess: the node runs no process ${name}`);
+  if (alive(p.pid)) process.kill(p.pid, signal);
+  const deadline = Date.now() + 15_000;
+  while (alive(p.pid) && Date.now() < deadline) await sleep(100);
+  await stopPids([p.pid], 0);
+  return startProcess(state, name, p.cmd, p.args, detached).pid!;
 }
 
 /** Starts the whole cluster; on failure everything started so far is undone. */
@@ -794,6 +818,7 @@ export async function startRealNode(opts: RealNodeOptions): Promise<RealNode> {
       pids: [...state.controlPlanePids, ...state.pids.map((p) => p.pid)],
       processes: state.pids,
       nodeReadyMs,
+      restartProcess: (name, signal = 'SIGTERM') => restartProcess(state, name, signal, !!opts.detached),
       stop,
     };
   } catch (err) {

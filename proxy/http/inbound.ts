@@ -5,7 +5,7 @@ import { denialMessage } from '../authz/enforce.ts';
 import type { AuthzVerdict } from '../authz/matcher.ts';
 import { H_DST_NAMESPACE, H_DST_WORKLOAD, inboundConn, type ProxyCore } from '../context.ts';
 import { authzRequest } from '../inbound/admission.ts';
-import { resendsStale } from '../resilience/attempts.ts';
+import { RESPONSE_STRIP_INBOUND, resendsStale } from '../resilience/attempts.ts';
 import type { UpstreamAddress } from '../transport.ts';
 import {
   type Attempt,
@@ -75,6 +75,7 @@ export async function forwardInbound(core: ProxyCore, ex: Exchange): Promise<voi
     try {
       const up = await attempt.response;
       ex.status = up.status;
+      for (const h of RESPONSE_STRIP_INBOUND) delete up.headers[h];
       up.headers[H_DST_WORKLOAD] = id.workload;
       up.headers[H_DST_NAMESPACE] = id.namespace;
       ex.grpcStatus = await relayResponse(core, res, up, h2);

@@ -14,7 +14,7 @@ import {
 } from '../context.ts';
 import { forwardHead, redirectAnswer, responseHead } from '../outbound/apply.ts';
 import { planOutbound } from '../outbound/plan.ts';
-import { backendAttempts, failureReply } from '../resilience/attempts.ts';
+import { backendAttempts, failureReply, unsentByPeer } from '../resilience/attempts.ts';
 import {
   type Attempt,
   type AttemptRequest,
@@ -186,11 +186,16 @@ export async function forwardOutbound(core: ProxyCore, ex: Exchange): Promise<vo
       tr,
       failure || !up
         ? { failure: failure?.kind ?? 'reset', stale: failure?.staleConnection === true }
-        : { status: up.status, grpcStatus: gs },
+        : unsentByPeer(
+              up.status,
+              headerOf(up.headers as HttpTypes.IncomingHttpHeaders, 'weft-error'),
+              transport.secure(picked.address),
+            )
+          ? { status: up.status, grpcStatus: gs, unsent: true }
+          : { status: up.status, grpcStatus: gs },
       !hasBody || !bodyStarted,
     );
-    if (step === 'resend') continue;
-    if (step === 'retry') {
+    if (step === 'resend' || step === 'retry') {
       up?.body.resume();
       continue;
     }

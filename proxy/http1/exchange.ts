@@ -6,8 +6,9 @@
 // connection given back to the pool when it can carry another request. A request with a body is
 // never sent twice once its body started (only a failure before it is retried).
 import type net from 'node:net';
+import { isTlsSocket } from '../builtins.ts';
 import { H_DST_NAMESPACE, H_DST_WORKLOAD } from '../context.ts';
-import { type Attempts, failureReply } from '../resilience/attempts.ts';
+import { type Attempts, failureReply, unsentByPeer } from '../resilience/attempts.ts';
 import type { TryFailureKind } from '../resilience/retry.ts';
 import {
   BodyTracker,
@@ -45,6 +46,8 @@ export interface Exchange<T> {
   strip: ReadonlySet<string>;
   /** Extra response header lines (the answering workload, inbound). */
   responseHeaders: string;
+  /** Response header names of the upstream not passed on (inbound: RESPONSE_STRIP_INBOUND). */
+  stripResponse?: ReadonlySet<string>;
   /** Wait this long first (fault injection), ms. */
   delayMs: number;
   tries: Attempts<T>;
@@ -260,7 +263,14 @@ export function forward<T>(dn: Downstream, head: Head, hasBody: boolean, x: Exch
           }
           const gs = headerValue(rh.headers, 'grpc-status');
           stopPerTry?.();
-          if (tries.settle(tr, { status: rh.status, grpcStatus: gs }, !hasBody || !bodyStarted) === 'retry') {
+          const unsent = unsentByPeer(rh.status, headerValue(rh.headers, 'weft-error'), isTlsSocket(conn));
+          if (
+            tries.settle(
+              tr,
+              { status: rh.status, grpcStatus: gs, ...(unsent ? { unsent } : {}) },
+              !hasBody || !bodyStarted,
+            ) !== 'stop'
+          ) {
             detachUp();
             conn.destroy();
             if (current === conn) current = undefined;
@@ -295,6 +305,7 @@ export function forward<T>(dn: Downstream, head: Head, hasBody: boolean, x: Exch
               continue;
             }
             if (k === 'connection' || k === 'keep-alive' || k === 'proxy-connection') continue;
+            if (x.stripResponse?.has(k)) continue;
             outHead += `${rh.lines[i]}\r\n`;
           }
           upstreamWorkload ??= up.workload(tr.target);

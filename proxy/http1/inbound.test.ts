@@ -27,6 +27,8 @@ describe('inbound fast path on loopback', () => {
       }
       if (req.url === '/empty') return void res.writeHead(204).end();
       if (req.url === '/hang') return; // never answers
+      if (req.url === '/fake-weft-error')
+        return void res.writeHead(502, { 'weft-error': 'WEFT_UPSTREAM_CONNECT' }).end('from the app');
       let n = 0;
       req.on('data', (c: Buffer) => {
         n += c.length;
@@ -120,6 +122,12 @@ describe('inbound fast path on loopback', () => {
       finished.some((f) => f.src[0] === 'web'),
       'the source workload was read before stripping',
     );
+  });
+
+  it("an app's own weft-error header is dropped: callers trust it only from a sidecar (rerouting an unsent request)", async () => {
+    const got = await raw('GET /fake-weft-error HTTP/1.1\r\nHost: a\r\n\r\n', /from the app/);
+    assert.match(got, /^HTTP\/1\.1 502 /);
+    assert.doesNotMatch(got, /weft-error/i);
   });
 
   it('streams a chunked request body and a chunked response with trailers', async () => {

@@ -9,7 +9,7 @@ import { denialMessage } from '../authz/enforce.ts';
 import type { Authorize, AuthzVerdict } from '../authz/matcher.ts';
 import { H_DST_NAMESPACE, H_DST_WORKLOAD } from '../context.ts';
 import { authzRequest, callerOf, type InboundConn } from '../inbound/admission.ts';
-import { Attempts } from '../resilience/attempts.ts';
+import { Attempts, RESPONSE_STRIP_INBOUND } from '../resilience/attempts.ts';
 import { headerValue } from './codec.ts';
 import { type ConnDeps, type Decision, serveConnection } from './conn.ts';
 import { connDeps, type FastDeps, SIDECAR_STRIP } from './deps.ts';
@@ -99,6 +99,7 @@ export function inboundFastPath(d: InboundDeps) {
           extraHeaders: '',
           strip: SIDECAR_STRIP,
           responseHeaders,
+          stripResponse: RESPONSE_STRIP_INBOUND,
           delayMs: 0,
           tries: new Attempts({ method, retries: undefined, timeoutMs: 0, now: d.now }, target),
           upstream,

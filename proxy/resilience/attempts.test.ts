@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { RetryPolicy } from '../../api/index.ts';
 import { manualClock } from '../clock.ts';
-import { Attempts, failureReply, type TryOutcome } from './attempts.ts';
+import { Attempts, failureReply, type TryOutcome, unsentByPeer } from './attempts.ts';
 
 const retries = (attempts: number, ...retryOn: RetryPolicy['retryOn']): RetryPolicy => ({
   attempts,
@@ -83,6 +83,28 @@ describe('attempts', () => {
     assert.equal(single.settle(single.pick()!, refused, true), 'stop', 'no other endpoint to try');
     const begun = driver(['a', 'b']).tries;
     assert.equal(begun.settle(begun.pick()!, refused, false), 'stop', 'a body already begun');
+  });
+
+  it("a peer sidecar's 502 saying its app refused the connection goes to another endpoint once, whatever the method", () => {
+    const appDown = { status: 502, grpcStatus: undefined, unsent: true };
+    const { tries, excluded } = driver(['a', 'b', 'c'], { method: 'POST' });
+    assert.equal(tries.settle(tries.pick()!, appDown, true), 'resend');
+    const second = tries.pick()!;
+    assert.deepEqual(excluded[1], ['a'], 'the endpoint whose app is down is avoided');
+    assert.equal(tries.settle(second, appDown, true), 'stop', 'once per request');
+    const single = driver(['a']).tries;
+    assert.equal(single.settle(single.pick()!, appDown, true), 'stop', 'no other endpoint to try');
+    const plain502 = driver(['a', 'b']).tries;
+    assert.equal(plain502.settle(plain502.pick()!, { status: 502, grpcStatus: undefined }, true), 'stop');
+    // Only a sidecar's own answer over mTLS says so, and only that code.
+    assert.equal(unsentByPeer(502, 'WEFT_UPSTREAM_CONNECT', true), true);
+    assert.equal(unsentByPeer(502, 'WEFT_UPSTREAM_CONNECT', false), false, 'not from a plaintext upstream');
+    assert.equal(
+      unsentByPeer(502, 'WEFT_UPSTREAM_RESET', true),
+      false,
+      'the app may have seen a reset request',
+    );
+    assert.equal(unsentByPeer(503, 'WEFT_UPSTREAM_CONNECT', true), false);
   });
 
   it('the budget has the last word on a retry the policy wants', () => {

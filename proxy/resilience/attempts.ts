@@ -14,10 +14,31 @@ import { retriable, spendRetry, type TryFailureKind } from './retry.ts';
 /** Methods that may be sent twice (RFC 9110 §9.2.2): the only ones resent after a stale connection. */
 export const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
-/** How one try ended: a response head, or a failure before it (`stale`: a pooled connection the peer had closed). */
+/**
+ * How one try ended: a response head, or a failure before it (`stale`: a pooled connection the
+ * peer had closed). `unsent`: the head is a peer sidecar's own answer that its local app refused
+ * the connection (unsentByPeer), so the request reached no app.
+ */
 export type TryOutcome =
-  | { status: number; grpcStatus: string | undefined }
+  | { status: number; grpcStatus: string | undefined; unsent?: boolean }
   | { failure: TryFailureKind; stale: boolean };
+
+/**
+ * Whether a response head is a peer sidecar's own 502 saying its local app refused the
+ * connection (`weft-error: WEFT_UPSTREAM_CONNECT`): nothing reached the app, so the request may
+ * go to another endpoint like a connect failure. Only over mTLS (`fromPeerSidecar`): the inbound
+ * side never passes an app's own `weft-error` header on (RESPONSE_STRIP_INBOUND).
+ */
+export function unsentByPeer(
+  status: number,
+  weftError: string | undefined,
+  fromPeerSidecar: boolean,
+): boolean {
+  return fromPeerSidecar && status === 502 && weftError === 'WEFT_UPSTREAM_CONNECT';
+}
+
+/** Response headers of the local app the inbound side drops: only a sidecar's own answers carry them. */
+export const RESPONSE_STRIP_INBOUND: ReadonlySet<string> = new Set(['weft-error']);
 
 /** What the transport does after a try: resend on a fresh connection (same try), retry, or answer. */
 export type NextStep = 'resend' | 'retry' | 'stop';
@@ -148,16 +169,15 @@ export class Attempts<T> {
       return 'resend';
     }
     if (
-      'failure' in o &&
-      o.failure === 'connect-failure' &&
-      !o.stale &&
+      ('failure' in o ? o.failure === 'connect-failure' && !o.stale : o.unsent === true) &&
       !this.#reconnected &&
       canReplay &&
       this.#source.size() > 1
     ) {
-      // The connection never opened, so nothing was sent: safe for any method. Once per request,
-      // on another target (the failed one stays in `tried`), whatever the retry policy says; an
-      // endpoint whose pod just went away costs one connect, not the request.
+      // The connection never opened (or the peer sidecar's app refused it), so nothing reached an
+      // app: safe for any method. Once per request, on another target (the failed one stays in
+      // `tried`), whatever the retry policy says; an endpoint whose pod just went away, or whose
+      // app container crashed, costs one try, not the request.
       this.#reconnected = true;
       return 'resend';
     }

@@ -11,6 +11,9 @@
 // loads the images first): every check goes through the apiserver or from pods, not the host.
 // It logs figures (pod start with and without the sidecar, the sidecar's working set as the
 // kubelet reports it, how long a weight change took to apply); it asserts none of their values.
+// Last, the short fault suite (hack/lib/faults.ts; the full one is npm run bench:faults): under a
+// meshed client's steady traffic to a 2-replica backend, the leader operator SIGKILLed, a
+// backend's sidecar killed and a backend pod killed without grace fail no request.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -24,6 +27,7 @@ import {
   setCanaryWeights,
   WEFT_NAMESPACE,
 } from '../../hack/install.ts';
+import { Faults, type ScenarioResult } from '../../hack/lib/faults.ts';
 import { startWeftNode, type WeftNode } from '../../hack/lib/weft-node.ts';
 import { WEBHOOK_NAMES } from '../../webhook/manifests.ts';
 import { repoRoot } from '../support/cluster.ts';
@@ -408,5 +412,40 @@ describe('the mesh, end to end on the real node, installed by Helm', {
     const ts = json('get', 'trafficsplit', 'reviews-canary', '-n', NS);
     assert.equal(ts.status.observedGeneration, ts.metadata.generation);
     assert.equal(ts.status.conditions.find((c: { type: string }) => c.type === 'Ready').status, 'True');
+  });
+
+  describe('faults under steady traffic (the short suite; npm run bench:faults runs them all)', () => {
+    let faults: Faults;
+    const noFailure = (r: ScenarioResult) => {
+      log(`[e2e] figure: ${r.name}: ${r.failed} of ${r.requests} requests failed; ${r.notes}`);
+      assert.ok(r.requests > 0, `${r.name}: the client answered during the fault`);
+      assert.deepEqual(r.failures, [], `${r.name}: ${r.failed} of ${r.requests} requests failed`);
+    };
+    before(async () => {
+      faults = new Faults({
+        kubectl: kubectlBin,
+        kubeconfig,
+        namespace: NS,
+        serviceAccount: 'frontend',
+        ...(weft ? { node: weft.node } : {}),
+        log,
+      });
+      await faults.deployEcho(2);
+      await faults.startClient('steady', 50);
+    });
+    after(() => faults?.stopClient());
+
+    test(
+      'the leader operator SIGKILLed: no request fails, a leader renews the Lease',
+      { skip: !!external },
+      async () => noFailure(await faults.operatorSigkill()),
+    );
+    test(
+      "a backend's sidecar killed (the kubelet restarts it): no request fails",
+      { skip: !!external },
+      async () => noFailure(await faults.sidecarCrash()),
+    );
+    test('a backend pod killed without grace (delete --grace-period=0 --force): no request fails', async () =>
+      noFailure(await faults.podKilled()));
   });
 });

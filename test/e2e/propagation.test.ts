@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { PROXY } from '../../api/constants.ts';
 import { setCanaryWeights } from '../../hack/install.ts';
-import { DEMO_IMAGE, rollingRestartUnderLoad } from '../../hack/lib/churn.ts';
+import { DEMO_IMAGE, rollingRestartUnderLoad } from '../../hack/lib/faults.ts';
 import { startWeftNode, type WeftNode } from '../../hack/lib/weft-node.ts';
 import type { RealNode } from '../../hack/node/index.ts';
 import { repoRoot } from '../support/cluster.ts';
@@ -36,8 +36,6 @@ const SERVICE_CIDR = '10.118.0.0/16';
 const BRIDGE = `wp${pid % 100000}`;
 /** Long enough that no ConfigMap volume is refreshed while the file runs. */
 const SYNC = '10m';
-/** Requests of the steady client across the rolling restart (hack/lib/churn.ts), one every 50 ms. */
-const STEADY_REQUESTS = 600;
 const log = (l: string) => process.stderr.write(`${l}\n`);
 
 const eventually = <T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 120_000) =>
@@ -481,7 +479,6 @@ describe('propagation on the real node: only the fast path can deliver (kubelet 
       kubeconfig,
       namespace: NS,
       serviceAccount: 'frontend',
-      requests: STEADY_REQUESTS,
     });
     log(
       `[e2e] figure: rolling restart of 2 replicas (${r.rolloutMs} ms) under 20 requests/s: ${r.failed.length} of ${r.requests} requests failed${r.failed.length ? `: ${r.failed.slice(0, 5).join(' | ')}` : ''}`,

@@ -1,0 +1,129 @@
+// npm run bench:faults — the fault suite on the real one-node cluster (hack/node, needs root and
+// takes the real-cluster lock; docs/reliability.md): Weft installed by Helm from the image, the
+// demo Mesh set to STRICT, a 2-replica backend `echo` and a meshed client calling it every
+// 50 ms over HTTP/1.1 (hack/lib/faults.ts), then every scenario in turn under that traffic:
+// operator SIGKILL and leader failover, a backend's sidecar and app container crashing, a
+// rolling restart, a pod killed without grace, scale to zero and back, kube-apiserver and etcd
+// paused 20 s, kubelet and containerd restarted, the webhook down while pods are created.
+// WEFT_FAULTS picks scenarios by name (comma-separated substrings; default all): the others keep
+// their results from the previous file.
+// Writes bench/results/faults.json: per scenario {name, requests, failed, expectedFailed,
+// failuresByReason, maxRecoverySeconds, durationSeconds, notes, failures}, the load average
+// before and after, and the date.
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { join } from 'node:path';
+import { repoRoot } from '../hack/lib/cluster.ts';
+import { Faults, type ScenarioResult } from '../hack/lib/faults.ts';
+import { startWeftNode } from '../hack/lib/weft-node.ts';
+
+const NS = 'weft-demo';
+const OUTSIDE = 'weft-outside';
+const log = (m: string) => process.stderr.write(`${m}\n`);
+// Ranges and bridge of its own (see test/e2e/*.test.ts and bench/propagation.ts for theirs).
+const POD_CIDR = '10.113.0.0/16';
+const SERVICE_CIDR = '10.114.0.0/16';
+
+const loadBefore = loadavg().map((l) => Math.round(l * 10) / 10);
+const weft = await startWeftNode({
+  dirPrefix: 'weft-bench-faults-',
+  bridge: `wf${process.pid % 100000}`,
+  podCIDR: POD_CIDR,
+  serviceCIDR: SERVICE_CIDR,
+  log,
+});
+const results: ScenarioResult[] = [];
+let error: string | undefined;
+try {
+  const { node } = weft;
+  const kubectl = (...args: string[]) =>
+    execFileSync(node.kubectl, ['--kubeconfig', node.kubeconfigPath, ...args], { encoding: 'utf8' });
+  for (const f of ['mesh.yaml', 'demo.yaml'])
+    kubectl('apply', '--server-side', '--field-manager=weft-bench', '-f', join(repoRoot, 'config/demo', f));
+  kubectl('patch', 'mesh', 'default', '--type=merge', '-p', '{"spec":{"mtls":{"mode":"STRICT"}}}');
+  kubectl('create', 'namespace', OUTSIDE);
+  const faults = new Faults({
+    kubectl: node.kubectl,
+    kubeconfig: node.kubeconfigPath,
+    namespace: NS,
+    serviceAccount: 'frontend',
+    node,
+    log,
+  });
+  await faults.deployEcho(2);
+  await faults.startClient('steady', 50);
+  const scenarios: [string, () => Promise<ScenarioResult>][] = [
+    ['operator SIGKILL', faults.operatorSigkill],
+    ['operator leader failover', faults.operatorFailover],
+    ['sidecar crash', faults.sidecarCrash],
+    ['app container crash', faults.appCrash],
+    ['rolling restart', faults.rollingRestart],
+    ['pod killed without grace', faults.podKilled],
+    ['scale to zero and back', () => faults.scaleToZero(5000)],
+    ['kube-apiserver paused', () => faults.paused('kube-apiserver', 20_000)],
+    ['etcd paused', () => faults.paused('etcd', 20_000)],
+    ['kubelet restarted', () => faults.nodeRestart('kubelet')],
+    ['containerd restarted', () => faults.nodeRestart('containerd')],
+    ['webhook down', () => faults.webhookDown(OUTSIDE)],
+  ];
+  const pick = process.env.WEFT_FAULTS?.split(',').filter(Boolean);
+  for (const [name, run] of scenarios) {
+    if (pick && !pick.some((p) => name.includes(p))) continue;
+    try {
+      results.push(await run());
+    } catch (err) {
+      const message = (err as Error).message;
+      log(`[faults] ${name}: the scenario failed: ${message}`);
+      results.push({
+        name,
+        requests: 0,
+        failed: 0,
+        expectedFailed: 0,
+        failures: [],
+        failuresByReason: {},
+        maxRecoverySeconds: 0,
+        durationSeconds: 0,
+        servedBy: [],
+        notes: `the scenario did not complete: ${message}`,
+      });
+    }
+  }
+  faults.stopClient();
+} catch (err) {
+  error = (err as Error).message;
+  log(`[faults] ${error}`);
+} finally {
+  await weft.stop();
+}
+const file = join(repoRoot, 'bench', 'results', 'faults.json');
+let previous: { scenarios?: { name: string }[] } = {};
+try {
+  previous = JSON.parse(readFileSync(file, 'utf8'));
+} catch {}
+const fresh = results.map(({ servedBy: _, ...r }) => ({
+  ...r,
+  date: new Date().toISOString(),
+  loadAverageBefore: loadBefore,
+}));
+const scenarios = (previous.scenarios ?? []).map((s) => fresh.find((r) => r.name === s.name) ?? s);
+for (const r of fresh) if (!scenarios.some((s) => s.name === r.name)) scenarios.push(r);
+writeFileSync(
+  file,
+  `${JSON.stringify(
+    {
+      date: new Date().toISOString(),
+      traffic:
+        'one meshed HTTP/1.1 client, a request every 50 ms (2 s timeout), to a 2-replica backend under STRICT mTLS',
+      loadAverageBefore: loadBefore,
+      loadAverageAfter: loadavg().map((l) => Math.round(l * 10) / 10),
+      cpus: cpus().length,
+      ...(error ? { error } : {}),
+      scenarios,
+    },
+    null,
+    2,
+  )}\n`,
+);
+log(`wrote bench/results/faults.json`);
+process.exit(error ? 1 : 0);

@@ -1,0 +1,615 @@
+// Faults under steady traffic, on a real cluster with Weft installed (bench/faults.ts, the e2e
+// suites; docs/reliability.md): a backend Deployment `echo` (the demo server, two replicas by
+// default) behind a Service, a meshed client pod that calls it over HTTP/1.1 every `intervalMs`
+// (hack/demo-apps/client.ts, 2 s timeout, one line per answer), and scenarios, each a function
+// that injects one fault and returns once the cluster recovered. `underFault` counts the
+// client's answers from the fault's start until a few seconds after it ended (the container
+// runtime's timestamps of the client's lines) and names every failure: its time, what the client
+// saw, and the fault that was active. Scenarios that touch processes need the host (`node`).
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { PROXY } from '../../api/constants.ts';
+import type { RealNode } from '../node/index.ts';
+import { eventually } from './eventually.ts';
+
+export const DEMO_IMAGE = 'ghcr.io/weft-mesh/weft-demo:0.1.0';
+const WEFT_NAMESPACE = 'weft-system';
+
+export interface FaultContext {
+  kubectl: string;
+  kubeconfig: string;
+  /** The meshed namespace of the backend and the client. */
+  namespace: string;
+  /** A ServiceAccount of the namespace for the backend and the client. */
+  serviceAccount: string;
+  /** The real node, for the faults that signal or restart processes; absent on another cluster. */
+  node?: RealNode;
+  log?: (line: string) => void;
+}
+
+/** One answer of the steady client: when its line was written, and the line. */
+export interface Answer {
+  at: number;
+  /** "<n> <status> <service> <version> <pod> <ms>ms" or "<n> error <message>". */
+  line: string;
+  ok: boolean;
+}
+
+export interface ScenarioResult {
+  name: string;
+  requests: number;
+  failed: number;
+  /** Failures the scenario must cause (e.g. 503 "no ready endpoints" while scaled to zero). */
+  expectedFailed: number;
+  /** Each failure: "+<s>s <what the client saw>". */
+  failures: string[];
+  failuresByReason: Record<string, number>;
+  /** Longest span from a failed request to the next successful one (0 when none failed). */
+  maxRecoverySeconds: number;
+  durationSeconds: number;
+  /** Pods that answered during the scenario. */
+  servedBy: string[];
+  notes: string;
+}
+
+/** A failed answer's reason: status (or "error") and message, without the request number and latency. */
+const lineReason = (line: string): string => {
+  const [, status, ...rest] = line.replace(/ \d+ms$/, '').split(' ');
+  return status === 'error'
+    ? `error ${rest.join(' ').slice(0, 80)}`
+    : `${status} ${rest.join(' ').slice(0, 80)}`;
+};
+
+export class Faults {
+  readonly c: FaultContext;
+  readonly ns: string;
+  readonly log: (line: string) => void;
+  constructor(c: FaultContext) {
+    this.c = c;
+    this.ns = c.namespace;
+    this.log = c.log ?? ((l) => process.stderr.write(`${l}\n`));
+  }
+
+  kubectl = (...args: string[]): string =>
+    execFileSync(this.c.kubectl, ['--kubeconfig', this.c.kubeconfig, ...args], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  apply = (obj: object): string =>
+    execFileSync(this.c.kubectl, ['--kubeconfig', this.c.kubeconfig, 'apply', '-f', '-'], {
+      input: JSON.stringify(obj),
+      encoding: 'utf8',
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+  json = (...args: string[]) => JSON.parse(this.kubectl(...args, '-o', 'json'));
+
+  private get node(): RealNode {
+    if (!this.c.node) throw new Error('this fault needs the real node (processes on the host)');
+    return this.c.node;
+  }
+
+  /** Ready pods of the backend, not being deleted. */
+  backends(): PodJson[] {
+    return (this.json('get', 'pods', '-n', this.ns, '-l', 'app=echo').items as PodJson[]).filter(
+      (p) =>
+        !p.metadata.deletionTimestamp &&
+        p.status.conditions?.some((x) => x.type === 'Ready' && x.status === 'True'),
+    );
+  }
+
+  async available(replicas: number, timeoutMs = 180_000): Promise<void> {
+    await eventually(
+      `deployment echo: ${replicas} replicas available`,
+      () => {
+        const d = this.json('get', 'deployment', 'echo', '-n', this.ns);
+        return d.status.updatedReplicas === replicas &&
+          d.status.availableReplicas === replicas &&
+          (d.status.replicas ?? 0) === replicas &&
+          this.backends().length === replicas
+          ? true
+          : undefined;
+      },
+      { timeoutMs, intervalMs: 500 },
+    );
+  }
+
+  /** The backend: Service echo:8080 and Deployment echo (the demo server). */
+  async deployEcho(replicas = 2): Promise<void> {
+    const labels = { app: 'echo' };
+    this.apply({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'echo', namespace: this.ns },
+      spec: {
+        selector: labels,
+        ports: [{ name: 'http', port: 8080, targetPort: 8080, appProtocol: 'http' }],
+      },
+    });
+    this.apply({
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: 'echo', namespace: this.ns },
+      spec: {
+        replicas,
+        selector: { matchLabels: labels },
+        template: {
+          metadata: { labels },
+          spec: {
+            serviceAccountName: this.c.serviceAccount,
+            containers: [
+              {
+                name: 'app',
+                image: DEMO_IMAGE,
+                // The demo server exits at once on SIGTERM, as many apps do.
+                command: ['node', 'hack/demo-apps/server.ts'],
+                env: [
+                  { name: 'SERVICE_NAME', value: 'echo' },
+                  { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+                ],
+                readinessProbe: { httpGet: { path: '/healthz', port: 8080 }, periodSeconds: 1 },
+              },
+            ],
+          },
+        },
+      },
+    });
+    await this.available(replicas);
+  }
+
+  /**
+   * The meshed client `name`, calling http://echo:8080/ every `intervalMs` until deleted;
+   * returns once every backend replica answered it (before that its sidecar may not have the
+   * endpoints yet).
+   */
+  async startClient(name = 'steady', intervalMs = 50): Promise<void> {
+    this.client = name;
+    this.apply({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name, namespace: this.ns, labels: { app: name } },
+      spec: {
+        serviceAccountName: this.c.serviceAccount,
+        restartPolicy: 'Never',
+        terminationGracePeriodSeconds: 1,
+        containers: [
+          {
+            name: 'app',
+            image: DEMO_IMAGE,
+            command: ['node', 'hack/demo-apps/client.ts', 'http://echo:8080/'],
+            env: [{ name: 'INTERVAL_MS', value: String(intervalMs) }],
+          },
+        ],
+      },
+    });
+    const want = new Set(this.backends().map((p) => p.metadata.name));
+    await eventually(
+      `${name}: answers from the echo replicas ${[...want].join(', ')}`,
+      () => {
+        const pods = new Set(
+          this.answers()
+            .filter((a) => a.ok)
+            .map((a) => a.line.split(' ')[4]),
+        );
+        return [...want].every((p) => pods.has(p)) ? true : undefined;
+      },
+      { timeoutMs: 180_000, intervalMs: 500 },
+    );
+  }
+  private client = 'steady';
+
+  stopClient(): void {
+    this.kubectl('delete', 'pod', this.client, '-n', this.ns, '--wait=false', '--ignore-not-found');
+  }
+
+  /** Every answer of the client so far (kubectl logs with the runtime's timestamps). */
+  answers(): Answer[] {
+    let out: string;
+    try {
+      out = this.kubectl('logs', '-n', this.ns, this.client, '-c', 'app', '--timestamps');
+    } catch {
+      return [];
+    }
+    return out
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => {
+        const sp = l.indexOf(' ');
+        const line = l.slice(sp + 1);
+        return { at: Date.parse(l.slice(0, sp)), line, ok: line.split(' ')[1] === '200' };
+      });
+  }
+
+  /** The client sidecar's warnings and errors (for a report when requests failed). */
+  clientProxyWarnings(): string[] {
+    try {
+      return this.kubectl('logs', '-n', this.ns, this.client, '-c', PROXY.containerName)
+        .split('\n')
+        .filter((l) => /"level":(40|50)/.test(l))
+        .slice(-20);
+    } catch {
+      return [];
+    }
+  }
+
+  /**
+   * Runs `fault` under the client's traffic and counts the answers from its start until
+   * `settleMs` after it returned. Failures matching `expected` are ones the fault must cause.
+   */
+  async underFault(
+    name: string,
+    fault: () => Promise<string | undefined>,
+    o: { settleMs?: number; expected?: RegExp } = {},
+  ): Promise<ScenarioResult> {
+    const t0 = Date.now();
+    this.log(`[faults] ${name}: begins`);
+    const notes = (await fault()) ?? '';
+    const faultEnd = Date.now();
+    await new Promise((r) => setTimeout(r, o.settleMs ?? 3000));
+    const t1 = Date.now();
+    // Lines reach the log a moment after they are written: wait for one past the window.
+    const all = await eventually(`${this.client}: an answer after ${name}`, () => {
+      const a = this.answers();
+      return a.some((x) => x.at > t1) ? a : undefined;
+    });
+    const window = all.filter((a) => a.at >= t0 && a.at <= t1);
+    const failures: string[] = [];
+    const byReason: Record<string, number> = {};
+    let expectedFailed = 0;
+    let maxRecovery = 0;
+    let firstFailed: number | undefined;
+    for (const a of window) {
+      if (a.ok) {
+        if (firstFailed !== undefined) maxRecovery = Math.max(maxRecovery, a.at - firstFailed);
+        firstFailed = undefined;
+        continue;
+      }
+      firstFailed ??= a.at;
+      const reason = lineReason(a.line);
+      byReason[reason] = (byReason[reason] ?? 0) + 1;
+      if (o.expected?.test(a.line)) expectedFailed++;
+      failures.push(`+${((a.at - t0) / 1000).toFixed(1)}s ${a.line}`);
+    }
+    if (firstFailed !== undefined) maxRecovery = Math.max(maxRecovery, t1 - firstFailed);
+    const r: ScenarioResult = {
+      name,
+      requests: window.length,
+      failed: failures.length,
+      expectedFailed,
+      failures,
+      failuresByReason: byReason,
+      maxRecoverySeconds: Math.round(maxRecovery / 100) / 10,
+      durationSeconds: Math.round((t1 - t0) / 100) / 10,
+      servedBy: [...new Set(window.filter((a) => a.ok).map((a) => a.line.split(' ')[4]!))].sort(),
+      notes: `${notes}${notes ? '; ' : ''}fault ${((faultEnd - t0) / 1000).toFixed(1)} s, then ${((t1 - faultEnd) / 1000).toFixed(1)} s of traffic`,
+    };
+    this.log(
+      `[faults] ${name}: ${r.failed} of ${r.requests} requests failed (${r.expectedFailed} expected)${r.failed ? `: ${failures.slice(0, 5).join(' | ')}` : ''}; ${r.notes}`,
+    );
+    return r;
+  }
+
+  /** The host pid of a container of a pod (containerd's task). */
+  containerPid(namespace: string, pod: string, container: string): number {
+    const p = this.json('get', 'pod', pod, '-n', namespace) as PodJson;
+    const id = [...(p.status.initContainerStatuses ?? []), ...(p.status.containerStatuses ?? [])]
+      .find((c) => c.name === container)
+      ?.containerID?.replace(/^containerd:\/\//, '');
+    if (!id) throw new Error(`${namespace}/${pod}: container ${container} has no container ID`);
+    const line = execFileSync('ctr', ['--address', this.node.containerd, '-n', 'k8s.io', 'tasks', 'ls'], {
+      encoding: 'utf8',
+    })
+      .split('\n')
+      .find((l) => l.startsWith(id));
+    if (!line) throw new Error(`containerd runs no task for ${namespace}/${pod} ${container} (${id})`);
+    return Number(line.trim().split(/\s+/)[1]);
+  }
+
+  restarts(namespace: string, pod: string, container: string): number {
+    const p = this.json('get', 'pod', pod, '-n', namespace) as PodJson;
+    return (
+      [...(p.status.initContainerStatuses ?? []), ...(p.status.containerStatuses ?? [])].find(
+        (c) => c.name === container,
+      )?.restartCount ?? 0
+    );
+  }
+
+  /** SIGKILL of one container of a pod; returns once the kubelet restarted it and the pod is Ready. */
+  async crashContainer(namespace: string, pod: string, container: string): Promise<number> {
+    const before = this.restarts(namespace, pod, container);
+    process.kill(this.containerPid(namespace, pod, container), 'SIGKILL');
+    const t0 = Date.now();
+    await eventually(
+      `${namespace}/${pod}: ${container} restarted and the pod Ready`,
+      () => {
+        const p = this.json('get', 'pod', pod, '-n', namespace) as PodJson;
+        const restarted = this.restarts(namespace, pod, container) > before;
+        const ready = p.status.conditions?.some((x) => x.type === 'Ready' && x.status === 'True');
+        return restarted && ready ? true : undefined;
+      },
+      { timeoutMs: 120_000, intervalMs: 250 },
+    );
+    return Date.now() - t0;
+  }
+
+  /** A control-plane process of the real node by its binary's name. */
+  controlPlanePid(binary: string): number {
+    const pid = this.node.pids.find((p) => {
+      try {
+        return readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0')[0]!.endsWith(`/${binary}`);
+      } catch {
+        return false;
+      }
+    });
+    if (!pid) throw new Error(`the real node runs no ${binary}`);
+    return pid;
+  }
+
+  /** The operator pod holding the leader Lease. */
+  operatorLeader(): { pod: string; renewTime: string } {
+    const lease = this.json('get', 'lease', 'weft-operator', '-n', WEFT_NAMESPACE);
+    const pods = (
+      this.json('get', 'pods', '-n', WEFT_NAMESPACE, '-l', 'app.kubernetes.io/name=weft').items as PodJson[]
+    ).map((p) => p.metadata.name);
+    const pod = pods.find((n) => lease.spec.holderIdentity?.startsWith(n));
+    if (!pod) throw new Error(`the Lease holder ${lease.spec.holderIdentity} is none of ${pods.join(', ')}`);
+    return { pod, renewTime: lease.spec.renewTime };
+  }
+
+  // ---- the scenarios: each injects its fault and returns once the cluster recovered ----
+
+  /** The leader operator's process SIGKILLed: the kubelet restarts it; a leader renews the Lease. */
+  operatorSigkill = () =>
+    this.underFault('operator SIGKILL', async () => {
+      const { pod } = this.operatorLeader();
+      const ms = await this.crashContainer(WEFT_NAMESPACE, pod, 'operator');
+      const { renewTime } = this.operatorLeader();
+      await eventually('a leader renews the Lease', () =>
+        this.operatorLeader().renewTime !== renewTime ? true : undefined,
+      );
+      return `leader ${pod} killed, restarted and Ready in ${(ms / 1000).toFixed(1)} s`;
+    });
+
+  /** The leader's pod deleted: the other replica takes the Lease over. */
+  operatorFailover = () =>
+    this.underFault('operator leader failover', async () => {
+      const { pod } = this.operatorLeader();
+      const t0 = Date.now();
+      this.kubectl('delete', 'pod', pod, '-n', WEFT_NAMESPACE, '--wait=false');
+      const next = await eventually(
+        'another operator holds the Lease',
+        () => {
+          const l = this.operatorLeader();
+          return l.pod !== pod ? l.pod : undefined;
+        },
+        { timeoutMs: 120_000, intervalMs: 250 },
+      );
+      return `${next} took the Lease from ${pod} after ${((Date.now() - t0) / 1000).toFixed(1)} s`;
+    });
+
+  /** A backend's sidecar process SIGKILLed: the kubelet restarts the native sidecar. */
+  sidecarCrash = () =>
+    this.underFault('sidecar crash (backend)', async () => {
+      const [p] = this.backends();
+      const ms = await this.crashContainer(this.ns, p!.metadata.name, PROXY.containerName);
+      return `${p!.metadata.name}'s weft-proxy killed, restarted and Ready in ${(ms / 1000).toFixed(1)} s`;
+    });
+
+  /** A backend's app process SIGKILLed: the kubelet restarts the container. */
+  appCrash = () =>
+    this.underFault('app container crash (backend)', async () => {
+      const [p] = this.backends();
+      const ms = await this.crashContainer(this.ns, p!.metadata.name, 'app');
+      return `${p!.metadata.name}'s app killed, restarted and Ready in ${(ms / 1000).toFixed(1)} s`;
+    });
+
+  rollingRestart = () =>
+    this.underFault('backend rolling restart', async () => {
+      const n = this.backends().length;
+      const t0 = Date.now();
+      this.kubectl('rollout', 'restart', 'deployment/echo', '-n', this.ns);
+      await eventually(
+        'the rollout restart done',
+        () =>
+          this.kubectl('rollout', 'status', 'deployment/echo', '-n', this.ns, '--timeout=1s').includes(
+            'successfully',
+          )
+            ? true
+            : undefined,
+        { timeoutMs: 300_000, intervalMs: 500 },
+      );
+      await this.available(n);
+      return `${n} replicas rolled in ${((Date.now() - t0) / 1000).toFixed(1)} s`;
+    });
+
+  /** A backend pod deleted with --grace-period=0 --force: its processes are killed at once. */
+  podKilled = () =>
+    this.underFault('backend pod killed without grace', async () => {
+      const pods = this.backends();
+      const t0 = Date.now();
+      this.kubectl('delete', 'pod', pods[0]!.metadata.name, '-n', this.ns, '--grace-period=0', '--force');
+      await this.available(pods.length);
+      return `${pods[0]!.metadata.name} force-deleted, replaced in ${((Date.now() - t0) / 1000).toFixed(1)} s`;
+    });
+
+  /** The backend scaled to zero for `holdMs`, then back: callers get 503 naming no endpoints meanwhile. */
+  scaleToZero = (holdMs = 5000) =>
+    this.underFault(
+      'backend scaled to zero and back',
+      async () => {
+        const n = this.backends().length;
+        this.kubectl('scale', 'deployment/echo', '-n', this.ns, '--replicas=0');
+        await eventually('no echo pod left', () => (this.backends().length === 0 ? true : undefined), {
+          timeoutMs: 120_000,
+          intervalMs: 250,
+        });
+        await new Promise((r) => setTimeout(r, holdMs));
+        const t0 = Date.now();
+        this.kubectl('scale', 'deployment/echo', '-n', this.ns, `--replicas=${n}`);
+        await this.available(n);
+        const back = await eventually('the client gets 200 again', () => {
+          const a = this.answers();
+          return a.at(-1)?.ok && a.at(-1)!.at > t0 ? Date.now() - t0 : undefined;
+        });
+        return `held at zero ${holdMs / 1000} s; scaled back to ${n}, answering again ${(back / 1000).toFixed(1)} s later`;
+      },
+      // While no replica is left, every answer is the callers' sidecars' 5xx naming why.
+      { expected: / 50[23] / },
+    );
+
+  /** A control-plane process stopped with SIGSTOP for `ms`, then continued. */
+  paused = (binary: 'kube-apiserver' | 'etcd', ms = 20_000) =>
+    this.underFault(`${binary} paused ${ms / 1000} s`, async () => {
+      const pid = this.controlPlanePid(binary);
+      process.kill(pid, 'SIGSTOP');
+      try {
+        await new Promise((r) => setTimeout(r, ms));
+      } finally {
+        process.kill(pid, 'SIGCONT');
+      }
+      await eventually(
+        `${binary} answers again`,
+        () => (this.kubectl('get', '--raw', '/readyz') ? true : undefined),
+        {
+          timeoutMs: 60_000,
+        },
+      );
+      return undefined;
+    });
+
+  /**
+   * The node's kubelet or containerd stopped (SIGTERM) and started again; 30 s of traffic after:
+   * a restarted kubelet reports pods not Ready until their next readiness probe, seconds later.
+   */
+  nodeRestart = (name: 'kubelet' | 'containerd') =>
+    this.underFault(
+      `${name} restarted`,
+      async () => {
+        const t0 = Date.now();
+        await this.node.restartProcess(name);
+        // The Node's Ready condition is not rewritten at once (node leases): the kubelet's healthz
+        // through the apiserver, then the backend available, say the node serves again.
+        await eventually(
+          `the kubelet serving after the ${name} restart`,
+          () =>
+            this.kubectl('get', '--raw', `/api/v1/nodes/${this.node.name}/proxy/healthz`) === 'ok'
+              ? true
+              : undefined,
+          { timeoutMs: 120_000, intervalMs: 500 },
+        );
+        await this.available(2);
+        return `back in ${((Date.now() - t0) / 1000).toFixed(1)} s`;
+      },
+      { settleMs: 30_000 },
+    );
+
+  /**
+   * The webhook scaled to zero while pods are created: a pod of the STRICT namespace is refused
+   * (failurePolicy Fail: none starts without its sidecar), a pod of an unmeshed namespace is
+   * created (the cluster does not wedge); once the webhook is back, the pod is created with its
+   * sidecar. Throws when any of that is not so.
+   */
+  webhookDown = (outsideNamespace: string) =>
+    this.underFault('webhook down while pods are created', async () => {
+      const pod = (name: string, namespace: string) => ({
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name, namespace },
+        spec: {
+          serviceAccountName: namespace === this.ns ? this.c.serviceAccount : 'default',
+          terminationGracePeriodSeconds: 1,
+          containers: [{ name: 'app', image: DEMO_IMAGE, command: ['node', 'hack/demo-apps/server.ts'] }],
+        },
+      });
+      const replicas = this.json('get', 'deployment', 'weft-webhook', '-n', WEFT_NAMESPACE).spec.replicas;
+      this.kubectl('scale', 'deployment/weft-webhook', '-n', WEFT_NAMESPACE, '--replicas=0');
+      let refused = '';
+      try {
+        await eventually('no webhook pod left', () =>
+          this.kubectl(
+            'get',
+            'pods',
+            '-n',
+            WEFT_NAMESPACE,
+            '-l',
+            'app.kubernetes.io/name=weft-webhook',
+            '-o',
+            'name',
+          ).trim() === ''
+            ? true
+            : undefined,
+        );
+        try {
+          this.apply(pod('unmeshed-attempt', this.ns));
+        } catch (e) {
+          refused = String((e as { stderr?: string }).stderr ?? e).trim();
+        }
+        if (!refused)
+          throw new Error(`a pod of the STRICT namespace ${this.ns} was created without the webhook`);
+        this.apply(pod('outside-while-down', outsideNamespace));
+      } finally {
+        this.kubectl('scale', 'deployment/weft-webhook', '-n', WEFT_NAMESPACE, `--replicas=${replicas}`);
+      }
+      await eventually(
+        'the webhook back: the pod created with its sidecar',
+        () => {
+          this.apply(pod('meshed-after', this.ns));
+          return true;
+        },
+        { timeoutMs: 120_000, intervalMs: 1000 },
+      );
+      const injected = this.json('get', 'pod', 'meshed-after', '-n', this.ns).metadata.annotations?.[
+        'weft.dev/injected'
+      ];
+      for (const [n, ns] of [
+        ['meshed-after', this.ns],
+        ['outside-while-down', outsideNamespace],
+      ] as const)
+        this.kubectl('delete', 'pod', n, '-n', ns, '--wait=false');
+      if (!injected) throw new Error('the pod created once the webhook was back has no sidecar');
+      return `refused while down: ${refused.split('\n')[0]}`;
+    });
+}
+
+interface PodJson {
+  metadata: { name: string; deletionTimestamp?: string; annotations?: Record<string, string> };
+  status: {
+    phase: string;
+    conditions?: { type: string; status: string }[];
+    initContainerStatuses?: { name: string; containerID?: string; restartCount: number }[];
+    containerStatuses?: { name: string; containerID?: string; restartCount: number }[];
+  };
+}
+
+export interface ChurnResult {
+  requests: number;
+  failed: string[];
+  /** Pods that answered: old and new replicas. */
+  servedBy: string[];
+  rolloutMs: number;
+  /** When requests failed: the client's sidecar's warnings and errors, for the report. */
+  clientProxyWarnings: string[];
+}
+
+/**
+ * A rolling restart of a backend (`replicas`, default 2) under the steady traffic of a meshed
+ * client (one request every 50 ms): what the e2e propagation suite and bench/propagation.ts
+ * measure. The client and the backend stay; the failures are the requests that failed.
+ */
+export async function rollingRestartUnderLoad(o: FaultContext & { replicas?: number }): Promise<ChurnResult> {
+  const f = new Faults(o);
+  await f.deployEcho(o.replicas ?? 2);
+  await f.startClient();
+  try {
+    const t0 = Date.now();
+    const r = await f.rollingRestart();
+    return {
+      requests: r.requests,
+      failed: r.failures,
+      servedBy: r.servedBy,
+      rolloutMs: Date.now() - t0,
+      clientProxyWarnings: r.failed ? f.clientProxyWarnings() : [],
+    };
+  } finally {
+    f.stopClient();
+  }
+}
