@@ -239,10 +239,12 @@ export const Progression = Type.Object(
         },
       ),
     ),
-    interval: Duration(
-      'How long each step lasts before its gates decide.',
-      { field: 'progression.interval', max: '24h' },
-      { default: '1m' },
+    interval: Type.Optional(
+      Duration(
+        'How long each step lasts before its gates decide.',
+        { field: 'progression.interval', max: '24h' },
+        { default: '1m' },
+      ),
     ),
     gates: Type.Optional(
       Type.Object({
