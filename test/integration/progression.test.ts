@@ -5,18 +5,28 @@
 // sees: status.progression, the conditions, the Events, the weights in the ProxyConfig
 // ConfigMaps, and that an operator restart keeps a paused or running progression where it was.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
 import { PROGRESSION_ANNOTATION, type TrafficSplit } from '../../api/index.ts';
 import { KubeClient, type KubeObject, RESOURCES } from '../../kube/client.ts';
 import { decode } from '../../operator/distribution.ts';
 import { type OperatorHandle, startOperator } from '../../operator/operator.ts';
 import type { InboundStats } from '../../operator/progression/sampler.ts';
 import type { PodObj } from '../../operator/types.ts';
-import { createNamespaces, installCrds, startTestCluster, type TestCluster } from '../support/cluster.ts';
+import {
+  createNamespaces,
+  installCrds,
+  repoRoot,
+  startTestCluster,
+  type TestCluster,
+} from '../support/cluster.ts';
 import { eventually } from '../support/eventually.ts';
 
 const NS = 'shop';
+const run = promisify(execFile);
 const BUCKETS_MS = [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
 let cluster: TestCluster;
 let client: KubeClient;
@@ -176,12 +186,16 @@ function splitOf(name: string, progression: Record<string, unknown>) {
     },
   };
 }
-const annotate = (name: string, value: string) =>
-  client.apply(
-    RESOURCES.trafficSplits,
-    { metadata: { name, namespace: NS, annotations: { [PROGRESSION_ANNOTATION]: value } } },
-    { fieldManager: 'weft-test-user' },
-  );
+/** The real weftctl, as a user runs it. */
+async function weftctl(...args: string[]): Promise<string> {
+  const { stdout } = await run(process.execPath, [
+    join(repoRoot, 'cli', 'main.ts'),
+    '--kubeconfig',
+    cluster.kubeconfigPath,
+    ...args,
+  ]);
+  return stdout;
+}
 
 before(async () => {
   cluster = await startTestCluster();
@@ -302,7 +316,11 @@ describe('canary progression on a real apiserver, with simulated proxies', () =>
       splitOf('details', { stepWeightRange: { start: 10, increment: 30, max: 70 } }) as never,
     );
     await waitSplit('step 1', 'details', (x) => x.status?.progression?.canaryWeight === 10);
-    await annotate('details', 'pause@1');
+    assert.match(await weftctl('split', 'pause', 'details', '-n', NS), /details: pause requested/);
+    assert.match(
+      (await getSplit('details')).metadata.annotations?.[PROGRESSION_ANNOTATION] ?? '',
+      /^pause@\d{4}-/,
+    );
     await waitSplit('paused', 'details', (x) => x.status?.progression?.phase === 'Paused');
     await op?.stop();
     op = undefined;
@@ -319,7 +337,11 @@ describe('canary progression on a real apiserver, with simulated proxies', () =>
     assert.equal(cond(s, 'Progressing')?.reason, 'Paused');
     await waitWeights('still 90/10', 'details', { 'details-v1': 9000, 'details-v2': 1000 });
 
-    await annotate('details', 'resume@2');
+    const shown = await weftctl('split', 'status', 'details', '-n', NS);
+    assert.match(shown, /phase: +Paused, step 1, canary at 10 %/);
+    assert.match(shown, /gates: +≥ 20 requests, success ≥ 99 %, p99 ≤ 100ms per step of 10s/);
+    assert.match(shown, /Paused +10 % +paused on demand at step 1\/3/);
+    await weftctl('split', 'resume', 'details', '-n', NS);
     s = await waitSplit('resumed', 'details', (x) => x.status?.progression?.phase === 'Progressing');
     const started = s.status?.progression?.stepStartedAt;
     assert.equal(started, new Date(now).toISOString(), 'the step starts its window again');
@@ -340,7 +362,13 @@ describe('canary progression on a real apiserver, with simulated proxies', () =>
     serve('details-v2-0', 30, 0, 5);
     now += 5000;
     await waitSplit('step 3 at 70 %', 'details', (x) => x.status?.progression?.canaryWeight === 70);
-    await annotate('details', 'promote@3');
+    // weftctl shows the step's figures as they come, against the gates.
+    serve('details-v2-0', 5, 0, 5);
+    await waitSplit('5 requests seen', 'details', (x) => x.status?.progression?.observed?.canary.requests === 5);
+    const live = await weftctl('split', 'status', 'details', '-n', NS);
+    assert.match(live, /canary: +5 req, 100 % ok, ≤ 5 ms/);
+    assert.match(live, /waiting for requests: 5\/20 in this step/);
+    await weftctl('split', 'promote', 'details', '-n', NS);
     s = await waitSplit('promoted on demand', 'details', (x) => x.status?.progression?.phase === 'Promoted');
     assert.match(s.status?.progression?.message ?? '', /promoted on demand/);
   });
