@@ -44,14 +44,14 @@ import { DEFAULT_MESH_NAME, isMeshedPod, meshedNamespaces } from './compiler.ts'
 import { discoverGatewayApi, gatewayApiCondition, gatewayCache } from './gatewayapi.ts';
 import { IDENTITY_KEY, IdentityReconciler } from './identity/controller.ts';
 import { type OperatorMetrics, operatorMetrics } from './metrics.ts';
-import { readInboundStats } from './progression/stats.ts';
 import { WindowSampler } from './progression/sampler.ts';
+import { readInboundStats } from './progression/stats.ts';
 import { defaultProxyAddress, Propagation, ProxyReports } from './propagation.ts';
-import { progressionReconciler } from './reconcilers/progression.ts';
 import { authorizationPolicyReconciler } from './reconcilers/authorizationpolicy.ts';
 import { gatewayRouteReconciler } from './reconcilers/gatewayroute.ts';
 import { compileWeftGateway, gatewayClassReconciler, gatewayReconciler } from './reconcilers/ingress.ts';
 import { meshReconciler } from './reconcilers/mesh.ts';
+import { progressionReconciler } from './reconcilers/progression.ts';
 import { proxyConfigReconciler } from './reconcilers/proxyconfig.ts';
 import { trafficSplitReconciler } from './reconcilers/trafficsplit.ts';
 import { eventRecorder, statusWriter, type WriteStats } from './status.ts';

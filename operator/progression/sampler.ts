@@ -5,8 +5,9 @@
 // every proxy of the mesh. Baselines live in the leader's memory: after an operator restart the
 // window opens again at the first reading (the step keeps its place and waits for its minimum
 // requests again).
-import type { ReadStats } from './stats.ts';
+
 import type { Window } from './machine.ts';
+import type { ReadStats } from './stats.ts';
 
 export interface InboundStats {
   requests: number;

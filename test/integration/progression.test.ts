@@ -364,7 +364,11 @@ describe('canary progression on a real apiserver, with simulated proxies', () =>
     await waitSplit('step 3 at 70 %', 'details', (x) => x.status?.progression?.canaryWeight === 70);
     // weftctl shows the step's figures as they come, against the gates.
     serve('details-v2-0', 5, 0, 5);
-    await waitSplit('5 requests seen', 'details', (x) => x.status?.progression?.observed?.canary.requests === 5);
+    await waitSplit(
+      '5 requests seen',
+      'details',
+      (x) => x.status?.progression?.observed?.canary.requests === 5,
+    );
     const live = await weftctl('split', 'status', 'details', '-n', NS);
     assert.match(live, /canary: +5 req, 100 % ok, ≤ 5 ms/);
     assert.match(live, /waiting for requests: 5\/20 in this step/);
