@@ -17,7 +17,7 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { up } from './cluster.ts';
-import { buildImages, CALL_REVIEWS_BY_NAME, installWeft } from './install.ts';
+import { buildImages, CALL_REVIEWS_BY_NAME, installWeft, setCanaryProgression } from './install.ts';
 import { ensureBinaries } from './lib/control-plane.ts';
 import { eventually } from './lib/eventually.ts';
 import { importIntoNode } from './node/index.ts';
@@ -226,27 +226,11 @@ try {
 if (opts.progressive) {
   step('a canary progression: reviews-v2 0 → 20 → 50 → 100 %, gated by what the proxies observed');
   kubectl(
-    'patch',
-    'trafficsplit',
-    'reviews-canary',
-    '-n',
-    NS,
-    '--type=json',
-    '-p',
-    JSON.stringify([
-      { op: 'replace', path: '/spec/backends/0/weight', value: 100 },
-      { op: 'replace', path: '/spec/backends/1/weight', value: 0 },
-      {
-        op: 'add',
-        path: '/spec/progression',
-        value: {
-          canary: 'reviews-v2',
-          stepWeights: [20, 50],
-          interval: '10s',
-          gates: { minSuccessRate: 99, maxLatency: { percentile: 99, threshold: '500ms' }, minRequests: 10 },
-        },
-      },
-    ]),
+    ...setCanaryProgression({
+      stepWeights: [20, 50],
+      interval: '10s',
+      gates: { minSuccessRate: 99, maxLatency: { percentile: 99, threshold: '500ms' }, minRequests: 10 },
+    }),
   );
   let last = '';
   const done = await until('the progression to end', 180_000, () => {

@@ -118,6 +118,25 @@ export const CALL_REVIEWS_BY_NAME = [
 ];
 
 /** kubectl arguments that set the demo's canary split (TrafficSplit reviews-canary) to v1/v2 percent. */
+/**
+ * kubectl arguments that put the demo's canary under a built-in progression of reviews-v2
+ * (docs/progressive-delivery.md), starting from v1 100 %, v2 0 %.
+ */
+export const setCanaryProgression = (progression: Record<string, unknown>) => [
+  'patch',
+  'trafficsplit',
+  'reviews-canary',
+  '-n',
+  'weft-demo',
+  '--type=json',
+  '-p',
+  JSON.stringify([
+    { op: 'replace', path: '/spec/backends/0/weight', value: 100 },
+    { op: 'replace', path: '/spec/backends/1/weight', value: 0 },
+    { op: 'add', path: '/spec/progression', value: { canary: 'reviews-v2', ...progression } },
+  ]),
+];
+
 export const setCanaryWeights = (v1: number, v2: number) => [
   'patch',
   'trafficsplit',

@@ -21,6 +21,7 @@ import {
   CALL_REVIEWS_BY_NAME,
   helmBinary,
   installWeft,
+  setCanaryProgression,
   setCanaryWeights,
   WEFT_NAMESPACE,
 } from '../../hack/install.ts';
@@ -413,20 +414,7 @@ describe('the mesh, end to end on the real node, installed by Helm', {
   // the reviews pods' proxies, moves the weights through status, and the client's traffic follows.
   // Short steps (5 s) and small minimums keep it to about a minute.
   const progression = (stepWeights: number[]) =>
-    JSON.stringify([
-      { op: 'replace', path: '/spec/backends/0/weight', value: 100 },
-      { op: 'replace', path: '/spec/backends/1/weight', value: 0 },
-      {
-        op: 'add',
-        path: '/spec/progression',
-        value: {
-          canary: 'reviews-v2',
-          stepWeights,
-          interval: '5s',
-          gates: { minSuccessRate: 95, minRequests: 5 },
-        },
-      },
-    ]);
+    setCanaryProgression({ stepWeights, interval: '5s', gates: { minSuccessRate: 95, minRequests: 5 } });
   const splitNow = () => json('get', 'trafficsplit', 'reviews-canary', '-n', NS);
   /** Waits for `n` answers in a row from `version` among the client's answers after `seen`. */
   const inARow = (what: string, seen: number, version: string, n = 30) =>
@@ -441,7 +429,7 @@ describe('the mesh, end to end on the real node, installed by Helm', {
 
   test('progression: a healthy v2 is promoted step by step by the operator, from what the proxies observed', async () => {
     const t0 = Date.now();
-    kubectl('patch', 'trafficsplit', 'reviews-canary', '-n', NS, '--type=json', '-p', progression([50]));
+    kubectl(...progression([50]));
     const ts = await eventually(
       'Promoted',
       () => {
@@ -506,7 +494,7 @@ describe('the mesh, end to end on the real node, installed by Helm', {
     kubectl('rollout', 'status', 'deployment/reviews-v2', '-n', NS, '--timeout=90s');
     const seen = clientAnswers().length;
     // A new run (the progression changed): 20 % to the failing v2.
-    kubectl('patch', 'trafficsplit', 'reviews-canary', '-n', NS, '--type=json', '-p', progression([20, 60]));
+    kubectl(...progression([20, 60]));
     const ts = await eventually(
       'the gate decided',
       () => {
