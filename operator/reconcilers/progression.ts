@@ -49,10 +49,13 @@ const comparable = (s: unknown) => JSON.stringify(s, (k, v: unknown) => (k === '
 
 export function progressionReconciler(d: ProgressionDeps): KeyReconciler {
   const pollMs = d.pollMs ?? 5000;
+  // At the cached resourceVersion: a decision taken on a status older than the last one written
+  // (the cache not caught up yet) is refused with a conflict and retried, never written back.
   const write = async (split: Obj<TrafficSplit>, status: Record<string, unknown>) => {
+    const { name, namespace, resourceVersion } = split.metadata;
     await d.client.apply(
       RESOURCES.trafficSplits,
-      { metadata: { name: split.metadata.name, namespace: split.metadata.namespace }, status },
+      { metadata: { name, namespace, resourceVersion }, status },
       { subresource: 'status', fieldManager: PROGRESSION_FIELD_MANAGER },
     );
     d.stats.statusWrites++;
