@@ -48,6 +48,7 @@ test('a healthy canary goes through every step, then is promoted to 100 %', () =
   assert.equal(o.status.step, 1);
   assert.equal(o.status.canaryWeight, 50);
   assert.equal(o.status.stepStartedAt, new Date(T0 + 10_000).toISOString());
+  assert.equal(o.status.observed, undefined, 'the figures shown are those of the current step');
   assert.deepEqual(
     o.decisions.map((d) => d.kind),
     ['Step'],

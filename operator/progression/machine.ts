@@ -187,7 +187,10 @@ export function advance(p: Progression, prev: ProgressionStatus | undefined, inp
     }
   }
 
-  if (input.observed)
+  // A window just opened (started, resumed) has no figures yet: the input's are the old window's.
+  const fresh = decisions.some((d) => d.kind === 'Started' || d.kind === 'Resumed');
+  if (fresh) delete s.observed;
+  else if (input.observed)
     s.observed = {
       at: iso(input.now),
       canary: figuresOf(input.observed.canary),
@@ -196,8 +199,6 @@ export function advance(p: Progression, prev: ProgressionStatus | undefined, inp
   if (s.phase !== 'Progressing') return { status: s, decisions };
 
   const elapsed = input.now - Date.parse(s.stepStartedAt);
-  // A step just entered has no figures of its own yet.
-  const fresh = decisions.some((d) => d.kind === 'Started' || d.kind === 'Resumed');
   const v = fresh ? ({ ok: 'pending', message: '' } as Verdict) : gateVerdict(p, input.observed?.canary);
   if (v.ok === false) {
     if ((p.onFailure ?? 'Rollback') === 'Rollback')
@@ -212,6 +213,8 @@ export function advance(p: Progression, prev: ProgressionStatus | undefined, inp
   if (elapsed >= intervalMs && v.ok === true) {
     if (s.step + 1 < steps.length) {
       enter(s.step + 1);
+      // status.observed is the current step's window: the next one starts empty.
+      delete s.observed;
       s.message = at(s.step);
       decide('Step', `gates passed: ${at(s.step)}`);
       return { status: s, decisions, dueInMs: intervalMs };
