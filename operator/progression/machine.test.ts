@@ -67,6 +67,12 @@ test('a healthy canary goes through every step, then is promoted to 100 %', () =
   );
   // Promoted stays promoted.
   assert.equal(at(o.status, 100, { observed: obs({ requests: 100, errors: 100 }) }).status.phase, 'Promoted');
+  // …until aborted on demand: a promoted canary can still be pulled back to 0 %.
+  const pulled = at(o.status, 100, { command: 'abort@1' });
+  assert.equal(pulled.status.phase, 'RolledBack');
+  assert.equal(pulled.status.canaryWeight, 0);
+  // A command for the phase it is in does nothing.
+  assert.equal(at(pulled.status, 101, { command: 'abort@2' }).decisions[0]?.kind, 'Ignored');
 });
 
 test('a failing canary is rolled back to 0 % as soon as the minimum requests are in, before the step ends', () => {

@@ -5,7 +5,7 @@
 //   Progressing ──gates pass at the end of the step──▶ next step … ──after the last──▶ Promoted
 //        │  └──gate fails (as soon as minRequests are in)──▶ RolledBack (or Paused: onFailure)
 //        └──pause──▶ Paused ──resume──▶ Progressing (the step's window starts again)
-//   promote / abort (annotation) from Progressing or Paused: Promoted (100 %) / RolledBack (0 %).
+//   promote / abort (annotation) from any other phase: Promoted (100 %) / RolledBack (0 %).
 //   A change of spec.progression or spec.backends starts again at step 1.
 import {
   contentVersion,
@@ -164,15 +164,17 @@ export function advance(p: Progression, prev: ProgressionStatus | undefined, inp
     if (input.command !== undefined && input.command !== prev.command) {
       s.command = input.command;
       const verb = commandVerb(input.command);
-      const live = s.phase === 'Progressing' || s.phase === 'Paused';
       if (!verb)
         decide(
           'Ignored',
           `annotation weft.dev/progression: "${input.command}" is not one of ${PROGRESSION_COMMANDS.join(', ')}`,
           true,
         );
-      else if (verb === 'promote' && live) stop('Promoted', 'promoted on demand: canary at 100 %', false);
-      else if (verb === 'abort' && live) stop('RolledBack', 'aborted on demand: canary back to 0 %', false);
+      // promote and abort act in any other phase: a promoted canary can still be pulled back.
+      else if (verb === 'promote' && s.phase !== 'Promoted')
+        stop('Promoted', 'promoted on demand: canary at 100 %', false);
+      else if (verb === 'abort' && s.phase !== 'RolledBack')
+        stop('RolledBack', 'aborted on demand: canary back to 0 %', false);
       else if (verb === 'pause' && s.phase === 'Progressing') {
         s.phase = 'Paused';
         s.message = `paused on demand at ${at(s.step)}`;
