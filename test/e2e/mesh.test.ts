@@ -5,7 +5,8 @@
 // apiserver through its Service). It deploys the demo (config/demo) under a STRICT Mesh and
 // checks what a user would: sidecars injected, the client calling `http://reviews:9080` by
 // name, the canary split honoured, mutual TLS between the sidecars, plaintext refused, a caller
-// without the right identity denied by the policy, a weight change applied.
+// without the right identity denied by the policy, a weight change applied, and a built-in canary
+// progression (docs/progressive-delivery.md) that promotes a healthy v2 and rolls back a failing one.
 // The kubelet's syncFrequency is its default (1m) unless WEFT_NODE_SYNC_FREQUENCY says otherwise.
 // With WEFT_TEST_KUBECONFIG it runs unchanged on that cluster instead (kind: test/kind/run.sh
 // loads the images first): every check goes through the apiserver or from pods, not the host.
