@@ -197,6 +197,104 @@ export const Mirror = Type.Object({
   percentage: Percentage('Share of requests mirrored.', { default: 100 }),
 });
 
+/** The annotation that drives a progression on demand (weftctl split promote|abort|pause|resume). */
+export const PROGRESSION_ANNOTATION = 'weft.dev/progression';
+export const PROGRESSION_COMMANDS = ['promote', 'abort', 'pause', 'resume'] as const;
+export type ProgressionCommand = (typeof PROGRESSION_COMMANDS)[number];
+/** Latency percentiles a gate may name (the proxy's histogram answers them). */
+export const GATE_PERCENTILES = [50, 75, 90, 95, 99] as const;
+
+export const Progression = Type.Object(
+  {
+    canary: ObjectName('The backend (one of spec.backends) taken from 0 to 100 %, step by step.'),
+    stepWeights: Type.Optional(
+      Type.Array(Type.Integer({ minimum: 1, maximum: 100 }), {
+        minItems: 1,
+        maxItems: 20,
+        'x-kubernetes-list-type': 'set',
+        description: "The canary's share (percent) at each step, increasing; 100 % follows the last.",
+        'x-kubernetes-validations': [
+          {
+            rule: 'self.isSorted()',
+            message: 'progression.stepWeights must increase (e.g. [10, 25, 50])',
+          },
+        ],
+      }),
+    ),
+    stepWeightRange: Type.Optional(
+      Type.Object(
+        {
+          start: Type.Integer({ minimum: 1, maximum: 100, description: 'First step, percent.' }),
+          increment: Type.Integer({ minimum: 1, maximum: 100, description: 'Added at each step.' }),
+          max: Type.Integer({ minimum: 1, maximum: 100, description: 'Last step (at most), percent.' }),
+        },
+        {
+          'x-kubernetes-validations': [
+            {
+              rule: 'self.start <= self.max',
+              message: 'progression.stepWeightRange.start must not exceed max',
+              fieldPath: '.start',
+            },
+          ],
+        },
+      ),
+    ),
+    interval: Type.Optional(
+      Duration(
+        'How long each step lasts before its gates decide.',
+        { field: 'progression.interval', max: '24h' },
+        { default: '1m' },
+      ),
+    ),
+    gates: Type.Optional(
+      Type.Object({
+        minSuccessRate: Type.Optional(
+          Percentage("Lowest share of the canary's requests answered without a 5xx, percent."),
+        ),
+        maxLatency: Type.Optional(
+          Type.Object({
+            percentile: Type.Union(
+              GATE_PERCENTILES.map((p) => Type.Literal(p)),
+              { default: 99, description: 'Which percentile of the canary latency is compared.' },
+            ),
+            threshold: Duration('Highest latency allowed at that percentile.', {
+              field: 'progression.gates.maxLatency.threshold',
+              max: '1h',
+            }),
+          }),
+        ),
+        minRequests: Type.Optional(
+          Type.Integer({
+            minimum: 1,
+            maximum: 1000000,
+            default: 10,
+            description:
+              'Requests the canary must serve in a step before it may pass: a quiet service does not promote on no data.',
+          }),
+        ),
+      }),
+    ),
+    onFailure: Type.Optional(
+      Type.Union([Type.Literal('Rollback'), Type.Literal('Pause')], {
+        default: 'Rollback',
+        description:
+          'Rollback: the canary back to 0 % and stop. Pause: hold the current weight until resumed.',
+      }),
+    ),
+  },
+  {
+    description:
+      'Canary progression run by the operator: weights in effect and decisions are in status.progression, never written to spec.',
+    'x-kubernetes-validations': [
+      {
+        rule: 'has(self.stepWeights) != has(self.stepWeightRange)',
+        message: 'progression: set exactly one of stepWeights or stepWeightRange',
+      },
+    ],
+  },
+);
+export type Progression = Static<typeof Progression>;
+
 export const TrafficSplitSpec = Type.Object(
   {
     service: ObjectName('The root Service clients call.'),
@@ -233,6 +331,7 @@ export const TrafficSplitSpec = Type.Object(
     loadBalancer: Type.Optional(LoadBalancer),
     circuitBreaker: Type.Optional(CircuitBreaker),
     rateLimit: Type.Optional(RateLimit),
+    progression: Type.Optional(Progression),
   },
   {
     'x-kubernetes-validations': [
@@ -246,12 +345,74 @@ export const TrafficSplitSpec = Type.Object(
         message: 'mirror.service must not be one of the backends',
         fieldPath: '.mirror.service',
       },
+      {
+        rule: '!has(self.progression) || self.backends.exists(b, b.service == self.progression.canary)',
+        message: 'progression.canary must be one of backends[].service',
+        fieldPath: '.progression.canary',
+      },
+      {
+        rule: '!has(self.progression) || self.backends.exists(b, b.service != self.progression.canary && b.weight > 0)',
+        message:
+          'backends: with a progression, a backend other than progression.canary (the stable version) needs a weight greater than 0',
+        fieldPath: '.backends',
+      },
     ],
   },
 );
 export type TrafficSplitSpec = Static<typeof TrafficSplitSpec>;
 
-export const TrafficSplitStatus = statusOf({});
+const Figures = Type.Object({
+  requests: Type.Integer({ minimum: 0 }),
+  successRate: Type.Optional(Type.Number({ minimum: 0, maximum: 100, description: 'Percent.' })),
+  latencyMs: Type.Optional(
+    Type.Number({ minimum: 0, description: "At the gate's percentile (bucket upper bound)." }),
+  ),
+});
+export type ProgressionFigures = Static<typeof Figures>;
+
+export const PROGRESSION_PHASES = ['Progressing', 'Paused', 'Promoted', 'RolledBack'] as const;
+export type ProgressionPhase = (typeof PROGRESSION_PHASES)[number];
+
+export const ProgressionStatus = Type.Object(
+  {
+    phase: Type.Union(PROGRESSION_PHASES.map((p) => Type.Literal(p))),
+    step: Type.Integer({ minimum: 0, description: 'Index of the current step in the step weights.' }),
+    canaryWeight: Type.Integer({
+      minimum: 0,
+      maximum: 100,
+      description: "The canary's share in effect, percent.",
+    }),
+    stepStartedAt: Type.String({ format: 'date-time' }),
+    specHash: Type.String({ maxLength: 64, description: 'The progression and backends this run is for.' }),
+    command: Type.Optional(
+      Type.String({ maxLength: 256, description: 'The last annotation command acted on.' }),
+    ),
+    message: Type.Optional(Type.String({ maxLength: 1024 })),
+    observed: Type.Optional(
+      Type.Object({
+        at: Type.String({ format: 'date-time' }),
+        canary: Figures,
+        stable: Figures,
+      }),
+    ),
+    history: Type.Optional(
+      Type.Array(
+        Type.Object({
+          time: Type.String({ format: 'date-time' }),
+          decision: Type.String({ maxLength: 64 }),
+          step: Type.Integer({ minimum: 0 }),
+          canaryWeight: Type.Integer({ minimum: 0, maximum: 100 }),
+          message: Type.String({ maxLength: 1024 }),
+        }),
+        { maxItems: 20 },
+      ),
+    ),
+  },
+  { description: 'The progression as the operator runs it: the weights the proxies apply come from here.' },
+);
+export type ProgressionStatus = Static<typeof ProgressionStatus>;
+
+export const TrafficSplitStatus = statusOf({ progression: Type.Optional(ProgressionStatus) });
 export type TrafficSplitStatus = Static<typeof TrafficSplitStatus>;
 export type TrafficSplit = Resource<TrafficSplitSpec, TrafficSplitStatus>;
 
@@ -269,6 +430,8 @@ export const TrafficSplitKind: KindDefinition = {
     { name: 'Service', type: 'string', jsonPath: '.spec.service' },
     { name: 'Backends', type: 'string', jsonPath: '.spec.backends', priority: 1 },
     { name: 'Ready', type: 'string', jsonPath: ".status.conditions[?(@.type=='Ready')].status" },
+    { name: 'Canary', type: 'integer', jsonPath: '.status.progression.canaryWeight', priority: 1 },
+    { name: 'Progression', type: 'string', jsonPath: '.status.progression.phase', priority: 1 },
     {
       name: 'Reason',
       type: 'string',

@@ -8,6 +8,7 @@ import { KubeClient, type KubeObject, RESOURCES } from '../kube/client.ts';
 import { SimpleKubeConfig } from '../kube/kubeconfig.ts';
 import { clusterChecks, renderResult, runChecks } from './checks.ts';
 import { explain, parseLabels, renderExplanation } from './explain.ts';
+import { splitCommands } from './split.ts';
 import { collectStatus, renderStatus } from './status.ts';
 
 export function program(out: (s: string) => void = (s) => process.stdout.write(s)): Command {
@@ -51,6 +52,8 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(s
       const rows = await collectStatus(clientOf(), o.namespace);
       out(o.output === 'json' ? `${JSON.stringify(rows, null, 2)}\n` : renderStatus(rows));
     });
+
+  splitCommands(cmd, clientOf, out);
 
   const authz = cmd.command('authz').description('authorization tools');
   authz

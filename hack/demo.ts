@@ -9,11 +9,15 @@
 // the Mesh STRICT and shows where the traffic went, plaintext refused, and a caller of another
 // identity denied with the reason. Everything keeps running for you to explore until
 // `npm run cluster:down`.
+//
+// With --progressive it then runs a built-in canary progression (docs/progressive-delivery.md):
+// reviews-v2 from 0 to 100 % in steps of 20 and 50 %, 10 s each, gated by what the reviews
+// pods' proxies observed, shown live with `weftctl split status`.
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { up } from './cluster.ts';
-import { buildImages, CALL_REVIEWS_BY_NAME, installWeft } from './install.ts';
+import { buildImages, CALL_REVIEWS_BY_NAME, installWeft, setCanaryProgression } from './install.ts';
 import { ensureBinaries } from './lib/control-plane.ts';
 import { eventually } from './lib/eventually.ts';
 import { importIntoNode } from './node/index.ts';
@@ -22,7 +26,7 @@ const root = join(import.meta.dirname, '..');
 const node = join(root, 'node_modules', '.bin', 'node');
 const NS = 'weft-demo';
 const DEMO_IMAGE = 'ghcr.io/weft-mesh/weft-demo:0.1.0';
-const TOTAL = 8;
+let TOTAL = 8;
 let n = 0;
 const t0 = Date.now();
 const step = (what: string) =>
@@ -33,8 +37,10 @@ const indent = (text: string) => text.trimEnd().split('\n').join('\n  ');
 const program = new Command('demo')
   .description('Bring Weft up with its demo')
   .option('--kubeconfig <path>', 'use this cluster instead of the embedded real node', process.env.KUBECONFIG)
+  .option('--progressive', 'then take reviews-v2 to 100 % with a built-in canary progression')
   .parse();
-const opts = program.opts<{ kubeconfig?: string }>();
+const opts = program.opts<{ kubeconfig?: string; progressive?: boolean }>();
+if (opts.progressive) TOTAL++;
 const embedded = !opts.kubeconfig;
 
 let kubeconfig: string;
@@ -215,6 +221,30 @@ try {
   info(indent(weftctl('status', '-n', NS)));
 } catch (err) {
   info(`weftctl status failed: ${(err as Error).message}`);
+}
+
+if (opts.progressive) {
+  step('a canary progression: reviews-v2 0 → 20 → 50 → 100 %, gated by what the proxies observed');
+  kubectl(
+    ...setCanaryProgression({
+      stepWeights: [20, 50],
+      interval: '10s',
+      gates: { minSuccessRate: 99, maxLatency: { percentile: 99, threshold: '500ms' }, minRequests: 10 },
+    }),
+  );
+  let last = '';
+  const done = await until('the progression to end', 180_000, () => {
+    let shown = '';
+    try {
+      shown = weftctl('split', 'status', 'reviews-canary', '-n', NS);
+    } catch {}
+    const now = shown.split('\n').find((l) => l.includes('now:')) ?? '';
+    if (now && now !== last) info(now.trim());
+    last = now;
+    return /phase: +(Promoted|RolledBack)/.test(shown) ? shown : undefined;
+  });
+  info(indent(done));
+  info(`drive one yourself: npm run -s weftctl -- split pause|resume|promote|abort reviews-canary -n ${NS}`);
 }
 
 process.stdout.write(`

@@ -117,8 +117,8 @@ export const CALL_REVIEWS_BY_NAME = [
   'const r = await fetch("http://reviews:9080/"); console.log(r.status, await r.text())',
 ];
 
-/** kubectl arguments that set the demo's canary split (TrafficSplit reviews-canary) to v1/v2 percent. */
-export const setCanaryWeights = (v1: number, v2: number) => [
+/** kubectl arguments of a JSON patch of the demo's canary split (TrafficSplit reviews-canary). */
+const patchCanary = (ops: unknown[]) => [
   'patch',
   'trafficsplit',
   'reviews-canary',
@@ -126,8 +126,22 @@ export const setCanaryWeights = (v1: number, v2: number) => [
   'weft-demo',
   '--type=json',
   '-p',
-  JSON.stringify([
-    { op: 'replace', path: '/spec/backends/0/weight', value: v1 },
-    { op: 'replace', path: '/spec/backends/1/weight', value: v2 },
-  ]),
+  JSON.stringify(ops),
 ];
+const weights = (v1: number, v2: number) => [
+  { op: 'replace', path: '/spec/backends/0/weight', value: v1 },
+  { op: 'replace', path: '/spec/backends/1/weight', value: v2 },
+];
+
+/** kubectl arguments that set the demo's canary split (TrafficSplit reviews-canary) to v1/v2 percent. */
+export const setCanaryWeights = (v1: number, v2: number) => patchCanary(weights(v1, v2));
+
+/**
+ * kubectl arguments that put the demo's canary under a built-in progression of reviews-v2
+ * (docs/progressive-delivery.md), starting from v1 100 %, v2 0 %.
+ */
+export const setCanaryProgression = (progression: Record<string, unknown>) =>
+  patchCanary([
+    ...weights(100, 0),
+    { op: 'add', path: '/spec/progression', value: { canary: 'reviews-v2', ...progression } },
+  ]);

@@ -10,6 +10,9 @@
 //   reconcilers/*.ts         one reconciler a file: key in, result out
 //     proxyconfig            key: namespace. The namespace's ProxyConfig ConfigMaps.
 //     trafficsplit           key: ns/name. Status: Accepted, ResolvedRefs, Ready.
+//     progression            key: ns/name (TrafficSplits with spec.progression). Runs the
+//                            canary: status.progression, Progressing/Promoted/RolledBack,
+//                            Events; reads the backends' proxies (progression/sampler.ts).
 //     authorizationpolicy    key: ns/name. Status: Accepted, Ready.
 //     gatewayroute           key: ns/name (HTTPRoute, GRPCRoute; only with the Gateway API
 //                            CRDs). status.parents[] under controllerName weft.dev/mesh.
@@ -41,11 +44,14 @@ import { DEFAULT_MESH_NAME, isMeshedPod, meshedNamespaces } from './compiler.ts'
 import { discoverGatewayApi, gatewayApiCondition, gatewayCache } from './gatewayapi.ts';
 import { IDENTITY_KEY, IdentityReconciler } from './identity/controller.ts';
 import { type OperatorMetrics, operatorMetrics } from './metrics.ts';
-import { Propagation, ProxyReports } from './propagation.ts';
+import { WindowSampler } from './progression/sampler.ts';
+import { readInboundStats } from './progression/stats.ts';
+import { defaultProxyAddress, Propagation, ProxyReports } from './propagation.ts';
 import { authorizationPolicyReconciler } from './reconcilers/authorizationpolicy.ts';
 import { gatewayRouteReconciler } from './reconcilers/gatewayroute.ts';
 import { compileWeftGateway, gatewayClassReconciler, gatewayReconciler } from './reconcilers/ingress.ts';
 import { meshReconciler } from './reconcilers/mesh.ts';
+import { progressionReconciler } from './reconcilers/progression.ts';
 import { proxyConfigReconciler } from './reconcilers/proxyconfig.ts';
 import { trafficSplitReconciler } from './reconcilers/trafficsplit.ts';
 import { eventRecorder, statusWriter, type WriteStats } from './status.ts';
@@ -94,6 +100,11 @@ export interface OperatorOptions {
   proxyAddress?: (pod: PodObj) => string | undefined;
   /** How long a proxy may hold the operator's long poll before answering; default 30 s. */
   proxyReportWaitMs?: number;
+  /**
+   * Canary progressions: the clock of their steps (tests move it) and the longest time between
+   * two readings of the backends' proxies (default 5 s).
+   */
+  progression?: { now?: () => number; pollMs?: number };
 }
 
 export interface OperatorHandle {
@@ -259,6 +270,33 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
       status,
       events,
       applied,
+    }),
+  });
+  const proxyAddress = opts.proxyAddress ?? defaultProxyAddress;
+  c.progression = mgr.addController({
+    name: 'progression',
+    ...queue,
+    keys: () => cache.trafficSplits.list().map(objectKey),
+    reconcile: progressionReconciler({
+      splits: cache.trafficSplits,
+      resultOf,
+      // The pods behind a Service, from its EndpointSlices (ready or not: a pod that stopped
+      // being ready served requests in the window).
+      podsOf: (ns, service) =>
+        cache.endpointSlices
+          .list(ns)
+          .filter((sl) => sl.metadata.labels?.['kubernetes.io/service-name'] === service)
+          .flatMap((sl) => sl.endpoints ?? [])
+          .flatMap((e) => {
+            const pod = e.targetRef?.name ? cache.pods.get(`${ns}/${e.targetRef.name}`) : undefined;
+            return pod ? [{ key: objectKey(pod), address: proxyAddress(pod) }] : [];
+          }),
+      sampler: new WindowSampler({ read: readInboundStats() }),
+      client,
+      events,
+      stats,
+      now: opts.progression?.now ?? Date.now,
+      pollMs: opts.progression?.pollMs,
     }),
   });
   for (const [name, informer] of [

@@ -9,6 +9,7 @@ import type { Logger } from '../kube/log.ts';
 import type { KeyReconciler } from '../kube/manager.ts';
 import type { ResourceResult } from './compiler.ts';
 import { CONDITION, EVENT_REASON, REASON } from './conditions.ts';
+import { PROGRESSION_CONDITION_TYPES } from './progression/conditions.ts';
 import type { Lagging } from './propagation.ts';
 
 export interface WriteStats {
@@ -33,6 +34,8 @@ export interface StatusWriter {
 export interface EventRecorder {
   /** Records a Warning Event on obj; a failure to record is logged, never thrown. */
   warn(obj: KubeObject, type: ResourceType, reason: string, message: string): Promise<void>;
+  /** Records a Normal Event (a progression's steps and promotion), likewise. */
+  normal(obj: KubeObject, type: ResourceType, reason: string, message: string): Promise<void>;
 }
 
 export function statusWriter(client: KubeClient, stats: WriteStats): StatusWriter {
@@ -45,7 +48,9 @@ export function statusWriter(client: KubeClient, stats: WriteStats): StatusWrite
         ([k, v]) =>
           JSON.stringify((obj.status as Record<string, unknown> | undefined)?.[k]) === JSON.stringify(v),
       );
-      if (sameConditions(current, conditions) && obj.status?.observedGeneration === gen && extraSame)
+      // The progression's conditions have their own writer (operator/progression/conditions.ts).
+      const own = current?.filter((c) => !PROGRESSION_CONDITION_TYPES.has(c.type));
+      if (sameConditions(own, conditions) && obj.status?.observedGeneration === gen && extraSame)
         return false;
       const meta: KubeObject['metadata'] = { name: obj.metadata.name };
       if (obj.metadata.namespace) meta.namespace = obj.metadata.namespace;
@@ -64,8 +69,9 @@ export function eventRecorder(
   client: KubeClient,
   o: { instance: string; log: Logger; stats: WriteStats },
 ): EventRecorder {
-  return {
-    async warn(obj, type, reason, message) {
+  const record =
+    (eventType: 'Warning' | 'Normal') =>
+    async (obj: KubeObject, type: ResourceType, reason: string, message: string) => {
       const now = new Date().toISOString();
       const namespace = obj.metadata.namespace ?? 'default';
       try {
@@ -86,7 +92,7 @@ export function eventRecorder(
           },
           reason,
           message,
-          type: 'Warning',
+          type: eventType,
           source: { component: 'weft-operator' },
           reportingComponent: 'weft.dev/operator',
           reportingInstance: o.instance,
@@ -98,8 +104,8 @@ export function eventRecorder(
       } catch (err) {
         o.log.warn({ err, reason }, 'could not record an Event');
       }
-    },
-  };
+    };
+  return { warn: record('Warning'), normal: record('Normal') };
 }
 
 /** What the TrafficSplit and AuthorizationPolicy reconcilers read and write through. */

@@ -2,6 +2,7 @@
 // first marks the compilation stale; handlers only enqueue keys, and enqueueing does nothing
 // while this replica does not lead.
 
+import { PROGRESSION_ANNOTATION } from '../api/index.ts';
 import { objectKey } from '../kube/informer.ts';
 import type { Controller } from '../kube/manager.ts';
 import type { OperatorCache } from './cache.ts';
@@ -14,6 +15,8 @@ import { podMatters } from './transforms.ts';
 export interface Controllers {
   proxyconfig: Controller;
   trafficsplit: Controller;
+  /** TrafficSplit progressions (operator/reconcilers/progression.ts). */
+  progression?: Controller;
   authorizationpolicy: Controller;
   mesh: Controller;
   identity?: Controller;
@@ -74,6 +77,19 @@ export function watch(
   });
   cache.trafficSplits.on((type, s, old) => {
     touch();
+    // A progression's command (annotation) or a new spec: it decides again. Its own status
+    // writes do not wake it (it requeues itself while running).
+    const command = (o: typeof s) => o.metadata.annotations?.[PROGRESSION_ANNOTATION];
+    if (
+      type !== 'update' ||
+      !old ||
+      old.metadata.generation !== s.metadata.generation ||
+      command(old) !== command(s)
+    )
+      c.progression?.add(objectKey(s));
+    // The weights in effect moved (status.progression): the proxies get them.
+    if (type === 'update' && old?.status?.progression?.canaryWeight !== s.status?.progression?.canaryWeight)
+      allConfigs();
     // Status-only updates (ours) change no generation: nothing to recompile.
     if (type === 'update' && old && old.metadata.generation === s.metadata.generation) return;
     allConfigs();

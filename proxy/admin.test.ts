@@ -4,7 +4,10 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { test } from 'node:test';
 import { watcherHealthHandler } from '../hack/lib/proxy.ts';
-import { MAX_HELD_VERSION_POLLS } from './admin.ts';
+import { healthHandler, MAX_HELD_VERSION_POLLS } from './admin.ts';
+import { ProxyMetrics } from './metrics.ts';
+import type { ProxyHandle } from './proxy.ts';
+import { finishReporter } from './telemetry/finish.ts';
 import { proxyConfig } from './testdata.ts';
 import { ConfigWatcher } from './watcher.ts';
 
@@ -61,6 +64,56 @@ test('/config/version answers at once a caller that knows the version under an o
     assert.equal(first, 'held');
   } finally {
     srv.closeAllConnections();
+    srv.close();
+  }
+});
+
+test('/stats/inbound reports the inbound requests, their 5xx and latency histogram, not the outbound ones', async () => {
+  const metrics = new ProxyMetrics();
+  let t = 0;
+  const report = finishReporter(metrics, undefined, () => t);
+  const who = { workload: 'w', namespace: 'n' };
+  const finish = (direction: 'inbound' | 'outbound', status: number, ms: number) => {
+    t = 1000;
+    report({
+      direction,
+      started: 1000 - ms,
+      status,
+      method: 'GET',
+      authority: 'x',
+      path: '/',
+      src: who,
+      dst: { ...who, service: '8080' },
+    });
+  };
+  finish('inbound', 200, 3);
+  finish('inbound', 503, 30);
+  finish('inbound', 404, 20_000);
+  finish('outbound', 500, 1);
+  const srv = createServer(
+    healthHandler({
+      proxy: {} as ProxyHandle,
+      status: {} as never,
+      metrics,
+      draining: () => false,
+    }),
+  );
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  try {
+    const r = await fetch(`http://127.0.0.1:${(srv.address() as { port: number }).port}/stats/inbound`);
+    const j = (await r.json()) as { requests: number; errors: number; bucketsMs: number[]; counts: number[] };
+    assert.equal(j.requests, 3);
+    assert.equal(j.errors, 1);
+    assert.equal(j.bucketsMs[2], 5);
+    // 3 ms in the 5 ms bucket, 30 ms in the 50 ms one, 20 s past the last.
+    assert.equal(j.counts[2], 1);
+    assert.equal(j.counts[5], 1);
+    assert.equal(j.counts.at(-1), 1);
+    assert.equal(
+      j.counts.reduce((a, b) => a + b, 0),
+      3,
+    );
+  } finally {
     srv.close();
   }
 });

@@ -3,7 +3,9 @@
 // kubelet's HTTP probes of the app still work once all inbound traffic goes through the proxy).
 // The health server also answers /config/version, the applied config's version and generation,
 // which the operator long-polls (`?known=<version>&waitMs=<ms>`: answered when the version
-// differs from `known`, else when it changes or the wait ends) to count proxies in sync.
+// differs from `known`, else when it changes or the wait ends) to count proxies in sync, and
+// /stats/inbound, the inbound requests' count, 5xx count and latency histogram, which the operator
+// reads to gate a canary progression (docs/progressive-delivery.md).
 import type HttpTypes from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { http } from './builtins.ts';
@@ -124,6 +126,7 @@ export function healthHandler(d: AdminDeps): HttpTypes.RequestListener {
       return;
     }
     if (path === '/config/version' || path.startsWith('/config/version?')) return configVersion(d, req, res);
+    if (path === '/stats/inbound') return send(res, 200, d.metrics.inbound);
     if (path === '/healthz/ready')
       return ready(d) ? send(res, 200, 'ready\n', 'text/plain') : send(res, 503, 'not ready\n', 'text/plain');
     const m = /^\/app-health\/(\d+)(\/.*)?$/.exec(path);
@@ -154,7 +157,7 @@ export function healthHandler(d: AdminDeps): HttpTypes.RequestListener {
     send(
       res,
       404,
-      'not found: try /metrics /healthz/ready /config/version /app-health/<port>/<path>\n',
+      'not found: try /metrics /healthz/ready /config/version /stats/inbound /app-health/<port>/<path>\n',
       'text/plain',
     );
   };

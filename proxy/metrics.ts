@@ -18,6 +18,39 @@ const TCP_LABELS = ['direction', 'source_workload', 'source_namespace', 'destina
 export type RequestLabels = Record<(typeof REQUEST_LABELS)[number], string>;
 export type TcpLabels = Record<(typeof TCP_LABELS)[number], string>;
 
+/** The request duration histogram's buckets, seconds. */
+export const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/**
+ * Every inbound request this proxy answered, in three numbers and a histogram: what the operator
+ * reads on the health port (/stats/inbound) to gate a canary progression, without a Prometheus.
+ * Cumulative since the proxy started (the reader takes differences).
+ */
+export class InboundSummary {
+  requests = 0;
+  /** 5xx answers, the proxy's own included. */
+  errors = 0;
+  /** Requests per bucket of DURATION_BUCKETS, plus one past the last. */
+  readonly counts: number[] = new Array(DURATION_BUCKETS.length + 1).fill(0);
+
+  record(status: number, seconds: number): void {
+    this.requests++;
+    if (status >= 500) this.errors++;
+    let i = 0;
+    while (i < DURATION_BUCKETS.length && seconds > DURATION_BUCKETS[i]!) i++;
+    this.counts[i]!++;
+  }
+
+  toJSON() {
+    return {
+      requests: this.requests,
+      errors: this.errors,
+      bucketsMs: DURATION_BUCKETS.map((b) => b * 1000),
+      counts: this.counts,
+    };
+  }
+}
+
 export class ProxyMetrics {
   readonly registry = new Registry();
   readonly requests = new Counter({
@@ -30,7 +63,7 @@ export class ProxyMetrics {
     name: 'weft_request_duration_seconds',
     help: 'Time from request received to response finished, seconds.',
     labelNames: REQUEST_LABELS,
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    buckets: DURATION_BUCKETS,
     registers: [this.registry],
   });
   readonly tcpOpened = new Counter({
@@ -140,6 +173,8 @@ export class ProxyMetrics {
     labelNames: ['decision', 'policy', 'rule', 'reason'],
     registers: [this.registry],
   });
+
+  readonly inbound = new InboundSummary();
 
   setConfigVersion(version: string): void {
     this.configInfo.reset();

@@ -13,6 +13,7 @@ import { matchRegexErrors } from '../../api/regex.ts';
 import { check } from '../../api/validate.ts';
 import { REASON, type Reason } from '../conditions.ts';
 import type { ServiceObj } from '../objects.ts';
+import { backendsInEffect } from '../progression/weights.ts';
 import { byKey, cmp, keyOf, retryPolicy, sortKeys } from './util.ts';
 
 export interface ResourceResult {
@@ -48,6 +49,8 @@ export function compileSplit(
   const errors = check(TrafficSplitSpec, split.spec, 'spec');
   // Not RE2 (backreferences, lookaround): admitted while the webhook was down, never programmed.
   if (errors.length === 0) errors.push(...matchRegexErrors(split.spec.matches ?? [], 'spec.matches'));
+  // The CRD's CEL rules on progression; ajv does not run CEL, and objects stored before them exist.
+  if (errors.length === 0) errors.push(...progressionErrors(split.spec));
   if (errors.length > 0)
     return { result: { ...base, accepted: invalid('TrafficSplit', errors), programmed: 'none' } };
   const s = split.spec;
@@ -83,7 +86,7 @@ export function compileSplit(
   }
   const id = (n: string) => `${ns}/${n}`;
   const route: Route = {
-    backends: [...s.backends]
+    backends: backendsInEffect(s, split.status)
       .sort(byKey((b) => b.service))
       .map((b) => sortKeys({ port: b.port, service: id(b.service), weight: b.weight })),
     matches: sortKeys(s.matches ?? []),
@@ -127,6 +130,30 @@ export function compileSplit(
     route: sortKeys(route),
     result: { ...base, accepted: { ok: true }, resolvedRefs: { ok: true }, programmed: 'current' },
   };
+}
+
+/** What spec.progression needs of the rest of the spec (the CRD says it too, in CEL). */
+export function progressionErrors(s: TrafficSplit['spec']): { field: string; message: string }[] {
+  const p = s.progression;
+  if (!p) return [];
+  const errors: { field: string; message: string }[] = [];
+  if (!s.backends.some((b) => b.service === p.canary))
+    errors.push({ field: 'spec.progression.canary', message: 'must be one of backends[].service' });
+  else if (!s.backends.some((b) => b.service !== p.canary && b.weight > 0))
+    errors.push({
+      field: 'spec.backends',
+      message:
+        'with a progression, a backend other than progression.canary (the stable version) needs a weight greater than 0',
+    });
+  if ((p.stepWeights === undefined) === (p.stepWeightRange === undefined))
+    errors.push({ field: 'spec.progression', message: 'set exactly one of stepWeights or stepWeightRange' });
+  const w = p.stepWeights ?? [];
+  if (w.some((x, i) => i > 0 && x <= w[i - 1]!))
+    errors.push({ field: 'spec.progression.stepWeights', message: 'must increase (e.g. [10, 25, 50])' });
+  const r = p.stepWeightRange;
+  if (r && r.start > r.max)
+    errors.push({ field: 'spec.progression.stepWeightRange.start', message: 'must not exceed max' });
+  return errors;
 }
 
 export function compilePolicy(p: AuthorizationPolicy): { policy?: AuthzPolicy; result: ResourceResult } {

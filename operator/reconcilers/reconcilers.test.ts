@@ -37,6 +37,7 @@ function fakes() {
     warn: async (obj, _type, reason, message) => {
       events.push({ name: obj.metadata.name, reason, message });
     },
+    normal: async () => {},
   };
   return { writes, events, status, recorder };
 }

@@ -66,8 +66,10 @@ export function finishReporter(
       c = { count: metrics.requests.labels(labels), hist: metrics.duration.labels(labels) };
       children.set(key, c);
     }
+    const seconds = (now() - started) / 1000;
     c.count.inc();
-    c.hist.observe((now() - started) / 1000);
+    c.hist.observe(seconds);
+    if (direction === 'inbound') metrics.inbound.record(status, seconds);
   }
 
   /**

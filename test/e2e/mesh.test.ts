@@ -5,7 +5,8 @@
 // apiserver through its Service). It deploys the demo (config/demo) under a STRICT Mesh and
 // checks what a user would: sidecars injected, the client calling `http://reviews:9080` by
 // name, the canary split honoured, mutual TLS between the sidecars, plaintext refused, a caller
-// without the right identity denied by the policy, a weight change applied.
+// without the right identity denied by the policy, a weight change applied, and a built-in canary
+// progression (docs/progressive-delivery.md) that promotes a healthy v2 and rolls back a failing one.
 // The kubelet's syncFrequency is its default (1m) unless WEFT_NODE_SYNC_FREQUENCY says otherwise.
 // With WEFT_TEST_KUBECONFIG it runs unchanged on that cluster instead (kind: test/kind/run.sh
 // loads the images first): every check goes through the apiserver or from pods, not the host.
@@ -24,6 +25,7 @@ import {
   CALL_REVIEWS_BY_NAME,
   helmBinary,
   installWeft,
+  setCanaryProgression,
   setCanaryWeights,
   WEFT_NAMESPACE,
 } from '../../hack/install.ts';
@@ -412,6 +414,118 @@ describe('the mesh, end to end on the real node, installed by Helm', {
     const ts = json('get', 'trafficsplit', 'reviews-canary', '-n', NS);
     assert.equal(ts.status.observedGeneration, ts.metadata.generation);
     assert.equal(ts.status.conditions.find((c: { type: string }) => c.type === 'Ready').status, 'True');
+  });
+  // The built-in canary progression (docs/progressive-delivery.md) on the demo: the operator reads
+  // the reviews pods' proxies, moves the weights through status, and the client's traffic follows.
+  // Short steps (5 s) and small minimums keep it to about a minute.
+  const progression = (stepWeights: number[]) =>
+    setCanaryProgression({ stepWeights, interval: '5s', gates: { minSuccessRate: 95, minRequests: 5 } });
+  const splitNow = () => json('get', 'trafficsplit', 'reviews-canary', '-n', NS);
+  /** Waits for `n` answers in a row from `version` among the client's answers after `seen`. */
+  const inARow = (what: string, seen: number, version: string, n = 30) =>
+    eventually(what, () => {
+      const a = clientAnswers().slice(seen);
+      const i = a.findIndex(
+        (_, j) =>
+          a.slice(j, j + n).length === n && a.slice(j, j + n).every((l) => l.split(' ')[3] === version),
+      );
+      return i >= 0 ? a.slice(i, i + n) : undefined;
+    });
+
+  test('progression: a healthy v2 is promoted step by step by the operator, from what the proxies observed', async () => {
+    const t0 = Date.now();
+    kubectl(...progression([50]));
+    const ts = await eventually(
+      'Promoted',
+      () => {
+        const s = splitNow();
+        return s.status?.progression?.phase === 'Promoted' || s.status?.progression?.phase === 'RolledBack'
+          ? s
+          : undefined;
+      },
+      90_000,
+    );
+    const p = ts.status.progression;
+    assert.equal(p.phase, 'Promoted', `${p.message} (history: ${JSON.stringify(p.history)})`);
+    assert.equal(p.canaryWeight, 100);
+    assert.deepEqual(
+      p.history.map((h: { decision: string }) => h.decision),
+      ['Started', 'Promoted'],
+    );
+    const promoted = ts.status.conditions.find((c: { type: string }) => c.type === 'Promoted');
+    assert.equal(promoted.status, 'True');
+    // The spec is the user's: the operator wrote only status.
+    assert.deepEqual(
+      ts.spec.backends.map((b: { weight: number }) => b.weight),
+      [100, 0],
+    );
+    // The gate read real traffic: the client's calls to v2 as its proxy observed them.
+    assert.ok(p.observed.canary.requests >= 5, JSON.stringify(p.observed));
+    const seen = clientAnswers().length;
+    await inARow('30 calls in a row to v2 after the promotion', seen, 'v2');
+    const events = json(
+      'get',
+      'events',
+      '-n',
+      NS,
+      '--field-selector',
+      'involvedObject.name=reviews-canary',
+    ).items.map((e: { reason: string }) => e.reason);
+    assert.ok(events.includes('ProgressionPromoted'), events.join(', '));
+    log(
+      `[e2e] figure: progression of 1 step of 5 s to Promoted and 30 calls in a row on v2: ${Date.now() - t0} ms`,
+    );
+  });
+
+  test('progression: a v2 that answers 500 is rolled back within its step', async () => {
+    const t0 = Date.now();
+    // Back to v1 on demand first, as a user would (weftctl writes the annotation the operator reads).
+    execFileSync(process.execPath, [
+      join(repoRoot, 'cli', 'main.ts'),
+      '--kubeconfig',
+      kubeconfig,
+      'split',
+      'abort',
+      'reviews-canary',
+      '-n',
+      NS,
+    ]);
+    await eventually(
+      'aborted',
+      () => (splitNow().status?.progression?.canaryWeight === 0 ? true : undefined),
+      60_000,
+    );
+    kubectl('set', 'env', 'deployment/reviews-v2', '-n', NS, 'STATUS=500');
+    kubectl('rollout', 'status', 'deployment/reviews-v2', '-n', NS, '--timeout=90s');
+    const seen = clientAnswers().length;
+    // A new run (the progression changed): 20 % to the failing v2.
+    kubectl(...progression([20, 60]));
+    const ts = await eventually(
+      'the gate decided',
+      () => {
+        const s = splitNow();
+        const m = s.status?.progression?.message ?? '';
+        return /^rolled back at/.test(m) || s.status?.progression?.phase === 'Promoted' ? s : undefined;
+      },
+      90_000,
+    );
+    const p = ts.status.progression;
+    assert.equal(p.phase, 'RolledBack', p.message);
+    assert.equal(p.canaryWeight, 0);
+    assert.equal(p.step, 0, 'rolled back at the first step, never sent 60 %');
+    assert.match(p.message, /success rate .* is below the gate 95 %/);
+    const rolled = ts.status.conditions.find((c: { type: string }) => c.type === 'RolledBack');
+    assert.equal(rolled.status, 'True');
+    await inARow('30 calls in a row to v1 after the rollback', seen, 'v1');
+    const after = clientAnswers().slice(seen);
+    const failed = after.filter((l) => l.split(' ')[1] !== '200').length;
+    log(
+      `[e2e] figure: failing canary at 20 %: rolled back ${Date.now() - t0} ms after the change (rollout included); the client saw ${failed} failed calls of ${after.length}`,
+    );
+    // No more than the step's share of the calls made while the canary ran failed.
+    assert.ok(failed <= Math.ceil(after.length * 0.2) + 5, `${failed} of ${after.length} failed`);
+    // The demo as it was for whatever runs next (not waited for).
+    kubectl('set', 'env', 'deployment/reviews-v2', '-n', NS, 'STATUS-');
   });
 
   describe('faults under steady traffic (the short suite; npm run bench:faults runs them all)', () => {

@@ -42,6 +42,11 @@ const mesh = (spec: Record<string, unknown>, name = 'default') => ({
   spec,
 });
 
+const canaryBackends = [
+  { service: 'reviews-v1', weight: 100 },
+  { service: 'reviews-v2', weight: 0 },
+];
+
 /** One invalid resource per rule, and what the apiserver's message must contain. */
 const INVALID: { rule: string; obj: Record<string, unknown>; expect: RegExp[] }[] = [
   {
@@ -258,6 +263,82 @@ const INVALID: { rule: string; obj: Record<string, unknown>; expect: RegExp[] }[
     obj: mesh({ mtls: { mode: 'ON' } }),
     expect: [/spec\.mtls\.mode/, /Unsupported value/],
   },
+  {
+    rule: 'progression: the canary is one of the backends',
+    obj: split({ progression: { canary: 'reviews-v9', stepWeights: [10, 50] } }),
+    expect: [/spec\.progression\.canary/, /must be one of backends\[\]\.service/],
+  },
+  {
+    rule: 'progression: a stable backend has a weight',
+    obj: split({
+      backends: [
+        { service: 'reviews-v1', weight: 0 },
+        { service: 'reviews-v2', weight: 1 },
+      ],
+      progression: { canary: 'reviews-v2', stepWeights: [10] },
+    }),
+    expect: [/spec\.backends/, /other than progression\.canary \(the stable version\)/],
+  },
+  {
+    rule: 'progression: steps as weights or as a range, not both',
+    obj: split({
+      backends: canaryBackends,
+      progression: {
+        canary: 'reviews-v2',
+        stepWeights: [10],
+        stepWeightRange: { start: 10, increment: 10, max: 50 },
+      },
+    }),
+    expect: [/spec\.progression/, /exactly one of stepWeights or stepWeightRange/],
+  },
+  {
+    rule: 'progression: steps are required',
+    obj: split({ backends: canaryBackends, progression: { canary: 'reviews-v2' } }),
+    expect: [/spec\.progression/, /exactly one of stepWeights or stepWeightRange/],
+  },
+  {
+    rule: 'progression: step weights increase',
+    obj: split({ backends: canaryBackends, progression: { canary: 'reviews-v2', stepWeights: [50, 10] } }),
+    expect: [/spec\.progression\.stepWeights/, /must increase/],
+  },
+  {
+    rule: 'progression: step weights are distinct',
+    obj: split({ backends: canaryBackends, progression: { canary: 'reviews-v2', stepWeights: [10, 10] } }),
+    expect: [/spec\.progression\.stepWeights/, /[Dd]uplicate/],
+  },
+  {
+    rule: 'progression: a range starts below its max',
+    obj: split({
+      backends: canaryBackends,
+      progression: { canary: 'reviews-v2', stepWeightRange: { start: 60, increment: 10, max: 50 } },
+    }),
+    expect: [/spec\.progression\.stepWeightRange\.start/, /must not exceed max/],
+  },
+  {
+    rule: 'progression: step weights are percentages',
+    obj: split({ backends: canaryBackends, progression: { canary: 'reviews-v2', stepWeights: [10, 150] } }),
+    expect: [/spec\.progression\.stepWeights/, /less than or equal to 100/],
+  },
+  {
+    rule: 'progression: the latency percentile is one the proxy measures',
+    obj: split({
+      backends: canaryBackends,
+      progression: {
+        canary: 'reviews-v2',
+        stepWeights: [10],
+        gates: { maxLatency: { percentile: 98, threshold: '500ms' } },
+      },
+    }),
+    expect: [/spec\.progression\.gates\.maxLatency\.percentile/, /Unsupported value/],
+  },
+  {
+    rule: 'progression: the interval is bounded',
+    obj: split({
+      backends: canaryBackends,
+      progression: { canary: 'reviews-v2', stepWeights: [10], interval: '48h' },
+    }),
+    expect: [/spec\.progression\.interval/, /progression\.interval must be at most 24h/],
+  },
   { rule: 'Mesh is named default', obj: mesh({}, 'other'), expect: [/must be named "default"/] },
   { rule: 'trust domain format', obj: mesh({ trustDomain: 'Bad Domain!' }), expect: [/spec\.trustDomain/] },
   {
@@ -298,9 +379,9 @@ describe('CRDs on a real kube-apiserver', () => {
     const samples = ['mesh.yaml', 'trafficsplit.yaml', 'authorizationpolicy.yaml'].flatMap((f) =>
       readYamlDocs(join(repoRoot, 'config', 'samples', f)),
     );
-    assert.equal(samples.length, 5);
+    assert.equal(samples.length, 6);
     const listed = cluster.kubectl('get', 'weft', '-A', '-o', 'name').trim().split('\n').sort();
-    assert.equal(listed.length, 5, listed.join(','));
+    assert.equal(listed.length, 6, listed.join(','));
     // Structural defaults come from the schema.
     const ts = JSON.parse(
       cluster.kubectl('get', 'trafficsplit', 'reviews-beta', '-n', 'default', '-o', 'json'),

@@ -69,6 +69,7 @@ test('check and status after installing the CRDs and samples, before any operato
     'AuthorizationPolicy/deny-admin',
     'AuthorizationPolicy/reviews-readers',
     'Mesh/default',
+    'TrafficSplit/ratings-progressive',
     'TrafficSplit/reviews-beta',
     'TrafficSplit/reviews-canary',
   ]);
