@@ -37,6 +37,7 @@ interface ProxyFlags {
   tokenDir: string;
   gateway?: boolean;
   gatewayConfig: string;
+  gatewayCerts: string;
 }
 
 export function proxyCommand(name = 'proxy'): Command {
@@ -115,6 +116,11 @@ export function proxyCommand(name = 'proxy'): Command {
       "the Gateway's routing table (gateway mode)",
       env.WEFT_GATEWAY_CONFIG ?? '/etc/weft/gateway/gateway.json',
     )
+    .option(
+      '--gateway-certs <dir>',
+      "the HTTPS listeners' certificates and keys, PEM files the routing table names (gateway mode)",
+      env.WEFT_GATEWAY_CERTS ?? '/etc/weft/gateway-tls',
+    )
     .action(async (o: ProxyFlags) => {
       try {
         loadOriginalDst();
@@ -140,6 +146,7 @@ export function proxyCommand(name = 'proxy'): Command {
         },
         pollMs: o.pollMs,
         gatewayConfig: o.gateway ? o.gatewayConfig : undefined,
+        gatewayCerts: o.gateway ? o.gatewayCerts : undefined,
         apiServer: o.apiserver
           ? { server: o.apiserver, tokenFile: join(o.tokenDir, 'token'), caFile: join(o.tokenDir, 'ca.crt') }
           : inClusterAccess(env, o.tokenDir),
