@@ -108,26 +108,15 @@ function echoAdvanced(ref: string): ImageSpec {
   };
 }
 
-function echoBasic(ref: string): ImageSpec {
-  const bin = goTool('echo-basic', 'sigs.k8s.io/gateway-api/conformance/echo-basic', SUITE_PINS);
+/** An image of one static Go binary `/<name>`, its entrypoint, built from `pins`. */
+function oneBinary(ref: string, name: string, pkg: string, pins: string): ImageSpec {
+  const bin = goTool(name, pkg, pins);
   return {
     ref,
-    entrypoint: ['/echo-basic'],
+    entrypoint: [`/${name}`],
     fill: (rootfs) => {
-      copyFileSync(bin, join(rootfs, 'echo-basic'));
-      chmodSync(join(rootfs, 'echo-basic'), 0o755);
-    },
-  };
-}
-
-function coredns(ref: string): ImageSpec {
-  const bin = goTool('coredns', 'github.com/coredns/coredns', COREDNS_PINS);
-  return {
-    ref,
-    entrypoint: ['/coredns'],
-    fill: (rootfs) => {
-      copyFileSync(bin, join(rootfs, 'coredns'));
-      chmodSync(join(rootfs, 'coredns'), 0o755);
+      copyFileSync(bin, join(rootfs, name));
+      chmodSync(join(rootfs, name), 0o755);
     },
   };
 }
@@ -137,12 +126,19 @@ function imageSpec(ref: string): { spec: ImageSpec; pins: string } {
   const repo = ref.slice(0, ref.lastIndexOf(':'));
   if (repo === 'registry.k8s.io/gateway-api/echo-advanced')
     return { spec: echoAdvanced(ref), pins: ECHO_ADVANCED_PINS };
-  if (repo === 'registry.k8s.io/gateway-api/echo-basic') return { spec: echoBasic(ref), pins: SUITE_PINS };
+  if (repo === 'registry.k8s.io/gateway-api/echo-basic')
+    return {
+      spec: oneBinary(ref, 'echo-basic', 'sigs.k8s.io/gateway-api/conformance/echo-basic', SUITE_PINS),
+      pins: SUITE_PINS,
+    };
   if (
     repo === 'registry.k8s.io/coredns/coredns' &&
     ref.endsWith(`:${pinnedVersion('github.com/coredns/coredns', COREDNS_PINS)}`)
   )
-    return { spec: coredns(ref), pins: COREDNS_PINS };
+    return {
+      spec: oneBinary(ref, 'coredns', 'github.com/coredns/coredns', COREDNS_PINS),
+      pins: COREDNS_PINS,
+    };
   throw new ConformanceError(
     'WEFT_CONFORMANCE_BUILD',
     `the suite's manifests name ${ref}, which hack/conformance/build.ts does not build yet: add it to imageSpec()`,
