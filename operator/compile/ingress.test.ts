@@ -468,6 +468,21 @@ describe('Weft gateway: HTTPS listeners', async () => {
     );
   });
 
+  test('a route attaches to (and is counted by) a listener whose certificate does not resolve, which serves nothing', () => {
+    const c = compileIngress({
+      gateway: gateway([https('tls', { name: 'nope' })]),
+      httpRoutes: [
+        http('shop', 'r', { parentRefs: [gwParent()], rules: [{ backendRefs: [to('reviews')] }] }),
+      ],
+      services: services(),
+      secrets: (ns, name) => secrets.get(`${ns}/${name}`),
+    });
+    assert.equal(c.listeners[0]!.attachedRoutes, 1);
+    assert.equal(c.routeParents.get('HTTPRoute/shop/r')![0]!.accepted.ok, true);
+    assert.equal(cond(c.listeners[0]!.conditions, 'Programmed')?.status, 'False');
+    assert.deepEqual(c.config.ports, []);
+  });
+
   test('HTTP and HTTPS on one port conflict; tls.mode Passthrough is refused on HTTPS', () => {
     const c = compile([
       https('s', { name: 'a' }),

@@ -54,8 +54,10 @@ export const bindPort = (port: number) => (port < 1024 ? 15_000 + port : port);
 export interface ListenerResult {
   name: string;
   port: number;
-  /** Whether the listener serves routes (valid, not conflicted). */
+  /** Whether routes attach to the listener (accepted, not conflicted). */
   ok: boolean;
+  /** Whether its references resolve (an HTTPS listener's certificate): served only then. */
+  resolved: boolean;
   attachedRoutes: number;
   supportedKinds: { group: string; kind: string }[];
   conditions: ConditionInput[];
@@ -256,9 +258,8 @@ function listenerVerdicts(
       });
     } else
       conditions.push({ type: 'Accepted', status: 'True', reason: 'Accepted', message: 'Listener accepted' });
-    const cert = l.protocol === 'HTTPS' ? listenerCertificate(gw, l, field, input) : undefined;
+    const cert = l.protocol === 'HTTPS' && ok ? listenerCertificate(gw, l, field, input) : undefined;
     if (cert && 'cert' in cert) certificates.set(l.name, cert);
-    else if (cert) ok = false;
     conditions.push(
       invalidKinds.length > 0
         ? {
@@ -271,7 +272,8 @@ function listenerVerdicts(
           ? { type: 'ResolvedRefs', status: 'False', ...cert }
           : { type: 'ResolvedRefs', status: 'True', reason: 'ResolvedRefs', message: 'References resolved' },
     );
-    return { name: l.name, port: l.port, ok, attachedRoutes: 0, supportedKinds, conditions };
+    const resolved = !cert || 'cert' in cert;
+    return { name: l.name, port: l.port, ok, resolved, attachedRoutes: 0, supportedKinds, conditions };
   });
   // Two listeners on one port with the same hostname, or two ports bound to one pod port, conflict.
   const key = (l: GatewayListenerSpec) => `${l.port}/${l.hostname ?? '*'}`;
@@ -342,6 +344,7 @@ export function compileIngress(input: IngressInput): IngressCompiled {
   const gwId = `Gateway/${gwNs}/${gw.metadata.name}`;
   const certs = new Map<string, ListenerCertificate>();
   const listeners = listenerVerdicts(gw, input, certs);
+  const served = (i: number) => listeners[i]!.ok && listeners[i]!.resolved;
   const specs = gw.spec.listeners ?? [];
   const hosts = new Map<number, Map<string, Entry[]>>();
   const routeParents = new Map<string, ParentResult[]>();
@@ -431,6 +434,8 @@ export function compileIngress(input: IngressInput): IngressCompiled {
       for (const i of attached) {
         const l = specs[i]!;
         listeners[i]!.attachedRoutes++;
+        // Attached (counted) but not served while its certificate does not resolve.
+        if (!listeners[i]!.resolved) continue;
         if (!hosts.has(l.port)) hosts.set(l.port, new Map());
         const byHost = hosts.get(l.port)!;
         for (const h of effectiveHostnames(l.hostname, route.spec.hostnames)) {
@@ -446,11 +451,11 @@ export function compileIngress(input: IngressInput): IngressCompiled {
 
   const config: GatewayProxyConfig = {
     gateway: `${gwNs}/${gw.metadata.name}`,
-    ports: [...new Set(specs.filter((_, i) => listeners[i]!.ok).map((l) => l.port))]
+    ports: [...new Set(specs.filter((_, i) => served(i)).map((l) => l.port))]
       .sort((a, b) => a - b)
       .map((port) => {
         const tls = specs
-          .filter((l, i) => l.port === port && listeners[i]!.ok && certs.has(l.name))
+          .filter((l, i) => l.port === port && served(i) && certs.has(l.name))
           .map((l) => ({ hostname: l.hostname ?? '*', cert: `${l.name}.crt`, key: `${l.name}.key` }))
           .sort((a, b) => hostOrder(a.hostname, b.hostname));
         return {
@@ -470,13 +475,15 @@ export function compileIngress(input: IngressInput): IngressCompiled {
     }
   for (const r of listeners)
     r.conditions.push(
-      r.ok
+      r.ok && r.resolved
         ? { type: 'Programmed', status: 'True', reason: 'Programmed', message: `Served on port ${r.port}` }
         : {
             type: 'Programmed',
             status: 'False',
             reason: 'Invalid',
-            message: 'The listener is not accepted or conflicts',
+            message: r.ok
+              ? 'The listener’s certificate does not resolve: see ResolvedRefs'
+              : 'The listener is not accepted or conflicts',
           },
     );
   const valid = listeners.filter((l) => l.ok).length;
