@@ -249,6 +249,12 @@ describe('Weft gateway: routing table and status', () => {
     assert.equal(cond(l('alt').conditions, 'ResolvedRefs')?.reason, 'InvalidRouteKinds');
     assert.deepEqual(l('alt').supportedKinds, []);
     assert.equal(c.accepted.ok, true, 'some listeners are valid');
+    assert.deepEqual(l('tls').supportedKinds, [], 'an unsupported protocol supports no route kind');
+    assert.equal(
+      cond(gatewayStatus(gw, c, {}).conditions!, 'Accepted')?.reason,
+      'ListenersNotValid',
+      'Accepted=True, reason ListenersNotValid, when some listeners are invalid',
+    );
     assert.deepEqual(
       c.config.ports.map((p) => p.port),
       [8000],

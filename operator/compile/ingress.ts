@@ -87,8 +87,11 @@ export interface ListenerCertificate {
 }
 
 export interface IngressCompiled {
-  /** The Gateway's Accepted verdict (its listeners' are in `listeners`). */
-  accepted: Verdict;
+  /**
+   * The Gateway's Accepted verdict (its listeners' are in `listeners`); `partly`: accepted with
+   * some listeners invalid (reason ListenersNotValid, as the Gateway API says).
+   */
+  accepted: Verdict & { partly?: boolean };
   listeners: ListenerResult[];
   config: GatewayProxyConfig;
   /**
@@ -219,7 +222,7 @@ function listenerVerdicts(
     const field = `spec.listeners[${i}]`;
     const conditions: ConditionInput[] = [];
     const wanted = l.allowedRoutes?.kinds;
-    const supportedKinds = wanted
+    const kinds = wanted
       ? wanted
           .filter((k) => (k.group ?? GATEWAY_GROUP) === GATEWAY_GROUP && k.kind === 'HTTPRoute')
           .map(() => HTTPROUTE_KIND)
@@ -227,6 +230,7 @@ function listenerVerdicts(
     const invalidKinds = (wanted ?? []).filter(
       (k) => !((k.group ?? GATEWAY_GROUP) === GATEWAY_GROUP && k.kind === 'HTTPRoute'),
     );
+    const supportedKinds = l.protocol === 'HTTP' || l.protocol === 'HTTPS' ? kinds : [];
     let ok = true;
     const tlsMode = (l.tls as { mode?: string } | undefined)?.mode ?? 'Terminate';
     if (l.protocol !== 'HTTP' && l.protocol !== 'HTTPS') {
@@ -487,7 +491,7 @@ export function compileIngress(input: IngressInput): IngressCompiled {
           },
     );
   const valid = listeners.filter((l) => l.ok).length;
-  const accepted: Verdict = gw.spec.addresses?.length
+  const accepted: IngressCompiled['accepted'] = gw.spec.addresses?.length
     ? {
         ok: false,
         reason: 'UnsupportedAddress',
@@ -497,6 +501,7 @@ export function compileIngress(input: IngressInput): IngressCompiled {
       ? { ok: false, reason: 'ListenersNotValid', message: 'No listener is valid: see status.listeners' }
       : {
           ok: true,
+          partly: valid < listeners.length,
           message:
             valid < listeners.length
               ? `Accepted; ${listeners.length - valid} listener(s) invalid: see status.listeners`

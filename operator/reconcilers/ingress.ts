@@ -192,7 +192,12 @@ export function gatewayStatus(
   const accepted: ConditionInput = error
     ? { type: 'Accepted', status: 'False', reason: 'Invalid', message: error }
     : compiled.accepted.ok
-      ? { type: 'Accepted', status: 'True', reason: 'Accepted', message: compiled.accepted.message }
+      ? {
+          type: 'Accepted',
+          status: 'True',
+          reason: compiled.accepted.partly ? 'ListenersNotValid' : 'Accepted',
+          message: compiled.accepted.message,
+        }
       : {
           type: 'Accepted',
           status: 'False',
