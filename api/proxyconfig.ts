@@ -321,6 +321,20 @@ export const GatewayConfig = Type.Object({
       bind: Type.Integer({ minimum: 1, maximum: 65535 }),
       /** Exact hostnames first (longest first), then wildcards (longest first), then "*". */
       hosts: Type.Array(Type.Object({ hostname: Type.String({ minLength: 1 }), routes: Type.Array(Route) })),
+      /**
+       * HTTPS: the port terminates TLS, one certificate per listener, picked by SNI (exact
+       * hostname, then the longest wildcard, then "*"). Files (PEM) in the gateway's certificate
+       * directory, never the keys themselves (docs/ingress.md).
+       */
+      tls: Type.Optional(
+        Type.Array(
+          Type.Object({
+            hostname: Type.String({ minLength: 1 }),
+            cert: Type.String({ pattern: '^[-._a-zA-Z0-9]+$' }),
+            key: Type.String({ pattern: '^[-._a-zA-Z0-9]+$' }),
+          }),
+        ),
+      ),
     }),
   ),
 });

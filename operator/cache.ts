@@ -28,7 +28,7 @@ export interface InformerFactoryOptions {
 
 export type InformerFactory = <T extends KubeObject>(
   type: ResourceType,
-  extra?: { transform?: (o: KubeObject) => T; labelSelector?: string },
+  extra?: { transform?: (o: KubeObject) => T; labelSelector?: string; fieldSelector?: string },
 ) => Informer<T>;
 
 /** Makes informers and remembers them: `all` is what the manager starts and /readyz reports. */
@@ -40,11 +40,12 @@ export function informerFactory(o: InformerFactoryOptions): {
   const log = o.log.child({ component: 'informer' });
   const make = <T extends KubeObject>(
     type: ResourceType,
-    extra: { transform?: (o: KubeObject) => T; labelSelector?: string } = {},
+    extra: { transform?: (o: KubeObject) => T; labelSelector?: string; fieldSelector?: string } = {},
   ): Informer<T> => {
     const inf = new Informer<T>(o.client, type, {
       transform: extra.transform as ((o: T) => T) | undefined,
       labelSelector: extra.labelSelector,
+      fieldSelector: extra.fieldSelector,
       log,
       watchTimeoutSeconds: o.watchTimeoutSeconds,
       onRestart: (reason) => o.onRestart?.(type.kind, reason),

@@ -3,7 +3,7 @@
 // routes, says so once in its log and in the Mesh's GatewayAPI condition, and works as before.
 // Installing them later needs an operator restart (docs/gateway-api.md).
 
-import type { KubeClient } from '../kube/client.ts';
+import { type KubeClient, type KubeObject, RESOURCES } from '../kube/client.ts';
 import type { ConditionInput } from '../kube/conditions.ts';
 import { isNotFound } from '../kube/errors.ts';
 import type { Logger } from '../kube/log.ts';
@@ -17,6 +17,7 @@ import {
   type HTTPRouteObj,
   type ReferenceGrantObj,
 } from './compile/gatewaytypes.ts';
+import type { TlsSecret } from './compile/ingress.ts';
 
 /** The Mesh condition that says whether routes are watched. */
 export const GATEWAY_API_CONDITION = 'GatewayAPI';
@@ -74,6 +75,28 @@ export function gatewayCache(make: InformerFactory, s: GatewayApiSupport) {
       : undefined,
     gateways: s.gateways ? make<Obj<GatewayObj>>(GATEWAY_RESOURCES.gateways) : undefined,
     gatewayClasses: s.gateways ? make<Obj<GatewayClassObj>>(GATEWAY_RESOURCES.gatewayClasses) : undefined,
+    /**
+     * HTTPS listeners' certificates: Secrets of type kubernetes.io/tls that are not Weft's own
+     * (its identity Secrets), slimmed to their certificate and key (docs/ingress.md).
+     */
+    tlsSecrets: s.gateways
+      ? make<Obj<KubeObject & TlsSecret>>(RESOURCES.secrets, {
+          fieldSelector: 'type=kubernetes.io/tls',
+          labelSelector: 'app.kubernetes.io/managed-by!=weft',
+          transform: (o) => {
+            const x = o as KubeObject & TlsSecret;
+            return {
+              metadata: {
+                name: x.metadata.name,
+                namespace: x.metadata.namespace,
+                resourceVersion: x.metadata.resourceVersion,
+              },
+              type: x.type,
+              data: { 'tls.crt': x.data?.['tls.crt'] ?? '', 'tls.key': x.data?.['tls.key'] ?? '' },
+            } as Obj<KubeObject & TlsSecret>;
+          },
+        })
+      : undefined,
   };
 }
 

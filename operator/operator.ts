@@ -326,6 +326,7 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
       referenceGrants: () => gateway.referenceGrants?.list() ?? [],
       services: () => indexServices(cache.services.list()),
       namespaceLabels: (ns: string) => cache.namespaces.get(ns)?.metadata.labels,
+      secrets: (ns: string, name: string) => gateway.tlsSecrets?.get(`${ns}/${name}`),
     };
     c.gatewayclass = mgr.addController({
       name: 'gatewayclass',

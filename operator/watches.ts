@@ -170,6 +170,7 @@ function watchIngress(cache: OperatorCache, gateway: GatewayCache, c: Controller
     c.ingressroute?.add(objectKey(r));
     allGateways();
   });
+  gateway.tlsSecrets?.on(allGateways);
   for (const i of [gateway.referenceGrants, cache.services, cache.namespaces])
     i?.on(() => {
       allGateways();

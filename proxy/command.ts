@@ -46,6 +46,7 @@ interface ProxyFlags {
   tokenDir: string;
   gateway?: boolean;
   gatewayConfig: string;
+  gatewayCerts: string;
 }
 
 export function proxyCommand(name = 'proxy'): Command {
@@ -136,6 +137,11 @@ export function proxyCommand(name = 'proxy'): Command {
       "the Gateway's routing table (gateway mode)",
       env.WEFT_GATEWAY_CONFIG ?? '/etc/weft/gateway/gateway.json',
     )
+    .option(
+      '--gateway-certs <dir>',
+      "the HTTPS listeners' certificates and keys, PEM files the routing table names (gateway mode)",
+      env.WEFT_GATEWAY_CERTS ?? '/etc/weft/gateway-tls',
+    )
     .action(async (o: ProxyFlags) => {
       const v8 = process.getBuiltinModule('node:v8');
       for (const f of PROXY_V8_FLAGS) v8.setFlagsFromString(f);
@@ -165,6 +171,7 @@ export function proxyCommand(name = 'proxy'): Command {
         },
         pollMs: o.pollMs,
         gatewayConfig: o.gateway ? o.gatewayConfig : undefined,
+        gatewayCerts: o.gateway ? o.gatewayCerts : undefined,
         apiServer: o.apiserver
           ? { server: o.apiserver, tokenFile: join(o.tokenDir, 'token'), caFile: join(o.tokenDir, 'ca.crt') }
           : inClusterAccess(env, o.tokenDir),

@@ -27,7 +27,8 @@ import { inboundFastPath } from './http1/inbound.ts';
 import { outboundFastPath } from './http1/outbound.ts';
 import type { WorkloadIdentity } from './identity/tls.ts';
 import { dispatch, type Transports } from './listen/dispatch.ts';
-import { makeGatewayListener, makeListener, RedirectGuard } from './listen/listener.ts';
+import { GatewayTls } from './listen/gatewaytls.ts';
+import { makeGatewayListener, makeListener, RedirectGuard, serveGatewayHttp } from './listen/listener.ts';
 import { InboundTls } from './listen/tls.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import { DEFAULT_PATH_NORMALIZATION, type NormalizedTarget, normalizeTarget } from './pathnorm.ts';
@@ -77,9 +78,10 @@ export interface ProxyHandle {
   /**
    * Gateway mode (docs/ingress.md): serve this Gateway's listeners (a listener per `bind` port,
    * opened or closed to match) with its virtual hosts over the current config. A port that
-   * cannot be bound is logged and left out; the others serve.
+   * cannot be bound is logged and left out; the others serve. `certificates`: the HTTPS
+   * listeners' PEM files by name (gatewaytls.ts); one that does not load keeps its last good one.
    */
-  setGateway(gateway: GatewayConfig): Promise<void>;
+  setGateway(gateway: GatewayConfig, certificates?: ReadonlyMap<string, string>): Promise<void>;
   table(): RoutingTable | undefined;
   stats(): Record<string, unknown>;
   /** Stops accepting, lets in-flight requests finish (up to timeoutMs), then closes everything. */
@@ -251,6 +253,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
   ports.outbound = (outbound.address() as net.AddressInfo).port;
   ports.inbound = (inbound.address() as net.AddressInfo).port;
 
+  const gatewayTls = new GatewayTls(core, (t, ctx, alpn) => serveGatewayHttp(core, transports, t, ctx, alpn));
   let gateway: GatewayConfig | undefined;
   /** Gateway listeners by bound port, with the listener port they serve. */
   const gatewayListeners = new Map<number, { server: net.Server; port: number }>();
@@ -261,8 +264,9 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
   const handle: ProxyHandle = {
     ports: { ...ports },
     setWorkloadIdentity,
-    async setGateway(gw) {
+    async setGateway(gw, certificates = new Map()) {
       gateway = gw;
+      for (const p of gatewayTls.update(gw, certificates)) log('error', `gateway certificate refused: ${p}`);
       if (table) table = new RoutingTable(table.config, gw);
       const wanted = new Map(gw.ports.map((p) => [p.bind, p.port]));
       for (const [bind, l] of gatewayListeners)
@@ -272,7 +276,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
         }
       for (const [bind, port] of wanted) {
         if (gatewayListeners.has(bind)) continue;
-        const server = makeGatewayListener(core, transports, port);
+        const server = makeGatewayListener(core, transports, port, { tls: gatewayTls, bind });
         try {
           await new Promise<void>((r, j) => server.once('error', j).listen(bind, host, () => r()));
           gatewayListeners.set(bind, { server, port });

@@ -39,6 +39,8 @@ export interface SidecarOptions {
   startWithoutConfig?: boolean;
   /** Gateway mode (docs/ingress.md): the Gateway's routing table (GatewayConfig JSON), polled. */
   gatewayConfig?: string;
+  /** Gateway mode: the directory of the PEM files its HTTPS listeners name, polled with it. */
+  gatewayCerts?: string;
 }
 
 export interface Sidecar {
@@ -71,12 +73,33 @@ export function workloadOf(labels: Record<string, string>, podName: string): str
   );
 }
 
+/** The PEM files the HTTPS listeners of `text` (a GatewayConfig, if it parses) name, read from `dir`. */
+async function readCertificates(text: string, dir: string | undefined): Promise<Map<string, string>> {
+  const files = new Map<string, string>();
+  if (!dir) return files;
+  let names: string[] = [];
+  try {
+    const gw = JSON.parse(text) as Partial<GatewayConfig>;
+    names = (gw.ports ?? []).flatMap((p) => (p.tls ?? []).flatMap((t) => [t.cert, t.key]));
+  } catch {}
+  for (const name of new Set(names)) {
+    // The schema allows only plain file names; a missing file is reported by GatewayTls.
+    if (!/^[-._a-zA-Z0-9]+$/.test(name) || name.startsWith('..')) continue;
+    try {
+      files.set(name, await readFile(join(dir, name), 'utf8'));
+    } catch {}
+  }
+  return files;
+}
+
 /**
- * Applies the Gateway's routing table from `file` now and whenever its content changes; a file
- * that is missing, not JSON or not a valid GatewayConfig is logged and the last good one kept.
+ * Applies the Gateway's routing table from `file` now and whenever its content, or that of a
+ * certificate it names in `certsDir`, changes (a renewed certificate is served without restart);
+ * a file that is missing, not JSON or not a valid GatewayConfig is logged and the last good one kept.
  */
 async function watchGateway(
   file: string,
+  certsDir: string | undefined,
   proxy: ProxyHandle,
   log: Logger,
   pollMs = 2000,
@@ -90,8 +113,10 @@ async function watchGateway(
       if (last === '') log.warn({ file, err: (e as Error).message }, 'no gateway routing table yet');
       return;
     }
-    if (text === last) return;
-    last = text;
+    const certificates = await readCertificates(text, certsDir);
+    const state = JSON.stringify([text, [...certificates]]);
+    if (state === last) return;
+    last = state;
     let value: unknown;
     try {
       value = JSON.parse(text);
@@ -113,7 +138,7 @@ async function watchGateway(
       return;
     }
     const gw = value as GatewayConfig;
-    await proxy.setGateway(gw);
+    await proxy.setGateway(gw, certificates);
     log.info({ gateway: gw.gateway, ports: gw.ports.map((p) => p.port) }, 'gateway routing table applied');
   };
   await load();
@@ -277,7 +302,7 @@ export async function startSidecar(o: SidecarOptions): Promise<Sidecar> {
     }
   }
   const gatewayTimer = o.gatewayConfig
-    ? await watchGateway(o.gatewayConfig, proxy, log, o.pollMs)
+    ? await watchGateway(o.gatewayConfig, o.gatewayCerts, proxy, log, o.pollMs)
     : undefined;
   const labelsTimer = o.podInfoDir ? setInterval(() => void readLabels(), o.pollMs ?? 2000) : undefined;
   labelsTimer?.unref();

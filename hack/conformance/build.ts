@@ -8,7 +8,10 @@
 //         suite runs it through `kubectl exec`), from hack/conformance/echo-advanced's pins, with
 //         the certificate and key Istio's own echo image carries (/cert.crt, /cert.key, from the
 //         module's tests/testdata/certs/dns);
-//       echo-basic (gateway profiles) = the conformance module's echo-basic/.
+//       echo-basic (gateway profiles) = the conformance module's echo-basic/;
+//       coredns (gateway profiles: the base manifests run it for the UDPRoute tests, and every
+//         pod of the base must be ready) = CoreDNS at the tag the manifests name
+//         (hack/conformance/coredns's pins).
 // Static Go binaries (CGO off, -trimpath) in one-layer images (hack/node/images.ts): the same
 // pins give the same layer digest. Binaries and archives are cached under Weft's cache.
 import { execFileSync } from 'node:child_process';
@@ -23,6 +26,7 @@ const here = import.meta.dirname;
 const root = join(here, '..', '..');
 export const SUITE_PINS = here;
 export const ECHO_ADVANCED_PINS = join(here, 'echo-advanced');
+export const COREDNS_PINS = join(here, 'coredns');
 
 export type Profile = 'MESH-HTTP' | 'MESH-GRPC' | 'GATEWAY-HTTP';
 export const PROFILES: readonly Profile[] = ['MESH-HTTP', 'MESH-GRPC', 'GATEWAY-HTTP'];
@@ -104,14 +108,15 @@ function echoAdvanced(ref: string): ImageSpec {
   };
 }
 
-function echoBasic(ref: string): ImageSpec {
-  const bin = goTool('echo-basic', 'sigs.k8s.io/gateway-api/conformance/echo-basic', SUITE_PINS);
+/** An image of one static Go binary `/<name>`, its entrypoint, built from `pins`. */
+function oneBinary(ref: string, name: string, pkg: string, pins: string): ImageSpec {
+  const bin = goTool(name, pkg, pins);
   return {
     ref,
-    entrypoint: ['/echo-basic'],
+    entrypoint: [`/${name}`],
     fill: (rootfs) => {
-      copyFileSync(bin, join(rootfs, 'echo-basic'));
-      chmodSync(join(rootfs, 'echo-basic'), 0o755);
+      copyFileSync(bin, join(rootfs, name));
+      chmodSync(join(rootfs, name), 0o755);
     },
   };
 }
@@ -121,7 +126,19 @@ function imageSpec(ref: string): { spec: ImageSpec; pins: string } {
   const repo = ref.slice(0, ref.lastIndexOf(':'));
   if (repo === 'registry.k8s.io/gateway-api/echo-advanced')
     return { spec: echoAdvanced(ref), pins: ECHO_ADVANCED_PINS };
-  if (repo === 'registry.k8s.io/gateway-api/echo-basic') return { spec: echoBasic(ref), pins: SUITE_PINS };
+  if (repo === 'registry.k8s.io/gateway-api/echo-basic')
+    return {
+      spec: oneBinary(ref, 'echo-basic', 'sigs.k8s.io/gateway-api/conformance/echo-basic', SUITE_PINS),
+      pins: SUITE_PINS,
+    };
+  if (
+    repo === 'registry.k8s.io/coredns/coredns' &&
+    ref.endsWith(`:${pinnedVersion('github.com/coredns/coredns', COREDNS_PINS)}`)
+  )
+    return {
+      spec: oneBinary(ref, 'coredns', 'github.com/coredns/coredns', COREDNS_PINS),
+      pins: COREDNS_PINS,
+    };
   throw new ConformanceError(
     'WEFT_CONFORMANCE_BUILD',
     `the suite's manifests name ${ref}, which hack/conformance/build.ts does not build yet: add it to imageSpec()`,

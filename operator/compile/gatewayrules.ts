@@ -153,16 +153,28 @@ export interface RefContext {
   consumer: boolean;
 }
 
-function granted(c: RefContext, toNs: string, toName: string): boolean {
-  return c.referenceGrants.some(
+/** Whether a ReferenceGrant in `to.namespace` lets a `from.kind` (Gateway API group) of `from.namespace` refer to the core object. */
+export function referenceGranted(
+  grants: readonly ReferenceGrantObj[],
+  from: { kind: string; namespace: string },
+  to: { namespace: string; kind: string; name: string },
+): boolean {
+  return grants.some(
     (g) =>
-      g.metadata.namespace === toNs &&
+      g.metadata.namespace === to.namespace &&
       g.spec.from.some(
-        (f) => f.group === GATEWAY_GROUP && f.kind === c.kind && f.namespace === c.namespace,
+        (f) => f.group === GATEWAY_GROUP && f.kind === from.kind && f.namespace === from.namespace,
       ) &&
-      g.spec.to.some((t) => (t.group ?? '') === '' && t.kind === 'Service' && (!t.name || t.name === toName)),
+      g.spec.to.some((t) => (t.group ?? '') === '' && t.kind === to.kind && (!t.name || t.name === to.name)),
   );
 }
+
+const granted = (c: RefContext, toNs: string, toName: string) =>
+  referenceGranted(
+    c.referenceGrants,
+    { kind: c.kind, namespace: c.namespace },
+    { namespace: toNs, kind: 'Service', name: toName },
+  );
 
 /** A backendRef (or a mirror's) → the Service id and port, or why not. */
 export function resolveRef(ref: BackendRef, c: RefContext, field: string): { id: string; problem?: Problem } {

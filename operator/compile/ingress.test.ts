@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Route as RouteSchema } from '../../api/proxyconfig.ts';
 import { check } from '../../api/validate.ts';
+import { issueServingCertificate } from '../../webhook/tls.ts';
 import {
   gatewayStatus,
   gatewayWorkload,
@@ -16,6 +17,7 @@ import {
   GATEWAY_GROUP,
   type GatewayListenerSpec,
   type GatewayObj,
+  type ReferenceGrantObj,
 } from './gatewaytypes.ts';
 import {
   compileIngress,
@@ -52,7 +54,7 @@ interface Shape {
   };
 }
 const services = () => indexServices(cluster().services);
-const cond = (list: { type: string; status: string; reason: string }[], type: string) =>
+const cond = (list: { type: string; status: string; reason: string; message: string }[], type: string) =>
   list.find((c) => c.type === type);
 
 describe('Weft gateway: GatewayClass', () => {
@@ -232,27 +234,33 @@ describe('Weft gateway: routing table and status', () => {
     assert.equal(granted.config.ports[0]!.hosts[0]!.routes[0]!.backends[0]!.service, 'lib/other');
   });
 
-  test('HTTPS listeners are refused (not yet), conflicts are reported, the valid listeners still serve', () => {
+  test('TLS listeners are refused (not yet), conflicts are reported, the valid listeners still serve', () => {
     const gw = gateway([
       { name: 'web', port: 80, protocol: 'HTTP' },
-      { name: 'tls', port: 443, protocol: 'HTTPS' },
+      { name: 'tls', port: 443, protocol: 'TLS' },
       { name: 'twin', port: 80, protocol: 'HTTP' },
       { name: 'alt', port: 8000, protocol: 'HTTP', allowedRoutes: { kinds: [{ kind: 'TCPRoute' }] } },
     ]);
     const c = compileIngress({ gateway: gw, services: services() });
     const l = (n: string) => c.listeners.find((x) => x.name === n)!;
     assert.equal(cond(l('tls').conditions, 'Accepted')?.reason, 'UnsupportedProtocol');
-    assert.match(l('tls').conditions[0]!.message, /spec\.listeners\[1\]\.protocol: HTTPS/);
+    assert.match(l('tls').conditions[0]!.message, /spec\.listeners\[1\]\.protocol: TLS/);
     assert.equal(cond(l('web').conditions, 'Conflicted')?.reason, 'HostnameConflict');
     assert.equal(cond(l('alt').conditions, 'ResolvedRefs')?.reason, 'InvalidRouteKinds');
     assert.deepEqual(l('alt').supportedKinds, []);
     assert.equal(c.accepted.ok, true, 'some listeners are valid');
+    assert.deepEqual(l('tls').supportedKinds, [], 'an unsupported protocol supports no route kind');
+    assert.equal(
+      cond(gatewayStatus(gw, c, {}).conditions!, 'Accepted')?.reason,
+      'ListenersNotValid',
+      'Accepted=True, reason ListenersNotValid, when some listeners are invalid',
+    );
     assert.deepEqual(
       c.config.ports.map((p) => p.port),
       [8000],
     );
     const none = compileIngress({
-      gateway: gateway([{ name: 'tls', port: 443, protocol: 'HTTPS' }]),
+      gateway: gateway([{ name: 'tls', port: 443, protocol: 'TLS' }]),
       services: services(),
     });
     assert.equal(none.accepted.ok, false);
@@ -271,10 +279,16 @@ describe('Weft gateway: routing table and status', () => {
     const by = (kind: string) => w.objects.find((o) => o.type.kind === kind)!.obj as unknown as Shape;
     assert.deepEqual(
       w.objects.map((o) => o.type.kind),
-      ['ServiceAccount', 'ConfigMap', 'Deployment', 'Service'],
+      ['ServiceAccount', 'ConfigMap', 'Secret', 'Deployment', 'Service'],
     );
+    const certs = by('Secret') as unknown as { metadata: { name: string }; data: Record<string, string> };
+    assert.equal(certs.metadata.name, 'edge-weft-gateway-tls');
+    assert.deepEqual(certs.data, {}, 'no HTTPS listener: no certificate');
     for (const o of w.objects) {
-      assert.equal(o.obj.metadata.name, 'edge-weft-gateway');
+      assert.equal(
+        o.obj.metadata.name,
+        o.type.kind === 'Secret' ? 'edge-weft-gateway-tls' : 'edge-weft-gateway',
+      );
       assert.deepEqual(o.obj.metadata.ownerReferences?.[0], {
         apiVersion: 'gateway.networking.k8s.io/v1',
         kind: 'Gateway',
@@ -345,5 +359,146 @@ describe('Weft gateway: routing table and status', () => {
     const inTheWay = gatewayStatus(gw, c, {}, { programmed: 'ConfigMap shop/edge-weft-gateway exists' });
     assert.equal(cond(inTheWay.conditions!, 'Accepted')?.status, 'True');
     assert.equal(cond(inTheWay.conditions!, 'Programmed')?.reason, 'Invalid');
+  });
+});
+
+describe('Weft gateway: HTTPS listeners', async () => {
+  const now = new Date();
+  const a = await issueServingCertificate({ dnsNames: ['shop.example.com'], ipAddresses: [], now });
+  const b = await issueServingCertificate({ dnsNames: ['*.example.com'], ipAddresses: [], now });
+  const secret = (cert: string, key: string, type = 'kubernetes.io/tls') => ({
+    type,
+    data: { 'tls.crt': Buffer.from(cert).toString('base64'), 'tls.key': Buffer.from(key).toString('base64') },
+  });
+  const secrets = new Map([
+    ['shop/a', secret(a.certPem, a.keyPem)],
+    ['shop/b', secret(b.certPem, b.keyPem)],
+    ['lib/b', secret(b.certPem, b.keyPem)],
+    ['shop/malformed', secret('Hello world\n', 'Hello world\n')],
+    ['shop/mismatch', secret(a.certPem, b.keyPem)],
+    ['shop/opaque', secret(a.certPem, a.keyPem, 'Opaque')],
+  ]);
+  const https = (name: string, ref: Record<string, unknown> | undefined, hostname?: string) => ({
+    name,
+    port: 443,
+    protocol: 'HTTPS',
+    ...(hostname ? { hostname } : {}),
+    tls: ref ? { certificateRefs: [ref] } : {},
+  });
+  const compile = (listeners: GatewayListenerSpec[], referenceGrants: ReferenceGrantObj[] = []) =>
+    compileIngress({
+      gateway: gateway(listeners),
+      services: services(),
+      referenceGrants,
+      secrets: (ns, name) => secrets.get(`${ns}/${name}`),
+    });
+  const resolved = (c: ReturnType<typeof compile>, name: string) =>
+    cond(c.listeners.find((l) => l.name === name)!.conditions, 'ResolvedRefs')!;
+
+  test('a valid Secret: served by SNI hostname, certificate and key in the `-tls` Secret, never in the ConfigMap', () => {
+    const c = compile([
+      https('wild', { name: 'b' }, '*.example.com'),
+      https('shop', { name: 'a', kind: 'Secret', group: '' }, 'shop.example.com'),
+    ]);
+    assert.equal(resolved(c, 'shop').status, 'True');
+    assert.deepEqual(c.config.ports, [
+      {
+        port: 443,
+        bind: 15_443,
+        hosts: [],
+        tls: [
+          { hostname: 'shop.example.com', cert: 'shop.crt', key: 'shop.key' },
+          { hostname: '*.example.com', cert: 'wild.crt', key: 'wild.key' },
+        ],
+      },
+    ]);
+    assert.equal(c.certificates.get('shop.crt'), a.certPem);
+    assert.equal(c.certificates.get('wild.key'), b.keyPem);
+    const w = gatewayWorkload(gateway([]), c, undefined);
+    assert.ok('objects' in w);
+    const kinds = (k: string) => w.objects.find((o) => o.type.kind === k)!.obj as Record<string, unknown>;
+    const data = kinds('Secret').data as Record<string, string>;
+    assert.equal(Buffer.from(data['shop.key']!, 'base64').toString(), a.keyPem);
+    assert.doesNotMatch(JSON.stringify(kinds('ConfigMap')), /PRIVATE KEY|BEGIN CERTIFICATE/);
+    const pod = JSON.stringify(kinds('Deployment'));
+    assert.match(pod, /"secretName":"edge-weft-gateway-tls"/);
+    assert.match(pod, /"WEFT_GATEWAY_CERTS","value":"\/etc\/weft\/gateway-tls"/);
+  });
+
+  test('a bad certificateRef: ResolvedRefs False naming the field and the fix; the listener is not served, the others are', () => {
+    const cases: [Record<string, unknown> | undefined, string, RegExp][] = [
+      [undefined, 'InvalidCertificateRef', /tls\.certificateRefs: an HTTPS listener needs a certificate/],
+      [{ name: 'nope' }, 'InvalidCertificateRef', /certificateRefs\[0\]: Secret shop\/nope not found/],
+      [{ name: 'a', kind: 'WrongKind' }, 'InvalidCertificateRef', /core\/WrongKind is not supported/],
+      [{ name: 'a', group: 'wrong.group.company.io' }, 'InvalidCertificateRef', /wrong\.group\.company\.io/],
+      [{ name: 'malformed' }, 'InvalidCertificateRef', /tls\.crt is not a PEM certificate/],
+      [{ name: 'mismatch' }, 'InvalidCertificateRef', /tls\.key is not the key of the tls\.crt/],
+      [{ name: 'opaque' }, 'InvalidCertificateRef', /type Opaque/],
+      [{ name: 'b', namespace: 'lib' }, 'RefNotPermitted', /ReferenceGrant in lib from Gateways in shop/],
+    ];
+    for (const [ref, reason, message] of cases) {
+      const c = compile([https('bad', ref), { name: 'web', port: 80, protocol: 'HTTP' }]);
+      const r = resolved(c, 'bad');
+      assert.deepEqual([r.status, r.reason], ['False', reason], JSON.stringify(ref));
+      assert.match(r.message, message);
+      assert.match(r.message, /spec\.listeners\[0\]\.tls/);
+      assert.equal(cond(c.listeners[0]!.conditions, 'Programmed')?.status, 'False');
+      assert.deepEqual(
+        c.config.ports.map((p) => p.port),
+        [80],
+        'the valid listener still serves',
+      );
+      assert.equal(c.certificates.size, 0);
+    }
+  });
+
+  test('a Secret in another namespace needs a ReferenceGrant from Gateways to that Secret (or all Secrets)', () => {
+    const grant = (to: Record<string, unknown>, kind = 'Gateway'): ReferenceGrantObj => ({
+      metadata: { name: 'g', namespace: 'lib' },
+      spec: {
+        from: [{ group: GATEWAY_GROUP, kind, namespace: 'shop' }],
+        to: [{ group: '', ...to } as never],
+      },
+    });
+    const l = [https('x', { name: 'b', namespace: 'lib' })];
+    assert.equal(resolved(compile(l, [grant({ kind: 'Secret', name: 'b' })]), 'x').status, 'True');
+    assert.equal(resolved(compile(l, [grant({ kind: 'Secret' })]), 'x').status, 'True');
+    assert.equal(
+      resolved(compile(l, [grant({ kind: 'Secret', name: 'other' })]), 'x').reason,
+      'RefNotPermitted',
+    );
+    assert.equal(resolved(compile(l, [grant({ kind: 'Service' })]), 'x').reason, 'RefNotPermitted');
+    assert.equal(
+      resolved(compile(l, [grant({ kind: 'Secret' }, 'HTTPRoute')]), 'x').reason,
+      'RefNotPermitted',
+    );
+  });
+
+  test('a route attaches to (and is counted by) a listener whose certificate does not resolve, which serves nothing', () => {
+    const c = compileIngress({
+      gateway: gateway([https('tls', { name: 'nope' })]),
+      httpRoutes: [
+        http('shop', 'r', { parentRefs: [gwParent()], rules: [{ backendRefs: [to('reviews')] }] }),
+      ],
+      services: services(),
+      secrets: (ns, name) => secrets.get(`${ns}/${name}`),
+    });
+    assert.equal(c.listeners[0]!.attachedRoutes, 1);
+    assert.equal(c.routeParents.get('HTTPRoute/shop/r')![0]!.accepted.ok, true);
+    assert.equal(cond(c.listeners[0]!.conditions, 'Programmed')?.status, 'False');
+    assert.deepEqual(c.config.ports, []);
+  });
+
+  test('HTTP and HTTPS on one port conflict; tls.mode Passthrough is refused on HTTPS', () => {
+    const c = compile([
+      https('s', { name: 'a' }),
+      { name: 'p', port: 443, protocol: 'HTTP', hostname: 'x.org' },
+    ]);
+    for (const l of c.listeners) assert.equal(cond(l.conditions, 'Conflicted')?.reason, 'ProtocolConflict');
+    assert.deepEqual(c.config.ports, []);
+    const p = compile([{ name: 's', port: 443, protocol: 'HTTPS', tls: { mode: 'Passthrough' } }]);
+    const acc = cond(p.listeners[0]!.conditions, 'Accepted')!;
+    assert.equal(acc.reason, 'UnsupportedValue');
+    assert.match(acc.message, /tls\.mode: Passthrough/);
   });
 });

@@ -3,12 +3,13 @@
 // HTTPRoutes attached to a Gateway compile with the same compiler as the mesh routes
 // (gateway.ts bindRoute/ordered): one entry per match, sorted by the Gateway API precedence,
 // closed by a 404 catch-all, grouped by listener port and hostname (docs/ingress.md).
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { hostnameCovers } from '../../api/hostname.ts';
 import type { GatewayConfig, Route } from '../../api/proxyconfig.ts';
 import type { ConditionInput } from '../../kube/conditions.ts';
 import type { ServiceObj } from '../types.ts';
 import { bindRoute, type Entry, ordered, type ParentResult, summarize, type Verdict } from './gateway.ts';
-import { type Problem, type RefContext, ROUTE_REASON } from './gatewayrules.ts';
+import { type Problem, type RefContext, ROUTE_REASON, referenceGranted } from './gatewayrules.ts';
 import {
   GATEWAY_CONTROLLER_NAME,
   GATEWAY_GROUP,
@@ -53,8 +54,10 @@ export const bindPort = (port: number) => (port < 1024 ? 15_000 + port : port);
 export interface ListenerResult {
   name: string;
   port: number;
-  /** Whether the listener serves routes (valid, not conflicted). */
+  /** Whether routes attach to the listener (accepted, not conflicted). */
   ok: boolean;
+  /** Whether its references resolve (an HTTPS listener's certificate): served only then. */
+  resolved: boolean;
   attachedRoutes: number;
   supportedKinds: { group: string; kind: string }[];
   conditions: ConditionInput[];
@@ -67,13 +70,35 @@ export interface IngressInput {
   services: Map<string, ServiceObj>;
   /** A namespace's labels (allowedRoutes.namespaces.from: Selector). */
   namespaceLabels?: (ns: string) => Record<string, string> | undefined;
+  /** A Secret of type kubernetes.io/tls (HTTPS listeners' certificateRefs), undefined when absent. */
+  secrets?: (namespace: string, name: string) => TlsSecret | undefined;
+}
+
+export interface TlsSecret {
+  type?: string;
+  /** Base64, as the apiserver serves it. */
+  data?: Record<string, string>;
+}
+
+/** A listener's certificate and key (PEM), checked to parse and to belong together. */
+export interface ListenerCertificate {
+  cert: string;
+  key: string;
 }
 
 export interface IngressCompiled {
-  /** The Gateway's Accepted verdict (its listeners' are in `listeners`). */
-  accepted: Verdict;
+  /**
+   * The Gateway's Accepted verdict (its listeners' are in `listeners`); `partly`: accepted with
+   * some listeners invalid (reason ListenersNotValid, as the Gateway API says).
+   */
+  accepted: Verdict & { partly?: boolean };
   listeners: ListenerResult[];
   config: GatewayProxyConfig;
+  /**
+   * The certificates the proxy serves, by file name in its certificate directory (`config`
+   * names them per HTTPS listener): `<listener>.crt`, `<listener>.key`. Never in `config`.
+   */
+  certificates: Map<string, string>;
   /** One verdict per parentRef naming this Gateway, by "HTTPRoute/<namespace>/<name>". */
   routeParents: Map<string, ParentResult[]>;
 }
@@ -107,13 +132,97 @@ function matchLabels(selector: unknown, labels: Record<string, string> | undefin
   return Object.entries(s?.matchLabels ?? {}).every(([k, v]) => labels?.[k] === v);
 }
 
-function listenerVerdicts(gw: GatewayObj): ListenerResult[] {
+/** A PEM certificate chain and key from a kubernetes.io/tls Secret, or why it cannot be served. */
+export function tlsSecretCertificate(secret: TlsSecret): ListenerCertificate | string {
+  const pem = (k: string) => Buffer.from(secret.data?.[k] ?? '', 'base64').toString('utf8');
+  if (secret.type !== undefined && secret.type !== 'kubernetes.io/tls')
+    return `is of type ${secret.type}; a certificate is a Secret of type kubernetes.io/tls`;
+  const cert = pem('tls.crt');
+  const key = pem('tls.key');
+  if (!cert || !key) return 'has no tls.crt or no tls.key';
+  let x509: X509Certificate;
+  try {
+    x509 = new X509Certificate(cert);
+  } catch {
+    return 'tls.crt is not a PEM certificate';
+  }
+  try {
+    if (!x509.checkPrivateKey(createPrivateKey(key)))
+      return 'tls.key is not the key of the tls.crt certificate';
+  } catch {
+    return 'tls.key is not a PEM private key';
+  }
+  return { cert, key };
+}
+
+interface CertificateRef {
+  group?: string;
+  kind?: string;
+  name: string;
+  namespace?: string;
+}
+
+/** An HTTPS listener's certificate (the first of `certificateRefs`), or its ResolvedRefs problem. */
+function listenerCertificate(
+  gw: GatewayObj,
+  l: GatewayListenerSpec,
+  field: string,
+  input: IngressInput,
+): ListenerCertificate | { reason: string; message: string } {
+  const tls = (l.tls ?? {}) as { mode?: string; certificateRefs?: CertificateRef[] };
+  const refs = tls.certificateRefs ?? [];
+  if (refs.length === 0)
+    return {
+      reason: 'InvalidCertificateRef',
+      message: `${field}.tls.certificateRefs: an HTTPS listener needs a certificate; name a Secret of type kubernetes.io/tls`,
+    };
+  const gwNs = gw.metadata.namespace ?? '';
+  let first: ListenerCertificate | undefined;
+  for (const [j, ref] of refs.entries()) {
+    const f = `${field}.tls.certificateRefs[${j}]`;
+    const ns = ref.namespace ?? gwNs;
+    if ((ref.group ?? '') !== '' || (ref.kind ?? 'Secret') !== 'Secret')
+      return {
+        reason: 'InvalidCertificateRef',
+        message: `${f}: ${ref.group || 'core'}/${ref.kind} is not supported; a certificate is a Secret (group "", kind Secret)`,
+      };
+    if (
+      ns !== gwNs &&
+      !referenceGranted(
+        input.referenceGrants ?? [],
+        { kind: 'Gateway', namespace: gwNs },
+        { namespace: ns, kind: 'Secret', name: ref.name },
+      )
+    )
+      return {
+        reason: 'RefNotPermitted',
+        message: `${f}: Secret ${ns}/${ref.name} is in another namespace: it needs a ReferenceGrant in ${ns} from Gateways in ${gwNs} to Secrets`,
+      };
+    const secret = input.secrets?.(ns, ref.name);
+    if (!secret)
+      return {
+        reason: 'InvalidCertificateRef',
+        message: `${f}: Secret ${ns}/${ref.name} not found (a Secret of type kubernetes.io/tls)`,
+      };
+    const got = tlsSecretCertificate(secret);
+    if (typeof got === 'string')
+      return { reason: 'InvalidCertificateRef', message: `${f}: Secret ${ns}/${ref.name} ${got}` };
+    first ??= got;
+  }
+  return first!;
+}
+
+function listenerVerdicts(
+  gw: GatewayObj,
+  input: IngressInput,
+  certificates: Map<string, ListenerCertificate>,
+): ListenerResult[] {
   const listeners = gw.spec.listeners ?? [];
   const results = listeners.map((l, i): ListenerResult => {
     const field = `spec.listeners[${i}]`;
     const conditions: ConditionInput[] = [];
     const wanted = l.allowedRoutes?.kinds;
-    const supportedKinds = wanted
+    const kinds = wanted
       ? wanted
           .filter((k) => (k.group ?? GATEWAY_GROUP) === GATEWAY_GROUP && k.kind === 'HTTPRoute')
           .map(() => HTTPROUTE_KIND)
@@ -121,14 +230,24 @@ function listenerVerdicts(gw: GatewayObj): ListenerResult[] {
     const invalidKinds = (wanted ?? []).filter(
       (k) => !((k.group ?? GATEWAY_GROUP) === GATEWAY_GROUP && k.kind === 'HTTPRoute'),
     );
+    const supportedKinds = l.protocol === 'HTTP' || l.protocol === 'HTTPS' ? kinds : [];
     let ok = true;
-    if (l.protocol !== 'HTTP') {
+    const tlsMode = (l.tls as { mode?: string } | undefined)?.mode ?? 'Terminate';
+    if (l.protocol !== 'HTTP' && l.protocol !== 'HTTPS') {
       ok = false;
       conditions.push({
         type: 'Accepted',
         status: 'False',
         reason: 'UnsupportedProtocol',
-        message: `${field}.protocol: ${l.protocol} is not supported by Weft's gateway yet; use HTTP (docs/ingress.md)`,
+        message: `${field}.protocol: ${l.protocol} is not supported by Weft's gateway yet; use HTTP or HTTPS (docs/ingress.md)`,
+      });
+    } else if (l.protocol === 'HTTPS' && tlsMode !== 'Terminate') {
+      ok = false;
+      conditions.push({
+        type: 'Accepted',
+        status: 'False',
+        reason: 'UnsupportedValue',
+        message: `${field}.tls.mode: ${tlsMode} is not supported on an HTTPS listener; use Terminate`,
       });
     } else if (
       l.allowedRoutes?.namespaces?.from === 'Selector' &&
@@ -143,6 +262,8 @@ function listenerVerdicts(gw: GatewayObj): ListenerResult[] {
       });
     } else
       conditions.push({ type: 'Accepted', status: 'True', reason: 'Accepted', message: 'Listener accepted' });
+    const cert = l.protocol === 'HTTPS' && ok ? listenerCertificate(gw, l, field, input) : undefined;
+    if (cert && 'cert' in cert) certificates.set(l.name, cert);
     conditions.push(
       invalidKinds.length > 0
         ? {
@@ -151,9 +272,12 @@ function listenerVerdicts(gw: GatewayObj): ListenerResult[] {
             reason: 'InvalidRouteKinds',
             message: `${field}.allowedRoutes.kinds: Weft's gateway serves only HTTPRoute (not ${invalidKinds.map((k) => k.kind).join(', ')})`,
           }
-        : { type: 'ResolvedRefs', status: 'True', reason: 'ResolvedRefs', message: 'References resolved' },
+        : cert && !('cert' in cert)
+          ? { type: 'ResolvedRefs', status: 'False', ...cert }
+          : { type: 'ResolvedRefs', status: 'True', reason: 'ResolvedRefs', message: 'References resolved' },
     );
-    return { name: l.name, port: l.port, ok, attachedRoutes: 0, supportedKinds, conditions };
+    const resolved = !cert || 'cert' in cert;
+    return { name: l.name, port: l.port, ok, resolved, attachedRoutes: 0, supportedKinds, conditions };
   });
   // Two listeners on one port with the same hostname, or two ports bound to one pod port, conflict.
   const key = (l: GatewayListenerSpec) => `${l.port}/${l.hostname ?? '*'}`;
@@ -163,17 +287,23 @@ function listenerVerdicts(gw: GatewayObj): ListenerResult[] {
     const clash = listeners.find(
       (o, j) => j !== i && o.port !== l.port && bindPort(o.port) === bindPort(l.port),
     );
-    const conflicted = twin
+    const otherProtocol = listeners.find((o, j) => j !== i && o.port === l.port && o.protocol !== l.protocol);
+    const conflicted = otherProtocol
       ? {
-          reason: 'HostnameConflict',
-          message: `spec.listeners[${i}]: listener ${twin.name} has the same port ${l.port} and hostname ${l.hostname ?? '(any)'}; give one a different hostname or port`,
+          reason: 'ProtocolConflict',
+          message: `spec.listeners[${i}]: listener ${otherProtocol.name} serves ${otherProtocol.protocol} on the same port ${l.port}; one port serves one protocol`,
         }
-      : clash
+      : twin
         ? {
-            reason: 'PortUnavailable',
-            message: `spec.listeners[${i}]: port ${l.port} is bound at ${bindPort(l.port)} in the gateway pod, as is listener ${clash.name}'s port ${clash.port}; change one of the ports`,
+            reason: 'HostnameConflict',
+            message: `spec.listeners[${i}]: listener ${twin.name} has the same port ${l.port} and hostname ${l.hostname ?? '(any)'}; give one a different hostname or port`,
           }
-        : undefined;
+        : clash
+          ? {
+              reason: 'PortUnavailable',
+              message: `spec.listeners[${i}]: port ${l.port} is bound at ${bindPort(l.port)} in the gateway pod, as is listener ${clash.name}'s port ${clash.port}; change one of the ports`,
+            }
+          : undefined;
     if (conflicted) r.ok = false;
     r.conditions.push(
       conflicted
@@ -216,7 +346,9 @@ export function compileIngress(input: IngressInput): IngressCompiled {
   const gw = input.gateway;
   const gwNs = gw.metadata.namespace ?? '';
   const gwId = `Gateway/${gwNs}/${gw.metadata.name}`;
-  const listeners = listenerVerdicts(gw);
+  const certs = new Map<string, ListenerCertificate>();
+  const listeners = listenerVerdicts(gw, input, certs);
+  const served = (i: number) => listeners[i]!.ok && listeners[i]!.resolved;
   const specs = gw.spec.listeners ?? [];
   const hosts = new Map<number, Map<string, Entry[]>>();
   const routeParents = new Map<string, ParentResult[]>();
@@ -306,6 +438,8 @@ export function compileIngress(input: IngressInput): IngressCompiled {
       for (const i of attached) {
         const l = specs[i]!;
         listeners[i]!.attachedRoutes++;
+        // Attached (counted) but not served while its certificate does not resolve.
+        if (!listeners[i]!.resolved) continue;
         if (!hosts.has(l.port)) hosts.set(l.port, new Map());
         const byHost = hosts.get(l.port)!;
         for (const h of effectiveHostnames(l.hostname, route.spec.hostnames)) {
@@ -321,27 +455,43 @@ export function compileIngress(input: IngressInput): IngressCompiled {
 
   const config: GatewayProxyConfig = {
     gateway: `${gwNs}/${gw.metadata.name}`,
-    ports: [...new Set(specs.filter((_, i) => listeners[i]!.ok).map((l) => l.port))]
+    ports: [...new Set(specs.filter((_, i) => served(i)).map((l) => l.port))]
       .sort((a, b) => a - b)
-      .map((port) => ({
-        port,
-        bind: bindPort(port),
-        hosts: virtualHosts(gwId, hosts.get(port) ?? new Map()),
-      })),
+      .map((port) => {
+        const tls = specs
+          .filter((l, i) => l.port === port && served(i) && certs.has(l.name))
+          .map((l) => ({ hostname: l.hostname ?? '*', cert: `${l.name}.crt`, key: `${l.name}.key` }))
+          .sort((a, b) => hostOrder(a.hostname, b.hostname));
+        return {
+          port,
+          bind: bindPort(port),
+          hosts: virtualHosts(gwId, hosts.get(port) ?? new Map()),
+          ...(tls.length > 0 ? { tls } : {}),
+        };
+      }),
   };
+  const certificates = new Map<string, string>();
+  for (const p of config.ports)
+    for (const t of p.tls ?? []) {
+      const name = t.cert.slice(0, -'.crt'.length);
+      certificates.set(t.cert, certs.get(name)!.cert);
+      certificates.set(t.key, certs.get(name)!.key);
+    }
   for (const r of listeners)
     r.conditions.push(
-      r.ok
+      r.ok && r.resolved
         ? { type: 'Programmed', status: 'True', reason: 'Programmed', message: `Served on port ${r.port}` }
         : {
             type: 'Programmed',
             status: 'False',
             reason: 'Invalid',
-            message: 'The listener is not accepted or conflicts',
+            message: r.ok
+              ? 'The listener’s certificate does not resolve: see ResolvedRefs'
+              : 'The listener is not accepted or conflicts',
           },
     );
   const valid = listeners.filter((l) => l.ok).length;
-  const accepted: Verdict = gw.spec.addresses?.length
+  const accepted: IngressCompiled['accepted'] = gw.spec.addresses?.length
     ? {
         ok: false,
         reason: 'UnsupportedAddress',
@@ -351,10 +501,11 @@ export function compileIngress(input: IngressInput): IngressCompiled {
       ? { ok: false, reason: 'ListenersNotValid', message: 'No listener is valid: see status.listeners' }
       : {
           ok: true,
+          partly: valid < listeners.length,
           message:
             valid < listeners.length
               ? `Accepted; ${listeners.length - valid} listener(s) invalid: see status.listeners`
               : 'Accepted',
         };
-  return { accepted, listeners, config, routeParents };
+  return { accepted, listeners, config, certificates, routeParents };
 }

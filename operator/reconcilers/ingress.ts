@@ -25,6 +25,7 @@ import {
   gatewayClassConditions,
   type IngressCompiled,
   isWeftClass,
+  type TlsSecret,
 } from '../compile/ingress.ts';
 import type { WriteStats } from '../status.ts';
 import type { ServiceObj } from '../types.ts';
@@ -35,10 +36,19 @@ export const SERVICE_TYPE_ANNOTATION = 'weft.dev/gateway-service-type';
 export const GATEWAY_CONFIG_KEY = 'gateway.json';
 /** Where the gateway proxy reads it. */
 export const GATEWAY_CONFIG_DIR = '/etc/weft/gateway';
+/** Where the gateway proxy reads its HTTPS listeners' certificates (the `-tls` Secret). */
+export const GATEWAY_CERTS_DIR = '/etc/weft/gateway-tls';
 const NAME_LABEL = 'gateway.networking.k8s.io/gateway-name';
 
 /** The name of every object run for a Gateway (Service, Deployment, ServiceAccount, ConfigMap). */
 export const workloadName = (gateway: string) => `${gateway}-weft-gateway`;
+/**
+ * The Secret holding the certificates and keys of a Gateway's HTTPS listeners, copied by the
+ * operator from the Secrets the listeners name (also across namespaces, with a ReferenceGrant),
+ * once checked; mounted in the gateway's pod only. config/rbac/secrets_admission_policy.yaml
+ * lets the operator write Secrets of this name with the gateway labels and no other.
+ */
+export const certificatesSecretName = (gateway: string) => `${workloadName(gateway)}-tls`;
 
 /** The objects that run a Gateway; pure. Undefined with a message when they cannot be named. */
 export function gatewayWorkload(
@@ -71,6 +81,7 @@ export function gatewayWorkload(
       },
     ],
   };
+  const certs = certificatesSecretName(gw.metadata.name);
   const proxy = proxyContainer(mesh);
   const { restartPolicy: _sidecarOnly, startupProbe: _, ...container } = proxy;
   const ports = compiled.config.ports;
@@ -93,6 +104,7 @@ export function gatewayWorkload(
               env: [
                 ...(container.env ?? []),
                 { name: 'WEFT_GATEWAY_CONFIG', value: `${GATEWAY_CONFIG_DIR}/${GATEWAY_CONFIG_KEY}` },
+                { name: 'WEFT_GATEWAY_CERTS', value: GATEWAY_CERTS_DIR },
               ],
               ports: [
                 ...ports.map((p) => ({ name: `gw-${p.port}`, containerPort: p.bind, protocol: 'TCP' })),
@@ -101,10 +113,15 @@ export function gatewayWorkload(
               volumeMounts: [
                 ...(container.volumeMounts ?? []),
                 { name: 'weft-gateway', mountPath: GATEWAY_CONFIG_DIR, readOnly: true },
+                { name: 'weft-gateway-tls', mountPath: GATEWAY_CERTS_DIR, readOnly: true },
               ],
             },
           ],
-          volumes: [...proxyVolumes(name), { name: 'weft-gateway', configMap: { name } }],
+          volumes: [
+            ...proxyVolumes(name),
+            { name: 'weft-gateway', configMap: { name } },
+            { name: 'weft-gateway-tls', secret: { secretName: certs } },
+          ],
         },
       },
     },
@@ -123,6 +140,16 @@ export function gatewayWorkload(
       {
         type: RESOURCES.configMaps,
         obj: { metadata, data: { [GATEWAY_CONFIG_KEY]: JSON.stringify(compiled.config) } },
+      },
+      {
+        type: RESOURCES.secrets,
+        obj: {
+          metadata: { ...metadata, name: certs },
+          type: 'Opaque',
+          data: Object.fromEntries(
+            [...compiled.certificates].map(([file, pem]) => [file, Buffer.from(pem).toString('base64')]),
+          ),
+        },
       },
       { type: RESOURCES.deployments, obj: deployment },
       ...(ports.length > 0 ? [{ type: RESOURCES.services, obj: service }] : []),
@@ -165,7 +192,12 @@ export function gatewayStatus(
   const accepted: ConditionInput = error
     ? { type: 'Accepted', status: 'False', reason: 'Invalid', message: error }
     : compiled.accepted.ok
-      ? { type: 'Accepted', status: 'True', reason: 'Accepted', message: compiled.accepted.message }
+      ? {
+          type: 'Accepted',
+          status: 'True',
+          reason: compiled.accepted.partly ? 'ListenersNotValid' : 'Accepted',
+          message: compiled.accepted.message,
+        }
       : {
           type: 'Accepted',
           status: 'False',
@@ -211,6 +243,8 @@ export interface IngressDeps {
   referenceGrants: () => readonly ReferenceGrantObj[];
   services: () => Map<string, ServiceObj>;
   namespaceLabels: (ns: string) => Record<string, string> | undefined;
+  /** Secrets of type kubernetes.io/tls (HTTPS listeners' certificateRefs). */
+  secrets: (namespace: string, name: string) => TlsSecret | undefined;
   mesh: () => Mesh | undefined;
   stats: WriteStats;
   /** How often a Gateway whose proxy is not ready yet is looked at again. */
@@ -229,6 +263,7 @@ export function compileWeftGateway(d: Omit<IngressDeps, 'client' | 'stats' | 'me
       referenceGrants: d.referenceGrants(),
       services: d.services(),
       namespaceLabels: d.namespaceLabels,
+      secrets: d.secrets,
     }),
   };
 }
@@ -265,13 +300,22 @@ async function firstForeign(
 ): Promise<string | undefined> {
   for (const { type, obj } of objects) {
     const { name, namespace } = obj.metadata;
-    let current: KubeObject;
-    try {
-      current = await client.get<KubeObject>(type, name, namespace);
-    } catch (e) {
-      if (isNotFound(e)) continue;
-      throw e;
-    }
+    let current: KubeObject | undefined;
+    if (type === RESOURCES.secrets) {
+      // The operator may list Secrets but not get them (config/rbac/role.yaml).
+      const found = await client.list<KubeObject>(type, {
+        namespace,
+        fieldSelector: `metadata.name=${name}`,
+      });
+      current = found.items[0];
+      if (!current) continue;
+    } else
+      try {
+        current = await client.get<KubeObject>(type, name, namespace);
+      } catch (e) {
+        if (isNotFound(e)) continue;
+        throw e;
+      }
     const owner = current.metadata.ownerReferences?.find((r) => r.controller);
     if (owner?.uid !== uid)
       return `${type.kind} ${namespace}/${name} exists and is not this Gateway's (${owner ? `controlled by ${owner.kind} ${owner.name}` : 'no controller'}): delete or rename it, or rename the Gateway`;

@@ -17,6 +17,7 @@ import { originalDst } from '../native/index.ts';
 import { mtlsModeFor } from '../resilience/endpoints.ts';
 import { proxyTcp, type TcpTarget, tcpTarget } from '../tcp/tcp.ts';
 import { dispatch, type Transports } from './dispatch.ts';
+import type { GatewayTls } from './gatewaytls.ts';
 import type { InboundTls } from './tls.ts';
 
 /**
@@ -82,7 +83,13 @@ function track(core: ProxyCore, direction: Direction, socket: net.Socket): void 
  * destination); each connection is HTTP/1.1 or h2c to listener port `port`, served by the
  * outbound transports, which pick the virtual host by Host (outbound/plan.ts).
  */
-export function makeGatewayListener(core: ProxyCore, transports: Transports, port: number): net.Server {
+export function makeGatewayListener(
+  core: ProxyCore,
+  transports: Transports,
+  port: number,
+  /** HTTPS: the port's TLS termination (gatewaytls.ts), when `bind` is one of its ports. */
+  https?: { tls: GatewayTls; bind: number },
+): net.Server {
   const server = net.createServer({ pauseOnConnect: true, noDelay: true });
   server.maxConnections = core.limits.maxConnections;
   server.on('connection', (socket) => {
@@ -94,12 +101,26 @@ export function makeGatewayListener(core: ProxyCore, transports: Transports, por
       sourceIp: socket.remoteAddress,
     };
     core.ctxOf.set(socket, ctx);
-    peekH2Preface(core, socket, (h2, buf) =>
-      dispatch(core, transports, 'outbound', socket, ctx, h2 ? 'h2' : 'http1', buf),
-    );
+    if (https?.tls.has(https.bind)) https.tls.accept(https.bind, socket, ctx);
+    else serveGatewayHttp(core, transports, socket, ctx, undefined);
   });
   server.on('error', (e) => core.log('error', `gateway listener ${port} error: ${e.message}`));
   return server;
+}
+
+/** A gateway connection, plaintext or once TLS is terminated: ALPN's protocol, else h2c or HTTP/1.1 by its first bytes. */
+export function serveGatewayHttp(
+  core: ProxyCore,
+  transports: Transports,
+  socket: net.Socket,
+  ctx: ConnContext,
+  alpn: 'h2' | 'http1' | undefined,
+): void {
+  if (alpn) dispatch(core, transports, 'outbound', socket, ctx, alpn, Buffer.alloc(0));
+  else
+    peekH2Preface(core, socket, (h2, buf) =>
+      dispatch(core, transports, 'outbound', socket, ctx, h2 ? 'h2' : 'http1', buf),
+    );
 }
 
 export function makeListener(core: ProxyCore, direction: Direction, deps: ListenerDeps): net.Server {

@@ -530,5 +530,14 @@ describe('workload identity on a real control plane', () => {
       '',
       'its own identity Secret is allowed',
     );
+    // A Weft Gateway's certificates (docs/ingress.md): that name suffix with the gateway labels only.
+    const gatewayLabels = { 'app.kubernetes.io/managed-by': 'weft', 'weft.dev/component': 'gateway' };
+    assert.equal(
+      tryApply('edge-weft-gateway-tls', gatewayLabels),
+      '',
+      'a Gateway’s certificates are allowed',
+    );
+    assert.match(tryApply('edge-weft-gateway-tls', {}), /may only write its own Secrets/);
+    assert.match(tryApply('db-password', gatewayLabels), /may only write its own Secrets/);
   });
 });

@@ -18,6 +18,7 @@ import {
 import type { GatewayProxyConfig } from '../../operator/compile/ingress.ts';
 import { type OperatorHandle, startOperator } from '../../operator/operator.ts';
 import { GATEWAY_CONFIG_KEY } from '../../operator/reconcilers/ingress.ts';
+import { issueServingCertificate } from '../../webhook/tls.ts';
 import { installCrds, startTestCluster, type TestCluster } from '../support/cluster.ts';
 import { eventually } from '../support/eventually.ts';
 
@@ -186,7 +187,12 @@ describe('Weft gateway on a real apiserver', () => {
     const l = (n: string) => status.status?.listeners?.find((x) => x.name === n);
     assert.equal(l('http')?.attachedRoutes, 1);
     assert.equal(cond(l('http')?.conditions, 'Programmed')?.status, 'True');
-    assert.equal(cond(l('https')?.conditions, 'Accepted')?.reason, 'UnsupportedProtocol');
+    assert.equal(cond(l('https')?.conditions, 'Accepted')?.status, 'True');
+    assert.equal(cond(l('https')?.conditions, 'ResolvedRefs')?.reason, 'InvalidCertificateRef');
+    assert.match(
+      cond(l('https')?.conditions, 'ResolvedRefs')!.message,
+      /spec\.listeners\[1\]\.tls\.certificateRefs\[0\]: Secret edge\/cert not found/,
+    );
 
     const route = await waitFor('route status under both controllers', async () => {
       const r = await client.get<RouteK>(HR, 'web', 'shop');
@@ -213,6 +219,59 @@ describe('Weft gateway on a real apiserver', () => {
       cond(programmed.status?.conditions, 'Programmed')!.message,
       new RegExp(`80 → node port ${svc.spec.ports[0]!.nodePort}`),
     );
+  });
+
+  test('an HTTPS listener: its Secret, once valid, is copied to the Gateway’s `-tls` Secret and re-copied when it changes', async () => {
+    const tlsSecret = (name: string, c: { certPem: string; keyPem: string }) =>
+      obj(
+        RESOURCES.secrets,
+        { name, namespace: 'edge' },
+        {
+          type: 'kubernetes.io/tls',
+          data: {
+            'tls.crt': Buffer.from(c.certPem).toString('base64'),
+            'tls.key': Buffer.from(c.keyPem).toString('base64'),
+          },
+        },
+      );
+    const now = new Date();
+    const first = await issueServingCertificate({ dnsNames: ['*.example.com'], ipAddresses: [], now });
+    const second = await issueServingCertificate({ dnsNames: ['*.example.com'], ipAddresses: [], now });
+    const copied = (pem: string) =>
+      waitFor('the -tls Secret with the certificate', async () => {
+        const s = await client
+          .get<KubeObject & { data?: Record<string, string> }>(
+            RESOURCES.secrets,
+            'public-weft-gateway-tls',
+            'edge',
+          )
+          .catch(() => undefined);
+        const crt = s?.data?.['https.crt'];
+        return crt && Buffer.from(crt, 'base64').toString() === pem ? s : undefined;
+      });
+    await client.create(RESOURCES.secrets, tlsSecret('cert', first));
+    const s = await copied(first.certPem);
+    assert.equal(Buffer.from(s.data!['https.key']!, 'base64').toString(), first.keyPem);
+    assert.equal(s.metadata.ownerReferences?.[0]?.kind, 'Gateway');
+    const g = await waitFor('the https listener resolved', async () => {
+      const o = await client.get<GatewayK>(GATEWAY_RESOURCES.gateways, 'public', 'edge');
+      const l = o.status?.listeners?.find((x) => x.name === 'https');
+      return cond(l?.conditions, 'ResolvedRefs')?.status === 'True' ? o : undefined;
+    });
+    assert.equal(cond(g.status?.conditions, 'Accepted')?.message, 'Accepted');
+    const cm = await client.get<KubeObject & { data: Record<string, string> }>(
+      RESOURCES.configMaps,
+      'public-weft-gateway',
+      'edge',
+    );
+    const cfg = JSON.parse(cm.data[GATEWAY_CONFIG_KEY]!) as GatewayProxyConfig;
+    assert.deepEqual(cfg.ports.find((p) => p.port === 443)?.tls, [
+      { hostname: '*', cert: 'https.crt', key: 'https.key' },
+    ]);
+    assert.doesNotMatch(cm.data[GATEWAY_CONFIG_KEY]!, /PRIVATE KEY/, 'no key in the ConfigMap');
+    // Renewed (e.g. by cert-manager): the copy follows.
+    await client.apply(RESOURCES.secrets, tlsSecret('cert', second));
+    await copied(second.certPem);
   });
 
   test('a Gateway of another controller’s class gets nothing', async () => {

@@ -5,14 +5,19 @@
 // pods: to a meshed pod over mutual TLS with the gateway's own SPIFFE identity (STRICT mTLS),
 // to a pod outside the mesh in plaintext. A Host no listener hostname covers gets 404, and the
 // gateway never routes to the mesh's Services by their own names or addresses (it is not an
-// open proxy).
+// open proxy). HTTPS listeners: TLS terminated with the certificate of the listener SNI names
+// (exact hostname before wildcard; none for a name no listener covers), verified by the client
+// against its CA; a renewed certificate file is served without restarting the proxy, and a
+// broken one keeps the last good.
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { X509Certificate } from 'node:crypto';
+import { rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { compileIngress } from '../../operator/compile/ingress.ts';
 import { indexServices } from '../../operator/compile/services.ts';
 import { endpoint, proxyConfig, service } from '../../proxy/testdata.ts';
+import { issueServingCertificate, type ServingCertificate } from '../../webhook/tls.ts';
 import { newCa, spiffe, writeIdentity } from './mtlsfixture.ts';
 import { type Agent, eventually, metricLines, type Pod, Topology } from './netns.ts';
 
@@ -22,6 +27,18 @@ let gw: Pod;
 let web: Pod;
 const GATEWAY_SA = 'edge-weft-gateway';
 const BIND = 18_080;
+const BIND_TLS = 18_443;
+let certsDir: string;
+let shopCert: ServingCertificate;
+let wildCert: ServingCertificate;
+
+const tlsSecret = (c: ServingCertificate) => ({
+  type: 'kubernetes.io/tls',
+  data: {
+    'tls.crt': Buffer.from(c.certPem).toString('base64'),
+    'tls.key': Buffer.from(c.keyPem).toString('base64'),
+  },
+});
 
 const svcObj = (name: string, ip: string) => ({
   metadata: { name, namespace: 'shop' },
@@ -59,14 +76,39 @@ before(async () => {
   await topo.startApp(web, { http: 8080 });
   await topo.startApp(api, { http: 8080 });
   await topo.startProxy(web, ['--identity-dir', webId]);
+  const now = new Date();
+  shopCert = await issueServingCertificate({ dnsNames: ['shop.example.com'], ipAddresses: [], now });
+  wildCert = await issueServingCertificate(
+    { dnsNames: ['*.example.com'], ipAddresses: [], now },
+    {
+      caPem: shopCert.caPem,
+      caKeyPem: shopCert.caKeyPem!,
+    },
+  );
+  const secrets = new Map([
+    ['shop/shop-tls', tlsSecret(shopCert)],
+    ['shop/wild-tls', tlsSecret(wildCert)],
+  ]);
+  const https = (name: string, hostname: string, secret: string) => ({
+    name,
+    port: 443,
+    protocol: 'HTTPS',
+    hostname,
+    tls: { certificateRefs: [{ name: secret }] },
+  });
   const compiled = compileIngress({
     gateway: {
       metadata: { name: 'edge', namespace: 'shop' },
       spec: {
         gatewayClassName: 'weft',
-        listeners: [{ name: 'http', port: 80, protocol: 'HTTP', hostname: '*.example.com' }],
+        listeners: [
+          { name: 'http', port: 80, protocol: 'HTTP', hostname: '*.example.com' },
+          https('https-wild', '*.example.com', 'wild-tls'),
+          https('https-shop', 'shop.example.com', 'shop-tls'),
+        ],
       },
     },
+    secrets: (ns, name) => secrets.get(`${ns}/${name}`),
     httpRoutes: [
       route('shop', {
         hostnames: ['shop.example.com'],
@@ -85,11 +127,25 @@ before(async () => {
     ],
     services: indexServices([svcObj('web', '10.96.0.10'), svcObj('api', '10.96.0.11')]),
   });
-  // The test binds an unprivileged port of its own; the operator would say 15080 for port 80.
-  const table = { ...compiled.config, ports: compiled.config.ports.map((p) => ({ ...p, bind: BIND })) };
+  // The test binds unprivileged ports of its own; the operator would say 15080 for port 80.
+  const table = {
+    ...compiled.config,
+    ports: compiled.config.ports.map((p) => ({ ...p, bind: p.port === 443 ? BIND_TLS : BIND })),
+  };
   const file = join(await topo.tempDir('gateway'), 'gateway.json');
   await writeFile(file, JSON.stringify(table));
-  await topo.startProxy(gw, ['--gateway', '--gateway-config', file, '--identity-dir', gwId]);
+  // The operator's `-tls` Secret, as the kubelet mounts it: one file per certificate and key.
+  certsDir = await topo.tempDir('gateway-tls');
+  for (const [name, pem] of compiled.certificates) await writeFile(join(certsDir, name), pem);
+  await topo.startProxy(gw, [
+    '--gateway',
+    '--gateway-config',
+    file,
+    '--gateway-certs',
+    certsDir,
+    '--identity-dir',
+    gwId,
+  ]);
   client = await topo.startAgent(outside);
 });
 
@@ -154,5 +210,89 @@ describe('the proxy in gateway mode routes by Host, then by the route matches', 
       count(gm, 'weft_mtls_connections_total{', 'direction="outbound"', `peer="${spiffe('web')}"`) >= 1,
       `the gateway verified web's identity:\n${metricLines(gm, 'weft_mtls').join('\n')}`,
     );
+  });
+});
+
+interface HttpsResult {
+  got: string;
+  error?: string;
+  subject?: string;
+  fingerprint?: string;
+}
+
+/** GET / over TLS to the HTTPS listener, sending `sni` and verifying the server against `ca`. */
+async function getTls(sni: string | undefined, host = sni ?? 'shop.example.com', ca = shopCert.caPem) {
+  const r = await client.send<HttpsResult>({
+    op: 'https',
+    host: gw.ip,
+    port: BIND_TLS,
+    servername: sni,
+    ca,
+    send: [`GET / HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`],
+    timeoutMs: 10_000,
+  });
+  const [head = ''] = r.got.split('\r\n\r\n');
+  return {
+    error: r.error,
+    subject: r.subject,
+    fingerprint: r.fingerprint,
+    status: Number(/^HTTP\/1\.[01] (\d{3})/.exec(head)?.[1] ?? 0),
+    backend: /\r\nx-backend: ([^\r]*)/i.exec(head)?.[1],
+  };
+}
+
+const fingerprintOf = (pem: string) => new X509Certificate(pem).fingerprint256;
+
+describe('HTTPS listeners: TLS by SNI from the Secrets the listeners name, reloaded without restart', () => {
+  it('the exact hostname’s certificate is served and verifies; the request is routed as over HTTP', async () => {
+    const r = await getTls('shop.example.com');
+    assert.equal(r.error, undefined, `TLS to shop.example.com: ${r.error}`);
+    assert.equal(r.fingerprint, fingerprintOf(shopCert.certPem));
+    assert.equal(r.status, 200);
+    assert.equal(r.backend, 'web');
+  });
+
+  it('another name under the wildcard listener gets the wildcard certificate', async () => {
+    const r = await getTls('other.example.com');
+    assert.equal(r.error, undefined, `TLS to other.example.com: ${r.error}`);
+    assert.equal(r.fingerprint, fingerprintOf(wildCert.certPem));
+    assert.deepEqual([r.status, r.backend], [200, 'api']);
+  });
+
+  it('a server name no HTTPS listener covers gets no certificate (handshake refused)', async () => {
+    const r = await getTls('example.org', 'example.org');
+    assert.ok(r.error, 'the handshake must fail');
+    assert.equal(r.status, 0);
+  });
+
+  it('a renewed certificate file is served to new connections; a broken one keeps the last good', async () => {
+    const renewed = await issueServingCertificate(
+      { dnsNames: ['shop.example.com'], ipAddresses: [], now: new Date() },
+      {
+        caPem: shopCert.caPem,
+        caKeyPem: shopCert.caKeyPem!,
+      },
+    );
+    // As the kubelet swaps a Secret volume: each file replaced whole.
+    const put = async (name: string, text: string) => {
+      await writeFile(join(certsDir, `${name}.tmp`), text);
+      await rename(join(certsDir, `${name}.tmp`), join(certsDir, name));
+    };
+    await put('https-shop.key', renewed.keyPem);
+    await put('https-shop.crt', renewed.certPem);
+    let last: Awaited<ReturnType<typeof getTls>> | undefined;
+    const served = await eventually(async () => {
+      last = await getTls('shop.example.com');
+      return last.fingerprint === fingerprintOf(renewed.certPem);
+    });
+    assert.ok(served, `the renewed certificate is served: ${JSON.stringify(last)}`);
+    assert.deepEqual([last!.status, last!.backend], [200, 'web']);
+
+    await put('https-shop.crt', 'not a certificate\n');
+    // Two polls of the gateway's files (2 s each) at least: still the renewed certificate.
+    await new Promise((r) => setTimeout(r, 5_000));
+    const after = await getTls('shop.example.com');
+    assert.equal(after.error, undefined);
+    assert.equal(after.fingerprint, fingerprintOf(renewed.certPem), 'a broken file keeps the last good');
   });
 });
