@@ -83,7 +83,6 @@ test('the chart follows the release namespace, image and replicas', () => {
     assert.equal(d.spec.template.spec.containers[0]!.image, 'registry.example/weft:v9');
   }
   assert.equal(deployments.find((d) => d.metadata.name === 'weft-webhook')!.spec.replicas, 3);
-  execFileSync(helm, ['lint', chart, '--kube-version', '1.34.4'], { encoding: 'utf8' });
 });
 
 test('config/default passes a server-side dry run on a real apiserver', () => {
