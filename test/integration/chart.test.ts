@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import * as yaml from 'js-yaml';
 import { helmBinary } from '../../hack/install.ts';
 import { kubeconform, writeSchemas } from '../../hack/lib/kubeconform.ts';
-import { KubeClient, type KubeObject, RESOURCES } from '../../kube/client.ts';
+import { KubeClient, type KubeObject, RESOURCES, type ResourceType } from '../../kube/client.ts';
 import { DEFAULT_CA_SECRET } from '../../operator/identity/model.ts';
 import { startOperator } from '../../operator/operator.ts';
 import { createNamespaces, repoRoot, startTestCluster, type TestCluster } from '../support/cluster.ts';
@@ -153,7 +153,7 @@ describe('the Helm chart', () => {
     cluster.kubectl('apply', '--server-side', '-f', join(prevChart, 'crds'));
     cluster.kubectl('wait', '--for=condition=Established', '--timeout=30s', 'crd', '--all');
     await createNamespaces(client, { [NS]: {}, shop: { 'weft.dev/inject': 'enabled' } });
-    const crs: [typeof RESOURCES.meshes, KubeObject][] = [
+    const crs: [ResourceType, KubeObject][] = [
       [
         RESOURCES.meshes,
         { apiVersion: 'weft.dev/v1alpha1', kind: 'Mesh', metadata: { name: 'default' }, spec: {} },

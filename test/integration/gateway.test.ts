@@ -239,7 +239,9 @@ describe(`Gateway API ${GATEWAY_API_VERSION} routes on a real apiserver`, () => 
       });
     const split = await waitFor('TrafficSplit Overridden', async () => {
       const s = await client.get<
-        KubeObject & { status?: { conditions?: { type: string; status: string; message: string }[] } }
+        KubeObject & {
+          status?: { conditions?: { type: string; status: string; reason: string; message: string }[] };
+        }
       >(RESOURCES.trafficSplits, 'canary', 'shop');
       return s.status?.conditions?.find((c) => c.type === 'Overridden' && c.status === 'True')
         ? s
