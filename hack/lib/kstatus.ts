@@ -5,6 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { repoRoot } from './cluster.ts';
+import { goTool } from './go-tool.ts';
 
 export interface KStatus {
   apiVersion: string;
@@ -18,11 +19,7 @@ export interface KStatus {
 let binary: string | undefined;
 /** hack/kstatus, built on first use. */
 export function kstatusBinary(): string {
-  binary ??= execFileSync(
-    'bash',
-    [join(repoRoot, 'hack', 'go-tool.sh'), 'kstatus', 'weft.dev/kstatus', join(repoRoot, 'hack', 'kstatus')],
-    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
-  ).trim();
+  binary ??= goTool('kstatus', 'weft.dev/kstatus', join(repoRoot, 'hack', 'kstatus'));
   return binary;
 }
 

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import * as yaml from 'js-yaml';
 import { repoRoot } from './cluster.ts';
 import { ensureBinaries } from './control-plane.ts';
+import { goTool } from './go-tool.ts';
 
 type Json = Record<string, unknown>;
 
@@ -22,16 +23,11 @@ const fileOf = (kind: string, group: string, version: string) =>
 
 let binary: string | undefined;
 export function kubeconformBinary(): string {
-  binary ??= execFileSync(
-    'bash',
-    [
-      join(repoRoot, 'hack', 'go-tool.sh'),
-      'kubeconform',
-      'github.com/yannh/kubeconform/cmd/kubeconform',
-      join(repoRoot, 'hack', 'kubeconform'),
-    ],
-    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
-  ).trim();
+  binary ??= goTool(
+    'kubeconform',
+    'github.com/yannh/kubeconform/cmd/kubeconform',
+    join(repoRoot, 'hack', 'kubeconform'),
+  );
   return binary;
 }
 

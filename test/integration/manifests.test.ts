@@ -8,16 +8,10 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import * as yaml from 'js-yaml';
 import { DEFAULT_NAMESPACE, kustomizeDefault, renderChart } from '../../hack/gen-chart.ts';
+import { helmBinary } from '../../hack/install.ts';
 import { repoRoot, startTestCluster, type TestCluster } from '../support/cluster.ts';
 
-const helm = execFileSync(
-  'bash',
-  [join(repoRoot, 'hack', 'go-tool.sh'), 'helm', 'helm.sh/helm/v3/cmd/helm@v3.19.5'],
-  {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
-  },
-).trim();
+const helm = helmBinary();
 const chart = join(repoRoot, 'charts', 'weft');
 const helmTemplate = (...args: string[]) =>
   (
