@@ -140,9 +140,10 @@ describe('the Helm chart', () => {
   });
 
   test('helm upgrade from the previous chart version keeps the CRs and the CA, and the operator goes on with that CA', async () => {
-    // The previous version: the chart as it was before its latest change (git archive, no worktree).
+    // The previous version: the chart before the latest change to what it installs (its CRDs
+    // and templates), by git archive (no worktree to clean up).
     const git = (...a: string[]) => execFileSync('git', ['-C', repoRoot, ...a], { encoding: 'utf8' }).trim();
-    const last = git('log', '-n', '1', '--format=%H', '--', 'charts/weft');
+    const last = git('log', '-n', '1', '--format=%H', '--', 'charts/weft/crds', 'charts/weft/templates');
     const prev = join(tmp, 'previous');
     execFileSync('mkdir', [prev]);
     execFileSync('bash', ['-c', `git -C "${repoRoot}" archive "${last}^" charts/weft | tar -x -C "${prev}"`]);
