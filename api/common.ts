@@ -110,7 +110,7 @@ export const Conditions = Type.Array(Condition, {
   'x-kubernetes-list-type': 'map',
   'x-kubernetes-list-map-keys': ['type'],
   description:
-    'Latest observations of the resource: Ready, plus Accepted, ResolvedRefs, Programmed where they apply.',
+    'Latest observations of the resource: Ready, plus Accepted, ResolvedRefs, Programmed where they apply; Reconciling and Stalled (kstatus) only while True.',
 });
 
 /** The status every Weft resource carries. */

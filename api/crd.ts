@@ -103,7 +103,9 @@ export function generateCrd(def: KindDefinition): Json {
                 kind: { type: 'string', description: `Always ${def.kind}.` },
                 metadata: { type: 'object' },
                 spec: toStructural(def.spec),
-                status: toStructural(def.status),
+                // observedGeneration 0 until the operator first writes the status: kstatus (Flux)
+                // reads a new object as InProgress, not Current, before Weft has looked at it.
+                status: { ...toStructural(def.status), default: { observedGeneration: 0 } },
               },
               ...rootRules,
             },

@@ -7,6 +7,8 @@
 # A name ending in .test compiles the tests of a package of that directory's own module into one
 # binary (go test -c; its *_test.go files count in the cache key too):
 # hack/go-tool.sh conformance.test weft.dev/conformance hack/conformance
+# A main.go there is a program of that module, built the same way (its source counts in the key):
+# hack/go-tool.sh kstatus weft.dev/kstatus hack/kstatus
 # A file `tags` in that directory holds build tags (comma-separated), part of the cache key too.
 set -euo pipefail
 name="$1" pkg="$2" pins="${3:-}"
@@ -16,6 +18,8 @@ if [[ -n "$pins" ]]; then
   pins="$(cd "$pins" && pwd)"
   tests=()
   [[ "$name" == *.test ]] && tests=("$pins"/*_test.go)
+  # A program of the directory's own module (hack/kstatus): its source counts in the cache key.
+  [[ -f "$pins/main.go" ]] && tests+=("$pins/main.go")
   tags="$(cat "$pins/tags" 2>/dev/null || true)"
   dir="$dir-$(cat "$pins/go.mod" "$pins/go.sum" "${tests[@]}" | sha256sum | cut -c1-12)"
   [[ -z "$tags" ]] || dir="$dir-$(sha256sum <<<"$tags" | cut -c1-8)"

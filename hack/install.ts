@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { WEBHOOK_NAMES } from '../webhook/manifests.ts';
 import { applyGatewayApiCrds, GATEWAY_API_VERSION } from './gateway-api.ts';
 import { eventually } from './lib/eventually.ts';
+import { goTool } from './lib/go-tool.ts';
 
 const root = join(import.meta.dirname, '..');
 export const WEFT_NAMESPACE = 'weft-system';
@@ -14,10 +15,7 @@ export const HELM_PACKAGE = 'helm.sh/helm/v3/cmd/helm@v3.19.5';
 
 /** The helm binary, built once from its Go module into Weft's cache (hack/go-tool.sh). */
 export function helmBinary(): string {
-  return execFileSync('bash', [join(root, 'hack', 'go-tool.sh'), 'helm', HELM_PACKAGE], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
-  }).trim();
+  return goTool('helm', HELM_PACKAGE);
 }
 
 /** Builds the weft, demo and pause images into dist/images (cached: seconds when nothing changed). */

@@ -18,6 +18,16 @@ export const CONDITION = {
    * Service take precedence (everywhere, or in the consumer routes' namespaces).
    */
   Overridden: 'Overridden',
+  /**
+   * kstatus (Flux's health checks), present only while True: the operator or the proxies are
+   * still at work on the current generation (the proxies applying it, a write to retry).
+   */
+  Reconciling: 'Reconciling',
+  /**
+   * kstatus, present only while True: the current generation cannot be put in effect until
+   * someone changes it or what it names (invalid, a Service missing, overridden by a route).
+   */
+  Stalled: 'Stalled',
 } as const;
 
 export const REASON = {

@@ -9,6 +9,7 @@ import type { Logger } from '../kube/log.ts';
 import type { KeyReconciler } from '../kube/manager.ts';
 import type { ResourceResult } from './compiler.ts';
 import { CONDITION, EVENT_REASON, REASON } from './conditions.ts';
+import { IDENTITY_REASON } from './identity/model.ts';
 import { PROGRESSION_CONDITION_TYPES } from './progression/conditions.ts';
 import type { Lagging } from './propagation.ts';
 
@@ -224,6 +225,7 @@ export function compiledStatusReconciler<T extends WithStatus>(
       readyOf(r, own.why ?? failing.at(-1)?.verdict.message ?? ''),
       ...programmedOf(d, key, r, obj),
     );
+    wanted.push(...progressOf(wanted));
     const wasFailing = failing.some((v) => failedBefore(obj, v.type, v.verdict.reason));
     const changed = await d.status.write(type, obj, wanted);
     const first = failing[0];
@@ -265,3 +267,44 @@ export const readyOf = (r: ResourceResult, why: string): ConditionInput =>
           message: `The previous version stays programmed: ${why}`,
         }
       : { type: CONDITION.Ready, status: 'False', reason: REASON.NotProgrammed, message: why };
+
+/**
+ * Reasons for a condition that no reconcile fixes until someone changes the resource or what
+ * it names: kstatus' Stalled (Flux's health check fails at once instead of waiting out its
+ * timeout). A Service applied later clears it: the operator re-reads the TrafficSplit then.
+ */
+const STALLED_REASONS: ReadonlySet<string> = new Set([
+  REASON.Invalid,
+  REASON.NotDefault,
+  REASON.ServiceNotFound,
+  REASON.PortNotFound,
+  REASON.RouteTakesPrecedence,
+  REASON.ConfigTooLarge,
+  IDENTITY_REASON.SecretNotFound,
+  IDENTITY_REASON.InvalidSecret,
+  IDENTITY_REASON.CertManagerNotInstalled,
+]);
+
+/**
+ * kstatus' abnormal-true conditions, derived from a resource's other conditions (the one home
+ * of that logic, for every kind): Stalled=True when Ready is not True and a condition carries a
+ * reason from STALLED_REASONS (the first one, in the order given: Accepted, ResolvedRefs, …);
+ * else Reconciling=True while Ready or Programmed is not True. Neither when all is well (kstatus
+ * reads an absent one as False). Ready itself is never both: kstatus reports Failed, InProgress
+ * or Current from these, and `kubectl wait --for=condition=Ready` keeps reading Ready.
+ */
+export function progressOf(conds: readonly ConditionInput[]): ConditionInput[] {
+  const ready = conds.find((c) => c.type === CONDITION.Ready);
+  const notTrue = conds.filter(
+    (c) => (c.type === CONDITION.Ready || c.type === CONDITION.Programmed) && c.status !== 'True',
+  );
+  if (ready && ready.status !== 'True') {
+    const cause = conds.find((c) => STALLED_REASONS.has(c.reason));
+    if (cause)
+      return [{ type: CONDITION.Stalled, status: 'True', reason: cause.reason, message: cause.message }];
+  }
+  const busy = notTrue.find((c) => c.type === CONDITION.Programmed) ?? notTrue[0];
+  return busy
+    ? [{ type: CONDITION.Reconciling, status: 'True', reason: busy.reason, message: busy.message }]
+    : [];
+}

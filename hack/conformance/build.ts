@@ -20,10 +20,10 @@ import { chmodSync, copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { CodedError } from '../../api/errors.ts';
+import { goTool } from '../lib/go-tool.ts';
 import { ensureImage, type ImageSpec } from '../node/images.ts';
 
 const here = import.meta.dirname;
-const root = join(here, '..', '..');
 export const SUITE_PINS = here;
 export const ECHO_ADVANCED_PINS = join(here, 'echo-advanced');
 export const COREDNS_PINS = join(here, 'coredns');
@@ -35,14 +35,6 @@ export class ConformanceError extends CodedError<'WEFT_CONFORMANCE_SETTING' | 'W
 
 function cacheDir(): string {
   return process.env.WEFT_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'weft');
-}
-
-/** A Go tool or test binary from pinned module graph `pins`, built once (hack/go-tool.sh). */
-function goTool(name: string, pkg: string, pins: string): string {
-  return execFileSync('bash', [join(root, 'hack', 'go-tool.sh'), name, pkg, pins], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
-  }).trim();
 }
 
 /** The version hack/conformance/go.mod pins for `module`. */

@@ -12,7 +12,7 @@ import { DEFAULT_MESH_NAME, isMeshedPod } from '../compiler.ts';
 import { CONDITION, REASON } from '../conditions.ts';
 import { IDENTITY_CONDITION, type IdentityStatus } from '../identity/controller.ts';
 import type { Lagging } from '../propagation.ts';
-import type { StatusWriter } from '../status.ts';
+import { progressOf, type StatusWriter } from '../status.ts';
 import type { PodObj } from '../types.ts';
 
 export interface MeshDeps {
@@ -43,7 +43,7 @@ export function meshReconciler(d: MeshDeps): KeyReconciler {
     const mesh = d.meshes.get(name);
     if (!mesh) return undefined;
     if (name !== DEFAULT_MESH_NAME) {
-      await d.status.write(RESOURCES.meshes, mesh, [
+      const ignored: ConditionInput[] = [
         {
           type: CONDITION.Accepted,
           status: 'False',
@@ -51,7 +51,8 @@ export function meshReconciler(d: MeshDeps): KeyReconciler {
           message: `Weft reads only the Mesh named "${DEFAULT_MESH_NAME}"; this one is ignored`,
         },
         { type: CONDITION.Ready, status: 'False', reason: REASON.NotDefault, message: 'Ignored' },
-      ]);
+      ];
+      await d.status.write(RESOURCES.meshes, mesh, [...ignored, ...progressOf(ignored)]);
       return undefined;
     }
     const ca = d.identity?.();
@@ -81,38 +82,34 @@ export function meshReconciler(d: MeshDeps): KeyReconciler {
               reason: errs[0]![1].reason,
               message: errs.map(([ns, e]) => `${ns}: ${e.message}`).join('; '),
             };
-    await d.status.write(
-      RESOURCES.meshes,
-      mesh,
-      [
-        { type: CONDITION.Accepted, status: 'True', reason: REASON.Accepted, message: 'Valid' },
-        ready,
-        ...(ca ? [{ ...ca.condition, type: IDENTITY_CONDITION }] : []),
-        ...(d.gatewayApi ? [d.gatewayApi] : []),
-      ],
-      {
-        meshedNamespaces: meshed.length,
-        meshedPods,
-        ...(ca?.caExpiry ? { caExpiry: ca.caExpiry } : {}),
-        ...(sync === undefined && d.proxies && mesh.status?.proxiesInSync !== undefined
-          ? {
-              proxiesInSync: mesh.status.proxiesInSync,
-              proxiesOutOfSync: mesh.status.proxiesOutOfSync,
-              laggingProxies: mesh.status.laggingProxies,
-            }
-          : {}),
-        ...(sync
-          ? {
-              proxiesInSync: sync.inSync,
-              proxiesOutOfSync: sync.lagging.length,
-              // Keys sorted as the apiserver returns them, so an unchanged list compares equal.
-              laggingProxies: sync.lagging
-                .slice(0, MAX_LAGGING)
-                .map((l) => Object.fromEntries(Object.entries(l).sort(([a], [b]) => (a < b ? -1 : 1)))),
-            }
-          : {}),
-      },
-    );
+    const conditions: ConditionInput[] = [
+      { type: CONDITION.Accepted, status: 'True', reason: REASON.Accepted, message: 'Valid' },
+      ready,
+      ...(ca ? [{ ...ca.condition, type: IDENTITY_CONDITION }] : []),
+      ...(d.gatewayApi ? [d.gatewayApi] : []),
+    ];
+    await d.status.write(RESOURCES.meshes, mesh, [...conditions, ...progressOf(conditions)], {
+      meshedNamespaces: meshed.length,
+      meshedPods,
+      ...(ca?.caExpiry ? { caExpiry: ca.caExpiry } : {}),
+      ...(sync === undefined && d.proxies && mesh.status?.proxiesInSync !== undefined
+        ? {
+            proxiesInSync: mesh.status.proxiesInSync,
+            proxiesOutOfSync: mesh.status.proxiesOutOfSync,
+            laggingProxies: mesh.status.laggingProxies,
+          }
+        : {}),
+      ...(sync
+        ? {
+            proxiesInSync: sync.inSync,
+            proxiesOutOfSync: sync.lagging.length,
+            // Keys sorted as the apiserver returns them, so an unchanged list compares equal.
+            laggingProxies: sync.lagging
+              .slice(0, MAX_LAGGING)
+              .map((l) => Object.fromEntries(Object.entries(l).sort(([a], [b]) => (a < b ? -1 : 1)))),
+          }
+        : {}),
+    });
     return undefined;
   };
 }

@@ -108,6 +108,12 @@ test('trafficsplit reconciler: a missing Service is ResolvedRefs False, not prog
   assert.equal(c[CONDITION.ResolvedRefs]?.reason, REASON.ServiceNotFound);
   assert.equal(c[CONDITION.Ready]?.reason, REASON.NotProgrammed);
   assert.equal(c[CONDITION.Ready]?.message, 'Service shop/v2 does not exist');
+  assert.equal(
+    c[CONDITION.Stalled]?.reason,
+    REASON.ServiceNotFound,
+    'a missing Service is Stalled (kstatus Failed)',
+  );
+  assert.equal(c[CONDITION.Reconciling], undefined);
   assert.deepEqual(
     f.events.map((e) => e.reason),
     [EVENT_REASON.RefNotFound],
@@ -168,6 +174,7 @@ test("the status skeleton: a kind's extra condition goes before Ready, and its w
       [CONDITION.Accepted, 'True', 'Valid'],
       ['Overridden', 'True', 'a route wins'],
       [CONDITION.Ready, 'False', 'a route wins'],
+      [CONDITION.Stalled, 'True', 'a route wins'],
     ],
   );
   assert.deepEqual(f.events, [], 'a condition that is no verdict records no Event');

@@ -19,11 +19,12 @@
 // meshed client's steady traffic to a 2-replica backend, the leader operator SIGKILLed, a
 // backend's sidecar killed and a backend pod killed without grace fail no request.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { WEFT_IMAGE } from '../../api/mesh.ts';
+import { argoHealth, scriptOf } from '../../hack/argocd.ts';
 import { removeGatewayApiCrds } from '../../hack/gateway-api.ts';
 import {
   CALL_REVIEWS_BY_NAME,
@@ -34,6 +35,7 @@ import {
   WEFT_NAMESPACE,
 } from '../../hack/install.ts';
 import { Faults, type ScenarioResult } from '../../hack/lib/faults.ts';
+import { kstatus, kstatusBinary } from '../../hack/lib/kstatus.ts';
 import { startWeftNode, type WeftNode } from '../../hack/lib/weft-node.ts';
 import { WEBHOOK_NAMES } from '../../webhook/manifests.ts';
 import { issueServingCertificate } from '../../webhook/tls.ts';
@@ -419,6 +421,96 @@ describe('the mesh, end to end on the real node, installed by Helm', {
     const ts = json('get', 'trafficsplit', 'reviews-canary', '-n', NS);
     assert.equal(ts.status.observedGeneration, ts.metadata.generation);
     assert.equal(ts.status.conditions.find((c: { type: string }) => c.type === 'Ready').status, 'True');
+  });
+
+  test('GitOps: kstatus (Flux) and Argo CD read the live objects; a weight change is InProgress until the proxies applied it', async () => {
+    kstatusBinary(); // built before the watch below starts
+    const gitops = (kind: string, name: string, ns?: string) => {
+      const text = kubectl('get', kind, name, ...(ns ? ['-n', ns] : []), '-o', 'json');
+      const obj = JSON.parse(text);
+      return { k: kstatus(text)[0]!, argo: argoHealth(scriptOf(`weft.dev_${obj.kind}`), obj) };
+    };
+    // Every version of the TrafficSplit the apiserver stores while 80/20 is applied back: kstatus
+    // must pass through InProgress and say Current only once every proxy applied the generation.
+    const before = json('get', 'trafficsplit', 'reviews-canary', '-n', NS).metadata;
+    const rv = before.resourceVersion;
+    const watch = spawn(kubectlBin, [
+      '--kubeconfig',
+      kubeconfig,
+      'get',
+      '--raw',
+      `/apis/weft.dev/v1alpha1/namespaces/${NS}/trafficsplits?watch=1&fieldSelector=metadata.name%3Dreviews-canary&resourceVersion=${rv}&timeoutSeconds=120`,
+    ]);
+    const versions: { k: string; programmed?: string; generation: number }[] = [];
+    let buffered = '';
+    const current = new Promise<void>((resolve, reject) => {
+      watch.stdout.on('data', (chunk: Buffer) => {
+        buffered += chunk.toString('utf8');
+        for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
+          const event = JSON.parse(buffered.slice(0, nl));
+          buffered = buffered.slice(nl + 1);
+          if (event.type !== 'MODIFIED')
+            return reject(new Error(`unexpected watch event: ${JSON.stringify(event)}`));
+          const obj = event.object;
+          // Status writes still arriving for the previous generation are not this change.
+          if (obj.metadata.generation <= before.generation) continue;
+          const k = kstatus(JSON.stringify(obj))[0]!.status;
+          const programmed = obj.status?.conditions?.find((c: { type: string }) => c.type === 'Programmed');
+          versions.push({ k, programmed: programmed?.status, generation: obj.metadata.generation });
+          if (k === 'Current') resolve();
+        }
+      });
+      watch.on('exit', () =>
+        reject(new Error(`the watch ended before Current: ${JSON.stringify(versions)}`)),
+      );
+    });
+    const t0 = Date.now();
+    kubectl(...setCanaryWeights(80, 20));
+    try {
+      await current;
+    } finally {
+      watch.kill();
+    }
+    log(
+      `[e2e] figure: weight change to kstatus Current: ${Date.now() - t0} ms (${versions.map((v) => v.k).join(' → ')})`,
+    );
+    assert.equal(versions[0]!.k, 'InProgress', 'the new generation starts InProgress');
+    for (const v of versions.filter((x) => x.k === 'Current'))
+      assert.equal(v.programmed, 'True', 'Current only once the proxies applied it');
+
+    for (const [kind, name, ns] of [
+      ['trafficsplit', 'reviews-canary', NS],
+      ['authorizationpolicy', 'reviews-from-frontend', NS],
+      ['mesh', 'default', undefined],
+    ] as const) {
+      kubectl('wait', '--for=condition=Ready', '--timeout=60s', `${kind}/${name}`, ...(ns ? ['-n', ns] : []));
+      const h = gitops(kind, name, ns);
+      assert.equal(h.k.status, 'Current', `${kind}/${name}: ${h.k.message}`);
+      assert.equal(h.argo.status, 'Healthy', `${kind}/${name}: ${h.argo.message}`);
+    }
+
+    // A Service that does not exist: Failed at once (Flux stops waiting), Degraded for Argo CD.
+    apply({
+      apiVersion: 'weft.dev/v1alpha1',
+      kind: 'TrafficSplit',
+      metadata: { name: 'reviews-missing', namespace: NS },
+      // On reviews-v1: the webhook allows one split per Service and requests (reviews has one).
+      spec: { service: 'reviews-v1', backends: [{ service: 'reviews-v9', weight: 100 }] },
+    });
+    try {
+      const h = await eventually(
+        'reviews-missing Failed',
+        () => {
+          const x = gitops('trafficsplit', 'reviews-missing', NS);
+          return x.k.status === 'Failed' ? x : undefined;
+        },
+        30_000,
+      );
+      assert.match(h.k.message, /reviews-v9/);
+      assert.equal(h.argo.status, 'Degraded');
+    } finally {
+      kubectl('delete', 'trafficsplit', 'reviews-missing', '-n', NS, '--wait=true');
+    }
   });
 
   test('ingress: the host calls reviews through a Weft Gateway over HTTPS; the gateway reaches the app over mTLS with its own identity', async () => {

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { ProxyConfig, Route } from '../../api/proxyconfig.ts';
 import { collectStatus } from '../../cli/status.ts';
+import { argoHealth, scriptOf } from '../../hack/argocd.ts';
 import { applyGatewayApiCrds, GATEWAY_API_VERSION } from '../../hack/gateway-api.ts';
 import {
   KubeClient,
@@ -197,6 +198,11 @@ describe(`Gateway API ${GATEWAY_API_VERSION} routes on a real apiserver`, () => 
       foreign,
       'the other controller’s entry is untouched',
     );
+    // Argo CD's health (config/argocd/route.lua) on the live route names Weft's verdict.
+    assert.deepEqual(argoHealth(scriptOf('gateway.networking.k8s.io_HTTPRoute'), o), {
+      status: 'Degraded',
+      message: `Service reviews (weft.dev/mesh): ResolvedRefs BackendNotFound: ${cond(mine, 'ResolvedRefs')!.message}`,
+    });
     // The missing backend appears: Weft rewrites its entry, and keeps the other one.
     await client.create(RESOURCES.services, {
       apiVersion: 'v1',
@@ -214,6 +220,10 @@ describe(`Gateway API ${GATEWAY_API_VERSION} routes on a real apiserver`, () => 
       foreign,
       'the other controller’s entry survives Weft’s rewrite',
     );
+    assert.deepEqual(argoHealth(scriptOf('gateway.networking.k8s.io_HTTPRoute'), resolved), {
+      status: 'Healthy',
+      message: 'Accepted by 2 parent(s)',
+    });
 
     for (const ns of ['shop', 'web'])
       await waitFor(`the route in ${ns}'s ProxyConfig`, async () => {
@@ -229,7 +239,9 @@ describe(`Gateway API ${GATEWAY_API_VERSION} routes on a real apiserver`, () => 
       });
     const split = await waitFor('TrafficSplit Overridden', async () => {
       const s = await client.get<
-        KubeObject & { status?: { conditions?: { type: string; status: string; message: string }[] } }
+        KubeObject & {
+          status?: { conditions?: { type: string; status: string; reason: string; message: string }[] };
+        }
       >(RESOURCES.trafficSplits, 'canary', 'shop');
       return s.status?.conditions?.find((c) => c.type === 'Overridden' && c.status === 'True')
         ? s
@@ -238,6 +250,9 @@ describe(`Gateway API ${GATEWAY_API_VERSION} routes on a real apiserver`, () => 
     const c = (t: string) => split.status!.conditions!.find((x) => x.type === t)!;
     assert.match(c('Overridden').message, /HTTPRoute\/shop\/reviews .* everywhere/);
     assert.equal(c('Ready').status, 'False');
+    // Overridden everywhere: Stalled (kstatus Failed), Degraded for Argo CD.
+    assert.equal(c('Stalled').reason, 'RouteTakesPrecedence');
+    assert.equal(argoHealth(scriptOf('weft.dev_TrafficSplit'), split).status, 'Degraded');
   });
 
   test('a consumer route changes only its namespace, needs no ReferenceGrant; a producer route’s cross-namespace backend does', async () => {

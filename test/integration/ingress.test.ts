@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Condition } from '../../api/common.ts';
+import { argoHealth, scriptOf } from '../../hack/argocd.ts';
 import { applyGatewayApiCrds } from '../../hack/gateway-api.ts';
 import { KubeClient, type KubeObject, RESOURCES, type ResourceType } from '../../kube/client.ts';
 import {
@@ -183,6 +184,7 @@ describe('Weft gateway on a real apiserver', () => {
     });
     assert.equal(cond(status.status?.conditions, 'Accepted')?.status, 'True');
     assert.equal(cond(status.status?.conditions, 'Programmed')?.reason, 'Pending', 'no pod is ready yet');
+    assert.equal(argoHealth(scriptOf('gateway.networking.k8s.io_Gateway'), status).status, 'Progressing');
     assert.deepEqual(status.status?.addresses, [{ type: 'IPAddress', value: svc.spec.clusterIP }]);
     const l = (n: string) => status.status?.listeners?.find((x) => x.name === n);
     assert.equal(l('http')?.attachedRoutes, 1);
@@ -219,6 +221,10 @@ describe('Weft gateway on a real apiserver', () => {
       cond(programmed.status?.conditions, 'Programmed')!.message,
       new RegExp(`80 → node port ${svc.spec.ports[0]!.nodePort}`),
     );
+    assert.deepEqual(argoHealth(scriptOf('gateway.networking.k8s.io_Gateway'), programmed), {
+      status: 'Healthy',
+      message: cond(programmed.status?.conditions, 'Programmed')!.message,
+    });
   });
 
   test('an HTTPS listener: its Secret, once valid, is copied to the Gateway’s `-tls` Secret and re-copied when it changes', async () => {
