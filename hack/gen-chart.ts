@@ -89,7 +89,7 @@ export function renderChart(): Map<string, string> {
     if (obj.kind === 'Namespace' || obj.kind === 'CustomResourceDefinition') continue;
     files.set(fileName(obj), templatize(obj));
   }
-  const plain = (o: { toJSON(): object }) => o.toJSON() as Obj;
+  const plain = (o: { toJSON(): unknown }) => o.toJSON() as Obj;
   for (const obj of [...serviceMonitors(DEFAULT_NAMESPACE), podMonitor(DEFAULT_NAMESPACE)])
     files.set(fileName(plain(obj)), optional(plain(obj), 'serviceMonitors'));
   const rule = plain(prometheusRule(DEFAULT_NAMESPACE));

@@ -8,6 +8,8 @@
 # binary (go test -c; its *_test.go files count in the cache key too):
 # hack/go-tool.sh conformance.test weft.dev/conformance hack/conformance
 # A file `tags` in that directory holds build tags (comma-separated), part of the cache key too.
+# A main.go there (a command of the directory's own module) counts in the cache key too:
+# hack/go-tool.sh otelcol weft.dev/otelcol hack/otelcol
 set -euo pipefail
 name="$1" pkg="$2" pins="${3:-}"
 CACHE="${WEFT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/weft}"
@@ -16,6 +18,7 @@ if [[ -n "$pins" ]]; then
   pins="$(cd "$pins" && pwd)"
   tests=()
   [[ "$name" == *.test ]] && tests=("$pins"/*_test.go)
+  [[ -f "$pins/main.go" ]] && tests+=("$pins/main.go")
   tags="$(cat "$pins/tags" 2>/dev/null || true)"
   dir="$dir-$(cat "$pins/go.mod" "$pins/go.sum" "${tests[@]}" | sha256sum | cut -c1-12)"
   [[ -z "$tags" ]] || dir="$dir-$(sha256sum <<<"$tags" | cut -c1-8)"

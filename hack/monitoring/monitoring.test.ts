@@ -8,10 +8,10 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { prometheusBinary } from '../flagger/flagger.ts';
 import { operatorMetrics } from '../../operator/metrics.ts';
 import { ProxyMetrics } from '../../proxy/metrics.ts';
 import { createMetrics } from '../../webhook/metrics.ts';
+import { prometheusBinary } from '../flagger/flagger.ts';
 import { renderMonitoringFiles } from '../gen-chart.ts';
 import { concreteExpr, dashboardExpressions, dashboards, recordingRules } from './monitoring.ts';
 

@@ -353,7 +353,7 @@ const VAR_QUERIES: Record<string, string> = {
 
 /** A dashboard as Grafana's JSON model (schemaVersion 39), datasource chosen by a variable. */
 export function grafanaJson(d: Dashboard): object {
-  const ds = { type: 'prometheus', uid: '${datasource}' };
+  const ds = { type: 'prometheus', uid: '$datasource' };
   return {
     uid: d.uid,
     title: d.title,
