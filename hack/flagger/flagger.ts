@@ -81,19 +81,49 @@ export function metricTemplates(prometheusUrl: string, namespace: string): objec
  * A Prometheus configuration scraping every meshed pod's sidecar (`/metrics` on the health
  * port) in `namespaces`, found through the apiserver with `kubeconfig`. Each pod is one target
  * (targets of one pod's containers collapse into one after relabelling), labelled with its
- * namespace and pod name.
+ * namespace and pod name. With `controlPlane` (Weft's namespace) it scrapes the operator and the
+ * webhook too, as the chart's ServiceMonitors do (hack/monitoring/monitoring.ts); `ruleFiles` are
+ * evaluated (config/monitoring/rules.yaml).
  */
 export function prometheusConfig(o: {
   kubeconfig: string;
   namespaces: string[];
   scrapeInterval: string;
+  controlPlane?: string;
+  ruleFiles?: string[];
 }): string {
   const meta = (name: string) => `__meta_kubernetes_pod_${name}`;
   const annotation = meta(`annotation_${ANNOTATIONS.injected.replace(/[^a-zA-Z0-9_]/g, '_')}`);
+  /** The control plane's pods in `o.controlPlane` whose container port is named `port`. */
+  const controlPlaneJob = (job: string, app: string, port: string, extra: object) => ({
+    job_name: job,
+    ...extra,
+    kubernetes_sd_configs: [
+      { role: 'pod', kubeconfig_file: o.kubeconfig, namespaces: { names: [o.controlPlane] } },
+    ],
+    relabel_configs: [
+      { source_labels: [meta('label_app_kubernetes_io_name')], regex: app, action: 'keep' },
+      { source_labels: [meta('container_port_name')], regex: port, action: 'keep' },
+      { source_labels: [meta('phase')], regex: 'Running', action: 'keep' },
+      { source_labels: ['__meta_kubernetes_namespace'], target_label: 'namespace' },
+      { source_labels: [meta('name')], target_label: 'pod' },
+    ],
+  });
   return JSON.stringify(
     {
       global: { scrape_interval: o.scrapeInterval, evaluation_interval: o.scrapeInterval },
+      ...(o.ruleFiles ? { rule_files: o.ruleFiles } : {}),
       scrape_configs: [
+        ...(o.controlPlane
+          ? [
+              controlPlaneJob('weft-operator', 'weft', 'metrics', {}),
+              // The webhook serves /metrics on its admission port with its own certificate.
+              controlPlaneJob('weft-webhook', 'weft-webhook', 'https', {
+                scheme: 'https',
+                tls_config: { insecure_skip_verify: true },
+              }),
+            ]
+          : []),
         {
           job_name: 'weft-sidecars',
           kubernetes_sd_configs: [
@@ -147,6 +177,8 @@ export async function startPrometheus(o: {
   kubeconfig: string;
   namespaces: string[];
   scrapeInterval?: string;
+  controlPlane?: string;
+  ruleFiles?: string[];
 }): Promise<HostProcess> {
   mkdirSync(o.dir, { recursive: true });
   const config = join(o.dir, 'prometheus.yml');
@@ -202,4 +234,19 @@ export async function startFlagger(o: {
     throw err;
   }
   return { url, log, stop: () => child.halt() };
+}
+
+/** One sample of an instant query's result vector. */
+export interface PromSample {
+  metric: Record<string, string>;
+  value: [number, string];
+}
+
+/** An instant PromQL query against Prometheus at `url` (at `time`, Unix seconds; now by default). */
+export async function promQuery(url: string, expr: string, time?: number): Promise<PromSample[]> {
+  const q = new URLSearchParams({ query: expr, ...(time === undefined ? {} : { time: String(time) }) });
+  const res = await fetch(`${url}/api/v1/query?${q}`);
+  const body = (await res.json()) as { status: string; error?: string; data?: { result: PromSample[] } };
+  if (body.status !== 'success') throw new Error(`Prometheus refused ${expr}: ${body.error}`);
+  return body.data!.result;
 }

@@ -138,7 +138,8 @@ export function prometheusRule(namespace: string): PrometheusRule {
 
 // ---------------------------------------------------------------------------------------------
 // Grafana dashboards. Template variables are regex matchers (`=~"$namespace"`) whose "All" is
-// `.*`; the rate window is Grafana's $__rate_interval.
+// `.*`; the rate window is Grafana's $__rate_interval. Panels of events that may never happen
+// (proxy errors, retries, refused configs) end in `or vector(0)`: a flat 0, not "No data".
 // ---------------------------------------------------------------------------------------------
 
 export interface Panel {
@@ -186,7 +187,9 @@ export function dashboards(): Dashboard[] {
         {
           title: 'Proxy errors (requests the proxy ended itself)',
           unit: 'reqps',
-          exprs: [{ expr: `sum by (code) (rate(weft_proxy_errors_total[${RI}]))`, legend: '{{code}}' }],
+          exprs: [
+            { expr: `sum by (code) (rate(weft_proxy_errors_total[${RI}])) or vector(0)`, legend: '{{code}}' },
+          ],
         },
         {
           title: 'Authorization decisions',
@@ -260,7 +263,7 @@ export function dashboards(): Dashboard[] {
           unit: 'reqps',
           exprs: [
             {
-              expr: `sum by (destination_service, outcome) (rate(weft_retries_total{destination_service=~"$service"}[${RI}]))`,
+              expr: `sum by (destination_service, outcome) (rate(weft_retries_total{destination_service=~"$service"}[${RI}])) or vector(0)`,
               legend: '{{destination_service}} {{outcome}}',
             },
           ],
@@ -334,7 +337,7 @@ export function dashboards(): Dashboard[] {
           unit: 'ops',
           exprs: [
             {
-              expr: `sum by (reason) (rate(weft_config_reload_failures_total[${RI}]))`,
+              expr: `sum by (reason) (rate(weft_config_reload_failures_total[${RI}])) or vector(0)`,
               legend: '{{reason}}',
             },
           ],
