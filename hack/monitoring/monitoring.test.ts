@@ -8,11 +8,16 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { PodMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PodMonitor';
+import { PrometheusRule } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule';
+import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor';
+import * as yaml from 'js-yaml';
 import { operatorMetrics } from '../../operator/metrics.ts';
 import { ProxyMetrics } from '../../proxy/metrics.ts';
 import { createMetrics } from '../../webhook/metrics.ts';
 import { prometheusBinary } from '../flagger/flagger.ts';
 import { renderMonitoringFiles } from '../gen-chart.ts';
+import { helmBinary } from '../install.ts';
 import { concreteExpr, dashboardExpressions, dashboards, recordingRules } from './monitoring.ts';
 
 const root = join(import.meta.dirname, '..', '..');
@@ -145,4 +150,68 @@ test("every PromQL expression of the dashboards' JSON and of the rules parses wi
     const r = parse(expr);
     assert.ok(r.ok, `${where}: ${r.out}\n${expr}`);
   }
+});
+
+test('the chart renders the monitoring objects only when asked, valid against the Prometheus Operator schemas', () => {
+  type Obj = { kind: string; metadata: { name: string; namespace: string; labels: Record<string, string> } };
+  const render = (...set: string[]) =>
+    (
+      yaml.loadAll(
+        execFileSync(
+          helmBinary(),
+          [
+            'template',
+            'weft',
+            join(root, 'charts', 'weft'),
+            '--kube-version',
+            '1.34.4',
+            '-n',
+            'mon',
+            ...set.flatMap((x) => ['--set', x]),
+          ],
+          { encoding: 'utf8' },
+        ),
+      ) as (Obj | null)[]
+    ).filter((o): o is Obj => o !== null);
+  const monitoringKinds = ['ServiceMonitor', 'PodMonitor', 'PrometheusRule'];
+  const off = render();
+  assert.deepEqual(
+    off.filter((o) => monitoringKinds.includes(o.kind) || o.metadata.name === 'weft-dashboards'),
+    [],
+    'nothing by default',
+  );
+  const on = render(
+    'monitoring.serviceMonitors=true',
+    'monitoring.rules=true',
+    'monitoring.dashboards=true',
+    'monitoring.labels.release=kps',
+  );
+  const picked = on.filter((o) => monitoringKinds.includes(o.kind) || o.metadata.name === 'weft-dashboards');
+  assert.deepEqual(picked.map((o) => `${o.kind}/${o.metadata.name}`).sort(), [
+    'ConfigMap/weft-dashboards',
+    'PodMonitor/weft-sidecars',
+    'PrometheusRule/weft-golden-signals',
+    'ServiceMonitor/weft-operator',
+    'ServiceMonitor/weft-webhook',
+  ]);
+  for (const o of picked) {
+    assert.equal(o.metadata.namespace, 'mon', `${o.kind} follows the release namespace`);
+    assert.equal(o.metadata.labels.release, 'kps', `${o.kind} carries monitoring.labels`);
+  }
+  // The typed models validate against the Prometheus Operator's CRD schemas.
+  const models = { ServiceMonitor, PodMonitor, PrometheusRule } as const;
+  for (const o of picked)
+    if (o.kind in models) new models[o.kind as keyof typeof models](o as never).validate();
+  const cm = picked.find((o) => o.kind === 'ConfigMap') as unknown as { data: Record<string, string> };
+  assert.deepEqual(
+    Object.keys(cm.data).sort(),
+    dashboards()
+      .map((d) => `${d.uid}.json`)
+      .sort(),
+  );
+  for (const [file, json] of Object.entries(cm.data))
+    assert.equal(
+      JSON.stringify(JSON.parse(json)),
+      JSON.stringify(JSON.parse(readFileSync(join(root, 'charts', 'weft', 'dashboards', file), 'utf8'))),
+    );
 });
