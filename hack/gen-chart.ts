@@ -124,30 +124,25 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   mkdirSync(TEMPLATES, { recursive: true });
   const have = new Set(readdirSync(TEMPLATES).filter((f) => f.endsWith('.yaml')));
   let stale = 0;
+  /** Writes `text` to `path` (from the repository root) when it differs; with --check, says so. */
+  const sync = (path: string, text: string) => {
+    let current = '';
+    try {
+      current = readFileSync(join(root, path), 'utf8');
+    } catch {}
+    if (current === text) return;
+    stale++;
+    if (check) console.error(`${path} is out of date: run npm run chart`);
+    else {
+      mkdirSync(dirname(join(root, path)), { recursive: true });
+      writeFileSync(join(root, path), text);
+    }
+  };
   for (const [file, text] of want) {
     have.delete(file);
-    let current = '';
-    try {
-      current = readFileSync(join(TEMPLATES, file), 'utf8');
-    } catch {}
-    if (current === text) continue;
-    stale++;
-    if (check) console.error(`charts/weft/templates/${file} is out of date: run npm run chart`);
-    else writeFileSync(join(TEMPLATES, file), text);
+    sync(`charts/weft/templates/${file}`, text);
   }
-  for (const [file, text] of renderMonitoringFiles()) {
-    let current = '';
-    try {
-      current = readFileSync(join(root, file), 'utf8');
-    } catch {}
-    if (current === text) continue;
-    stale++;
-    if (check) console.error(`${file} is out of date: run npm run chart`);
-    else {
-      mkdirSync(dirname(join(root, file)), { recursive: true });
-      writeFileSync(join(root, file), text);
-    }
-  }
+  for (const [file, text] of renderMonitoringFiles()) sync(file, text);
   for (const extra of have) {
     stale++;
     if (check)

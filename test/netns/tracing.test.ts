@@ -14,6 +14,8 @@ import { endpoint, proxyConfig, service } from '../../proxy/testdata.ts';
 import { type Agent, eventually, type Pod, sleep, Topology } from './netns.ts';
 
 const isRoot = process.getuid?.() === 0;
+// Built here, outside the suite's timeout: the first build takes minutes (cached afterwards).
+const bin = isRoot ? otelcolBinary() : '';
 const topo = new Topology();
 const COLLECTOR = '10.244.0.1:4318';
 const RECORDER_PORT = 4319;
@@ -58,7 +60,6 @@ describe('tracing: a real OpenTelemetry Collector receives the sidecars’ spans
   };
 
   before(async () => {
-    const bin = otelcolBinary();
     await topo.create();
     client = await topo.addPod('client');
     server = await topo.addPod('server');
