@@ -4,13 +4,16 @@
 // sidecar's /metrics on the health port through the pod network; Flagger reads Weft's golden
 // metrics from it through the MetricTemplates of config/flagger/metric-templates.yaml and moves
 // HTTPRoute weights (its `gatewayapi:v1` provider). test/e2e/flagger.test.ts uses it.
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { load } from 'js-yaml';
 import { PROXY } from '../../api/constants.ts';
 import { ANNOTATIONS } from '../../webhook/constants.ts';
 import { freePort, waitFor } from '../lib/control-plane.ts';
+import { type HostProcess, hostProcess } from '../lib/hostprocess.ts';
+
+export type { HostProcess };
 
 const root = join(import.meta.dirname, '..', '..');
 const pins = join(root, 'hack', 'flagger');
@@ -146,29 +149,6 @@ export function prometheusConfig(o: {
     null,
     2,
   );
-}
-
-export interface HostProcess {
-  url: string;
-  log: string;
-  stop(): Promise<void>;
-}
-
-/** Spawns `cmd` with its output in `log`; stop() ends it (SIGTERM, then SIGKILL) and waits. */
-function hostProcess(cmd: string, args: string[], log: string): ChildProcess & { halt(): Promise<void> } {
-  const fd = openSync(log, 'a');
-  const child = spawn(cmd, args, { stdio: ['ignore', fd, fd] });
-  closeSync(fd);
-  return Object.assign(child, {
-    halt: async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      const kill = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(kill);
-    },
-  });
 }
 
 /** Prometheus on 127.0.0.1 (a free port), its data and log under `dir`; ready when it says so. */

@@ -3,7 +3,10 @@
 // (hack/otelcol/go.mod) by hack/go-tool.sh, and its configuration. test/netns/tracing.test.ts
 // runs it; docs/observability.md shows the same pipeline for a cluster.
 import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { waitFor } from '../lib/control-plane.ts';
+import { type HostProcess, hostProcess } from '../lib/hostprocess.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 
@@ -33,4 +36,33 @@ export function collectorConfig(o: { listen: string; forward: string }): string 
       pipelines: { traces: { receivers: ['otlp'], exporters: ['otlphttp', 'debug'] } },
     },
   });
+}
+
+/**
+ * The collector as a host process (the e2e tests), receiving on `listen` and forwarding to
+ * `forward` (collectorConfig), its config and log under `dir`; ready when it says so.
+ */
+export async function startCollector(o: {
+  dir: string;
+  listen: string;
+  forward: string;
+}): Promise<HostProcess> {
+  mkdirSync(o.dir, { recursive: true });
+  const config = join(o.dir, 'otelcol.yaml');
+  writeFileSync(config, collectorConfig(o));
+  const log = join(o.dir, 'otelcol.log');
+  const child = hostProcess(otelcolBinary(), [`--config=${config}`], log);
+  try {
+    await waitFor(
+      'otelcol',
+      60_000,
+      async () => readFileSync(log, 'utf8').includes('Everything is ready'),
+      child,
+      log,
+    );
+  } catch (err) {
+    await child.halt();
+    throw err;
+  }
+  return { url: `http://${o.listen}`, log, stop: () => child.halt() };
 }

@@ -29,6 +29,7 @@ import {
   startPrometheus,
 } from '../../hack/flagger/flagger.ts';
 import { installWeft, WEFT_NAMESPACE } from '../../hack/install.ts';
+import { freePort } from '../../hack/lib/control-plane.ts';
 import { startWeftNode, type WeftNode } from '../../hack/lib/weft-node.ts';
 import {
   concreteExpr,
@@ -37,6 +38,8 @@ import {
   grafanaJson,
   recordingRules,
 } from '../../hack/monitoring/monitoring.ts';
+import { resolveOptions } from '../../hack/node/index.ts';
+import { startCollector } from '../../hack/otelcol/otelcol.ts';
 import { CONTROLLER_NAME } from '../../operator/compile/gatewaytypes.ts';
 import { repoRoot } from '../support/cluster.ts';
 import { ensureBinaries } from '../support/control-plane.ts';
@@ -52,6 +55,7 @@ const eventually = <T>(what: string, fn: () => Promise<T | undefined> | T | unde
   poll(what, fn, { timeoutMs, intervalMs: 500 });
 
 const PORT = 9898;
+const POD_CIDR = '10.127.0.0/16';
 const STEP = 25;
 const MAX = 50;
 const THRESHOLD = 2;
@@ -178,6 +182,8 @@ describe('Flagger drives a canary of a meshed Deployment through HTTPRoute weigh
   let prometheus: HostProcess | undefined;
   let flagger: HostProcess | undefined;
   let gate: Server | undefined;
+  let collector: HostProcess | undefined;
+  let recorder: Server | undefined;
   /** Whether the confirm-promotion gate lets Flagger promote. */
   let gateOpen = false;
   const kubectl = (...args: string[]) =>
@@ -277,7 +283,7 @@ describe('Flagger drives a canary of a meshed Deployment through HTTPRoute weigh
     } else {
       weft = await startWeftNode({
         dirPrefix: 'weft-flagger-',
-        podCIDR: '10.127.0.0/16',
+        podCIDR: POD_CIDR,
         serviceCIDR: '10.128.0.0/16',
         bridge: `wf${process.pid % 100000}`,
         log,
@@ -338,6 +344,8 @@ describe('Flagger drives a canary of a meshed Deployment through HTTPRoute weigh
 
   after(async () => {
     gate?.close();
+    await collector?.stop();
+    recorder?.close();
     await flagger?.stop();
     await prometheus?.stop();
     if (external) kubectl('delete', 'namespace', NS, '--ignore-not-found', '--wait=true');
@@ -517,5 +525,73 @@ describe('Flagger drives a canary of a meshed Deployment through HTTPRoute weigh
       });
     });
     log(`[e2e] figure: ${exprs.length} dashboard and rule expressions return data (${Date.now() - t0} ms)`);
+  });
+
+  test('tracing: a real OpenTelemetry Collector on the node gets one trace through the client’s and the server’s sidecars', {
+    skip: external ? 'the collector listens on the test node’s address' : false,
+  }, async () => {
+    // The collector runs on the host, listening on the node's address (the pods' gateway), and
+    // forwards what it receives as OTLP/HTTP JSON to a recorder here.
+    type Span = { traceId: string; spanId: string; parentSpanId?: string; kind: number; service: string };
+    const spans: Span[] = [];
+    recorder = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (d: Buffer) => chunks.push(d));
+      req.on('end', () => {
+        const body = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as {
+          resourceSpans?: {
+            resource: { attributes: { key: string; value: { stringValue?: string } }[] };
+            scopeSpans: { spans: Omit<Span, 'service'>[] }[];
+          }[];
+        };
+        for (const rs of body.resourceSpans ?? []) {
+          const service =
+            rs.resource.attributes.find((a) => a.key === 'service.name')?.value.stringValue ?? '';
+          for (const ss of rs.scopeSpans) for (const sp of ss.spans) spans.push({ ...sp, service });
+        }
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      });
+    });
+    await new Promise<void>((r) => recorder!.listen(0, '127.0.0.1', r));
+    const nodeIp = resolveOptions({ dir: dir!, podCIDR: POD_CIDR }).gateway;
+    const listen = `${nodeIp}:${await freePort(nodeIp)}`;
+    collector = await startCollector({
+      dir: join(dir!, 'otelcol'),
+      listen,
+      forward: `http://127.0.0.1:${(recorder.address() as { port: number }).port}`,
+    });
+    const t0 = Date.now();
+    kubectl(
+      'patch',
+      'mesh',
+      'default',
+      '--type=merge',
+      '-p',
+      JSON.stringify({
+        spec: { telemetry: { tracing: { endpoint: `http://${listen}/v1/traces`, samplingPercent: 100 } } },
+      }),
+    );
+    // The client (loadgen) calls without a traceparent: its sidecar's CLIENT span is the root,
+    // the server sidecar's SERVER span its child, in the same trace.
+    const pair = await eventually(
+      'a trace with the client sidecar’s span as the parent of the server sidecar’s',
+      () => {
+        for (const c of spans.filter(
+          (x) => x.kind === 3 && x.service.startsWith(`loadgen.${NS}`) && !x.parentSpanId,
+        )) {
+          const s = spans.find((x) => x.kind === 2 && x.traceId === c.traceId && x.parentSpanId === c.spanId);
+          if (s) return { c, s, trace: spans.filter((x) => x.traceId === c.traceId) };
+        }
+        return undefined;
+      },
+      120_000,
+    ).catch((err) => {
+      throw new Error(`${err.message}; ${spans.length} spans received (collector log ${collector?.log})`, {
+        cause: err,
+      });
+    });
+    log(`[e2e] figure: tracing on to the first complete trace at the collector: ${Date.now() - t0} ms`);
+    assert.match(pair.s.service, new RegExp(`^podinfo(-primary)?\\.${NS}$`));
+    assert.equal(pair.trace.length, 2, `one span per sidecar: ${JSON.stringify(pair.trace)}`);
   });
 });
