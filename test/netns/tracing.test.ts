@@ -5,10 +5,12 @@
 // Asserted: one trace with two spans, the client sidecar's outbound span the root and the
 // server sidecar's inbound span its child, and the app got the W3C traceparent of that child.
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { PROXY } from '../../api/index.ts';
+import { prometheusBinary } from '../../hack/flagger/flagger.ts';
 import { collectorConfig, otelcolBinary } from '../../hack/otelcol/otelcol.ts';
 import { endpoint, proxyConfig, service } from '../../proxy/testdata.ts';
 import { type Agent, eventually, type Pod, sleep, Topology } from './netns.ts';
@@ -159,5 +161,24 @@ describe('tracing: a real OpenTelemetry Collector receives the sidecars’ spans
     assert.equal(inb.parentSpanId, out.spanId, 'the server span is the child of the client span');
     assert.equal(out.traceId, traceId);
     assert.equal(appParent, inb.spanId, 'the app got the W3C traceparent of the server sidecar’s span');
+  });
+
+  it('each sidecar’s /metrics, scraped after the traffic, is lint-clean under promtool check metrics', async () => {
+    const promtool = prometheusBinary('promtool');
+    // Scraped by the client's agent: its own sidecar on loopback, the server's on the pod address.
+    for (const [pod, host] of [
+      [client, '127.0.0.1'],
+      [server, server.ip],
+    ] as const) {
+      const got = await agent.send<{ first: { status: number; body: string } }>({
+        op: 'http',
+        url: `http://${host}:${PROXY.healthPort}/metrics`,
+      });
+      assert.equal(got.first.status, 200);
+      const r = got.first.body;
+      assert.match(r, /^weft_requests_total\{/m, `${pod.name}'s sidecar counted the requests`);
+      const out = spawnSync(promtool, ['check', 'metrics'], { input: r, encoding: 'utf8' });
+      assert.equal(out.status, 0, `${pod.name}: ${out.stdout}${out.stderr}`);
+    }
   });
 });
