@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { load } from 'js-yaml';
 import { PROXY } from '../../api/constants.ts';
 import { ANNOTATIONS } from '../../webhook/constants.ts';
-import { freePort, waitFor } from '../lib/control-plane.ts';
-import { type HostProcess, hostProcess } from '../lib/hostprocess.ts';
+import { freePort } from '../lib/control-plane.ts';
+import { type HostProcess, startHostProcess } from '../lib/hostprocess.ts';
 
 export type { HostProcess };
 
@@ -166,23 +166,19 @@ export async function startPrometheus(o: {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const log = join(o.dir, 'prometheus.log');
-  const child = hostProcess(
-    prometheusBinary(),
-    [
+  return startHostProcess({
+    name: 'prometheus',
+    cmd: prometheusBinary(),
+    args: [
       `--config.file=${config}`,
       `--storage.tsdb.path=${join(o.dir, 'data')}`,
       `--web.listen-address=127.0.0.1:${port}`,
       '--storage.tsdb.retention.time=1h',
     ],
     log,
-  );
-  try {
-    await waitFor('prometheus', 60_000, async () => (await fetch(`${url}/-/ready`)).ok, child, log);
-  } catch (err) {
-    await child.halt();
-    throw err;
-  }
-  return { url, log, stop: () => child.halt() };
+    url,
+    ready: async () => (await fetch(`${url}/-/ready`)).ok,
+  });
 }
 
 /** Flagger against the cluster of `kubeconfig` with the `gatewayapi:v1` provider, reading `metricsServer`. */
@@ -195,9 +191,10 @@ export async function startFlagger(o: {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const log = join(o.dir, 'flagger.log');
-  const child = hostProcess(
-    flaggerBinary(),
-    [
+  return startHostProcess({
+    name: 'flagger',
+    cmd: flaggerBinary(),
+    args: [
       `-kubeconfig=${o.kubeconfig}`,
       '-mesh-provider=gatewayapi:v1',
       `-metrics-server=${o.metricsServer}`,
@@ -206,14 +203,9 @@ export async function startFlagger(o: {
       '-control-loop-interval=2s',
     ],
     log,
-  );
-  try {
-    await waitFor('flagger', 60_000, async () => (await fetch(`${url}/healthz`)).ok, child, log);
-  } catch (err) {
-    await child.halt();
-    throw err;
-  }
-  return { url, log, stop: () => child.halt() };
+    url,
+    ready: async () => (await fetch(`${url}/healthz`)).ok,
+  });
 }
 
 /** One sample of an instant query's result vector. */

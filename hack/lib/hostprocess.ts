@@ -2,6 +2,7 @@
 // Collector): its output in a log file, stopped with SIGTERM then SIGKILL.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
+import { waitFor } from './control-plane.ts';
 
 export interface HostProcess {
   url: string;
@@ -28,4 +29,26 @@ export function hostProcess(
       clearTimeout(kill);
     },
   });
+}
+
+/**
+ * Starts `cmd` as a host process (hostProcess) and waits up to a minute for `ready`; a tool that
+ * exits or never gets ready is stopped and the error names its log.
+ */
+export async function startHostProcess(o: {
+  name: string;
+  cmd: string;
+  args: string[];
+  log: string;
+  url: string;
+  ready: () => Promise<boolean>;
+}): Promise<HostProcess> {
+  const child = hostProcess(o.cmd, o.args, o.log);
+  try {
+    await waitFor(o.name, 60_000, o.ready, child, o.log);
+  } catch (err) {
+    await child.halt();
+    throw err;
+  }
+  return { url: o.url, log: o.log, stop: () => child.halt() };
 }

@@ -5,8 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { waitFor } from '../lib/control-plane.ts';
-import { type HostProcess, hostProcess } from '../lib/hostprocess.ts';
+import { type HostProcess, startHostProcess } from '../lib/hostprocess.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 
@@ -51,18 +50,12 @@ export async function startCollector(o: {
   const config = join(o.dir, 'otelcol.yaml');
   writeFileSync(config, collectorConfig(o));
   const log = join(o.dir, 'otelcol.log');
-  const child = hostProcess(otelcolBinary(), [`--config=${config}`], log);
-  try {
-    await waitFor(
-      'otelcol',
-      60_000,
-      async () => readFileSync(log, 'utf8').includes('Everything is ready'),
-      child,
-      log,
-    );
-  } catch (err) {
-    await child.halt();
-    throw err;
-  }
-  return { url: `http://${o.listen}`, log, stop: () => child.halt() };
+  return startHostProcess({
+    name: 'otelcol',
+    cmd: otelcolBinary(),
+    args: [`--config=${config}`],
+    log,
+    url: `http://${o.listen}`,
+    ready: async () => readFileSync(log, 'utf8').includes('Everything is ready'),
+  });
 }
