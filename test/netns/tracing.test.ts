@@ -2,6 +2,8 @@
 // Go modules: hack/otelcol). A client calls a Service through its sidecar; the server's sidecar
 // hands the request to the app. The collector runs in the topology's router namespace (the pods'
 // gateway, 10.244.0.1) and forwards what it receives as OTLP/HTTP JSON to a recorder beside it.
+// The sidecars run from the bundle the image ships (dist/weft.js), where the OpenTelemetry SDK's
+// modules once came as CommonJS `default` exports and tracing never started.
 // Asserted: one trace with two spans, the client sidecar's outbound span the root and the
 // server sidecar's inbound span its child, and the app got the W3C traceparent of that child.
 import assert from 'node:assert/strict';
@@ -11,6 +13,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { PROXY } from '../../api/index.ts';
 import { prometheusBinary } from '../../hack/flagger/flagger.ts';
+import { buildDist } from '../../hack/build-dist.ts';
 import { collectorConfig, otelcolBinary } from '../../hack/otelcol/otelcol.ts';
 import { endpoint, proxyConfig, service } from '../../proxy/testdata.ts';
 import { type Agent, eventually, type Pod, sleep, Topology } from './netns.ts';
@@ -62,6 +65,9 @@ describe('tracing: a real OpenTelemetry Collector receives the sidecars’ spans
   };
 
   before(async () => {
+    // The sidecars run as the image ships them: the esbuild bundle (hack/build-dist.ts).
+    const dist = await buildDist(join(await topo.tempDir('dist'), 'dist'));
+    topo.proxyCommand = [dist.entry, 'proxy'];
     await topo.create();
     client = await topo.addPod('client');
     server = await topo.addPod('server');
