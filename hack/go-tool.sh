@@ -8,7 +8,7 @@
 # binary (go test -c; its *_test.go files count in the cache key too):
 # hack/go-tool.sh conformance.test weft.dev/conformance hack/conformance
 # A main.go there is a program of that module, built the same way (its source counts in the key):
-# hack/go-tool.sh kstatus weft.dev/kstatus hack/kstatus
+# hack/go-tool.sh kstatus weft.dev/kstatus hack/kstatus (and hack/otelcol)
 # A file `tags` in that directory holds build tags (comma-separated), part of the cache key too.
 set -euo pipefail
 name="$1" pkg="$2" pins="${3:-}"

@@ -6,6 +6,14 @@ export function operatorMetrics() {
   /** Set by the operator: current depth per controller queue, read at scrape time. */
   const depth: { source?: () => Record<string, number> } = {};
   collectDefaultMetrics({ register: registry, prefix: 'weft_operator_' });
+  // prom-client names three of its gauges `…_total`, which Prometheus reserves for counters
+  // (`promtool check metrics` refuses them): they are left out.
+  for (const gauge of [
+    'nodejs_active_handles_total',
+    'nodejs_active_requests_total',
+    'nodejs_active_resources_total',
+  ])
+    registry.removeSingleMetric(`weft_operator_${gauge}`);
   const m = {
     registry,
     depth,

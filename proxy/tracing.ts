@@ -32,16 +32,32 @@ export function parseTraceparent(
   return { traceId: m[1]!, spanId: m[2]!, sampled: (Number.parseInt(m[3]!, 16) & 1) === 1 };
 }
 
+/**
+ * A CommonJS package's exports from a dynamic import(): Node hands them over as named exports
+ * (and as `default`), the bundle the image ships (esbuild, dist/weft.js) only as `default`.
+ */
+function exportsOf<T extends object>(m: T, name: keyof T): T {
+  return name in m ? m : ((m as { default?: T }).default ?? m);
+}
+
 export async function createOtlpTracing(
   endpoint: string,
   samplingPercent: number,
   serviceName: string,
 ): Promise<Tracing> {
   const api = await import('@opentelemetry/api');
-  const { BasicTracerProvider, BatchSpanProcessor, TraceIdRatioBasedSampler, ParentBasedSampler } =
-    await import('@opentelemetry/sdk-trace-base');
-  const { OTLPTraceExporter } = await import('@opentelemetry/exporter-trace-otlp-http');
-  const { resourceFromAttributes } = await import('@opentelemetry/resources');
+  const { BasicTracerProvider, BatchSpanProcessor, TraceIdRatioBasedSampler, ParentBasedSampler } = exportsOf(
+    await import('@opentelemetry/sdk-trace-base'),
+    'BasicTracerProvider',
+  );
+  const { OTLPTraceExporter } = exportsOf(
+    await import('@opentelemetry/exporter-trace-otlp-http'),
+    'OTLPTraceExporter',
+  );
+  const { resourceFromAttributes } = exportsOf(
+    await import('@opentelemetry/resources'),
+    'resourceFromAttributes',
+  );
   const provider = new BasicTracerProvider({
     resource: resourceFromAttributes({ 'service.name': serviceName }),
     sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(samplingPercent / 100) }),

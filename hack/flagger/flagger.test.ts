@@ -37,6 +37,30 @@ describe('Flagger support', () => {
     );
   });
 
+  test('with the control plane and the rules, the configuration still passes promtool (rule files included)', () => {
+    const kubeconfig = join(dir, 'kubeconfig');
+    writeFileSync(kubeconfig, 'apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n');
+    const config = join(dir, 'prometheus-cp.yml');
+    const rules = join(import.meta.dirname, '..', '..', 'config', 'monitoring', 'rules.yaml');
+    const text = prometheusConfig({
+      kubeconfig,
+      namespaces: ['a'],
+      scrapeInterval: '2s',
+      controlPlane: 'weft-system',
+      ruleFiles: [rules],
+    });
+    writeFileSync(config, text);
+    const out = spawnSync(promtool, ['check', 'config', config], { encoding: 'utf8' });
+    assert.equal(out.status, 0, out.stdout + out.stderr);
+    assert.match(out.stdout, /SUCCESS: \d+ rules found/);
+    const jobs = JSON.parse(text).scrape_configs as { job_name: string; scheme?: string }[];
+    assert.deepEqual(
+      jobs.map((j) => j.job_name),
+      ['weft-operator', 'weft-webhook', 'weft-sidecars'],
+    );
+    assert.equal(jobs[1]!.scheme, 'https');
+  });
+
   test('each MetricTemplate is valid PromQL over weft_ metrics, pointed at the given Prometheus', () => {
     const templates = metricTemplates('http://127.0.0.1:9', 'ns1') as {
       metadata: { name: string; namespace: string };

@@ -4,13 +4,16 @@
 // sidecar's /metrics on the health port through the pod network; Flagger reads Weft's golden
 // metrics from it through the MetricTemplates of config/flagger/metric-templates.yaml and moves
 // HTTPRoute weights (its `gatewayapi:v1` provider). test/e2e/flagger.test.ts uses it.
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { load } from 'js-yaml';
 import { PROXY } from '../../api/constants.ts';
 import { ANNOTATIONS } from '../../webhook/constants.ts';
-import { freePort, waitFor } from '../lib/control-plane.ts';
+import { freePort } from '../lib/control-plane.ts';
+import { type HostProcess, startHostProcess } from '../lib/hostprocess.ts';
+
+export type { HostProcess };
 
 const root = join(import.meta.dirname, '..', '..');
 const pins = join(root, 'hack', 'flagger');
@@ -81,19 +84,49 @@ export function metricTemplates(prometheusUrl: string, namespace: string): objec
  * A Prometheus configuration scraping every meshed pod's sidecar (`/metrics` on the health
  * port) in `namespaces`, found through the apiserver with `kubeconfig`. Each pod is one target
  * (targets of one pod's containers collapse into one after relabelling), labelled with its
- * namespace and pod name.
+ * namespace and pod name. With `controlPlane` (Weft's namespace) it scrapes the operator and the
+ * webhook too, as the chart's ServiceMonitors do (hack/monitoring/monitoring.ts); `ruleFiles` are
+ * evaluated (config/monitoring/rules.yaml).
  */
 export function prometheusConfig(o: {
   kubeconfig: string;
   namespaces: string[];
   scrapeInterval: string;
+  controlPlane?: string;
+  ruleFiles?: string[];
 }): string {
   const meta = (name: string) => `__meta_kubernetes_pod_${name}`;
   const annotation = meta(`annotation_${ANNOTATIONS.injected.replace(/[^a-zA-Z0-9_]/g, '_')}`);
+  /** The control plane's pods in `o.controlPlane` whose container port is named `port`. */
+  const controlPlaneJob = (job: string, app: string, port: string, extra: object) => ({
+    job_name: job,
+    ...extra,
+    kubernetes_sd_configs: [
+      { role: 'pod', kubeconfig_file: o.kubeconfig, namespaces: { names: [o.controlPlane] } },
+    ],
+    relabel_configs: [
+      { source_labels: [meta('label_app_kubernetes_io_name')], regex: app, action: 'keep' },
+      { source_labels: [meta('container_port_name')], regex: port, action: 'keep' },
+      { source_labels: [meta('phase')], regex: 'Running', action: 'keep' },
+      { source_labels: ['__meta_kubernetes_namespace'], target_label: 'namespace' },
+      { source_labels: [meta('name')], target_label: 'pod' },
+    ],
+  });
   return JSON.stringify(
     {
       global: { scrape_interval: o.scrapeInterval, evaluation_interval: o.scrapeInterval },
+      ...(o.ruleFiles ? { rule_files: o.ruleFiles } : {}),
       scrape_configs: [
+        ...(o.controlPlane
+          ? [
+              controlPlaneJob('weft-operator', 'weft', 'metrics', {}),
+              // The webhook serves /metrics on its admission port with its own certificate.
+              controlPlaneJob('weft-webhook', 'weft-webhook', 'https', {
+                scheme: 'https',
+                tls_config: { insecure_skip_verify: true },
+              }),
+            ]
+          : []),
         {
           job_name: 'weft-sidecars',
           kubernetes_sd_configs: [
@@ -118,35 +151,14 @@ export function prometheusConfig(o: {
   );
 }
 
-export interface HostProcess {
-  url: string;
-  log: string;
-  stop(): Promise<void>;
-}
-
-/** Spawns `cmd` with its output in `log`; stop() ends it (SIGTERM, then SIGKILL) and waits. */
-function hostProcess(cmd: string, args: string[], log: string): ChildProcess & { halt(): Promise<void> } {
-  const fd = openSync(log, 'a');
-  const child = spawn(cmd, args, { stdio: ['ignore', fd, fd] });
-  closeSync(fd);
-  return Object.assign(child, {
-    halt: async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      const kill = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(kill);
-    },
-  });
-}
-
 /** Prometheus on 127.0.0.1 (a free port), its data and log under `dir`; ready when it says so. */
 export async function startPrometheus(o: {
   dir: string;
   kubeconfig: string;
   namespaces: string[];
   scrapeInterval?: string;
+  controlPlane?: string;
+  ruleFiles?: string[];
 }): Promise<HostProcess> {
   mkdirSync(o.dir, { recursive: true });
   const config = join(o.dir, 'prometheus.yml');
@@ -154,23 +166,19 @@ export async function startPrometheus(o: {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const log = join(o.dir, 'prometheus.log');
-  const child = hostProcess(
-    prometheusBinary(),
-    [
+  return startHostProcess({
+    name: 'prometheus',
+    cmd: prometheusBinary(),
+    args: [
       `--config.file=${config}`,
       `--storage.tsdb.path=${join(o.dir, 'data')}`,
       `--web.listen-address=127.0.0.1:${port}`,
       '--storage.tsdb.retention.time=1h',
     ],
     log,
-  );
-  try {
-    await waitFor('prometheus', 60_000, async () => (await fetch(`${url}/-/ready`)).ok, child, log);
-  } catch (err) {
-    await child.halt();
-    throw err;
-  }
-  return { url, log, stop: () => child.halt() };
+    url,
+    ready: async () => (await fetch(`${url}/-/ready`)).ok,
+  });
 }
 
 /** Flagger against the cluster of `kubeconfig` with the `gatewayapi:v1` provider, reading `metricsServer`. */
@@ -183,9 +191,10 @@ export async function startFlagger(o: {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const log = join(o.dir, 'flagger.log');
-  const child = hostProcess(
-    flaggerBinary(),
-    [
+  return startHostProcess({
+    name: 'flagger',
+    cmd: flaggerBinary(),
+    args: [
       `-kubeconfig=${o.kubeconfig}`,
       '-mesh-provider=gatewayapi:v1',
       `-metrics-server=${o.metricsServer}`,
@@ -194,12 +203,22 @@ export async function startFlagger(o: {
       '-control-loop-interval=2s',
     ],
     log,
-  );
-  try {
-    await waitFor('flagger', 60_000, async () => (await fetch(`${url}/healthz`)).ok, child, log);
-  } catch (err) {
-    await child.halt();
-    throw err;
-  }
-  return { url, log, stop: () => child.halt() };
+    url,
+    ready: async () => (await fetch(`${url}/healthz`)).ok,
+  });
+}
+
+/** One sample of an instant query's result vector. */
+export interface PromSample {
+  metric: Record<string, string>;
+  value: [number, string];
+}
+
+/** An instant PromQL query against Prometheus at `url` (at `time`, Unix seconds; now by default). */
+export async function promQuery(url: string, expr: string, time?: number): Promise<PromSample[]> {
+  const q = new URLSearchParams({ query: expr, ...(time === undefined ? {} : { time: String(time) }) });
+  const res = await fetch(`${url}/api/v1/query?${q}`);
+  const body = (await res.json()) as { status: string; error?: string; data?: { result: PromSample[] } };
+  if (body.status !== 'success') throw new Error(`Prometheus refused ${expr}: ${body.error}`);
+  return body.data!.result;
 }

@@ -8,7 +8,10 @@
 // A healthy revision is promoted (weights stepped, held at the top until a confirm-promotion
 // gate this file serves opens, then the primary updated); a revision answering 500 is rolled back.
 // Asserted: the Canary's phases and weights, the HTTPRoute's weights and status, and how the
-// client's real calls split. Logged as figures (asserted on none): how long each took.
+// client's real calls split, also as Prometheus counts it from the sidecars' metrics; the same
+// Prometheus (scraping the operator and the webhook too, evaluating config/monitoring/rules.yaml)
+// returns data for every dashboard panel and recording rule of hack/monitoring/monitoring.ts.
+// Logged as figures (asserted on none): how long each took.
 // With WEFT_TEST_KUBECONFIG it runs on that cluster instead (Prometheus must reach its pod IPs).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -17,15 +20,27 @@ import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { PROXY } from '../../api/index.ts';
 import {
   flaggerCrds,
   type HostProcess,
   metricTemplates,
+  promQuery,
   startFlagger,
   startPrometheus,
 } from '../../hack/flagger/flagger.ts';
-import { installWeft } from '../../hack/install.ts';
+import { installWeft, WEFT_NAMESPACE } from '../../hack/install.ts';
+import { freePort } from '../../hack/lib/control-plane.ts';
 import { startWeftNode, type WeftNode } from '../../hack/lib/weft-node.ts';
+import {
+  concreteExpr,
+  dashboardExpressions,
+  dashboards,
+  grafanaJson,
+  recordingRules,
+} from '../../hack/monitoring/monitoring.ts';
+import { resolveOptions } from '../../hack/node/index.ts';
+import { startCollector } from '../../hack/otelcol/otelcol.ts';
 import { CONTROLLER_NAME } from '../../operator/compile/gatewaytypes.ts';
 import { repoRoot } from '../support/cluster.ts';
 import { ensureBinaries } from '../support/control-plane.ts';
@@ -41,6 +56,7 @@ const eventually = <T>(what: string, fn: () => Promise<T | undefined> | T | unde
   poll(what, fn, { timeoutMs, intervalMs: 500 });
 
 const PORT = 9898;
+const POD_CIDR = '10.127.0.0/16';
 const STEP = 25;
 const MAX = 50;
 const THRESHOLD = 2;
@@ -167,6 +183,8 @@ describe('Flagger drives a canary of a meshed Deployment through HTTPRoute weigh
   let prometheus: HostProcess | undefined;
   let flagger: HostProcess | undefined;
   let gate: Server | undefined;
+  let collector: HostProcess | undefined;
+  let recorder: Server | undefined;
   /** Whether the confirm-promotion gate lets Flagger promote. */
   let gateOpen = false;
   const kubectl = (...args: string[]) =>
@@ -204,6 +222,12 @@ describe('Flagger drives a canary of a meshed Deployment through HTTPRoute weigh
     } catch {
       return [];
     }
+  };
+  /** The client sidecar's outbound requests to podinfo's workloads, as Prometheus last scraped them. */
+  const LOADGEN_OUT = `weft_requests_total{direction="outbound", source_workload="loadgen", destination_namespace="${NS}"}`;
+  const outboundCounts = async (): Promise<Record<string, number>> => {
+    const r = await promQuery(prometheus!.url, `sum by (destination_workload) (${LOADGEN_OUT})`);
+    return Object.fromEntries(r.map((x) => [x.metric.destination_workload ?? '', Number(x.value[1])]));
   };
   /**
    * Polls the Canary until `until` holds, recording every phase and weight it passed through
@@ -260,7 +284,7 @@ describe('Flagger drives a canary of a meshed Deployment through HTTPRoute weigh
     } else {
       weft = await startWeftNode({
         dirPrefix: 'weft-flagger-',
-        podCIDR: '10.127.0.0/16',
+        podCIDR: POD_CIDR,
         serviceCIDR: '10.128.0.0/16',
         bridge: `wf${process.pid % 100000}`,
         log,
@@ -294,7 +318,13 @@ describe('Flagger drives a canary of a meshed Deployment through HTTPRoute weigh
     await new Promise<void>((r) => gate!.listen(0, '127.0.0.1', r));
     const gateUrl = `http://127.0.0.1:${(gate.address() as { port: number }).port}/gate`;
 
-    prometheus = await startPrometheus({ dir: join(dir, 'prometheus'), kubeconfig, namespaces: [NS] });
+    prometheus = await startPrometheus({
+      dir: join(dir, 'prometheus'),
+      kubeconfig,
+      namespaces: [NS],
+      controlPlane: WEFT_NAMESPACE,
+      ruleFiles: [join(repoRoot, 'config', 'monitoring', 'rules.yaml')],
+    });
     apply(...metricTemplates(prometheus.url, NS));
     flagger = await startFlagger({ dir: join(dir, 'flagger'), kubeconfig, metricsServer: prometheus.url });
     log(`[flagger] Prometheus at ${prometheus.url} (log ${prometheus.log}), Flagger log ${flagger.log}`);
@@ -315,6 +345,8 @@ describe('Flagger drives a canary of a meshed Deployment through HTTPRoute weigh
 
   after(async () => {
     gate?.close();
+    await collector?.stop();
+    recorder?.close();
     await flagger?.stop();
     await prometheus?.stop();
     if (external) kubectl('delete', 'namespace', NS, '--ignore-not-found', '--wait=true');
@@ -361,6 +393,7 @@ describe('Flagger drives a canary of a meshed Deployment through HTTPRoute weigh
     // The client's real calls split about 50/50 once its sidecar has the new weights: find the
     // first v2 answer after the hold began, then count the next 200 calls.
     const seen = clientLines().length;
+    const atProxies = await outboundCounts();
     const lines = await eventually('200 calls after the first v2 answer', () => {
       const l = clientLines().slice(seen);
       const first = l.findIndex((x) => x.split(' ')[3] === 'v2');
@@ -371,6 +404,33 @@ describe('Flagger drives a canary of a meshed Deployment through HTTPRoute weigh
     assert.equal((t['200 v1'] ?? 0) + (t['200 v2'] ?? 0), 200, JSON.stringify(t));
     // p = 0.5 over 200 calls: the standard deviation is ~7 calls; the band is ±30 of them.
     assert.ok(t['200 v2']! >= 70 && t['200 v2']! <= 130, `v2 got ${t['200 v2']} of 200`);
+
+    // Prometheus sees the same split in the client sidecar's metrics: what its outbound counters
+    // grew by since the hold began, against the client's own calls over about the same span.
+    const end = Date.now() / 1000;
+    const calls = clientLines().slice(seen);
+    const scraped = await eventually('a scrape of the client sidecar after the 200 calls', async () => {
+      const [ts] = await promQuery(prometheus!.url, `max(timestamp(${LOADGEN_OUT}))`);
+      return ts && Number(ts.value[1]) > end ? true : undefined;
+    });
+    assert.ok(scraped);
+    const later = await outboundCounts();
+    const grew = (w: string) => (later[w] ?? 0) - (atProxies[w] ?? 0);
+    const promTotal = grew('podinfo') + grew('podinfo-primary');
+    const promShare = grew('podinfo') / promTotal;
+    const clientShare = calls.filter((l) => l.split(' ')[3] === 'v2').length / calls.length;
+    log(
+      `[e2e] figure: split at ${MAX}/${100 - MAX} by PromQL: canary ${grew('podinfo')}, primary ${grew('podinfo-primary')}; the client counted ${calls.length} calls, ${Math.round(clientShare * 100)}% on v2`,
+    );
+    assert.ok(
+      promTotal >= calls.length * 0.8,
+      `Prometheus counted ${promTotal} calls, the client ${calls.length}`,
+    );
+    assert.ok(
+      Math.abs(promShare - clientShare) <= 0.1,
+      `the canary's share by PromQL (${promShare.toFixed(2)}) is the client's (${clientShare.toFixed(2)})`,
+    );
+    assert.ok(promShare >= 0.3 && promShare <= 0.7, `the canary's share by PromQL: ${promShare.toFixed(2)}`);
 
     gateOpen = true;
     const done = await watchCanary('the Canary Succeeded', (s) => s.phase === 'Succeeded');
@@ -436,5 +496,112 @@ describe('Flagger drives a canary of a meshed Deployment through HTTPRoute weigh
       ),
     );
     await primaryAnswersAll('v2');
+  });
+
+  test('every dashboard panel and every recording rule returns data from the real Prometheus', async () => {
+    const t0 = Date.now();
+    const exprs = [
+      ...dashboards().flatMap((d) =>
+        dashboardExpressions(grafanaJson(d) as Parameters<typeof dashboardExpressions>[0]).map((e) => ({
+          where: `${d.uid}: ${e.title}`,
+          expr: concreteExpr(e.expr, '5m'),
+        })),
+      ),
+      // The recorded series (the group evaluates every 30 s).
+      ...recordingRules().map((r) => ({ where: `rule ${r.record}`, expr: r.record })),
+    ];
+    const empty = new Map<string, string>();
+    await eventually(
+      'data for every panel and rule',
+      async () => {
+        empty.clear();
+        for (const e of exprs)
+          if ((await promQuery(prometheus!.url, e.expr)).length === 0) empty.set(e.where, e.expr);
+        return empty.size === 0 ? true : undefined;
+      },
+      90_000,
+    ).catch((err) => {
+      throw new Error(`${err.message}; empty: ${[...empty].map(([w, e]) => `${w}: ${e}`).join(' | ')}`, {
+        cause: err,
+      });
+    });
+    log(`[e2e] figure: ${exprs.length} dashboard and rule expressions return data (${Date.now() - t0} ms)`);
+  });
+
+  test('tracing: a real OpenTelemetry Collector on the node gets one trace through the client’s and the server’s sidecars', {
+    skip: external ? 'the collector listens on the test node’s address' : false,
+  }, async () => {
+    // The collector runs on the host, listening on the node's address (the pods' gateway), and
+    // forwards what it receives as OTLP/HTTP JSON to a recorder here.
+    type Span = { traceId: string; spanId: string; parentSpanId?: string; kind: number; service: string };
+    const spans: Span[] = [];
+    recorder = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (d: Buffer) => chunks.push(d));
+      req.on('end', () => {
+        const body = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as {
+          resourceSpans?: {
+            resource: { attributes: { key: string; value: { stringValue?: string } }[] };
+            scopeSpans: { spans: Omit<Span, 'service'>[] }[];
+          }[];
+        };
+        for (const rs of body.resourceSpans ?? []) {
+          const service =
+            rs.resource.attributes.find((a) => a.key === 'service.name')?.value.stringValue ?? '';
+          for (const ss of rs.scopeSpans) for (const sp of ss.spans) spans.push({ ...sp, service });
+        }
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      });
+    });
+    await new Promise<void>((r) => recorder!.listen(0, '127.0.0.1', r));
+    const nodeIp = resolveOptions({ dir: dir!, podCIDR: POD_CIDR }).gateway;
+    const listen = `${nodeIp}:${await freePort(nodeIp)}`;
+    collector = await startCollector({
+      dir: join(dir!, 'otelcol'),
+      listen,
+      forward: `http://127.0.0.1:${(recorder.address() as { port: number }).port}`,
+    });
+    const t0 = Date.now();
+    kubectl(
+      'patch',
+      'mesh',
+      'default',
+      '--type=merge',
+      '-p',
+      JSON.stringify({
+        spec: { telemetry: { tracing: { endpoint: `http://${listen}/v1/traces`, samplingPercent: 100 } } },
+      }),
+    );
+    // The client (loadgen) calls without a traceparent: its sidecar's CLIENT span is the root,
+    // the server sidecar's SERVER span its child, in the same trace.
+    const pair = await eventually(
+      'a trace with the client sidecar’s span as the parent of the server sidecar’s',
+      () => {
+        for (const c of spans.filter(
+          (x) => x.kind === 3 && x.service.startsWith(`loadgen.${NS}`) && !x.parentSpanId,
+        )) {
+          const s = spans.find((x) => x.kind === 2 && x.traceId === c.traceId && x.parentSpanId === c.spanId);
+          if (s) return { c, s, trace: spans.filter((x) => x.traceId === c.traceId) };
+        }
+        return undefined;
+      },
+      120_000,
+    ).catch((err) => {
+      // What the client's sidecar said about tracing (it logs when the tracer cannot start).
+      let sidecar = '';
+      try {
+        sidecar = kubectl('logs', '-n', NS, 'deploy/loadgen', '-c', PROXY.containerName, '--tail=300')
+          .split('\n')
+          .filter((l) => /tracing|otlp|export/i.test(l))
+          .join(' | ');
+      } catch {}
+      throw new Error(
+        `${err.message}; ${spans.length} spans received (collector log ${collector?.log}); loadgen's sidecar: ${sidecar}`,
+        { cause: err },
+      );
+    });
+    log(`[e2e] figure: tracing on to the first complete trace at the collector: ${Date.now() - t0} ms`);
+    assert.match(pair.s.service, new RegExp(`^podinfo(-primary)?\\.${NS}$`));
+    assert.equal(pair.trace.length, 2, `one span per sidecar: ${JSON.stringify(pair.trace)}`);
   });
 });
