@@ -147,5 +147,8 @@ export function kubeconform(dir: string, manifests: string): Conformance {
     if (!out) throw err;
   }
   const report = JSON.parse(out) as Omit<Conformance, 'ok'>;
-  return { ok, ...report, resources: report.resources ?? [] };
+  // An empty document (a template the values switch off renders only its comment) is listed with
+  // no kind and no status: it is no object to validate.
+  const resources = (report.resources ?? []).filter((r) => r.kind !== '' || r.status !== '');
+  return { ok, ...report, resources };
 }

@@ -68,6 +68,7 @@ test('the proxy /metrics text is lint-clean under promtool check metrics, every 
   m.retries.inc({ destination_service: 'b.ns', outcome: 'sent' });
   m.ejections.inc({ destination_service: 'b.ns' });
   m.mtlsConnections.inc({ direction: 'inbound', tls_version: 'TLSv1.3', peer: 'spiffe://x/ns/ns/sa/a' });
+  m.mtlsResumed.inc({ direction: 'outbound' });
   m.mtlsFailures.inc({ direction: 'outbound', reason: 'WEFT_PEER_IDENTITY' });
   m.mtlsRefused.inc({ reason: 'plaintext' });
   m.plaintextHops.inc({ direction: 'inbound', reason: 'permissive' });
