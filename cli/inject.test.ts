@@ -58,7 +58,8 @@ test('inject: the Deployment template is exactly what the webhook makes of its p
   const webhook = injectPod(pod as never, { name: 'shop' }, mesh, { meshNamespace: 'weft-system' });
   assert.equal(webhook.action, 'inject');
   assert.deepEqual(dep.spec.template, applyPatch(pod, webhook.patch));
-  const init = (dep.spec.template as unknown as { spec: { initContainers: { name: string }[] } }).spec.initContainers;
+  const init = (dep.spec.template as unknown as { spec: { initContainers: { name: string }[] } }).spec
+    .initContainers;
   assert.deepEqual(
     init.map((c) => c.name),
     [PROXY.initContainerName, PROXY.containerName],
