@@ -42,7 +42,7 @@ export interface DiffLine {
 function keyOf(v: unknown, i: number): string {
   if (v && typeof v === 'object') {
     const o = v as Record<string, unknown>;
-    for (const k of ['id', 'name', 'address']) if (typeof o[k] === 'string') return o[k] as string;
+    for (const k of ['id', 'name', 'address', 'service']) if (typeof o[k] === 'string') return o[k] as string;
   }
   return String(i);
 }
@@ -52,8 +52,11 @@ export function diffConfigs(applied: unknown, written: unknown, path = ''): Diff
   if (JSON.stringify(applied) === JSON.stringify(written)) return [];
   const isObj = (v: unknown) => v !== null && typeof v === 'object';
   if (Array.isArray(applied) && Array.isArray(written)) {
-    const a = new Map(applied.map((v, i) => [keyOf(v, i), v]));
-    const w = new Map(written.map((v, i) => [keyOf(v, i), v]));
+    // By name only when names are unique on both sides (two backends of one Service: by index).
+    const named = (l: unknown[]) => new Set(l.map(keyOf)).size === l.length;
+    const byName = named(applied) && named(written);
+    const a = new Map(applied.map((v, i) => [byName ? keyOf(v, i) : String(i), v]));
+    const w = new Map(written.map((v, i) => [byName ? keyOf(v, i) : String(i), v]));
     const out: DiffLine[] = [];
     for (const k of new Set([...a.keys(), ...w.keys()]))
       out.push(...diffConfigs(a.get(k), w.get(k), `${path}[${k}]`));
@@ -124,7 +127,7 @@ export function renderApplied(pod: string, a: AppliedConfig, now: number): strin
     head.push(['LAST ERROR', `${s.lastError.code}: ${s.lastError.message} (${s.lastError.at})`]);
   const c = a.config;
   if (c) head.push(['MTLS', c.mesh.mtls.mode], ['DEFAULT AUTHZ', c.mesh.defaultAuthorization]);
-  out.push(head.map(([k, v]) => `${k!.padEnd(14)}${v}`).join('\n'));
+  out.push(head.map(([k, v]) => `${k!.padEnd(15)}${v}`).join('\n'));
   if (!c) return `${out.join('\n')}\n`;
   const match = (r: ProxyConfig['routes'][number]) =>
     r.matches
