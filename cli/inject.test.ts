@@ -10,25 +10,12 @@ import { type MeshSpec, PROXY } from '../api/index.ts';
 import { applyPatch, injectPod } from '../webhook/index.ts';
 import { assertGolden } from '../webhook/testdata/golden.ts';
 import { injectYaml } from './inject.ts';
-import { program } from './main.ts';
+import { runWeftctl } from './main.ts';
 
 const input = join(import.meta.dirname, 'testdata', 'inject-input.yaml');
 const meshFile = join(import.meta.dirname, '..', 'config', 'samples', 'mesh.yaml');
 
-async function run(...args: string[]): Promise<{ out: string; err: string; code: number }> {
-  let out = '';
-  let err = '';
-  process.exitCode = 0;
-  await program(
-    (s) => (out += s),
-    (s) => (err += s),
-  )
-    .exitOverride()
-    .parseAsync(args, { from: 'user' });
-  const code = Number(process.exitCode ?? 0);
-  process.exitCode = 0;
-  return { out, err, code };
-}
+const run = (...args: string[]) => runWeftctl(args);
 
 test('inject: every workload kind of a stream gets the sidecar; the reasons for the others on stderr; exit 3 for the refused one', async () => {
   const r = await run('inject', '-f', input, '--mesh-file', meshFile);

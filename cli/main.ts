@@ -388,6 +388,22 @@ export function program(
   return cmd;
 }
 
+/** Runs weftctl in this process (tests): its output, errors and exit code. */
+export async function runWeftctl(args: string[]): Promise<{ out: string; err: string; code: number }> {
+  let out = '';
+  let err = '';
+  process.exitCode = 0;
+  await program(
+    (s) => (out += s),
+    (s) => (err += s),
+  )
+    .exitOverride()
+    .parseAsync(args, { from: 'user' });
+  const code = Number(process.exitCode ?? 0);
+  process.exitCode = 0;
+  return { out, err, code };
+}
+
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 function dump(format: string, v: unknown): string {

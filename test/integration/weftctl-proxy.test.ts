@@ -9,7 +9,7 @@ import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CONFIG_DISTRIBUTION, PROXY } from '../../api/index.ts';
-import { program } from '../../cli/main.ts';
+import { runWeftctl } from '../../cli/main.ts';
 import { KubeClient, RESOURCES } from '../../kube/client.ts';
 import { SimpleKubeConfig } from '../../kube/kubeconfig.ts';
 import { encodeConfig } from '../../proxy/configdir.ts';
@@ -40,20 +40,7 @@ describe('weftctl data-plane commands through the apiserver', {
     [route()],
   );
 
-  async function weftctl(...args: string[]): Promise<{ out: string; err: string; code: number }> {
-    let out = '';
-    let err = '';
-    process.exitCode = 0;
-    await program(
-      (s) => (out += s),
-      (s) => (err += s),
-    )
-      .exitOverride()
-      .parseAsync(['--kubeconfig', cluster.kubeconfigPath, ...args], { from: 'user' });
-    const code = Number(process.exitCode ?? 0);
-    process.exitCode = 0;
-    return { out, err, code };
-  }
+  const weftctl = (...args: string[]) => runWeftctl(['--kubeconfig', cluster.kubeconfigPath, ...args]);
 
   /** The operator's ConfigMap for the namespace. */
   async function writeOperatorConfig(config: typeof applied, generation: number) {
