@@ -4,10 +4,11 @@
 // proxy-config, stat, edges, top, check --proxy and authz explain --from/--to go through
 // the same path as on a cluster.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import pino from 'pino';
 import { CONFIG_DISTRIBUTION, PROXY } from '../../api/index.ts';
 import { runWeftctl } from '../../cli/main.ts';
 import { KubeClient, RESOURCES } from '../../kube/client.ts';
@@ -103,7 +104,6 @@ describe('weftctl data-plane commands through the apiserver', {
   async function sidecar(name: string, sa: string): Promise<Sidecar> {
     const ids = join(dir, `${name}-id`);
     const cfg = join(dir, `${name}-config`);
-    const { mkdir } = await import('node:fs/promises');
     await mkdir(ids);
     await mkdir(cfg);
     await writeIdentity(ids, await ca, sa, { lifetimeMs: 3 * HOUR });
@@ -116,6 +116,7 @@ describe('weftctl data-plane commands through the apiserver', {
       ports: { outbound: 0, inbound: 0, admin: 0, health: 0 },
       host: hostIP!,
       adminHost: '127.0.0.1',
+      logger: pino({ level: 'warn' }),
     });
   }
   const ca = newCa();
