@@ -39,6 +39,7 @@ describe('weftctl data-plane commands through the apiserver', {
     NS,
     [service('web', NS, '10.96.0.10', 80, [endpoint('10.244.0.7', 8080, { identity: spiffe('web') })])],
     [route()],
+    { logLevel: 'warn' },
   );
 
   const weftctl = (...args: string[]) => runWeftctl(['--kubeconfig', cluster.kubeconfigPath, ...args]);
@@ -116,7 +117,7 @@ describe('weftctl data-plane commands through the apiserver', {
       ports: { outbound: 0, inbound: 0, admin: 0, health: 0 },
       host: hostIP!,
       adminHost: '127.0.0.1',
-      logger: pino({ level: 'warn' }),
+      logger: pino({ level: 'warn' }), // raised by the config's logLevel too
     });
   }
   const ca = newCa();
@@ -182,10 +183,15 @@ describe('weftctl data-plane commands through the apiserver', {
     const same = await weftctl('proxy-config', 'web-1', '-n', NS, '--diff');
     assert.equal(same.code, 0);
     assert.match(same.out, /the proxy runs what the operator wrote/);
-    const newer = proxyConfig(NS, applied.services, [
-      route(),
-      route({ name: 'shop/web-admin', matches: [{ path: { type: 'PathPrefix', value: '/admin' } }] }),
-    ]);
+    const newer = proxyConfig(
+      NS,
+      applied.services,
+      [
+        route(),
+        route({ name: 'shop/web-admin', matches: [{ path: { type: 'PathPrefix', value: '/admin' } }] }),
+      ],
+      applied.mesh,
+    );
     await writeOperatorConfig(newer, 2);
     const diff = await weftctl('proxy-config', 'web-1', '-n', NS, '--diff');
     assert.equal(diff.code, 3);
