@@ -15,8 +15,13 @@ const fe = pod('frontend-1', 'frontend', 'frontend');
 const idle = pod('db-0', 'db', 'db');
 
 /** The text a proxy's /metrics gives for `n` requests of one status, all in one latency bucket. */
-function metrics(direction: string, counts: Record<string, number>, bucket: number): string {
-  const base = `direction="${direction}",source_workload="frontend",source_namespace="shop",destination_workload="web",destination_namespace="shop",destination_service="web.shop"`;
+function metrics(
+  direction: string,
+  counts: Record<string, number>,
+  bucket: number,
+  svc = 'web.shop',
+): string {
+  const base = `direction="${direction}",source_workload="frontend",source_namespace="shop",destination_workload="web",destination_namespace="shop",destination_service="${svc}"`;
   const les = [0.001, 0.005, 0.01, 0.1, 1];
   const lines = [
     '# HELP weft_requests_total HTTP/gRPC requests handled by the proxy.',
@@ -105,4 +110,26 @@ test("edges: caller -> destination from the callers' outbound metrics, with both
   assert.equal(rows[0]!.destination?.identity, 'spiffe://cluster.local/ns/shop/sa/web');
   assert.equal(rows[0]!.successRate, 0.9);
   assertGolden('weftctl-edges.txt', renderStats(rows, 'edge'));
+});
+
+test('edges: series that did not move make no row; the Services of one edge (split backends) are listed once each', () => {
+  const text = (v1: number, v2: number, stale: number) =>
+    metrics('outbound', { '200': v1 }, 0.01, 'web-v1.shop') +
+    metrics('outbound', { '200': v2 }, 0.01, 'web-v2.shop') +
+    metrics('outbound', { '200': stale }, 0.01, 'old.shop').replaceAll(
+      'destination_workload="web"',
+      'destination_workload="unknown"',
+    );
+  const rows = computeStats(
+    [{ pod: fe, samples: parsePrometheus(text(10, 10, 5)) }],
+    [{ pod: fe, samples: parsePrometheus(text(18, 12, 5)) }],
+    1,
+    'edge',
+    [web, fe],
+    'cluster.local',
+  );
+  assert.deepEqual(
+    rows.map((r) => [r.name, r.destination?.service, r.requests]),
+    [['shop/frontend -> shop/web', 'web-v1.shop,web-v2.shop', 10]],
+  );
 });

@@ -143,39 +143,51 @@ export function computeStats(
   };
   if (by === 'workload') for (const [key, n] of podCount) entry(key, () => ({ name: key, pods: n }));
   const direction = by === 'workload' ? 'inbound' : 'outbound';
-  for (const s of after) {
+  const moved = after.flatMap((s) => {
     const prev = beforeOf.get(`${s.pod.metadata?.namespace}/${s.pod.metadata?.name}`);
-    if (!prev) continue;
-    for (const x of increases(prev, s.samples)) {
-      const l = x.labels;
-      if (l.direction !== direction) continue;
-      const dst = `${l.destination_namespace}/${l.destination_workload || l.destination_service}`;
-      const src = `${l.source_namespace}/${l.source_workload}`;
-      const a =
-        by === 'workload'
-          ? entry(dst, () => ({ name: dst, pods: podCount.get(dst) ?? 0 }))
-          : entry(`${src} -> ${dst}`, () => ({
-              name: `${src} -> ${dst}`,
-              source: {
-                workload: l.source_workload ?? '',
-                namespace: l.source_namespace ?? '',
-                ...(idOf.has(src) ? { identity: idOf.get(src)! } : {}),
-              },
-              destination: {
-                workload: l.destination_workload ?? '',
-                namespace: l.destination_namespace ?? '',
-                ...(l.destination_service ? { service: l.destination_service } : {}),
-                ...(idOf.has(dst) ? { identity: idOf.get(dst)! } : {}),
-              },
-            }));
-      if (x.name === REQUESTS) {
-        a.requests += x.value;
-        const code = Number(l.status_code);
-        if (code < 500 && (!l.grpc_status || l.grpc_status === '0')) a.ok += x.value;
-      } else {
-        const le = l.le === '+Inf' ? Number.POSITIVE_INFINITY : Number(l.le);
-        a.buckets.set(le, (a.buckets.get(le) ?? 0) + x.value);
-      }
+    return prev ? increases(prev, s.samples).filter((x) => x.labels.direction === direction) : [];
+  });
+  // Requests first: only series with requests in the window make a row (not old peers);
+  // then every bucket of the rows made, empty ones too (they bound the interpolation).
+  for (const x of [
+    ...moved.filter((m) => m.name === REQUESTS),
+    ...moved.filter((m) => m.name !== REQUESTS),
+  ]) {
+    const l = x.labels;
+    if (x.name === REQUESTS && x.value === 0) continue;
+    const dst = `${l.destination_namespace}/${l.destination_workload || l.destination_service}`;
+    const src = `${l.source_namespace}/${l.source_workload}`;
+    const key = by === 'workload' ? dst : `${src} -> ${dst}`;
+    if (x.name !== REQUESTS && !acc.has(key)) continue;
+    const a =
+      by === 'workload'
+        ? entry(dst, () => ({ name: dst, pods: podCount.get(dst) ?? 0 }))
+        : entry(`${src} -> ${dst}`, () => ({
+            name: `${src} -> ${dst}`,
+            source: {
+              workload: l.source_workload ?? '',
+              namespace: l.source_namespace ?? '',
+              ...(idOf.has(src) ? { identity: idOf.get(src)! } : {}),
+            },
+            destination: {
+              workload: l.destination_workload ?? '',
+              namespace: l.destination_namespace ?? '',
+              ...(idOf.has(dst) ? { identity: idOf.get(dst)! } : {}),
+            },
+          }));
+    // The Services the caller addressed on this edge (a split's backends, say), each once.
+    const svc = l.destination_service;
+    if (by === 'edge' && svc && a.row.destination) {
+      const known = a.row.destination.service?.split(',') ?? [];
+      if (!known.includes(svc)) a.row.destination.service = [...known, svc].sort().join(',');
+    }
+    if (x.name === REQUESTS) {
+      a.requests += x.value;
+      const code = Number(l.status_code);
+      if (code < 500 && (!l.grpc_status || l.grpc_status === '0')) a.ok += x.value;
+    } else {
+      const le = l.le === '+Inf' ? Number.POSITIVE_INFINITY : Number(l.le);
+      a.buckets.set(le, (a.buckets.get(le) ?? 0) + x.value);
     }
   }
   return [...acc.values()]

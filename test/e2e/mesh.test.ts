@@ -463,7 +463,7 @@ describe('the mesh, end to end on the real node, installed by Helm', {
       [`spiffe://cluster.local/ns/${NS}/sa/frontend`, `spiffe://cluster.local/ns/${NS}/sa/reviews`],
     );
     const top = await weftctl('top', '-n', NS, '--window', '2s', '--once');
-    assert.match(top.out, new RegExp(`${NS}/frontend\\s+${NS}/reviews\\s+reviews\\.${NS}\\s`));
+    assert.match(top.out, new RegExp(`${NS}/frontend\\s+${NS}/reviews\\s+reviews(-v[12])?\\.${NS}`));
     // authz explain from the live pods: the frontend is allowed, the intruder denied by the rule
     // that denied it on the wire (the test above).
     const allow = await weftctl(
