@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { assertGolden } from '../webhook/testdata/golden.ts';
@@ -210,4 +211,16 @@ test('explain --from/--to: the live ends are printed before the decision (golden
     to: { pod: 'web-1', namespace: 'shop', labels: {} },
   });
   assertGolden('weftctl-explain-ends.txt', text + plaintext);
+});
+
+test('exit codes: 2 for bad usage, 0 for help, 1 for an error naming the flag', () => {
+  const run = (...args: string[]) =>
+    spawnSync(process.execPath, [join(import.meta.dirname, 'main.ts'), ...args], { encoding: 'utf8' });
+  const bad = run('stat', '--bogus');
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /unknown option '--bogus'/);
+  assert.equal(run('proxy-config', '--help').status, 0);
+  const noPort = run('authz', 'explain', '-n', 'shop');
+  assert.equal(noPort.status, 1);
+  assert.match(noPort.stderr, /--port: required without --to/);
 });

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // weftctl: look at and explain the mesh.
 import { readFileSync } from 'node:fs';
-import { Command, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import * as yaml from 'js-yaml';
 import {
   type AuthorizationPolicy,
@@ -28,7 +28,7 @@ import { computeStats, type GroupBy, renderStats, type Scrape, scrape } from './
 import { collectStatus, renderStatus } from './status.ts';
 
 /** Exit codes: 0 fine; 1 an error (or a failed check); 2 bad usage (commander); 3 the answer is no (DENY, configs differ, inject refused). */
-export const EXIT = { ok: 0, error: 1, no: 3 } as const;
+export const EXIT = { ok: 0, error: 1, usage: 2, no: 3 } as const;
 
 /** Parses "30s", "5m", "2h", "1d" or plain seconds into milliseconds. */
 export function parseDuration(flag: string, text: string): number {
@@ -48,7 +48,9 @@ export function program(
 ): Command {
   const cmd = new Command('weftctl')
     .description('Look at and explain the Weft service mesh')
-    .option('--kubeconfig <path>', 'kubeconfig file');
+    .option('--kubeconfig <path>', 'kubeconfig file')
+    // Usage errors throw (every subcommand inherits this): the entry point exits 2 for them.
+    .exitOverride();
   // One client per run, made when a command first needs the cluster, closed when it ends.
   let client: KubeClient | undefined;
   const clientOf = () =>
@@ -150,6 +152,7 @@ export function program(
     )
     .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text'))
     .action(async (o: Record<string, string | string[] | undefined>) => {
+      if (!o.to && !o.port) throw new Error('--port: required without --to (the destination port)');
       let policies: AuthorizationPolicy[];
       let defaultAction = o.default as 'ALLOW' | 'DENY' | undefined;
       let pathNormalization = o.pathNormalization as PathNormalization | undefined;
@@ -204,7 +207,7 @@ export function program(
             })
           ).items;
         }
-      } else if (!o.port) throw new Error('--port: required without --to (the destination port)');
+      }
       const port = ends?.to.port ?? Number(o.port);
       if (!Number.isInteger(port) || port < 1 || port > 65535)
         throw new Error(
@@ -416,7 +419,9 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   program()
     .parseAsync()
     .catch((err: Error) => {
+      // Commander printed its own message (or the help, exit code 0).
+      if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? EXIT.ok : EXIT.usage);
       process.stderr.write(`weftctl: ${err.message}\n`);
-      process.exit(1);
+      process.exit(EXIT.error);
     });
 }
