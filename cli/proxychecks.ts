@@ -35,11 +35,7 @@ export async function restartCommand(client: KubeClient, pod: Pod): Promise<stri
     return `kubectl delete pod ${pod.metadata.name} -n ${ns} (and create it again: it has no controller)`;
   if (owner.kind === 'ReplicaSet') {
     try {
-      const rs = await client.get(
-        { group: 'apps', version: 'v1', plural: 'replicasets', kind: 'ReplicaSet', namespaced: true },
-        owner.name,
-        ns,
-      );
+      const rs = await client.get(RESOURCES.replicaSets, owner.name, ns);
       const dep = rs.metadata.ownerReferences?.find((o) => o.controller && o.kind === 'Deployment');
       if (dep) return `kubectl rollout restart deployment/${dep.name} -n ${ns}`;
     } catch {}

@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
 import { CONFIG_DISTRIBUTION, PROXY } from '../../api/index.ts';
 import { runWeftctl } from '../../cli/main.ts';
-import { KubeClient, RESOURCES } from '../../kube/client.ts';
+import { KubeClient, type KubeObject, RESOURCES } from '../../kube/client.ts';
 import { SimpleKubeConfig } from '../../kube/kubeconfig.ts';
 import { encodeConfig } from '../../proxy/configdir.ts';
 import { type Sidecar, startSidecar } from '../../proxy/sidecar.ts';
@@ -63,13 +63,20 @@ describe('weftctl data-plane commands through the apiserver', {
     await client.apply(RESOURCES.configMaps, cm as never, { fieldManager: 'weft-test' });
   }
 
-  async function pod(name: string, sa: string, labels: Record<string, string>, sidecar?: Sidecar) {
+  async function pod(
+    name: string,
+    sa: string,
+    labels: Record<string, string>,
+    sidecar?: Sidecar,
+    owner?: { kind: string; name: string; uid: string },
+  ) {
     await client.create(RESOURCES.pods, {
       apiVersion: 'v1',
       kind: 'Pod',
       metadata: {
         name,
         namespace: NS,
+        ...(owner ? { ownerReferences: [{ apiVersion: 'apps/v1', ...owner, controller: true }] } : {}),
         labels: { ...labels, ...(sidecar ? { 'weft.dev/meshed': 'true' } : {}) },
         ...(sidecar ? { annotations: { 'weft.dev/injected': INJECTOR_VERSION } } : {}),
       },
@@ -135,6 +142,48 @@ describe('weftctl data-plane commands through the apiserver', {
     await pod('frontend-1', 'frontend', { app: 'frontend' }, frontend);
     // Created before injection was turned on: no sidecar.
     await pod('legacy-1', 'legacy', { app: 'legacy' });
+    // And one of a Deployment (its ReplicaSet made by hand: no controllers run here).
+    const dep = await client.create<KubeObject>(RESOURCES.deployments, {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: 'old', namespace: NS },
+      spec: {
+        selector: { matchLabels: { app: 'old' } },
+        template: {
+          metadata: { labels: { app: 'old' } },
+          spec: { containers: [{ name: 'app', image: 'app' }] },
+        },
+      },
+    } as never);
+    const rs = await client.create<KubeObject>(RESOURCES.replicaSets, {
+      apiVersion: 'apps/v1',
+      kind: 'ReplicaSet',
+      metadata: {
+        name: 'old-5d4f8',
+        namespace: NS,
+        ownerReferences: [
+          {
+            apiVersion: 'apps/v1',
+            kind: 'Deployment',
+            name: 'old',
+            uid: dep.metadata.uid!,
+            controller: true,
+          },
+        ],
+      },
+      spec: {
+        selector: { matchLabels: { app: 'old' } },
+        template: {
+          metadata: { labels: { app: 'old' } },
+          spec: { containers: [{ name: 'app', image: 'app' }] },
+        },
+      },
+    } as never);
+    await pod('old-5d4f8-x2x9z', 'default', { app: 'old' }, undefined, {
+      kind: 'ReplicaSet',
+      name: 'old-5d4f8',
+      uid: rs.metadata.uid!,
+    });
     await client.create(RESOURCES.services, {
       apiVersion: 'v1',
       kind: 'Service',
@@ -217,6 +266,10 @@ describe('weftctl data-plane commands through the apiserver', {
     const legacy = by(/every pod of a meshed namespace has its sidecar/);
     assert.equal(legacy.ok, false);
     assert.match(legacy.message!, /shop\/legacy-1 has no sidecar: kubectl delete pod legacy-1 -n shop/);
+    assert.match(
+      legacy.message!,
+      /shop\/old-5d4f8-x2x9z has no sidecar: kubectl rollout restart deployment\/old -n shop/,
+    );
     assert.equal(by(/certificate/).ok, true, by(/certificate/).message);
     // Certificates live three hours here: warning four hours ahead fails the check, and the exit code says so.
     const soon = await weftctl('check', '--proxy', '--cert-warn', '4h', '-o', 'json');
