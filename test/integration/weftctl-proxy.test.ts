@@ -143,17 +143,18 @@ describe('weftctl data-plane commands through the apiserver', {
     // Created before injection was turned on: no sidecar.
     await pod('legacy-1', 'legacy', { app: 'legacy' });
     // And one of a Deployment (its ReplicaSet made by hand: no controllers run here).
+    const oldSpec = {
+      selector: { matchLabels: { app: 'old' } },
+      template: {
+        metadata: { labels: { app: 'old' } },
+        spec: { containers: [{ name: 'app', image: 'app' }] },
+      },
+    };
     const dep = await client.create<KubeObject>(RESOURCES.deployments, {
       apiVersion: 'apps/v1',
       kind: 'Deployment',
       metadata: { name: 'old', namespace: NS },
-      spec: {
-        selector: { matchLabels: { app: 'old' } },
-        template: {
-          metadata: { labels: { app: 'old' } },
-          spec: { containers: [{ name: 'app', image: 'app' }] },
-        },
-      },
+      spec: oldSpec,
     } as never);
     const rs = await client.create<KubeObject>(RESOURCES.replicaSets, {
       apiVersion: 'apps/v1',
@@ -171,13 +172,7 @@ describe('weftctl data-plane commands through the apiserver', {
           },
         ],
       },
-      spec: {
-        selector: { matchLabels: { app: 'old' } },
-        template: {
-          metadata: { labels: { app: 'old' } },
-          spec: { containers: [{ name: 'app', image: 'app' }] },
-        },
-      },
+      spec: oldSpec,
     } as never);
     await pod('old-5d4f8-x2x9z', 'default', { app: 'old' }, undefined, {
       kind: 'ReplicaSet',
