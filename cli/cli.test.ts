@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { assertGolden } from '../webhook/testdata/golden.ts';
 import { type Check, runChecks } from './checks.ts';
-import { explain, parseLabels, renderExplanation } from './explain.ts';
+import { explain, parseLabels, renderEnds, renderExplanation } from './explain.ts';
 import { program } from './main.ts';
 import { renderStatus, routeRowOf, rowOf } from './status.ts';
 
@@ -192,4 +194,33 @@ test('status shows an HTTPRoute by Weft’s parents only: the first failing cond
     undefined,
     'another controller’s route is not listed',
   );
+});
+
+test('explain --from/--to: the live ends are printed before the decision (golden)', () => {
+  const text = renderEnds({
+    from: {
+      pod: 'shop/frontend-1',
+      meshed: true,
+      principal: 'cluster.local/ns/shop/sa/frontend',
+      ip: '10.244.0.5',
+    },
+    to: { pod: 'web-1', namespace: 'shop', labels: { app: 'web' }, port: 8080, service: 'web' },
+  });
+  const plaintext = renderEnds({
+    from: { pod: 'shop/legacy-1', meshed: false },
+    to: { pod: 'web-1', namespace: 'shop', labels: {} },
+  });
+  assertGolden('weftctl-explain-ends.txt', text + plaintext);
+});
+
+test('exit codes: 2 for bad usage, 0 for help, 1 for an error naming the flag', () => {
+  const run = (...args: string[]) =>
+    spawnSync(process.execPath, [join(import.meta.dirname, 'main.ts'), ...args], { encoding: 'utf8' });
+  const bad = run('stat', '--bogus');
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /unknown option '--bogus'/);
+  assert.equal(run('proxy-config', '--help').status, 0);
+  const noPort = run('authz', 'explain', '-n', 'shop');
+  assert.equal(noPort.status, 1);
+  assert.match(noPort.stderr, /--port: required without --to/);
 });

@@ -9,6 +9,7 @@ import {
   GATEWAY_RESOURCES,
   CONTROLLER_NAME as ROUTE_CONTROLLER_NAME,
 } from '../operator/compile/gatewaytypes.ts';
+import { renderTable } from './table.ts';
 
 export interface StatusRow {
   kind: string;
@@ -123,10 +124,9 @@ export async function collectStatus(client: KubeClient, namespace?: string): Pro
 }
 
 export function renderStatus(rows: StatusRow[]): string {
-  const head = ['KIND', 'NAMESPACE', 'NAME', 'READY', 'REASON', 'MESSAGE'];
-  const table = [
-    head,
-    ...rows.map((r) => [
+  const table = renderTable(
+    ['KIND', 'NAMESPACE', 'NAME', 'READY', 'REASON', 'MESSAGE'],
+    rows.map((r) => [
       r.kind,
       r.namespace || '-',
       r.name,
@@ -134,10 +134,6 @@ export function renderStatus(rows: StatusRow[]): string {
       r.reason,
       r.message,
     ]),
-  ];
-  const widths = head.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
-  const lines = table.map((row) =>
-    row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]!))).join('  '),
   );
   const stale = rows.some((r) => !r.upToDate);
   const extra: string[] = [];
@@ -148,7 +144,7 @@ export function renderStatus(rows: StatusRow[]): string {
       for (const l of r.proxies.lagging) extra.push(`  lagging: ${describeLaggingProxy(l)}`);
     }
   }
-  return `${lines.join('\n')}\n${stale ? '* the operator has not yet reconciled the latest generation\n' : ''}${
+  return `${table}${stale ? '* the operator has not yet reconciled the latest generation\n' : ''}${
     extra.length ? `\n${extra.join('\n')}\n` : ''
   }`;
 }

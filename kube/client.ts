@@ -127,15 +127,32 @@ export class KubeClient {
     path: string,
     opts: { query?: Query; body?: unknown; contentType?: string; signal?: AbortSignal } = {},
   ): Promise<T> {
+    const text = await this.requestText(method, path, opts);
+    try {
+      return text ? JSON.parse(text) : (undefined as T);
+    } catch {
+      return undefined as T;
+    }
+  }
+
+  /**
+   * One request; the body as text (a pod's /metrics through pods/proxy, say), or a KubeApiError
+   * with the Status' reason and message.
+   */
+  async requestText(
+    method: string,
+    path: string,
+    opts: { query?: Query; body?: unknown; contentType?: string; signal?: AbortSignal; accept?: string } = {},
+  ): Promise<string> {
     const o = await this.options(method, path, opts.query);
     const payload = opts.body === undefined ? undefined : Buffer.from(JSON.stringify(opts.body));
     if (payload) {
       (o.headers as Record<string, string>)['content-type'] = opts.contentType ?? 'application/json';
       (o.headers as Record<string, string>)['content-length'] = String(payload.length);
     }
-    (o.headers as Record<string, string>).accept = 'application/json';
+    (o.headers as Record<string, string>).accept = opts.accept ?? 'application/json';
     const mod = o.url.protocol === 'https:' ? https : http;
-    return new Promise<T>((resolve, reject) => {
+    return new Promise<string>((resolve, reject) => {
       const req = mod.request(o.url, { ...o, signal: opts.signal }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
@@ -146,13 +163,13 @@ export class KubeClient {
           const text = (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).toString('utf8');
           chunks.length = 0;
           const status = res.statusCode ?? 0;
+          if (status >= 200 && status < 300) return resolve(text);
           let parsed: unknown;
           try {
             parsed = text ? JSON.parse(text) : undefined;
           } catch {
             parsed = undefined;
           }
-          if (status >= 200 && status < 300) return resolve(parsed as T);
           const st = (parsed ?? {}) as { reason?: string; message?: string };
           reject(
             new KubeApiError(method, path, status, st.reason ?? 'Unknown', st.message ?? text.slice(0, 500)),
@@ -380,6 +397,7 @@ export const RESOURCES = {
   pods: { group: '', version: 'v1', plural: 'pods', kind: 'Pod', namespaced: true },
   configMaps: { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap', namespaced: true },
   deployments: { group: 'apps', version: 'v1', plural: 'deployments', kind: 'Deployment', namespaced: true },
+  replicaSets: { group: 'apps', version: 'v1', plural: 'replicasets', kind: 'ReplicaSet', namespaced: true },
   events: { group: '', version: 'v1', plural: 'events', kind: 'Event', namespaced: true },
   nodes: { group: '', version: 'v1', plural: 'nodes', kind: 'Node', namespaced: false },
   secrets: { group: '', version: 'v1', plural: 'secrets', kind: 'Secret', namespaced: true },

@@ -3,12 +3,16 @@
 // kubelet's HTTP probes of the app still work once all inbound traffic goes through the proxy).
 // The health server also answers /config/version, the applied config's version and generation,
 // which the operator long-polls (`?known=<version>&waitMs=<ms>`: answered when the version
-// differs from `known`, else when it changes or the wait ends) to count proxies in sync, and
+// differs from `known`, else when it changes or the wait ends) to count proxies in sync,
 // /stats/inbound, the inbound requests' count, 5xx count and latency histogram, which the operator
-// reads to gate a canary progression (docs/progressive-delivery.md).
+// reads to gate a canary progression (docs/progressive-delivery.md), and /config/applied, read-only: the applied config's status, the config itself and the workload
+// certificate's public facts (SPIFFE ID, issuer, validity; never a key), which
+// `weftctl proxy-config` reads through the apiserver's pods/proxy (the admin port listens on
+// loopback only, which pods/proxy cannot reach).
 import type HttpTypes from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { http } from './builtins.ts';
+import type { CertificateSummary } from './identity/tls.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import type { ProxyHandle } from './proxy.ts';
 import type { ConfigStatus } from './watcher.ts';
@@ -21,6 +25,8 @@ export interface AdminDeps {
   appProbeHost?: string;
   /** Calls fn after each applied config; returns the unsubscribe function. */
   onApplied?: (fn: () => void) => () => void;
+  /** The workload certificate in use; undefined while the proxy has none (plaintext). */
+  certificate?: () => CertificateSummary | undefined;
 }
 
 /** The longest /config/version holds a request. */
@@ -127,6 +133,13 @@ export function healthHandler(d: AdminDeps): HttpTypes.RequestListener {
     }
     if (path === '/config/version' || path.startsWith('/config/version?')) return configVersion(d, req, res);
     if (path === '/stats/inbound') return send(res, 200, d.metrics.inbound);
+    if (path === '/config/applied' || path === '/config/applied?config=false')
+      return send(res, 200, {
+        status: d.status,
+        certificate: d.certificate?.() ?? null,
+        // ?config=false: the status and certificate only (weftctl check --proxy asks every pod).
+        ...(path === '/config/applied' ? { config: d.proxy.table()?.config ?? null } : {}),
+      });
     if (path === '/healthz/ready')
       return ready(d) ? send(res, 200, 'ready\n', 'text/plain') : send(res, 503, 'not ready\n', 'text/plain');
     const m = /^\/app-health\/(\d+)(\/.*)?$/.exec(path);
@@ -157,7 +170,7 @@ export function healthHandler(d: AdminDeps): HttpTypes.RequestListener {
     send(
       res,
       404,
-      'not found: try /metrics /healthz/ready /config/version /stats/inbound /app-health/<port>/<path>\n',
+      'not found: try /metrics /healthz/ready /config/version /config/applied /stats/inbound /app-health/<port>/<path>\n',
       'text/plain',
     );
   };

@@ -12,8 +12,7 @@ import type Http from 'node:http';
 import type Https from 'node:https';
 import { join } from 'node:path';
 import { CONFIG_DISTRIBUTION } from '../api/constants.ts';
-import type { ConfigManifest } from '../api/proxyconfig.ts';
-import { assembleConfig } from './configdir.ts';
+import { type ConfigMapLike, configFromConfigMaps } from './configdir.ts';
 import { ProxyError } from './errors.ts';
 import type { ConfigWatcher } from './watcher.ts';
 
@@ -38,12 +37,6 @@ export function inClusterAccess(
   if (!host || !existsSync(join(dir, 'token')) || !existsSync(join(dir, 'ca.crt'))) return undefined;
   const h = host.includes(':') ? `[${host}]` : host;
   return { server: `https://${h}:${port}`, tokenFile: join(dir, 'token'), caFile: join(dir, 'ca.crt') };
-}
-
-interface ConfigMapLike {
-  metadata?: { name?: string; resourceVersion?: string };
-  data?: Record<string, string>;
-  binaryData?: Record<string, string>;
 }
 
 export interface ApiSourceStatus {
@@ -229,27 +222,8 @@ export class ApiConfigSource {
   }
 
   async #handle(cm: ConfigMapLike): Promise<void> {
-    const manifestRaw = Buffer.from(cm.data![CONFIG_DISTRIBUTION.manifestKey]!);
-    const others = new Map<string, ConfigMapLike>();
-    const partOf = async (p: ConfigManifest['parts'][number]): Promise<Buffer | undefined> => {
-      let holder: ConfigMapLike | undefined = cm;
-      if (p.configMap !== cm.metadata?.name) {
-        // Shards beyond the first (configs over 900 KiB gzipped) are read when named.
-        holder = others.get(p.configMap);
-        if (!holder) {
-          try {
-            holder = await this.#getJson<ConfigMapLike>(this.#path(p.configMap));
-          } catch {
-            return undefined;
-          }
-          others.set(p.configMap, holder);
-        }
-      }
-      const b64 = holder.binaryData?.[p.key];
-      return b64 === undefined ? undefined : Buffer.from(b64, 'base64');
-    };
     try {
-      const c = await assembleConfig(manifestRaw, partOf);
+      const c = await configFromConfigMaps(cm, (name) => this.#getJson<ConfigMapLike>(this.#path(name)));
       if (this.#watcher.offer(c, 'apiserver'))
         this.#log('info', 'config applied from the apiserver watch', {
           version: c.config.version,

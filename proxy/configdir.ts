@@ -63,6 +63,40 @@ export async function readConfigSource(dir: string): Promise<ConfigCandidate> {
   return { config: parseConfig(plain.toString('utf8')), generation: undefined };
 }
 
+/** A ConfigMap as the apiserver returns it (only what the config reader needs). */
+export interface ConfigMapLike {
+  metadata?: { name?: string; resourceVersion?: string };
+  data?: Record<string, string>;
+  binaryData?: Record<string, string>;
+}
+
+/**
+ * assembleConfig over ConfigMaps read from the apiserver: `first` holds manifest.json (and the
+ * first parts); the other shards are read with `get` when the manifest names them.
+ */
+export function configFromConfigMaps(
+  first: ConfigMapLike,
+  get: (name: string) => Promise<ConfigMapLike | undefined>,
+): Promise<ConfigCandidate> {
+  const manifest = first.data?.[CONFIG_DISTRIBUTION.manifestKey];
+  if (manifest === undefined)
+    throw new ProxyError(
+      'WEFT_CONFIG_MISSING',
+      `ConfigMap ${first.metadata?.name} has no ${CONFIG_DISTRIBUTION.manifestKey}`,
+    );
+  const others = new Map<string, ConfigMapLike | undefined>();
+  return assembleConfig(Buffer.from(manifest), async (p) => {
+    let holder: ConfigMapLike | undefined = first;
+    if (p.configMap !== first.metadata?.name) {
+      // Shards beyond the first (configs over 900 KiB gzipped) are read when named.
+      if (!others.has(p.configMap)) others.set(p.configMap, await get(p.configMap).catch(() => undefined));
+      holder = others.get(p.configMap);
+    }
+    const b64 = holder?.binaryData?.[p.key];
+    return b64 === undefined ? undefined : Buffer.from(b64, 'base64');
+  });
+}
+
 /**
  * Reassembles a config from its manifest and parts, wherever they come from (the projected
  * directory, or the ConfigMaps read from the apiserver): each part's sha256 checked, gunzipped,

@@ -313,6 +313,7 @@ export async function startSidecar(o: SidecarOptions): Promise<Sidecar> {
     metrics,
     draining: () => draining,
     onApplied: (fn: () => void) => watcher.onApplied(fn),
+    certificate: () => workloadIdentity?.certificate(),
   };
   const admin = await listen(adminHandler(deps), ports.admin, o.adminHost ?? '127.0.0.1');
   const health = await listen(healthHandler(deps), ports.health, o.host ?? '0.0.0.0');

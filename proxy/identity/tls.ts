@@ -36,6 +36,16 @@ export interface IdentityMaterial {
   roots: string;
 }
 
+/** A workload certificate as the admin endpoints report it: public facts, no key material. */
+export interface CertificateSummary {
+  spiffeId: string;
+  serialNumber: string;
+  issuer: string;
+  /** ISO 8601. */
+  notBefore: string;
+  notAfter: string;
+}
+
 /** The SPIFFE ID in a certificate's URI SAN, or undefined. */
 export function spiffeIdOf(cert: { subjectaltname?: string } | undefined): string | undefined {
   const san = cert?.subjectaltname ?? '';
@@ -198,6 +208,18 @@ export class WorkloadIdentity {
 
   get material(): IdentityMaterial {
     return this.#material;
+  }
+
+  /** The leaf certificate's public facts (what `weftctl proxy-config` shows); never the key. */
+  certificate(): CertificateSummary {
+    const leaf = new X509Certificate(this.#material.certChain);
+    return {
+      spiffeId: this.id,
+      serialNumber: leaf.serialNumber,
+      issuer: leaf.issuer,
+      notBefore: new Date(leaf.validFrom).toISOString(),
+      notAfter: new Date(leaf.validTo).toISOString(),
+    };
   }
 
   /** Options for an inbound TLS server: client certificates required and verified. */

@@ -24,6 +24,7 @@ import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { WEFT_IMAGE } from '../../api/mesh.ts';
+import { runWeftctl } from '../../cli/main.ts';
 import { argoHealth, scriptOf } from '../../hack/argocd.ts';
 import { removeGatewayApiCrds } from '../../hack/gateway-api.ts';
 import {
@@ -421,6 +422,107 @@ describe('the mesh, end to end on the real node, installed by Helm', {
     const ts = json('get', 'trafficsplit', 'reviews-canary', '-n', NS);
     assert.equal(ts.status.observedGeneration, ts.metadata.generation);
     assert.equal(ts.status.conditions.find((c: { type: string }) => c.type === 'Ready').status, 'True');
+  });
+
+  test('weftctl against the demo: inject, proxy-config, stat, edges, top, authz explain from live pods, check --proxy (figure: weftctl time)', async () => {
+    const t0 = Date.now();
+    const weftctl = (...args: string[]) => runWeftctl(['--kubeconfig', kubeconfig, ...args]);
+    // inject, offline with the live Mesh: the sidecar the webhook gave the running frontend pod.
+    const inj = await weftctl('inject', '-f', join(repoRoot, 'config/demo/demo.yaml'));
+    assert.equal(inj.code, 0, inj.err);
+    const injected = (
+      (await import('js-yaml')).loadAll(inj.out) as {
+        kind: string;
+        metadata: { name: string };
+        spec: {
+          template: { spec: { initContainers: { name: string; image: string; command: string[] }[] } };
+        };
+      }[]
+    ).find((d) => d.kind === 'Deployment' && d.metadata.name === 'frontend')!;
+    const [fe] = podsOf('app=frontend');
+    const running = json('get', 'pod', fe!.metadata.name, '-n', NS).spec.initContainers as {
+      name: string;
+      image: string;
+      command: string[];
+    }[];
+    assert.deepEqual(
+      injected.spec.template.spec.initContainers.map((c) => [c.name, c.image, c.command]),
+      running.map((c) => [c.name, c.image, c.command]),
+    );
+    // proxy-config: what the frontend's proxy applied, the certificate of its ServiceAccount,
+    // and no difference from the operator's ConfigMap (retried: a change may be on its way).
+    const pc = JSON.parse((await weftctl('proxy-config', 'deploy/frontend', '-n', NS, '-o', 'json')).out);
+    assert.equal(pc.certificate.spiffeId, `spiffe://cluster.local/ns/${NS}/sa/frontend`);
+    assert.ok(pc.config.routes.some((r: { service: string }) => r.service === `${NS}/reviews`));
+    await eventually('proxy-config --diff finds no difference', async () =>
+      (await weftctl('proxy-config', 'deploy/frontend', '-n', NS, '--diff')).code === 0 ? true : undefined,
+    );
+    // stat / edges / top: the client calls reviews every 200 ms.
+    const stat = JSON.parse((await weftctl('stat', '-n', NS, '--window', '3s', '-o', 'json')).out) as {
+      name: string;
+      rps: number;
+      successRate?: number;
+    }[];
+    const reviews = stat.find((r) => r.name === `${NS}/reviews`);
+    assert.ok(reviews && reviews.rps > 0 && reviews.successRate! > 0, JSON.stringify(stat));
+    const edges = JSON.parse((await weftctl('edges', '-n', NS, '--window', '3s', '-o', 'json')).out) as {
+      name: string;
+      source: { identity?: string };
+      destination: { identity?: string };
+    }[];
+    const edge = edges.find((e) => e.name === `${NS}/frontend -> ${NS}/reviews`);
+    assert.deepEqual(
+      [edge?.source.identity, edge?.destination.identity],
+      [`spiffe://cluster.local/ns/${NS}/sa/frontend`, `spiffe://cluster.local/ns/${NS}/sa/reviews`],
+    );
+    const top = await weftctl('top', '-n', NS, '--window', '2s', '--once');
+    assert.match(top.out, new RegExp(`${NS}/frontend\\s+${NS}/reviews\\s+reviews(-v[12])?\\.${NS}`));
+    // authz explain from the live pods: the frontend is allowed, the intruder denied by the rule
+    // that denied it on the wire (the test above).
+    const allow = await weftctl(
+      'authz',
+      'explain',
+      '-n',
+      NS,
+      '--from',
+      'deploy/frontend',
+      '--to',
+      'svc/reviews',
+      '--method',
+      'GET',
+    );
+    assert.equal(allow.code, 0, allow.out);
+    assert.match(allow.out, /ALLOW: allowed by ALLOW policy weft-demo\/reviews-from-frontend rule 0/);
+    const deny = await weftctl(
+      'authz',
+      'explain',
+      '-n',
+      NS,
+      '--from',
+      'intruder',
+      '--to',
+      'svc/reviews',
+      '--method',
+      'GET',
+      '-o',
+      'json',
+    );
+    assert.equal(deny.code, 3);
+    assert.equal(JSON.parse(deny.out).from.principal, `cluster.local/ns/${NS}/sa/intruder`);
+    // check --proxy: every demo sidecar current, of the Mesh's image, with a valid certificate.
+    type Result = { category: string; name: string; ok: boolean; message?: string };
+    let last: Result[] = [];
+    const proxyResults = async () => {
+      const r = JSON.parse((await weftctl('check', '--proxy', '-o', 'json')).out) as { results: Result[] };
+      last = r.results.filter((x) => x.category === 'weft-proxies' && !/has its sidecar/.test(x.name));
+      return last.length === 3 && last.every((x) => x.ok) ? last : undefined;
+    };
+    await eventually(
+      'check --proxy: sidecars, configuration and certificates fine',
+      proxyResults,
+      30_000,
+    ).catch(() => assert.fail(JSON.stringify(last, null, 2)));
+    log(`[e2e] figure: the weftctl block took ${Date.now() - t0} ms`);
   });
 
   test('GitOps: kstatus (Flux) and Argo CD read the live objects; a weight change is InProgress until the proxies applied it', async () => {

@@ -7,9 +7,10 @@ import { fileURLToPath } from 'node:url';
 
 export const GOLDEN_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'test', 'golden');
 
+/** Compares `value` with the golden file: a string as it is (rendered output), else as JSON. */
 export function assertGolden(file: string, value: unknown): void {
   const path = join(GOLDEN_DIR, file);
-  const text = `${JSON.stringify(value, null, 2)}\n`;
+  const text = typeof value === 'string' ? value : `${JSON.stringify(value, null, 2)}\n`;
   if (process.env.WEFT_UPDATE_GOLDEN === '1') {
     mkdirSync(dirname(path), { recursive: true });
     writeFileSync(path, text);
