@@ -24,8 +24,8 @@ import { injectYaml, readManifests, renderInjectReport } from './inject.ts';
 import { meshedPods, resolvePod } from './pods.ts';
 import { proxyChecks } from './proxychecks.ts';
 import { diffConfigs, fetchApplied, operatorConfig, renderApplied, renderDiff } from './proxyconfig.ts';
-import { computeStats, type GroupBy, renderStats, type Scrape, scrape } from './stats.ts';
 import { splitCommands } from './split.ts';
+import { computeStats, type GroupBy, renderStats, type Scrape, scrape } from './stats.ts';
 import { collectStatus, renderStatus } from './status.ts';
 
 /** Exit codes: 0 fine; 1 an error (or a failed check); 2 bad usage (commander); 3 the answer is no (DENY, configs differ, inject refused). */
