@@ -64,7 +64,7 @@ const seriesKey = (s: Sample) =>
     .join(',')}}`;
 
 /** Per series, the increase between two scrapes of the same pod (a restart resets counters). */
-function increases(before: Sample[], after: Sample[]): Sample[] {
+export function increases(before: Sample[], after: Sample[]): Sample[] {
   const old = new Map(before.map((s) => [seriesKey(s), s.value]));
   return after
     .filter((s) => s.name === REQUESTS || s.name === BUCKETS)
