@@ -28,6 +28,7 @@ import {
 import { startWeftNode, type WeftNode } from '../../hack/lib/weft-node.ts';
 import { WEBHOOK_NAMES } from '../../webhook/manifests.ts';
 import { repoRoot } from '../support/cluster.ts';
+import { openDashboard } from '../support/dashboard.ts';
 import { ensureBinaries } from '../support/control-plane.ts';
 import { eventually as poll } from '../support/eventually.ts';
 
@@ -510,5 +511,41 @@ describe('the mesh, end to end on the real node, installed by Helm', {
       30_000,
     ).catch(() => assert.fail(JSON.stringify(last, null, 2)));
     log(`[e2e] figure: the weftctl block took ${Date.now() - t0} ms`);
+  });
+
+  test('weftctl dashboard against the demo in headless Chromium: the frontend -> reviews edge with its success rate, the split weights, the denial naming the policy (figure: dashboard time; docs/images/dashboard.png)', async () => {
+    const t0 = Date.now();
+    const dash = await openDashboard(kubeconfig, ['-n', NS, '--window', '3s']);
+    try {
+      const { page } = dash;
+      // The client calls reviews every 200 ms: the edge has a success rate (a refresh may redraw it).
+      const edge = page.locator(`[data-edge="${NS}/frontend -> ${NS}/reviews"] text`).first();
+      await eventually(
+        'the frontend -> reviews edge with a success rate',
+        async () =>
+          /^\d+\.\d% · [\d.]+ rps · p50 /.test((await edge.textContent()) ?? '') ? true : undefined,
+        60_000,
+      );
+      // The split: the weights its spec configures now, and some traffic observed per backend.
+      const spec = json('get', 'trafficsplit', 'reviews-canary', '-n', NS).spec.backends as {
+        service: string;
+        weight: number;
+      }[];
+      const total = spec.reduce((a, b) => a + b.weight, 0);
+      const split = page.locator(`[data-split="${NS}/reviews-canary"]`);
+      for (const b of spec)
+        assert.equal(
+          await split.locator(`[data-backend="${b.service}"][data-kind="configured"]`).textContent(),
+          `${((b.weight / total) * 100).toFixed(1)}% (w ${b.weight})`,
+        );
+      assert.match((await split.textContent()) ?? '', /observed\d+\.\d% \(\d+ req\)/);
+      // The intruder's denials (the test above), naming the policy that did not let it in.
+      const denial = (await page.locator('#authz tr[data-decision="deny"]').first().textContent()) ?? '';
+      assert.match(denial, new RegExp(`${NS}/reviews.*DENY.*${NS}/reviews-from-frontend`));
+      await page.screenshot({ path: join(repoRoot, 'docs', 'images', 'dashboard.png'), fullPage: true });
+    } finally {
+      await dash.close();
+    }
+    log(`[e2e] figure: the dashboard block took ${Date.now() - t0} ms`);
   });
 });
