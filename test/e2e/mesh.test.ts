@@ -28,8 +28,8 @@ import {
 import { startWeftNode, type WeftNode } from '../../hack/lib/weft-node.ts';
 import { WEBHOOK_NAMES } from '../../webhook/manifests.ts';
 import { repoRoot } from '../support/cluster.ts';
-import { openDashboard } from '../support/dashboard.ts';
 import { ensureBinaries } from '../support/control-plane.ts';
+import { openDashboard } from '../support/dashboard.ts';
 import { eventually as poll } from '../support/eventually.ts';
 
 const external = process.env.WEFT_TEST_KUBECONFIG;
