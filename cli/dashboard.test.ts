@@ -6,6 +6,7 @@ import type { AuthorizationPolicy } from '../api/index.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { assertGolden } from '../webhook/testdata/golden.ts';
 import { buildDashboard, serveDashboard } from './dashboard.ts';
+import { runWeftctl } from './main.ts';
 import { parsePrometheus } from './stats.ts';
 import { rowOf } from './status.ts';
 
@@ -136,4 +137,13 @@ test('the server: the page and its script, only GET, only with a loopback Host',
   } finally {
     server.close();
   }
+});
+
+test('dashboard flags: a non-loopback address, a bad port and a window under 1s are refused, naming the flag', async () => {
+  for (const [args, message] of [
+    [['--address', '0.0.0.0'], /--address: "0.0.0.0" is not a loopback address.*ssh -L/],
+    [['--port', '70000'], /--port: "70000" is not a port number/],
+    [['--window', '0s'], /--window: "0s" is under 1s/],
+  ] as const)
+    await assert.rejects(runWeftctl(['dashboard', ...args]), message);
 });

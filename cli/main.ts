@@ -406,10 +406,15 @@ export function program(
         throw new Error(
           `--address: "${o.address}" is not a loopback address; the page shows the mesh with your credentials, keep it on 127.0.0.1 (reach it remotely through ssh -L)`,
         );
+      const windowMs = parseDuration('--window', o.window);
+      if (windowMs < 1000)
+        throw new Error(
+          `--window: "${o.window}" is under 1s; the page reloads once a window (give 1s or more)`,
+        );
       const { server, url } = await serveDashboard(clientOf(), {
         address: o.address,
         port,
-        windowMs: parseDuration('--window', o.window),
+        windowMs,
         ...(o.namespace ? { namespace: o.namespace } : {}),
       });
       out(`Weft dashboard on ${url} (Ctrl-C stops)\n`);
