@@ -52,9 +52,9 @@ function drawGraph(data) {
     const c = col.get(id);
     const r = rows.get(c) ?? 0;
     rows.set(c, r + 1);
-    pos.set(id, { x: 20 + c * 330, y: 20 + r * 70 });
+    pos.set(id, { x: 20 + c * 470, y: 30 + r * 90 });
   }
-  const W = 190;
+  const W = 215;
   const H = 40;
   const stat = new Map(data.workloads.map((w) => [w.name, w]));
   for (const e of edges) {
@@ -66,10 +66,11 @@ function drawGraph(data) {
     const y2 = b.y + H / 2;
     const d = e.from === e.to ? `M${x1},${y1} C${x1 + 60},${y1 - 60} ${x1 - 60},${y1 - 60} ${x1 - 20},${a.y}` : `M${x1},${y1} C${(x1 + x2) / 2},${y1} ${(x1 + x2) / 2},${y2} ${x2},${y2}`;
     const bad = e.successRate !== undefined && e.successRate < 0.95;
-    const label = `${pct(e.successRate)} · ${e.rps} rps · p50 ${ms(e.latencyMs.p50)} p99 ${ms(e.latencyMs.p99)}`;
     const g = el('svg:g', { class: `edge${bad ? ' bad' : ''}`, 'data-edge': e.name }, el('svg:path', { d, 'marker-end': 'url(#arrow)' }));
-    g.append(el('svg:text', { x: (x1 + x2) / 2, y: (y1 + y2) / 2 - 6, 'text-anchor': 'middle' }, label));
-    if (e.destination?.service) g.append(el('svg:text', { x: (x1 + x2) / 2, y: (y1 + y2) / 2 + 12, 'text-anchor': 'middle' }, e.destination.service));
+    const lines = [`${pct(e.successRate)} · ${e.rps} rps · p50 ${ms(e.latencyMs.p50)}`, `p95 ${ms(e.latencyMs.p95)} · p99 ${ms(e.latencyMs.p99)}`, e.destination?.service ?? ''];
+    lines.forEach((text, k) => {
+      if (text) g.append(el('svg:text', { x: (x1 + x2) / 2, y: (y1 + y2) / 2 - 20 + k * 14 + (k === 2 ? 14 : 0), 'text-anchor': 'middle' }, text));
+    });
     g.append(el('svg:title', {}, `${e.name}\n${e.source?.identity ?? '-'} -> ${e.destination?.identity ?? '-'}`));
     svg.append(g);
   }
@@ -162,6 +163,7 @@ async function loop() {
       $('error').hidden = !data.errors.length;
       $('error').textContent = data.errors.join('\n');
       $('updated').textContent = `updated ${new Date().toLocaleTimeString()} · window ${data.windowSec.toFixed(1)}s`;
+      $('progress').hidden = true;
       document.body.dataset.loaded = 'true';
     } catch (e) {
       $('error').hidden = false;
