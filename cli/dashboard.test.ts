@@ -7,7 +7,7 @@ import type { KubeClient } from '../kube/client.ts';
 import { assertGolden } from '../webhook/testdata/golden.ts';
 import { buildDashboard, serveDashboard } from './dashboard.ts';
 import { runWeftctl } from './main.ts';
-import { parsePrometheus } from './stats.ts';
+import { parsePrometheus, scrape } from './stats.ts';
 import { rowOf } from './status.ts';
 
 const pod = (name: string, app: string, sa: string): V1Pod => ({
@@ -146,4 +146,16 @@ test('dashboard flags: a non-loopback address, a bad port and a window under 1s 
     [['--window', '0s'], /--window: "0s" is under 1s/],
   ] as const)
     await assert.rejects(runWeftctl(['dashboard', ...args]), message);
+});
+
+test('a sidecar the apiserver cannot reach is left out after the timeout, not waited for', async () => {
+  // The apiserver holds a pods/proxy GET for its own dial timeout; only the abort ends it here.
+  const hung = {
+    requestText: (_m: string, _p: string, o: { signal?: AbortSignal }) =>
+      new Promise((_, reject) => o.signal?.addEventListener('abort', () => reject(o.signal!.reason))),
+  } as unknown as KubeClient;
+  const errors: string[] = [];
+  const got = await scrape(hung, [fe, reviews], (p, e) => errors.push(`${p.metadata?.name}: ${e.name}`), 50);
+  assert.deepEqual(got, []);
+  assert.deepEqual(errors.sort(), ['frontend-1: TimeoutError', 'reviews-v1-1: TimeoutError']);
 });

@@ -172,6 +172,8 @@ export function buildDashboard(i: DashboardInput): DashboardData {
   };
 }
 
+const SCRAPE_TIMEOUT_MS = 3000;
+
 export type Progress = (message: string, done: number, total: number) => void;
 
 /** Reads everything the page shows: resources, then two scrapes `windowMs` apart, reporting progress. */
@@ -194,12 +196,14 @@ export async function collectDashboard(
   const errors: string[] = [];
   const warn = (p: V1Pod, e: Error) => errors.push(`${podKeyOf(p)}: metrics not read: ${e.message}`);
   progress(`scraping ${pods.length} sidecars`, 1, 4);
-  const before = await scrape(client, pods, warn);
+  // A pod the apiserver cannot reach (its network gone) would hold the page for the apiserver's
+  // dial timeout: each sidecar gets a few seconds, then it is listed as not read.
+  const before = await scrape(client, pods, warn, SCRAPE_TIMEOUT_MS);
   const t0 = Date.now();
   progress(`waiting ${opts.windowMs / 1000}s for the second scrape`, 2, 4);
   await new Promise((r) => setTimeout(r, opts.windowMs));
   progress(`scraping ${pods.length} sidecars again`, 3, 4);
-  const after = await scrape(client, pods, warn);
+  const after = await scrape(client, pods, warn, SCRAPE_TIMEOUT_MS);
   const windowSec = (Date.now() - t0) / 1000;
   return buildDashboard({
     ...{ before, after, windowSec, pods, trustDomain, splits, policies, status },
