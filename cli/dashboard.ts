@@ -194,7 +194,14 @@ export async function collectDashboard(
     'cluster.local';
   const pods = await meshedPods(client, ns);
   const errors: string[] = [];
-  const warn = (p: V1Pod, e: Error) => errors.push(`${podKeyOf(p)}: metrics not read: ${e.message}`);
+  const warn = (p: V1Pod, e: Error) =>
+    errors.push(
+      `${podKeyOf(p)}: metrics not read: ${
+        e.name === 'AbortError' || e.name === 'TimeoutError'
+          ? `no answer within ${SCRAPE_TIMEOUT_MS / 1000}s through the apiserver (is the pod's network up?)`
+          : e.message
+      }`,
+    );
   progress(`scraping ${pods.length} sidecars`, 1, 4);
   // A pod the apiserver cannot reach (its network gone) would hold the page for the apiserver's
   // dial timeout: each sidecar gets a few seconds, then it is listed as not read.
