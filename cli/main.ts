@@ -12,6 +12,7 @@ import {
 import { KubeClient, type KubeObject, RESOURCES } from '../kube/client.ts';
 import { SimpleKubeConfig } from '../kube/kubeconfig.ts';
 import { clusterChecks, renderResult, runChecks } from './checks.ts';
+import { serveDashboard } from './dashboard.ts';
 import {
   explain,
   type LiveEnds,
@@ -391,6 +392,38 @@ export function program(
         }
       },
     );
+  cmd
+    .command('dashboard')
+    .description(
+      'serve a local web page of the mesh: service graph, TrafficSplit weights, authorization decisions, status',
+    )
+    .option('-n, --namespace <ns>', 'only this namespace (default: every namespace)')
+    .option('--address <ip>', 'loopback address to listen on', '127.0.0.1')
+    .option('-p, --port <port>', 'port to listen on (0: any free port)', '50750')
+    .option('-w, --window <duration>', 'time between the two scrapes each refresh comes from', '5s')
+    .action(async (o: { namespace?: string; address: string; port: string; window: string }) => {
+      const port = Number(o.port);
+      if (!Number.isInteger(port) || port < 0 || port > 65535)
+        throw new Error(`--port: "${o.port}" is not a port number (0 to 65535)`);
+      if (!/^(127\.\d+\.\d+\.\d+|::1|localhost)$/.test(o.address))
+        throw new Error(
+          `--address: "${o.address}" is not a loopback address; the page shows the mesh with your credentials, keep it on 127.0.0.1 (reach it remotely through ssh -L)`,
+        );
+      const windowMs = parseDuration('--window', o.window);
+      if (windowMs < 1000)
+        throw new Error(
+          `--window: "${o.window}" is under 1s; the page reloads once a window (give 1s or more)`,
+        );
+      const { server, url } = await serveDashboard(clientOf(), {
+        address: o.address,
+        port,
+        windowMs,
+        ...(o.namespace ? { namespace: o.namespace } : {}),
+      });
+      out(`Weft dashboard on ${url} (Ctrl-C stops)\n`);
+      // Served until the process is stopped (or the server closed by a test).
+      await new Promise<void>((resolve) => server.once('close', resolve));
+    });
   return cmd;
 }
 

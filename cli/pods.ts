@@ -23,11 +23,17 @@ export const hasProxy = (pod: V1Pod) => isMeshedPod(pod as Parameters<typeof isM
 export const workloadOfPod = (pod: V1Pod) => workloadOf(pod.metadata?.labels ?? {}, pod.metadata?.name ?? '');
 
 /** GET `path` on the pod's proxy health port through the apiserver; the body as text. */
-export function proxyGet(client: KubeClient, pod: V1Pod, path: string): Promise<string> {
+export function proxyGet(
+  client: KubeClient,
+  pod: V1Pod,
+  path: string,
+  signal?: AbortSignal,
+): Promise<string> {
   const ns = pod.metadata?.namespace ?? 'default';
   const name = `${pod.metadata?.name}:${healthPortOf(pod)}`;
   return client.requestText('GET', `${resourcePath(RESOURCES.pods, ns, name)}/proxy${path}`, {
     accept: '*/*',
+    ...(signal ? { signal } : {}),
   });
 }
 

@@ -64,7 +64,7 @@ const seriesKey = (s: Sample) =>
     .join(',')}}`;
 
 /** Per series, the increase between two scrapes of the same pod (a restart resets counters). */
-function increases(before: Sample[], after: Sample[]): Sample[] {
+export function increases(before: Sample[], after: Sample[]): Sample[] {
   const old = new Map(before.map((s) => [seriesKey(s), s.value]));
   return after
     .filter((s) => s.name === REQUESTS || s.name === BUCKETS)
@@ -238,18 +238,23 @@ export function renderStats(rows: StatRow[], by: GroupBy): string {
   );
 }
 
-/** Every pod's /metrics through the apiserver, a few at a time; pods that do not answer are left out. */
+/**
+ * Every pod's /metrics through the apiserver, a few at a time; pods that do not answer (within
+ * `timeoutMs`, when given) are left out.
+ */
 export async function scrape(
   client: KubeClient,
   pods: V1Pod[],
   onError: (pod: V1Pod, err: Error) => void = () => {},
+  timeoutMs?: number,
 ): Promise<Scrape[]> {
   const out: Scrape[] = [];
   const queue = [...pods];
   const worker = async () => {
     for (let p = queue.shift(); p; p = queue.shift()) {
       try {
-        out.push({ pod: p, samples: parsePrometheus(await proxyGet(client, p, '/metrics')) });
+        const signal = timeoutMs ? AbortSignal.timeout(timeoutMs) : undefined;
+        out.push({ pod: p, samples: parsePrometheus(await proxyGet(client, p, '/metrics', signal)) });
       } catch (err) {
         onError(p, err as Error);
       }

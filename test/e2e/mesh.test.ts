@@ -42,6 +42,7 @@ import { WEBHOOK_NAMES } from '../../webhook/manifests.ts';
 import { issueServingCertificate } from '../../webhook/tls.ts';
 import { repoRoot } from '../support/cluster.ts';
 import { ensureBinaries } from '../support/control-plane.ts';
+import { openDashboard } from '../support/dashboard.ts';
 import { eventually as poll } from '../support/eventually.ts';
 
 const external = process.env.WEFT_TEST_KUBECONFIG;
@@ -523,6 +524,49 @@ describe('the mesh, end to end on the real node, installed by Helm', {
       30_000,
     ).catch(() => assert.fail(JSON.stringify(last, null, 2)));
     log(`[e2e] figure: the weftctl block took ${Date.now() - t0} ms`);
+  });
+
+  test('weftctl dashboard against the demo in headless Chromium: the frontend -> reviews edge with its success rate, the split weights, the denial naming the policy (figure: dashboard time; docs/images/dashboard.png)', async () => {
+    const t0 = Date.now();
+    const dash = await openDashboard(kubeconfig, ['-n', NS, '--window', '3s']);
+    try {
+      const { page } = dash;
+      // The client calls reviews every 200 ms: the edge has a success rate (a refresh may redraw it).
+      const edge = page.locator(`[data-edge="${NS}/frontend -> ${NS}/reviews"] text`).first();
+      await eventually(
+        'the frontend -> reviews edge with a success rate',
+        async () =>
+          /^\d+\.\d% · [\d.]+ rps · p50 /.test((await edge.textContent()) ?? '') ? true : undefined,
+        60_000,
+      );
+      // The split: the weights its spec configures now, and some traffic observed per backend.
+      const spec = json('get', 'trafficsplit', 'reviews-canary', '-n', NS).spec.backends as {
+        service: string;
+        weight: number;
+      }[];
+      const total = spec.reduce((a, b) => a + b.weight, 0);
+      const split = page.locator(`[data-split="${NS}/reviews-canary"]`);
+      for (const b of spec)
+        assert.equal(
+          await split.locator(`[data-backend="${b.service}"][data-kind="configured"]`).textContent(),
+          `${((b.weight / total) * 100).toFixed(1)}% (w ${b.weight})`,
+        );
+      assert.match((await split.textContent()) ?? '', /observed\d+\.\d% \(\d+ req\)/);
+      // The intruder's denials (the test above), naming the policy that did not let it in.
+      const denial = (await page.locator('#authz tr[data-decision="deny"]').first().textContent()) ?? '';
+      assert.match(denial, new RegExp(`${NS}/reviews.*DENY.*${NS}/reviews-from-frontend`));
+      // The picture in docs/weftctl.md: rewritten only when asked (WEFT_DASHBOARD_SCREENSHOT=1).
+      const png = await page.screenshot({
+        fullPage: true,
+        ...(process.env.WEFT_DASHBOARD_SCREENSHOT === '1'
+          ? { path: join(repoRoot, 'docs', 'images', 'dashboard.png') }
+          : {}),
+      });
+      assert.equal(png.subarray(1, 4).toString(), 'PNG');
+    } finally {
+      await dash.close();
+    }
+    log(`[e2e] figure: the dashboard block took ${Date.now() - t0} ms`);
   });
 
   test('GitOps: kstatus (Flux) and Argo CD read the live objects; a weight change is InProgress until the proxies applied it', async () => {
