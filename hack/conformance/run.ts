@@ -28,6 +28,7 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { load } from 'js-yaml';
 import { INJECT_LABEL } from '../../api/constants.ts';
+import { GATEWAY_CONTROLLER_NAME } from '../../operator/compile/gatewaytypes.ts';
 import { readState } from '../cluster.ts';
 import { removeGatewayApiCrds } from '../gateway-api.ts';
 import { buildImages, helmBinary, installWeft, WEFT_NAMESPACE } from '../install.ts';
@@ -38,6 +39,17 @@ import { ConformanceError, conformanceImages, PROFILES, type Profile, suiteBinar
 const root = join(import.meta.dirname, '..', '..');
 export const DEFAULT_REPORT = join(root, 'bench', 'results', 'gateway-conformance.yaml');
 export const DEFAULT_PROFILES: Profile[] = ['MESH-HTTP', 'MESH-GRPC'];
+/**
+ * The GatewayClass the suite's gateway tests use (its -gateway-class default): the suite waits
+ * for it to be Accepted but does not create it; the run applies it with Weft's controllerName.
+ */
+export const CONFORMANCE_GATEWAY_CLASS = 'gateway-conformance';
+export const conformanceGatewayClass = () => ({
+  apiVersion: 'gateway.networking.k8s.io/v1',
+  kind: 'GatewayClass',
+  metadata: { name: CONFORMANCE_GATEWAY_CLASS },
+  spec: { controllerName: GATEWAY_CONTROLLER_NAME },
+});
 
 /**
  * The features Weft tells the suite it supports, per profile (the profile's core features are
@@ -241,7 +253,7 @@ export function outcomesOf(output: string): Map<string, 'PASS' | 'FAIL' | 'SKIP'
 export function summary(report: ConformanceReport): string[] {
   const s = (st: Status) =>
     `${st.result} (${st.statistics.Passed} passed, ${st.statistics.Failed} failed, ${st.statistics.Skipped} skipped)`;
-  return report.profiles.map(
+  return (report.profiles ?? []).map(
     (p) => `${p.name}: core ${s(p.core)}${p.extended ? `; extended ${s(p.extended)}` : ''}`,
   );
 }
@@ -350,6 +362,12 @@ export async function runConformance(o: ConformanceOptions = {}): Promise<Confor
         encoding: 'utf8',
         stdio: ['ignore', 'pipe', 'pipe'],
       });
+    const kubectlApply = (obj: object) =>
+      execFileSync(kubectlBin, ['--kubeconfig', kubeconfig, 'apply', '-f', '-'], {
+        input: JSON.stringify(obj),
+        encoding: 'utf8',
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
     // On a cluster of cluster:up, what this run adds is removed at the end; its own node goes whole.
     const existing = running?.realNode !== undefined;
     const hadWeft =
@@ -386,6 +404,13 @@ export async function runConformance(o: ConformanceOptions = {}): Promise<Confor
             '--wait=true',
           ),
       );
+    }
+    if (profiles.some((p) => p.startsWith('GATEWAY-'))) {
+      kubectlApply(conformanceGatewayClass());
+      if (existing)
+        cleanups.push(
+          () => void kubectl('delete', 'gatewayclass', CONFORMANCE_GATEWAY_CLASS, '--ignore-not-found'),
+        );
     }
     mkdirSync(dirname(reportPath), { recursive: true });
     const args = [...suiteArgs(profiles, reportPath, o.runTest), ...(o.extraArgs ?? [])];
