@@ -2,7 +2,16 @@
 // the suite's `go test -v` output, the summary of a report.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { failuresOf, outcomesOf, parseArgs, suiteArgs, summary } from './run.ts';
+import { GATEWAY_CONTROLLER_NAME } from '../../operator/compile/gatewaytypes.ts';
+import {
+  CONFORMANCE_GATEWAY_CLASS,
+  conformanceGatewayClass,
+  failuresOf,
+  outcomesOf,
+  parseArgs,
+  suiteArgs,
+  summary,
+} from './run.ts';
 
 describe('npm run conformance', () => {
   it('takes profiles by the suite names and refuses others, naming the flag and the choices', () => {
@@ -94,5 +103,17 @@ describe('npm run conformance', () => {
     assert.deepEqual(lines, [
       'MESH-HTTP: core success (5 passed, 0 failed, 0 skipped); extended failure (3 passed, 1 failed, 0 skipped)',
     ]);
+  });
+
+  it("gives the gateway profiles the suite's GatewayClass with Weft's controllerName (the suite does not create it)", () => {
+    const gc = conformanceGatewayClass();
+    assert.equal(gc.metadata.name, CONFORMANCE_GATEWAY_CLASS);
+    assert.equal(gc.spec.controllerName, GATEWAY_CONTROLLER_NAME);
+    assert.ok(!suiteArgs(['GATEWAY-HTTP'], '/tmp/r.yaml').some((a) => a.startsWith('-gateway-class=')));
+  });
+
+  it('sums up a report without profiles (the suite stopped in its setup) as no line, not a crash', () => {
+    const report = { apiVersion: 'v1', kind: 'ConformanceReport', profiles: null };
+    assert.deepEqual(summary(report as unknown as Parameters<typeof summary>[0]), []);
   });
 });
