@@ -1,9 +1,8 @@
 // The upstream Gateway API conformance suite (sigs.k8s.io/gateway-api/conformance, pinned in
 // hack/conformance) against Weft on the real one-node cluster, as `npm run conformance` runs it:
 // its own node, Weft installed by Helm from its image, the Gateway API CRDs, the suite's echo
-// images built here, the profiles MESH-HTTP, MESH-GRPC and GATEWAY-HTTP in one invocation of the
-// suite (one bring-up), with every extended feature Weft supports declared. It asserts that every
-// core test of each profile and every test of a
+// images built here, the profiles MESH-HTTP and MESH-GRPC with every extended mesh feature
+// declared supported. It asserts that every core test of both profiles and every test of a
 // supported extended feature passes, except the tests docs/gateway-api.md ("Conformance") lists
 // with a reason (and those must still fail: a listed test that passes is a stale exception);
 // and that the run left nothing on the host. It logs the run's duration as a figure.
@@ -15,6 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Profile } from '../../hack/conformance/build.ts';
 import {
   type ConformanceRun,
+  DEFAULT_PROFILES,
   OWN_CLUSTER,
   runConformance,
   SUPPORTED_FEATURES,
@@ -27,8 +27,6 @@ import { EMPTY_LEFTOVERS, leftovers } from '../support/leftovers.ts';
 
 const isRoot = process.getuid?.() === 0;
 const log = (l: string) => process.stderr.write(`${l}\n`);
-/** The mesh profiles and the gateway's (issue 20): one suite run, one cluster. */
-const PROFILES: Profile[] = ['MESH-HTTP', 'MESH-GRPC', 'GATEWAY-HTTP'];
 
 /** The tests docs/gateway-api.md lists as exceptions for `profile` (`| MESH-HTTP | `Name` | why |`). */
 function documentedExceptions(profile: Profile): string[] {
@@ -56,7 +54,7 @@ function why(run: ConformanceRun, name: string): string {
     .join(' | ');
 }
 
-describe('the Gateway API conformance suite (MESH-HTTP, MESH-GRPC, GATEWAY-HTTP) against Weft on the real node', {
+describe('the Gateway API conformance suite (MESH-HTTP, MESH-GRPC) against Weft on the real node', {
   skip: isRoot ? false : 'needs root (containerd, kubelet, iptables)',
 }, () => {
   let run: ConformanceRun;
@@ -66,7 +64,6 @@ describe('the Gateway API conformance suite (MESH-HTTP, MESH-GRPC, GATEWAY-HTTP)
   before(async () => {
     // The snapshot waits for the real-cluster lock: before it, another test's cluster may run.
     run = await runConformance({
-      profiles: PROFILES,
       report,
       log,
       onLocked: () => {
@@ -74,7 +71,7 @@ describe('the Gateway API conformance suite (MESH-HTTP, MESH-GRPC, GATEWAY-HTTP)
       },
     });
     log(
-      `[e2e] figure: npm run conformance (${PROFILES.join(', ')}): ${Math.round(run.durationMs / 1000)} s in all`,
+      `[e2e] figure: npm run conformance (${DEFAULT_PROFILES.join(', ')}): ${Math.round(run.durationMs / 1000)} s in all`,
     );
     for (const l of summary(run.report)) log(`[e2e] ${l}`);
     for (const [name, lines] of run.failures) log(`[e2e] failed: ${name}: ${lines.join(' ')}`);
@@ -82,14 +79,14 @@ describe('the Gateway API conformance suite (MESH-HTTP, MESH-GRPC, GATEWAY-HTTP)
 
   after(() => rmSync(report, { force: true }));
 
-  test('the suite reported on every profile, in its own format, for the pinned Gateway API', () => {
+  test('the suite reported on both profiles, in its own format, for the pinned Gateway API', () => {
     assert.equal(run.report.kind, 'ConformanceReport');
     assert.equal(run.report.gatewayAPIVersion, GATEWAY_API_VERSION);
     assert.equal(run.report.gatewayAPIChannel, 'standard');
-    assert.deepEqual(run.report.profiles.map((p) => p.name).sort(), [...PROFILES].sort());
+    assert.deepEqual(run.report.profiles.map((p) => p.name).sort(), [...DEFAULT_PROFILES].sort());
   });
 
-  for (const profile of PROFILES) {
+  for (const profile of DEFAULT_PROFILES) {
     test(`${profile}: every core test passes but the documented exceptions`, () => {
       const p = run.report.profiles.find((x) => x.name === profile);
       assert.ok(p, `${profile} is in the report`);
@@ -139,7 +136,7 @@ describe('the Gateway API conformance suite (MESH-HTTP, MESH-GRPC, GATEWAY-HTTP)
     // MeshConsumerRoute, MeshFrontend, MeshFrontendHostname and MeshPorts also need an HTTPRoute
     // feature, so the suite leaves them out of the mesh profiles' reports: their outcome is read
     // from its output.
-    const exceptions = PROFILES.flatMap(documentedExceptions);
+    const exceptions = DEFAULT_PROFILES.flatMap(documentedExceptions);
     const mesh = [...run.outcomes].filter(([name]) => name.startsWith('Mesh'));
     assert.ok(mesh.length >= 20, `the suite ran its mesh tests (${mesh.length})`);
     assert.deepEqual(
