@@ -94,6 +94,7 @@ test('dashboard (after the samples): progress while it loads, then resources wit
     'AuthorizationPolicy/deny-admin Unknown (not reconciled yet) NotReconciled',
     'AuthorizationPolicy/reviews-readers Unknown (not reconciled yet) NotReconciled',
     'Mesh/default Unknown (not reconciled yet) NotReconciled',
+    'TrafficSplit/ratings-progressive Unknown (not reconciled yet) NotReconciled',
     'TrafficSplit/reviews-beta Unknown (not reconciled yet) NotReconciled',
     'TrafficSplit/reviews-canary Unknown (not reconciled yet) NotReconciled',
   ]);
