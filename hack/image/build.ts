@@ -30,6 +30,7 @@ import { join, relative } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { WEFT_IMAGE } from '../../api/mesh.ts';
 import { buildDist } from '../build-dist.ts';
+import { takeFileLock } from '../lib/file-lock.ts';
 import {
   BlobStore,
   type BuiltImage,
@@ -520,22 +521,40 @@ export async function buildImages(names: ImageName[], opts: BuildOptions = {}): 
   const outDir = opts.outDir ?? join(ROOT, 'dist', 'images');
   const all = recipes(ctx);
   const results: ImageResult[] = [];
-  for (const name of names) {
-    const t = Date.now();
-    const r = await all[name]();
-    const layers = await r.layers();
-    const img = await putImage(ctx.store, r.reference, layers, r.config, ctx.epoch);
-    const archive = join(outDir, `${name}.oci.tar`);
-    const archiveDigest = await writeArchive(ctx.store, img, archive, ctx.epoch);
-    let uncompressed = 0;
-    for (const l of layers) uncompressed += await tarSize(ctx.store, l);
-    results.push({ ...img, name, archive, archiveDigest, uncompressed });
-    ctx.log(
-      `${r.reference} ${img.digest} -> ${relative(process.cwd(), archive)} ` +
-        `(${mib(img.compressed)} compressed, ${mib(uncompressed)} uncompressed, ${Date.now() - t} ms)`,
-    );
+  // One build at a time per cache: builds share its downloads and layers, and a checkout's
+  // bundle directory, which each build empties and writes (an e2e file and image.test.ts run
+  // side by side in hack/test.sh).
+  await mkdir(cache, { recursive: true });
+  const release = await takeFileLock(join(cache, 'build.lock'), {
+    what: 'to finish its image build',
+    prefix: '[image]',
+    log: ctx.log,
+    pollMs: 200,
+  });
+  try {
+    await buildEach();
+  } finally {
+    release();
   }
   return results;
+
+  async function buildEach(): Promise<void> {
+    for (const name of names) {
+      const t = Date.now();
+      const r = await all[name]();
+      const layers = await r.layers();
+      const img = await putImage(ctx.store, r.reference, layers, r.config, ctx.epoch);
+      const archive = join(outDir, `${name}.oci.tar`);
+      const archiveDigest = await writeArchive(ctx.store, img, archive, ctx.epoch);
+      let uncompressed = 0;
+      for (const l of layers) uncompressed += await tarSize(ctx.store, l);
+      results.push({ ...img, name, archive, archiveDigest, uncompressed });
+      ctx.log(
+        `${r.reference} ${img.digest} -> ${relative(process.cwd(), archive)} ` +
+          `(${mib(img.compressed)} compressed, ${mib(uncompressed)} uncompressed, ${Date.now() - t} ms)`,
+      );
+    }
+  }
 }
 
 /** Uncompressed size of a layer (the gzip trailer's ISIZE, modulo 4 GiB: our layers are smaller). */

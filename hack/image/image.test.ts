@@ -306,6 +306,38 @@ describe('container images (hack/image/build.ts)', {
     }
   });
 
+  test('a build waits for the build holding its cache (an e2e file and this file build side by side)', async () => {
+    // Builds share the cache and the checkout's bundle directory, which each one empties: one
+    // writing while another read failed an e2e file's build in CI.
+    const cache = join(tmp, 'lock-cache');
+    mkdirSync(cache, { recursive: true });
+    const holder = spawn('sleep', ['60'], { stdio: 'ignore' });
+    try {
+      writeFileSync(join(cache, 'build.lock'), String(holder.pid));
+      const lines: string[] = [];
+      let done = false;
+      const building = buildImages(['pause'], {
+        outDir: join(tmp, 'lock-out'),
+        cacheDir: cache,
+        log: (l) => lines.push(l),
+      }).finally(() => {
+        done = true;
+      });
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.equal(done, false, 'no build while another holds the lock');
+      assert.match(
+        lines.join('\n'),
+        new RegExp(`waiting for process ${holder.pid} to finish its image build`),
+      );
+      holder.kill();
+      const [pause] = await building;
+      assert.ok(existsSync(pause!.archive));
+      assert.ok(!existsSync(join(cache, 'build.lock')), 'the build released its lock');
+    } finally {
+      holder.kill();
+    }
+  });
+
   test("the pause image is Kubernetes' pause.c, static, and runs alone", () => {
     const pause = openLayout(first[2]!.archive, join(tmp, 'pause-layout'));
     assert.match(

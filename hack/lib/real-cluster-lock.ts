@@ -5,10 +5,10 @@
 // The holder notes its cluster's directory in the lock (noteRealClusterDir): a process that dies
 // holding the lock (killed, or ended by an unhandled error) leaves a running cluster behind, and
 // the next taker stops that cluster (hack/node stopRealNode) before starting its own.
-import { closeSync, existsSync, openSync, readFileSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { existsSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { alive } from './processes.ts';
+import { readLockHolder, takeFileLock } from './file-lock.ts';
 
 export const REAL_CLUSTER_LOCK = join(tmpdir(), 'weft-real-cluster.lock');
 /** The lock file: WEFT_REAL_CLUSTER_LOCK for the lock's own tests, REAL_CLUSTER_LOCK otherwise. */
@@ -37,8 +37,8 @@ export function releaseRealClusterLock(pids: number[]): void {
 
 /** The lock's holder: its pid (0 when the file is empty or unreadable) and its cluster's directory. */
 function readHolder(): { pid: number; dir?: string } {
-  const [pid, dir] = readFileSync(lockFile(), 'utf8').split('\n');
-  return { pid: Number(pid) || 0, ...(dir ? { dir } : {}) };
+  const { pid, lines } = readLockHolder(lockFile());
+  return { pid, ...(lines[1] ? { dir: lines[1] } : {}) };
 }
 
 function writeHolder(pid: number, dir: string | undefined): void {
@@ -52,55 +52,31 @@ async function stopLeftCluster(dir: string, log: (line: string) => void): Promis
 }
 
 /**
- * Waits until no live process holds the lock (a dead holder's lock is taken over), takes it and
- * returns its release. Progress goes to `log` once a minute while waiting.
+ * Waits until no live process holds the lock (a dead holder's lock is taken over, after the
+ * cluster it left is stopped), takes it and returns its release. Progress goes to `log` once a
+ * minute while waiting.
  */
 export async function lockRealCluster(
   log: (line: string) => void = (l) => process.stderr.write(`${l}\n`),
   timeoutMs = 30 * 60_000,
   stopLeft: (dir: string, log: (line: string) => void) => Promise<void> = stopLeftCluster,
 ): Promise<() => void> {
-  const deadline = Date.now() + timeoutMs;
-  let said = 0;
-  for (;;) {
-    try {
-      const fd = openSync(lockFile(), 'wx');
-      writeSync(fd, String(process.pid));
-      closeSync(fd);
-      return () => releaseRealClusterLock([process.pid]);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    let holder = 0;
-    try {
-      holder = readHolder().pid;
-    } catch {
-      continue; // released meanwhile
-    }
-    if (!holder || !alive(holder)) {
-      // A holder that died (or wrote nothing yet: give it a moment before taking over).
-      await new Promise((r) => setTimeout(r, 500));
-      try {
-        const h = readHolder();
-        if (h.pid !== holder) continue;
-        if (h.dir && existsSync(h.dir)) {
-          log(
-            `[real-cluster] process ${holder} ended holding the lock: stopping the cluster it left in ${h.dir}`,
-          );
-          await stopLeft(h.dir, log);
-        }
-        if (readHolder().pid === holder) unlinkSync(lockFile());
-      } catch {}
-      continue;
-    }
-    if (Date.now() > deadline)
-      throw new Error(
-        `another real cluster (process ${holder}) held ${lockFile()} for ${timeoutMs / 60_000} minutes`,
-      );
-    if (Date.now() - said > 60_000) {
-      log(`[real-cluster] waiting for process ${holder} to stop its real cluster (${lockFile()})`);
-      said = Date.now();
-    }
-    await new Promise((r) => setTimeout(r, 1000));
-  }
+  const release = await takeFileLock(lockFile(), {
+    what: 'to stop its real cluster',
+    prefix: '[real-cluster]',
+    log,
+    timeoutMs,
+    onDeadHolder: async (pid, lines) => {
+      const dir = lines[1];
+      if (dir && existsSync(dir)) {
+        log(`[real-cluster] process ${pid} ended holding the lock: stopping the cluster it left in ${dir}`);
+        await stopLeft(dir, log);
+      }
+    },
+  });
+  const taken = Date.now();
+  return () => {
+    release();
+    log(`[real-cluster] released after ${((Date.now() - taken) / 1000).toFixed(1)} s`);
+  };
 }

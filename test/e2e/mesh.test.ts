@@ -261,9 +261,11 @@ describe('the mesh, end to end on the real node, installed by Helm', {
   });
 
   test('the canary TrafficSplit sends about 80% of the calls to v1 and the rest to v2', async () => {
-    const lines = await eventually('200 answers from the client', () => {
+    // 100 calls (the demo client makes 5 a second): at p = 0.8 the standard deviation is 4 calls,
+    // and the band below is ±3.75 of them (a false failure in about 5,000 runs).
+    const lines = await eventually('100 answers from the client', () => {
       const a = clientAnswers();
-      return a.length >= 200 ? a.slice(0, 200) : undefined;
+      return a.length >= 100 ? a.slice(0, 100) : undefined;
     });
     const t = versions(lines);
     assert.equal(
@@ -274,9 +276,7 @@ describe('the mesh, end to end on the real node, installed by Helm', {
         .slice(0, 3)
         .join(' | ')}`,
     );
-    // 200 calls at p = 0.8: the standard deviation is ~5.7 calls; the band is ±5 of them.
-    assert.ok(t.v1 >= 130 && t.v1 <= 190, `v1 got ${t.v1} of 200`);
-    assert.ok(t.v2 >= 10, `v2 got ${t.v2} of 200`);
+    assert.ok(t.v1 >= 65 && t.v1 <= 95, `v1 got ${t.v1} of 100, v2 ${t.v2}`);
   });
 
   test('the sidecars talk mutual TLS 1.3 with the SPIFFE identities of the workloads', async () => {
