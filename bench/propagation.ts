@@ -38,9 +38,10 @@ import { installCrds, repoRoot, type TestCluster } from '../hack/lib/cluster.ts'
 import { startControlPlane } from '../hack/lib/control-plane.ts';
 import { eventually } from '../hack/lib/eventually.ts';
 import { rollingRestartUnderLoad } from '../hack/lib/faults.ts';
+import { parseSmapsRollup, percentile } from '../hack/lib/nodememory.ts';
 import { meshedNamespaceWithProxyToken } from '../hack/lib/propagation.ts';
 import { watcherHealthHandler } from '../hack/lib/proxy.ts';
-import { startWeftNode } from '../hack/lib/weft-node.ts';
+import { containerPids, pidOfContainer, startWeftNode } from '../hack/lib/weft-node.ts';
 import { BUSYBOX_IMAGE } from '../hack/node/index.ts';
 import { KubeClient, type KubeObject, RESOURCES } from '../kube/client.ts';
 import { startOperator } from '../operator/operator.ts';
@@ -98,10 +99,7 @@ const split = (w: number): KubeObject & TrafficSplit =>
 const rssMB = (pid: number) =>
   Math.round(Number(/^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 102.4) /
   10;
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
-};
+const pct = percentile;
 
 /** GET a sidecar's health port on a connection of its own; undefined when it does not answer. */
 function healthGet(ip: string, path: string, timeoutMs: number): Promise<string | undefined> {
@@ -188,11 +186,8 @@ function apiserverWrites(kubectl: (...a: string[]) => string): number {
 }
 
 /** Private memory (MiB) of a process: what it alone costs. */
-const privateMB = (pid: number) => {
-  const t = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
-  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(t)?.[1] ?? 0);
-  return Math.round((kb('Private_Clean') + kb('Private_Dirty')) / 102.4) / 10;
-};
+const privateMB = (pid: number) =>
+  parseSmapsRollup(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8')).privateMB;
 
 /** CPU milliseconds a process used so far (utime + stime). */
 const cpuMs = (pid: number) => {
@@ -290,18 +285,8 @@ async function runReal(pods: number, changes: number, volumeChanges: number) {
     const ready = readyPods();
     const ips = ready.map((p) => p.status.podIP!);
     // The sidecars' processes: containerd's task of each weft-proxy container.
-    const tasks = () =>
-      new Map(
-        execFileSync('ctr', ['--address', node.containerd, '-n', 'k8s.io', 'tasks', 'ls'], {
-          encoding: 'utf8',
-        })
-          .split('\n')
-          .slice(1)
-          .filter(Boolean)
-          .map((l) => l.trim().split(/\s+/) as [string, string]),
-      );
-    const pidOf = (containerID: string | undefined, t = tasks()) =>
-      Number(t.get((containerID ?? '').replace(/^containerd:\/\//, '')) ?? 0);
+    const tasks = () => containerPids(node);
+    const pidOf = (containerID: string | undefined, t = tasks()) => pidOfContainer(t, containerID);
     const running = tasks();
     const sidecarMB = ready
       .map((p) =>

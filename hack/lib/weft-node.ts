@@ -2,6 +2,7 @@
 // it: the real-cluster lock first (one per host), the images built, the node started (they are
 // imported at start), `helm install` from charts/weft. `stop()` stops the node, removes its
 // directory and releases the lock.
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -43,4 +44,23 @@ export async function startWeftNode(
     await stop();
     throw err;
   }
+}
+
+/** The host pid of each running container of `node` (containerd's tasks), by container ID. */
+export function containerPids(node: Pick<RealNode, 'containerd'>): Map<string, number> {
+  return new Map(
+    execFileSync('ctr', ['--address', node.containerd, '-n', 'k8s.io', 'tasks', 'ls'], { encoding: 'utf8' })
+      .split('\n')
+      .slice(1)
+      .filter(Boolean)
+      .map((l) => {
+        const [id, pid] = l.trim().split(/\s+/);
+        return [id!, Number(pid)] as const;
+      }),
+  );
+}
+
+/** The host pid of a container from its status's `containerID` (containerd://<id>); 0 when not running. */
+export function pidOfContainer(pids: Map<string, number>, containerID: string | undefined): number {
+  return pids.get((containerID ?? '').replace(/^containerd:\/\//, '')) ?? 0;
 }

@@ -78,6 +78,8 @@ export interface RealNodeOptions {
    * or Secret volume update reaches a container): a Go duration, default 1m (the kubelet's).
    */
   syncFrequency?: string;
+  /** The kubelet's maxPods, 1 to 1000: default 110 (the kubelet's); bench/density.ts runs 200 app pods. */
+  maxPods?: number;
   /** Keep the processes running after this process exits (npm run cluster:up). */
   detached?: boolean;
   /** Progress lines; default stderr. */
@@ -168,6 +170,7 @@ export function resolveOptions(o: RealNodeOptions) {
   const podCIDR = o.podCIDR ?? '10.123.0.0/16';
   const serviceCIDR = o.serviceCIDR ?? '10.124.0.0/16';
   const syncFrequency = o.syncFrequency ?? '1m';
+  const maxPods = o.maxPods ?? 110;
   if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(name) || name.length > 63) {
     throw new NodeError(
       'WEFT_NODE_SETTING',
@@ -186,6 +189,12 @@ export function resolveOptions(o: RealNodeOptions) {
       `syncFrequency: "${syncFrequency}" is not a duration; write it like 1m, 5s or 500ms`,
     );
   }
+  if (!Number.isInteger(maxPods) || maxPods < 1 || maxPods > 1000) {
+    throw new NodeError(
+      'WEFT_NODE_SETTING',
+      `maxPods: ${maxPods} is not a whole number from 1 to 1000; leave it out for the kubelet's 110`,
+    );
+  }
   const pods = parseCidr('podCIDR', podCIDR, 8, 24);
   const services = parseCidr('serviceCIDR', serviceCIDR, 12, 24);
   const overlap = pods.base < services.base + services.size && services.base < pods.base + pods.size;
@@ -201,6 +210,7 @@ export function resolveOptions(o: RealNodeOptions) {
     podCIDR,
     serviceCIDR,
     syncFrequency,
+    maxPods,
     gateway: pods.nth(1),
     prefix: pods.bits,
     dnsIP: services.nth(10),
@@ -690,6 +700,7 @@ export async function startRealNode(opts: RealNodeOptions): Promise<RealNode> {
           clusterDomain: 'cluster.local',
           clusterDNS: [o.dnsIP],
           syncFrequency: o.syncFrequency,
+          maxPods: o.maxPods,
           failSwapOn: false,
           oomScoreAdj: 0,
           resolvConf: '/etc/resolv.conf',

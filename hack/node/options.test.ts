@@ -13,6 +13,7 @@ describe('real node settings', () => {
     assert.equal(o.gateway, '10.123.0.1');
     assert.equal(o.dnsIP, '10.124.0.10');
     assert.equal(o.syncFrequency, '1m');
+    assert.equal(o.maxPods, 110);
     assert.equal(resolveOptions({ dir: '/x', serviceCIDR: '10.50.8.0/24' }).dnsIP, '10.50.8.10');
   });
 
@@ -25,6 +26,8 @@ describe('real node settings', () => {
     [{ bridge: 'a-bridge-name-too-long' }, 'bridge', /1 to 15/],
     [{ syncFrequency: '5' }, 'syncFrequency', /5s/],
     [{ name: 'Weft_Node' }, 'name', /lowercase/],
+    [{ maxPods: 0 }, 'maxPods', /1 to 1000/],
+    [{ maxPods: 2.5 }, 'maxPods', /whole number/],
   ] as const) {
     it(`rejects ${JSON.stringify(opts)} naming ${field}`, () => {
       assert.throws(
