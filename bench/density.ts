@@ -133,13 +133,14 @@ try {
       if (i > 0) await sleep(10_000);
       rs.push(reading());
     }
-    const podsCgroup = rs.map((r) => r.summary.podsWorkingSetMB);
-    if (podsCgroup.some((x) => x === null))
-      throw new Error(
-        'stats/summary has no system container "pods": the kubelet does not report its kubepods cgroup',
-      );
+    // Without the system container "pods" (a kubelet that does not report its kubepods cgroup),
+    // the sum of the pods' own working sets stands in for it.
+    const podsSum = (r: (typeof rs)[number]) =>
+      Math.round(r.summary.pods.reduce((n, p) => n + p.workingSetMB, 0) * 10) / 10;
     const m = {
-      podsCgroupWorkingSetMB: median(podsCgroup as number[]),
+      podsCgroupWorkingSetMB: median(rs.map((r) => r.summary.podsWorkingSetMB ?? podsSum(r))),
+      podsCgroupReported: rs.every((r) => r.summary.podsWorkingSetMB !== null),
+      sumOfPodsWorkingSetMB: median(rs.map(podsSum)),
       nodeWorkingSetMB: median(rs.map((r) => r.summary.nodeWorkingSetMB)),
       hostUsedMB: median(rs.map((r) => r.hostUsedMB)),
       weftSystemWorkingSetMB: median(
@@ -301,7 +302,7 @@ try {
       .catch(() => '');
     if (metricSum(text, 'weft_mtls_connections_total{', 'direction="inbound"') > 0) mtlsInbound++;
   }
-  const per = (k: 'podsCgroupWorkingSetMB' | 'nodeWorkingSetMB' | 'hostUsedMB') =>
+  const per = (k: 'podsCgroupWorkingSetMB' | 'sumOfPodsWorkingSetMB' | 'nodeWorkingSetMB' | 'hostUsedMB') =>
     perPodMemory({ none: none[k], unmeshed: unmeshed[k], both: both[k] }, PODS);
   const phase = ({ last: _, ...m }: typeof none) => m;
   const dist = (xs: number[]) => (xs.length ? distribution(xs) : null);
@@ -333,11 +334,13 @@ try {
       durationS: Math.round((Date.now() - t0) / 1000),
     },
     nodeMemoryPerSidecarMB: perPod.perSidecarMB,
-    nodeMemoryBasis:
-      'working set of the kubelet\'s system container "pods" (the kubepods cgroup: every pod on the node, nothing else); the machine is shared, so node.memory.workingSet and MemTotal − MemAvailable count other work too (perPodBy)',
+    nodeMemoryBasis: [none, unmeshed, both].every((m) => m.podsCgroupReported)
+      ? 'working set of the kubelet\'s system container "pods" (the kubepods cgroup: every pod on the node, nothing else); the machine is shared, so node.memory.workingSet and MemTotal − MemAvailable count other work too (perPodBy)'
+      : 'the sum of the pods\' working sets (the kubelet reported no system container "pods"); the machine is shared, so node.memory.workingSet and MemTotal − MemAvailable count other work too (perPodBy)',
     perPod,
     perPodBy: {
       podsCgroupWorkingSet: perPod,
+      sumOfPodsWorkingSets: per('sumOfPodsWorkingSetMB'),
       nodeWorkingSet: per('nodeWorkingSetMB'),
       hostMemTotalMinusAvailable: per('hostUsedMB'),
     },
