@@ -79,6 +79,8 @@ const weft = await startWeftNode({
   // Both sets of app pods, two clients, Weft's control plane and CoreDNS.
   maxPods: 2 * PODS + 20,
   log,
+  // A benchmark may wait for the e2e files of other people's runs on a shared machine.
+  lockTimeoutMs: 120 * 60_000,
 });
 const node = weft.node;
 const t0 = Date.now();

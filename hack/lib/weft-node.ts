@@ -16,10 +16,15 @@ export interface WeftNode {
 }
 
 export async function startWeftNode(
-  o: Omit<RealNodeOptions, 'dir' | 'log'> & { dirPrefix: string; log: (line: string) => void },
+  o: Omit<RealNodeOptions, 'dir' | 'log'> & {
+    dirPrefix: string;
+    log: (line: string) => void;
+    /** How long to wait for the real-cluster lock; default 30 minutes. */
+    lockTimeoutMs?: number;
+  },
 ): Promise<WeftNode> {
-  const { dirPrefix, ...options } = o;
-  const release = await lockRealCluster(o.log);
+  const { dirPrefix, lockTimeoutMs, ...options } = o;
+  const release = await lockRealCluster(o.log, lockTimeoutMs);
   const dir = mkdtempSync(join(tmpdir(), dirPrefix));
   noteRealClusterDir(dir);
   let node: RealNode | undefined;
