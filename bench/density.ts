@@ -137,8 +137,9 @@ try {
     }
     // Without the system container "pods" (a kubelet that does not report its kubepods cgroup),
     // the sum of the pods' own working sets stands in for it.
-    const podsSum = (r: (typeof rs)[number]) =>
-      Math.round(r.summary.pods.reduce((n, p) => n + p.workingSetMB, 0) * 10) / 10;
+    const sum = (ps: { workingSetMB: number }[]) =>
+      Math.round(ps.reduce((n, p) => n + p.workingSetMB, 0) * 10) / 10;
+    const podsSum = (r: (typeof rs)[number]) => sum(r.summary.pods);
     const m = {
       podsCgroupWorkingSetMB: median(rs.map((r) => r.summary.podsWorkingSetMB ?? podsSum(r))),
       podsCgroupReported: rs.every((r) => r.summary.podsWorkingSetMB !== null),
@@ -146,9 +147,7 @@ try {
       nodeWorkingSetMB: median(rs.map((r) => r.summary.nodeWorkingSetMB)),
       hostUsedMB: median(rs.map((r) => r.hostUsedMB)),
       weftSystemWorkingSetMB: median(
-        rs.map((r) =>
-          r.summary.pods.filter((p) => p.namespace === 'weft-system').reduce((n, p) => n + p.workingSetMB, 0),
-        ),
+        rs.map((r) => sum(r.summary.pods.filter((p) => p.namespace === 'weft-system'))),
       ),
       loadavg1m: loadavg()[0]!,
     };
