@@ -112,7 +112,7 @@ function canary(gateUrl: string) {
         gatewayRefs: [{ group: '', kind: 'Service', name: 'podinfo', port: PORT }],
       },
       analysis: {
-        interval: '10s',
+        interval: '5s',
         threshold: THRESHOLD,
         stepWeight: STEP,
         maxWeight: MAX,
@@ -231,7 +231,7 @@ describe('Flagger drives a canary of a meshed Deployment through HTTPRoute weigh
   };
   /**
    * Polls the Canary until `until` holds, recording every phase and weight it passed through
-   * (each lasts at least one analysis interval, 10 s; polled every 0.5 s).
+   * (each lasts at least one analysis interval, 5 s; polled every 0.5 s).
    */
   const watchCanary = async (what: string, until: (s: ReturnType<typeof canaryStatus>) => boolean) => {
     const phases: string[] = [];
