@@ -10,6 +10,10 @@ const REQUEST_LABELS = [
   'destination_workload',
   'destination_namespace',
   'destination_service',
+  // Outbound: the TrafficSplit or HTTPRoute/GRPCRoute that routed the request, and the rule
+  // (table.ts routeLabel; "" when no route matched, and inbound).
+  'route',
+  'route_rule',
   'status_code',
   'grpc_status',
 ] as const;
