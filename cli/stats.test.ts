@@ -133,3 +133,39 @@ test('edges: series that did not move make no row; the Services of one edge (spl
     [['shop/frontend -> shop/web', 'web-v1.shop,web-v2.shop', 10]],
   );
 });
+
+test("routes: per route from the callers' outbound metrics, with the backend Services; requests no route decided make no row", () => {
+  const text = (canary: number, beta: number, none: number) =>
+    metrics('outbound', { '200': canary }, 0.01, 'web-v1.shop').replace(
+      /grpc_status=""/g,
+      'route="TrafficSplit/shop/web-canary",route_rule="",grpc_status=""',
+    ) +
+    metrics('outbound', { '200': canary, '503': canary / 2 }, 0.1, 'web-v2.shop').replace(
+      /grpc_status=""/g,
+      'route="TrafficSplit/shop/web-canary",route_rule="",grpc_status=""',
+    ) +
+    metrics('outbound', { '200': beta }, 0.005, 'web-v2.shop').replace(
+      /grpc_status=""/g,
+      'route="HTTPRoute/shop/web-beta",route_rule="0",grpc_status=""',
+    ) +
+    metrics('outbound', { '200': none }, 0.005, 'db.shop').replace(
+      /grpc_status=""/g,
+      'route="",route_rule="",grpc_status=""',
+    );
+  const rows = computeStats(
+    [{ pod: fe, samples: parsePrometheus(text(0, 0, 0)) }],
+    [{ pod: fe, samples: parsePrometheus(text(20, 5, 7)) }],
+    5,
+    'route',
+    [web, fe],
+    'cluster.local',
+  );
+  assert.deepEqual(
+    rows.map((r) => [r.name, r.destination?.service, r.requests, r.successRate]),
+    [
+      ['TrafficSplit/shop/web-canary', 'web-v1.shop,web-v2.shop', 50, 0.8],
+      ['HTTPRoute/shop/web-beta', 'web-v2.shop', 5, 1],
+    ],
+  );
+  assertGolden('weftctl-routes.txt', renderStats(rows, 'route'));
+});
