@@ -3,7 +3,7 @@
 // it here, once.
 import type { AuthzVerdict } from '../authz/matcher.ts';
 import type { Now } from '../clock.ts';
-import type { ProxyMetrics } from '../metrics.ts';
+import type { ProxyMetrics, RequestSeries } from '../metrics.ts';
 import { NO_ROUTE, type RouteLabel } from '../table.ts';
 
 type Direction = 'inbound' | 'outbound';
@@ -39,10 +39,9 @@ export function finishReporter(
   accessLog: AccessLog | undefined,
   now: Now,
 ): (f: FinishRecord) => void {
-  // prom-client hashes the label object on every call; children are cached per route label (the
-  // compiled route's own object: no string is built for it per request), then by a joined key.
-  type Child = { count: { inc(): void }; hist: { observe(v: number): void } };
-  let children = new WeakMap<RouteLabel, Map<string, Child>>();
+  // The request series of a label set, cached per route label (the compiled route's own object:
+  // no string is built for it per request), then by a joined key; a request adds to numbers.
+  let children = new WeakMap<RouteLabel, Map<string, RequestSeries>>();
   let cached = 0;
 
   function finishMetrics(
@@ -81,13 +80,12 @@ export function finishReporter(
         byKey = new Map();
         children.set(route, byKey);
       }
-      c = { count: metrics.requests.labels(labels), hist: metrics.duration.labels(labels) };
+      c = metrics.requestSeries(labels);
       byKey.set(key, c);
       cached++;
     }
     const seconds = (now() - started) / 1000;
-    c.count.inc();
-    c.hist.observe(seconds);
+    c.finished(seconds);
     if (direction === 'inbound') metrics.inbound.record(status, seconds);
   }
 
