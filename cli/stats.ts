@@ -213,45 +213,34 @@ export function computeStats(
 
 const pct = (v: number | undefined) => (v === undefined ? '-' : `${(v * 100).toFixed(2)}%`);
 const ms = (v: number | undefined) => (v === undefined ? '-' : `${v}ms`);
+/** SUCCESS, RPS, P50, P95, P99 of a row. */
+const SIGNALS = ['SUCCESS', 'RPS', 'P50', 'P95', 'P99'];
+const signals = (r: StatRow) => [
+  pct(r.successRate),
+  String(r.rps),
+  ms(r.latencyMs.p50),
+  ms(r.latencyMs.p95),
+  ms(r.latencyMs.p99),
+];
 
 export function renderStats(rows: StatRow[], by: GroupBy): string {
   if (by === 'workload')
     return renderTable(
-      ['WORKLOAD', 'MESHED', 'SUCCESS', 'RPS', 'P50', 'P95', 'P99'],
-      rows.map((r) => [
-        r.name,
-        String(r.pods ?? 0),
-        pct(r.successRate),
-        String(r.rps),
-        ms(r.latencyMs.p50),
-        ms(r.latencyMs.p95),
-        ms(r.latencyMs.p99),
-      ]),
+      ['WORKLOAD', 'MESHED', ...SIGNALS],
+      rows.map((r) => [r.name, String(r.pods ?? 0), ...signals(r)]),
     );
   if (by === 'route')
     return renderTable(
-      ['ROUTE', 'SERVICE', 'SUCCESS', 'RPS', 'P50', 'P95', 'P99'],
-      rows.map((r) => [
-        r.name,
-        r.destination?.service ?? '-',
-        pct(r.successRate),
-        String(r.rps),
-        ms(r.latencyMs.p50),
-        ms(r.latencyMs.p95),
-        ms(r.latencyMs.p99),
-      ]),
+      ['ROUTE', 'SERVICE', ...SIGNALS],
+      rows.map((r) => [r.name, r.destination?.service ?? '-', ...signals(r)]),
     );
   return renderTable(
-    ['SOURCE', 'DESTINATION', 'SERVICE', 'SUCCESS', 'RPS', 'P50', 'P95', 'P99', 'IDENTITIES'],
+    ['SOURCE', 'DESTINATION', 'SERVICE', ...SIGNALS, 'IDENTITIES'],
     rows.map((r) => [
       `${r.source?.namespace}/${r.source?.workload}`,
       `${r.destination?.namespace}/${r.destination?.workload || '-'}`,
       r.destination?.service ?? '-',
-      pct(r.successRate),
-      String(r.rps),
-      ms(r.latencyMs.p50),
-      ms(r.latencyMs.p95),
-      ms(r.latencyMs.p99),
+      ...signals(r),
       `${r.source?.identity ?? '-'} -> ${r.destination?.identity ?? '-'}`,
     ]),
   );
