@@ -366,6 +366,11 @@ export function program(
       'edge',
       "the same per caller -> destination, with both identities, as the callers' sidecars sent them",
     ],
+    [
+      'routes',
+      'route',
+      "the same per route (TrafficSplit, HTTPRoute, GRPCRoute) with its backend Services, as the callers' sidecars sent them",
+    ],
   ] as const)
     statCommand(name, description).action(
       async (o: { namespace?: string; window: string; output: string }) => {
@@ -375,7 +380,7 @@ export function program(
     );
   statCommand('top', 'the busiest edges, refreshed live (Ctrl-C stops)')
     .option('--once', 'print one window and exit (scripts, tests)')
-    .addOption(new Option('--by <what>', 'rows per').choices(['edge', 'workload']).default('edge'))
+    .addOption(new Option('--by <what>', 'rows per').choices(['edge', 'workload', 'route']).default('edge'))
     .action(
       async (o: { namespace?: string; window: string; output: string; once?: boolean; by: GroupBy }) => {
         const windowMs = parseDuration('--window', o.window);

@@ -20,8 +20,10 @@ function metrics(
   counts: Record<string, number>,
   bucket: number,
   svc = 'web.shop',
+  route?: string,
 ): string {
-  const base = `direction="${direction}",source_workload="frontend",source_namespace="shop",destination_workload="web",destination_namespace="shop",destination_service="${svc}"`;
+  const routed = route === undefined ? '' : `,route="${route}",route_rule=""`;
+  const base = `direction="${direction}",source_workload="frontend",source_namespace="shop",destination_workload="web",destination_namespace="shop",destination_service="${svc}"${routed}`;
   const les = [0.001, 0.005, 0.01, 0.1, 1];
   const lines = [
     '# HELP weft_requests_total HTTP/gRPC requests handled by the proxy.',
@@ -132,4 +134,34 @@ test('edges: series that did not move make no row; the Services of one edge (spl
     rows.map((r) => [r.name, r.destination?.service, r.requests]),
     [['shop/frontend -> shop/web', 'web-v1.shop,web-v2.shop', 10]],
   );
+});
+
+test("routes: per route from the callers' outbound metrics, with the backend Services; requests no route decided make no row", () => {
+  const text = (canary: number, beta: number, none: number) =>
+    metrics('outbound', { '200': canary }, 0.01, 'web-v1.shop', 'TrafficSplit/shop/web-canary') +
+    metrics(
+      'outbound',
+      { '200': canary, '503': canary / 2 },
+      0.1,
+      'web-v2.shop',
+      'TrafficSplit/shop/web-canary',
+    ) +
+    metrics('outbound', { '200': beta }, 0.005, 'web-v2.shop', 'HTTPRoute/shop/web-beta') +
+    metrics('outbound', { '200': none }, 0.005, 'db.shop', '');
+  const rows = computeStats(
+    [{ pod: fe, samples: parsePrometheus(text(0, 0, 0)) }],
+    [{ pod: fe, samples: parsePrometheus(text(20, 5, 7)) }],
+    5,
+    'route',
+    [web, fe],
+    'cluster.local',
+  );
+  assert.deepEqual(
+    rows.map((r) => [r.name, r.destination?.service, r.requests, r.successRate]),
+    [
+      ['TrafficSplit/shop/web-canary', 'web-v1.shop,web-v2.shop', 50, 0.8],
+      ['HTTPRoute/shop/web-beta', 'web-v2.shop', 5, 1],
+    ],
+  );
+  assertGolden('weftctl-routes.txt', renderStats(rows, 'route'));
 });

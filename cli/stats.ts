@@ -6,9 +6,12 @@
 //
 // - stat: per workload, from what its own sidecars served (direction="inbound");
 // - edges: per caller → destination, from what the callers' sidecars sent (direction="outbound"),
-//   with the SPIFFE identities of both ends taken from their pods' ServiceAccounts.
+//   with the SPIFFE identities of both ends taken from their pods' ServiceAccounts;
+// - routes: per route (the TrafficSplit, HTTPRoute or GRPCRoute that decided: the `route` label),
+//   from what the callers' sidecars sent, with the backend Services it picked.
 import type { V1Pod } from '@kubernetes/client-node';
 import type { KubeClient } from '../kube/client.ts';
+import { ERROR_CODES, WeftError } from '../kube/errors.ts';
 import { spiffeId } from '../operator/compile/services.ts';
 import { proxyGet, workloadOfPod } from './pods.ts';
 import { renderTable } from './table.ts';
@@ -41,7 +44,7 @@ export interface Scrape {
 }
 
 export interface StatRow {
-  /** "ns/workload" (stat) or "ns/src -> ns/dst" (edges). */
+  /** "ns/workload" (stat), "ns/src -> ns/dst" (edges) or "<Kind>/<ns>/<name>" (routes). */
   name: string;
   source?: { workload: string; namespace: string; identity?: string };
   destination?: { workload: string; namespace: string; service?: string; identity?: string };
@@ -102,7 +105,7 @@ interface Acc {
   buckets: Map<number, number>;
 }
 
-export type GroupBy = 'workload' | 'edge';
+export type GroupBy = 'workload' | 'edge' | 'route';
 
 /**
  * The rows of one window: `before` and `after` scrapes of the same pods, `windowSec` apart.
@@ -157,27 +160,30 @@ export function computeStats(
     if (x.name === REQUESTS && x.value === 0) continue;
     const dst = `${l.destination_namespace}/${l.destination_workload || l.destination_service}`;
     const src = `${l.source_namespace}/${l.source_workload}`;
-    const key = by === 'workload' ? dst : `${src} -> ${dst}`;
-    if (x.name !== REQUESTS && !acc.has(key)) continue;
+    const key = by === 'workload' ? dst : by === 'route' ? (l.route ?? '') : `${src} -> ${dst}`;
+    // Requests no route decided (route ""), and proxies older than the label, make no route row.
+    if ((x.name !== REQUESTS && !acc.has(key)) || key === '') continue;
     const a =
       by === 'workload'
         ? entry(dst, () => ({ name: dst, pods: podCount.get(dst) ?? 0 }))
-        : entry(`${src} -> ${dst}`, () => ({
-            name: `${src} -> ${dst}`,
-            source: {
-              workload: l.source_workload ?? '',
-              namespace: l.source_namespace ?? '',
-              ...(idOf.has(src) ? { identity: idOf.get(src)! } : {}),
-            },
-            destination: {
-              workload: l.destination_workload ?? '',
-              namespace: l.destination_namespace ?? '',
-              ...(idOf.has(dst) ? { identity: idOf.get(dst)! } : {}),
-            },
-          }));
-    // The Services the caller addressed on this edge (a split's backends, say), each once.
+        : by === 'route'
+          ? entry(key, () => ({ name: key, destination: { workload: '', namespace: '' } }))
+          : entry(`${src} -> ${dst}`, () => ({
+              name: `${src} -> ${dst}`,
+              source: {
+                workload: l.source_workload ?? '',
+                namespace: l.source_namespace ?? '',
+                ...(idOf.has(src) ? { identity: idOf.get(src)! } : {}),
+              },
+              destination: {
+                workload: l.destination_workload ?? '',
+                namespace: l.destination_namespace ?? '',
+                ...(idOf.has(dst) ? { identity: idOf.get(dst)! } : {}),
+              },
+            }));
+    // The Services the caller addressed on this edge or route (a split's backends), each once.
     const svc = l.destination_service;
-    if (by === 'edge' && svc && a.row.destination) {
+    if (by !== 'workload' && svc && a.row.destination) {
       const known = a.row.destination.service?.split(',') ?? [];
       if (!known.includes(svc)) a.row.destination.service = [...known, svc].sort().join(',');
     }
@@ -207,56 +213,73 @@ export function computeStats(
 
 const pct = (v: number | undefined) => (v === undefined ? '-' : `${(v * 100).toFixed(2)}%`);
 const ms = (v: number | undefined) => (v === undefined ? '-' : `${v}ms`);
+/** SUCCESS, RPS, P50, P95, P99 of a row. */
+const SIGNALS = ['SUCCESS', 'RPS', 'P50', 'P95', 'P99'];
+const signals = (r: StatRow) => [
+  pct(r.successRate),
+  String(r.rps),
+  ms(r.latencyMs.p50),
+  ms(r.latencyMs.p95),
+  ms(r.latencyMs.p99),
+];
 
 export function renderStats(rows: StatRow[], by: GroupBy): string {
   if (by === 'workload')
     return renderTable(
-      ['WORKLOAD', 'MESHED', 'SUCCESS', 'RPS', 'P50', 'P95', 'P99'],
-      rows.map((r) => [
-        r.name,
-        String(r.pods ?? 0),
-        pct(r.successRate),
-        String(r.rps),
-        ms(r.latencyMs.p50),
-        ms(r.latencyMs.p95),
-        ms(r.latencyMs.p99),
-      ]),
+      ['WORKLOAD', 'MESHED', ...SIGNALS],
+      rows.map((r) => [r.name, String(r.pods ?? 0), ...signals(r)]),
+    );
+  if (by === 'route')
+    return renderTable(
+      ['ROUTE', 'SERVICE', ...SIGNALS],
+      rows.map((r) => [r.name, r.destination?.service ?? '-', ...signals(r)]),
     );
   return renderTable(
-    ['SOURCE', 'DESTINATION', 'SERVICE', 'SUCCESS', 'RPS', 'P50', 'P95', 'P99', 'IDENTITIES'],
+    ['SOURCE', 'DESTINATION', 'SERVICE', ...SIGNALS, 'IDENTITIES'],
     rows.map((r) => [
       `${r.source?.namespace}/${r.source?.workload}`,
       `${r.destination?.namespace}/${r.destination?.workload || '-'}`,
       r.destination?.service ?? '-',
-      pct(r.successRate),
-      String(r.rps),
-      ms(r.latencyMs.p50),
-      ms(r.latencyMs.p95),
-      ms(r.latencyMs.p99),
+      ...signals(r),
       `${r.source?.identity ?? '-'} -> ${r.destination?.identity ?? '-'}`,
     ]),
   );
 }
 
 /**
- * Every pod's /metrics through the apiserver, a few at a time; pods that do not answer (within
- * `timeoutMs`, when given) are left out.
+ * How long one sidecar's /metrics may take through the apiserver. A pod whose network is gone
+ * would otherwise hold every command for the apiserver's own dial timeout (30 s) per scrape.
+ */
+export const SCRAPE_TIMEOUT_MS = 3000;
+
+/**
+ * Every pod's /metrics through the apiserver, a few at a time; pods that do not answer within
+ * `timeoutMs` are left out, `onError` told why (the timeout in words the user can act on).
  */
 export async function scrape(
   client: KubeClient,
   pods: V1Pod[],
   onError: (pod: V1Pod, err: Error) => void = () => {},
-  timeoutMs?: number,
+  timeoutMs = SCRAPE_TIMEOUT_MS,
 ): Promise<Scrape[]> {
   const out: Scrape[] = [];
   const queue = [...pods];
   const worker = async () => {
     for (let p = queue.shift(); p; p = queue.shift()) {
+      const signal = AbortSignal.timeout(timeoutMs);
       try {
-        const signal = timeoutMs ? AbortSignal.timeout(timeoutMs) : undefined;
         out.push({ pod: p, samples: parsePrometheus(await proxyGet(client, p, '/metrics', signal)) });
       } catch (err) {
-        onError(p, err as Error);
+        onError(
+          p,
+          signal.aborted
+            ? new WeftError(
+                ERROR_CODES.TRANSPORT,
+                `no answer within ${timeoutMs / 1000}s through the apiserver (is the pod's network up?)`,
+                { cause: err },
+              )
+            : (err as Error),
+        );
       }
     }
   };

@@ -31,9 +31,34 @@ export interface Mirror {
   percentage: number;
 }
 
+/**
+ * The route a request took, as the request metrics label it (`route`, `route_rule`): the
+ * TrafficSplit or HTTPRoute/GRPCRoute by kind, namespace and name, and the Gateway API rule (its
+ * name, else its index). Made once per compiled route (never per request), from the config
+ * only: a path or a header never becomes a label value. Empty when no route matched.
+ */
+export interface RouteLabel {
+  readonly route: string;
+  readonly rule: string;
+}
+
+/** The label of a request no route matched (the Service's implicit default, a catch-all answer). */
+export const NO_ROUTE: RouteLabel = Object.freeze({ route: '', rule: '' });
+
+/** The metrics label of `r`: its source; a route without one is a TrafficSplit ("<ns>/<name>"). */
+export function routeLabel(r: Route): RouteLabel {
+  const s = r.source;
+  if (s) return { route: `${s.kind}/${s.namespace}/${s.name}`, rule: s.ruleName ?? String(s.rule ?? '') };
+  // Without a source: a TrafficSplit, or a catch-all the compiler added (no route matched).
+  if (r.directResponse) return NO_ROUTE;
+  return { route: `TrafficSplit/${r.name}`, rule: '' };
+}
+
 /** A route resolved against the services: what the request path needs, nothing to look up. */
 export interface CompiledRoute {
   name: string;
+  /** What the request metrics say routed the request (routeLabel). */
+  label: RouteLabel;
   source: Route | undefined;
   backends: Backend[];
   totalWeight: number;
@@ -199,6 +224,7 @@ export class RoutingTable {
     if (!d) {
       d = {
         name: `${target.service.id}:${target.port.port}`,
+        label: NO_ROUTE,
         source: undefined,
         backends: [{ service: target.service, port: target.port, weight: 1 }],
         totalWeight: 1,
@@ -253,6 +279,7 @@ export class RoutingTable {
     const retries = r.retries ?? this.config.mesh.defaultRetries;
     return {
       name: r.name,
+      label: routeLabel(r),
       source: r,
       backends,
       totalWeight: backends.reduce((a, b) => a + b.weight, 0),

@@ -57,6 +57,13 @@ export function readYamlDocs(path: string): Record<string, unknown>[] {
   return yaml.loadAll(readFileSync(path, 'utf8')).filter(Boolean) as Record<string, unknown>[];
 }
 
+/** The objects of config/samples, as its kustomization lists them (what `kubectl apply -k` applies). */
+export function sampleObjects(): { kind: string; metadata: { name: string; namespace?: string } }[] {
+  const dir = join(repoRoot, 'config', 'samples');
+  const k = yaml.load(readFileSync(join(dir, 'kustomization.yaml'), 'utf8')) as { resources: string[] };
+  return k.resources.flatMap((f) => readYamlDocs(join(dir, f))) as ReturnType<typeof sampleObjects>;
+}
+
 /** Creates Namespaces with their labels (e.g. { shop: { 'weft.dev/inject': 'enabled' } }). */
 export async function createNamespaces(
   client: KubeClient,

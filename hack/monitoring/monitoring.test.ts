@@ -46,6 +46,8 @@ test('the proxy /metrics text is lint-clean under promtool check metrics, every 
     destination_workload: 'b',
     destination_namespace: 'ns',
     destination_service: 'b.ns',
+    route: 'HTTPRoute/ns/b',
+    route_rule: '0',
     status_code: '200',
     grpc_status: '',
   };

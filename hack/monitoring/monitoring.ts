@@ -17,25 +17,32 @@ export const WEBHOOK_SERVICE = 'weft-webhook';
 // ---------------------------------------------------------------------------------------------
 // Recording rules: the golden signals (request rate, success ratio, latency p50/p95/p99).
 // - workload: what a workload's own sidecars saw inbound (every caller, meshed or not);
-// - route: what callers' sidecars saw outbound per destination Service (the backend a
-//   TrafficSplit or HTTPRoute picked, `destination_service` = <name>.<namespace>);
+// - route: what callers' sidecars saw outbound per route (`route` = <Kind>/<namespace>/<name> of
+//   the TrafficSplit, HTTPRoute or GRPCRoute that decided; requests no route matched are left out);
+// - service: the same per destination Service (the backend the route picked, or the Service
+//   called when none matched; `destination_service` = <name>.<namespace>);
 // - edge: caller workload → called workload, as the caller's sidecar saw it.
 // ---------------------------------------------------------------------------------------------
 
 export const RULE_WINDOW = '5m';
 
 interface Level {
-  level: 'workload' | 'route' | 'edge';
-  direction: 'inbound' | 'outbound';
+  level: 'workload' | 'route' | 'service' | 'edge';
+  /** The series measured (a matcher list). */
+  sel: string;
   by: string[];
 }
 
+/** Outbound requests a route decided (`route` is empty when none matched, and inbound). */
+const ROUTED = 'direction="outbound", route!=""';
+
 const LEVELS: Level[] = [
-  { level: 'workload', direction: 'inbound', by: ['destination_namespace', 'destination_workload'] },
-  { level: 'route', direction: 'outbound', by: ['destination_service'] },
+  { level: 'workload', sel: 'direction="inbound"', by: ['destination_namespace', 'destination_workload'] },
+  { level: 'route', sel: ROUTED, by: ['route'] },
+  { level: 'service', sel: 'direction="outbound"', by: ['destination_service'] },
   {
     level: 'edge',
-    direction: 'outbound',
+    sel: 'direction="outbound"',
     by: ['source_namespace', 'source_workload', 'destination_namespace', 'destination_workload'],
   },
 ];
@@ -63,8 +70,8 @@ export function goldenSignals(sel: string, by: string[], window: string) {
 
 export function recordingRules(): Rule[] {
   const w = RULE_WINDOW;
-  return LEVELS.flatMap(({ level, direction, by }) => {
-    const s = goldenSignals(`direction="${direction}"`, by, w);
+  return LEVELS.flatMap(({ level, sel, by }) => {
+    const s = goldenSignals(sel, by, w);
     return [
       { record: `${level}:weft_requests:rate${w}`, expr: s.rate },
       { record: `${level}:weft_requests_success:ratio_rate${w}`, expr: s.success },
@@ -240,26 +247,32 @@ export function dashboards(): Dashboard[] {
     },
     {
       uid: 'weft-route',
-      title: 'Weft / Route (destination Service, as callers see it)',
-      vars: ['service'],
+      title: 'Weft / Route (TrafficSplit, HTTPRoute, GRPCRoute, as callers see it)',
+      vars: ['route', 'service'],
       panels: [
-        ...golden(
-          'direction="outbound", destination_service=~"$service"',
-          ['destination_service'],
-          '{{destination_service}}',
-        ),
+        ...golden(`${ROUTED}, route=~"$route"`, ['route'], '{{route}}'),
         {
-          title: 'Split: requests per destination workload',
+          title: 'Requests per rule',
           unit: 'reqps',
           exprs: [
             {
-              expr: `sum by (destination_service, destination_workload) (rate(weft_requests_total{direction="outbound", destination_service=~"$service"}[${RI}]))`,
-              legend: '{{destination_service}} → {{destination_workload}}',
+              expr: `sum by (route, route_rule) (rate(weft_requests_total{${ROUTED}, route=~"$route"}[${RI}]))`,
+              legend: '{{route}} {{route_rule}}',
             },
           ],
         },
         {
-          title: 'Retries',
+          title: 'Split: requests per backend Service and workload',
+          unit: 'reqps',
+          exprs: [
+            {
+              expr: `sum by (route, destination_service, destination_workload) (rate(weft_requests_total{${ROUTED}, route=~"$route", destination_service=~"$service"}[${RI}]))`,
+              legend: '{{route}} → {{destination_service}} → {{destination_workload}}',
+            },
+          ],
+        },
+        {
+          title: 'Retries per backend Service',
           unit: 'reqps',
           exprs: [
             {
@@ -351,7 +364,9 @@ const VAR_QUERIES: Record<string, string> = {
   namespace: 'label_values(weft_requests_total{direction="inbound"}, destination_namespace)',
   workload:
     'label_values(weft_requests_total{direction="inbound", destination_namespace=~"$namespace"}, destination_workload)',
-  service: 'label_values(weft_requests_total{direction="outbound"}, destination_service)',
+  route: 'label_values(weft_requests_total{direction="outbound", route!=""}, route)',
+  // The backends of the routes chosen (every Service the callers called, with "All" routes).
+  service: 'label_values(weft_requests_total{direction="outbound", route=~"$route"}, destination_service)',
 };
 
 /** A dashboard as Grafana's JSON model (schemaVersion 39), datasource chosen by a variable. */

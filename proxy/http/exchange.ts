@@ -2,7 +2,7 @@
 // record) and the direction that carries it out (inbound.ts, outbound.ts).
 import type { AuthzVerdict } from '../authz/matcher.ts';
 import type { ConnContext, Direction } from '../context.ts';
-import type { ServiceTarget } from '../table.ts';
+import type { RouteLabel, ServiceTarget } from '../table.ts';
 import type { RequestSpan } from '../tracing.ts';
 import type { DownReq, DownRes } from './relay.ts';
 
@@ -25,6 +25,8 @@ export interface Exchange {
   grpcStatus: string;
   /** Outbound: the service answered for (the backend once picked). */
   target: ServiceTarget | undefined;
+  /** Outbound: the route the plan took (undefined: none matched). */
+  route: RouteLabel | undefined;
   upstreamWorkload: string;
   upstreamNamespace: string;
   denied: AuthzVerdict | undefined;

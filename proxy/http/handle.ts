@@ -6,7 +6,7 @@ import type http2 from 'node:http2';
 import type { AuthzVerdict } from '../authz/matcher.ts';
 import { type Direction, headerOf, type ProxyCore, serviceLabel } from '../context.ts';
 import { callerOf } from '../inbound/admission.ts';
-import type { ServiceTarget } from '../table.ts';
+import type { RouteLabel, ServiceTarget } from '../table.ts';
 import type { Exchange } from './exchange.ts';
 import { forwardInbound } from './inbound.ts';
 import { forwardOutbound } from './outbound.ts';
@@ -42,6 +42,7 @@ export async function handleHttp(
     status: 0,
     grpcStatus: '',
     target: undefined as ServiceTarget | undefined,
+    route: undefined as RouteLabel | undefined,
     upstreamWorkload: 'unknown',
     upstreamNamespace: 'unknown',
     denied: undefined as AuthzVerdict | undefined,
@@ -65,6 +66,7 @@ export async function handleHttp(
       path,
       src,
       dst,
+      route: x.route,
       principal: ctx.peer,
       denied: x.denied,
     });

@@ -40,6 +40,7 @@ export async function forwardOutbound(core: ProxyCore, ex: Exchange): Promise<vo
   }
   if (plan.kind === 'refuse') {
     if (plan.target) ex.target = plan.target;
+    ex.route = plan.route?.label;
     if (plan.code === 'WEFT_RATE_LIMITED' || plan.code === 'WEFT_FAULT') ex.status = plan.status;
     sendError(core, res, plan.status, plan.code, plan.message, direction);
     return;
@@ -47,6 +48,7 @@ export async function forwardOutbound(core: ProxyCore, ex: Exchange): Promise<vo
   if (plan.kind === 'handoff') return; // not asked for: node:http serves every route
   if (plan.kind === 'redirect') {
     ex.target = plan.target;
+    ex.route = plan.route.label;
     ex.status = plan.status;
     const a = redirectAnswer(plan);
     (res as HttpTypes.ServerResponse).writeHead(a.status, a.headers);
@@ -55,6 +57,7 @@ export async function forwardOutbound(core: ProxyCore, ex: Exchange): Promise<vo
   }
   const { route, backend } = plan;
   ex.target = plan.target;
+  ex.route = route.label;
   if (plan.delayMs > 0) {
     await new Promise((r) => setTimeout(r, plan.delayMs));
     if (res.destroyed) return;

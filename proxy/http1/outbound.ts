@@ -74,12 +74,14 @@ export function outboundFastPath(d: OutboundDeps) {
         );
         if (plan.kind === 'handoff' || plan.kind === 'passthrough' || plan.kind === 'redirect')
           return { kind: 'handoff' };
+        const route = plan.kind === 'refuse' ? plan.route?.label : plan.route.label;
         const reply = (status: number, code: string, message: string, service: string): Decision<Picked> => {
           d.report({
             ...record,
             started: undefined,
             status,
             dst: { workload: 'unknown', namespace: 'unknown', service },
+            route,
           });
           return { kind: 'reply', status, code, message };
         };
@@ -120,6 +122,7 @@ export function outboundFastPath(d: OutboundDeps) {
                   namespace: f.upstreamNamespace ?? backend.service.namespace,
                   service,
                 },
+                route,
               });
             },
           },

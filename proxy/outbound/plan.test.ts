@@ -167,4 +167,55 @@ describe('planOutbound', () => {
       Number.POSITIVE_INFINITY,
     );
   });
+
+  it('names the route that decided for the metrics: once per compiled route, from the config only', () => {
+    const t = table([
+      route({
+        name: 'HTTPRoute/shop/api/2',
+        source: { kind: 'HTTPRoute', namespace: 'shop', name: 'api', rule: 2 },
+        matches: [{ path: { type: 'PathPrefix', value: '/api' } }],
+        backends: [{ service: 'shop/web-v2', weight: 1 }],
+      }),
+      route({
+        name: 'GRPCRoute/shop/g/0',
+        source: { kind: 'GRPCRoute', namespace: 'shop', name: 'g', rule: 0, ruleName: 'hello' },
+        matches: [{ path: { type: 'Exact', value: '/echo.Echo/Hello' } }],
+      }),
+      route({
+        name: 'shop/limited',
+        matches: [{ headers: [{ name: 'x-rl', value: '1' }] }],
+        rateLimit: { requestsPerSecond: 1, burst: 1 },
+      }),
+      // What the compiler adds when no rule matched: a catch-all answer, no route.
+      {
+        name: 'shop/web:no-route-matched',
+        service: 'shop/web',
+        matches: [{ headers: [{ name: 'x-none', value: '1' }] }],
+        backends: [],
+        directResponse: { status: 404 },
+      },
+    ]);
+    const labelOf = (path: string, headers: Record<string, string> = {}, s = state()) => {
+      const p = planOutbound(t, toVip(http(path, headers)), s);
+      return p.kind === 'forward' || p.kind === 'redirect'
+        ? p.route.label
+        : p.kind === 'refuse'
+          ? p.route?.label
+          : undefined;
+    };
+    const api = labelOf('/api/items/42?token=secret');
+    assert.deepEqual(api, { route: 'HTTPRoute/shop/api', rule: '2' });
+    // The same object for every request the route decides: nothing is built per request.
+    assert.equal(labelOf('/api/other'), api);
+    assert.deepEqual(labelOf('/echo.Echo/Hello'), { route: 'GRPCRoute/shop/g', rule: 'hello' });
+    // A refusal by a route's own policy names the route (a TrafficSplit: no rule).
+    const limited = state([], 0);
+    assert.deepEqual(labelOf('/', { 'x-rl': '1' }, limited), {
+      route: 'TrafficSplit/shop/limited',
+      rule: '',
+    });
+    // No route matched: the Service's implicit default, or the compiler's catch-all answer.
+    assert.deepEqual(labelOf('/'), { route: '', rule: '' });
+    assert.deepEqual(labelOf('/', { 'x-none': '1' }), { route: '', rule: '' });
+  });
 });

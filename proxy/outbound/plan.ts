@@ -46,13 +46,17 @@ export type OutboundPlan =
   | { kind: 'handoff' }
   /** No service: forward to the original destination unchanged (outboundTrafficPolicy ALLOW_ANY). */
   | { kind: 'passthrough'; dst: OriginalDst }
-  /** Answer the client with this status and `weft-error: code`; `target` when a service was found. */
+  /**
+   * Answer the client with this status and `weft-error: code`; `target` when a service was
+   * found, `route` when a route decided (its rate limit, fault, direct answer, backends).
+   */
   | {
       kind: 'refuse';
       status: number;
       code: ProxyErrorCode | 'WEFT_FAULT';
       message: string;
       target: ServiceTarget | undefined;
+      route?: CompiledRoute;
     }
   /** Answer with a redirect (Gateway API RequestRedirect): `status` and `location`. */
   | { kind: 'redirect'; status: number; location: string; target: ServiceTarget; route: CompiledRoute }
@@ -133,7 +137,8 @@ export function planOutbound(
     code: ProxyErrorCode | 'WEFT_FAULT',
     message: string,
     target: ServiceTarget | undefined,
-  ): OutboundPlan => ({ kind: 'refuse', status, code, message, target });
+    route?: CompiledRoute,
+  ): OutboundPlan => ({ kind: 'refuse', status, code, message, target, route });
   if (!t) return refuse(503, 'WEFT_NO_ROUTE', 'weft-proxy has no config yet', undefined);
   const target = outboundTarget(t, req.dst, req.authority);
   if (!target) {
@@ -150,14 +155,21 @@ export function planOutbound(
       'WEFT_NO_ROUTE',
       `route ${route.name} answers ${route.directStatus}`,
       target,
+      route,
     );
   let delayMs = 0;
   if (req.http) {
     if (route.source?.rateLimit && !state.takeToken(route))
-      return refuse(429, 'WEFT_RATE_LIMITED', `rate limit of route ${route.name} exceeded`, target);
+      return refuse(429, 'WEFT_RATE_LIMITED', `rate limit of route ${route.name} exceeded`, target, route);
     const fault = route.source?.faultInjection;
     if (fault?.abort && state.random() * 100 < fault.abort.percentage)
-      return refuse(fault.abort.httpStatus, 'WEFT_FAULT', `fault injected by route ${route.name}`, target);
+      return refuse(
+        fault.abort.httpStatus,
+        'WEFT_FAULT',
+        `fault injected by route ${route.name}`,
+        target,
+        route,
+      );
     if (fault?.delay && state.random() * 100 < fault.delay.percentage) delayMs = fault.delay.fixedDelayMs;
   }
   const path = req.http?.path ?? '/';
@@ -174,9 +186,9 @@ export function planOutbound(
     return { kind: 'redirect', status: url.status, location: url.location, target, route };
   const backend = pickBackend(route, state.random);
   if (!backend)
-    return refuse(503, 'WEFT_NO_ENDPOINTS', `route ${route.name} has no backend with weight`, target);
+    return refuse(503, 'WEFT_NO_ENDPOINTS', `route ${route.name} has no backend with weight`, target, route);
   if (backend.unresolved !== undefined)
-    return refuse(500, 'WEFT_NO_ROUTE', `route ${route.name}: ${backend.unresolved}`, target);
+    return refuse(500, 'WEFT_NO_ROUTE', `route ${route.name}: ${backend.unresolved}`, target, route);
   let mirrors: ServiceTarget[] = NONE;
   if (req.http && route.mirrors.length > 0) {
     mirrors = [];

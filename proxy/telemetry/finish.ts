@@ -3,7 +3,8 @@
 // it here, once.
 import type { AuthzVerdict } from '../authz/matcher.ts';
 import type { Now } from '../clock.ts';
-import type { ProxyMetrics } from '../metrics.ts';
+import type { ProxyMetrics, RequestSeries } from '../metrics.ts';
+import { NO_ROUTE, type RouteLabel } from '../table.ts';
 
 type Direction = 'inbound' | 'outbound';
 
@@ -24,6 +25,8 @@ export interface FinishRecord {
   path: string | undefined;
   src: { workload: string; namespace: string };
   dst: { workload: string; namespace: string; service: string };
+  /** Outbound: the route that decided (the plan's `route.label`); none: no route matched. */
+  route?: RouteLabel | undefined;
   /** The peer's verified SPIFFE ID, inbound under mTLS. */
   principal?: string | undefined;
   /** Set when authorization denied the request. */
@@ -36,8 +39,10 @@ export function finishReporter(
   accessLog: AccessLog | undefined,
   now: Now,
 ): (f: FinishRecord) => void {
-  // prom-client hashes the label object on every call; children are cached by a joined key.
-  const children = new Map<string, { count: { inc(): void }; hist: { observe(v: number): void } }>();
+  // The request series of a label set, cached per route label (the compiled route's own object:
+  // no string is built for it per request), then by a joined key; a request adds to numbers.
+  let children = new WeakMap<RouteLabel, Map<string, RequestSeries>>();
+  let cached = 0;
 
   function finishMetrics(
     direction: Direction,
@@ -46,9 +51,11 @@ export function finishReporter(
     grpcStatus: string,
     src: { workload: string; namespace: string },
     dst: { workload: string; namespace: string; service: string },
+    route: RouteLabel,
   ): void {
     const key = `${direction}|${src.workload}|${src.namespace}|${dst.workload}|${dst.namespace}|${dst.service}|${status}|${grpcStatus}`;
-    let c = children.get(key);
+    let byKey = children.get(route);
+    let c = byKey?.get(key);
     if (!c) {
       const labels = {
         direction,
@@ -57,18 +64,28 @@ export function finishReporter(
         destination_workload: dst.workload,
         destination_namespace: dst.namespace,
         destination_service: dst.service,
+        route: route.route,
+        route_rule: route.rule,
         status_code: String(status),
         grpc_status: grpcStatus,
       };
       // Bounded: label sets come from the config and status codes; a flood of unknown peers
       // cannot grow this without limit.
-      if (children.size > 10_000) children.clear();
-      c = { count: metrics.requests.labels(labels), hist: metrics.duration.labels(labels) };
-      children.set(key, c);
+      if (cached > 10_000) {
+        children = new WeakMap();
+        cached = 0;
+        byKey = undefined;
+      }
+      if (!byKey) {
+        byKey = new Map();
+        children.set(route, byKey);
+      }
+      c = metrics.requestSeries(labels);
+      byKey.set(key, c);
+      cached++;
     }
     const seconds = (now() - started) / 1000;
-    c.count.inc();
-    c.hist.observe(seconds);
+    c.finished(seconds);
     if (direction === 'inbound') metrics.inbound.record(status, seconds);
   }
 
@@ -79,7 +96,7 @@ export function finishReporter(
   return function reportFinish(f: FinishRecord): void {
     const end = now();
     const started = f.started ?? end;
-    finishMetrics(f.direction, started, f.status, f.grpcStatus ?? '', f.src, f.dst);
+    finishMetrics(f.direction, started, f.status, f.grpcStatus ?? '', f.src, f.dst, f.route ?? NO_ROUTE);
     if (accessLog?.enabled())
       accessLog.write({
         direction: f.direction,
@@ -90,6 +107,7 @@ export function finishReporter(
         grpcStatus: f.grpcStatus || undefined,
         durationMs: f.started === undefined ? 0 : Math.round((end - started) * 1000) / 1000,
         service: f.dst.service,
+        route: f.route?.route || undefined,
         source: `${f.src.workload}.${f.src.namespace}`,
         principal: f.principal,
         ...(f.denied

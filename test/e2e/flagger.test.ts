@@ -31,6 +31,7 @@ import {
 } from '../../hack/flagger/flagger.ts';
 import { installWeft, WEFT_NAMESPACE } from '../../hack/install.ts';
 import { freePort } from '../../hack/lib/control-plane.ts';
+import { DEMO_IMAGE, demoServerContainer } from '../../hack/lib/demo-pod.ts';
 import { startWeftNode, type WeftNode } from '../../hack/lib/weft-node.ts';
 import {
   concreteExpr,
@@ -49,7 +50,6 @@ import { eventually as poll } from '../support/eventually.ts';
 const external = process.env.WEFT_TEST_KUBECONFIG;
 const isRoot = process.getuid?.() === 0;
 const NS = 'weft-flagger';
-const DEMO_IMAGE = 'ghcr.io/weft-mesh/weft-demo:0.1.0';
 const log = (l: string) => process.stderr.write(`${l}\n`);
 
 const eventually = <T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 180_000) =>
@@ -74,20 +74,7 @@ function podinfo(env: Record<string, string>) {
         metadata: { labels: { app: 'podinfo' } },
         spec: {
           terminationGracePeriodSeconds: 1,
-          containers: [
-            {
-              name: 'app',
-              image: DEMO_IMAGE,
-              command: ['node', 'hack/demo-apps/server.ts'],
-              env: [
-                { name: 'SERVICE_NAME', value: 'podinfo' },
-                ...Object.entries(env).map(([name, value]) => ({ name, value })),
-                { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
-              ],
-              ports: [{ name: 'http', containerPort: 8080 }],
-              readinessProbe: { httpGet: { path: '/healthz', port: 8080 }, periodSeconds: 1 },
-            },
-          ],
+          containers: [demoServerContainer('podinfo', env)],
         },
       },
     },
@@ -112,7 +99,7 @@ function canary(gateUrl: string) {
         gatewayRefs: [{ group: '', kind: 'Service', name: 'podinfo', port: PORT }],
       },
       analysis: {
-        interval: '10s',
+        interval: '5s',
         threshold: THRESHOLD,
         stepWeight: STEP,
         maxWeight: MAX,
@@ -231,7 +218,7 @@ describe('Flagger drives a canary of a meshed Deployment through HTTPRoute weigh
   };
   /**
    * Polls the Canary until `until` holds, recording every phase and weight it passed through
-   * (each lasts at least one analysis interval, 10 s; polled every 0.5 s).
+   * (each lasts at least one analysis interval, 5 s; polled every 0.5 s).
    */
   const watchCanary = async (what: string, until: (s: ReturnType<typeof canaryStatus>) => boolean) => {
     const phases: string[] = [];

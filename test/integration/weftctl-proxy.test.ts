@@ -4,10 +4,12 @@
 // proxy-config, stat, edges, top, check --proxy and authz explain --from/--to go through
 // the same path as on a cluster.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
 import pino from 'pino';
 import { CONFIG_DISTRIBUTION, PROXY } from '../../api/index.ts';
 import { runWeftctl } from '../../cli/main.ts';
@@ -21,6 +23,7 @@ import { HOUR, newCa, spiffe, writeIdentity } from '../netns/mtlsfixture.ts';
 import { installCrds, startTestCluster, type TestCluster } from '../support/cluster.ts';
 
 const NS = 'shop';
+const run = promisify(execFile);
 /** An address of this host that is not loopback: the apiserver refuses to proxy to loopback. */
 const hostIP = Object.values(networkInterfaces())
   .flat()
@@ -67,15 +70,16 @@ describe('weftctl data-plane commands through the apiserver', {
     name: string,
     sa: string,
     labels: Record<string, string>,
-    sidecar?: Sidecar,
+    sidecar?: Pick<Sidecar, 'ports'>,
     owner?: { kind: string; name: string; uid: string },
+    at: { namespace: string; ip: string } = { namespace: NS, ip: hostIP! },
   ) {
     await client.create(RESOURCES.pods, {
       apiVersion: 'v1',
       kind: 'Pod',
       metadata: {
         name,
-        namespace: NS,
+        namespace: at.namespace,
         ...(owner ? { ownerReferences: [{ apiVersion: 'apps/v1', ...owner, controller: true }] } : {}),
         labels: { ...labels, ...(sidecar ? { 'weft.dev/meshed': 'true' } : {}) },
         ...(sidecar ? { annotations: { 'weft.dev/injected': INJECTOR_VERSION } } : {}),
@@ -102,8 +106,8 @@ describe('weftctl data-plane commands through the apiserver', {
     await client.apply(
       RESOURCES.pods,
       {
-        metadata: { name, namespace: NS },
-        status: { phase: 'Running', podIP: hostIP, podIPs: [{ ip: hostIP }] },
+        metadata: { name, namespace: at.namespace },
+        status: { phase: 'Running', podIP: at.ip, podIPs: [{ ip: at.ip }] },
       } as never,
       { subresource: 'status', fieldManager: 'weft-test' },
     );
@@ -279,7 +283,7 @@ describe('weftctl data-plane commands through the apiserver', {
     assert.equal(soon.code, 1);
   });
 
-  test('stat, edges and top: rates, success and latency from two scrapes of the real proxies', async () => {
+  test('stat, edges, routes and top: rates, success and latency from two scrapes of the real proxies', async () => {
     // Three answered and one failed request per tick, from frontend to web, seen on both sides.
     const labels = (direction: string, status: string) => ({
       direction,
@@ -288,6 +292,8 @@ describe('weftctl data-plane commands through the apiserver', {
       destination_workload: 'web',
       destination_namespace: NS,
       destination_service: 'web',
+      route: direction === 'outbound' ? 'TrafficSplit/shop/web' : '',
+      route_rule: '',
       status_code: status,
       grpc_status: '',
     });
@@ -335,12 +341,61 @@ describe('weftctl data-plane commands through the apiserver', {
       edges.map((e) => [e.name, e.successRate, e.source.identity, e.destination.identity]),
       [['shop/frontend -> shop/web', 0.75, spiffe('frontend'), spiffe('web')]],
     );
+    const routes = JSON.parse((await weftctl('routes', '-n', NS, '--window', '1s', '-o', 'json')).out) as {
+      name: string;
+      successRate: number;
+      destination: { service: string };
+    }[];
+    assert.deepEqual(
+      routes.map((r) => [r.name, r.successRate, r.destination.service]),
+      [['TrafficSplit/shop/web', 0.75, 'web']],
+    );
     const top = await weftctl('top', '-n', NS, '--window', '1s', '--once');
     assert.match(
       top.out,
       /^SOURCE\s+DESTINATION\s+SERVICE\s+SUCCESS\s+RPS\s+P50\s+P95\s+P99\s+IDENTITIES\nshop\/frontend\s+shop\/web\s+web\s+75\.00%/,
     );
     clearInterval(traffic);
+  });
+
+  test('stat gives up on a sidecar whose network is gone after a few seconds, naming the pod', {
+    skip: process.getuid?.() === 0 ? false : 'needs root (a network namespace that drops every packet)',
+  }, async () => {
+    // The pod's address lives in a network namespace of this test that drops everything it gets:
+    // the apiserver's pods/proxy dial hangs until its own dial timeout, as for a node gone dark.
+    const netns = `wft-${process.pid}-bh`;
+    const link = `wbh${process.pid}`.slice(0, 15);
+    const a = (process.pid >> 6) & 0xff;
+    const b = (process.pid & 0x3f) << 2;
+    const [hostSide, podSide] = [`198.18.${a}.${b + 1}`, `198.18.${a}.${b + 2}`];
+    const inNs = (...args: string[]) => run('ip', ['netns', 'exec', netns, ...args]);
+    try {
+      await run('ip', ['netns', 'add', netns]);
+      await run('ip', ['link', 'add', link, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', netns]);
+      await run('ip', ['addr', 'add', `${hostSide}/30`, 'dev', link]);
+      await run('ip', ['link', 'set', link, 'up']);
+      await inNs('ip', 'addr', 'add', `${podSide}/30`, 'dev', 'eth0');
+      await inNs('ip', 'link', 'set', 'eth0', 'up');
+      await inNs('iptables', '-A', 'INPUT', '-j', 'DROP');
+      cluster.kubectl('create', 'namespace', 'gone');
+      await pod('gone-1', 'default', { app: 'gone' }, { ports: { ...web.ports, health: 15020 } }, undefined, {
+        namespace: 'gone',
+        ip: podSide,
+      });
+      // stat, edges, routes and top read through the same two scrapes (main.ts window()).
+      const r = await weftctl('stat', '-n', 'gone', '--window', '0s', '-o', 'json');
+      assert.match(
+        r.err,
+        /gone-1: metrics not read: no answer within 3s through the apiserver \(is the pod's network up\?\)/,
+        r.err,
+      );
+      assert.deepEqual(
+        (JSON.parse(r.out) as { name: string; requests: number }[]).map((x) => [x.name, x.requests]),
+        [['gone/gone', 0]],
+      );
+    } finally {
+      await run('ip', ['netns', 'del', netns]).catch(() => {});
+    }
   });
 
   test('authz explain --from/--to takes identity, labels and port from the live pods and names the policy and rule', async () => {

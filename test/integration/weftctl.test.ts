@@ -7,12 +7,22 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
-import { installCrds, repoRoot, startTestCluster, type TestCluster } from '../support/cluster.ts';
+import {
+  installCrds,
+  repoRoot,
+  sampleObjects,
+  startTestCluster,
+  type TestCluster,
+} from '../support/cluster.ts';
 import { type OpenDashboard, openDashboard } from '../support/dashboard.ts';
 
 const run = promisify(execFile);
 let cluster: TestCluster;
 let dash: OpenDashboard | undefined;
+/** "Kind/name" of every sample (config/samples), sorted: what status and the dashboard list. */
+const samples = sampleObjects()
+  .map((o) => `${o.kind}/${o.metadata.name}`)
+  .sort();
 before(async () => {
   cluster = await startTestCluster();
 });
@@ -70,14 +80,7 @@ test('check and status after installing the CRDs and samples, before any operato
 
   const s = await weftctl('status', '-o', 'json');
   const rows = JSON.parse(s.stdout) as { kind: string; name: string; reason: string }[];
-  assert.deepEqual(rows.map((x) => `${x.kind}/${x.name}`).sort(), [
-    'AuthorizationPolicy/deny-admin',
-    'AuthorizationPolicy/reviews-readers',
-    'Mesh/default',
-    'TrafficSplit/ratings-progressive',
-    'TrafficSplit/reviews-beta',
-    'TrafficSplit/reviews-canary',
-  ]);
+  assert.deepEqual(rows.map((x) => `${x.kind}/${x.name}`).sort(), samples);
   assert.ok(rows.every((x) => x.reason === 'NotReconciled'));
 });
 
@@ -90,14 +93,10 @@ test('dashboard (after the samples): progress while it loads, then resources wit
   const resources = await page
     .locator('#status tbody tr')
     .evaluateAll((rows) => rows.map((r) => [...r.querySelectorAll('td')].map((td) => td.textContent)));
-  assert.deepEqual(resources.map((r) => `${r[0]}/${r[2]} ${r[3]} ${r[4]}`).sort(), [
-    'AuthorizationPolicy/deny-admin Unknown (not reconciled yet) NotReconciled',
-    'AuthorizationPolicy/reviews-readers Unknown (not reconciled yet) NotReconciled',
-    'Mesh/default Unknown (not reconciled yet) NotReconciled',
-    'TrafficSplit/ratings-progressive Unknown (not reconciled yet) NotReconciled',
-    'TrafficSplit/reviews-beta Unknown (not reconciled yet) NotReconciled',
-    'TrafficSplit/reviews-canary Unknown (not reconciled yet) NotReconciled',
-  ]);
+  assert.deepEqual(
+    resources.map((r) => `${r[0]}/${r[2]} ${r[3]} ${r[4]}`).sort(),
+    samples.map((s) => `${s} Unknown (not reconciled yet) NotReconciled`),
+  );
   const canary = page.locator('[data-split="default/reviews-canary"]');
   assert.equal(
     await canary.locator('[data-backend="reviews-v1"][data-kind="configured"]').textContent(),

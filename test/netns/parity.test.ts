@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import type { AuthzPolicy, ProxyConfig, Route } from '../../api/index.ts';
 import { endpoint, proxyConfig, route, service } from '../../proxy/testdata.ts';
 import { newCa, spiffe, writeIdentity, writeLabels } from './mtlsfixture.ts';
-import { type Agent, eventually, type Pod, Topology } from './netns.ts';
+import { type Agent, eventually, metricLines, metricSum, type Pod, Topology } from './netns.ts';
 import { gatewayCases } from './parityroutes.ts';
 import { type Case, sendVia, TRANSPORTS, type Transport } from './paritysend.ts';
 
@@ -262,6 +262,81 @@ describe('outbound policy parity across transports', { timeout: 300_000 }, () =>
       const bytes = r.first.status === 200 ? (JSON.parse(r.first.body) as { bytes: number }).bytes : -1;
       if (r.first.status !== 200 || bytes !== 1000)
         failures.push(`${transport}: ${r.first.status}, the app read ${bytes} of 1000 body bytes`);
+    }
+    assert.deepEqual(failures, []);
+  });
+
+  it('request metrics name the route that decided (kind/namespace/name and rule), never the path; none when no route matched', async () => {
+    // Upgrades report no request metrics (bytes only, as TCP): the other transports each.
+    const failures: string[] = [];
+    for (const transport of ['h1-fast', 'h1-node', 'h1-mux', 'h2'] as const) {
+      const a = transport === 'h1-mux' ? muxAgent : agent;
+      const routes = [
+        // An HTTPRoute rule as the operator compiles it (rule 1, named "api"), under /api only.
+        route({
+          name: `shop/metrics-${transport}/1`,
+          source: {
+            kind: 'HTTPRoute',
+            namespace: 'shop',
+            name: `metrics-${transport}`,
+            rule: 1,
+            ruleName: 'api',
+          },
+          matches: [{ path: { type: 'PathPrefix', value: '/api' } }],
+          backends: [{ service: 'shop/web-v2', weight: 1 }],
+        }),
+        // A TrafficSplit (no source) that refuses: the route is named on the refusal too.
+        route({
+          name: `shop/abort-${transport}`,
+          matches: [{ headers: [{ name: 'x-abort', value: 'yes' }] }],
+          faultInjection: { abort: { httpStatus: 418, percentage: 100 } },
+        }),
+      ].map((r) => forTransport(r, transport));
+      await apply(config(routes));
+      const scrape = async () =>
+        (await a.send<{ first: { body: string } }>({ op: 'http', url: 'http://127.0.0.1:15020/metrics' }))
+          .first.body;
+      const unrouted = (m: string) =>
+        metricSum(
+          m,
+          'weft_requests_total{',
+          'route=""',
+          'destination_service="web.shop"',
+          'status_code="200"',
+        );
+      const before = await scrape();
+      const got = [
+        await send(transport, `/api/secret-${transport}?token=x`, {}),
+        await send(transport, `/plain-${transport}`, {}),
+        await send(transport, '/', { 'x-abort': 'yes' }),
+      ].map((o) => `${o.status} ${o.backend ?? '-'}`);
+      const want = [`200 ${v2.name}`, `200 ${v1.name}`, '418 -'];
+      if (got.join() !== want.join())
+        failures.push(`${transport}: answers ${got.join(', ')}, want ${want.join(', ')}`);
+      const m = await scrape();
+      const routed = metricSum(
+        m,
+        'weft_requests_total{',
+        `route="HTTPRoute/shop/metrics-${transport}"`,
+        'route_rule="api"',
+        'destination_service="web-v2.shop"',
+        'status_code="200"',
+      );
+      const aborted = metricSum(
+        m,
+        'weft_requests_total{',
+        `route="TrafficSplit/shop/abort-${transport}"`,
+        'route_rule=""',
+        'status_code="418"',
+      );
+      const none = unrouted(m) - unrouted(before);
+      if (routed !== 1 || aborted !== 1 || none !== 1)
+        failures.push(
+          `${transport}: requests by the HTTPRoute rule ${routed}, by the aborting split ${aborted}, by no route ${none} (want 1 each)`,
+        );
+      // Bounded: the paths and the query never become label values, in any request series.
+      const leaked = metricLines(m, 'weft_request').filter((l) => /secret|plain-|token/.test(l));
+      if (leaked.length > 0) failures.push(`${transport}: a path in a label: ${leaked[0]}`);
     }
     assert.deepEqual(failures, []);
   });

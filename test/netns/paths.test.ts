@@ -135,7 +135,7 @@ async function refusedEverywhere(target: string, hostHeader = 'web.shop'): Promi
     );
     assert.ok(
       r.status === 403 || r.status === 400,
-      `${JSON.stringify(target)} via ${how}: status ${r.status}`,
+      `${JSON.stringify(target)} via ${how}: status ${r.status}${r.error ? ` (${r.error})` : ''}`,
     );
   }
 }
