@@ -24,8 +24,8 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { PROXY } from '../api/constants.ts';
 import { repoRoot } from '../hack/lib/cluster.ts';
+import { DEMO_IMAGE, DEMO_PORT, demoServerContainer } from '../hack/lib/demo-pod.ts';
 import { eventually } from '../hack/lib/eventually.ts';
-import { DEMO_IMAGE } from '../hack/lib/faults.ts';
 import { metricSum } from '../hack/lib/netns.ts';
 import {
   distribution,
@@ -113,7 +113,7 @@ try {
       metadata: { name: 'web', namespace: ns },
       spec: {
         selector: { app: 'web' },
-        ports: [{ name: 'http', port: 80, targetPort: 8080, appProtocol: 'http' }],
+        ports: [{ name: 'http', port: 80, targetPort: DEMO_PORT, appProtocol: 'http' }],
       },
     });
   }
@@ -169,16 +169,11 @@ try {
             metadata: { labels: { app: 'web' } },
             spec: {
               terminationGracePeriodSeconds: 1,
+              // Readiness every 5 s, not the helper's 1 s: 200 pods' probes are load on 2 cores.
               containers: [
                 {
-                  name: 'app',
-                  image: DEMO_IMAGE,
-                  command: ['node', 'hack/demo-apps/server.ts'],
-                  env: [
-                    { name: 'SERVICE_NAME', value: 'web' },
-                    { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
-                  ],
-                  readinessProbe: { httpGet: { path: '/healthz', port: 8080 }, periodSeconds: 5 },
+                  ...demoServerContainer('web'),
+                  readinessProbe: { httpGet: { path: '/healthz', port: DEMO_PORT }, periodSeconds: 5 },
                 },
               ],
             },
@@ -208,9 +203,9 @@ try {
       Array.from({ length: 8 }, async () => {
         for (let i = next++; i < ips.length; i = next++) {
           for (let k = 0; k < REQUESTS_PER_POD; k++) {
-            const r = await fetch(`http://${ips[i]}:8080/`, { signal: AbortSignal.timeout(10_000) }).catch(
-              (e: Error) => e,
-            );
+            const r = await fetch(`http://${ips[i]}:${DEMO_PORT}/`, {
+              signal: AbortSignal.timeout(10_000),
+            }).catch((e: Error) => e);
             if (r instanceof Error) continue;
             await r.text();
             if (r.status === 200) hostOk++;
