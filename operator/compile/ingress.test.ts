@@ -49,7 +49,12 @@ interface Shape {
       spec: {
         serviceAccountName: string;
         initContainers?: unknown;
-        containers: { command: string[]; restartPolicy?: string; env: { name: string; value?: string }[] }[];
+        containers: {
+          command: string[];
+          restartPolicy?: string;
+          env: { name: string; value?: string }[];
+          readinessProbe: { periodSeconds: number };
+        }[];
       };
     };
   };
@@ -306,6 +311,7 @@ describe('Weft gateway: routing table and status', () => {
     assert.equal(pod.initContainers, undefined, 'no iptables init container');
     assert.deepEqual(pod.containers[0].command.slice(-1), ['--gateway']);
     assert.equal(pod.containers[0].restartPolicy, undefined);
+    assert.equal(pod.containers[0].readinessProbe.periodSeconds, 1, 'Programmed as soon as it is ready');
     assert.equal(by('Service').spec.type, 'NodePort');
     assert.deepEqual(by('Service').spec.ports[0], {
       name: 'gw-80',

@@ -121,6 +121,12 @@ export function gatewayWorkload(
             {
               ...container,
               command: [...COMMANDS.proxy, '--gateway'],
+              // Probed every second, not every 5 s as a sidecar (whose startupProbe, at 1 s, it
+              // has not): the Gateway is Programmed once its pod is ready, and a gateway that
+              // stops answering leaves its Service's endpoints within 3 s.
+              ...(container.readinessProbe
+                ? { readinessProbe: { ...container.readinessProbe, periodSeconds: 1 } }
+                : {}),
               env: [
                 ...(container.env ?? []),
                 { name: 'WEFT_GATEWAY_CONFIG', value: `${GATEWAY_CONFIG_DIR}/${GATEWAY_CONFIG_KEY}` },
