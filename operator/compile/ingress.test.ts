@@ -8,8 +8,8 @@ import { issueServingCertificate } from '../../webhook/tls.ts';
 import {
   gatewayStatus,
   gatewayWorkload,
-  tableGeneration,
   SERVICE_TYPE_ANNOTATION,
+  tableGeneration,
   workloadName,
 } from '../reconcilers/ingress.ts';
 import { cluster, http, to } from './gatewayfixtures.ts';
