@@ -10,6 +10,7 @@ import type { Compilation } from './compilation.ts';
 import { DEFAULT_MESH_NAME } from './compiler.ts';
 import type { GatewayCache } from './gatewayapi.ts';
 import { IDENTITY_KEY } from './identity/controller.ts';
+import { GATEWAY_NAME_LABEL } from './reconcilers/ingress.ts';
 import { podMatters } from './transforms.ts';
 
 export interface Controllers {
@@ -171,6 +172,13 @@ function watchIngress(cache: OperatorCache, gateway: GatewayCache, c: Controller
     allGateways();
   });
   gateway.tlsSecrets?.on(allGateways);
+  // A gateway pod that turns ready (or not) re-runs its Gateway at once: Programmed follows the
+  // Deployment's ready replicas without waiting for the 5 s re-check while Pending.
+  cache.pods.on((_t, pod) => {
+    const l = pod.metadata.labels;
+    const name = l?.[GATEWAY_NAME_LABEL];
+    if (name && l['weft.dev/component'] === 'gateway') c.gateway?.add(`${pod.metadata.namespace}/${name}`);
+  });
   for (const i of [gateway.referenceGrants, cache.services, cache.namespaces])
     i?.on(() => {
       allGateways();

@@ -40,7 +40,8 @@ export { GATEWAY_CONFIG_KEY };
 export const GATEWAY_CONFIG_DIR = '/etc/weft/gateway';
 /** Where the gateway proxy reads its HTTPS listeners' certificates (the `-tls` Secret). */
 export const GATEWAY_CERTS_DIR = '/etc/weft/gateway-tls';
-const NAME_LABEL = 'gateway.networking.k8s.io/gateway-name';
+/** The label of every object run for a Gateway, with its name (its pods too). */
+export const GATEWAY_NAME_LABEL = 'gateway.networking.k8s.io/gateway-name';
 
 /** The name of every object run for a Gateway (Service, Deployment, ServiceAccount, ConfigMap). */
 export const workloadName = (gateway: string) => `${gateway}-weft-gateway`;
@@ -85,7 +86,7 @@ export function gatewayWorkload(
   const labels = {
     'app.kubernetes.io/managed-by': 'weft',
     'weft.dev/component': 'gateway',
-    [NAME_LABEL]: gw.metadata.name,
+    [GATEWAY_NAME_LABEL]: gw.metadata.name,
   };
   const metadata = {
     name,
@@ -111,7 +112,7 @@ export function gatewayWorkload(
     metadata,
     spec: {
       replicas: 1,
-      selector: { matchLabels: { [NAME_LABEL]: gw.metadata.name } },
+      selector: { matchLabels: { [GATEWAY_NAME_LABEL]: gw.metadata.name } },
       template: {
         metadata: { labels },
         spec: {
@@ -158,7 +159,7 @@ export function gatewayWorkload(
     metadata,
     spec: {
       type: serviceType,
-      selector: { [NAME_LABEL]: gw.metadata.name },
+      selector: { [GATEWAY_NAME_LABEL]: gw.metadata.name },
       ports: ports.map((p) => ({ name: `gw-${p.port}`, port: p.port, targetPort: p.bind, protocol: 'TCP' })),
     },
   };
