@@ -25,7 +25,14 @@ import { type OperatorHandle, startOperator } from '../../operator/operator.ts';
 import { GATEWAY_CONFIG_KEY } from '../../operator/reconcilers/ingress.ts';
 import { writeProjected } from '../../proxy/configdir.ts';
 import { issueServingCertificate } from '../../webhook/tls.ts';
-import { installCrds, repoRoot, startTestCluster, type TestCluster } from '../support/cluster.ts';
+import {
+  canI,
+  dryRunApplyAs,
+  installCrds,
+  repoRoot,
+  startTestCluster,
+  type TestCluster,
+} from '../support/cluster.ts';
 import { eventually } from '../support/eventually.ts';
 import { writeServiceAccountToken } from '../support/propagation.ts';
 import { type ProxyProcess, spawnProxy } from '../support/proxyprocess.ts';
@@ -438,6 +445,7 @@ describe('Weft gateway on a real apiserver', () => {
       ).gateway;
     assert.match(await waitFor('the gateway redirects to one.example', location), /\/\/one\.example/);
 
+    const t0 = Date.now();
     await client.apply(
       HR,
       obj(HR, { name: 'fast', namespace: 'shop' }, { spec: redirectTo('two.example') }),
@@ -453,6 +461,7 @@ describe('Weft gateway on a real apiserver', () => {
       }),
       /\/\/two\.example/,
     );
+    console.log(`route change served by the gateway: ${Date.now() - t0} ms after the write`);
     assert.equal(readFileSync(volume, 'utf8'), routingTable, 'the volume is untouched');
     const now = await gatewayState();
     assert.equal(now.source, 'apiserver');
@@ -472,23 +481,16 @@ describe('Weft gateway on a real apiserver', () => {
     // nothing else.
     // The namespace's ProxyConfig, which every meshed pod of it reads (ClusterRole weft-proxy).
     cluster.kubectl('apply', '--server-side', '-f', join(repoRoot, 'config', 'rbac', 'proxy_role.yaml'));
-    const canI = (verb: string, what: string, ns = 'shop') => {
-      const as = `--as=system:serviceaccount:shop:${name}`;
-      try {
-        return cluster.kubectl('auth', 'can-i', verb, what, '-n', ns, as).trim();
-      } catch (e) {
-        // "no" exits 1; the first word is the answer.
-        return String((e as { stdout?: Buffer }).stdout ?? '').split(/\s/)[0];
-      }
-    };
-    assert.equal(canI('get', 'configmaps/weft-proxy-config'), 'yes');
-    for (const verb of ['get', 'list', 'watch']) assert.equal(canI(verb, `configmaps/${name}`), 'yes', verb);
-    assert.equal(canI('list', 'configmaps'), 'no', 'list every ConfigMap of the namespace');
-    assert.equal(canI('get', 'configmaps/kube-root-ca.crt'), 'no');
-    assert.equal(canI('get', 'configmaps/public-weft-gateway', 'edge'), 'no', "another Gateway's table");
-    assert.equal(canI('get', `secrets/${name}-tls`), 'no', 'its certificates come through the volume only');
-    assert.equal(canI('list', 'secrets'), 'no');
-    assert.equal(canI('update', `configmaps/${name}`), 'no');
+    const can = (verb: string, what: string, ns = 'shop') =>
+      canI(cluster.kubectl, `system:serviceaccount:shop:${name}`, verb, what, '-n', ns);
+    assert.equal(can('get', 'configmaps/weft-proxy-config'), 'yes');
+    for (const verb of ['get', 'list', 'watch']) assert.equal(can(verb, `configmaps/${name}`), 'yes', verb);
+    assert.equal(can('list', 'configmaps'), 'no', 'list every ConfigMap of the namespace');
+    assert.equal(can('get', 'configmaps/kube-root-ca.crt'), 'no');
+    assert.equal(can('get', 'configmaps/public-weft-gateway', 'edge'), 'no', "another Gateway's table");
+    assert.equal(can('get', `secrets/${name}-tls`), 'no', 'its certificates come through the volume only');
+    assert.equal(can('list', 'secrets'), 'no');
+    assert.equal(can('update', `configmaps/${name}`), 'no');
   });
 
   test('the operator’s RBAC and admission policy let it write a Gateway’s Role and RoleBinding in that shape only', async () => {
@@ -515,25 +517,8 @@ describe('Weft gateway on a real apiserver', () => {
       subjects: [subject],
     });
     const sa = (name: string) => ({ kind: 'ServiceAccount', name, namespace: 'shop' });
-    /** '' when the operator may apply `o` (server dry run), else the apiserver's refusal. */
-    const asOperator = (o: Record<string, unknown>) => {
-      const file = join(work, 'rbac.json');
-      writeFileSync(file, JSON.stringify(o));
-      try {
-        cluster.kubectl(
-          'apply',
-          '--as=system:serviceaccount:weft-system:weft-operator',
-          '--server-side',
-          '--field-manager=weft-operator',
-          '--dry-run=server',
-          '-f',
-          file,
-        );
-        return '';
-      } catch (e) {
-        return String((e as { stderr?: Buffer }).stderr);
-      }
-    };
+    const asOperator = (o: Record<string, unknown>) =>
+      dryRunApplyAs(cluster.kubectl, 'system:serviceaccount:weft-system:weft-operator', 'weft-operator', o);
     // The policy is enforced once the apiserver has loaded it.
     const denied = await waitFor('the admission policy to deny a broader Role', async () => {
       const e = asOperator(role('wide-weft-gateway', {}));
