@@ -24,6 +24,7 @@ import {
   compileIngress,
   effectiveHostnames,
   gatewayClassConditions,
+  gatewayKeysOf,
   hostOrder,
   isWeftClass,
 } from './ingress.ts';
@@ -353,6 +354,22 @@ describe('Weft gateway: routing table and status', () => {
     assert.ok('error' in w3);
     assert.match(w3.error, /metadata\.name.*50 characters/);
     assert.equal(workloadName('edge'), 'edge-weft-gateway');
+  });
+
+  test('a route names its Gateways by parentRef (namespace defaulting to its own); Services are not Gateways', () => {
+    const route = {
+      metadata: { namespace: 'shop' },
+      spec: {
+        parentRefs: [
+          { name: 'edge' },
+          { name: 'public', namespace: 'infra', sectionName: 'http' },
+          { group: '', kind: 'Service', name: 'web' },
+          { group: 'example.com', kind: 'Gateway', name: 'theirs' },
+        ],
+      },
+    };
+    assert.deepEqual(gatewayKeysOf(route), ['shop/edge', 'infra/public']);
+    assert.deepEqual(gatewayKeysOf({ metadata: {}, spec: {} }), []);
   });
 
   test('the routing table’s generation: kept while the content is the same, the next one when it changes', () => {
