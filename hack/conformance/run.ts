@@ -24,7 +24,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { load } from 'js-yaml';
 import { INJECT_LABEL } from '../../api/constants.ts';
@@ -335,7 +335,8 @@ function runSuite(
 export async function runConformance(o: ConformanceOptions = {}): Promise<ConformanceRun> {
   const log = o.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const profiles = o.profiles ?? DEFAULT_PROFILES;
-  const reportPath = o.report ?? DEFAULT_REPORT;
+  // The suite runs in a temporary directory: a relative --report is the caller's.
+  const reportPath = resolve(o.report ?? DEFAULT_REPORT);
   const t0 = Date.now();
   // Built before the cluster starts: the lock is not held while Go compiles.
   const bin = suiteBinary();

@@ -313,6 +313,17 @@ describe('Weft gateway: routing table and status', () => {
     assert.deepEqual(pod.containers[0].command.slice(-1), ['--gateway']);
     assert.equal(pod.containers[0].restartPolicy, undefined);
     assert.equal(pod.containers[0].readinessProbe.periodSeconds, 1, 'Programmed as soon as it is ready');
+    // A listener change must not roll the pods: the template names no listener port.
+    const other = compileIngress({
+      gateway: gateway([{ name: 'web', port: 8081, protocol: 'HTTP' }]),
+      services: services(),
+    });
+    const w4 = gatewayWorkload(gw, other, undefined);
+    assert.ok('objects' in w4);
+    assert.deepEqual(
+      (w4.objects.find((o) => o.type.kind === 'Deployment')!.obj as unknown as Shape).spec.template,
+      by('Deployment').spec.template,
+    );
     assert.equal(by('Service').spec.type, 'NodePort');
     assert.deepEqual(by('Service').spec.ports[0], {
       name: 'gw-80',

@@ -135,10 +135,11 @@ export function gatewayWorkload(
                 // The fast path: the proxy watches this ConfigMap too (Role and RoleBinding below).
                 { name: 'WEFT_GATEWAY_CONFIGMAP', value: name },
               ],
-              ports: [
-                ...ports.map((p) => ({ name: `gw-${p.port}`, containerPort: p.bind, protocol: 'TCP' })),
-                { name: 'weft-health', containerPort: PROXY.healthPort, protocol: 'TCP' },
-              ],
+              // The listeners' ports are not declared (the Service's targetPort names the bound
+              // port by number): a listener added, removed or moved changes the routing table
+              // (applied in place, without restart) and the Service, never the pod template,
+              // so it does not roll the gateway's pods.
+              ports: [{ name: 'weft-health', containerPort: PROXY.healthPort, protocol: 'TCP' }],
               volumeMounts: [
                 ...(container.volumeMounts ?? []),
                 { name: 'weft-gateway', mountPath: GATEWAY_CONFIG_DIR, readOnly: true },
