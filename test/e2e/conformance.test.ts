@@ -11,7 +11,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Profile } from '../../hack/conformance/build.ts';
 import {
@@ -61,7 +61,9 @@ describe('the Gateway API conformance suite (MESH-HTTP, MESH-GRPC, GATEWAY-HTTP)
 }, () => {
   let run: ConformanceRun;
   let hostBefore: ReturnType<typeof snapshotHost>;
-  const report = join(tmpdir(), `weft-conformance-report-${process.pid}.yaml`);
+  // WEFT_CONFORMANCE_REPORT keeps the suite's report there (e.g. bench/results/gateway-conformance.yaml).
+  const kept = process.env.WEFT_CONFORMANCE_REPORT;
+  const report = kept ? resolve(kept) : join(tmpdir(), `weft-conformance-report-${process.pid}.yaml`);
 
   before(async () => {
     // The snapshot waits for the real-cluster lock: before it, another test's cluster may run.
@@ -79,7 +81,9 @@ describe('the Gateway API conformance suite (MESH-HTTP, MESH-GRPC, GATEWAY-HTTP)
     for (const [name, lines] of run.failures) log(`[e2e] failed: ${name}: ${lines.join(' ')}`);
   });
 
-  after(() => rmSync(report, { force: true }));
+  after(() => {
+    if (!kept) rmSync(report, { force: true });
+  });
 
   test('the suite reported on every profile, in its own format, for the pinned Gateway API', () => {
     assert.equal(run.report.kind, 'ConformanceReport');
