@@ -75,6 +75,9 @@ export const PROXY = {
  * order and gunzipped, are the ProxyConfig JSON. A part whose sha256 differs from the manifest
  * means the kubelet has not finished projecting: the proxy keeps its last good config.
  */
+/** The key of a Weft gateway's routing table (GatewayConfig JSON) in its ConfigMap (docs/ingress.md). */
+export const GATEWAY_CONFIG_KEY = 'gateway.json';
+
 export const CONFIG_DISTRIBUTION = {
   configMapName: 'weft-proxy-config',
   maxShards: 4,

@@ -313,6 +313,11 @@ export type ProxyConfig = Static<typeof ProxyConfig>;
 export const GatewayConfig = Type.Object({
   /** "<namespace>/<name>" of the Gateway. */
   gateway: Type.String({ minLength: 1 }),
+  /**
+   * The order the gateway applies tables in, from its volume and the apiserver watch: never a
+   * lower (or the same) one than applied. Bumped by the operator when the content changes.
+   */
+  generation: Type.Optional(Type.Integer({ minimum: 1 })),
   ports: Type.Array(
     Type.Object({
       /** The listener port (the Service's port). */

@@ -436,6 +436,13 @@ export const RESOURCES = {
     kind: 'EndpointSlice',
     namespaced: true,
   },
+  roles: {
+    group: 'rbac.authorization.k8s.io',
+    version: 'v1',
+    plural: 'roles',
+    kind: 'Role',
+    namespaced: true,
+  },
   roleBindings: {
     group: 'rbac.authorization.k8s.io',
     version: 'v1',

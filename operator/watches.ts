@@ -7,9 +7,11 @@ import { objectKey } from '../kube/informer.ts';
 import type { Controller } from '../kube/manager.ts';
 import type { OperatorCache } from './cache.ts';
 import type { Compilation } from './compilation.ts';
+import { gatewayKeysOf } from './compile/ingress.ts';
 import { DEFAULT_MESH_NAME } from './compiler.ts';
 import type { GatewayCache } from './gatewayapi.ts';
 import { IDENTITY_KEY } from './identity/controller.ts';
+import { GATEWAY_NAME_LABEL } from './reconcilers/ingress.ts';
 import { podMatters } from './transforms.ts';
 
 export interface Controllers {
@@ -144,7 +146,10 @@ export function watchGateway(
   watchIngress(cache, gateway, c);
 }
 
-/** Weft's gateway: any change to a class, Gateway, route, grant or Service recompiles every Gateway. */
+/**
+ * Weft's gateway: a change to a class, grant, Service or Namespace recompiles every Gateway; a
+ * route change, the Gateways it names.
+ */
 function watchIngress(cache: OperatorCache, gateway: GatewayCache, c: Controllers): void {
   if (!c.gateway) return;
   const allGateways = () => {
@@ -168,9 +173,17 @@ function watchIngress(cache: OperatorCache, gateway: GatewayCache, c: Controller
   gateway.httpRoutes?.on((type, r, old) => {
     if (type === 'update' && old && old.metadata.generation === r.metadata.generation) return;
     c.ingressroute?.add(objectKey(r));
-    allGateways();
+    // Only the Gateways it names (before and after the change) can attach it.
+    for (const k of new Set([...gatewayKeysOf(r), ...(old ? gatewayKeysOf(old) : [])])) c.gateway?.add(k);
   });
   gateway.tlsSecrets?.on(allGateways);
+  // A gateway pod that turns ready (or not) re-runs its Gateway at once: Programmed follows the
+  // Deployment's ready replicas without waiting for the 5 s re-check while Pending.
+  cache.pods.on((_t, pod) => {
+    const l = pod.metadata.labels;
+    const name = l?.[GATEWAY_NAME_LABEL];
+    if (name && l['weft.dev/component'] === 'gateway') c.gateway?.add(`${pod.metadata.namespace}/${name}`);
+  });
   for (const i of [gateway.referenceGrants, cache.services, cache.namespaces])
     i?.on(() => {
       allGateways();

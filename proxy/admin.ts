@@ -12,6 +12,7 @@
 import type HttpTypes from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { http } from './builtins.ts';
+import type { GatewayTableStatus } from './gatewaytable.ts';
 import type { CertificateSummary } from './identity/tls.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import type { ProxyHandle } from './proxy.ts';
@@ -27,6 +28,8 @@ export interface AdminDeps {
   onApplied?: (fn: () => void) => () => void;
   /** The workload certificate in use; undefined while the proxy has none (plaintext). */
   certificate?: () => CertificateSummary | undefined;
+  /** Gateway mode: the routing table's status (generation, source). */
+  gateway?: () => GatewayTableStatus;
 }
 
 /** The longest /config/version holds a request. */
@@ -106,7 +109,11 @@ export function adminHandler(d: AdminDeps): HttpTypes.RequestListener {
     const path = (req.url ?? '/').split('?', 1)[0];
     switch (path) {
       case '/config':
-        return send(res, 200, { status: d.status, config: d.proxy.table()?.config ?? null });
+        return send(res, 200, {
+          status: d.status,
+          ...(d.gateway ? { gateway: d.gateway() } : {}),
+          config: d.proxy.table()?.config ?? null,
+        });
       case '/ready':
         return ready(d)
           ? send(res, 200, 'ready\n', 'text/plain')
@@ -136,6 +143,7 @@ export function healthHandler(d: AdminDeps): HttpTypes.RequestListener {
     if (path === '/config/applied' || path === '/config/applied?config=false')
       return send(res, 200, {
         status: d.status,
+        ...(d.gateway ? { gateway: d.gateway() } : {}),
         certificate: d.certificate?.() ?? null,
         // ?config=false: the status and certificate only (weftctl check --proxy asks every pod).
         ...(path === '/config/applied' ? { config: d.proxy.table()?.config ?? null } : {}),

@@ -1,12 +1,15 @@
-// The fast path: the proxy watches its namespace's proxy-config ConfigMap through the apiserver
-// with the pod's own ServiceAccount token (RBAC: get/list/watch on the weft-proxy-config
-// ConfigMaps only, granted by the operator's RoleBinding `weft-proxy` in each meshed
-// namespace). A change reaches the proxy as soon as the apiserver sends the watch event,
-// instead of at the kubelet's next volume sync (up to ~1.5 min). Every candidate goes through
-// the same reassembly and validation as the volume (configdir.ts assembleConfig) and through
-// ConfigWatcher.offer, which never moves the proxy back to a lower generation. When the
-// apiserver is unreachable the proxy keeps serving what it has, the volume still applies
-// newer configs, and the watch re-lists when it comes back.
+// The fast path: the proxy watches its ConfigMap through the apiserver with the pod's own
+// ServiceAccount token, instead of waiting for the kubelet's next volume sync (up to ~1.5 min).
+// A list and a watch with a fieldSelector on the ConfigMap's name, which RBAC `resourceNames`
+// can allow, so a proxy reads nothing else. Two targets: a sidecar watches its namespace's
+// proxy-config ConfigMap (ClusterRole weft-proxy, bound by the operator's RoleBinding
+// `weft-proxy` in each meshed namespace); every candidate goes through the same reassembly and
+// validation as the volume (configdir.ts assembleConfig) and through ConfigWatcher.offer, which
+// never moves the proxy back to a lower generation. A gateway also watches its own routing
+// table, `<gateway>-weft-gateway` (the Role and RoleBinding of that name the operator writes),
+// through GatewayTable.offer (gatewaytable.ts), with the same rules. When the apiserver is
+// unreachable the proxy keeps serving what it has, the volume still applies newer configs, and
+// the watch re-lists when it comes back.
 import { existsSync, readFileSync } from 'node:fs';
 import type Http from 'node:http';
 import type Https from 'node:https';
@@ -42,18 +45,50 @@ export function inClusterAccess(
 export interface ApiSourceStatus {
   /** A watch is open now. */
   watching: boolean;
-  /** Watch events that carried a manifest. */
+  /** Watch events that carried a candidate (the target's key). */
   events: number;
   lastError: string | undefined;
 }
 
 type Log = (level: 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => void;
 
+/** What a watched ConfigMap's content is handed to. */
+export interface ConfigMapTarget {
+  /** The ConfigMap watched, by name. */
+  name: string;
+  /** The data key a candidate carries (events without it are skipped). */
+  key: string;
+  /** Validates and offers a candidate; `get` reads another ConfigMap of the namespace. */
+  take(cm: ConfigMapLike, get: (name: string) => Promise<ConfigMapLike>): Promise<void>;
+}
+
+/** The sidecar's target: the namespace's ProxyConfig ConfigMaps, offered to the ConfigWatcher. */
+export function proxyConfigTarget(watcher: ConfigWatcher, log: Log = () => {}): ConfigMapTarget {
+  return {
+    name: CONFIG_DISTRIBUTION.configMapName,
+    key: CONFIG_DISTRIBUTION.manifestKey,
+    async take(cm, get) {
+      try {
+        const c = await configFromConfigMaps(cm, get);
+        if (watcher.offer(c, 'apiserver'))
+          log('info', 'config applied from the apiserver watch', {
+            version: c.config.version,
+            generation: c.generation ?? null,
+          });
+      } catch (e) {
+        // A shard written after its manifest was read is transient: the next event brings it.
+        if (e instanceof ProxyError && e.code === 'WEFT_CONFIG_INCOMPLETE') return;
+        watcher.refuse(e);
+      }
+    },
+  };
+}
+
 export class ApiConfigSource {
   readonly status: ApiSourceStatus = { watching: false, events: 0, lastError: undefined };
   readonly #access: ApiServerAccess;
   readonly #namespace: string;
-  readonly #watcher: ConfigWatcher;
+  readonly #target: ConfigMapTarget;
   readonly #log: Log;
   #https: typeof Https | undefined;
   #agent: Https.Agent | undefined;
@@ -65,10 +100,16 @@ export class ApiConfigSource {
   #pending: ConfigMapLike | undefined;
   #handling = false;
 
-  constructor(access: ApiServerAccess, namespace: string, watcher: ConfigWatcher, log: Log = () => {}) {
+  /** A ConfigWatcher: the namespace's ProxyConfig (proxyConfigTarget). */
+  constructor(
+    access: ApiServerAccess,
+    namespace: string,
+    target: ConfigWatcher | ConfigMapTarget,
+    log: Log = () => {},
+  ) {
     this.#access = access;
     this.#namespace = namespace;
-    this.#watcher = watcher;
+    this.#target = 'take' in target ? target : proxyConfigTarget(target, log);
     this.#log = log;
   }
 
@@ -143,8 +184,7 @@ export class ApiConfigSource {
   }
 
   async #loop(): Promise<void> {
-    const first = CONFIG_DISTRIBUTION.configMapName;
-    const selector = `fieldSelector=${encodeURIComponent(`metadata.name=${first}`)}`;
+    const selector = `fieldSelector=${encodeURIComponent(`metadata.name=${this.#target.name}`)}`;
     let backoffMs = 500;
     while (!this.#stopped) {
       try {
@@ -202,7 +242,7 @@ export class ApiConfigSource {
   }
 
   #offer(cm: ConfigMapLike): void {
-    if (!cm.data?.[CONFIG_DISTRIBUTION.manifestKey]) return;
+    if (!cm.data?.[this.#target.key]) return;
     this.status.events++;
     this.#pending = cm;
     if (!this.#handling) void this.#drain();
@@ -222,17 +262,6 @@ export class ApiConfigSource {
   }
 
   async #handle(cm: ConfigMapLike): Promise<void> {
-    try {
-      const c = await configFromConfigMaps(cm, (name) => this.#getJson<ConfigMapLike>(this.#path(name)));
-      if (this.#watcher.offer(c, 'apiserver'))
-        this.#log('info', 'config applied from the apiserver watch', {
-          version: c.config.version,
-          generation: c.generation ?? null,
-        });
-    } catch (e) {
-      // A shard written after its manifest was read is transient: the next event brings it.
-      if (e instanceof ProxyError && e.code === 'WEFT_CONFIG_INCOMPLETE') return;
-      this.#watcher.refuse(e);
-    }
+    await this.#target.take(cm, (name) => this.#getJson<ConfigMapLike>(this.#path(name)));
   }
 }

@@ -47,6 +47,7 @@ interface ProxyFlags {
   gateway?: boolean;
   gatewayConfig: string;
   gatewayCerts: string;
+  gatewayConfigmap?: string;
 }
 
 export function proxyCommand(name = 'proxy'): Command {
@@ -142,6 +143,11 @@ export function proxyCommand(name = 'proxy'): Command {
       "the HTTPS listeners' certificates and keys, PEM files the routing table names (gateway mode)",
       env.WEFT_GATEWAY_CERTS ?? '/etc/weft/gateway-tls',
     )
+    .option(
+      '--gateway-configmap <name>',
+      "the Gateway's ConfigMap, watched through the apiserver as well as read from the volume (gateway mode; none: volume only)",
+      env.WEFT_GATEWAY_CONFIGMAP,
+    )
     .action(async (o: ProxyFlags) => {
       const v8 = process.getBuiltinModule('node:v8');
       for (const f of PROXY_V8_FLAGS) v8.setFlagsFromString(f);
@@ -172,6 +178,7 @@ export function proxyCommand(name = 'proxy'): Command {
         pollMs: o.pollMs,
         gatewayConfig: o.gateway ? o.gatewayConfig : undefined,
         gatewayCerts: o.gateway ? o.gatewayCerts : undefined,
+        gatewayConfigMap: o.gateway ? o.gatewayConfigmap : undefined,
         apiServer: o.apiserver
           ? { server: o.apiserver, tokenFile: join(o.tokenDir, 'token'), caFile: join(o.tokenDir, 'ca.crt') }
           : inClusterAccess(env, o.tokenDir),

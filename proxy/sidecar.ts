@@ -6,11 +6,12 @@ import type http from 'node:http';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { PROXY } from '../api/constants.ts';
-import type { GatewayConfig, ProxyConfig } from '../api/proxyconfig.ts';
+import type { ProxyConfig } from '../api/proxyconfig.ts';
 import { adminHandler, healthHandler, listen } from './admin.ts';
 import { ApiConfigSource, type ApiServerAccess } from './apisource.ts';
 import { PolicyEnforcer } from './authz/enforce.ts';
 import type { ProxyError } from './errors.ts';
+import { GatewayTable } from './gatewaytable.ts';
 import { WorkloadIdentity } from './identity/tls.ts';
 import { ProxyMetrics } from './metrics.ts';
 import { type Authorize, type Identity, type Limits, type ProxyHandle, startProxy } from './proxy.ts';
@@ -37,10 +38,12 @@ export interface SidecarOptions {
   apiServer?: ApiServerAccess;
   /** Accept requests before the first config is valid (it will answer 503); default true. */
   startWithoutConfig?: boolean;
-  /** Gateway mode (docs/ingress.md): the Gateway's routing table (GatewayConfig JSON), polled. */
+  /** Gateway mode (docs/ingress.md): the Gateway's routing table (GatewayConfig JSON), polled (gatewaytable.ts). */
   gatewayConfig?: string;
   /** Gateway mode: the directory of the PEM files its HTTPS listeners name, polled with it. */
   gatewayCerts?: string;
+  /** Gateway mode: its ConfigMap, watched through the apiserver too (the fast path, with apiServer). */
+  gatewayConfigMap?: string;
 }
 
 export interface Sidecar {
@@ -48,6 +51,8 @@ export interface Sidecar {
   proxy: ProxyHandle;
   watcher: ConfigWatcher;
   apiSource: ApiConfigSource | undefined;
+  /** Gateway mode: the routing table's sources and status. */
+  gateway: GatewayTable | undefined;
   metrics: ProxyMetrics;
   drain(timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
@@ -71,80 +76,6 @@ export function workloadOf(labels: Record<string, string>, podName: string): str
     podName.replace(/-[a-z0-9]{8,10}-[a-z0-9]{5}$/, '').replace(/-[a-z0-9]{5}$/, '') ??
     podName
   );
-}
-
-/** The PEM files the HTTPS listeners of `text` (a GatewayConfig, if it parses) name, read from `dir`. */
-async function readCertificates(text: string, dir: string | undefined): Promise<Map<string, string>> {
-  const files = new Map<string, string>();
-  if (!dir) return files;
-  let names: string[] = [];
-  try {
-    const gw = JSON.parse(text) as Partial<GatewayConfig>;
-    names = (gw.ports ?? []).flatMap((p) => (p.tls ?? []).flatMap((t) => [t.cert, t.key]));
-  } catch {}
-  for (const name of new Set(names)) {
-    // The schema allows only plain file names; a missing file is reported by GatewayTls.
-    if (!/^[-._a-zA-Z0-9]+$/.test(name) || name.startsWith('..')) continue;
-    try {
-      files.set(name, await readFile(join(dir, name), 'utf8'));
-    } catch {}
-  }
-  return files;
-}
-
-/**
- * Applies the Gateway's routing table from `file` now and whenever its content, or that of a
- * certificate it names in `certsDir`, changes (a renewed certificate is served without restart);
- * a file that is missing, not JSON or not a valid GatewayConfig is logged and the last good one kept.
- */
-async function watchGateway(
-  file: string,
-  certsDir: string | undefined,
-  proxy: ProxyHandle,
-  log: Logger,
-  pollMs = 2000,
-): Promise<NodeJS.Timeout> {
-  let last = '';
-  const load = async () => {
-    let text: string;
-    try {
-      text = await readFile(file, 'utf8');
-    } catch (e) {
-      if (last === '') log.warn({ file, err: (e as Error).message }, 'no gateway routing table yet');
-      return;
-    }
-    const certificates = await readCertificates(text, certsDir);
-    const state = JSON.stringify([text, [...certificates]]);
-    if (state === last) return;
-    last = state;
-    let value: unknown;
-    try {
-      value = JSON.parse(text);
-    } catch (e) {
-      log.warn({ file }, `gateway routing table refused, keeping the last good one: ${(e as Error).message}`);
-      return;
-    }
-    // Loaded only in gateway mode: ajv and the schemas cost a sidecar about 7 MB of RSS.
-    const [{ check }, { GatewayConfig: schema }] = await Promise.all([
-      import('../api/validate.ts'),
-      import('../api/proxyconfig.ts'),
-    ]);
-    const errors = check(schema, value, 'gateway');
-    if (errors.length > 0) {
-      log.warn(
-        { file },
-        `gateway routing table refused, keeping the last good one: ${errors.map((e) => `${e.field}: ${e.message}`).join('; ')}`,
-      );
-      return;
-    }
-    const gw = value as GatewayConfig;
-    await proxy.setGateway(gw, certificates);
-    log.info({ gateway: gw.gateway, ports: gw.ports.map((p) => p.port) }, 'gateway routing table applied');
-  };
-  await load();
-  const timer = setInterval(() => void load(), pollMs);
-  timer.unref();
-  return timer;
 }
 
 export async function startSidecar(o: SidecarOptions): Promise<Sidecar> {
@@ -301,9 +232,21 @@ export async function startSidecar(o: SidecarOptions): Promise<Sidecar> {
       identityTimer.unref();
     }
   }
-  const gatewayTimer = o.gatewayConfig
-    ? await watchGateway(o.gatewayConfig, o.gatewayCerts, proxy, log, o.pollMs)
+  // Gateway mode: the volume first, then the fast path on the gateway's own ConfigMap.
+  const gateway = o.gatewayConfig
+    ? new GatewayTable({ file: o.gatewayConfig, certsDir: o.gatewayCerts, proxy, log, pollMs: o.pollMs })
     : undefined;
+  await gateway?.start();
+  const gatewaySource =
+    gateway && o.apiServer && o.gatewayConfigMap
+      ? new ApiConfigSource(
+          o.apiServer,
+          o.namespace,
+          gateway.target(o.gatewayConfigMap),
+          (level, msg, fields) => log[level](fields ?? {}, msg),
+        )
+      : undefined;
+  gatewaySource?.start();
   const labelsTimer = o.podInfoDir ? setInterval(() => void readLabels(), o.pollMs ?? 2000) : undefined;
   labelsTimer?.unref();
 
@@ -314,6 +257,7 @@ export async function startSidecar(o: SidecarOptions): Promise<Sidecar> {
     draining: () => draining,
     onApplied: (fn: () => void) => watcher.onApplied(fn),
     certificate: () => workloadIdentity?.certificate(),
+    gateway: gateway && (() => gateway.status),
   };
   const admin = await listen(adminHandler(deps), ports.admin, o.adminHost ?? '127.0.0.1');
   const health = await listen(healthHandler(deps), ports.health, o.host ?? '0.0.0.0');
@@ -324,6 +268,7 @@ export async function startSidecar(o: SidecarOptions): Promise<Sidecar> {
     proxy,
     watcher,
     apiSource,
+    gateway,
     metrics,
     async drain(timeoutMs) {
       draining = true;
@@ -331,15 +276,17 @@ export async function startSidecar(o: SidecarOptions): Promise<Sidecar> {
       log.info({ timeoutMs: t }, 'draining: no new connections, waiting for in-flight requests');
       watcher.stop();
       apiSource?.stop();
+      gatewaySource?.stop();
       await proxy.drain(t);
       await sidecar.close();
     },
     async close() {
       watcher.stop();
       apiSource?.stop();
+      gatewaySource?.stop();
+      gateway?.stop();
       clearInterval(identityTimer);
       clearInterval(labelsTimer);
-      clearInterval(gatewayTimer);
       workloadIdentity?.close();
       proxy.close();
       for (const s of servers) {

@@ -7,6 +7,7 @@ import {
   CONFORMANCE_GATEWAY_CLASS,
   conformanceGatewayClass,
   failuresOf,
+  GATEWAY_GRPC_TESTS,
   outcomesOf,
   parseArgs,
   suiteArgs,
@@ -40,6 +41,19 @@ describe('npm run conformance', () => {
       .split('=')[1]!
       .split(',');
     assert.ok(features.includes('MeshConsumerRoute') && features.includes('MeshClusterIPMatching'));
+    assert.equal(
+      args.find((a) => a.startsWith('-skip-tests=')),
+      undefined,
+      'no gateway: nothing skipped',
+    );
+    // With GATEWAY-HTTP beside MESH-GRPC the suite would run its gateway GRPCRoute tests too.
+    const all = suiteArgs(['MESH-HTTP', 'MESH-GRPC', 'GATEWAY-HTTP'], '/tmp/r.yaml');
+    assert.ok(all.includes('-conformance-profiles=MESH-HTTP,MESH-GRPC,GATEWAY-HTTP'));
+    assert.ok(all.includes(`-skip-tests=${GATEWAY_GRPC_TESTS.join(',')}`));
+    assert.equal(
+      suiteArgs(['GATEWAY-HTTP'], '/tmp/r.yaml').find((a) => a.startsWith('-skip-tests=')),
+      undefined,
+    );
   });
 
   it("reads each failed test's reason from the suite's output, interleaved tests included", () => {

@@ -1,7 +1,8 @@
 // The cluster a test runs against: a fresh local control plane by default, or an existing
 // cluster (kind, for example) when WEFT_TEST_KUBECONFIG names its kubeconfig.
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApiextensionsV1Api, KubeConfig, KubernetesObjectApi } from '@kubernetes/client-node';
@@ -110,5 +111,50 @@ export async function refusal(call: Promise<unknown>): Promise<string> {
     }
     if (body && typeof body === 'object') return String((body as { message?: string }).message);
     return String((err as Error).message);
+  }
+}
+
+/** `kubectl auth can-i … --as=<user>` (e.g. system:serviceaccount:<ns>:<name>): "yes" or "no". */
+export function canI(kubectl: TestCluster['kubectl'], user: string, ...args: string[]): string {
+  try {
+    return kubectl('auth', 'can-i', `--as=${user}`, ...args).trim();
+  } catch (err) {
+    // "no" exits 1, a reason may follow it.
+    return (
+      String((err as { stdout?: string }).stdout ?? '')
+        .trim()
+        .split(/\s/)[0] ?? ''
+    );
+  }
+}
+
+/**
+ * '' when `user` may server-side apply `obj` with `fieldManager` (a server dry run: RBAC and
+ * admission decide, nothing is written), else the apiserver's refusal.
+ */
+export function dryRunApplyAs(
+  kubectl: TestCluster['kubectl'],
+  user: string,
+  fieldManager: string,
+  obj: Record<string, unknown>,
+): string {
+  const dir = mkdtempSync(join(tmpdir(), 'weft-apply-'));
+  try {
+    const file = join(dir, 'object.json');
+    writeFileSync(file, JSON.stringify(obj));
+    kubectl(
+      'apply',
+      `--as=${user}`,
+      '--server-side',
+      `--field-manager=${fieldManager}`,
+      '--dry-run=server',
+      '-f',
+      file,
+    );
+    return '';
+  } catch (err) {
+    return String((err as { stderr?: string }).stderr ?? (err as Error).message);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -31,8 +31,19 @@ export async function meshedNamespaceWithProxyToken(o: {
       metadata: { name: svc, namespace },
       spec: { selector: { app: svc }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] },
     });
+  writeServiceAccountToken(o);
+}
+
+/** A token of the ServiceAccount and the cluster CA in tokenDir, as the projected token volume holds them. */
+export function writeServiceAccountToken(o: {
+  kc: KubeConfig;
+  kubectl: (...args: string[]) => string;
+  namespace: string;
+  serviceAccount: string;
+  tokenDir: string;
+}): void {
   mkdirSync(o.tokenDir, { recursive: true });
-  const token = o.kubectl('create', 'token', o.serviceAccount, '-n', namespace, '--duration=2h').trim();
+  const token = o.kubectl('create', 'token', o.serviceAccount, '-n', o.namespace, '--duration=2h').trim();
   writeFileSync(join(o.tokenDir, 'token'), token);
   const ca = o.kc.getCurrentCluster()!;
   writeFileSync(

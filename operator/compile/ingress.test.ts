@@ -9,6 +9,7 @@ import {
   gatewayStatus,
   gatewayWorkload,
   SERVICE_TYPE_ANNOTATION,
+  tableGeneration,
   workloadName,
 } from '../reconcilers/ingress.ts';
 import { cluster, http, to } from './gatewayfixtures.ts';
@@ -23,6 +24,7 @@ import {
   compileIngress,
   effectiveHostnames,
   gatewayClassConditions,
+  gatewayKeysOf,
   hostOrder,
   isWeftClass,
 } from './ingress.ts';
@@ -48,10 +50,18 @@ interface Shape {
       spec: {
         serviceAccountName: string;
         initContainers?: unknown;
-        containers: { command: string[]; restartPolicy?: string }[];
+        containers: {
+          command: string[];
+          restartPolicy?: string;
+          env: { name: string; value?: string }[];
+          readinessProbe: { periodSeconds: number };
+        }[];
       };
     };
   };
+  rules: unknown[];
+  roleRef: unknown;
+  subjects: unknown[];
 }
 const services = () => indexServices(cluster().services);
 const cond = (list: { type: string; status: string; reason: string; message: string }[], type: string) =>
@@ -279,7 +289,7 @@ describe('Weft gateway: routing table and status', () => {
     const by = (kind: string) => w.objects.find((o) => o.type.kind === kind)!.obj as unknown as Shape;
     assert.deepEqual(
       w.objects.map((o) => o.type.kind),
-      ['ServiceAccount', 'ConfigMap', 'Secret', 'Deployment', 'Service'],
+      ['ServiceAccount', 'ConfigMap', 'Role', 'RoleBinding', 'Secret', 'Deployment', 'Service'],
     );
     const certs = by('Secret') as unknown as { metadata: { name: string }; data: Record<string, string> };
     assert.equal(certs.metadata.name, 'edge-weft-gateway-tls');
@@ -302,6 +312,18 @@ describe('Weft gateway: routing table and status', () => {
     assert.equal(pod.initContainers, undefined, 'no iptables init container');
     assert.deepEqual(pod.containers[0].command.slice(-1), ['--gateway']);
     assert.equal(pod.containers[0].restartPolicy, undefined);
+    assert.equal(pod.containers[0].readinessProbe.periodSeconds, 1, 'Programmed as soon as it is ready');
+    // A listener change must not roll the pods: the template names no listener port.
+    const other = compileIngress({
+      gateway: gateway([{ name: 'web', port: 8081, protocol: 'HTTP' }]),
+      services: services(),
+    });
+    const w4 = gatewayWorkload(gw, other, undefined);
+    assert.ok('objects' in w4);
+    assert.deepEqual(
+      (w4.objects.find((o) => o.type.kind === 'Deployment')!.obj as unknown as Shape).spec.template,
+      by('Deployment').spec.template,
+    );
     assert.equal(by('Service').spec.type, 'NodePort');
     assert.deepEqual(by('Service').spec.ports[0], {
       name: 'gw-80',
@@ -309,7 +331,28 @@ describe('Weft gateway: routing table and status', () => {
       targetPort: 15_080,
       protocol: 'TCP',
     });
-    assert.deepEqual(JSON.parse(by('ConfigMap').data['gateway.json']), c.config);
+    assert.deepEqual(JSON.parse(by('ConfigMap').data['gateway.json']), { ...c.config, generation: 1 });
+    // The fast path: the proxy watches its ConfigMap, which its ServiceAccount alone may read.
+    assert.deepEqual(
+      pod.containers[0].env.find((e) => e.name === 'WEFT_GATEWAY_CONFIGMAP'),
+      { name: 'WEFT_GATEWAY_CONFIGMAP', value: 'edge-weft-gateway' },
+    );
+    assert.deepEqual(by('Role').rules, [
+      {
+        apiGroups: [''],
+        resources: ['configmaps'],
+        resourceNames: ['edge-weft-gateway'],
+        verbs: ['get', 'list', 'watch'],
+      },
+    ]);
+    assert.deepEqual(by('RoleBinding').roleRef, {
+      apiGroup: 'rbac.authorization.k8s.io',
+      kind: 'Role',
+      name: 'edge-weft-gateway',
+    });
+    assert.deepEqual(by('RoleBinding').subjects, [
+      { kind: 'ServiceAccount', name: 'edge-weft-gateway', namespace: 'shop' },
+    ]);
     const lb = {
       ...gw,
       metadata: { ...gw.metadata, annotations: { [SERVICE_TYPE_ANNOTATION]: 'LoadBalancer' } },
@@ -322,6 +365,36 @@ describe('Weft gateway: routing table and status', () => {
     assert.ok('error' in w3);
     assert.match(w3.error, /metadata\.name.*50 characters/);
     assert.equal(workloadName('edge'), 'edge-weft-gateway');
+  });
+
+  test('a route names its Gateways by parentRef (namespace defaulting to its own); Services are not Gateways', () => {
+    const route = {
+      metadata: { namespace: 'shop' },
+      spec: {
+        parentRefs: [
+          { name: 'edge' },
+          { name: 'public', namespace: 'infra', sectionName: 'http' },
+          { group: '', kind: 'Service', name: 'web' },
+          { group: 'example.com', kind: 'Gateway', name: 'theirs' },
+        ],
+      },
+    };
+    assert.deepEqual(gatewayKeysOf(route), ['shop/edge', 'infra/public']);
+    assert.deepEqual(gatewayKeysOf({ metadata: {}, spec: {} }), []);
+  });
+
+  test('the routing table’s generation: kept while the content is the same, the next one when it changes', () => {
+    const gw = gateway([{ name: 'web', port: 80, protocol: 'HTTP' }]);
+    const c = compileIngress({ gateway: gw, services: services() }).config;
+    assert.equal(tableGeneration(c, undefined), 1, 'no ConfigMap yet');
+    assert.equal(tableGeneration(c, JSON.stringify({ ...c, generation: 4 })), 4, 'the same table');
+    const other = compileIngress({
+      gateway: gateway([{ name: 'web', port: 81, protocol: 'HTTP' }]),
+      services: services(),
+    });
+    assert.equal(tableGeneration(other.config, JSON.stringify({ ...c, generation: 4 })), 5, 'changed');
+    assert.equal(tableGeneration(c, JSON.stringify(c)), 1, 'written before generations: the first');
+    assert.equal(tableGeneration(c, 'not json'), 1);
   });
 
   test('status: Programmed waits for a ready replica; addresses from the Service; listeners with attachedRoutes', () => {

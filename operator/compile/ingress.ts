@@ -342,6 +342,17 @@ const namesGateway = (ref: ParentRef, routeNs: string, gw: GatewayObj) =>
   ref.name === gw.metadata.name &&
   (ref.namespace ?? routeNs) === gw.metadata.namespace;
 
+/** The keys (`ns/name`) of the Gateways a route's parentRefs name: the only ones it can attach to. */
+export function gatewayKeysOf(route: {
+  metadata: { namespace?: string };
+  spec?: { parentRefs?: ParentRef[] };
+}) {
+  const ns = route.metadata.namespace ?? '';
+  return (route.spec?.parentRefs ?? [])
+    .filter((r) => (r.group ?? GATEWAY_GROUP) === GATEWAY_GROUP && (r.kind ?? 'Gateway') === 'Gateway')
+    .map((r) => `${r.namespace ?? ns}/${r.name}`);
+}
+
 export function compileIngress(input: IngressInput): IngressCompiled {
   const gw = input.gateway;
   const gwNs = gw.metadata.namespace ?? '';

@@ -1,10 +1,12 @@
 // Weft's Gateway API gateway (docs/ingress.md). GatewayClass (key: name): `Accepted` when its
 // controllerName is weft.dev/gateway. Gateway (key: ns/name) of such a class: server-side
 // applies, owned by the Gateway (garbage-collected with it), a ServiceAccount (the gateway's
-// SPIFFE identity), a ConfigMap with its routing table (compile/ingress.ts), a Deployment
+// SPIFFE identity), a ConfigMap with its routing table (compile/ingress.ts) and a Role and
+// RoleBinding that let that ServiceAccount read it (the proxy's fast path), a Deployment
 // running `weft proxy --gateway` and a Service (NodePort, or LoadBalancer when the Gateway's
 // annotation asks), then writes the Gateway's status: Accepted, Programmed (a ready replica),
 // listeners with attachedRoutes, addresses (the Service's).
+import { GATEWAY_CONFIG_KEY } from '../../api/constants.ts';
 import { type Mesh, PROXY } from '../../api/index.ts';
 import { type KubeClient, type KubeObject, RESOURCES, type ResourceType } from '../../kube/client.ts';
 import { type ConditionInput, mergeConditions, sameConditions } from '../../kube/conditions.ts';
@@ -22,6 +24,7 @@ import {
 } from '../compile/gatewaytypes.ts';
 import {
   compileIngress,
+  type GatewayProxyConfig,
   gatewayClassConditions,
   type IngressCompiled,
   isWeftClass,
@@ -32,13 +35,13 @@ import type { ServiceObj } from '../types.ts';
 
 /** The Gateway annotation that asks for a LoadBalancer Service (default: NodePort). */
 export const SERVICE_TYPE_ANNOTATION = 'weft.dev/gateway-service-type';
-/** The key of the gateway's routing table (GatewayProxyConfig JSON) in its ConfigMap. */
-export const GATEWAY_CONFIG_KEY = 'gateway.json';
+export { GATEWAY_CONFIG_KEY };
 /** Where the gateway proxy reads it. */
 export const GATEWAY_CONFIG_DIR = '/etc/weft/gateway';
 /** Where the gateway proxy reads its HTTPS listeners' certificates (the `-tls` Secret). */
 export const GATEWAY_CERTS_DIR = '/etc/weft/gateway-tls';
-const NAME_LABEL = 'gateway.networking.k8s.io/gateway-name';
+/** The label of every object run for a Gateway, with its name (its pods too). */
+export const GATEWAY_NAME_LABEL = 'gateway.networking.k8s.io/gateway-name';
 
 /** The name of every object run for a Gateway (Service, Deployment, ServiceAccount, ConfigMap). */
 export const workloadName = (gateway: string) => `${gateway}-weft-gateway`;
@@ -50,11 +53,29 @@ export const workloadName = (gateway: string) => `${gateway}-weft-gateway`;
  */
 export const certificatesSecretName = (gateway: string) => `${workloadName(gateway)}-tls`;
 
+/**
+ * The generation to write the routing table with: the current one's when the content is the
+ * same, else the next. The gateway proxy never applies a lower or the same generation (from its
+ * volume or its watch, proxy/gatewaytable.ts), so a late volume sync cannot take it back.
+ */
+export function tableGeneration(config: GatewayProxyConfig, current: string | undefined): number {
+  let have: Partial<GatewayProxyConfig> = {};
+  try {
+    have = JSON.parse(current ?? '{}') as Partial<GatewayProxyConfig>;
+  } catch {}
+  const { generation, ...content } = have;
+  const { generation: _, ...want } = config;
+  const gen = Number.isInteger(generation) && generation! > 0 ? generation! : 0;
+  return gen > 0 && JSON.stringify(content) === JSON.stringify(want) ? gen : gen + 1;
+}
+
 /** The objects that run a Gateway; pure. Undefined with a message when they cannot be named. */
 export function gatewayWorkload(
   gw: GatewayObj & { metadata: { uid?: string } },
   compiled: IngressCompiled,
   mesh: Mesh['spec'] | undefined,
+  /** The routing table's generation (tableGeneration). */
+  generation = 1,
 ): { objects: { type: ResourceType; obj: KubeObject }[] } | { error: string } {
   const name = workloadName(gw.metadata.name);
   if (name.length > 63)
@@ -65,7 +86,7 @@ export function gatewayWorkload(
   const labels = {
     'app.kubernetes.io/managed-by': 'weft',
     'weft.dev/component': 'gateway',
-    [NAME_LABEL]: gw.metadata.name,
+    [GATEWAY_NAME_LABEL]: gw.metadata.name,
   };
   const metadata = {
     name,
@@ -91,7 +112,7 @@ export function gatewayWorkload(
     metadata,
     spec: {
       replicas: 1,
-      selector: { matchLabels: { [NAME_LABEL]: gw.metadata.name } },
+      selector: { matchLabels: { [GATEWAY_NAME_LABEL]: gw.metadata.name } },
       template: {
         metadata: { labels },
         spec: {
@@ -101,15 +122,24 @@ export function gatewayWorkload(
             {
               ...container,
               command: [...COMMANDS.proxy, '--gateway'],
+              // Probed every second, not every 5 s as a sidecar (whose startupProbe, at 1 s, it
+              // has not): the Gateway is Programmed once its pod is ready, and a gateway that
+              // stops answering leaves its Service's endpoints within 3 s.
+              ...(container.readinessProbe
+                ? { readinessProbe: { ...container.readinessProbe, periodSeconds: 1 } }
+                : {}),
               env: [
                 ...(container.env ?? []),
                 { name: 'WEFT_GATEWAY_CONFIG', value: `${GATEWAY_CONFIG_DIR}/${GATEWAY_CONFIG_KEY}` },
                 { name: 'WEFT_GATEWAY_CERTS', value: GATEWAY_CERTS_DIR },
+                // The fast path: the proxy watches this ConfigMap too (Role and RoleBinding below).
+                { name: 'WEFT_GATEWAY_CONFIGMAP', value: name },
               ],
-              ports: [
-                ...ports.map((p) => ({ name: `gw-${p.port}`, containerPort: p.bind, protocol: 'TCP' })),
-                { name: 'weft-health', containerPort: PROXY.healthPort, protocol: 'TCP' },
-              ],
+              // The listeners' ports are not declared (the Service's targetPort names the bound
+              // port by number): a listener added, removed or moved changes the routing table
+              // (applied in place, without restart) and the Service, never the pod template,
+              // so it does not roll the gateway's pods.
+              ports: [{ name: 'weft-health', containerPort: PROXY.healthPort, protocol: 'TCP' }],
               volumeMounts: [
                 ...(container.volumeMounts ?? []),
                 { name: 'weft-gateway', mountPath: GATEWAY_CONFIG_DIR, readOnly: true },
@@ -130,17 +160,32 @@ export function gatewayWorkload(
     metadata,
     spec: {
       type: serviceType,
-      selector: { [NAME_LABEL]: gw.metadata.name },
+      selector: { [GATEWAY_NAME_LABEL]: gw.metadata.name },
       ports: ports.map((p) => ({ name: `gw-${p.port}`, port: p.port, targetPort: p.bind, protocol: 'TCP' })),
     },
   };
+  // The gateway's ServiceAccount may read its own routing table, by name, and nothing else.
+  const rbac = 'rbac.authorization.k8s.io';
+  const role: KubeObject = {
+    metadata,
+    rules: [
+      { apiGroups: [''], resources: ['configmaps'], resourceNames: [name], verbs: ['get', 'list', 'watch'] },
+    ],
+  } as KubeObject;
+  const roleBinding: KubeObject = {
+    metadata,
+    roleRef: { apiGroup: rbac, kind: 'Role', name },
+    subjects: [{ kind: 'ServiceAccount', name, namespace }],
+  } as KubeObject;
   return {
     objects: [
       { type: RESOURCES.serviceAccounts, obj: { metadata } },
       {
         type: RESOURCES.configMaps,
-        obj: { metadata, data: { [GATEWAY_CONFIG_KEY]: JSON.stringify(compiled.config) } },
+        obj: { metadata, data: { [GATEWAY_CONFIG_KEY]: JSON.stringify({ ...compiled.config, generation }) } },
       },
+      { type: RESOURCES.roles, obj: role },
+      { type: RESOURCES.roleBindings, obj: roleBinding },
       {
         type: RESOURCES.secrets,
         obj: {
@@ -292,6 +337,21 @@ export function gatewayClassReconciler(d: {
   };
 }
 
+/** The routing table the Gateway's ConfigMap holds now (read live: the next generation follows it). */
+async function currentTable(client: KubeClient, gw: GatewayObj): Promise<string | undefined> {
+  try {
+    const cm = await client.get<KubeObject & { data?: Record<string, string> }>(
+      RESOURCES.configMaps,
+      workloadName(gw.metadata.name),
+      gw.metadata.namespace,
+    );
+    return cm.data?.[GATEWAY_CONFIG_KEY];
+  } catch (e) {
+    if (isNotFound(e)) return undefined;
+    throw e;
+  }
+}
+
 /** The first object that exists without this Gateway (uid) as its controller, as a message. */
 async function firstForeign(
   client: KubeClient,
@@ -328,7 +388,11 @@ export function gatewayReconciler(d: IngressDeps): KeyReconciler {
     const found = compileWeftGateway(d, key);
     if (!found) return undefined;
     const { gw, compiled } = found;
-    const workload = compiled.accepted.ok ? gatewayWorkload(gw, compiled, d.mesh()?.spec) : undefined;
+    const generation = compiled.accepted.ok
+      ? tableGeneration(compiled.config, await currentTable(d.client, gw))
+      : undefined;
+    const workload =
+      generation !== undefined ? gatewayWorkload(gw, compiled, d.mesh()?.spec, generation) : undefined;
     const applied: Applied = {};
     // Never take over an object of the same name that is not this Gateway's (someone else's
     // ConfigMap or Deployment): nothing is applied and the Gateway says which object is in the way.

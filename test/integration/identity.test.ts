@@ -7,8 +7,6 @@
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { createPrivateKey, webcrypto, X509Certificate } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as x509 from '@peculiar/x509';
@@ -23,7 +21,14 @@ import { CERTIFICATES, IDENTITY_CONDITION } from '../../operator/identity/contro
 import { IDENTITY_LABELS, SERVICE_ACCOUNT_ANNOTATION } from '../../operator/identity/plan.ts';
 import { type OperatorHandle, startOperator } from '../../operator/operator.ts';
 import { installCertificateCrd } from '../support/certmanager.ts';
-import { installCrds, repoRoot, startTestCluster, type TestCluster } from '../support/cluster.ts';
+import {
+  canI,
+  dryRunApplyAs,
+  installCrds,
+  repoRoot,
+  startTestCluster,
+  type TestCluster,
+} from '../support/cluster.ts';
 import { eventually } from '../support/eventually.ts';
 
 const TD = 'example.org';
@@ -464,7 +469,7 @@ describe('workload identity on a real control plane', () => {
     await waitGone(CERTIFICATES, 'app', 'weft-identity-reviews');
     await waitGone(SECRETS, 'app', 'weft-identity-reviews');
   });
-  test('RBAC and the admission policy hold the operator to its own Secrets', async (t) => {
+  test('RBAC and the admission policy hold the operator to its own Secrets', async () => {
     cluster.kubectl(
       'apply',
       '--server-side',
@@ -472,14 +477,8 @@ describe('workload identity on a real control plane', () => {
       '-k',
       join(repoRoot, 'config', 'rbac'),
     );
-    const as = '--as=system:serviceaccount:weft-system:weft-operator';
-    const can = (...args: string[]) => {
-      try {
-        return cluster.kubectl('auth', 'can-i', as, ...args).trim();
-      } catch (err) {
-        return String((err as { stdout?: string }).stdout ?? '').trim();
-      }
-    };
+    const operator = 'system:serviceaccount:weft-system:weft-operator';
+    const can = (...args: string[]) => canI(cluster.kubectl, operator, ...args);
     assert.equal(can('list', 'secrets', '-n', 'app'), 'yes', 'the identity informer lists Secrets');
     assert.equal(can('patch', 'secrets', '-n', 'app'), 'yes', 'identity Secrets are server-side applied');
     assert.equal(can('get', 'secrets', '-n', 'app'), 'no', 'no get outside the operator namespace');
@@ -491,29 +490,12 @@ describe('workload identity on a real control plane', () => {
     assert.equal(can('delete', 'certificates.cert-manager.io', '-n', 'app'), 'yes');
     assert.equal(can('create', 'issuers.cert-manager.io', '-n', 'app'), 'no');
 
-    const dir = mkdtempSync(join(tmpdir(), 'weft-secrets-'));
-    t.after(() => rmSync(dir, { recursive: true, force: true }));
-    const tryApply = (name: string, labels: Record<string, string>) => {
-      const file = join(dir, `${name}.json`);
-      writeFileSync(
-        file,
-        JSON.stringify({ apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: 'app', labels } }),
-      );
-      try {
-        cluster.kubectl(
-          'apply',
-          as,
-          '--server-side',
-          '--field-manager=weft-operator',
-          '--dry-run=server',
-          '-f',
-          file,
-        );
-        return '';
-      } catch (err) {
-        return String((err as { stderr?: string }).stderr);
-      }
-    };
+    const tryApply = (name: string, labels: Record<string, string>) =>
+      dryRunApplyAs(cluster.kubectl, operator, 'weft-operator', {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name, namespace: 'app', labels },
+      });
     // The policy is enforced once the apiserver has loaded it.
     const denied = await waitFor('the admission policy to deny a foreign Secret', async () => {
       const e = tryApply('db-password', {});

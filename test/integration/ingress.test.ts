@@ -4,6 +4,10 @@
 // writes the Gateway's status and its routes' status.parents under weft.dev/gateway, beside the
 // mesh's weft.dev/mesh entries, and leaves other controllers' classes alone.
 import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Condition } from '../../api/common.ts';
 import { argoHealth, scriptOf } from '../../hack/argocd.ts';
@@ -19,13 +23,25 @@ import {
 import type { GatewayProxyConfig } from '../../operator/compile/ingress.ts';
 import { type OperatorHandle, startOperator } from '../../operator/operator.ts';
 import { GATEWAY_CONFIG_KEY } from '../../operator/reconcilers/ingress.ts';
+import { writeProjected } from '../../proxy/configdir.ts';
 import { issueServingCertificate } from '../../webhook/tls.ts';
-import { installCrds, startTestCluster, type TestCluster } from '../support/cluster.ts';
+import {
+  canI,
+  dryRunApplyAs,
+  installCrds,
+  repoRoot,
+  startTestCluster,
+  type TestCluster,
+} from '../support/cluster.ts';
 import { eventually } from '../support/eventually.ts';
+import { writeServiceAccountToken } from '../support/propagation.ts';
+import { type ProxyProcess, spawnProxy } from '../support/proxyprocess.ts';
 
 let cluster: TestCluster;
 let client: KubeClient;
 let op: OperatorHandle | undefined;
+let gatewayProxy: ProxyProcess | undefined;
+const work = mkdtempSync(join(tmpdir(), 'weft-ingress-'));
 
 const waitFor = <T>(what: string, probe: () => Promise<T | undefined>) =>
   eventually(what, probe, { timeoutMs: 30_000, intervalMs: 100 });
@@ -61,6 +77,8 @@ before(async () => {
 });
 
 after(async () => {
+  await gatewayProxy?.stop();
+  rmSync(work, { recursive: true, force: true });
   await op?.stop();
   client?.close();
   await cluster?.stop();
@@ -330,6 +348,225 @@ describe('Weft gateway on a real apiserver', () => {
     await assert.rejects(
       client.get(RESOURCES.deployments, 'taken-weft-gateway', 'edge'),
       'nothing else is created',
+    );
+  });
+
+  test('the gateway proxy takes a route change through the apiserver watch, its volume untouched, never back to an older one; its ServiceAccount reads its own ConfigMap only', async () => {
+    // A free port on loopback for the listener (above 1023: the proxy binds it as is).
+    const port = await new Promise<number>((resolve) => {
+      const s = createServer().listen(0, '127.0.0.1', () => {
+        const p = (s.address() as { port: number }).port;
+        s.close(() => resolve(p));
+      });
+    });
+    const GW = GATEWAY_RESOURCES.gateways;
+    const HR = GATEWAY_RESOURCES.httpRoutes;
+    await client.create(
+      GW,
+      obj(
+        GW,
+        { name: 'fast', namespace: 'shop' },
+        { spec: { gatewayClassName: 'weft', listeners: [{ name: 'http', port, protocol: 'HTTP' }] } },
+      ),
+    );
+    const redirectTo = (hostname: string) => ({
+      parentRefs: [{ name: 'fast' }],
+      rules: [{ filters: [{ type: 'RequestRedirect', requestRedirect: { hostname, statusCode: 302 } }] }],
+    });
+    await client.apply(
+      HR,
+      obj(HR, { name: 'fast', namespace: 'shop' }, { spec: redirectTo('one.example') }),
+      {
+        fieldManager: 'weft-test',
+      },
+    );
+    const name = 'fast-weft-gateway';
+    type CmK = KubeObject & { data?: Record<string, string>; binaryData?: Record<string, string> };
+    const routingTable = await waitFor('the routing ConfigMap with the first redirect', async () => {
+      const c = await client.get<CmK>(RESOURCES.configMaps, name, 'shop').catch(() => undefined);
+      return c?.data?.[GATEWAY_CONFIG_KEY]?.includes('one.example') ? c.data[GATEWAY_CONFIG_KEY] : undefined;
+    });
+    // The pod's volumes as the kubelet would have projected them at start, then never again: the
+    // routing table, the namespace's ProxyConfig, an empty certificate directory.
+    const volume = join(work, 'gateway.json');
+    writeFileSync(volume, routingTable);
+    const configDir = join(work, 'config');
+    const pc = await client.get<CmK>(RESOURCES.configMaps, 'weft-proxy-config', 'shop');
+    const files = new Map<string, Buffer | string>(Object.entries(pc.data ?? {}));
+    for (const [k, v] of Object.entries(pc.binaryData ?? {})) files.set(k, Buffer.from(v, 'base64'));
+    await writeProjected(configDir, files);
+    const tokenDir = join(work, 'token');
+    writeServiceAccountToken({
+      kc: cluster.kc,
+      kubectl: cluster.kubectl,
+      namespace: 'shop',
+      serviceAccount: name,
+      tokenDir,
+    });
+    gatewayProxy = await spawnProxy(
+      [
+        '--gateway',
+        `--gateway-config=${volume}`,
+        `--gateway-certs=${join(work, 'gateway-tls')}`,
+        `--config-dir=${configDir}`,
+        '--namespace=shop',
+        '--pod-name=fast-weft-gateway-0',
+        '--outbound-port=0',
+        '--inbound-port=0',
+        '--admin-port=0',
+        '--health-port=0',
+        `--apiserver=${cluster.kc.getCurrentCluster()!.server}`,
+        `--token-dir=${tokenDir}`,
+        '--poll-ms=200',
+      ],
+      // What the operator's Deployment sets.
+      { WEFT_GATEWAY_CONFIGMAP: name },
+    );
+    const location = async () => {
+      const r = await fetch(`http://127.0.0.1:${port}/x`, {
+        redirect: 'manual',
+        signal: AbortSignal.timeout(2000),
+      }).catch(() => undefined);
+      await r?.body?.cancel();
+      return r?.status === 302 ? (r.headers.get('location') ?? undefined) : undefined;
+    };
+    interface GatewayState {
+      generation: number | null;
+      source: string | null;
+      stale: number;
+    }
+    const gatewayState = async () =>
+      (
+        (await (
+          await fetch(`http://127.0.0.1:${gatewayProxy!.ports.admin}/config`, {
+            signal: AbortSignal.timeout(2000),
+          })
+        ).json()) as { gateway: GatewayState }
+      ).gateway;
+    assert.match(await waitFor('the gateway redirects to one.example', location), /\/\/one\.example/);
+
+    const t0 = Date.now();
+    await client.apply(
+      HR,
+      obj(HR, { name: 'fast', namespace: 'shop' }, { spec: redirectTo('two.example') }),
+      {
+        fieldManager: 'weft-test',
+      },
+    );
+    // The volume is never written again: the change can only arrive through the watch.
+    assert.match(
+      await waitFor('the gateway redirects to two.example', async () => {
+        const l = await location();
+        return l && /\/\/two\.example/.test(l) ? l : undefined;
+      }),
+      /\/\/two\.example/,
+    );
+    console.log(`route change served by the gateway: ${Date.now() - t0} ms after the write`);
+    assert.equal(readFileSync(volume, 'utf8'), routingTable, 'the volume is untouched');
+    const now = await gatewayState();
+    assert.equal(now.source, 'apiserver');
+    const first = (JSON.parse(routingTable) as { generation?: number }).generation;
+    assert.ok(first !== undefined && now.generation! > first, `generation ${now.generation} after ${first}`);
+
+    // A late kubelet sync of an older table (rewritten as the kubelet would) is not applied.
+    writeFileSync(volume, `${routingTable}\n`);
+    await waitFor(
+      'the older volume read and refused as stale',
+      async () => (await gatewayState()).stale > now.stale,
+    );
+    assert.match((await location())!, /\/\/two\.example/);
+    assert.equal((await gatewayState()).generation, now.generation);
+
+    // RBAC (the operator's Role and RoleBinding for this Gateway): its own ConfigMap by name,
+    // nothing else.
+    // The namespace's ProxyConfig, which every meshed pod of it reads (ClusterRole weft-proxy).
+    cluster.kubectl('apply', '--server-side', '-f', join(repoRoot, 'config', 'rbac', 'proxy_role.yaml'));
+    const can = (verb: string, what: string, ns = 'shop') =>
+      canI(cluster.kubectl, `system:serviceaccount:shop:${name}`, verb, what, '-n', ns);
+    assert.equal(can('get', 'configmaps/weft-proxy-config'), 'yes');
+    for (const verb of ['get', 'list', 'watch']) assert.equal(can(verb, `configmaps/${name}`), 'yes', verb);
+    assert.equal(can('list', 'configmaps'), 'no', 'list every ConfigMap of the namespace');
+    assert.equal(can('get', 'configmaps/kube-root-ca.crt'), 'no');
+    assert.equal(can('get', 'configmaps/public-weft-gateway', 'edge'), 'no', "another Gateway's table");
+    assert.equal(can('get', `secrets/${name}-tls`), 'no', 'its certificates come through the volume only');
+    assert.equal(can('list', 'secrets'), 'no');
+    assert.equal(can('update', `configmaps/${name}`), 'no');
+  });
+
+  test('the operator’s RBAC and admission policy let it write a Gateway’s Role and RoleBinding in that shape only', async () => {
+    cluster.kubectl(
+      'apply',
+      '--server-side',
+      '--field-manager=weft-test',
+      '-k',
+      join(repoRoot, 'config', 'rbac'),
+    );
+    const rbac = 'rbac.authorization.k8s.io/v1';
+    const labels = { 'app.kubernetes.io/managed-by': 'weft', 'weft.dev/component': 'gateway' };
+    const role = (name: string, rule: Record<string, unknown>, l: Record<string, string> = labels) => ({
+      apiVersion: rbac,
+      kind: 'Role',
+      metadata: { name, namespace: 'shop', labels: l },
+      rules: [{ apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list', 'watch'], ...rule }],
+    });
+    const binding = (name: string, subject: Record<string, string>) => ({
+      apiVersion: rbac,
+      kind: 'RoleBinding',
+      metadata: { name, namespace: 'shop', labels },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name },
+      subjects: [subject],
+    });
+    const sa = (name: string) => ({ kind: 'ServiceAccount', name, namespace: 'shop' });
+    const asOperator = (o: Record<string, unknown>) =>
+      dryRunApplyAs(cluster.kubectl, 'system:serviceaccount:weft-system:weft-operator', 'weft-operator', o);
+    // The policy is enforced once the apiserver has loaded it.
+    const denied = await waitFor('the admission policy to deny a broader Role', async () => {
+      const e = asOperator(role('wide-weft-gateway', {}));
+      return e ? e : undefined;
+    });
+    assert.match(denied, /may only write its own Roles and RoleBindings/, 'every ConfigMap of the namespace');
+    // What the operator writes for Gateway `fast` (the previous test) passes RBAC and the policy.
+    for (const [type, n] of [
+      [RESOURCES.roles, 'fast-weft-gateway'],
+      [RESOURCES.roleBindings, 'fast-weft-gateway'],
+      // The sidecars' binding (proxyconfig.ts) too.
+      [RESOURCES.roleBindings, 'weft-proxy'],
+    ] as const) {
+      const o = await client.get<KubeObject & Record<string, unknown>>(type, n, 'shop');
+      const { metadata, ...rest } = o;
+      const mine = { ...rest, metadata: { name: n, namespace: 'shop', labels: metadata.labels } };
+      assert.equal(asOperator(mine), '', `${type.kind} ${n}`);
+    }
+    assert.match(
+      asOperator(role('x-weft-gateway', { resourceNames: ['weft-proxy-config'] })),
+      /may only write its own/,
+      'another ConfigMap',
+    );
+    assert.match(
+      asOperator(role('x-weft-gateway', { resourceNames: ['x-weft-gateway'] }, {})),
+      /may only write its own/,
+      'no labels',
+    );
+    assert.match(
+      asOperator(role('x', { resourceNames: ['x'] })),
+      /may only write its own/,
+      'not a gateway name',
+    );
+    assert.match(
+      asOperator(binding('fast-weft-gateway', sa('default'))),
+      /may only write its own/,
+      'another ServiceAccount',
+    );
+    assert.match(
+      asOperator(
+        binding('fast-weft-gateway', {
+          kind: 'Group',
+          name: 'system:authenticated',
+          apiGroup: 'rbac.authorization.k8s.io',
+        }),
+      ),
+      /may only write its own/,
+      'a group',
     );
   });
 });

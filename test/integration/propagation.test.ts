@@ -6,7 +6,6 @@
 // once before start and then left alone, as a kubelet that has not synced yet would: every
 // change here can only arrive through the fast path.
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,9 +16,10 @@ import { collectStatus, renderStatus } from '../../cli/status.ts';
 import { KubeClient, type KubeObject, RESOURCES } from '../../kube/client.ts';
 import { type OperatorHandle, startOperator } from '../../operator/operator.ts';
 import { dirFingerprint, writeProjected } from '../../proxy/configdir.ts';
-import { installCrds, repoRoot, startTestCluster, type TestCluster } from '../support/cluster.ts';
+import { installCrds, startTestCluster, type TestCluster } from '../support/cluster.ts';
 import { eventually } from '../support/eventually.ts';
 import { meshedNamespaceWithProxyToken } from '../support/propagation.ts';
+import { type ProxyProcess, spawnProxy } from '../support/proxyprocess.ts';
 
 const NS = 'shop';
 const step = (m: string) => process.env.WEFT_TEST_DEBUG && console.error(`[propagation] ${m}`);
@@ -27,11 +27,9 @@ const PODS = ['web-0', 'web-1', 'web-2'];
 const waitFor = <T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 30_000) =>
   eventually(what, probe, { timeoutMs, intervalMs: 50 });
 
-interface Proxy {
+interface Proxy extends ProxyProcess {
   name: string;
   dir: string;
-  proc: ChildProcess;
-  ports: { admin: number; health: number };
 }
 interface Applied {
   status: { version: string; generation: number | null; source: string | null; stale: number };
@@ -53,49 +51,23 @@ describe('config propagation: apiserver fast path, proxies report what they appl
   /** Starts `node proxy/main.ts` for a pod, resolving once it logged its ports. */
   const startProxy = async (name: string, dir: string): Promise<Proxy> => {
     const server = cluster.kc.getCurrentCluster()!.server;
-    const proc = spawn(
-      process.execPath,
-      [
-        join(repoRoot, 'proxy', 'main.ts'),
-        `--config-dir=${dir}`,
-        `--namespace=${NS}`,
-        `--pod-name=${name}`,
-        '--outbound-port=0',
-        '--inbound-port=0',
-        '--admin-port=0',
-        '--health-port=0',
-        `--apiserver=${server}`,
-        `--token-dir=${tokenDir}`,
-        '--poll-ms=200',
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WEFT_LOG_LEVEL: 'info' } },
-    );
-    const ports = await new Promise<Proxy['ports']>((resolve, reject) => {
-      let buf = '';
-      proc.stdout!.setEncoding('utf8');
-      proc.stdout!.on('data', (d: string) => {
-        buf += d;
-        for (const line of buf.split('\n')) {
-          if (!line.includes('weft-proxy started')) continue;
-          const j = JSON.parse(line) as { ports: Proxy['ports'] };
-          resolve(j.ports);
-        }
-        if (buf.length > 1_000_000) buf = buf.slice(-10_000);
-      });
-      proc.stderr!.resume();
-      proc.once('exit', (code) => reject(new Error(`proxy ${name} exited with ${code}`)));
-    });
-    const p = { name, dir, proc, ports };
+    const proc = await spawnProxy([
+      `--config-dir=${dir}`,
+      `--namespace=${NS}`,
+      `--pod-name=${name}`,
+      '--outbound-port=0',
+      '--inbound-port=0',
+      '--admin-port=0',
+      '--health-port=0',
+      `--apiserver=${server}`,
+      `--token-dir=${tokenDir}`,
+      '--poll-ms=200',
+    ]);
+    const p = { name, dir, ...proc };
     proxies.set(name, p);
     return p;
   };
-  const stopProxy = async (p: Proxy) => {
-    if (p.proc.exitCode !== null || p.proc.signalCode !== null) return;
-    const gone = new Promise((r) => p.proc.once('exit', r));
-    p.proc.kill('SIGCONT');
-    p.proc.kill('SIGKILL');
-    await gone;
-  };
+  const stopProxy = (p: Proxy) => p.stop();
   const applied = async (p: Proxy): Promise<Applied> =>
     (await (
       await fetch(`http://127.0.0.1:${p.ports.admin}/config`, { signal: AbortSignal.timeout(2000) })
