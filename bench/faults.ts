@@ -4,7 +4,8 @@
 // 50 ms over HTTP/1.1 (hack/lib/faults.ts), then every scenario in turn under that traffic:
 // operator SIGKILL and leader failover, a backend's sidecar and app container crashing, a
 // rolling restart, a pod killed without grace, scale to zero and back, kube-apiserver and etcd
-// paused 20 s, kubelet and containerd restarted, the webhook down while pods are created.
+// paused 20 s and restarted, kubelet and containerd restarted, the webhook down while pods are
+// created.
 // WEFT_FAULTS picks scenarios by name (comma-separated substrings; default all): the others keep
 // their results from the previous file.
 // Writes bench/results/faults.json: per scenario {name, requests, failed, expectedFailed,
@@ -63,7 +64,9 @@ try {
     ['scale to zero and back', () => faults.scaleToZero(5000)],
     ['kube-apiserver paused', () => faults.paused('kube-apiserver', 20_000)],
     ['etcd paused', () => faults.paused('etcd', 20_000)],
-    ['kubelet restarted', () => faults.nodeRestart('kubelet')],
+    ['kube-apiserver restarted', () => faults.controlPlaneRestart('kube-apiserver')],
+    ['etcd restarted', () => faults.controlPlaneRestart('etcd')],
+    ['kubelet restarted', () => faults.nodeRestart('kubelet', { flip: true, settleMs: 10_000 })],
     ['containerd restarted', () => faults.nodeRestart('containerd')],
     ['webhook down', () => faults.webhookDown(OUTSIDE)],
   ];

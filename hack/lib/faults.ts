@@ -6,8 +6,9 @@
 // client's answers from the fault's start until a few seconds after it ended (the container
 // runtime's timestamps of the client's lines) and names every failure: its time, what the client
 // saw, and the fault that was active. Scenarios that touch processes need the host (`node`).
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { PROXY } from '../../api/constants.ts';
 import type { RealNode } from '../node/index.ts';
 import { eventually } from './eventually.ts';
@@ -477,30 +478,107 @@ export class Faults {
     });
 
   /**
-   * The node's kubelet or containerd stopped (SIGTERM) and started again; 30 s of traffic after:
-   * a restarted kubelet reports pods not Ready until their next readiness probe, seconds later.
+   * A control-plane process stopped (SIGTERM) and started again with the same command line (etcd
+   * keeps its data): the sidecars serve their last config meanwhile, the watches resume.
    */
-  nodeRestart = (name: 'kubelet' | 'containerd') =>
+  controlPlaneRestart = (binary: 'kube-apiserver' | 'etcd') =>
+    this.underFault(`${binary} restarted`, async () => {
+      const t0 = Date.now();
+      await this.node.restartProcess(binary);
+      await eventually(
+        `${binary} answers again`,
+        () => (this.kubectl('get', '--raw', '/readyz') ? true : undefined),
+        { timeoutMs: 120_000, intervalMs: 500 },
+      );
+      return `the apiserver ready again ${((Date.now() - t0) / 1000).toFixed(1)} s after the stop`;
+    });
+
+  /**
+   * Watches the backend's EndpointSlices: one line per change, "+<s>s <slice>: <pod>=<ready>/
+   * <serving>/<terminating> …", the seconds since `t0`. `stop` ends the watch.
+   */
+  watchSlices(t0: number): { lines: string[]; stop: () => void } {
+    const lines: string[] = [];
+    const template =
+      '{.metadata.name}:{range .endpoints[*]} {.targetRef.name}={.conditions.ready}/{.conditions.serving}/{.conditions.terminating}{end}{"\\n"}';
+    const p = spawn(
+      this.c.kubectl,
+      [
+        '--kubeconfig',
+        this.c.kubeconfig,
+        'get',
+        'endpointslices',
+        '-n',
+        this.ns,
+        '-l',
+        'kubernetes.io/service-name=echo',
+        '--watch',
+        '-o',
+        `jsonpath=${template}`,
+      ],
+      { stdio: ['ignore', 'pipe', 'ignore'] },
+    );
+    createInterface({ input: p.stdout }).on('line', (l) =>
+      lines.push(`+${((Date.now() - t0) / 1000).toFixed(1)}s ${l.trim()}`),
+    );
+    return { lines, stop: () => p.kill() };
+  }
+
+  /**
+   * The node's kubelet or containerd stopped (SIGTERM) and started again. A restarted kubelet
+   * reports every container not Ready until its first readiness probe, seconds after it started,
+   * so every endpoint of the backend turns not ready for a moment (docs/reliability.md): with
+   * `flip`, the scenario waits (up to 30 s) for the backend's EndpointSlice to go not ready and
+   * back, then 3 s of traffic; without, 30 s of traffic after the node serves again. The notes
+   * carry the EndpointSlice's changes.
+   */
+  nodeRestart = (name: 'kubelet' | 'containerd', o: { flip?: boolean; settleMs?: number } = {}) =>
     this.underFault(
       `${name} restarted`,
       async () => {
         const t0 = Date.now();
-        await this.node.restartProcess(name);
-        // The Node's Ready condition is not rewritten at once (node leases): the kubelet's healthz
-        // through the apiserver, then the backend available, say the node serves again.
-        await eventually(
-          `the kubelet serving after the ${name} restart`,
-          () =>
-            this.kubectl('get', '--raw', `/api/v1/nodes/${this.node.name}/proxy/healthz`) === 'ok'
-              ? true
-              : undefined,
-          { timeoutMs: 120_000, intervalMs: 500 },
-        );
-        await this.available(2);
-        return `back in ${((Date.now() - t0) / 1000).toFixed(1)} s`;
+        const slices = this.watchSlices(t0);
+        try {
+          await this.restartFor(name, t0);
+          if (o.flip) {
+            const seen = await eventually(
+              'the EndpointSlice not ready and back',
+              () => {
+                const i = slices.lines.findIndex((l) => / [^ =]+=false\//.test(l));
+                return i >= 0 && slices.lines.slice(i + 1).some((l) => !/=false\//.test(l))
+                  ? true
+                  : undefined;
+              },
+              { timeoutMs: 30_000, intervalMs: 250 },
+            ).catch(() => false);
+            if (!seen) slices.lines.push('(no not-ready flip seen within 30 s)');
+          }
+        } finally {
+          slices.stop();
+        }
+        return `back in ${((Date.now() - t0) / 1000).toFixed(1)} s; EndpointSlice: ${slices.lines.join(' | ')}`;
       },
-      { settleMs: 30_000 },
+      { settleMs: o.settleMs ?? (o.flip ? 3000 : 30_000) },
     );
+
+  /** Restarts the node's `name` and waits until the kubelet serves again and the backend is available. */
+  private async restartFor(name: 'kubelet' | 'containerd', t0: number): Promise<void> {
+    await this.node.restartProcess(name);
+    // The Node's Ready condition is not rewritten at once (node leases): the kubelet's healthz
+    // through the apiserver, then the backend available, say the node serves again.
+    await eventually(
+      `the kubelet serving after the ${name} restart`,
+      () =>
+        this.kubectl('get', '--raw', `/api/v1/nodes/${this.node.name}/proxy/healthz`) === 'ok'
+          ? true
+          : undefined,
+      { timeoutMs: 120_000, intervalMs: 500 },
+    );
+    await this.available(2);
+    this.log(
+      `[faults] ${name} restarted: the node serves again after ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+    );
+  }
 
   /**
    * The webhook scaled to zero while pods are created: a pod of the STRICT namespace is refused
