@@ -5,7 +5,7 @@
 // operator SIGKILL and leader failover, a backend's sidecar and app container crashing, a
 // rolling restart, a pod killed without grace, scale to zero and back, kube-apiserver and etcd
 // paused 20 s and restarted, kubelet and containerd restarted, the webhook down while pods are
-// created.
+// created, the workload certificates and the root CA rotated.
 // WEFT_FAULTS picks scenarios by name (comma-separated substrings; default all): the others keep
 // their results from the previous file.
 // Writes bench/results/faults.json: per scenario {name, requests, failed, expectedFailed,
@@ -69,6 +69,8 @@ try {
     ['kubelet restarted', () => faults.nodeRestart('kubelet', { flip: true, settleMs: 10_000 })],
     ['containerd restarted', () => faults.nodeRestart('containerd')],
     ['webhook down', () => faults.webhookDown(OUTSIDE)],
+    ['workload certificates rotated', faults.workloadCertRotation],
+    ['mesh root CA rotated', faults.rootCaRotation],
   ];
   const pick = process.env.WEFT_FAULTS?.split(',').filter(Boolean);
   for (const [name, run] of scenarios) {

@@ -10,8 +10,10 @@ import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { PROXY } from '../../api/constants.ts';
+import { createRoot } from '../../operator/identity/ca.ts';
 import type { RealNode } from '../node/index.ts';
 import { eventually } from './eventually.ts';
+import { metricSum } from './netns.ts';
 
 export const DEMO_IMAGE = 'ghcr.io/weft-mesh/weft-demo:0.1.0';
 const WEFT_NAMESPACE = 'weft-system';
@@ -491,6 +493,80 @@ export class Faults {
         { timeoutMs: 120_000, intervalMs: 500 },
       );
       return `the apiserver ready again ${((Date.now() - t0) / 1000).toFixed(1)} s after the stop`;
+    });
+
+  /** The sidecar's certificate reloads of a pod of the namespace (its metrics, through the apiserver). */
+  identityReloads(pod: string): number {
+    const text = this.kubectl(
+      'get',
+      '--raw',
+      `/api/v1/namespaces/${this.ns}/pods/${pod}:${PROXY.healthPort}/proxy/metrics`,
+    );
+    return metricSum(text, 'weft_identity_reloads_total{', 'result="ok"');
+  }
+
+  /** Waits until the sidecars of the backends and the client reloaded their certificate `times` more. */
+  private async identitiesReloaded(
+    what: string,
+    change: () => Promise<void> | void,
+    times = 1,
+  ): Promise<string> {
+    const pods = [...this.backends().map((p) => p.metadata.name), this.client];
+    const before = new Map(pods.map((p) => [p, this.identityReloads(p)]));
+    const t0 = Date.now();
+    await change();
+    await eventually(
+      `every sidecar (${pods.join(', ')}) on a new certificate ${times} time(s) after ${what}`,
+      () => (pods.every((p) => this.identityReloads(p) >= before.get(p)! + times) ? true : undefined),
+      { timeoutMs: 300_000, intervalMs: 2000 },
+    );
+    return `${what}; the ${pods.length} sidecars reloaded their certificate ${times} time(s) within ${((Date.now() - t0) / 1000).toFixed(1)} s`;
+  }
+
+  /**
+   * Workload certificates rotated under traffic: the Mesh's lifetime shortened to 10m with
+   * renewBefore 9m45s (reissued at once, then every 15 s) until every sidecar reloaded twice;
+   * then the Mesh's `ca` is removed again (back to 24h at the next renewal).
+   */
+  workloadCertRotation = () =>
+    this.underFault('workload certificates rotated', async () => {
+      const patch = (ca: object | null) =>
+        this.kubectl('patch', 'mesh', 'default', '--type=merge', '-p', JSON.stringify({ spec: { ca } }));
+      try {
+        return await this.identitiesReloaded(
+          'Mesh ca.workloadCertLifetime 10m, renewBefore 9m45s',
+          () => void patch({ workloadCertLifetime: '10m', renewBefore: '9m45s' }),
+          2,
+        );
+      } finally {
+        patch(null);
+      }
+    });
+
+  /**
+   * The mesh's root CA replaced (a new `weft-ca` Secret): the old root stays trusted for an
+   * overlap while every workload certificate is reissued from the new one; connections stay
+   * open across the change (the client's pooled mTLS connections).
+   */
+  rootCaRotation = () =>
+    this.underFault('mesh root CA rotated (overlap)', async () => {
+      const trustDomain = this.json('get', 'mesh', 'default').spec?.trustDomain ?? 'cluster.local';
+      const root = await createRoot({ trustDomain, lifetimeMs: 3650 * 86_400_000, now: new Date() });
+      const b64 = (s: string) => Buffer.from(s).toString('base64');
+      return this.identitiesReloaded('weft-ca replaced by a new root', () => {
+        this.kubectl(
+          'patch',
+          'secret',
+          'weft-ca',
+          '-n',
+          WEFT_NAMESPACE,
+          '--type=merge',
+          '-p',
+          JSON.stringify({
+            data: { 'tls.crt': b64(root.certPem), 'tls.key': b64(root.keyPem), 'ca.crt': b64(root.certPem) },
+          }),
+        );
+      });
     });
 
   /**

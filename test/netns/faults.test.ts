@@ -69,6 +69,23 @@ describe('a backend whose app is down behind its running sidecar (STRICT mTLS)',
     });
   }
 
+  it('POST with a body (not sent again): the endpoint whose app is down is ejected after 3, then every request is answered', async () => {
+    const r = await agent.send<HttpMany>({
+      op: 'http',
+      url: 'http://10.96.0.10/',
+      method: 'POST',
+      body: 'x'.repeat(2000),
+      n: 40,
+    });
+    // The peer's 502 WEFT_UPSTREAM_CONNECT counts as a connect failure of that endpoint: three
+    // in a row eject it (the default policy), so at most three such requests fail.
+    assert.ok(
+      (r.statuses['200'] ?? 0) >= 37,
+      `answers: ${JSON.stringify(r.statuses)}; first: ${JSON.stringify(r.first)}`,
+    );
+    assert.equal((r.statuses['200'] ?? 0) + (r.statuses['502'] ?? 0), 40, JSON.stringify(r.statuses));
+  });
+
   it('with only that endpoint, the caller gets the 502 naming the local app', async () => {
     await topo.writeConfig(
       proxyConfig(
