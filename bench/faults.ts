@@ -71,6 +71,8 @@ try {
     ['webhook down', () => faults.webhookDown(OUTSIDE)],
     ['workload certificates rotated', faults.workloadCertRotation],
     ['mesh root CA rotated', faults.rootCaRotation],
+    // WEFT_SOAK_MINUTES (default 30, the soak): the memory figures land in the scenario.
+    ['soak', () => faults.soak(Number(process.env.WEFT_SOAK_MINUTES ?? 30))],
   ];
   const pick = process.env.WEFT_FAULTS?.split(',').filter(Boolean);
   for (const [name, run] of scenarios) {

@@ -569,6 +569,56 @@ export class Faults {
       });
     });
 
+  /** Resident memory (MiB) of a container, read on the host (/proc/<pid>/status). */
+  rssMiB(namespace: string, pod: string, container: string): number {
+    const status = readFileSync(`/proc/${this.containerPid(namespace, pod, container)}/status`, 'utf8');
+    return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? Number.NaN) / 1024;
+  }
+
+  /**
+   * A soak: the steady traffic for `minutes`, the resident memory of the client's and the
+   * backends' sidecars, the leader operator and a webhook sampled every `everyMs`; `memory`
+   * holds each one's first, last and peak MiB and its least-squares slope in MiB per hour.
+   */
+  soak = async (minutes: number, everyMs = 15_000): Promise<ScenarioResult & { memory: MemorySlope[] }> => {
+    const webhook = this.kubectl(
+      'get',
+      'pods',
+      '-n',
+      WEFT_NAMESPACE,
+      '-l',
+      'app.kubernetes.io/name=weft-webhook',
+      '-o',
+      'jsonpath={.items[0].metadata.name}',
+    );
+    const watched: [string, string, string][] = [
+      [this.ns, this.client, PROXY.containerName],
+      ...this.backends().map((p): [string, string, string] => [
+        this.ns,
+        p.metadata.name,
+        PROXY.containerName,
+      ]),
+      [WEFT_NAMESPACE, this.operatorLeader().pod, 'operator'],
+      [WEFT_NAMESPACE, webhook, 'webhook'],
+    ];
+    const samples = new Map<string, [number, number][]>(watched.map(([ns, p, c]) => [`${ns}/${p}/${c}`, []]));
+    const r = await this.underFault(`soak ${minutes} min`, async () => {
+      const t0 = Date.now();
+      while (Date.now() - t0 < minutes * 60_000) {
+        for (const [ns, p, c] of watched) {
+          try {
+            samples.get(`${ns}/${p}/${c}`)!.push([(Date.now() - t0) / 3_600_000, this.rssMiB(ns, p, c)]);
+          } catch {}
+        }
+        await new Promise((res) => setTimeout(res, everyMs));
+      }
+      return `${samples.values().next().value?.length ?? 0} samples every ${everyMs / 1000} s`;
+    });
+    const memory = [...samples].map(([container, xy]) => memorySlope(container, xy));
+    r.notes += `; memory ${memory.map((m) => `${m.container} ${m.firstMiB}→${m.lastMiB} MiB (${m.slopeMiBPerHour} MiB/h)`).join(', ')}`;
+    return { ...r, memory };
+  };
+
   /**
    * Watches the backend's EndpointSlices: one line per change, "+<s>s <slice>: <pod>=<ready>/
    * <serving>/<terminating> …", the seconds since `t0`. `stop` ends the watch.
@@ -722,6 +772,34 @@ export class Faults {
       if (!injected) throw new Error('the pod created once the webhook was back has no sidecar');
       return `refused while down: ${refused.split('\n')[0]}`;
     });
+}
+
+export interface MemorySlope {
+  container: string;
+  samples: number;
+  firstMiB: number;
+  lastMiB: number;
+  peakMiB: number;
+  /** Least-squares slope of the resident memory over the soak. */
+  slopeMiBPerHour: number;
+}
+
+/** The first, last and peak of (hours, MiB) samples and their least-squares slope. */
+export function memorySlope(container: string, xy: [number, number][]): MemorySlope {
+  const n = xy.length;
+  const round = (x: number) => Math.round(x * 10) / 10;
+  const mx = xy.reduce((a, [x]) => a + x, 0) / n;
+  const my = xy.reduce((a, [, y]) => a + y, 0) / n;
+  const sxx = xy.reduce((a, [x]) => a + (x - mx) ** 2, 0);
+  const sxy = xy.reduce((a, [x, y]) => a + (x - mx) * (y - my), 0);
+  return {
+    container,
+    samples: n,
+    firstMiB: round(xy[0]?.[1] ?? 0),
+    lastMiB: round(xy.at(-1)?.[1] ?? 0),
+    peakMiB: round(Math.max(0, ...xy.map(([, y]) => y))),
+    slopeMiBPerHour: sxx > 0 ? round(sxy / sxx) : 0,
+  };
 }
 
 interface PodJson {
