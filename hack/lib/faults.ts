@@ -569,6 +569,22 @@ export class Faults {
       });
     });
 
+  /** The webhook's pods (names). */
+  webhookPods(): string[] {
+    return this.kubectl(
+      'get',
+      'pods',
+      '-n',
+      WEFT_NAMESPACE,
+      '-l',
+      'app.kubernetes.io/name=weft-webhook',
+      '-o',
+      'jsonpath={.items[*].metadata.name}',
+    )
+      .split(' ')
+      .filter(Boolean);
+  }
+
   /** Resident memory (MiB) of a container, read on the host (/proc/<pid>/status). */
   rssMiB(namespace: string, pod: string, container: string): number {
     const status = readFileSync(`/proc/${this.containerPid(namespace, pod, container)}/status`, 'utf8');
@@ -581,16 +597,7 @@ export class Faults {
    * holds each one's first, last and peak MiB and its least-squares slope in MiB per hour.
    */
   soak = async (minutes: number, everyMs = 15_000): Promise<ScenarioResult & { memory: MemorySlope[] }> => {
-    const webhook = this.kubectl(
-      'get',
-      'pods',
-      '-n',
-      WEFT_NAMESPACE,
-      '-l',
-      'app.kubernetes.io/name=weft-webhook',
-      '-o',
-      'jsonpath={.items[0].metadata.name}',
-    );
+    const [webhook = ''] = this.webhookPods();
     const watched: [string, string, string][] = [
       [this.ns, this.client, PROXY.containerName],
       ...this.backends().map((p): [string, string, string] => [
@@ -728,20 +735,7 @@ export class Faults {
       this.kubectl('scale', 'deployment/weft-webhook', '-n', WEFT_NAMESPACE, '--replicas=0');
       let refused = '';
       try {
-        await eventually('no webhook pod left', () =>
-          this.kubectl(
-            'get',
-            'pods',
-            '-n',
-            WEFT_NAMESPACE,
-            '-l',
-            'app.kubernetes.io/name=weft-webhook',
-            '-o',
-            'name',
-          ).trim() === ''
-            ? true
-            : undefined,
-        );
+        await eventually('no webhook pod left', () => (this.webhookPods().length === 0 ? true : undefined));
         try {
           this.apply(pod('unmeshed-attempt', this.ns));
         } catch (e) {
