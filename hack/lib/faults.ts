@@ -569,6 +569,74 @@ export class Faults {
       });
     });
 
+  /**
+   * A connection flood: a meshed pod opens `connections` connections to echo:8080 at once through
+   * its sidecar, sends a request on each and holds them open for `holdMs`; the steady client's
+   * requests must not fail meanwhile, and the notes carry how many flood requests were answered
+   * and the resident memory of the flooding pod's sidecar and the backends' sidecars.
+   */
+  flood = (connections = 2000, holdMs = 20_000) =>
+    this.underFault(`connection flood (${connections} connections)`, async () => {
+      // Opens every connection, one request each, keeps them open, then prints one summary line.
+      const script = `
+        const net = require('node:net');
+        const n = ${connections}, counts = { answered: 0, errors: 0 }, socks = [];
+        require('node:dns').lookup('echo', (err, ip) => {
+          if (err) throw err;
+          for (let i = 0; i < n; i++) {
+            const s = net.connect(8080, ip, () => s.write('GET / HTTP/1.1\\r\\nHost: echo\\r\\n\\r\\n'));
+            s.once('data', (d) => { if (/^HTTP\\/1\\.1 200/.test(d.toString())) counts.answered++; else counts.errors++; });
+            s.on('error', () => counts.errors++);
+            socks.push(s);
+          }
+          setTimeout(() => { console.log(JSON.stringify(counts)); for (const s of socks) s.destroy(); }, ${holdMs});
+        });`;
+      const sidecars = () => [
+        ...this.backends().map((p) => p.metadata.name),
+        ...(this.json('get', 'pod', 'flood', '-n', this.ns).status.phase === 'Running' ? ['flood'] : []),
+      ];
+      const rss = () =>
+        Object.fromEntries(
+          sidecars().map((p) => {
+            try {
+              return [p, Math.round(this.rssMiB(this.ns, p, PROXY.containerName))];
+            } catch {
+              return [p, Number.NaN];
+            }
+          }),
+        );
+      this.apply({
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: 'flood', namespace: this.ns, labels: { app: 'flood' } },
+        spec: {
+          serviceAccountName: this.c.serviceAccount,
+          restartPolicy: 'Never',
+          terminationGracePeriodSeconds: 1,
+          containers: [{ name: 'app', image: DEMO_IMAGE, command: ['node', '-e', script] }],
+        },
+      });
+      try {
+        await eventually(
+          'the flood pod running',
+          () =>
+            this.json('get', 'pod', 'flood', '-n', this.ns).status.phase === 'Running' ? true : undefined,
+          { timeoutMs: 120_000, intervalMs: 500 },
+        );
+        const before = rss();
+        await new Promise((r) => setTimeout(r, holdMs / 2));
+        const during = rss();
+        const summary = await eventually(
+          'the flood summary',
+          () => this.kubectl('logs', '-n', this.ns, 'flood', '-c', 'app').trim() || undefined,
+          { timeoutMs: holdMs + 60_000, intervalMs: 1000 },
+        );
+        return `flood ${summary}; sidecar MiB when it began ${JSON.stringify(before)}, while held ${JSON.stringify(during)}, after ${JSON.stringify(rss())}`;
+      } finally {
+        this.kubectl('delete', 'pod', 'flood', '-n', this.ns, '--wait=false', '--ignore-not-found');
+      }
+    });
+
   /** The webhook's pods (names). */
   webhookPods(): string[] {
     return this.kubectl(
