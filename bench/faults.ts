@@ -5,7 +5,8 @@
 // operator SIGKILL and leader failover, a backend's sidecar and app container crashing, a
 // rolling restart, a pod killed without grace, scale to zero and back, kube-apiserver and etcd
 // paused 20 s and restarted, kubelet and containerd restarted, the webhook down while pods are
-// created, the workload certificates and the root CA rotated, a connection flood and a soak.
+// created, the workload certificates and the root CA rotated, `helm upgrade` from the previous
+// commit's chart and image, a connection flood and a soak.
 // WEFT_FAULTS picks scenarios by name (comma-separated substrings; default all): the others keep
 // their results from the previous file.
 // Writes bench/results/faults.json: per scenario {name, requests, failed, expectedFailed,
@@ -72,6 +73,8 @@ try {
     ['workload certificates rotated', faults.workloadCertRotation],
     ['mesh root CA rotated', faults.rootCaRotation],
     ['connection flood', () => faults.flood(2000, 20_000)],
+    // WEFT_FAULTS_BASELINE (default main~1): the commit whose chart and image are upgraded from.
+    ['helm upgrade', () => faults.helmUpgrade(process.env.WEFT_FAULTS_BASELINE ?? 'main~1')],
     // WEFT_SOAK_MINUTES (default 30, the issue's soak): the memory figures land in the scenario.
     ['soak', () => faults.soak(Number(process.env.WEFT_SOAK_MINUTES ?? 30))],
   ];

@@ -8,10 +8,15 @@
 // saw, and the fault that was active. Scenarios that touch processes need the host (`node`).
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { PROXY } from '../../api/constants.ts';
+import { WEFT_IMAGE } from '../../api/mesh.ts';
 import { createRoot } from '../../operator/identity/ca.ts';
+import { helmBinary } from '../install.ts';
 import type { RealNode } from '../node/index.ts';
+import { prepareBaseline } from './baseline.ts';
+import { repoRoot } from './cluster.ts';
 import { eventually } from './eventually.ts';
 import { metricSum } from './netns.ts';
 
@@ -636,6 +641,82 @@ export class Faults {
         this.kubectl('delete', 'pod', 'flood', '-n', this.ns, '--wait=false', '--ignore-not-found');
       }
     });
+
+  /** `helm upgrade weft <chart>` in Weft's namespace, waiting for the Deployments. */
+  private helm(chartDir: string, set: Record<string, string> = {}): void {
+    execFileSync(
+      helmBinary(),
+      [
+        '--kubeconfig',
+        this.c.kubeconfig,
+        'upgrade',
+        'weft',
+        join(chartDir, 'charts', 'weft'),
+        '--namespace',
+        WEFT_NAMESPACE,
+        '--wait',
+        '--timeout',
+        '5m',
+        ...Object.entries(set).flatMap(([k, v]) => ['--set', `${k}=${v}`]),
+      ],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
+    );
+  }
+
+  /**
+   * Weft upgraded with `helm upgrade` from `ref`'s chart and image to this tree's, under traffic:
+   * first `ref` is installed over this tree's (its image built by its own hack/image/build.ts,
+   * imported and tagged `baseline`, this tree's image imported again under its own tag; the Mesh's
+   * `proxy.image` set to the baseline so its sidecars are injected), the backend rolled and the
+   * client started again on it. Then the scenario: `helm upgrade` to this tree's chart (control
+   * plane first), `proxy.image` removed, the backend rolled (sidecars next; the client keeps its
+   * baseline sidecar: both versions talk during the change).
+   */
+  helmUpgrade = async (ref: string): Promise<ScenarioResult> => {
+    const base = await prepareBaseline(repoRoot, ref, this.log);
+    const image = WEFT_IMAGE.replace(/:[^:/]+$/, '');
+    const ctr = (...args: string[]) =>
+      execFileSync('ctr', ['--address', this.node.containerd, '-n', 'k8s.io', 'images', ...args], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+    const mesh = (proxy: object | null) =>
+      this.kubectl('patch', 'mesh', 'default', '--type=merge', '-p', JSON.stringify({ spec: { proxy } }));
+    try {
+      execFileSync(process.execPath, [join(base.dir, 'hack', 'image', 'build.ts'), 'weft'], {
+        cwd: base.dir,
+        stdio: ['ignore', 'ignore', 'inherit'],
+      });
+      this.node.importImage(join(base.dir, 'dist', 'images', 'weft.oci.tar'));
+      ctr('tag', '--force', WEFT_IMAGE, `${image}:baseline`);
+      this.node.importImage(join(repoRoot, 'dist', 'images', 'weft.oci.tar'));
+      this.helm(base.dir, { 'image.tag': 'baseline' });
+      mesh({ image: `${image}:baseline` });
+      await this.rollingRestart();
+      this.stopClient();
+      await eventually('the client pod gone', () => {
+        try {
+          this.json('get', 'pod', this.client, '-n', this.ns);
+          return undefined;
+        } catch {
+          return true;
+        }
+      });
+      await this.startClient(this.client);
+      this.log(
+        `[faults] helm upgrade: Weft ${ref} (${base.commit.slice(0, 12)}) installed, workloads on its sidecars`,
+      );
+      return await this.underFault(`helm upgrade from ${ref}`, async () => {
+        const t0 = Date.now();
+        this.helm(repoRoot);
+        const cp = Date.now() - t0;
+        mesh(null);
+        const rolled = await this.rollingRestart();
+        return `control plane upgraded in ${(cp / 1000).toFixed(1)} s, then the backend rolled onto the new sidecars (${rolled.notes}); the client kept ${ref}'s sidecar`;
+      });
+    } finally {
+      await base.remove();
+    }
+  };
 
   /** The webhook's pods (names). */
   webhookPods(): string[] {
