@@ -16,8 +16,9 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
+import { type Baseline, prepareBaseline } from '../hack/lib/baseline.ts';
 import { repoRoot } from '../hack/lib/cluster.ts';
-import { Faults, type ScenarioResult } from '../hack/lib/faults.ts';
+import { baselineImage, Faults, type ScenarioResult } from '../hack/lib/faults.ts';
 import { startWeftNode } from '../hack/lib/weft-node.ts';
 
 const NS = 'weft-demo';
@@ -27,6 +28,14 @@ const log = (m: string) => process.stderr.write(`${m}\n`);
 const POD_CIDR = '10.113.0.0/16';
 const SERVICE_CIDR = '10.114.0.0/16';
 
+const pick = process.env.WEFT_FAULTS?.split(',').filter(Boolean);
+const picked = (name: string) => !pick || pick.some((p) => name.includes(p));
+// The helm upgrade's baseline tree and image, built before the cluster (and its lock) is taken.
+let baseline: Baseline | undefined;
+if (picked('helm upgrade')) {
+  baseline = await prepareBaseline(repoRoot, process.env.WEFT_FAULTS_BASELINE ?? 'main~1', log);
+  baselineImage(baseline, true);
+}
 const loadBefore = loadavg().map((l) => Math.round(l * 10) / 10);
 const weft = await startWeftNode({
   dirPrefix: 'weft-bench-faults-',
@@ -74,13 +83,12 @@ try {
     ['mesh root CA rotated', faults.rootCaRotation],
     ['connection flood', () => faults.flood(2000, 20_000)],
     // WEFT_FAULTS_BASELINE (default main~1): the commit whose chart and image are upgraded from.
-    ['helm upgrade', () => faults.helmUpgrade(process.env.WEFT_FAULTS_BASELINE ?? 'main~1')],
+    ['helm upgrade', () => faults.helmUpgrade(baseline!)],
     // WEFT_SOAK_MINUTES (default 30, the issue's soak): the memory figures land in the scenario.
     ['soak', () => faults.soak(Number(process.env.WEFT_SOAK_MINUTES ?? 30))],
   ];
-  const pick = process.env.WEFT_FAULTS?.split(',').filter(Boolean);
   for (const [name, run] of scenarios) {
-    if (pick && !pick.some((p) => name.includes(p))) continue;
+    if (!picked(name)) continue;
     try {
       results.push(await run());
     } catch (err) {
@@ -106,6 +114,7 @@ try {
   log(`[faults] ${error}`);
 } finally {
   await weft.stop();
+  await baseline?.remove();
 }
 const file = join(repoRoot, 'bench', 'results', 'faults.json');
 let previous: { scenarios?: { name: string }[] } = {};

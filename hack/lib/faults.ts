@@ -15,7 +15,7 @@ import { WEFT_IMAGE } from '../../api/mesh.ts';
 import { createRoot } from '../../operator/identity/ca.ts';
 import { helmBinary } from '../install.ts';
 import type { RealNode } from '../node/index.ts';
-import { prepareBaseline } from './baseline.ts';
+import type { Baseline } from './baseline.ts';
 import { repoRoot } from './cluster.ts';
 import { eventually } from './eventually.ts';
 import { metricSum } from './netns.ts';
@@ -665,15 +665,14 @@ export class Faults {
 
   /**
    * Weft upgraded with `helm upgrade` from `ref`'s chart and image to this tree's, under traffic:
-   * first `ref` is installed over this tree's (its image built by its own hack/image/build.ts,
+   * first `ref` is installed over this tree's (its image, built beforehand by `baselineImage`,
    * imported and tagged `baseline`, this tree's image imported again under its own tag; the Mesh's
    * `proxy.image` set to the baseline so its sidecars are injected), the backend rolled and the
    * client started again on it. Then the scenario: `helm upgrade` to this tree's chart (control
    * plane first), `proxy.image` removed, the backend rolled (sidecars next; the client keeps its
    * baseline sidecar: both versions talk during the change).
    */
-  helmUpgrade = async (ref: string): Promise<ScenarioResult> => {
-    const base = await prepareBaseline(repoRoot, ref, this.log);
+  helmUpgrade = async (base: Baseline): Promise<ScenarioResult> => {
     const image = WEFT_IMAGE.replace(/:[^:/]+$/, '');
     const ctr = (...args: string[]) =>
       execFileSync('ctr', ['--address', this.node.containerd, '-n', 'k8s.io', 'images', ...args], {
@@ -681,41 +680,33 @@ export class Faults {
       });
     const mesh = (proxy: object | null) =>
       this.kubectl('patch', 'mesh', 'default', '--type=merge', '-p', JSON.stringify({ spec: { proxy } }));
-    try {
-      execFileSync(process.execPath, [join(base.dir, 'hack', 'image', 'build.ts'), 'weft'], {
-        cwd: base.dir,
-        stdio: ['ignore', 'ignore', 'inherit'],
-      });
-      this.node.importImage(join(base.dir, 'dist', 'images', 'weft.oci.tar'));
-      ctr('tag', '--force', WEFT_IMAGE, `${image}:baseline`);
-      this.node.importImage(join(repoRoot, 'dist', 'images', 'weft.oci.tar'));
-      this.helm(base.dir, { 'image.tag': 'baseline' });
-      mesh({ image: `${image}:baseline` });
-      await this.rollingRestart();
-      this.stopClient();
-      await eventually('the client pod gone', () => {
-        try {
-          this.json('get', 'pod', this.client, '-n', this.ns);
-          return undefined;
-        } catch {
-          return true;
-        }
-      });
-      await this.startClient(this.client);
-      this.log(
-        `[faults] helm upgrade: Weft ${ref} (${base.commit.slice(0, 12)}) installed, workloads on its sidecars`,
-      );
-      return await this.underFault(`helm upgrade from ${ref}`, async () => {
-        const t0 = Date.now();
-        this.helm(repoRoot);
-        const cp = Date.now() - t0;
-        mesh(null);
-        const rolled = await this.rollingRestart();
-        return `control plane upgraded in ${(cp / 1000).toFixed(1)} s, then the backend rolled onto the new sidecars (${rolled.notes}); the client kept ${ref}'s sidecar`;
-      });
-    } finally {
-      await base.remove();
-    }
+    this.node.importImage(baselineImage(base));
+    ctr('tag', '--force', WEFT_IMAGE, `${image}:baseline`);
+    this.node.importImage(join(repoRoot, 'dist', 'images', 'weft.oci.tar'));
+    this.helm(base.dir, { 'image.tag': 'baseline' });
+    mesh({ image: `${image}:baseline` });
+    await this.rollingRestart();
+    this.stopClient();
+    await eventually('the client pod gone', () => {
+      try {
+        this.json('get', 'pod', this.client, '-n', this.ns);
+        return undefined;
+      } catch {
+        return true;
+      }
+    });
+    await this.startClient(this.client);
+    this.log(
+      `[faults] helm upgrade: Weft ${base.ref} (${base.commit.slice(0, 12)}) installed, workloads on its sidecars`,
+    );
+    return this.underFault(`helm upgrade from ${base.ref}`, async () => {
+      const t0 = Date.now();
+      this.helm(repoRoot);
+      const cp = Date.now() - t0;
+      mesh(null);
+      const rolled = await this.rollingRestart();
+      return `control plane upgraded in ${(cp / 1000).toFixed(1)} s, then the backend rolled onto the new sidecars (${rolled.notes}); the client kept ${base.ref}'s sidecar`;
+    });
   };
 
   /** The webhook's pods (names). */
@@ -915,6 +906,16 @@ export class Faults {
       if (!injected) throw new Error('the pod created once the webhook was back has no sidecar');
       return `refused while down: ${refused.split('\n')[0]}`;
     });
+}
+
+/** Builds the weft image of a baseline tree (its own hack/image/build.ts); returns the archive. */
+export function baselineImage(base: Baseline, build = false): string {
+  if (build)
+    execFileSync(process.execPath, [join(base.dir, 'hack', 'image', 'build.ts'), 'weft'], {
+      cwd: base.dir,
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+  return join(base.dir, 'dist', 'images', 'weft.oci.tar');
 }
 
 export interface MemorySlope {
