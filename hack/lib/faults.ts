@@ -585,17 +585,26 @@ export class Faults {
       // Opens every connection, one request each, keeps them open, then prints one summary line.
       const script = `
         const net = require('node:net');
-        const n = ${connections}, counts = { answered: 0, errors: 0 }, socks = [];
-        require('node:dns').lookup('echo', (err, ip) => {
-          if (err) throw err;
+        const n = ${connections}, counts = {}, socks = [];
+        const add = (k) => { counts[k] = (counts[k] ?? 0) + 1; };
+        const flood = (ip) => {
           for (let i = 0; i < n; i++) {
             const s = net.connect(8080, ip, () => s.write('GET / HTTP/1.1\\r\\nHost: echo\\r\\n\\r\\n'));
-            s.once('data', (d) => { if (/^HTTP\\/1\\.1 200/.test(d.toString())) counts.answered++; else counts.errors++; });
-            s.on('error', () => counts.errors++);
+            s.once('data', (d) => {
+              const head = d.toString();
+              add(head.split('\\r\\n')[0].split(' ')[1] + (/weft-error: (\\S+)/i.exec(head)?.[1] ? ' ' + /weft-error: (\\S+)/i.exec(head)[1] : ''));
+            });
+            s.on('error', (e) => add('error ' + e.code));
             socks.push(s);
           }
           setTimeout(() => { console.log(JSON.stringify(counts)); for (const s of socks) s.destroy(); }, ${holdMs});
-        });`;
+        };
+        // Once this pod's sidecar answers (it may start before its first config), all at once.
+        const ready = () => fetch('http://echo:8080/').then((r) => r.status === 200, () => false);
+        (async () => {
+          while (!(await ready())) await new Promise((r) => setTimeout(r, 500));
+          require('node:dns').lookup('echo', (err, ip) => { if (err) throw err; flood(ip); });
+        })();`;
       const sidecars = () => [
         ...this.backends().map((p) => p.metadata.name),
         ...(this.json('get', 'pod', 'flood', '-n', this.ns).status.phase === 'Running' ? ['flood'] : []),
