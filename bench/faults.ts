@@ -121,8 +121,14 @@ let previous: { scenarios?: { name: string }[] } = {};
 try {
   previous = JSON.parse(readFileSync(file, 'utf8'));
 } catch {}
+// The first 20 failures name them (failuresByReason counts them all): a broken scenario can
+// fail thousands of requests.
 const fresh = results.map(({ servedBy: _, ...r }) => ({
   ...r,
+  failures:
+    r.failures.length > 20
+      ? [...r.failures.slice(0, 20), `… and ${r.failures.length - 20} more`]
+      : r.failures,
   date: new Date().toISOString(),
   loadAverageBefore: loadBefore,
 }));

@@ -556,22 +556,39 @@ export class Faults {
   rootCaRotation = () =>
     this.underFault('mesh root CA rotated (overlap)', async () => {
       const trustDomain = this.json('get', 'mesh', 'default').spec?.trustDomain ?? 'cluster.local';
-      const root = await createRoot({ trustDomain, lifetimeMs: 3650 * 86_400_000, now: new Date() });
+      const now = new Date();
+      const root = await createRoot({ trustDomain, lifetimeMs: 3650 * 86_400_000, now });
       const b64 = (s: string) => Buffer.from(s).toString('base64');
-      return this.identitiesReloaded('weft-ca replaced by a new root', () => {
-        this.kubectl(
-          'patch',
-          'secret',
-          'weft-ca',
-          '-n',
-          WEFT_NAMESPACE,
-          '--type=merge',
-          '-p',
-          JSON.stringify({
-            data: { 'tls.crt': b64(root.certPem), 'tls.key': b64(root.keyPem), 'ca.crt': b64(root.certPem) },
-          }),
-        );
-      });
+      const pods = [...this.backends().map((p) => p.metadata.name), this.client];
+      const t0 = Date.now();
+      this.kubectl(
+        'patch',
+        'secret',
+        'weft-ca',
+        '-n',
+        WEFT_NAMESPACE,
+        '--type=merge',
+        '-p',
+        JSON.stringify({
+          data: { 'tls.crt': b64(root.certPem), 'tls.key': b64(root.keyPem), 'ca.crt': b64(root.certPem) },
+        }),
+      );
+      // Each sidecar's certificate as it reports it (/config/applied): issued by the new root
+      // (its name carries `now`), not just reloaded once.
+      const issuer = (pod: string): string =>
+        JSON.parse(
+          this.kubectl(
+            'get',
+            '--raw',
+            `/api/v1/namespaces/${this.ns}/pods/${pod}:${PROXY.healthPort}/proxy/config/applied?config=false`,
+          ),
+        ).certificate?.issuer ?? '';
+      await eventually(
+        `every sidecar (${pods.join(', ')}) on a certificate from the new root`,
+        () => (pods.every((p) => issuer(p).includes(now.toISOString())) ? true : undefined),
+        { timeoutMs: 300_000, intervalMs: 2000 },
+      );
+      return `weft-ca replaced by a new root; the ${pods.length} sidecars on certificates from it within ${((Date.now() - t0) / 1000).toFixed(1)} s`;
     });
 
   /**
