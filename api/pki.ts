@@ -19,6 +19,15 @@ export function serialNumber(): string {
   return Buffer.from(b).toString('hex');
 }
 
+/**
+ * PEM blocks as one file (a chain or a trust bundle), one after the other on their own lines: a
+ * bare join glues "-----END CERTIFICATE----------BEGIN CERTIFICATE-----", and OpenSSL then
+ * trusts or sends only one of them. One block comes out as it went in.
+ */
+export function pemFile(pems: readonly string[]): string {
+  return pems.map((p) => p.trim()).join('\n');
+}
+
 /** A new ECDSA P-256 key pair (extractable, for PKCS#8 export). */
 export async function newKeyPair(): Promise<webcrypto.CryptoKeyPair> {
   return (await crypto.subtle.generateKey(EC, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;

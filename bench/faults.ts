@@ -4,7 +4,9 @@
 // 50 ms over HTTP/1.1 (hack/lib/faults.ts), then every scenario in turn under that traffic:
 // operator SIGKILL and leader failover, a backend's sidecar and app container crashing, a
 // rolling restart, a pod killed without grace, scale to zero and back, kube-apiserver and etcd
-// paused 20 s, kubelet and containerd restarted, the webhook down while pods are created.
+// paused 20 s and restarted, kubelet and containerd restarted, the webhook down while pods are
+// created, the workload certificates and the root CA rotated, `helm upgrade` from the previous
+// commit's chart and image, a connection flood and a soak.
 // WEFT_FAULTS picks scenarios by name (comma-separated substrings; default all): the others keep
 // their results from the previous file.
 // Writes bench/results/faults.json: per scenario {name, requests, failed, expectedFailed,
@@ -14,8 +16,9 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
+import { type Baseline, prepareBaseline } from '../hack/lib/baseline.ts';
 import { repoRoot } from '../hack/lib/cluster.ts';
-import { Faults, type ScenarioResult } from '../hack/lib/faults.ts';
+import { baselineImage, Faults, type ScenarioResult } from '../hack/lib/faults.ts';
 import { startWeftNode } from '../hack/lib/weft-node.ts';
 
 const NS = 'weft-demo';
@@ -25,6 +28,14 @@ const log = (m: string) => process.stderr.write(`${m}\n`);
 const POD_CIDR = '10.113.0.0/16';
 const SERVICE_CIDR = '10.114.0.0/16';
 
+const pick = process.env.WEFT_FAULTS?.split(',').filter(Boolean);
+const picked = (name: string) => !pick || pick.some((p) => name.includes(p));
+// The helm upgrade's baseline tree and image, built before the cluster (and its lock) is taken.
+let baseline: Baseline | undefined;
+if (picked('helm upgrade')) {
+  baseline = await prepareBaseline(repoRoot, process.env.WEFT_FAULTS_BASELINE ?? 'main~1', log);
+  baselineImage(baseline, true);
+}
 const loadBefore = loadavg().map((l) => Math.round(l * 10) / 10);
 const weft = await startWeftNode({
   dirPrefix: 'weft-bench-faults-',
@@ -63,13 +74,21 @@ try {
     ['scale to zero and back', () => faults.scaleToZero(5000)],
     ['kube-apiserver paused', () => faults.paused('kube-apiserver', 20_000)],
     ['etcd paused', () => faults.paused('etcd', 20_000)],
-    ['kubelet restarted', () => faults.nodeRestart('kubelet')],
+    ['kube-apiserver restarted', () => faults.controlPlaneRestart('kube-apiserver')],
+    ['etcd restarted', () => faults.controlPlaneRestart('etcd')],
+    ['kubelet restarted', () => faults.nodeRestart('kubelet', { flip: true, settleMs: 10_000 })],
     ['containerd restarted', () => faults.nodeRestart('containerd')],
     ['webhook down', () => faults.webhookDown(OUTSIDE)],
+    ['workload certificates rotated', faults.workloadCertRotation],
+    ['mesh root CA rotated', faults.rootCaRotation],
+    ['connection flood', () => faults.flood(2000, 20_000)],
+    // WEFT_FAULTS_BASELINE (default main~1): the commit whose chart and image are upgraded from.
+    ['helm upgrade', () => faults.helmUpgrade(baseline!)],
+    // WEFT_SOAK_MINUTES (default 30, the issue's soak): the memory figures land in the scenario.
+    ['soak', () => faults.soak(Number(process.env.WEFT_SOAK_MINUTES ?? 30))],
   ];
-  const pick = process.env.WEFT_FAULTS?.split(',').filter(Boolean);
   for (const [name, run] of scenarios) {
-    if (pick && !pick.some((p) => name.includes(p))) continue;
+    if (!picked(name)) continue;
     try {
       results.push(await run());
     } catch (err) {
@@ -95,14 +114,21 @@ try {
   log(`[faults] ${error}`);
 } finally {
   await weft.stop();
+  await baseline?.remove();
 }
 const file = join(repoRoot, 'bench', 'results', 'faults.json');
 let previous: { scenarios?: { name: string }[] } = {};
 try {
   previous = JSON.parse(readFileSync(file, 'utf8'));
 } catch {}
+// The first 20 failures name them (failuresByReason counts them all): a broken scenario can
+// fail thousands of requests.
 const fresh = results.map(({ servedBy: _, ...r }) => ({
   ...r,
+  failures:
+    r.failures.length > 20
+      ? [...r.failures.slice(0, 20), `… and ${r.failures.length - 20} more`]
+      : r.failures,
   date: new Date().toISOString(),
   loadAverageBefore: loadBefore,
 }));

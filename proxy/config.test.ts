@@ -113,6 +113,28 @@ describe('RoutingTable', () => {
     };
     assert.deepEqual(usableEndpoints(gone), []);
   });
+  it('when none is ready nor serving, the kept endpoints still listed and not terminating', () => {
+    const notReady = { ready: false, serving: false, terminating: false };
+    const restarted = {
+      ...web,
+      endpoints: [
+        endpoint('10.1.0.1', 8080, { ...notReady, pod: 'web-1' }),
+        endpoint('10.1.0.2', 8080, { ...notReady, pod: 'web-2' }),
+        endpoint('10.1.0.3', 8080, { ready: false, serving: false, terminating: true, pod: 'web-3' }),
+      ],
+    };
+    const kept = new Set(['web-1@10.1.0.1', 'web-3@10.1.0.3', 'web-old@10.1.0.2']);
+    assert.deepEqual(
+      usableEndpoints(restarted, kept).map((e) => e.address),
+      ['10.1.0.1'],
+    );
+    assert.deepEqual(usableEndpoints(restarted), []);
+    assert.deepEqual(
+      usableEndpoints(web, kept).map((e) => e.address),
+      ['10.1.0.1'],
+      'a ready endpoint wins',
+    );
+  });
   it('a split or mirror without a port sends to the port the client called on a multi-port backend', () => {
     const twoPorts = (name: string, vip: string) => ({
       ...service(name, 'shop', vip, 80, [endpoint('10.1.1.1', 8080)]),

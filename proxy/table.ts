@@ -332,12 +332,21 @@ export function pickBackend(route: CompiledRoute, random: Random): Backend | und
 
 /**
  * Endpoints that may take new requests: ready and not terminating. When none is ready, those
- * still serving while terminating take traffic (as kube-proxy does) rather than failing.
+ * still serving while terminating take traffic (as kube-proxy does) rather than failing. When
+ * none serves either, the endpoints named in `kept` (by `endpointKey`: those this proxy last saw
+ * usable, still listed and not terminating; every pod turned not ready at once, as after a
+ * kubelet restart) take traffic rather than a 503 (Endpoints.apply keeps them; docs/proxy.md).
  */
-export function usableEndpoints(s: Service): Endpoint[] {
+export function usableEndpoints(s: Service, kept?: ReadonlySet<string>): Endpoint[] {
   const ready = s.endpoints.filter((e) => e.ready && !e.terminating);
-  return ready.length > 0 ? ready : s.endpoints.filter((e) => e.serving);
+  if (ready.length > 0) return ready;
+  const serving = s.endpoints.filter((e) => e.serving);
+  if (serving.length > 0 || !kept?.size) return serving;
+  return s.endpoints.filter((e) => !e.terminating && kept.has(endpointKey(e)));
 }
+
+/** An endpoint across configs: its pod and address (a new pod at a reused address is another). */
+export const endpointKey = (e: Endpoint): string => `${e.pod ?? ''}@${e.address}`;
 
 /** The target port of an endpoint for a service port (by name, "" for an unnamed port). */
 export function targetPort(e: Endpoint, port: ServicePort): number {

@@ -6,11 +6,19 @@
 // client's answers from the fault's start until a few seconds after it ended (the container
 // runtime's timestamps of the client's lines) and names every failure: its time, what the client
 // saw, and the fault that was active. Scenarios that touch processes need the host (`node`).
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { PROXY } from '../../api/constants.ts';
+import { WEFT_IMAGE } from '../../api/mesh.ts';
+import { createRoot } from '../../operator/identity/ca.ts';
+import { helmBinary } from '../install.ts';
 import type { RealNode } from '../node/index.ts';
+import type { Baseline } from './baseline.ts';
+import { repoRoot } from './cluster.ts';
 import { eventually } from './eventually.ts';
+import { metricSum } from './netns.ts';
 
 export const DEMO_IMAGE = 'ghcr.io/weft-mesh/weft-demo:0.1.0';
 const WEFT_NAMESPACE = 'weft-system';
@@ -477,30 +485,400 @@ export class Faults {
     });
 
   /**
-   * The node's kubelet or containerd stopped (SIGTERM) and started again; 30 s of traffic after:
-   * a restarted kubelet reports pods not Ready until their next readiness probe, seconds later.
+   * A control-plane process stopped (SIGTERM) and started again with the same command line (etcd
+   * keeps its data): the sidecars serve their last config meanwhile, the watches resume.
    */
-  nodeRestart = (name: 'kubelet' | 'containerd') =>
+  controlPlaneRestart = (binary: 'kube-apiserver' | 'etcd') =>
+    this.underFault(`${binary} restarted`, async () => {
+      const t0 = Date.now();
+      await this.node.restartProcess(binary);
+      await eventually(
+        `${binary} answers again`,
+        () => (this.kubectl('get', '--raw', '/readyz') ? true : undefined),
+        { timeoutMs: 120_000, intervalMs: 500 },
+      );
+      return `the apiserver ready again ${((Date.now() - t0) / 1000).toFixed(1)} s after the stop`;
+    });
+
+  /** The sidecar's certificate reloads of a pod of the namespace (its metrics, through the apiserver). */
+  identityReloads(pod: string): number {
+    const text = this.kubectl(
+      'get',
+      '--raw',
+      `/api/v1/namespaces/${this.ns}/pods/${pod}:${PROXY.healthPort}/proxy/metrics`,
+    );
+    return metricSum(text, 'weft_identity_reloads_total{', 'result="ok"');
+  }
+
+  /** Waits until the sidecars of the backends and the client reloaded their certificate `times` more. */
+  private async identitiesReloaded(
+    what: string,
+    change: () => Promise<void> | void,
+    times = 1,
+  ): Promise<string> {
+    const pods = [...this.backends().map((p) => p.metadata.name), this.client];
+    const before = new Map(pods.map((p) => [p, this.identityReloads(p)]));
+    const t0 = Date.now();
+    await change();
+    await eventually(
+      `every sidecar (${pods.join(', ')}) on a new certificate ${times} time(s) after ${what}`,
+      () => (pods.every((p) => this.identityReloads(p) >= before.get(p)! + times) ? true : undefined),
+      { timeoutMs: 300_000, intervalMs: 2000 },
+    );
+    return `${what}; the ${pods.length} sidecars reloaded their certificate ${times} time(s) within ${((Date.now() - t0) / 1000).toFixed(1)} s`;
+  }
+
+  /**
+   * Workload certificates rotated under traffic: the Mesh's lifetime shortened to 10m with
+   * renewBefore 9m45s (reissued at once, then every 15 s) until every sidecar reloaded its
+   * certificate (the kubelet updates Secret volumes at its sync, about a minute); then the Mesh's
+   * `ca` is removed again (back to 24h at the next renewal).
+   */
+  workloadCertRotation = () =>
+    this.underFault('workload certificates rotated', async () => {
+      const patch = (ca: object | null) =>
+        this.kubectl('patch', 'mesh', 'default', '--type=merge', '-p', JSON.stringify({ spec: { ca } }));
+      try {
+        return await this.identitiesReloaded(
+          'Mesh ca.workloadCertLifetime 10m, renewBefore 9m45s',
+          () => void patch({ workloadCertLifetime: '10m', renewBefore: '9m45s' }),
+        );
+      } finally {
+        patch(null);
+      }
+    });
+
+  /**
+   * The mesh's root CA replaced (a new `weft-ca` Secret): the old root stays trusted for an
+   * overlap while every workload certificate is reissued from the new one; connections stay
+   * open across the change (the client's pooled mTLS connections).
+   */
+  rootCaRotation = () =>
+    this.underFault('mesh root CA rotated (overlap)', async () => {
+      const trustDomain = this.json('get', 'mesh', 'default').spec?.trustDomain ?? 'cluster.local';
+      const now = new Date();
+      const root = await createRoot({ trustDomain, lifetimeMs: 3650 * 86_400_000, now });
+      const b64 = (s: string) => Buffer.from(s).toString('base64');
+      const pods = [...this.backends().map((p) => p.metadata.name), this.client];
+      const t0 = Date.now();
+      this.kubectl(
+        'patch',
+        'secret',
+        'weft-ca',
+        '-n',
+        WEFT_NAMESPACE,
+        '--type=merge',
+        '-p',
+        JSON.stringify({
+          data: { 'tls.crt': b64(root.certPem), 'tls.key': b64(root.keyPem), 'ca.crt': b64(root.certPem) },
+        }),
+      );
+      // Each sidecar's certificate as it reports it (/config/applied): issued by the new root
+      // (its name carries `now`), not just reloaded once.
+      const issuer = (pod: string): string =>
+        JSON.parse(
+          this.kubectl(
+            'get',
+            '--raw',
+            `/api/v1/namespaces/${this.ns}/pods/${pod}:${PROXY.healthPort}/proxy/config/applied?config=false`,
+          ),
+        ).certificate?.issuer ?? '';
+      await eventually(
+        `every sidecar (${pods.join(', ')}) on a certificate from the new root`,
+        () => (pods.every((p) => issuer(p).includes(now.toISOString())) ? true : undefined),
+        { timeoutMs: 300_000, intervalMs: 2000 },
+      );
+      return `weft-ca replaced by a new root; the ${pods.length} sidecars on certificates from it within ${((Date.now() - t0) / 1000).toFixed(1)} s`;
+    });
+
+  /**
+   * A connection flood: a meshed pod opens `connections` connections to echo:8080 at once through
+   * its sidecar, sends a request on each and holds them open for `holdMs`; the steady client's
+   * requests must not fail meanwhile, and the notes carry how many flood requests were answered
+   * and the resident memory of the flooding pod's sidecar and the backends' sidecars.
+   */
+  flood = (connections = 2000, holdMs = 20_000) =>
+    this.underFault(`connection flood (${connections} connections)`, async () => {
+      // Opens every connection, one request each, keeps them open, then prints one summary line.
+      const script = `
+        const net = require('node:net');
+        const n = ${connections}, counts = {}, socks = [];
+        const add = (k) => { counts[k] = (counts[k] ?? 0) + 1; };
+        const flood = (ip) => {
+          for (let i = 0; i < n; i++) {
+            const s = net.connect(8080, ip, () => s.write('GET / HTTP/1.1\\r\\nHost: echo\\r\\n\\r\\n'));
+            s.once('data', (d) => {
+              const head = d.toString();
+              add(head.split('\\r\\n')[0].split(' ')[1] + (/weft-error: (\\S+)/i.exec(head)?.[1] ? ' ' + /weft-error: (\\S+)/i.exec(head)[1] : ''));
+            });
+            s.on('error', (e) => add('error ' + e.code));
+            socks.push(s);
+          }
+          setTimeout(() => { console.log(JSON.stringify(counts)); for (const s of socks) s.destroy(); }, ${holdMs});
+        };
+        // Once this pod's sidecar answers (it may start before its first config), all at once.
+        const ready = () => fetch('http://echo:8080/').then((r) => r.status === 200, () => false);
+        (async () => {
+          while (!(await ready())) await new Promise((r) => setTimeout(r, 500));
+          require('node:dns').lookup('echo', (err, ip) => { if (err) throw err; flood(ip); });
+        })();`;
+      const sidecars = () => [
+        ...this.backends().map((p) => p.metadata.name),
+        ...(this.json('get', 'pod', 'flood', '-n', this.ns).status.phase === 'Running' ? ['flood'] : []),
+      ];
+      const rss = () =>
+        Object.fromEntries(
+          sidecars().map((p) => {
+            try {
+              return [p, Math.round(this.rssMiB(this.ns, p, PROXY.containerName))];
+            } catch {
+              return [p, Number.NaN];
+            }
+          }),
+        );
+      this.apply({
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: 'flood', namespace: this.ns, labels: { app: 'flood' } },
+        spec: {
+          serviceAccountName: this.c.serviceAccount,
+          restartPolicy: 'Never',
+          terminationGracePeriodSeconds: 1,
+          containers: [{ name: 'app', image: DEMO_IMAGE, command: ['node', '-e', script] }],
+        },
+      });
+      try {
+        await eventually(
+          'the flood pod running',
+          () =>
+            this.json('get', 'pod', 'flood', '-n', this.ns).status.phase === 'Running' ? true : undefined,
+          { timeoutMs: 120_000, intervalMs: 500 },
+        );
+        const before = rss();
+        await new Promise((r) => setTimeout(r, holdMs / 2));
+        const during = rss();
+        const summary = await eventually(
+          'the flood summary',
+          () => this.kubectl('logs', '-n', this.ns, 'flood', '-c', 'app').trim() || undefined,
+          { timeoutMs: holdMs + 60_000, intervalMs: 1000 },
+        );
+        return `flood ${summary}; sidecar MiB when it began ${JSON.stringify(before)}, while held ${JSON.stringify(during)}, after ${JSON.stringify(rss())}`;
+      } finally {
+        this.kubectl('delete', 'pod', 'flood', '-n', this.ns, '--wait=false', '--ignore-not-found');
+      }
+    });
+
+  /** `helm upgrade weft <chart>` in Weft's namespace, waiting for the Deployments. */
+  private helm(chartDir: string, set: Record<string, string> = {}): void {
+    execFileSync(
+      helmBinary(),
+      [
+        '--kubeconfig',
+        this.c.kubeconfig,
+        'upgrade',
+        'weft',
+        join(chartDir, 'charts', 'weft'),
+        '--namespace',
+        WEFT_NAMESPACE,
+        '--wait',
+        '--timeout',
+        '5m',
+        ...Object.entries(set).flatMap(([k, v]) => ['--set', `${k}=${v}`]),
+      ],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
+    );
+  }
+
+  /**
+   * Weft upgraded with `helm upgrade` from `ref`'s chart and image to this tree's, under traffic:
+   * first `ref` is installed over this tree's (its image, built beforehand by `baselineImage`,
+   * imported and tagged `baseline`, this tree's image imported again under its own tag; the Mesh's
+   * `proxy.image` set to the baseline so its sidecars are injected), the backend rolled and the
+   * client started again on it. Then the scenario: `helm upgrade` to this tree's chart (control
+   * plane first), `proxy.image` removed, the backend rolled (sidecars next; the client keeps its
+   * baseline sidecar: both versions talk during the change).
+   */
+  helmUpgrade = async (base: Baseline): Promise<ScenarioResult> => {
+    const image = WEFT_IMAGE.replace(/:[^:/]+$/, '');
+    const ctr = (...args: string[]) =>
+      execFileSync('ctr', ['--address', this.node.containerd, '-n', 'k8s.io', 'images', ...args], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+    const mesh = (proxy: object | null) =>
+      this.kubectl('patch', 'mesh', 'default', '--type=merge', '-p', JSON.stringify({ spec: { proxy } }));
+    this.node.importImage(baselineImage(base));
+    ctr('tag', '--force', WEFT_IMAGE, `${image}:baseline`);
+    this.node.importImage(join(repoRoot, 'dist', 'images', 'weft.oci.tar'));
+    this.helm(base.dir, { 'image.tag': 'baseline' });
+    mesh({ image: `${image}:baseline` });
+    await this.rollingRestart();
+    this.stopClient();
+    await eventually('the client pod gone', () => {
+      try {
+        this.json('get', 'pod', this.client, '-n', this.ns);
+        return undefined;
+      } catch {
+        return true;
+      }
+    });
+    await this.startClient(this.client);
+    this.log(
+      `[faults] helm upgrade: Weft ${base.ref} (${base.commit.slice(0, 12)}) installed, workloads on its sidecars`,
+    );
+    return this.underFault(`helm upgrade from ${base.ref}`, async () => {
+      const t0 = Date.now();
+      this.helm(repoRoot);
+      const cp = Date.now() - t0;
+      mesh(null);
+      const rolled = await this.rollingRestart();
+      return `control plane upgraded in ${(cp / 1000).toFixed(1)} s, then the backend rolled onto the new sidecars (${rolled.notes}); the client kept ${base.ref}'s sidecar`;
+    });
+  };
+
+  /** The webhook's pods (names). */
+  webhookPods(): string[] {
+    return this.kubectl(
+      'get',
+      'pods',
+      '-n',
+      WEFT_NAMESPACE,
+      '-l',
+      'app.kubernetes.io/name=weft-webhook',
+      '-o',
+      'jsonpath={.items[*].metadata.name}',
+    )
+      .split(' ')
+      .filter(Boolean);
+  }
+
+  /** Resident memory (MiB) of a container, read on the host (/proc/<pid>/status). */
+  rssMiB(namespace: string, pod: string, container: string): number {
+    const status = readFileSync(`/proc/${this.containerPid(namespace, pod, container)}/status`, 'utf8');
+    return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? Number.NaN) / 1024;
+  }
+
+  /**
+   * A soak: the steady traffic for `minutes`, the resident memory of the client's and the
+   * backends' sidecars, the leader operator and a webhook sampled every `everyMs`; `memory`
+   * holds each one's first, last and peak MiB and its least-squares slope in MiB per hour.
+   */
+  soak = async (minutes: number, everyMs = 15_000): Promise<ScenarioResult & { memory: MemorySlope[] }> => {
+    const [webhook = ''] = this.webhookPods();
+    const watched: [string, string, string][] = [
+      [this.ns, this.client, PROXY.containerName],
+      ...this.backends().map((p): [string, string, string] => [
+        this.ns,
+        p.metadata.name,
+        PROXY.containerName,
+      ]),
+      [WEFT_NAMESPACE, this.operatorLeader().pod, 'operator'],
+      [WEFT_NAMESPACE, webhook, 'webhook'],
+    ];
+    const samples = new Map<string, [number, number][]>(watched.map(([ns, p, c]) => [`${ns}/${p}/${c}`, []]));
+    const r = await this.underFault(`soak ${minutes} min`, async () => {
+      const t0 = Date.now();
+      while (Date.now() - t0 < minutes * 60_000) {
+        for (const [ns, p, c] of watched) {
+          try {
+            samples.get(`${ns}/${p}/${c}`)!.push([(Date.now() - t0) / 3_600_000, this.rssMiB(ns, p, c)]);
+          } catch {}
+        }
+        await new Promise((res) => setTimeout(res, everyMs));
+      }
+      return `${samples.values().next().value?.length ?? 0} samples every ${everyMs / 1000} s`;
+    });
+    const memory = [...samples].map(([container, xy]) => memorySlope(container, xy));
+    r.notes += `; memory ${memory.map((m) => `${m.container} ${m.firstMiB}→${m.lastMiB} MiB (${m.slopeMiBPerHour} MiB/h)`).join(', ')}`;
+    return { ...r, memory };
+  };
+
+  /**
+   * Watches the backend's EndpointSlices: one line per change, "+<s>s <slice>: <pod>=<ready>/
+   * <serving>/<terminating> …", the seconds since `t0`. `stop` ends the watch.
+   */
+  watchSlices(t0: number): { lines: string[]; stop: () => void } {
+    const lines: string[] = [];
+    const template =
+      '{.metadata.name}:{range .endpoints[*]} {.targetRef.name}={.conditions.ready}/{.conditions.serving}/{.conditions.terminating}{end}{"\\n"}';
+    const p = spawn(
+      this.c.kubectl,
+      [
+        '--kubeconfig',
+        this.c.kubeconfig,
+        'get',
+        'endpointslices',
+        '-n',
+        this.ns,
+        '-l',
+        'kubernetes.io/service-name=echo',
+        '--watch',
+        '-o',
+        `jsonpath=${template}`,
+      ],
+      { stdio: ['ignore', 'pipe', 'ignore'] },
+    );
+    createInterface({ input: p.stdout }).on('line', (l) =>
+      lines.push(`+${((Date.now() - t0) / 1000).toFixed(1)}s ${l.trim()}`),
+    );
+    return { lines, stop: () => p.kill() };
+  }
+
+  /**
+   * The node's kubelet or containerd stopped (SIGTERM) and started again. A restarted kubelet
+   * may report every container not Ready until its first readiness probe (a race of its status
+   * sync with its probe workers, kubernetes/kubernetes#100277), so every endpoint of the backend
+   * turns not ready for a moment (docs/reliability.md): with `flip`, the scenario watches the
+   * backend's EndpointSlice for up to 10 s after the node serves again for that flip and back,
+   * then 3 s of traffic; without, 30 s of traffic after the node serves again. The notes carry
+   * the EndpointSlice's changes and whether the flip came.
+   */
+  nodeRestart = (name: 'kubelet' | 'containerd', o: { flip?: boolean; settleMs?: number } = {}) =>
     this.underFault(
       `${name} restarted`,
       async () => {
         const t0 = Date.now();
-        await this.node.restartProcess(name);
-        // The Node's Ready condition is not rewritten at once (node leases): the kubelet's healthz
-        // through the apiserver, then the backend available, say the node serves again.
-        await eventually(
-          `the kubelet serving after the ${name} restart`,
-          () =>
-            this.kubectl('get', '--raw', `/api/v1/nodes/${this.node.name}/proxy/healthz`) === 'ok'
-              ? true
-              : undefined,
-          { timeoutMs: 120_000, intervalMs: 500 },
-        );
-        await this.available(2);
-        return `back in ${((Date.now() - t0) / 1000).toFixed(1)} s`;
+        const slices = this.watchSlices(t0);
+        try {
+          await this.restartFor(name, t0);
+          if (o.flip) {
+            const seen = await eventually(
+              'the EndpointSlice not ready and back',
+              () => {
+                const i = slices.lines.findIndex((l) => / [^ =]+=false\//.test(l));
+                return i >= 0 && slices.lines.slice(i + 1).some((l) => !/=false\//.test(l))
+                  ? true
+                  : undefined;
+              },
+              { timeoutMs: 10_000, intervalMs: 250 },
+            ).catch(() => false);
+            if (!seen) slices.lines.push('(no not-ready flip within 10 s: this restart did not race)');
+          }
+        } finally {
+          slices.stop();
+        }
+        return `back in ${((Date.now() - t0) / 1000).toFixed(1)} s; EndpointSlice: ${slices.lines.join(' | ')}`;
       },
-      { settleMs: 30_000 },
+      { settleMs: o.settleMs ?? (o.flip ? 3000 : 30_000) },
     );
+
+  /** Restarts the node's `name` and waits until the kubelet serves again and the backend is available. */
+  private async restartFor(name: 'kubelet' | 'containerd', t0: number): Promise<void> {
+    await this.node.restartProcess(name);
+    // The Node's Ready condition is not rewritten at once (node leases): the kubelet's healthz
+    // through the apiserver, then the backend available, say the node serves again.
+    await eventually(
+      `the kubelet serving after the ${name} restart`,
+      () =>
+        this.kubectl('get', '--raw', `/api/v1/nodes/${this.node.name}/proxy/healthz`) === 'ok'
+          ? true
+          : undefined,
+      { timeoutMs: 120_000, intervalMs: 500 },
+    );
+    await this.available(2);
+    this.log(
+      `[faults] ${name} restarted: the node serves again after ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+    );
+  }
 
   /**
    * The webhook scaled to zero while pods are created: a pod of the STRICT namespace is refused
@@ -524,20 +902,7 @@ export class Faults {
       this.kubectl('scale', 'deployment/weft-webhook', '-n', WEFT_NAMESPACE, '--replicas=0');
       let refused = '';
       try {
-        await eventually('no webhook pod left', () =>
-          this.kubectl(
-            'get',
-            'pods',
-            '-n',
-            WEFT_NAMESPACE,
-            '-l',
-            'app.kubernetes.io/name=weft-webhook',
-            '-o',
-            'name',
-          ).trim() === ''
-            ? true
-            : undefined,
-        );
+        await eventually('no webhook pod left', () => (this.webhookPods().length === 0 ? true : undefined));
         try {
           this.apply(pod('unmeshed-attempt', this.ns));
         } catch (e) {
@@ -568,6 +933,44 @@ export class Faults {
       if (!injected) throw new Error('the pod created once the webhook was back has no sidecar');
       return `refused while down: ${refused.split('\n')[0]}`;
     });
+}
+
+/** Builds the weft image of a baseline tree (its own hack/image/build.ts); returns the archive. */
+export function baselineImage(base: Baseline, build = false): string {
+  if (build)
+    execFileSync(process.execPath, [join(base.dir, 'hack', 'image', 'build.ts'), 'weft'], {
+      cwd: base.dir,
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+  return join(base.dir, 'dist', 'images', 'weft.oci.tar');
+}
+
+export interface MemorySlope {
+  container: string;
+  samples: number;
+  firstMiB: number;
+  lastMiB: number;
+  peakMiB: number;
+  /** Least-squares slope of the resident memory over the soak. */
+  slopeMiBPerHour: number;
+}
+
+/** The first, last and peak of (hours, MiB) samples and their least-squares slope. */
+export function memorySlope(container: string, xy: [number, number][]): MemorySlope {
+  const n = xy.length;
+  const round = (x: number) => Math.round(x * 10) / 10;
+  const mx = xy.reduce((a, [x]) => a + x, 0) / n;
+  const my = xy.reduce((a, [, y]) => a + y, 0) / n;
+  const sxx = xy.reduce((a, [x]) => a + (x - mx) ** 2, 0);
+  const sxy = xy.reduce((a, [x, y]) => a + (x - mx) * (y - my), 0);
+  return {
+    container,
+    samples: n,
+    firstMiB: round(xy[0]?.[1] ?? 0),
+    lastMiB: round(xy.at(-1)?.[1] ?? 0),
+    peakMiB: round(Math.max(0, ...xy.map(([, y]) => y))),
+    slopeMiBPerHour: sxx > 0 ? round(sxy / sxx) : 0,
+  };
 }
 
 interface PodJson {

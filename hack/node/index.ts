@@ -124,11 +124,15 @@ export interface RealNode {
   /** Milliseconds from the kubelet's start until the Node was Ready. */
   nodeReadyMs: number;
   /**
-   * Stops one of the node's processes (`signal`, SIGKILL after 15 s) and starts it again with
-   * the same command line and log; returns the new pid (a fault of bench/faults.ts). The
-   * containers outlive a containerd or kubelet restart (their shims keep running).
+   * Stops one of the node's or the control plane's processes (`signal`, SIGKILL after 15 s) and
+   * starts it again with the same command line and log; returns the new pid (a fault of
+   * bench/faults.ts; `pids` and `stop` follow the new one). The containers outlive a containerd
+   * or kubelet restart (their shims keep running); etcd keeps its data directory.
    */
-  restartProcess(name: 'containerd' | 'kubelet' | 'kube-proxy', signal?: NodeJS.Signals): Promise<number>;
+  restartProcess(
+    name: 'containerd' | 'kubelet' | 'kube-proxy' | 'kube-apiserver' | 'etcd',
+    signal?: NodeJS.Signals,
+  ): Promise<number>;
   stop(): Promise<StopReport>;
 }
 
@@ -514,12 +518,45 @@ function startProcess(
   return child;
 }
 
+/** A control-plane process restarted with its command line (/proc) and its log appended to. */
+async function restartControlPlaneProcess(
+  state: NodeState,
+  name: string,
+  signal: NodeJS.Signals,
+  detached: boolean,
+): Promise<number> {
+  const argv = (pid: number) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').slice(0, -1);
+    } catch {
+      return [];
+    }
+  };
+  const i = state.controlPlanePids.findIndex((pid) => argv(pid)[0]?.endsWith(`/${name}`));
+  const pid = state.controlPlanePids[i];
+  if (pid === undefined) throw new Error(`restartProcess: the control plane runs no process ${name}`);
+  const [cmd, ...args] = argv(pid);
+  process.kill(pid, signal);
+  const deadline = Date.now() + 15_000;
+  while (alive(pid) && Date.now() < deadline) await sleep(100);
+  await stopPids([pid], 0);
+  const fd = openSync(join(state.dir, 'control-plane', `${name}.log`), 'a');
+  const child = spawn(cmd!, args, { stdio: ['ignore', fd, fd], detached: true });
+  closeSync(fd);
+  if (detached) child.unref();
+  state.controlPlanePids[i] = child.pid!;
+  writeFileSync(stateFile(state.dir), JSON.stringify(state, null, 2));
+  return child.pid!;
+}
+
 async function restartProcess(
   state: NodeState,
   name: string,
   signal: NodeJS.Signals,
   detached: boolean,
 ): Promise<number> {
+  if (name === 'kube-apiserver' || name === 'etcd')
+    return restartControlPlaneProcess(state, name, signal, detached);
   const p = state.pids.find((x) => x.name === name);
   if (!p?.cmd || !p.args) throw new Error(`restartProcess: the node runs no process ${name}`);
   if (alive(p.pid)) process.kill(p.pid, signal);
@@ -826,7 +863,9 @@ export async function startRealNode(opts: RealNodeOptions): Promise<RealNode> {
       kubectl: cp.kubectl,
       containerd: state.containerd,
       importImage: (archivePath) => importImage(state.containerd, archivePath),
-      pids: [...state.controlPlanePids, ...state.pids.map((p) => p.pid)],
+      get pids() {
+        return [...state.controlPlanePids, ...state.pids.map((p) => p.pid)];
+      },
       processes: state.pids,
       nodeReadyMs,
       restartProcess: (name, signal = 'SIGTERM') => restartProcess(state, name, signal, !!opts.detached),

@@ -11,6 +11,7 @@
 // `weft-trust-bundle` of the operator's namespace, so a new leader continues the overlap.
 import { X509Certificate } from 'node:crypto';
 import { durationMs } from '../../api/index.ts';
+import { pemFile } from '../../api/pki.ts';
 import { type KubeClient, type KubeObject, RESOURCES, type ResourceType } from '../../kube/client.ts';
 import type { Clock } from '../../kube/clock.ts';
 import { isConflict, isNotFound } from '../../kube/errors.ts';
@@ -209,7 +210,7 @@ export class BuiltInCa {
         due.add(k);
       }
     }
-    const caCrt = b64(bundle.join(''));
+    const caCrt = b64(pemFile(bundle));
     const issued = new Set<string>();
     for (const w of plan.issue) {
       const cert = await issueWorkloadCertificate(ca, {
@@ -282,7 +283,7 @@ export class BuiltInCa {
   private async writeRotation(st: RotationState, bundle: string[]): Promise<void> {
     await this.o.client.apply(RESOURCES.configMaps, {
       metadata: { name: TRUST_BUNDLE_CONFIGMAP, namespace: this.o.namespace, labels: { ...CA_LABELS } },
-      data: { 'ca.crt': bundle.join(''), 'state.json': JSON.stringify(st, null, 1) },
+      data: { 'ca.crt': pemFile(bundle), 'state.json': JSON.stringify(st, null, 1) },
     } as KubeObject);
     this.rotation = st;
   }

@@ -8,7 +8,16 @@ import 'reflect-metadata';
 import type { webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 import { CodedError } from '../../api/errors.ts';
-import { crypto, EC, exportPkcs8, newKeyPair, SIGN, selfSignedCa, serialNumber } from '../../api/pki.ts';
+import {
+  crypto,
+  EC,
+  exportPkcs8,
+  newKeyPair,
+  pemFile,
+  SIGN,
+  selfSignedCa,
+  serialNumber,
+} from '../../api/pki.ts';
 
 export class IdentityError extends CodedError {}
 
@@ -154,9 +163,9 @@ export async function issueWorkloadCertificate(
     spiffeId: id,
     certPem,
     keyPem: await exportPkcs8(keys.privateKey),
-    chainPem: [certPem, ca.certPem !== ca.rootsPem[0] ? ca.certPem : '', ...ca.chainPem]
-      .filter(Boolean)
-      .join(''),
+    chainPem: pemFile(
+      [certPem, ca.certPem !== ca.rootsPem[0] ? ca.certPem : '', ...ca.chainPem].filter(Boolean),
+    ),
     notBefore,
     notAfter,
   };

@@ -234,7 +234,16 @@ export function backendAttempts(
         p.stats.inflight--;
         observeLatency(p.stats, ms, r.now());
         if (!o) return;
-        if ('status' in o) endpoints.recordOutcome(p, o.status >= 500 ? '5xx' : 'success', route, r.service);
+        // A peer sidecar's word that its app refused the connection is a connect failure of
+        // that endpoint (default ejection: 3 in a row), so requests that cannot be sent again
+        // (their body begun) stop going there.
+        if ('status' in o)
+          endpoints.recordOutcome(
+            p,
+            o.unsent ? 'connect-failure' : o.status >= 500 ? '5xx' : 'success',
+            route,
+            r.service,
+          );
         else if (!o.stale)
           endpoints.recordOutcome(
             p,

@@ -2,7 +2,7 @@
 // backend request counts and retry budgets, per-route rate-limit buckets, and the endpoint pick.
 // Kept across config swaps (keyed by address:port, service id, route name); `apply` drops what
 // a new config no longer names. Every transport reads and reports through one instance.
-import type { Endpoint, MtlsMode, ProxyConfig, RetryPolicy } from '../../api/index.ts';
+import type { Endpoint, MtlsMode, ProxyConfig, RetryPolicy, Service } from '../../api/index.ts';
 import { RetryBudget } from '../budget.ts';
 import type { Now, Random } from '../clock.ts';
 import { Balancer, type EndpointStats, newEndpointStats } from '../lb.ts';
@@ -19,6 +19,7 @@ import {
   type Backend,
   type CompiledRoute,
   DEFAULT_RETRY_BUDGET,
+  endpointKey,
   targetPort,
   usableEndpoints,
 } from '../table.ts';
@@ -67,6 +68,9 @@ export class Endpoints {
   readonly #buckets = new Map<string, TokenBucket>();
   // Per config: each backend's usable endpoints with their live stats, built on first use.
   readonly #backends = new Map<string, BackendEntries>();
+  // Per service id, while none of its endpoints is ready or serving: those last usable here,
+  // still listed and not terminating (usableEndpoints).
+  #kept = new Map<string, ReadonlySet<string>>();
   #config: ProxyConfig | undefined;
   /** What the outbound plan needs of this state. */
   readonly planState: PlanState;
@@ -87,9 +91,41 @@ export class Endpoints {
 
   /** A new config: backends are rebuilt on use; stats of endpoints it no longer names go. */
   apply(config: ProxyConfig, keys: ReadonlySet<string>): void {
+    const previous = this.#config;
     this.#config = config;
     this.#backends.clear();
     for (const k of this.#stats.keys()) if (!keys.has(k)) this.#stats.delete(k);
+    this.#keepLastUsable(previous, config);
+  }
+
+  /**
+   * Every endpoint of a service not ready at once (a restarted kubelet reports each container
+   * not Ready until its first readiness probe, and the EndpointSlice follows): rather than 503
+   * for that second or two, keep sending to the endpoints that were usable in the previous
+   * config while they stay listed and do not terminate, like Envoy's panic threshold. Endpoints
+   * never seen usable (a new pod starting) are not sent to; a dead one fails to connect and the
+   * request goes to another (outlier detection ejects it).
+   */
+  #keepLastUsable(previous: ProxyConfig | undefined, config: ProxyConfig): void {
+    const kept = new Map<string, ReadonlySet<string>>();
+    let before: Map<string, Service> | undefined;
+    for (const s of config.services) {
+      if (s.endpoints.length === 0 || s.endpoints.some((e) => (e.ready && !e.terminating) || e.serving))
+        continue;
+      before ??= new Map(previous?.services.map((p) => [p.id, p]));
+      const last = before.get(s.id);
+      if (!last) continue;
+      const usable = new Set(usableEndpoints(last, this.#kept.get(s.id)).map(endpointKey));
+      const still = s.endpoints.filter((e) => !e.terminating && usable.has(endpointKey(e)));
+      if (still.length === 0) continue;
+      kept.set(s.id, new Set(still.map(endpointKey)));
+      if (!this.#kept.has(s.id))
+        this.#log('warn', 'no endpoint of the service is ready: keeping those that were', {
+          service: s.id,
+          endpoints: still.map((e) => e.address),
+        });
+    }
+    this.#kept = kept;
   }
 
   allStats(): IterableIterator<EndpointStats> {
@@ -138,7 +174,7 @@ export class Endpoints {
     let be = this.#backends.get(key);
     if (!be) {
       be = { stats: [], peers: [], byStats: new Map() };
-      for (const e of usableEndpoints(backend.service)) {
+      for (const e of usableEndpoints(backend.service, this.#kept.get(backend.service.id))) {
         const port = targetPort(e, backend.port);
         const st = this.#statsFor(`${e.address}:${port}`);
         be.stats.push(st);

@@ -925,5 +925,10 @@ describe('the mesh, end to end on the real node, installed by Helm', {
     );
     test('a backend pod killed without grace (delete --grace-period=0 --force): no request fails', async () =>
       noFailure(await faults.podKilled()));
+    test(
+      "the node's kubelet restarted (it reports every pod not Ready until its next probe): no request fails",
+      { skip: !!external },
+      async () => noFailure(await faults.nodeRestart('kubelet', { flip: true })),
+    );
   });
 });

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { createPrivateKey, webcrypto, X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { connect as tlsConnect, createServer as tlsServer } from 'node:tls';
 import * as x509 from '@peculiar/x509';
 import type { Mesh } from '../../api/index.ts';
 import type { ProxyConfig } from '../../api/proxyconfig.ts';
@@ -521,5 +522,72 @@ describe('workload identity on a real control plane', () => {
     );
     assert.match(tryApply('edge-weft-gateway-tls', {}), /may only write its own Secrets/);
     assert.match(tryApply('db-password', gatewayLabels), /may only write its own Secrets/);
+  });
+
+  // bench/faults.ts "mesh root CA rotated": weft-ca replaced in place (docs/reliability.md).
+  test('weft-ca replaced in place by a new root: the identity Secret is a chain its own ca.crt verifies, old root kept', async () => {
+    skewMs = 0; // certificates valid now, for the handshake below
+    await applyMesh({ trustDomain: TD });
+    await createPod('app', 'ratings-1', 'ratings', false);
+    await waitSecret('app', 'weft-identity-ratings', (sec) =>
+      certs(text(sec, 'tls.crt'))[0]!.checkIssued(root),
+    );
+    const next = await createRoot({ trustDomain: TD, lifetimeMs: 1000 * H, now: new Date(clock.now()) });
+    const nextX = new X509Certificate(next.certPem);
+    const b64 = (x: string) => Buffer.from(x).toString('base64');
+    cluster.kubectl(
+      'patch',
+      'secret',
+      'weft-ca',
+      '-n',
+      'weft-system',
+      '--type=merge',
+      '-p',
+      JSON.stringify({
+        data: { 'tls.crt': b64(next.certPem), 'tls.key': b64(next.keyPem), 'ca.crt': b64(next.certPem) },
+      }),
+    );
+    const s = await waitSecret('app', 'weft-identity-ratings', (sec) =>
+      certs(text(sec, 'tls.crt'))[0]!.checkIssued(nextX),
+    );
+    const [leaf, ...chain] = certs(text(s, 'tls.crt'));
+    assert.ok(
+      leaf!.verify(nextX.publicKey),
+      `signed with the new root's key (issuer ${leaf!.issuer}; chain: ${chain.map((c) => c.subject).join(', ')}; signed by the old key: ${leaf!.verify(root.publicKey)})`,
+    );
+    const roots = pems(text(s, 'ca.crt'));
+    assert.ok(roots.includes(next.certPem.trim()), 'ca.crt carries the new root');
+    assert.ok(roots.includes(rootPem.trim()), 'and the old one, for the overlap');
+    // Two sidecars of this ServiceAccount: mutual TLS with this Secret's files, as the proxies do.
+    const key = text(s, 'tls.key');
+    const cert = text(s, 'tls.crt');
+    const ca = text(s, 'ca.crt');
+    const server = tlsServer({ key, cert, ca, requestCert: true, rejectUnauthorized: true }, (c) =>
+      c.end('ok'),
+    );
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const answer = await new Promise<string>((resolve, reject) => {
+        const c = tlsConnect(
+          {
+            host: '127.0.0.1',
+            port: (server.address() as { port: number }).port,
+            key,
+            cert,
+            ca,
+            checkServerIdentity: () => undefined,
+          },
+          () => c.once('data', (d) => resolve(d.toString())),
+        );
+        c.on('error', reject);
+      });
+      assert.equal(answer, 'ok');
+    } finally {
+      server.close();
+    }
+    await waitFor('the ProxyConfig trusts both roots', async () => {
+      const b = (await proxyConfig('app'))?.trustBundle.map((p) => p.trim()) ?? [];
+      return b.includes(next.certPem.trim()) && b.includes(rootPem.trim()) ? true : undefined;
+    });
   });
 });
