@@ -17,10 +17,12 @@ import { helmBinary } from '../install.ts';
 import type { RealNode } from '../node/index.ts';
 import type { Baseline } from './baseline.ts';
 import { repoRoot } from './cluster.ts';
+import { DEMO_IMAGE, demoServerContainer } from './demo-pod.ts';
 import { eventually } from './eventually.ts';
 import { metricSum } from './netns.ts';
 
-export const DEMO_IMAGE = 'ghcr.io/weft-mesh/weft-demo:0.1.0';
+export { DEMO_IMAGE };
+
 const WEFT_NAMESPACE = 'weft-system';
 
 export interface FaultContext {
@@ -144,19 +146,7 @@ export class Faults {
           metadata: { labels },
           spec: {
             serviceAccountName: this.c.serviceAccount,
-            containers: [
-              {
-                name: 'app',
-                image: DEMO_IMAGE,
-                // The demo server exits at once on SIGTERM, as many apps do.
-                command: ['node', 'hack/demo-apps/server.ts'],
-                env: [
-                  { name: 'SERVICE_NAME', value: 'echo' },
-                  { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
-                ],
-                readinessProbe: { httpGet: { path: '/healthz', port: 8080 }, periodSeconds: 1 },
-              },
-            ],
+            containers: [demoServerContainer('echo')],
           },
         },
       },
