@@ -3,6 +3,7 @@
 //   PORT [8080]  SERVICE_NAME [reviews]  VERSION [v1]  POD_NAME, POD_NAMESPACE, POD_IP (downward API)
 //   FILES_DIR  when set, GET /files/<name> returns that file (to show projected volumes)
 //   STATUS [200]  the status of the JSON answers (500: a broken revision whose probe still passes)
+//   DELAY_MS [0]  how long each JSON answer waits before it is sent (a slow revision; not /healthz)
 // GET /healthz → 200 "ok"; any other path → JSON {service, version, pod, namespace, podIP, path}.
 import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
@@ -26,6 +27,14 @@ if (!Number.isInteger(status) || status < 200 || status > 599) {
   process.exit(2);
 }
 
+const delayMs = Number(env.DELAY_MS ?? 0);
+if (!Number.isInteger(delayMs) || delayMs < 0 || delayMs > 60_000) {
+  process.stderr.write(
+    `DELAY_MS=${env.DELAY_MS}: must be a whole number of milliseconds from 0 to 60000 (e.g. 300), or unset for 0\n`,
+  );
+  process.exit(2);
+}
+
 const server = createServer(async (req, res) => {
   const path = (req.url ?? '/').split('?')[0]!;
   if (path === '/healthz') {
@@ -41,6 +50,7 @@ const server = createServer(async (req, res) => {
     }
     return;
   }
+  if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
   const body = JSON.stringify({ ...info, path, uid: process.getuid?.() });
   res.writeHead(status, { 'content-type': 'application/json', 'x-served-by': info.pod }).end(`${body}\n`);
 });

@@ -368,21 +368,23 @@ export class Faults {
     });
 
   /** The leader's pod deleted: the other replica takes the Lease over. */
-  operatorFailover = () =>
-    this.underFault('operator leader failover', async () => {
-      const { pod } = this.operatorLeader();
-      const t0 = Date.now();
-      this.kubectl('delete', 'pod', pod, '-n', WEFT_NAMESPACE, '--wait=false');
-      const next = await eventually(
-        'another operator holds the Lease',
-        () => {
-          const l = this.operatorLeader();
-          return l.pod !== pod ? l.pod : undefined;
-        },
-        { timeoutMs: 120_000, intervalMs: 250 },
-      );
-      return `${next} took the Lease from ${pod} after ${((Date.now() - t0) / 1000).toFixed(1)} s`;
-    });
+  operatorFailover = () => this.underFault('operator leader failover', () => this.deleteOperatorLeader());
+
+  /** Deletes the leader operator's pod; returns once another replica holds the Lease. */
+  async deleteOperatorLeader(): Promise<string> {
+    const { pod } = this.operatorLeader();
+    const t0 = Date.now();
+    this.kubectl('delete', 'pod', pod, '-n', WEFT_NAMESPACE, '--wait=false');
+    const next = await eventually(
+      'another operator holds the Lease',
+      () => {
+        const l = this.operatorLeader();
+        return l.pod !== pod ? l.pod : undefined;
+      },
+      { timeoutMs: 120_000, intervalMs: 250 },
+    );
+    return `${next} took the Lease from ${pod} after ${((Date.now() - t0) / 1000).toFixed(1)} s`;
+  }
 
   /** A backend's sidecar process SIGKILLed: the kubelet restarts the native sidecar. */
   sidecarCrash = () =>

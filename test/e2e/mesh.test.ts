@@ -8,8 +8,9 @@
 // without the right identity denied by the policy, a weight change applied; ingress: the host
 // calls reviews over HTTPS through a Weft Gateway (NodePort), which reaches the app over mutual
 // TLS with its own identity, admitted by an AuthorizationPolicy naming it; a built-in canary
-// progression (docs/progressive-delivery.md) that promotes a healthy v2 and rolls back a failing
-// one; and the short fault suite (docs/reliability.md).
+// progression (docs/progressive-delivery.md) that promotes a healthy v2, rolls back a failing one
+// and a slow one, and keeps its place across leader restarts (paused, and mid-step); and the short
+// fault suite (docs/reliability.md).
 // The kubelet's syncFrequency is its default (1m) unless WEFT_NODE_SYNC_FREQUENCY says otherwise.
 // With WEFT_TEST_KUBECONFIG it runs unchanged on that cluster instead (kind: test/kind/run.sh
 // loads the images first): every check goes through the apiserver or from pods, not the host.
@@ -781,10 +782,27 @@ describe('the mesh, end to end on the real node, installed by Helm', {
 
   // The built-in canary progression (docs/progressive-delivery.md) on the demo: the operator reads
   // the reviews pods' proxies, moves the weights through status, and the client's traffic follows.
-  // Short steps (5 s) and small minimums keep it to about a minute.
-  const progression = (stepWeights: number[]) =>
-    setCanaryProgression({ stepWeights, interval: '5s', gates: { minSuccessRate: 95, minRequests: 5 } });
+  // Short steps (5 to 8 s) and small minimums keep it to about two minutes.
+  const progression = (stepWeights: number[], more: Record<string, unknown> = {}) =>
+    setCanaryProgression({
+      stepWeights,
+      interval: '5s',
+      gates: { minSuccessRate: 95, minRequests: 5 },
+      ...more,
+    });
   const splitNow = () => json('get', 'trafficsplit', 'reviews-canary', '-n', NS);
+  /** weftctl, as a user runs it. */
+  const weftctlSplit = (verb: string) =>
+    execFileSync(process.execPath, [
+      join(repoRoot, 'cli', 'main.ts'),
+      '--kubeconfig',
+      kubeconfig,
+      'split',
+      verb,
+      'reviews-canary',
+      '-n',
+      NS,
+    ]);
   /** Waits for `n` answers in a row from `version` among the client's answers after `seen`. */
   const inARow = (what: string, seen: number, version: string, n = 30) =>
     eventually(what, () => {
@@ -841,35 +859,25 @@ describe('the mesh, end to end on the real node, installed by Helm', {
     );
   });
 
-  test('progression: a v2 that answers 500 is rolled back within its step', async () => {
-    const t0 = Date.now();
-    // Back to v1 on demand first, as a user would (weftctl writes the annotation the operator reads).
-    execFileSync(process.execPath, [
-      join(repoRoot, 'cli', 'main.ts'),
-      '--kubeconfig',
-      kubeconfig,
-      'split',
-      'abort',
-      'reviews-canary',
-      '-n',
-      NS,
-    ]);
-    await eventually(
-      'aborted',
-      () => (splitNow().status?.progression?.canaryWeight === 0 ? true : undefined),
-      60_000,
-    );
-    kubectl('set', 'env', 'deployment/reviews-v2', '-n', NS, 'STATUS=500');
+  /**
+   * reviews-v2 rolled out with `env` (a broken revision), then a new run (the progression
+   * changed) of 20 % then 60 % to it: rolled back at the first step. Returns the split and how
+   * many answers the client had given before the run.
+   */
+  const rolledBack = async (env: string, more: Record<string, unknown> = {}) => {
+    kubectl('set', 'env', 'deployment/reviews-v2', '-n', NS, env);
     kubectl('rollout', 'status', 'deployment/reviews-v2', '-n', NS, '--timeout=90s');
     const seen = clientAnswers().length;
-    // A new run (the progression changed): 20 % to the failing v2.
-    kubectl(...progression([20, 60]));
+    // The run before may have ended Promoted too: only this run's decision counts.
+    const before = splitNow().status?.progression?.specHash;
+    kubectl(...progression([20, 60], more));
     const ts = await eventually(
       'the gate decided',
       () => {
         const s = splitNow();
-        const m = s.status?.progression?.message ?? '';
-        return /^rolled back at/.test(m) || s.status?.progression?.phase === 'Promoted' ? s : undefined;
+        const p = s.status?.progression;
+        if (!p || p.specHash === before) return undefined;
+        return /^rolled back at/.test(p.message ?? '') || p.phase === 'Promoted' ? s : undefined;
       },
       90_000,
     );
@@ -877,6 +885,20 @@ describe('the mesh, end to end on the real node, installed by Helm', {
     assert.equal(p.phase, 'RolledBack', p.message);
     assert.equal(p.canaryWeight, 0);
     assert.equal(p.step, 0, 'rolled back at the first step, never sent 60 %');
+    return { ts, seen };
+  };
+
+  test('progression: a v2 that answers 500 is rolled back within its step', async () => {
+    const t0 = Date.now();
+    // Back to v1 on demand first, as a user would (weftctl writes the annotation the operator reads).
+    weftctlSplit('abort');
+    await eventually(
+      'aborted',
+      () => (splitNow().status?.progression?.canaryWeight === 0 ? true : undefined),
+      60_000,
+    );
+    const { ts, seen } = await rolledBack('STATUS=500');
+    const p = ts.status.progression;
     assert.match(p.message, /success rate .* is below the gate 95 %/);
     const rolled = ts.status.conditions.find((c: { type: string }) => c.type === 'RolledBack');
     assert.equal(rolled.status, 'True');
@@ -890,6 +912,119 @@ describe('the mesh, end to end on the real node, installed by Helm', {
     assert.ok(failed <= Math.ceil(after.length * 0.2) + 5, `${failed} of ${after.length} failed`);
     // The demo as it was for whatever runs next (not waited for).
     kubectl('set', 'env', 'deployment/reviews-v2', '-n', NS, 'STATUS-');
+  });
+
+  /**
+   * The leader operator's pod deleted: returns once another replica holds the Lease and has
+   * reconciled the progression (its own weft_operator_reconcile_total), so whatever it would
+   * change on taking over is in status.
+   */
+  const restartLeader = async () => {
+    const faults = new Faults({
+      kubectl: kubectlBin,
+      kubeconfig,
+      namespace: NS,
+      serviceAccount: 'frontend',
+      log,
+    });
+    const note = await faults.deleteOperatorLeader();
+    const { pod } = faults.operatorLeader();
+    await eventually(`${pod} reconciled the progression`, () =>
+      kubectl('get', '--raw', `/api/v1/namespaces/${WEFT_NAMESPACE}/pods/${pod}:8080/proxy/metrics`)
+        .split('\n')
+        .some(
+          (l) =>
+            l.startsWith('weft_operator_reconcile_total{') &&
+            l.includes('controller="progression"') &&
+            l.includes('result="success"') &&
+            Number(l.split(' ').at(-1)) >= 1,
+        ),
+    );
+    log(`[e2e] ${note}`);
+  };
+
+  test('progression: paused, it stays paused across a leader restart; restarted mid-step, it resumes from status', async () => {
+    const t0 = Date.now();
+    kubectl('rollout', 'status', 'deployment/reviews-v2', '-n', NS, '--timeout=90s');
+    const interval = 8000;
+    kubectl(...progression([20, 50], { interval: `${interval / 1000}s` }));
+    await eventually('step 1 at 20 %', () => {
+      const p = splitNow().status?.progression;
+      return p?.phase === 'Progressing' && p.canaryWeight === 20 && p.history.at(-1).decision === 'Started'
+        ? true
+        : undefined;
+    });
+    weftctlSplit('pause');
+    const paused = (
+      await eventually('Paused', () => {
+        const s = splitNow();
+        return s.status?.progression?.phase === 'Paused' ? s : undefined;
+      })
+    ).status.progression;
+    await restartLeader();
+    // The step's time is over while paused: a progression that lost its pause would step now.
+    await eventually('the step time over', () =>
+      Date.now() > Date.parse(paused.stepStartedAt) + interval + 2000 ? true : undefined,
+    );
+    let p = splitNow().status.progression;
+    assert.equal(p.phase, 'Paused', p.message);
+    assert.equal(p.canaryWeight, 20);
+    assert.equal(p.stepStartedAt, paused.stepStartedAt);
+    assert.deepEqual(p.history, paused.history, 'the new leader took no decision');
+
+    // The new leader resumes the run it read from status: no new start.
+    weftctlSplit('resume');
+    p = (
+      await eventually('step 2 at 50 %', () => {
+        const s = splitNow();
+        const x = s.status?.progression;
+        return x?.canaryWeight === 50 || ['Promoted', 'RolledBack'].includes(x?.phase) ? s : undefined;
+      })
+    ).status.progression;
+    assert.equal(p.step, 1, p.message);
+    const step2 = p.stepStartedAt;
+    // Mid-step: the next leader keeps the step and its start, and takes it once.
+    await restartLeader();
+    p = splitNow().status.progression;
+    if (p.phase === 'Progressing') assert.equal(p.step, 1, p.message);
+    p = (
+      await eventually(
+        'Promoted',
+        () => {
+          const s = splitNow();
+          return ['Promoted', 'RolledBack'].includes(s.status?.progression?.phase) ? s : undefined;
+        },
+        90_000,
+      )
+    ).status.progression;
+    assert.equal(p.phase, 'Promoted', p.message);
+    assert.equal(p.stepStartedAt, step2, 'the step kept its start across the restart');
+    // This run's decisions (the history keeps the earlier runs' before its start).
+    const run: { decision: string; canaryWeight: number }[] = p.history.slice(
+      p.history.findLastIndex((h: { decision: string }) => h.decision === 'Started'),
+    );
+    assert.deepEqual(
+      run.map((h) => `${h.decision} ${h.canaryWeight}`),
+      ['Started 20', 'Paused 20', 'Resumed 20', 'Step 50', 'Promoted 100'],
+    );
+    log(
+      `[e2e] figure: progression paused and resumed across two leader restarts, to Promoted: ${Date.now() - t0} ms`,
+    );
+  });
+
+  test('progression: a v2 that answers slowly is rolled back on the latency gate', async () => {
+    const t0 = Date.now();
+    const { ts } = await rolledBack('DELAY_MS=300', {
+      gates: { minSuccessRate: 95, minRequests: 5, maxLatency: { percentile: 99, threshold: '100ms' } },
+    });
+    const p = ts.status.progression;
+    // Every call answered (200): the latency gate, not the success rate, rolled it back.
+    assert.match(p.message, /latency p99 up to \d+ ms exceeds the gate 100ms/);
+    assert.ok(p.observed.canary.latencyMs >= 250, JSON.stringify(p.observed));
+    log(
+      `[e2e] figure: slow canary (300 ms) at 20 %: rolled back ${Date.now() - t0} ms after the change (rollout included)`,
+    );
+    kubectl('set', 'env', 'deployment/reviews-v2', '-n', NS, 'DELAY_MS-');
   });
 
   describe('faults under steady traffic (the short suite; npm run bench:faults runs them all)', () => {

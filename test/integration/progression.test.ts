@@ -388,6 +388,11 @@ describe('canary progression on a real apiserver, with simulated proxies', () =>
     await weftctl('split', 'promote', 'details', '-n', NS);
     s = await waitSplit('promoted on demand', 'details', (x) => x.status?.progression?.phase === 'Promoted');
     assert.match(s.status?.progression?.message ?? '', /promoted on demand/);
+    // One run from start to end: neither restart started it again or took a step twice.
+    assert.deepEqual(
+      s.status?.progression?.history?.map((h) => `${h.decision} ${h.canaryWeight}`),
+      ['Started 10', 'Paused 10', 'Resumed 10', 'Step 40', 'Step 70', 'Promoted 100'],
+    );
   });
 
   test('removing spec.progression removes status.progression and its conditions; spec weights apply again', async () => {
