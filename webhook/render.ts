@@ -31,7 +31,10 @@ const dump = (docs: unknown[]) =>
     .join('---\n');
 
 function deployment(ns: string) {
-  const probe = (path: string) => ({ httpGet: { path, port: 'https', scheme: 'HTTPS' }, periodSeconds: 10 });
+  const probe = (path: string, periodSeconds: number) => ({
+    httpGet: { path, port: 'https', scheme: 'HTTPS' },
+    periodSeconds,
+  });
   return {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
@@ -59,8 +62,9 @@ function deployment(ns: string) {
               ],
               env: [{ name: 'WEFT_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } }],
               ports: [{ name: 'https', containerPort: WEBHOOK_PORT, protocol: 'TCP' }],
-              readinessProbe: probe('/readyz'),
-              livenessProbe: probe('/healthz'),
+              // Ready (and so called by the apiserver) 2 s after it serves, not up to 10 s later.
+              readinessProbe: probe('/readyz', 2),
+              livenessProbe: probe('/healthz', 10),
               resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '256Mi' } },
               securityContext: {
                 runAsUser: 65532,
