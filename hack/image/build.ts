@@ -532,13 +532,6 @@ export async function buildImages(names: ImageName[], opts: BuildOptions = {}): 
     pollMs: 200,
   });
   try {
-    await buildEach();
-  } finally {
-    release();
-  }
-  return results;
-
-  async function buildEach(): Promise<void> {
     for (const name of names) {
       const t = Date.now();
       const r = await all[name]();
@@ -554,7 +547,10 @@ export async function buildImages(names: ImageName[], opts: BuildOptions = {}): 
           `(${mib(img.compressed)} compressed, ${mib(uncompressed)} uncompressed, ${Date.now() - t} ms)`,
       );
     }
+  } finally {
+    release();
   }
+  return results;
 }
 
 /** Uncompressed size of a layer (the gzip trailer's ISIZE, modulo 4 GiB: our layers are smaller). */
