@@ -115,8 +115,8 @@ export class Endpoints {
       before ??= new Map(previous?.services.map((p) => [p.id, p]));
       const last = before.get(s.id);
       if (!last) continue;
-      // None of s is ready or serving: usableEndpoints keeps those of the last usable still listed.
-      const still = usableEndpoints(s, new Set(usableEndpoints(last, this.#kept.get(s.id)).map(endpointKey)));
+      const usable = new Set(usableEndpoints(last, this.#kept.get(s.id)).map(endpointKey));
+      const still = s.endpoints.filter((e) => !e.terminating && usable.has(endpointKey(e)));
       if (still.length === 0) continue;
       kept.set(s.id, new Set(still.map(endpointKey)));
       if (!this.#kept.has(s.id))
