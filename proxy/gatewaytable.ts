@@ -14,7 +14,7 @@ import { GATEWAY_CONFIG_KEY } from '../api/constants.ts';
 import type { GatewayConfig } from '../api/proxyconfig.ts';
 import type { ConfigMapTarget } from './apisource.ts';
 import type { ProxyHandle } from './proxy.ts';
-import { type ConfigSource, notNewer } from './watcher.ts';
+import type { ConfigSource } from './watcher.ts';
 
 export interface GatewayTableStatus {
   /** The applied table's generation; undefined for a table without one (or none yet). */
@@ -161,7 +161,8 @@ export class GatewayTable {
     if (errors.length > 0)
       return this.#refuse(source, errors.map((e) => `${e.field}: ${e.message}`).join('; '));
     const gw = value as GatewayConfig;
-    if (notNewer(this.status.generation, gw.generation)) {
+    const cur = this.status.generation;
+    if (cur !== undefined && (gw.generation === undefined || gw.generation <= cur)) {
       this.status.stale++;
       return;
     }

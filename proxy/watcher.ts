@@ -26,15 +26,6 @@ export interface ConfigStatus {
   failures: number;
 }
 
-/**
- * The rule both sources obey (sidecar configs here, the gateway's table in gatewaytable.ts): a
- * candidate moves the proxy forward only with a higher generation than the applied one; once a
- * generation is known, one without a generation does not either.
- */
-export function notNewer(applied: number | undefined, candidate: number | undefined): boolean {
-  return applied !== undefined && (candidate === undefined || candidate <= applied);
-}
-
 export interface WatcherEvents {
   apply(config: ProxyConfig): void;
   rejected(err: ProxyError): void;
@@ -110,7 +101,7 @@ export class ConfigWatcher {
       }
       return false;
     }
-    if (notNewer(cur.generation, c.generation)) {
+    if (cur.generation !== undefined && (c.generation === undefined || c.generation <= cur.generation)) {
       cur.stale++;
       return false;
     }
