@@ -1,7 +1,8 @@
 // npm run bench:faults — the fault suite on the real one-node cluster (hack/node, needs root and
 // takes the real-cluster lock; docs/reliability.md): Weft installed by Helm from the image, the
-// demo Mesh set to STRICT, a 2-replica backend `echo` and a meshed client calling it every
-// 50 ms over HTTP/1.1 (hack/lib/faults.ts), then every scenario in turn under that traffic:
+// demo Mesh set to STRICT, a 2-replica backend `echo` and a meshed client pod calling it every
+// 50 ms over HTTP/1.1, gRPC (h2c) and opaque TCP, a container each (hack/lib/faults.ts), then
+// every scenario in turn under that traffic:
 // operator SIGKILL and leader failover, a backend's sidecar and app container crashing, a
 // rolling restart, a pod killed without grace, scale to zero and back, kube-apiserver and etcd
 // paused 20 s and restarted, kubelet and containerd restarted, the webhook down while pods are
@@ -10,8 +11,9 @@
 // WEFT_FAULTS picks scenarios by name (comma-separated substrings; default all): the others keep
 // their results from the previous file.
 // Writes bench/results/faults.json: per scenario {name, requests, failed, expectedFailed,
-// failuresByReason, maxRecoverySeconds, durationSeconds, notes, failures}, the load average
-// before and after, and the date.
+// failuresByReason, maxRecoverySeconds, byProtocol, durationSeconds, notes, failures} (requests
+// and failed: the three protocols' sums; byProtocol: each one's requests, failed and
+// maxRecoverySeconds), the load average before and after, and the date.
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -102,6 +104,7 @@ try {
         failures: [],
         failuresByReason: {},
         maxRecoverySeconds: 0,
+        byProtocol: {},
         durationSeconds: 0,
         servedBy: [],
         notes: `the scenario did not complete: ${message}`,
@@ -140,7 +143,7 @@ writeFileSync(
     {
       date: new Date().toISOString(),
       traffic:
-        'one meshed HTTP/1.1 client, a request every 50 ms (2 s timeout), to a 2-replica backend under STRICT mTLS',
+        'one meshed client pod, three containers each making a call every 50 ms after the previous answer (2 s timeout) to a 2-replica backend under STRICT mTLS: HTTP/1.1 GET (keep-alive), unary gRPC on one long-lived h2c connection, and opaque TCP (a connection per call, one line each way); requests and failed are their sums, byProtocol each one',
       loadAverageBefore: loadBefore,
       loadAverageAfter: loadavg().map((l) => Math.round(l * 10) / 10),
       cpus: cpus().length,
