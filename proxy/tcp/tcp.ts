@@ -4,6 +4,7 @@
 // connection and a denial closes it.
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
+import { TLSSocket } from 'node:tls';
 import { type ConnContext, type Direction, inboundConn, type ProxyCore, serviceLabel } from '../context.ts';
 import { authzRequest } from '../inbound/admission.ts';
 import { planOutbound } from '../outbound/plan.ts';
@@ -16,6 +17,8 @@ export interface TcpTarget {
   service: string;
   picked?: Picked;
   route?: CompiledRoute;
+  /** Another endpoint of the same backend, none of `tried` (outbound to a Service only). */
+  next?: (tried: Set<string>) => TcpTarget | undefined;
 }
 
 /** Where an opaque connection goes; undefined when nowhere (the connection is closed). */
@@ -34,16 +37,24 @@ export function tcpTarget(core: ProxyCore, direction: Direction, ctx: ConnContex
   if (plan.kind === 'passthrough')
     return { to: { host: plan.dst.address, port: plan.dst.port, meshed: false }, service: 'passthrough' };
   if (plan.kind !== 'forward') return undefined;
-  const picked = core.endpoints.pickEndpoint(plan.backend, plan.route, new Set(), undefined);
-  if (!picked) return undefined;
-  return { to: picked.address, service: serviceLabel(plan.target), picked, route: plan.route };
+  const pick = (tried: Set<string>): TcpTarget | undefined => {
+    const picked = core.endpoints.pickEndpoint(plan.backend, plan.route, tried, undefined);
+    if (!picked) return undefined;
+    return { to: picked.address, service: serviceLabel(plan.target), picked, route: plan.route, next: pick };
+  };
+  return pick(new Set());
 }
 
 /**
  * Two streams carried into each other count as one in-flight stream (drain waits for it) until
  * the returned close(), idempotent: it runs `onClose` and destroys both sides.
  */
-export function spliced(core: ProxyCore, a: Duplex, b: Duplex, onClose?: () => void): () => void {
+export function spliced(
+  core: ProxyCore,
+  a: Pick<Duplex, 'destroy'>,
+  b: Pick<Duplex, 'destroy'>,
+  onClose?: () => void,
+): () => void {
   core.begin();
   let closed = false;
   return () => {
@@ -105,33 +116,59 @@ export function proxyTcp(
     destination_service: target.service,
   };
   metrics.tcpOpened.inc(labels);
-  const up = pre ?? core.transport.connect(target.to);
-  const close = spliced(core, client, up, () => {
+  // Outbound to a Service, a connection that does not open (refused, reset, timed out, its TLS
+  // handshake failed) counts as the endpoint's connect failure and is made once more to another
+  // endpoint: nothing was sent yet (the client's bytes wait in its socket until the upstream is
+  // open), as for an HTTP request whose connection never opened. A backend's sidecar that
+  // crashed then costs no connection.
+  const tried = new Set<string>();
+  let current = target;
+  let up = pre ?? core.transport.connect(target.to);
+  let open = false;
+  const close = spliced(core, client, { destroy: () => up.destroy() }, () => {
     metrics.tcpReceived.inc(labels, client.bytesRead);
     metrics.tcpSent.inc(labels, client.bytesWritten);
   });
-  up.once('connect', () => {
-    if (target.picked && target.route)
-      core.endpoints.recordOutcome(target.picked, 'success', target.route, target.service);
-  });
-  up.on('error', () => {
-    if (up.connecting && target.picked && target.route)
-      core.endpoints.recordOutcome(target.picked, 'connect-failure', target.route, target.service);
-    close();
-  });
-  client.on('error', close);
-  up.on('close', close);
-  client.on('close', close);
-  // Half-close is passed on both ways: a client that ends its side still gets the server's
-  // answer. Without allowHalfOpen Node would close the client socket at its FIN, and close()
-  // would tear the upstream down before the answer came.
+  const opened = () => {
+    open = true;
+    if (current.picked && current.route)
+      core.endpoints.recordOutcome(current.picked, 'success', current.route, current.service);
+    if (initial.length > 0) up.write(initial);
+    if (client.readableEnded) up.end();
+    else client.on('end', () => up.end());
+    up.on('end', () => client.end());
+    client.pipe(up, { end: false });
+    up.pipe(client, { end: false });
+    client.resume();
+  };
+  const attach = (s: net.Socket) => {
+    // Half-close is passed on both ways: a client that ends its side still gets the server's
+    // answer. Without allowHalfOpen Node would close the socket at its FIN, and close() would
+    // tear the other side down before the answer came.
+    s.allowHalfOpen = true;
+    if (pre) opened();
+    else s.once(s instanceof TLSSocket ? 'secureConnect' : 'connect', opened);
+    s.on('error', () => {
+      if (s !== up) return;
+      if (!open && current.picked && current.route) {
+        core.endpoints.recordOutcome(current.picked, 'connect-failure', current.route, current.service);
+        tried.add(current.picked.stats.key);
+        const next = tried.size === 1 ? current.next?.(tried) : undefined;
+        if (next) {
+          current = next;
+          up = core.transport.connect(next.to);
+          attach(up);
+          return;
+        }
+      }
+      close();
+    });
+    s.on('close', () => {
+      if (s === up) close();
+    });
+  };
   client.allowHalfOpen = true;
-  up.allowHalfOpen = true;
-  if (initial.length > 0) up.write(initial);
-  if (client.readableEnded) up.end();
-  else client.on('end', () => up.end());
-  up.on('end', () => client.end());
-  client.pipe(up, { end: false });
-  up.pipe(client, { end: false });
-  client.resume();
+  client.on('error', close);
+  client.on('close', close);
+  attach(up);
 }
