@@ -9,7 +9,8 @@
 // created, the workload certificates and the root CA rotated, `helm upgrade` from the previous
 // commit's chart and image, a connection flood and a soak.
 // WEFT_FAULTS picks scenarios by name (comma-separated substrings; default all): the others keep
-// their results from the previous file.
+// their results from the previous file. WEFT_FAULTS_PROTOCOLS (default http,grpc,tcp) picks the
+// steady clients.
 // Writes bench/results/faults.json: per scenario {name, requests, failed, expectedFailed,
 // failuresByReason, maxRecoverySeconds, byProtocol, durationSeconds, notes, failures} (requests
 // and failed: the three protocols' sums; byProtocol: each one's requests, failed and
@@ -20,7 +21,7 @@ import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { type Baseline, prepareBaseline } from '../hack/lib/baseline.ts';
 import { repoRoot } from '../hack/lib/cluster.ts';
-import { baselineImage, Faults, type ScenarioResult } from '../hack/lib/faults.ts';
+import { baselineImage, Faults, protocolsFromEnv, type ScenarioResult } from '../hack/lib/faults.ts';
 import { startWeftNode } from '../hack/lib/weft-node.ts';
 
 const NS = 'weft-demo';
@@ -65,7 +66,7 @@ try {
     log,
   });
   await faults.deployEcho(2);
-  await faults.startClient('steady', 50);
+  await faults.startClient('steady', 50, protocolsFromEnv());
   const scenarios: [string, () => Promise<ScenarioResult>][] = [
     ['operator SIGKILL', faults.operatorSigkill],
     ['operator leader failover', faults.operatorFailover],

@@ -44,6 +44,21 @@ export const PROTOCOLS = ['http', 'grpc', 'tcp'] as const;
 export type Protocol = (typeof PROTOCOLS)[number];
 
 /**
+ * WEFT_FAULTS_PROTOCOLS (comma-separated, default all three): the steady clients bench/faults.ts
+ * and the e2e short suite start, e.g. `http` to compare with the HTTP/1.1-only harness.
+ */
+export function protocolsFromEnv(value = process.env.WEFT_FAULTS_PROTOCOLS): Protocol[] {
+  if (!value) return [...PROTOCOLS];
+  const picked = value.split(',').map((p) => p.trim());
+  for (const p of picked)
+    if (!(PROTOCOLS as readonly string[]).includes(p))
+      throw new Error(
+        `WEFT_FAULTS_PROTOCOLS=${value}: "${p}" is none of ${PROTOCOLS.join(', ')} (e.g. http,grpc)`,
+      );
+  return picked as Protocol[];
+}
+
+/**
  * Per protocol: the client's container, the URL it calls (a port of the echo Service) and the
  * status column of an answer that went well (hack/demo-apps/client.ts prints them).
  */

@@ -9,7 +9,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
-import { answeredBy, answerOf, type Protocol, tally } from './faults.ts';
+import { answeredBy, answerOf, type Protocol, protocolsFromEnv, tally } from './faults.ts';
 
 const APPS = join(import.meta.dirname, '..', 'demo-apps');
 
@@ -244,5 +244,16 @@ describe('tally: the answers of a fault window, per protocol and in all', () => 
       'tcp error ECONNRESET': 1,
     });
     assert.deepEqual(t.servedBy, ['echo-a', 'echo-b']);
+  });
+});
+
+describe('protocolsFromEnv (WEFT_FAULTS_PROTOCOLS)', () => {
+  it('all three by default, a chosen few, and a wrong name refused naming it and the choices', () => {
+    assert.deepEqual(protocolsFromEnv(''), ['http', 'grpc', 'tcp']);
+    assert.deepEqual(protocolsFromEnv('http, tcp'), ['http', 'tcp']);
+    assert.throws(
+      () => protocolsFromEnv('http,h2'),
+      /WEFT_FAULTS_PROTOCOLS=http,h2: "h2" is none of http, grpc, tcp/,
+    );
   });
 });
