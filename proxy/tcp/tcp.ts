@@ -6,6 +6,7 @@ import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import { type ConnContext, type Direction, inboundConn, type ProxyCore, serviceLabel } from '../context.ts';
+import { ALPN, TCP_ACK } from '../identity/tls.ts';
 import { authzRequest } from '../inbound/admission.ts';
 import { planOutbound } from '../outbound/plan.ts';
 import type { Picked } from '../resilience/endpoints.ts';
@@ -117,13 +118,15 @@ export function proxyTcp(
   };
   metrics.tcpOpened.inc(labels);
   // Outbound to a Service, a connection that does not open (refused, reset, timed out, its TLS
-  // handshake failed) counts as the endpoint's connect failure and is made once more to another
-  // endpoint: nothing was sent yet (the client's bytes wait in its socket until the upstream is
-  // open), as for an HTTP request whose connection never opened. A backend's sidecar that
-  // crashed then costs no connection.
+  // handshake failed, or, to a sidecar that says so (ALPN weft-tcp-ack), its app refused it)
+  // counts as the endpoint's connect failure and is made once more to another endpoint: nothing
+  // was sent yet (the client's bytes wait in its socket until the upstream is open), as for an
+  // HTTP request whose connection never opened. A backend's sidecar or app that crashed then
+  // costs no connection.
   const tried = new Set<string>();
   let current = target;
-  let up = pre ?? core.transport.connect(target.to);
+  const connect = (t: TcpTarget) => core.transport.connect(t.to, t.picked ? ['tcpAck', 'tcp'] : 'tcp');
+  let up = pre ?? connect(target);
   let open = false;
   const close = spliced(core, client, { destroy: () => up.destroy() }, () => {
     metrics.tcpReceived.inc(labels, client.bytesRead);
@@ -133,6 +136,8 @@ export function proxyTcp(
     open = true;
     if (current.picked && current.route)
       core.endpoints.recordOutcome(current.picked, 'success', current.route, current.service);
+    // The app took the connection: the peer sidecar waiting for it may send the client's bytes.
+    if (ctx.tcpAck) client.write(Buffer.from([TCP_ACK]));
     if (initial.length > 0) up.write(initial);
     if (client.readableEnded) up.end();
     else client.on('end', () => up.end());
@@ -141,31 +146,49 @@ export function proxyTcp(
     up.pipe(client, { end: false });
     client.resume();
   };
+  /**
+   * Opened once the peer sidecar's TCP_ACK came (its app accepted); anything else, or its end
+   * (half-open, the socket would not close by itself), fails it.
+   */
+  const acked = (s: net.Socket) => {
+    const ended = () => s.destroy(new Error('the peer sidecar closed before TCP_ACK'));
+    s.once('end', ended);
+    const read = () => {
+      const b = s.read(1) as Buffer | null;
+      if (b === null) return void s.once('readable', read);
+      s.off('end', ended);
+      if (b[0] === TCP_ACK) opened();
+      else s.destroy(new Error(`the peer sidecar sent ${b[0]} instead of TCP_ACK`));
+    };
+    read();
+  };
+  /** The upstream `s` failed or closed: before it opened, another endpoint once; else the end. */
+  const ended = (s: net.Socket) => {
+    if (s !== up) return;
+    if (!open && current.picked && current.route) {
+      core.endpoints.recordOutcome(current.picked, 'connect-failure', current.route, current.service);
+      tried.add(current.picked.stats.key);
+      const next = tried.size === 1 ? current.next?.(tried) : undefined;
+      if (next) {
+        current = next;
+        up = connect(next);
+        attach(up);
+        return;
+      }
+    }
+    close();
+  };
   const attach = (s: net.Socket) => {
     // Half-close is passed on both ways: a client that ends its side still gets the server's
     // answer. Without allowHalfOpen Node would close the socket at its FIN, and close() would
     // tear the other side down before the answer came.
     s.allowHalfOpen = true;
     if (pre) opened();
-    else s.once(s instanceof TLSSocket ? 'secureConnect' : 'connect', opened);
-    s.on('error', () => {
-      if (s !== up) return;
-      if (!open && current.picked && current.route) {
-        core.endpoints.recordOutcome(current.picked, 'connect-failure', current.route, current.service);
-        tried.add(current.picked.stats.key);
-        const next = tried.size === 1 ? current.next?.(tried) : undefined;
-        if (next) {
-          current = next;
-          up = core.transport.connect(next.to);
-          attach(up);
-          return;
-        }
-      }
-      close();
-    });
-    s.on('close', () => {
-      if (s === up) close();
-    });
+    else if (s instanceof TLSSocket)
+      s.once('secureConnect', () => (s.alpnProtocol === ALPN.tcpAck ? acked(s) : opened()));
+    else s.once('connect', opened);
+    s.on('error', () => ended(s));
+    s.on('close', () => ended(s));
   };
   client.allowHalfOpen = true;
   client.on('error', close);
