@@ -4,7 +4,7 @@
 // connection and a denial closes it.
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { TLSSocket } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import { type ConnContext, type Direction, inboundConn, type ProxyCore, serviceLabel } from '../context.ts';
 import { ALPN, TCP_ACK } from '../identity/tls.ts';
 import { authzRequest } from '../inbound/admission.ts';
@@ -184,8 +184,9 @@ export function proxyTcp(
     // tear the other side down before the answer came.
     s.allowHalfOpen = true;
     if (pre) opened();
-    else if (s instanceof TLSSocket)
-      s.once('secureConnect', () => (s.alpnProtocol === ALPN.tcpAck ? acked(s) : opened()));
+    // (node:tls is loaded on first use, proxy/builtins.ts: a TLS socket by its `encrypted` flag.)
+    else if ((s as Partial<TLSSocket>).encrypted)
+      s.once('secureConnect', () => ((s as TLSSocket).alpnProtocol === ALPN.tcpAck ? acked(s) : opened()));
     else s.once('connect', opened);
     s.on('error', () => ended(s));
     s.on('close', () => ended(s));
