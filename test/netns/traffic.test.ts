@@ -27,6 +27,38 @@ const backends: Pod[] = [];
 const proxyArgs = new Map<string, string[]>();
 const servers = new Map<string, ChildProcess>();
 
+/** The Services of the test: echo (round robin), echo-declared (round robin) and steady. */
+function config() {
+  const ep = (p: Pod): Endpoint => ({
+    ...endpoint(p.ip, PORTS.http, { ports: PORTS }),
+    pod: p.name,
+    identity: spiffe('web'),
+  });
+  // As hack/lib/faults.ts declares them.
+  const ports: ServicePort[] = [
+    { name: 'http', port: 8080, protocol: 'TCP', appProtocol: 'http' },
+    { name: 'grpc', port: 9090, protocol: 'TCP' },
+    { name: 'tcp', port: 9000, protocol: 'TCP', appProtocol: 'tcp' },
+  ];
+  const echo = { ...service('echo', 'shop', VIP, 8080, backends.map(ep)), ports };
+  const steady = { ...service('steady', 'shop', STEADY_VIP, 8080, backends.map(ep)), ports };
+  const declared = {
+    ...service('echo-declared', 'shop', DECLARED_VIP, 9090, backends.map(ep)),
+    ports: [{ name: 'grpc', port: 9090, protocol: 'TCP' as const, appProtocol: 'grpc' }],
+  };
+  // Round robin, so both backends are seen to answer every protocol within a few calls.
+  const rr = (name: string) =>
+    route({
+      name: `shop/${name}`,
+      service: `shop/${name}`,
+      backends: [{ service: `shop/${name}`, weight: 1 }],
+      loadBalancer: { type: 'ROUND_ROBIN' },
+    });
+  return proxyConfig('shop', [echo, declared, steady], [rr('echo'), rr('echo-declared')], {
+    mtls: { mode: 'STRICT', ports: [] },
+  });
+}
+
 /** The demo server in a backend pod, serving the three protocols; resolves once it listens. */
 function startServer(p: Pod): Promise<void> {
   const server = topo.spawnIn(p, ['hack/demo-apps/server.ts'], {
@@ -133,36 +165,7 @@ describe('the fault suite steady traffic: HTTP/1.1, gRPC (h2c) and TCP through s
     const ca = await newCa();
     client = await topo.addPod('client');
     for (const name of ['echo-a', 'echo-b']) backends.push(await topo.addPod(name));
-    const ep = (p: Pod): Endpoint => ({
-      ...endpoint(p.ip, PORTS.http, { ports: PORTS }),
-      pod: p.name,
-      identity: spiffe('web'),
-    });
-    // As hack/lib/faults.ts declares them.
-    const ports: ServicePort[] = [
-      { name: 'http', port: 8080, protocol: 'TCP', appProtocol: 'http' },
-      { name: 'grpc', port: 9090, protocol: 'TCP' },
-      { name: 'tcp', port: 9000, protocol: 'TCP', appProtocol: 'tcp' },
-    ];
-    const echo = { ...service('echo', 'shop', VIP, 8080, backends.map(ep)), ports };
-    const steady = { ...service('steady', 'shop', STEADY_VIP, 8080, backends.map(ep)), ports };
-    const declared = {
-      ...service('echo-declared', 'shop', DECLARED_VIP, 9090, backends.map(ep)),
-      ports: [{ name: 'grpc', port: 9090, protocol: 'TCP' as const, appProtocol: 'grpc' }],
-    };
-    // Round robin, so both backends are seen to answer every protocol within a few calls.
-    const rr = (name: string) =>
-      route({
-        name: `shop/${name}`,
-        service: `shop/${name}`,
-        backends: [{ service: `shop/${name}`, weight: 1 }],
-        loadBalancer: { type: 'ROUND_ROBIN' },
-      });
-    await topo.writeConfig(
-      proxyConfig('shop', [echo, declared, steady], [rr('echo'), rr('echo-declared')], {
-        mtls: { mode: 'STRICT', ports: [] },
-      }),
-    );
+    await topo.writeConfig(config());
     const info = await topo.tempDir('info');
     await writeLabels(info, { app: 'echo' });
     const starts: Promise<unknown>[] = [];
@@ -236,5 +239,23 @@ describe('the fault suite steady traffic: HTTP/1.1, gRPC (h2c) and TCP through s
       await startServer(backends[0]!);
     });
     inFlightOnly(t, ['tcp']);
+  });
+
+  // The bench on the real node saw one gRPC call fail while the kubelet restarted (502
+  // WEFT_UPSTREAM_RESET ERR_HTTP2_GOAWAY_SESSION: the backend sidecar's HTTP/2 session to its own
+  // app was closing). Each new config closes the pools to addresses no Service lists, which takes
+  // the session to 127.0.0.1 too: a suspect, not reproduced here yet (this passes on today's code;
+  // the sidecars poll their config every 500 ms, so they see a handful of these changes).
+  it('config changes under the three steady clients (150, one every 20 ms): no call fails', async () => {
+    let serial = 0;
+    const t = await underFault(async () => {
+      for (let i = 0; i < 150; i++) {
+        const c = config();
+        c.version = `${c.version.slice(0, 12)}${(++serial).toString(16).padStart(4, '0')}`;
+        await topo.writeConfig(c);
+        await sleep(20);
+      }
+    });
+    assert.deepEqual(t.failures, [], summary(t));
   });
 });
