@@ -80,10 +80,13 @@ export class Faults {
     this.log = c.log ?? ((l) => process.stderr.write(`${l}\n`));
   }
 
+  // maxBuffer: the client's whole log is read (a 30-minute soak writes ~3 MB of it; the default
+  // 1 MiB made every read fail, so the soak never saw an answer after its window).
   kubectl = (...args: string[]): string =>
     execFileSync(this.c.kubectl, ['--kubeconfig', this.c.kubeconfig, ...args], {
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'pipe'],
+      maxBuffer: 256 * 1024 * 1024,
     });
   apply = (obj: object): string =>
     execFileSync(this.c.kubectl, ['--kubeconfig', this.c.kubeconfig, 'apply', '-f', '-'], {
@@ -215,6 +218,23 @@ export class Faults {
         const line = l.slice(sp + 1);
         return { at: Date.parse(l.slice(0, sp)), line, ok: line.split(' ')[1] === '200' };
       });
+  }
+
+  /** A pod's sidecar's warnings and errors counted by message (and code, when one is logged). */
+  proxyWarningCounts(pod: string): Record<string, number> {
+    const counts: Record<string, number> = {};
+    let out = '';
+    try {
+      out = this.kubectl('logs', '-n', this.ns, pod, '-c', PROXY.containerName);
+    } catch {}
+    for (const l of out.split('\n')) {
+      if (!/"level":(40|50)/.test(l)) continue;
+      const msg = /"msg":"([^"]*)"/.exec(l)?.[1] ?? l.slice(0, 80);
+      const code = /"code":"([^"]*)"/.exec(l)?.[1];
+      const key = code ? `${msg} (${code})` : msg;
+      counts[key] = (counts[key] ?? 0) + 1;
+    }
+    return counts;
   }
 
   /** The client sidecar's warnings and errors (for a report when requests failed). */
@@ -654,7 +674,14 @@ export class Faults {
           () => this.kubectl('logs', '-n', this.ns, 'flood', '-c', 'app').trim() || undefined,
           { timeoutMs: holdMs + 60_000, intervalMs: 1000 },
         );
-        return `flood ${summary}; sidecar MiB when it began ${JSON.stringify(before)}, while held ${JSON.stringify(during)}, after ${JSON.stringify(rss())}`;
+        // What the sidecars said about it: their warnings and errors, counted by message.
+        const said = Object.fromEntries(
+          ['flood', ...this.backends().map((p) => p.metadata.name)].map((p) => [
+            p,
+            this.proxyWarningCounts(p),
+          ]),
+        );
+        return `flood ${summary}; sidecars' warnings ${JSON.stringify(said)}; sidecar MiB when it began ${JSON.stringify(before)}, while held ${JSON.stringify(during)}, after ${JSON.stringify(rss())}`;
       } finally {
         this.kubectl('delete', 'pod', 'flood', '-n', this.ns, '--wait=false', '--ignore-not-found');
       }
@@ -744,13 +771,13 @@ export class Faults {
   }
 
   /** Resident memory (MiB) of a container, read on the host (/proc/<pid>/status). */
-  rssMiB(namespace: string, pod: string, container: string): number {
+  rssMiB(namespace: string, pod: string, container: string, field: 'VmRSS' | 'RssAnon' = 'VmRSS'): number {
     const status = readFileSync(`/proc/${this.containerPid(namespace, pod, container)}/status`, 'utf8');
-    return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? Number.NaN) / 1024;
+    return Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN) / 1024;
   }
 
   /**
-   * A soak: the steady traffic for `minutes`, the resident memory of the client's and the
+   * A soak: the steady traffic for `minutes`, the private (anonymous resident) memory of the client's and the
    * backends' sidecars, the leader operator and a webhook sampled every `everyMs`; `memory`
    * holds each one's first, last and peak MiB and its least-squares slope in MiB per hour.
    */
@@ -772,7 +799,10 @@ export class Faults {
       while (Date.now() - t0 < minutes * 60_000) {
         for (const [ns, p, c] of watched) {
           try {
-            samples.get(`${ns}/${p}/${c}`)!.push([(Date.now() - t0) / 3_600_000, this.rssMiB(ns, p, c)]);
+            // Private (anonymous) memory: the Node.js binary's pages are shared between pods.
+            samples
+              .get(`${ns}/${p}/${c}`)!
+              .push([(Date.now() - t0) / 3_600_000, this.rssMiB(ns, p, c, 'RssAnon')]);
           } catch {}
         }
         await new Promise((res) => setTimeout(res, everyMs));
