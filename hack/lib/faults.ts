@@ -465,12 +465,22 @@ export class Faults {
         await new Promise((r) => setTimeout(r, holdMs));
         const t0 = Date.now();
         this.kubectl('scale', 'deployment/echo', '-n', this.ns, `--replicas=${n}`);
+        // The data plane's part of the recovery: from the first new pod Ready (seen by polling,
+        // so up to a poll late) to the client's first 200; the rest is the pod's start.
+        const ready = await eventually(
+          'a new echo pod Ready',
+          () => (this.backends().length > 0 ? Date.now() : undefined),
+          {
+            timeoutMs: 180_000,
+            intervalMs: 200,
+          },
+        );
         await this.available(n);
-        const back = await eventually('the client gets 200 again', () => {
-          const a = this.answers();
-          return a.at(-1)?.ok && a.at(-1)!.at > t0 ? Date.now() - t0 : undefined;
-        });
-        return `held at zero ${holdMs / 1000} s; scaled back to ${n}, answering again ${(back / 1000).toFixed(1)} s later`;
+        const firstOk = await eventually('the client gets 200 again', () =>
+          this.answers().find((a) => a.ok && a.at > t0),
+        );
+        const dataPlane = Math.max(0, firstOk.at - ready);
+        return `held at zero ${holdMs / 1000} s; scaled back to ${n}: first pod Ready ${((ready - t0) / 1000).toFixed(1)} s later, the client's first 200 ${((firstOk.at - t0) / 1000).toFixed(1)} s later (data plane ${(dataPlane / 1000).toFixed(1)} s after Ready)`;
       },
       // While no replica is left, every answer is the callers' sidecars' 5xx naming why.
       { expected: / 50[23] / },
