@@ -70,12 +70,17 @@ test("the operator's long poll learns each applied version from the proxy's heal
     let n = next();
     reports.sync([p0]);
     await n;
-    assert.deepEqual(reports.get(p0), { version: undefined, generation: undefined, error: undefined });
+    assert.deepEqual(reports.get(p0), {
+      version: undefined,
+      generation: undefined,
+      trust: null,
+      error: undefined,
+    });
     const c1 = proxyConfig('shop', []);
     n = next();
     watcher.offer({ config: c1, generation: 3 }, 'apiserver');
     await n; // answered by the held poll, not after its 30 s wait
-    assert.deepEqual(reports.get(p0), { version: c1.version, generation: 3, error: undefined });
+    assert.deepEqual(reports.get(p0), { version: c1.version, generation: 3, trust: null, error: undefined });
     assert.equal(reports.maxGeneration('shop'), 3);
     assert.deepEqual(changes, [['shop'], ['shop']]);
     n = next();
