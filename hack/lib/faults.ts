@@ -13,13 +13,13 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { PROXY } from '../../api/constants.ts';
 import { WEFT_IMAGE } from '../../api/mesh.ts';
-import { createRoot } from '../../operator/identity/ca.ts';
 import { helmBinary } from '../install.ts';
 import type { RealNode } from '../node/index.ts';
 import type { Baseline } from './baseline.ts';
 import { repoRoot } from './cluster.ts';
 import { DEMO_IMAGE, demoServerContainer } from './demo-pod.ts';
 import { eventually } from './eventually.ts';
+import { replaceWeftCa } from './mtlsfixture.ts';
 import { metricSum } from './netns.ts';
 import { bundleVerifies, caDue, servedCertificate, servingCertDue } from './webhookcerts.ts';
 
@@ -551,22 +551,14 @@ export class Faults {
     this.underFault('mesh root CA rotated (overlap)', async () => {
       const trustDomain = this.json('get', 'mesh', 'default').spec?.trustDomain ?? 'cluster.local';
       const now = new Date();
-      const root = await createRoot({ trustDomain, lifetimeMs: 3650 * 86_400_000, now });
-      const b64 = (s: string) => Buffer.from(s).toString('base64');
       const pods = [...this.backends().map((p) => p.metadata.name), this.client];
       const t0 = Date.now();
-      this.kubectl(
-        'patch',
-        'secret',
-        'weft-ca',
-        '-n',
-        WEFT_NAMESPACE,
-        '--type=merge',
-        '-p',
-        JSON.stringify({
-          data: { 'tls.crt': b64(root.certPem), 'tls.key': b64(root.keyPem), 'ca.crt': b64(root.certPem) },
-        }),
-      );
+      await replaceWeftCa(this.kubectl, {
+        trustDomain,
+        lifetimeMs: 3650 * 86_400_000,
+        now,
+        namespace: WEFT_NAMESPACE,
+      });
       // The operator's phases (Mesh condition CARotation, docs/identity.md): the new root into
       // every trust bundle until every sidecar confirms it, then certificates from it, until
       // every sidecar presents one (Done). Each phase's start is noted.
@@ -747,18 +739,12 @@ export class Faults {
 
   /** The webhook's pods (names). */
   webhookPods(): string[] {
-    return this.kubectl(
-      'get',
-      'pods',
-      '-n',
-      WEFT_NAMESPACE,
-      '-l',
-      'app.kubernetes.io/name=weft-webhook',
-      '-o',
-      'jsonpath={.items[*].metadata.name}',
-    )
-      .split(' ')
-      .filter(Boolean);
+    return this.webhookPodList().map((p) => p.metadata.name);
+  }
+
+  /** The webhook's pods. */
+  webhookPodList(): (PodJson & { status: { podIP?: string } })[] {
+    return this.json('get', 'pods', '-n', WEFT_NAMESPACE, '-l', 'app.kubernetes.io/name=weft-webhook').items;
   }
 
   /** Resident memory (MiB) of a container, read on the host (/proc/<pid>/status). */
@@ -1012,18 +998,9 @@ export class Faults {
         const bundle = text(
           this.json('get', 'mutatingwebhookconfiguration', 'weft-injector').webhooks[0].clientConfig.caBundle,
         );
-        const ips: string[] = this.json(
-          'get',
-          'pods',
-          '-n',
-          WEFT_NAMESPACE,
-          '-l',
-          'app.kubernetes.io/name=weft-webhook',
-        )
-          .items.filter(
-            (p: PodJson & { status: { podIP?: string } }) => !p.metadata.deletionTimestamp && p.status.podIP,
-          )
-          .map((p: { status: { podIP: string } }) => p.status.podIP);
+        const ips = this.webhookPodList()
+          .filter((p) => !p.metadata.deletionTimestamp && p.status.podIP)
+          .map((p) => p.status.podIP!);
         const certs = await Promise.all(ips.map((ip) => servedCertificate(ip, 9443)));
         certs.forEach((c, i) => {
           if (c && !bundleVerifies(bundle, c))

@@ -354,19 +354,6 @@ export class BuiltInCa {
       renewBeforeMs: s.renewBeforeMs,
       now,
     });
-    if (signing.deferRenewals) {
-      // Distributing a new root without the previous CA's key: what is still valid waits for
-      // the reissue; a certificate already from the new CA stays.
-      plan.issue = plan.issue.filter(
-        (w) =>
-          w.reason === 'missing' ||
-          w.reason === 'identity-changed' ||
-          w.reason === 'expired' ||
-          (w.reason === 'ca-rotated' &&
-            existing.find((e) => e.namespace === w.namespace && e.serviceAccount === w.serviceAccount)
-              ?.rootFingerprint !== fp),
-      );
-    }
     // A shortened lifetime takes effect at once (a longer one at the next renewal).
     const due = new Set(plan.issue.map((w) => saKey(w.namespace, w.serviceAccount)));
     for (const e of existing) {
@@ -376,6 +363,13 @@ export class BuiltInCa {
         plan.issue.push({ namespace: e.namespace, serviceAccount: e.serviceAccount, reason: 'renewal-due' });
         due.add(k);
       }
+    }
+    if (signing.deferRenewals) {
+      // Distributing a new root without the previous CA's key: only what cannot wait is issued
+      // (from the new CA); renewals of valid certificates wait for the switch.
+      plan.issue = plan.issue.filter(
+        (w) => w.reason === 'missing' || w.reason === 'identity-changed' || w.reason === 'expired',
+      );
     }
     const caCrt = b64(pemFile(bundle));
     const issued = new Set<string>();

@@ -14,14 +14,15 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { connect as tlsConnect, createServer as tlsServer } from 'node:tls';
 import type { Mesh } from '../../api/index.ts';
+import { replaceWeftCa } from '../../hack/lib/mtlsfixture.ts';
 import { KubeClient, type KubeObject, RESOURCES } from '../../kube/client.ts';
 import { systemClock } from '../../kube/clock.ts';
 import { isNotFound } from '../../kube/errors.ts';
-import { createRoot } from '../../operator/identity/ca.ts';
 import { type OperatorHandle, startOperator } from '../../operator/operator.ts';
 import { writeProjected } from '../../proxy/configdir.ts';
 import { createNamespaces, installCrds, startTestCluster, type TestCluster } from '../support/cluster.ts';
 import { eventually } from '../support/eventually.ts';
+import { runningMeshedPod } from '../support/propagation.ts';
 import { type ProxyProcess, spawnProxy } from '../support/proxyprocess.ts';
 
 const NS = 'shop';
@@ -132,23 +133,10 @@ describe('a root CA rotation never breaks a handshake between pods synced at dif
   const getMesh = () => client.get<KubeObject & Mesh>(RESOURCES.meshes, 'default');
   const rotation = async () => (await getMesh()).status?.conditions?.find((c) => c.type === 'CARotation');
   /** weft-ca replaced in place by a new root (as an admin rotating it would). */
-  const replaceRoot = async () => {
-    const next = await createRoot({ trustDomain: TD, lifetimeMs: 1000 * 3_600_000, now: new Date() });
-    const b64 = (x: string) => Buffer.from(x).toString('base64');
-    cluster.kubectl(
-      'patch',
-      'secret',
-      'weft-ca',
-      '-n',
-      'weft-system',
-      '--type=merge',
-      '-p',
-      JSON.stringify({
-        data: { 'tls.crt': b64(next.certPem), 'tls.key': b64(next.keyPem), 'ca.crt': b64(next.certPem) },
-      }),
+  const replaceRoot = async () =>
+    new X509Certificate(
+      (await replaceWeftCa(cluster.kubectl, { trustDomain: TD, lifetimeMs: 1000 * 3_600_000 })).certPem,
     );
-    return new X509Certificate(next.certPem);
-  };
   /** Both directions between the pods' current files: what failed, naming who refused what. */
   const handshakes = async (when: string): Promise<string[]> => {
     const [s, c] = [mounted.get('server-0')!, mounted.get('client-0')!];
@@ -164,6 +152,20 @@ describe('a root CA rotation never breaks a handshake between pods synced at dif
         );
     }
     return out;
+  };
+
+  const startOp = async () => {
+    op = await startOperator({
+      kubeConfig: cluster.kc,
+      namespace: 'weft-system',
+      identity: { clock, rootDistributionMaxWaitMs: MAX_WAIT_MS },
+      proxyAddress: (pod) => {
+        const p = proxies.get(pod.metadata.name);
+        return p ? `http://127.0.0.1:${p.ports.health}` : undefined;
+      },
+      proxyReportWaitMs: 5000,
+    });
+    await op.leading();
   };
 
   before(async () => {
@@ -182,36 +184,14 @@ describe('a root CA rotation never breaks a handshake between pods synced at dif
         kind: 'ServiceAccount',
         metadata: { name: p.sa, namespace: NS },
       });
-      await client.create(RESOURCES.pods, {
-        apiVersion: 'v1',
-        kind: 'Pod',
-        metadata: { name: p.name, namespace: NS, labels: { app: p.sa } },
-        spec: {
-          serviceAccountName: p.sa,
-          automountServiceAccountToken: false,
-          containers: [
-            { name: 'app', image: 'app' },
-            { name: 'weft-proxy', image: 'weft' },
-          ],
-        },
+      await runningMeshedPod(client, {
+        namespace: NS,
+        name: p.name,
+        serviceAccount: p.sa,
+        labels: { app: p.sa },
       });
-      await client.apply(
-        RESOURCES.pods,
-        { metadata: { name: p.name, namespace: NS }, status: { phase: 'Running', podIP: '127.0.0.1' } },
-        { subresource: 'status', fieldManager: 'weft-test' },
-      );
     }
-    op = await startOperator({
-      kubeConfig: cluster.kc,
-      namespace: 'weft-system',
-      identity: { clock, rootDistributionMaxWaitMs: MAX_WAIT_MS },
-      proxyAddress: (pod) => {
-        const p = proxies.get(pod.metadata.name);
-        return p ? `http://127.0.0.1:${p.ports.health}` : undefined;
-      },
-      proxyReportWaitMs: 5000,
-    });
-    await op.leading();
+    await startOp();
     // The pods start: their volumes hold the first identity, then their sidecars run.
     for (const p of PODS) {
       await waitFor(`the identity Secret of ${p.sa}`, () => sync(p));
@@ -305,7 +285,19 @@ describe('a root CA rotation never breaks a handshake between pods synced at dif
         ? r
         : undefined;
     });
-    assert.match(waiting.message, /at the latest at /);
+    const deadline = /at the latest at (\S+)$/.exec(waiting.message)?.[1];
+    assert.ok(deadline, waiting.message);
+    // A new leader (the operator restarted) continues the rotation where it was: same deadline,
+    // still no certificate from the new root (it does not have the previous CA's key).
+    await op!.stop();
+    await startOp();
+    await waitFor('the new leader reports the same phase and deadline', async () => {
+      await sync(PODS[0]);
+      const r = await rotation();
+      return r?.reason === 'DistributingRoot' && r.message.endsWith(deadline) && r.message.includes('1/2')
+        ? r
+        : undefined;
+    });
     assert.ok(!issuedBy(mounted.get('server-0')!, newRoot), 'no certificate from the new root yet');
     const reissued = await waitFor(
       'certificates reissued after the maximum wait',
