@@ -3,8 +3,8 @@
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { test } from 'node:test';
-import { type TrustSummary, trustKey } from '../api/pem.ts';
-import { watcherHealthHandler } from '../hack/lib/proxy.ts';
+import { trustKey } from '../api/pem.ts';
+import { TestIdentity, watcherHealthHandler } from '../hack/lib/proxy.ts';
 import { healthHandler, MAX_HELD_VERSION_POLLS } from './admin.ts';
 import { ProxyMetrics } from './metrics.ts';
 import type { ProxyHandle } from './proxy.ts';
@@ -130,35 +130,21 @@ test('/config/version reports the trusted roots and answers at once a caller tha
   const watcher = new ConfigWatcher('/nonexistent', { apply: () => {}, rejected: () => {} });
   const cfg = proxyConfig('shop', []);
   watcher.offer({ config: cfg, generation: 1 }, 'apiserver');
-  let trust: TrustSummary | undefined = { roots: ['AA'], signedBy: 'AA' };
-  const reloaded = new Set<() => void>();
-  const srv = createServer(
-    healthHandler({
-      proxy: {} as ProxyHandle,
-      status: watcher.status,
-      metrics: {} as never,
-      draining: () => false,
-      onApplied: (fn) => {
-        reloaded.add(fn);
-        return () => reloaded.delete(fn);
-      },
-      trust: () => trust,
-    }),
-  );
+  const identity = new TestIdentity({ roots: ['AA'], signedBy: 'AA' });
+  const srv = createServer(watcherHealthHandler(watcher, identity));
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
   const base = `http://127.0.0.1:${(srv.address() as { port: number }).port}/config/version?known=${cfg.version}&generation=1&waitMs=60000`;
   try {
     const stale = await fetch(`${base}&trust=`, { signal: AbortSignal.timeout(10_000) });
     assert.deepEqual(((await stale.json()) as { trust: unknown }).trust, { roots: ['AA'], signedBy: 'AA' });
-    const held = fetch(`${base}&trust=${encodeURIComponent(trustKey(trust))}`, {
+    const held = fetch(`${base}&trust=${encodeURIComponent(trustKey(identity.trust))}`, {
       signal: AbortSignal.timeout(10_000),
     }).then(async (r) => (await r.json()) as { trust: unknown });
     await new Promise((r) => setTimeout(r, 100));
-    assert.equal(reloaded.size, 1, 'the poll is held');
-    trust = { roots: ['AA', 'BB'], signedBy: 'AA' };
-    for (const fn of reloaded) fn();
+    assert.equal(identity.waiting, 1, 'the poll is held');
+    identity.reload({ roots: ['AA', 'BB'], signedBy: 'AA' });
     assert.deepEqual((await held).trust, { roots: ['AA', 'BB'], signedBy: 'AA' });
-    trust = undefined;
+    identity.reload(undefined);
     const none = await fetch(`${base}&trust=x`, { signal: AbortSignal.timeout(10_000) });
     assert.equal(((await none.json()) as { trust: unknown }).trust, null, 'no identity loaded');
   } finally {
