@@ -1008,7 +1008,8 @@ export class Faults {
               `${at()} ${ips[i]} serves a certificate from ${c.issuer} the caBundle does not verify`,
             );
         });
-        return certs.filter((c) => c !== undefined);
+        // Every replica must have answered for the step to count as done.
+        return certs.every((c) => c !== undefined) ? certs : [];
       };
       const until = async (what: string, done: (certs: X509Certificate[]) => boolean, timeoutMs: number) => {
         const start = Date.now();
