@@ -50,6 +50,23 @@ describe('endpoints: tries waiting on an endpoint that is gone', () => {
     assert.deepEqual(gone, ['10.0.0.1'], 'once');
   });
 
+  it("a try sent again after a config change picks among the new config's endpoints", () => {
+    const { e, config, keys } = setup();
+    const before = config('10.0.0.1');
+    e.apply(before, keys('10.0.0.1'));
+    const backend = { service: before.services[0]!, port: before.services[0]!.ports[0]!, weight: 1 };
+    assert.deepEqual(
+      e.entriesFor(backend).stats.map((st) => st.key),
+      ['10.0.0.1:8080'],
+    );
+    // The pod replaced: the request that started under `before` still holds its backend.
+    e.apply(config('10.0.0.2'), keys('10.0.0.2'));
+    assert.deepEqual(
+      e.entriesFor(backend).stats.map((st) => st.key),
+      ['10.0.0.2:8080'],
+    );
+  });
+
   it('an endpoint found unreachable loses its pooled connections and its waiting tries', () => {
     const { e, config, keys, gone, waiter } = setup();
     const forgotten: string[] = [];

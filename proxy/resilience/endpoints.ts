@@ -39,7 +39,7 @@ export interface Picked {
 }
 
 interface BackendEntries {
-  /** The service object they were built from (an older plan's backend builds its own). */
+  /** The service object they were built from. */
   service: Service;
   stats: EndpointStats[];
   peers: OutlierState[];
@@ -102,6 +102,8 @@ export class Endpoints {
   /** Called when an endpoint was found unreachable (its idle pooled connections are dead too). */
   onUnreachable: ((key: string) => void) | undefined;
   #config: ProxyConfig | undefined;
+  /** The current config's services by id. */
+  #services = new Map<string, Service>();
   /** What the outbound plan needs of this state. */
   readonly planState: PlanState;
 
@@ -123,6 +125,7 @@ export class Endpoints {
   apply(config: ProxyConfig, keys: ReadonlySet<string>): void {
     const previous = this.#config;
     this.#config = config;
+    this.#services = new Map(config.services.map((s) => [s.id, s]));
     this.#backends.clear();
     for (const k of this.#stats.keys()) if (!keys.has(k)) this.#stats.delete(k);
     for (const k of this.#probed.keys()) if (!keys.has(k)) this.#probed.delete(k);
@@ -270,12 +273,18 @@ export class Endpoints {
     return cluster;
   }
 
+  /**
+   * A backend's usable endpoints with their live state, from the current config's version of its
+   * service: a try sent again after a config change (its endpoint gone) picks among today's
+   * endpoints, not those of the config its request started with.
+   */
   entriesFor(backend: Backend): BackendEntries {
     const key = `${backend.service.id}:${backend.port.port}`;
+    const service = this.#services.get(backend.service.id) ?? backend.service;
     let be = this.#backends.get(key);
-    if (!be || be.service !== backend.service) {
-      be = { service: backend.service, stats: [], peers: [], byStats: new Map() };
-      for (const e of usableEndpoints(backend.service, this.#kept.get(backend.service.id))) {
+    if (!be || be.service !== service) {
+      be = { service, stats: [], peers: [], byStats: new Map() };
+      for (const e of usableEndpoints(service, this.#kept.get(service.id))) {
         const port = targetPort(e, backend.port);
         const st = this.#statsFor(`${e.address}:${port}`);
         be.stats.push(st);
