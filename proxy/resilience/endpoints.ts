@@ -150,11 +150,9 @@ export class Endpoints {
     }
   }
 
-  /** The try has its response head, or ended. */
+  /** The try has its response head, or ended (an endpoint's set stays, empty, while it is listed). */
   done(t: Waiting): void {
-    const key = t.target.stats.key;
-    const set = this.#waiting.get(key);
-    if (set?.delete(t) && set.size === 0) this.#waiting.delete(key);
+    this.#waiting.get(t.target.stats.key)?.delete(t);
   }
 
   /**
@@ -177,15 +175,13 @@ export class Endpoints {
 
   /** Probes the endpoints whose tries have waited a while, each at most once a PROBE_EVERY_MS. */
   #sweep(): void {
-    if (this.#waiting.size === 0) {
-      clearInterval(this.#sweeper);
-      this.#sweeper = undefined;
-      return;
-    }
     const now = this.#now();
+    let waiting = false;
     for (const [key, set] of this.#waiting) {
       const oldest = set.values().next().value;
-      if (!oldest || now - oldest.started < PROBE_AFTER_MS) continue;
+      if (!oldest) continue;
+      waiting = true;
+      if (now - oldest.started < PROBE_AFTER_MS) continue;
       if (now - (this.#probed.get(key) ?? -Infinity) < PROBE_EVERY_MS) continue;
       this.#probed.set(key, now);
       this.probe?.(oldest.target.address).then(
@@ -199,6 +195,10 @@ export class Endpoints {
         },
         () => {},
       );
+    }
+    if (!waiting) {
+      clearInterval(this.#sweeper);
+      this.#sweeper = undefined;
     }
   }
 
