@@ -48,8 +48,10 @@ export async function selfSignedCa(opts: {
   lifetimeMs: number;
   pathLength: number;
   extensions?: x509.Extension[];
+  /** An existing key pair (the same CA re-issued with other dates); default a new one. */
+  keys?: webcrypto.CryptoKeyPair;
 }): Promise<{ cert: x509.X509Certificate; certPem: string; keyPem: string }> {
-  const keys = await newKeyPair();
+  const keys = opts.keys ?? (await newKeyPair());
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serialNumber(),
     name: opts.name,

@@ -6,7 +6,7 @@
 // operator SIGKILL and leader failover, a backend's sidecar and app container crashing, a
 // rolling restart, a pod killed without grace, scale to zero and back, kube-apiserver and etcd
 // paused 20 s and restarted, kubelet and containerd restarted, the webhook down while pods are
-// created, the workload certificates and the root CA rotated, `helm upgrade` from the previous
+// created, the webhook's certificate rotated, the workload certificates and the root CA rotated, `helm upgrade` from the previous
 // commit's chart and image, a connection flood and a soak.
 // WEFT_FAULTS picks scenarios by name (comma-separated substrings; default all): the others keep
 // their results from the previous file. WEFT_FAULTS_PROTOCOLS (default http,grpc,tcp) picks the
@@ -82,6 +82,7 @@ try {
     ['kubelet restarted', () => faults.nodeRestart('kubelet', { flip: true, settleMs: 10_000 })],
     ['containerd restarted', () => faults.nodeRestart('containerd')],
     ['webhook down', () => faults.webhookDown(OUTSIDE)],
+    ['webhook certificate rotated', faults.webhookCertRotation],
     ['workload certificates rotated', faults.workloadCertRotation],
     ['mesh root CA rotated', faults.rootCaRotation],
     ['connection flood', () => faults.flood(2000, 20_000)],

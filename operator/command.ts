@@ -68,6 +68,15 @@ export function operatorCommand(): Command {
       ).env('POD_NAME'),
     )
     .addOption(
+      new Option(
+        '--root-distribution-max-wait <d>',
+        'how long a root CA rotation waits for every sidecar to trust the new root before reissuing certificates from it anyway',
+      )
+        .env('WEFT_ROOT_DISTRIBUTION_MAX_WAIT')
+        .default(600_000, '10m')
+        .argParser(duration('--root-distribution-max-wait')),
+    )
+    .addOption(
       new Option('--cluster-domain <domain>', 'the cluster DNS domain')
         .env('WEFT_CLUSTER_DOMAIN')
         .default('cluster.local'),
@@ -91,6 +100,7 @@ export function operatorCommand(): Command {
         metricsAddress: addr(o.metricsBindAddress),
         healthAddress: addr(o.healthProbeBindAddress),
         clusterDomain: String(o.clusterDomain),
+        identity: { rootDistributionMaxWaitMs: o.rootDistributionMaxWait as number },
         log,
         leaderElection: elect && {
           identity: o.leaderElectIdentity ? String(o.leaderElectIdentity) : undefined,

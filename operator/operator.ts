@@ -83,9 +83,10 @@ export interface OperatorOptions {
   trustBundle?: () => string[];
   /**
    * Workload identity (CA, workload certificates, trust bundle). Default on; false turns it
-   * off. `clock` drives issuance times and renewal timers (tests move it).
+   * off. `clock` drives issuance times and renewal timers (tests move it);
+   * `rootDistributionMaxWaitMs` bounds a root rotation's wait for the sidecars (default 10 min).
    */
-  identity?: false | { clock?: Clock };
+  identity?: false | { clock?: Clock; rootDistributionMaxWaitMs?: number };
   /** Parallel reconciles per controller. */
   concurrency?: number;
   reconcileTimeoutMs?: number;
@@ -196,6 +197,7 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
       for (const s of cache.trafficSplits.list()) c.trafficsplit.add(objectKey(s));
       for (const ns of namespaces)
         for (const p of cache.authorizationPolicies.list(ns)) c.authorizationpolicy.add(objectKey(p));
+      if (identityReconciler?.rotating) c.identity?.add(IDENTITY_KEY);
     },
   });
   let reportsSync: NodeJS.Immediate | undefined;
@@ -401,6 +403,17 @@ export async function startOperator(opts: OperatorOptions): Promise<OperatorHand
         enqueueAllConfigs(c, compilation, () => mgr.isLeader());
       },
       onStatusChange: () => c.mesh.add(DEFAULT_MESH_NAME),
+      // Every meshed pod's sidecar that can be polled, as a root rotation waits for them.
+      sidecars: () => {
+        const pods = cache.pods
+          .list()
+          .filter(
+            (p) => isMeshedPod(p) && proxyAddress(p) && !(p.status?.terminating && reports.get(p)?.error),
+          );
+        if (!reports.settled(pods)) return undefined;
+        return pods.map((p) => ({ pod: objectKey(p), trust: reports.get(p)?.trust }));
+      },
+      rootDistributionMaxWaitMs: opts.identity?.rootDistributionMaxWaitMs,
       timeoutMs:
         opts.reconcileTimeoutMs === undefined ? undefined : Math.max(opts.reconcileTimeoutMs, 60_000),
     });

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { test } from 'node:test';
-import { watcherHealthHandler } from '../hack/lib/proxy.ts';
+import { TestIdentity, watcherHealthHandler } from '../hack/lib/proxy.ts';
 import { silentLogger } from '../kube/log.ts';
 import { proxyConfig } from '../proxy/testdata.ts';
 import { ConfigWatcher } from '../proxy/watcher.ts';
@@ -70,12 +70,17 @@ test("the operator's long poll learns each applied version from the proxy's heal
     let n = next();
     reports.sync([p0]);
     await n;
-    assert.deepEqual(reports.get(p0), { version: undefined, generation: undefined, error: undefined });
+    assert.deepEqual(reports.get(p0), {
+      version: undefined,
+      generation: undefined,
+      trust: null,
+      error: undefined,
+    });
     const c1 = proxyConfig('shop', []);
     n = next();
     watcher.offer({ config: c1, generation: 3 }, 'apiserver');
     await n; // answered by the held poll, not after its 30 s wait
-    assert.deepEqual(reports.get(p0), { version: c1.version, generation: 3, error: undefined });
+    assert.deepEqual(reports.get(p0), { version: c1.version, generation: 3, trust: null, error: undefined });
     assert.equal(reports.maxGeneration('shop'), 3);
     assert.deepEqual(changes, [['shop'], ['shop']]);
     n = next();
@@ -83,6 +88,40 @@ test("the operator's long poll learns each applied version from the proxy's heal
     assert.equal(reports.get(p0), undefined, 'a pod that went away is forgotten');
     await n;
     assert.deepEqual(changes.at(-1), ['shop'], 'and the statuses that waited for it are recomputed');
+  } finally {
+    reports.stop();
+    srv.closeAllConnections();
+    srv.close();
+  }
+});
+
+test("the long poll learns a reloaded identity's roots without a config change (a root rotation waits on them)", async () => {
+  const watcher = new ConfigWatcher('/nonexistent', { apply: () => {}, rejected: () => {} });
+  watcher.offer({ config: proxyConfig('shop', []), generation: 1 }, 'apiserver');
+  const identity = new TestIdentity({ roots: ['OLD'], signedBy: 'OLD' });
+  const srv = createServer(watcherHealthHandler(watcher, identity));
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as { port: number }).port;
+  let notified: () => void = () => {};
+  const reports = new ProxyReports({
+    address: () => `http://127.0.0.1:${port}`,
+    flushMs: 10,
+    log: silentLogger,
+    onChange: () => notified(),
+  });
+  const next = () => new Promise<void>((r) => (notified = r));
+  const p0 = pod('shop', 'web-0');
+  try {
+    let n = next();
+    reports.sync([p0]);
+    await n;
+    assert.deepEqual(reports.get(p0)?.trust, { roots: ['OLD'], signedBy: 'OLD' });
+    // The kubelet swapped the identity files: the new root is trusted; the config is the same.
+    n = next();
+    identity.reload({ roots: ['NEW', 'OLD'], signedBy: 'OLD' });
+    await n; // answered by the held poll, not after its 30 s wait
+    assert.deepEqual(reports.get(p0)?.trust, { roots: ['NEW', 'OLD'], signedBy: 'OLD' });
+    assert.equal(reports.get(p0)?.generation, 1);
   } finally {
     reports.stop();
     srv.closeAllConnections();

@@ -12,6 +12,7 @@
 //   status writes per change are bounded by time (a few per change), not by the proxy count.
 import { PROXY } from '../api/constants.ts';
 import type { LaggingProxy } from '../api/index.ts';
+import { type TrustSummary, trustKey } from '../api/pem.ts';
 import type { Logger } from '../kube/log.ts';
 import { isMeshedPod } from './compiler.ts';
 import type { PodObj } from './types.ts';
@@ -19,6 +20,11 @@ import type { PodObj } from './types.ts';
 export interface ProxyReport {
   version: string | undefined;
   generation: number | undefined;
+  /**
+   * The roots the proxy's workload identity trusts and the one its certificate comes from
+   * (SHA-256 fingerprints); null: no identity loaded; undefined: not reported (an older proxy).
+   */
+  trust?: TrustSummary | null;
   /** Set while the proxy does not answer (paused, gone, network): its last report is kept. */
   error: string | undefined;
 }
@@ -126,7 +132,14 @@ export class ProxyReports {
   #set(key: string, ns: string, r: ProxyReport): void {
     const old = this.#reports.get(key);
     this.#reports.set(key, r);
-    if (old && old.version === r.version && old.generation === r.generation && old.error === r.error) return;
+    if (
+      old &&
+      old.version === r.version &&
+      old.generation === r.generation &&
+      old.error === r.error &&
+      trustKey(old.trust) === trustKey(r.trust)
+    )
+      return;
     this.#notify(ns);
   }
 
@@ -145,25 +158,32 @@ export class ProxyReports {
     // No `known` on the first poll (and after an error): the proxy answers at once.
     let known: string | undefined;
     let generation: number | '' = '';
+    let trust = '';
     let backoffMs = 500;
     while (!signal.aborted) {
       try {
         const url =
           known === undefined
             ? `${address}/config/version`
-            : `${address}/config/version?known=${encodeURIComponent(known)}&generation=${generation}&waitMs=${this.#o.waitMs}`;
+            : `${address}/config/version?known=${encodeURIComponent(known)}&generation=${generation}&trust=${encodeURIComponent(trust)}&waitMs=${this.#o.waitMs}`;
         const res = await fetch(url, {
           signal: AbortSignal.any([signal, AbortSignal.timeout(this.#o.waitMs + 5000)]),
         });
         if (res.status !== 200) throw new Error(`the proxy answered ${res.status}`);
-        const j = (await res.json()) as { version: string | null; generation: number | null };
+        const j = (await res.json()) as {
+          version: string | null;
+          generation: number | null;
+          trust?: TrustSummary | null;
+        };
         this.#set(key, ns, {
           version: j.version ?? undefined,
           generation: j.generation ?? undefined,
+          trust: j.trust,
           error: undefined,
         });
         known = j.version ?? '';
         generation = j.generation ?? '';
+        trust = trustKey(j.trust);
         backoffMs = 500;
       } catch (e) {
         if (signal.aborted) return;
@@ -173,7 +193,12 @@ export class ProxyReports {
             ? `no answer from ${address} within ${this.#o.waitMs + 5000} ms`
             : `${address}: ${(err.cause as Error | undefined)?.message ?? err.message}`;
         const last = this.#reports.get(key);
-        this.#set(key, ns, { version: last?.version, generation: last?.generation, error: reason });
+        this.#set(key, ns, {
+          version: last?.version,
+          generation: last?.generation,
+          trust: last?.trust,
+          error: reason,
+        });
         known = undefined;
         await new Promise((r) => setTimeout(r, backoffMs).unref());
         backoffMs = Math.min(backoffMs * 2, 10_000);

@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { test } from 'node:test';
-import { watcherHealthHandler } from '../hack/lib/proxy.ts';
+import { trustKey } from '../api/pem.ts';
+import { TestIdentity, watcherHealthHandler } from '../hack/lib/proxy.ts';
 import { healthHandler, MAX_HELD_VERSION_POLLS } from './admin.ts';
 import { ProxyMetrics } from './metrics.ts';
 import type { ProxyHandle } from './proxy.ts';
@@ -54,7 +55,12 @@ test('/config/version answers at once a caller that knows the version under an o
   const base = `http://127.0.0.1:${(srv.address() as { port: number }).port}/config/version?known=${cfg.version}&waitMs=60000`;
   try {
     const r = await fetch(`${base}&generation=4`, { signal: AbortSignal.timeout(10_000) });
-    assert.deepEqual(await r.json(), { version: cfg.version, generation: 5, source: 'apiserver' });
+    assert.deepEqual(await r.json(), {
+      version: cfg.version,
+      generation: 5,
+      source: 'apiserver',
+      trust: null,
+    });
     // Knowing both, the poll is held (answered here when the server closes it).
     const held = fetch(`${base}&generation=5`).then(
       () => 'answered',
@@ -114,6 +120,35 @@ test('/stats/inbound reports the inbound requests, their 5xx and latency histogr
       3,
     );
   } finally {
+    srv.close();
+  }
+});
+
+test('/config/version reports the trusted roots and answers at once a caller that knows an older trust', async () => {
+  // The operator's root rotation waits until every sidecar trusts the new root: a held poll must
+  // answer when the identity is reloaded with other roots, not only on a new config version.
+  const watcher = new ConfigWatcher('/nonexistent', { apply: () => {}, rejected: () => {} });
+  const cfg = proxyConfig('shop', []);
+  watcher.offer({ config: cfg, generation: 1 }, 'apiserver');
+  const identity = new TestIdentity({ roots: ['AA'], signedBy: 'AA' });
+  const srv = createServer(watcherHealthHandler(watcher, identity));
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const base = `http://127.0.0.1:${(srv.address() as { port: number }).port}/config/version?known=${cfg.version}&generation=1&waitMs=60000`;
+  try {
+    const stale = await fetch(`${base}&trust=`, { signal: AbortSignal.timeout(10_000) });
+    assert.deepEqual(((await stale.json()) as { trust: unknown }).trust, { roots: ['AA'], signedBy: 'AA' });
+    const held = fetch(`${base}&trust=${encodeURIComponent(trustKey(identity.trust))}`, {
+      signal: AbortSignal.timeout(10_000),
+    }).then(async (r) => (await r.json()) as { trust: unknown });
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(identity.waiting, 1, 'the poll is held');
+    identity.reload({ roots: ['AA', 'BB'], signedBy: 'AA' });
+    assert.deepEqual((await held).trust, { roots: ['AA', 'BB'], signedBy: 'AA' });
+    identity.reload(undefined);
+    const none = await fetch(`${base}&trust=x`, { signal: AbortSignal.timeout(10_000) });
+    assert.equal(((await none.json()) as { trust: unknown }).trust, null, 'no identity loaded');
+  } finally {
+    srv.closeAllConnections();
     srv.close();
   }
 });

@@ -11,6 +11,7 @@
 // loopback only, which pods/proxy cannot reach).
 import type HttpTypes from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { type TrustSummary, trustKey } from '../api/pem.ts';
 import { http } from './builtins.ts';
 import type { GatewayTableStatus } from './gatewaytable.ts';
 import type { CertificateSummary } from './identity/tls.ts';
@@ -24,8 +25,10 @@ export interface AdminDeps {
   metrics: ProxyMetrics;
   draining: () => boolean;
   appProbeHost?: string;
-  /** Calls fn after each applied config; returns the unsubscribe function. */
+  /** Calls fn after each applied config (and identity reload); returns the unsubscribe function. */
   onApplied?: (fn: () => void) => () => void;
+  /** The roots the workload identity trusts and the one its certificate comes from; undefined: no identity. */
+  trust?: () => TrustSummary | undefined;
   /** The workload certificate in use; undefined while the proxy has none (plaintext). */
   certificate?: () => CertificateSummary | undefined;
   /** Gateway mode: the routing table's status (generation, source). */
@@ -48,17 +51,22 @@ function configVersion(d: AdminDeps, req: HttpTypes.IncomingMessage, res: HttpTy
   // The generation the caller knows too (optional): the same content rewritten under a newer
   // generation answers at once, as a new version does.
   const knownGeneration = q.get('generation');
+  // The trust the caller knows (optional, as trustKey() gives it): a reloaded identity that
+  // trusts other roots answers at once too (the operator's root rotation waits for it).
+  const knownTrust = q.get('trust');
   const waitMs = Math.min(Math.max(Number(q.get('waitMs')) || 0, 0), MAX_VERSION_WAIT_MS);
   const answer = () =>
     send(res, 200, {
       version: d.status.version ?? null,
       generation: d.status.generation ?? null,
       source: d.status.source ?? null,
+      trust: d.trust?.() ?? null,
     });
   if (
     known === null ||
     known !== (d.status.version ?? '') ||
     (knownGeneration !== null && knownGeneration !== String(d.status.generation ?? '')) ||
+    (knownTrust !== null && knownTrust !== trustKey(d.trust?.())) ||
     waitMs === 0 ||
     !d.onApplied ||
     held >= MAX_HELD_VERSION_POLLS

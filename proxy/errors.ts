@@ -14,6 +14,7 @@ export const PROXY_ERROR_CODES = [
   'WEFT_UPSTREAM_CONNECT',
   'WEFT_UPSTREAM_RESET',
   'WEFT_UPSTREAM_TIMEOUT',
+  'WEFT_ENDPOINT_GONE',
   'WEFT_DENIED',
   'WEFT_MTLS_REQUIRED',
   'WEFT_PEER_IDENTITY',
@@ -29,6 +30,7 @@ export function statusForError(code: ProxyErrorCode): number {
   switch (code) {
     case 'WEFT_NO_ENDPOINTS':
     case 'WEFT_OVERFLOW':
+    case 'WEFT_ENDPOINT_GONE':
       return 503;
     case 'WEFT_RATE_LIMITED':
       return 429;

@@ -216,6 +216,13 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
           retries: metrics.retries,
         })
       : undefined;
+  // An endpoint whose tries wait is checked with a connect of its own; one found unreachable
+  // loses its idle connections too (they lead nowhere).
+  endpoints.probe = (to) => transport.probe(to);
+  endpoints.onUnreachable = (key) => {
+    transport.forget(key);
+    fastOutbound?.retain((k) => k !== key);
+  };
 
   // ---- wiring: servers, fast paths, inbound TLS, listeners -----------------------------------
   const transports: Transports = {
@@ -293,7 +300,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
         for (const e of s.endpoints) for (const p of Object.values(e.ports)) keys.add(`${e.address}:${p}`);
       endpoints.apply(config, keys);
       transport.retain(keys);
-      fastOutbound?.retain(keys);
+      fastOutbound?.retain((k) => keys.has(k));
     },
     table: () => table,
     stats() {

@@ -197,6 +197,11 @@ export async function startSidecar(o: SidecarOptions): Promise<Sidecar> {
 
   // Workload identity: mTLS once the operator's Secret is there; plaintext (logged, counted) until then.
   let workloadIdentity: WorkloadIdentity | undefined;
+  /** Told of each identity (re)load: the operator's long poll answers when the trust changes. */
+  const identityListeners = new Set<() => void>();
+  const identityChanged = () => {
+    for (const fn of identityListeners) fn();
+  };
   const idLog = logger.child({ component: 'identity' });
   const loadIdentity = (): boolean => {
     if (!o.identityDir || !existsSync(join(o.identityDir, 'tls.crt'))) return false;
@@ -206,8 +211,10 @@ export async function startSidecar(o: SidecarOptions): Promise<Sidecar> {
         if (err)
           idLog.warn({ err: err.message }, 'workload certificate reload refused; keeping the previous one');
         else idLog.info({ id: wi.id }, 'workload certificate reloaded');
+        if (!err) identityChanged();
       }).watch();
       workloadIdentity = wi;
+      identityChanged();
       proxy.setWorkloadIdentity(wi);
       metrics.identityState.set(1);
       idLog.info({ id: wi.id, dir: o.identityDir }, 'workload identity loaded: mTLS on');
@@ -255,8 +262,16 @@ export async function startSidecar(o: SidecarOptions): Promise<Sidecar> {
     status: watcher.status,
     metrics,
     draining: () => draining,
-    onApplied: (fn: () => void) => watcher.onApplied(fn),
+    onApplied: (fn: () => void) => {
+      const off = watcher.onApplied(fn);
+      identityListeners.add(fn);
+      return () => {
+        off();
+        identityListeners.delete(fn);
+      };
+    },
     certificate: () => workloadIdentity?.certificate(),
+    trust: () => workloadIdentity?.trust,
     gateway: gateway && (() => gateway.status),
   };
   const admin = await listen(adminHandler(deps), ports.admin, o.adminHost ?? '127.0.0.1');

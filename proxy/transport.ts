@@ -68,6 +68,18 @@ export function connectDeadline(s: net.Socket, ms: number | undefined): void {
   s.once('close', stop);
 }
 
+/** Socket error codes that say the address does not answer at all (no reset, no refusal). */
+const UNREACHABLE_CODES: ReadonlySet<string | undefined> = new Set([
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+]);
+
+/** Whether a failed connection's error code says its address does not answer at all. */
+export function unreachableCode(code: string | undefined): boolean {
+  return UNREACHABLE_CODES.has(code);
+}
+
 /** Counts of the hop's TLS outcomes, for metrics. */
 export interface TransportEvents {
   /** A mutual TLS connection to a peer was established. */
@@ -165,6 +177,31 @@ export class Transport {
     }
     connectDeadline(s, this.#limits.connectTimeoutMs);
     return s;
+  }
+
+  /**
+   * Whether anything answers a TCP connect to `to`'s address within the connect timeout: a
+   * refusal is an answer (the host is there); a timeout or an unreachable host is not. Plain TCP,
+   * closed at once (a peer sidecar sees a connection that sends nothing).
+   */
+  probe(to: UpstreamAddress): Promise<'answered' | 'unreachable'> {
+    return new Promise((resolve) => {
+      const s = net.connect({ host: to.host, port: to.port });
+      connectDeadline(s, this.#limits.connectTimeoutMs);
+      s.once('connect', () => {
+        s.destroy();
+        resolve('answered');
+      });
+      s.once('error', (e: NodeJS.ErrnoException) => {
+        s.destroy();
+        resolve(unreachableCode(e.code) ? 'unreachable' : 'answered');
+      });
+    });
+  }
+
+  /** Drops the idle connections and sessions to one endpoint (`host:port`) found unreachable. */
+  forget(key: string): void {
+    this.#drop((k) => k === key);
   }
 
   /** The keep-alive HTTP/1.1 pool for an endpoint. */
@@ -279,23 +316,28 @@ export class Transport {
 
   /** Drops pools of endpoints no longer in the config (keys are `host:port`). */
   retain(keys: ReadonlySet<string>): void {
+    this.#drop((k) => !keys.has(k));
+  }
+
+  /** Drops the pools of the endpoints (`host:port`) `gone` says yes to. */
+  #drop(gone: (key: string) => boolean): void {
     const base = (k: string) => k.split('|', 1)[0]!;
     for (const [k, l] of this.#mux) {
-      if (keys.has(base(k))) continue;
+      if (!gone(base(k))) continue;
       for (const m of l) m.session.close();
       this.#mux.delete(k);
     }
-    for (const k of this.#noMux) if (!keys.has(base(k))) this.#noMux.delete(k);
+    for (const k of this.#noMux) if (gone(base(k))) this.#noMux.delete(k);
     const sessions = this.identity && this.#tlsSessions.get(this.identity.clientContext);
-    if (sessions) for (const k of sessions.keys()) if (!keys.has(base(k))) sessions.delete(k);
+    if (sessions) for (const k of sessions.keys()) if (gone(base(k))) sessions.delete(k);
     for (const [k, a] of this.#agents) {
-      if (!keys.has(base(k))) {
+      if (gone(base(k))) {
         a.destroy();
         this.#agents.delete(k);
       }
     }
     for (const [k, s] of this.#sessions) {
-      if (!keys.has(base(k))) {
+      if (gone(base(k))) {
         s.close();
         this.#sessions.delete(k);
       }

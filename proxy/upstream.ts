@@ -43,6 +43,8 @@ export interface Attempt {
   /** Where the request body goes; call `whenConnected` before writing so a connect failure leaves it unread. */
   body: Writable;
   whenConnected(cb: () => void): void;
+  /** Whether the connection is usable yet (for mTLS: the handshake done). */
+  connected(): boolean;
   response: Promise<UpstreamResponse>;
   abort(): void;
 }
@@ -122,6 +124,7 @@ export function attemptHttp1(
   return {
     body: up,
     whenConnected: (cb) => (connected ? cb() : waiters.push(cb)),
+    connected: () => connected,
     response,
     abort: () => up.destroy(),
   };
@@ -181,6 +184,7 @@ export function attemptSidecar(
       return inner!.body;
     },
     whenConnected: (cb) => (inner ? inner.whenConnected(cb) : waiters.push(cb)),
+    connected: () => inner?.connected() ?? false,
     response,
     abort: () => {
       aborted = true;
@@ -265,6 +269,7 @@ function attemptOnSession(
   return {
     body: stream,
     whenConnected: (cb) => (connected ? cb() : waiters.push(cb)),
+    connected: () => connected,
     response,
     abort: () => stream.close(lazyHttp2().constants.NGHTTP2_CANCEL),
   };

@@ -20,6 +20,7 @@ import { WEBHOOK_ERROR_CODES, WebhookError } from './errors.ts';
 import { injectPod } from './inject.ts';
 import { type AdmissionResult, createMetrics } from './metrics.ts';
 import {
+  caBundleOf,
   ensureServingSecret,
   fingerprint,
   patchCaBundles,
@@ -148,6 +149,7 @@ export async function startWebhook(opts: WebhookOptions): Promise<WebhookHandle>
   const secretRef = { namespace: opts.namespace, name: tls.secretName ?? DEFAULT_TLS_SECRET };
   const instance = hostname();
 
+  const reloadIntervalMs = opts.reloadIntervalMs ?? 60_000;
   const certOptions = () => ({
     dnsNames:
       tls.mode === 'bootstrap' && tls.dnsNames
@@ -160,6 +162,10 @@ export async function startWebhook(opts: WebhookOptions): Promise<WebhookHandle>
           ? ['127.0.0.1']
           : [host],
     now: now(),
+    // Each replica reloads once per interval: the next CA is in the caBundle for two of them
+    // before it signs, and a replaced CA stays trusted for sixty (an hour by default).
+    caSwitchAfterMs: 2 * reloadIntervalMs,
+    previousCaOverlapMs: 60 * reloadIntervalMs,
   });
 
   const loadCert = async (): Promise<ServingCertificate> => {
@@ -410,10 +416,16 @@ export async function startWebhook(opts: WebhookOptions): Promise<WebhookHandle>
 
   // --- certificate reload ----------------------------------------------------------------
 
-  /** previousCaPem: also trusted until the next reload, so calls in flight keep working. */
+  /**
+   * The Secret's CAs (current, next, replaced in its overlap: caBundleOf), and previousCaPem,
+   * the CA this replica served before a change it did not write (also trusted until the next
+   * reload, so calls in flight keep working).
+   */
   const syncCaBundles = async (previousCaPem?: string) => {
     if (tls.mode !== 'bootstrap' || !tls.webhookConfigurations) return;
-    const bundle = previousCaPem ? `${cert.caPem.trim()}\n${previousCaPem.trim()}\n` : cert.caPem;
+    const own = caBundleOf(cert, now());
+    const bundle =
+      previousCaPem && !own.includes(previousCaPem.trim()) ? `${own.trim()}\n${previousCaPem.trim()}\n` : own;
     const changed = await patchCaBundles(client, bundle, tls.webhookConfigurations);
     if (changed.length > 0)
       log.info({ configurations: changed }, 'caBundle written into the webhook configurations');
@@ -433,6 +445,8 @@ export async function startWebhook(opts: WebhookOptions): Promise<WebhookHandle>
         'serving certificate reloaded',
       );
     } else {
+      // The same certificate; the CAs beside it (next, replaced) may have changed.
+      cert = next;
       await syncCaBundles();
     }
   };
@@ -446,7 +460,7 @@ export async function startWebhook(opts: WebhookOptions): Promise<WebhookHandle>
         'certificate reload failed; serving the previous certificate, retrying at the next interval',
       ),
     );
-  }, opts.reloadIntervalMs ?? 60_000);
+  }, reloadIntervalMs);
   timer.unref();
 
   log.info({ port, host, tls: tls.mode }, 'webhook serving');

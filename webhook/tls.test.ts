@@ -3,7 +3,13 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { test } from 'node:test';
-import { fromSecret, issueServingCertificate, renewalReason, SERVING_LIFETIME_MS } from './tls.ts';
+import {
+  caBundleOf,
+  fromSecret,
+  issueServingCertificate,
+  renewalReason,
+  SERVING_LIFETIME_MS,
+} from './tls.ts';
 
 const NAMES = { dnsNames: ['weft-webhook.weft-system.svc'], ipAddresses: ['127.0.0.1'] };
 const T0 = new Date('2026-01-01T00:00:00Z');
@@ -62,4 +68,45 @@ test('a Secret round-trips; an incomplete one reads as absent', async () => {
     fromSecret({ data: { 'tls.crt': b64('junk'), 'tls.key': b64('k'), 'ca.crt': b64('c') } }),
     undefined,
   );
+});
+
+test('the caBundle carries the next CA and the replaced one until its overlap ends; the Secret keeps both', async () => {
+  const c = await issueServingCertificate({ ...NAMES, now: T0 });
+  const next = await issueServingCertificate({ ...NAMES, now: T0 });
+  const old = await issueServingCertificate({ ...NAMES, now: T0 });
+  const until = new Date(T0.getTime() + 3_600_000);
+  const full = {
+    ...c,
+    nextCa: { caPem: next.caPem, caKeyPem: next.caKeyPem!, since: T0 },
+    previousCa: { caPem: old.caPem, until },
+  };
+  const count = (pem: string) => pem.match(/BEGIN CERTIFICATE/g)?.length ?? 0;
+  assert.equal(count(caBundleOf(c, T0)), 1);
+  assert.equal(count(caBundleOf(full, T0)), 3);
+  assert.ok(
+    !caBundleOf(full, until).includes(old.caPem.trim()),
+    'the replaced CA leaves at the end of its overlap',
+  );
+  assert.match(
+    caBundleOf(full, T0),
+    /-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----/,
+    'one block a line',
+  );
+  // Written to and read from the Secret's data unchanged.
+  const data: Record<string, string> = {
+    'tls.crt': c.certPem,
+    'tls.key': c.keyPem,
+    'ca.crt': c.caPem,
+    'ca.key': c.caKeyPem!,
+    'next-ca.crt': next.caPem,
+    'next-ca.key': next.caKeyPem!,
+    'next-ca.since': T0.toISOString(),
+    'previous-ca.crt': old.caPem,
+    'previous-ca.until': until.toISOString(),
+  };
+  const read = fromSecret({
+    data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
+  })!;
+  assert.deepEqual(read.nextCa, full.nextCa);
+  assert.deepEqual(read.previousCa, full.previousCa);
 });

@@ -4,10 +4,27 @@
 // and writes the CA into the webhook configurations' caBundle. In cert-manager mode
 // cert-manager writes the Secret and the cainjector the caBundle; the webhook only reads it.
 // Either way the server reloads the certificate without a restart.
+//
+// The CA itself is replaced a year before it expires, in two steps, so that no replica ever
+// serves a certificate the caBundle does not verify (the apiserver would refuse pods: the
+// injector's failurePolicy is Fail): first the next CA is written into the Secret
+// (`next-ca.crt`) and every replica adds it to the caBundle at its reload; only caSwitchAfterMs
+// later does a replica issue the serving certificate from it, keeping the replaced CA in the
+// Secret (`previous-ca.crt`) and in the caBundle for previousCaOverlapMs, while the other
+// replicas pick the new certificate up at their own reloads.
 // @peculiar/x509 resolves its ASN.1 services through tsyringe, which needs the Reflect metadata API.
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
-import { crypto, EC, exportPkcs8, newKeyPair, SIGN, selfSignedCa, serialNumber } from '../api/pki.ts';
+import {
+  crypto,
+  EC,
+  exportPkcs8,
+  newKeyPair,
+  pemFile,
+  SIGN,
+  selfSignedCa,
+  serialNumber,
+} from '../api/pki.ts';
 import { type KubeClient, type KubeObject, RESOURCES, type ResourceType } from '../kube/client.ts';
 import { isConflict } from '../kube/errors.ts';
 import { WEBHOOK_ERROR_CODES, WebhookError } from './errors.ts';
@@ -21,6 +38,10 @@ export interface ServingCertificate {
   caPem: string;
   /** The CA's private key; absent in cert-manager mode. */
   caKeyPem?: string;
+  /** A CA replacing this one: in the caBundle already, signing from `since` + caSwitchAfterMs. */
+  nextCa?: { caPem: string; caKeyPem: string; since: Date };
+  /** The CA this one replaced: still in the caBundle until `until` (replicas may serve its certificate). */
+  previousCa?: { caPem: string; until: Date };
   certPem: string;
   keyPem: string;
   notBefore: Date;
@@ -34,6 +55,24 @@ export interface CertOptions {
   ipAddresses: string[];
   now: Date;
   servingLifetimeMs?: number;
+  /** How long a next CA is in the caBundle before certificates are issued from it (default 2 min). */
+  caSwitchAfterMs?: number;
+  /** How long a replaced CA stays in the caBundle (default 1 h). */
+  previousCaOverlapMs?: number;
+}
+
+export const DEFAULT_CA_SWITCH_AFTER_MS = 120_000;
+export const DEFAULT_PREVIOUS_CA_OVERLAP_MS = 3_600_000;
+
+/** The CAs the webhook configurations must trust now: the current one, a next one, a replaced one in its overlap. */
+export function caBundleOf(c: ServingCertificate, now: Date): string {
+  return pemFile(
+    [
+      c.caPem,
+      c.nextCa?.caPem,
+      c.previousCa && now.getTime() < c.previousCa.until.getTime() ? c.previousCa.caPem : undefined,
+    ].filter((p): p is string => !!p),
+  );
 }
 
 async function generateCa(now: Date): Promise<{ caPem: string; caKeyPem: string }> {
@@ -129,6 +168,15 @@ export function fromSecret(secret: { data?: Record<string, string> }): ServingCe
   try {
     const leaf = new x509.X509Certificate(certPem);
     const caKeyPem = unb64(d['ca.key']);
+    const next = {
+      caPem: unb64(d['next-ca.crt']),
+      caKeyPem: unb64(d['next-ca.key']),
+      since: unb64(d['next-ca.since']),
+    };
+    const previous = { caPem: unb64(d['previous-ca.crt']), until: unb64(d['previous-ca.until']) };
+    const date = (t: string) => (Number.isNaN(Date.parse(t)) ? undefined : new Date(t));
+    const since = date(next.since);
+    const until = date(previous.until);
     return {
       caPem,
       certPem,
@@ -136,6 +184,10 @@ export function fromSecret(secret: { data?: Record<string, string> }): ServingCe
       notBefore: leaf.notBefore,
       notAfter: leaf.notAfter,
       ...(caKeyPem ? { caKeyPem } : {}),
+      ...(next.caPem && next.caKeyPem && since
+        ? { nextCa: { caPem: next.caPem, caKeyPem: next.caKeyPem, since } }
+        : {}),
+      ...(previous.caPem && until ? { previousCa: { caPem: previous.caPem, until } } : {}),
     };
   } catch {
     return undefined;
@@ -149,6 +201,15 @@ function toSecretData(c: ServingCertificate): Record<string, string> {
     'ca.crt': b64(c.caPem),
   };
   if (c.caKeyPem) data['ca.key'] = b64(c.caKeyPem);
+  if (c.nextCa) {
+    data['next-ca.crt'] = b64(c.nextCa.caPem);
+    data['next-ca.key'] = b64(c.nextCa.caKeyPem);
+    data['next-ca.since'] = b64(c.nextCa.since.toISOString());
+  }
+  if (c.previousCa) {
+    data['previous-ca.crt'] = b64(c.previousCa.caPem);
+    data['previous-ca.until'] = b64(c.previousCa.until.toISOString());
+  }
   return data;
 }
 
@@ -175,13 +236,56 @@ export async function ensureServingSecret(
     const current = secret && fromSecret(secret);
     const why = current ? renewalReason(current, opts) : 'there is none';
     if (current && !why) return current;
-    // Keep the CA when it can still sign, so the caBundle stays valid across renewals.
-    const keepCa =
-      current?.caKeyPem && !(why ?? '').startsWith('its CA')
-        ? { caPem: current.caPem, caKeyPem: current.caKeyPem }
-        : undefined;
-    const next = await issueServingCertificate(opts, keepCa);
-    log(`issuing a webhook serving certificate because ${why}`);
+    const now = opts.now.getTime();
+    // A replaced CA still in its overlap stays in the Secret (and the caBundle).
+    const previousCa =
+      current?.previousCa && now < current.previousCa.until.getTime() ? current.previousCa : undefined;
+    let next: ServingCertificate;
+    if (current?.caKeyPem && why?.startsWith('its CA')) {
+      if (!current.nextCa) {
+        // First the next CA goes into the caBundle; the serving certificate stays.
+        const ca = await generateCa(opts.now);
+        next = { ...current, previousCa, nextCa: { ...ca, since: opts.now } };
+        log(
+          `publishing a new webhook CA in the caBundle because ${why}; the serving certificate is issued from it after ${(opts.caSwitchAfterMs ?? DEFAULT_CA_SWITCH_AFTER_MS) / 1000} s`,
+        );
+      } else if (
+        now <
+        current.nextCa.since.getTime() + (opts.caSwitchAfterMs ?? DEFAULT_CA_SWITCH_AFTER_MS)
+      ) {
+        return current;
+      } else {
+        // Every replica has had time to publish the next CA: serve from it; the old one stays trusted.
+        next = {
+          ...(await issueServingCertificate(opts, current.nextCa)),
+          previousCa: {
+            caPem: current.caPem,
+            until: new Date(now + (opts.previousCaOverlapMs ?? DEFAULT_PREVIOUS_CA_OVERLAP_MS)),
+          },
+        };
+        log(
+          `issuing a webhook serving certificate from the new CA published at ${current.nextCa.since.toISOString()}`,
+        );
+      }
+    } else {
+      // Keep the CA when it can still sign, so the caBundle stays valid across renewals.
+      const keepCa =
+        current?.caKeyPem && !(why ?? '').startsWith('its CA')
+          ? { caPem: current.caPem, caKeyPem: current.caKeyPem }
+          : undefined;
+      next = await issueServingCertificate(opts, keepCa);
+      if (keepCa) {
+        if (previousCa) next.previousCa = previousCa;
+        if (current?.nextCa) next.nextCa = current.nextCa;
+      } else if (current) {
+        // A new CA at once (the Secret had no CA key): the replaced one stays trusted.
+        next.previousCa = {
+          caPem: current.caPem,
+          until: new Date(now + (opts.previousCaOverlapMs ?? DEFAULT_PREVIOUS_CA_OVERLAP_MS)),
+        };
+      }
+      log(`issuing a webhook serving certificate because ${why}`);
+    }
     const body: SecretObj = {
       apiVersion: 'v1',
       kind: 'Secret',

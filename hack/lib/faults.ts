@@ -9,19 +9,21 @@
 // its time, its protocol, what the client saw, and the fault that was active. Scenarios that
 // touch processes need the host (`node`).
 import { execFileSync, spawn } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { PROXY } from '../../api/constants.ts';
 import { WEFT_IMAGE } from '../../api/mesh.ts';
-import { createRoot } from '../../operator/identity/ca.ts';
 import { helmBinary } from '../install.ts';
 import type { RealNode } from '../node/index.ts';
 import type { Baseline } from './baseline.ts';
 import { repoRoot } from './cluster.ts';
 import { DEMO_IMAGE, demoServerContainer } from './demo-pod.ts';
 import { eventually } from './eventually.ts';
+import { replaceWeftCa } from './mtlsfixture.ts';
 import { metricSum } from './netns.ts';
+import { bundleVerifies, caDue, servedCertificate, servingCertDue } from './webhookcerts.ts';
 
 export { DEMO_IMAGE };
 
@@ -185,10 +187,13 @@ export class Faults {
     this.log = c.log ?? ((l) => process.stderr.write(`${l}\n`));
   }
 
+  // maxBuffer: the client's whole log is read (a 30-minute soak writes ~3 MB of it; the default
+  // 1 MiB made every read fail, so the soak never saw an answer after its window).
   kubectl = (...args: string[]): string =>
     execFileSync(this.c.kubectl, ['--kubeconfig', this.c.kubeconfig, ...args], {
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'pipe'],
+      maxBuffer: 256 * 1024 * 1024,
     });
   apply = (obj: object): string =>
     execFileSync(this.c.kubectl, ['--kubeconfig', this.c.kubeconfig, 'apply', '-f', '-'], {
@@ -343,6 +348,23 @@ export class Faults {
         const sp = l.indexOf(' ');
         return answerOf(protocol, Date.parse(l.slice(0, sp)), l.slice(sp + 1));
       });
+  }
+
+  /** A pod's sidecar's warnings and errors counted by message (and code, when one is logged). */
+  proxyWarningCounts(pod: string): Record<string, number> {
+    const counts: Record<string, number> = {};
+    let out = '';
+    try {
+      out = this.kubectl('logs', '-n', this.ns, pod, '-c', PROXY.containerName);
+    } catch {}
+    for (const l of out.split('\n')) {
+      if (!/"level":(40|50)/.test(l)) continue;
+      const msg = /"msg":"([^"]*)"/.exec(l)?.[1] ?? l.slice(0, 80);
+      const code = /"code":"([^"]*)"/.exec(l)?.[1];
+      const key = code ? `${msg} (${code})` : msg;
+      counts[key] = (counts[key] ?? 0) + 1;
+    }
+    return counts;
   }
 
   /** The client sidecar's warnings and errors (for a report when requests failed). */
@@ -555,16 +577,27 @@ export class Faults {
         await new Promise((r) => setTimeout(r, holdMs));
         const t0 = Date.now();
         this.kubectl('scale', 'deployment/echo', '-n', this.ns, `--replicas=${n}`);
-        await this.available(n);
-        const back = await eventually(`the client answered again over ${this.protocols.join(', ')}`, () =>
-          this.protocols.every((p) => {
-            const last = this.answers(p).at(-1);
-            return last?.ok && last.at > t0;
-          })
-            ? Date.now() - t0
-            : undefined,
+        // The data plane's part of the recovery: from the first new pod Ready (seen by polling,
+        // so up to a poll late) to the client's first 200; the rest is the pod's start.
+        const ready = await eventually(
+          'a new echo pod Ready',
+          () => (this.backends().length > 0 ? Date.now() : undefined),
+          {
+            timeoutMs: 180_000,
+            intervalMs: 200,
+          },
         );
-        return `held at zero ${holdMs / 1000} s; scaled back to ${n}, answering again ${(back / 1000).toFixed(1)} s later`;
+        await this.available(n);
+        // The first good answer of each protocol after the scale-up (the last of them counts).
+        const firstOk = await eventually(
+          `the client answered again over ${this.protocols.join(', ')}`,
+          () => {
+            const firsts = this.protocols.map((p) => this.answers(p).find((a) => a.ok && a.at > t0));
+            return firsts.every(Boolean) ? firsts.reduce((a, b) => (b!.at > a!.at ? b : a))! : undefined;
+          },
+        );
+        const dataPlane = Math.max(0, firstOk.at - ready);
+        return `held at zero ${holdMs / 1000} s; scaled back to ${n}: first pod Ready ${((ready - t0) / 1000).toFixed(1)} s later, the client's first good answer over every protocol ${((firstOk.at - t0) / 1000).toFixed(1)} s later (data plane ${(dataPlane / 1000).toFixed(1)} s after Ready)`;
       },
       // While no replica is left, every answer is the callers' sidecars' 5xx naming why.
       { expected: / 50[23] / },
@@ -663,24 +696,34 @@ export class Faults {
     this.underFault('mesh root CA rotated (overlap)', async () => {
       const trustDomain = this.json('get', 'mesh', 'default').spec?.trustDomain ?? 'cluster.local';
       const now = new Date();
-      const root = await createRoot({ trustDomain, lifetimeMs: 3650 * 86_400_000, now });
-      const b64 = (s: string) => Buffer.from(s).toString('base64');
       const pods = [...this.backends().map((p) => p.metadata.name), this.client];
       const t0 = Date.now();
-      this.kubectl(
-        'patch',
-        'secret',
-        'weft-ca',
-        '-n',
-        WEFT_NAMESPACE,
-        '--type=merge',
-        '-p',
-        JSON.stringify({
-          data: { 'tls.crt': b64(root.certPem), 'tls.key': b64(root.keyPem), 'ca.crt': b64(root.certPem) },
-        }),
+      await replaceWeftCa(this.kubectl, {
+        trustDomain,
+        lifetimeMs: 3650 * 86_400_000,
+        now,
+        namespace: WEFT_NAMESPACE,
+      });
+      // The operator's phases (Mesh condition CARotation, docs/identity.md): the new root into
+      // every trust bundle until every sidecar confirms it, then certificates from it, until
+      // every sidecar presents one (Done). Each phase's start is noted.
+      const phases: string[] = [];
+      const rotation = await eventually(
+        'CARotation Done: every sidecar on a certificate from the new root',
+        () => {
+          const c = (
+            this.json('get', 'mesh', 'default').status?.conditions as
+              | { type: string; reason: string; message: string }[]
+              | undefined
+          )?.find((x) => x.type === 'CARotation');
+          if (c && phases.at(-1)?.startsWith(c.reason) !== true)
+            phases.push(`${c.reason} at +${((Date.now() - t0) / 1000).toFixed(1)} s`);
+          return c?.reason === 'Done' && c.message.includes(now.toISOString()) ? c : undefined;
+        },
+        { timeoutMs: 600_000, intervalMs: 1000 },
       );
       // Each sidecar's certificate as it reports it (/config/applied): issued by the new root
-      // (its name carries `now`), not just reloaded once.
+      // (its name carries `now`).
       const issuer = (pod: string): string =>
         JSON.parse(
           this.kubectl(
@@ -689,12 +732,10 @@ export class Faults {
             `/api/v1/namespaces/${this.ns}/pods/${pod}:${PROXY.healthPort}/proxy/config/applied?config=false`,
           ),
         ).certificate?.issuer ?? '';
-      await eventually(
-        `every sidecar (${pods.join(', ')}) on a certificate from the new root`,
-        () => (pods.every((p) => issuer(p).includes(now.toISOString())) ? true : undefined),
-        { timeoutMs: 300_000, intervalMs: 2000 },
-      );
-      return `weft-ca replaced by a new root; the ${pods.length} sidecars on certificates from it within ${((Date.now() - t0) / 1000).toFixed(1)} s`;
+      const stale = pods.filter((p) => !issuer(p).includes(now.toISOString()));
+      if (stale.length > 0)
+        throw new Error(`CARotation says Done, but ${stale.join(', ')} present another certificate`);
+      return `weft-ca replaced by a new root; CARotation ${phases.join(', ')}: ${rotation.message}`;
     });
 
   /**
@@ -768,7 +809,14 @@ export class Faults {
           () => this.kubectl('logs', '-n', this.ns, 'flood', '-c', 'app').trim() || undefined,
           { timeoutMs: holdMs + 60_000, intervalMs: 1000 },
         );
-        return `flood ${summary}; sidecar MiB when it began ${JSON.stringify(before)}, while held ${JSON.stringify(during)}, after ${JSON.stringify(rss())}`;
+        // What the sidecars said about it: their warnings and errors, counted by message.
+        const said = Object.fromEntries(
+          ['flood', ...this.backends().map((p) => p.metadata.name)].map((p) => [
+            p,
+            this.proxyWarningCounts(p),
+          ]),
+        );
+        return `flood ${summary}; sidecars' warnings ${JSON.stringify(said)}; sidecar MiB when it began ${JSON.stringify(before)}, while held ${JSON.stringify(during)}, after ${JSON.stringify(rss())}`;
       } finally {
         this.kubectl('delete', 'pod', 'flood', '-n', this.ns, '--wait=false', '--ignore-not-found');
       }
@@ -843,28 +891,22 @@ export class Faults {
 
   /** The webhook's pods (names). */
   webhookPods(): string[] {
-    return this.kubectl(
-      'get',
-      'pods',
-      '-n',
-      WEFT_NAMESPACE,
-      '-l',
-      'app.kubernetes.io/name=weft-webhook',
-      '-o',
-      'jsonpath={.items[*].metadata.name}',
-    )
-      .split(' ')
-      .filter(Boolean);
+    return this.webhookPodList().map((p) => p.metadata.name);
+  }
+
+  /** The webhook's pods. */
+  webhookPodList(): (PodJson & { status: { podIP?: string } })[] {
+    return this.json('get', 'pods', '-n', WEFT_NAMESPACE, '-l', 'app.kubernetes.io/name=weft-webhook').items;
   }
 
   /** Resident memory (MiB) of a container, read on the host (/proc/<pid>/status). */
-  rssMiB(namespace: string, pod: string, container: string): number {
+  rssMiB(namespace: string, pod: string, container: string, field: 'VmRSS' | 'RssAnon' = 'VmRSS'): number {
     const status = readFileSync(`/proc/${this.containerPid(namespace, pod, container)}/status`, 'utf8');
-    return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? Number.NaN) / 1024;
+    return Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN) / 1024;
   }
 
   /**
-   * A soak: the steady traffic for `minutes`, the resident memory of the client's and the
+   * A soak: the steady traffic for `minutes`, the private (anonymous resident) memory of the client's and the
    * backends' sidecars, the leader operator and a webhook sampled every `everyMs`; `memory`
    * holds each one's first, last and peak MiB and its least-squares slope in MiB per hour.
    */
@@ -886,7 +928,10 @@ export class Faults {
       while (Date.now() - t0 < minutes * 60_000) {
         for (const [ns, p, c] of watched) {
           try {
-            samples.get(`${ns}/${p}/${c}`)!.push([(Date.now() - t0) / 3_600_000, this.rssMiB(ns, p, c)]);
+            // Private (anonymous) memory: the Node.js binary's pages are shared between pods.
+            samples
+              .get(`${ns}/${p}/${c}`)!
+              .push([(Date.now() - t0) / 3_600_000, this.rssMiB(ns, p, c, 'RssAnon')]);
           } catch {}
         }
         await new Promise((res) => setTimeout(res, everyMs));
@@ -1038,6 +1083,130 @@ export class Faults {
         this.kubectl('delete', 'pod', n, '-n', ns, '--wait=false');
       if (!injected) throw new Error('the pod created once the webhook was back has no sidecar');
       return `refused while down: ${refused.split('\n')[0]}`;
+    });
+
+  /**
+   * The webhook's certificate rotated while pods are created in the meshed namespace (a
+   * server-side dry run every 2 s, through the webhook): first its serving certificate made due
+   * for renewal, then its CA made due for replacement (hack/lib/webhookcerts.ts: what a year of
+   * time would do); the replicas pick each up at their reload (every 60 s), the CA in two steps
+   * (the new CA in the caBundle first, certificates from it two reloads later). Counts refused
+   * and unmeshed pods and the moments a replica served a certificate the caBundle did not verify
+   * (all expected 0); throws when a pod was created without its sidecar.
+   */
+  webhookCertRotation = () =>
+    this.underFault('webhook certificate rotated', async () => {
+      const SECRET = 'weft-webhook-tls';
+      const data = (): Record<string, string> =>
+        this.json('get', 'secret', SECRET, '-n', WEFT_NAMESPACE).data;
+      const write = (d: Record<string, string>) =>
+        this.kubectl(
+          'patch',
+          'secret',
+          SECRET,
+          '-n',
+          WEFT_NAMESPACE,
+          '--type=merge',
+          '-p',
+          JSON.stringify({ data: d }),
+        );
+      const text = (s: string | undefined) => Buffer.from(s ?? '', 'base64').toString('utf8');
+      const t0 = Date.now();
+      const at = () => `+${((Date.now() - t0) / 1000).toFixed(1)}s`;
+      let created = 0;
+      let unmeshed = 0;
+      const refused: string[] = [];
+      const unverified: string[] = [];
+      const probe = {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: 'webhook-rotation-probe', namespace: this.ns },
+        spec: {
+          serviceAccountName: this.c.serviceAccount,
+          containers: [{ name: 'app', image: DEMO_IMAGE, command: ['node', 'hack/demo-apps/server.ts'] }],
+        },
+      };
+      /** One pod through the webhook; each replica's served certificate against the caBundle. */
+      const served = async () => {
+        try {
+          const out = JSON.parse(
+            execFileSync(
+              this.c.kubectl,
+              ['--kubeconfig', this.c.kubeconfig, 'create', '--dry-run=server', '-o', 'json', '-f', '-'],
+              { input: JSON.stringify(probe), encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] },
+            ),
+          );
+          const names = [...(out.spec.initContainers ?? []), ...out.spec.containers].map(
+            (c: { name: string }) => c.name,
+          );
+          if (!names.includes(PROXY.containerName)) unmeshed++;
+        } catch (e) {
+          refused.push(
+            `${at()} ${
+              String((e as { stderr?: string }).stderr ?? e)
+                .trim()
+                .split('\n')[0]
+            }`,
+          );
+        }
+        created++;
+        const bundle = text(
+          this.json('get', 'mutatingwebhookconfiguration', 'weft-injector').webhooks[0].clientConfig.caBundle,
+        );
+        const ips = this.webhookPodList()
+          .filter((p) => !p.metadata.deletionTimestamp && p.status.podIP)
+          .map((p) => p.status.podIP!);
+        const certs = await Promise.all(ips.map((ip) => servedCertificate(ip, 9443)));
+        certs.forEach((c, i) => {
+          if (c && !bundleVerifies(bundle, c))
+            unverified.push(
+              `${at()} ${ips[i]} serves a certificate from ${c.issuer} the caBundle does not verify`,
+            );
+        });
+        // Every replica must have answered for the step to count as done.
+        return certs.every((c) => c !== undefined) ? certs : [];
+      };
+      const until = async (what: string, done: (certs: X509Certificate[]) => boolean, timeoutMs: number) => {
+        const start = Date.now();
+        for (;;) {
+          if (done(await served())) return ((Date.now() - start) / 1000).toFixed(1);
+          if (Date.now() - start > timeoutMs) throw new Error(`${what}: not within ${timeoutMs / 1000} s`);
+          await new Promise((r) => setTimeout(r, 2000));
+        }
+      };
+      const original = data();
+      const due = await servingCertDue(original);
+      write(due);
+      const renewed = await until(
+        'every replica serving a renewed certificate',
+        (certs) => {
+          const d = data();
+          const want = new X509Certificate(text(d['tls.crt'])).fingerprint256;
+          return (
+            d['tls.crt'] !== due['tls.crt'] &&
+            certs.length > 0 &&
+            certs.every((c) => c.fingerprint256 === want)
+          );
+        },
+        300_000,
+      );
+      write(await caDue(data()));
+      const replaced = await until(
+        'every replica serving a certificate from a new CA',
+        (certs) => {
+          const d = data();
+          const ca = new X509Certificate(text(d['ca.crt']));
+          return (
+            d['ca.key'] !== original['ca.key'] &&
+            certs.length > 0 &&
+            certs.every((c) => c.verify(ca.publicKey))
+          );
+        },
+        600_000,
+      );
+      const summary = `serving certificate renewed on every replica in ${renewed} s, CA replaced on every replica in ${replaced} s; ${created} pods created (server-side dry run) meanwhile: ${refused.length} refused, ${unmeshed} without a sidecar; ${unverified.length} moments a replica served a certificate the caBundle did not verify${[...refused, ...unverified].length ? `: ${[...refused, ...unverified].slice(0, 5).join(' | ')}` : ''}`;
+      if (unmeshed > 0) throw new Error(summary);
+      return summary;
     });
 }
 

@@ -1,6 +1,7 @@
 // Shared setup of the mTLS and authorization netns tests: a mesh CA from the operator's CA
 // library, identity directories written the way the kubelet projects a Secret (new files, then
-// rename into place), and downward-API labels files.
+// rename into place), and downward-API labels files; and the mesh root replaced in a cluster
+// (the root rotation's integration tests and real-node scenario).
 import { chmod, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
@@ -14,6 +15,35 @@ export const spiffe = (sa: string, ns = 'shop') => `spiffe://cluster.local/ns/${
 
 export function newCa(now = new Date()): Promise<CertificateAuthority> {
   return createRoot({ trustDomain: 'cluster.local', lifetimeMs: 24 * HOUR, now });
+}
+
+/**
+ * Replaces the operator's CA Secret `weft-ca` in place by a new root (as an admin rotating it
+ * would), through `kubectl`; returns the new root.
+ */
+export async function replaceWeftCa(
+  kubectl: (...args: string[]) => unknown,
+  o: { trustDomain: string; lifetimeMs: number; now?: Date; namespace?: string },
+): Promise<CertificateAuthority> {
+  const root = await createRoot({
+    trustDomain: o.trustDomain,
+    lifetimeMs: o.lifetimeMs,
+    now: o.now ?? new Date(),
+  });
+  const b64 = (s: string) => Buffer.from(s).toString('base64');
+  kubectl(
+    'patch',
+    'secret',
+    'weft-ca',
+    '-n',
+    o.namespace ?? 'weft-system',
+    '--type=merge',
+    '-p',
+    JSON.stringify({
+      data: { 'tls.crt': b64(root.certPem), 'tls.key': b64(root.keyPem), 'ca.crt': b64(root.certPem) },
+    }),
+  );
+  return root;
 }
 
 /** Writes tls.crt, tls.key, ca.crt for `sa` into `dir`, each by rename (as the kubelet swaps). */

@@ -34,6 +34,34 @@ export async function meshedNamespaceWithProxyToken(o: {
   writeServiceAccountToken(o);
 }
 
+/**
+ * A pod with a `weft-proxy` container reported Running on 127.0.0.1 (no kubelet: its proxy runs
+ * as a local process the test starts), so the operator long-polls it.
+ */
+export async function runningMeshedPod(
+  client: KubeClient,
+  o: { namespace: string; name: string; serviceAccount: string; labels: Record<string, string> },
+): Promise<void> {
+  await client.create(RESOURCES.pods, {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: o.name, namespace: o.namespace, labels: o.labels },
+    spec: {
+      serviceAccountName: o.serviceAccount,
+      automountServiceAccountToken: false,
+      containers: [
+        { name: 'app', image: 'app' },
+        { name: 'weft-proxy', image: 'weft' },
+      ],
+    },
+  });
+  await client.apply(
+    RESOURCES.pods,
+    { metadata: { name: o.name, namespace: o.namespace }, status: { phase: 'Running', podIP: '127.0.0.1' } },
+    { subresource: 'status', fieldManager: 'weft-test' },
+  );
+}
+
 /** A token of the ServiceAccount and the cluster CA in tokenDir, as the projected token volume holds them. */
 export function writeServiceAccountToken(o: {
   kc: KubeConfig;

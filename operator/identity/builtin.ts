@@ -5,15 +5,23 @@
 //   issue()  signs, renews, refreshes (ca.crt) and removes the workload certificates, and
 //            returns when to look again (the earliest renewal or end of a rotation overlap).
 //
-// CA rotation: when the signing CA changes, the roots it replaces stay in the trust bundle for
-// an overlap (the workload certificate lifetime), every workload certificate is reissued, and
-// the old roots are dropped when the overlap ends. That state is kept in the ConfigMap
-// `weft-trust-bundle` of the operator's namespace, so a new leader continues the overlap.
+// CA rotation, in three phases (docs/identity.md "Rotation"; Mesh condition CARotation):
+//   DistributingRoot       the new CA's roots join every trust bundle; certificates still come
+//                          from the previous CA, until every sidecar reports (its long poll,
+//                          operator/propagation.ts) that it trusts them, or the wait is over;
+//   ReissuingCertificates  every workload certificate is reissued from the new CA, the roots it
+//                          replaces stay trusted for an overlap (the workload certificate lifetime);
+//   Done                   every sidecar presents a new certificate; the old roots are dropped
+//                          when the overlap ends.
+// That state is kept in the ConfigMap `weft-trust-bundle` of the operator's namespace, so a new
+// leader continues it.
 import { X509Certificate } from 'node:crypto';
 import { durationMs } from '../../api/index.ts';
+import type { TrustSummary } from '../../api/pem.ts';
 import { pemFile } from '../../api/pki.ts';
 import { type KubeClient, type KubeObject, RESOURCES, type ResourceType } from '../../kube/client.ts';
 import type { Clock } from '../../kube/clock.ts';
+import type { ConditionInput } from '../../kube/conditions.ts';
 import { isConflict, isNotFound } from '../../kube/errors.ts';
 import type { Informer } from '../../kube/informer.ts';
 import type { Logger } from '../../kube/log.ts';
@@ -35,7 +43,10 @@ import {
   IDENTITY_REASON,
   type IdentitySettings,
   type IdentityStatus,
+  ROTATION_CONDITION,
+  ROTATION_REASON,
   type SecretObj,
+  type SidecarTrust,
   saKey,
   TRUST_BUNDLE_CONFIGMAP,
   type TrustOutcome,
@@ -59,17 +70,47 @@ const secretsIn = (namespace: string): ResourceType => ({
 });
 
 interface RotationState {
+  /** The CA certificates are issued from, and its roots. */
   fingerprint?: string;
   roots: string[];
+  /** Roots a rotation replaced, trusted until the overlap ends. */
   previous: { pem: string; trustedUntil: string }[];
+  /** A new CA whose roots are being distributed; certificates still come from `fingerprint`. */
+  next?: { fingerprint: string; roots: string[]; since: string };
+  /** The last switch to a new CA: when, its subject, its roots' fingerprints, who had not confirmed. */
+  rotated?: { at: string; subject: string; roots: string[]; unconfirmed: string[] };
 }
+
+/** The state with its keys in one order (it is compared as JSON). */
+const normalized = (st: RotationState): RotationState => ({
+  fingerprint: st.fingerprint,
+  roots: st.roots,
+  previous: st.previous,
+  ...(st.next ? { next: st.next } : {}),
+  ...(st.rotated ? { rotated: st.rotated } : {}),
+});
+
+/** The roots every proxy trusts: the signing CA's, a new CA's being distributed, the previous ones in their overlap. */
+const bundleOf = (st: RotationState, now: Date) =>
+  trustBundle(
+    [...new Set([...st.roots, ...(st.next?.roots ?? [])])],
+    st.previous.map((p) => ({ pem: p.pem, trustedUntil: new Date(p.trustedUntil) })),
+    now,
+  );
 
 const fingerprint = (pem: string) => new X509Certificate(pem).fingerprint256;
 
 /** What trust() found: the CA to sign with, when there is one. */
 export interface Signing {
   ca: CertificateAuthority;
+  /** The signing CA's fingerprint (annotated on what it issues). */
   fingerprint: string;
+  /** The fingerprint the plan treats as current (the previous CA's while a new root is distributed). */
+  current: string;
+  /** Renewals of valid certificates wait (a new root is distributed, the previous CA's key is not here). */
+  deferRenewals: boolean;
+  /** When to look again at the latest (the end of the wait for the sidecars). */
+  wakeAt?: number;
   rotation: RotationState;
   bundle: string[];
   /** The reconcile's time. */
@@ -82,6 +123,10 @@ export interface BuiltInOptions {
   namespace: string;
   clock: Clock;
   secrets: IdentitySecrets;
+  /** The meshed pods' sidecars and what they trust; undefined until they have all reported once. */
+  sidecars: () => SidecarTrust[] | undefined;
+  /** How long a root rotation waits for every sidecar to trust the new root. */
+  maxWaitMs: number;
 }
 
 export class BuiltInCa {
@@ -89,6 +134,10 @@ export class BuiltInCa {
   private readonly o: BuiltInOptions;
   /** The rotation state as this leader last read or wrote it. */
   private rotation?: RotationState;
+  /** The CAs this process loaded, by fingerprint: the previous one signs while a new root is distributed. */
+  private readonly signers = new Map<string, CertificateAuthority>();
+  /** The rotation (its `at`) every sidecar was seen presenting certificates of. */
+  private doneFor?: string;
 
   constructor(o: BuiltInOptions, make: InformerFactory, onChange: () => void) {
     this.o = o;
@@ -113,37 +162,78 @@ export class BuiltInCa {
     if (!('ca' in loaded)) {
       // Keep trusting what was trusted; issue nothing until the CA is fixed.
       rlog.warn({ reason: loaded.condition.reason }, loaded.condition.message);
-      const keep = trustBundle(
-        rotation.roots,
-        rotation.previous.map((p) => ({ pem: p.pem, trustedUntil: new Date(p.trustedUntil) })),
-        now,
-      );
+      const keep = bundleOf(rotation, now);
       return { bundle: keep.length > 0 ? keep : undefined, status: loaded };
     }
     const { ca } = loaded;
     const fp = fingerprint(ca.certPem);
+    this.signers.set(fp, ca);
+    if (this.signers.size > 4) this.signers.delete(this.signers.keys().next().value!);
 
-    // Rotation: the roots the new CA replaces stay trusted for one workload lifetime.
-    let st: RotationState = {
-      fingerprint: fp,
-      roots: ca.rootsPem,
-      previous: rotation.previous.filter((p) => new Date(p.trustedUntil).getTime() > now.getTime()),
-    };
-    if (rotation.fingerprint && rotation.fingerprint !== fp) {
-      const until = new Date(now.getTime() + s.lifetimeMs).toISOString();
-      for (const r of rotation.roots)
-        if (!ca.rootsPem.includes(r) && !st.previous.some((p) => p.pem === r))
-          st.previous.push({ pem: r, trustedUntil: until });
-      rlog.info(
-        { previousRoots: st.previous.length, trustedUntil: until },
-        'CA rotated: previous roots stay trusted during the overlap',
-      );
+    const live = rotation.previous.filter((p) => new Date(p.trustedUntil).getTime() > now.getTime());
+    let st: RotationState;
+    /** Who signs now, and which fingerprint the plan treats as current. */
+    let signer = { ca, fingerprint: fp, current: fp, deferRenewals: false };
+    let wakeAt: number | undefined;
+    if (!rotation.fingerprint || rotation.fingerprint === fp) {
+      // No rotation, or one abandoned (the CA Secret is back to the signing CA): the new root leaves.
+      st = { fingerprint: fp, roots: ca.rootsPem, previous: live, rotated: rotation.rotated };
+    } else {
+      // The signing CA changed. First its new roots go into every trust bundle; certificates
+      // are reissued from it only once every sidecar trusts them (or the wait is over).
+      const next =
+        rotation.next?.fingerprint === fp
+          ? rotation.next
+          : { fingerprint: fp, roots: ca.rootsPem, since: now.toISOString() };
+      const newRoots = ca.rootsPem.filter((r) => !rotation.roots.includes(r)).map(fingerprint);
+      const check = this.confirmations(newRoots, (t) => newRoots.every((r) => t.roots.includes(r)));
+      const deadline = new Date(next.since).getTime() + this.o.maxWaitMs;
+      if (check.waiting.length === 0 || now.getTime() >= deadline) {
+        const until = new Date(now.getTime() + s.lifetimeMs).toISOString();
+        const previous = [...live];
+        for (const r of rotation.roots)
+          if (!ca.rootsPem.includes(r) && !previous.some((p) => p.pem === r))
+            previous.push({ pem: r, trustedUntil: until });
+        st = {
+          fingerprint: fp,
+          roots: ca.rootsPem,
+          previous,
+          rotated: {
+            at: now.toISOString(),
+            subject: inspect(ca.certPem).subject,
+            roots: ca.rootsPem.map(fingerprint),
+            unconfirmed: check.waiting,
+          },
+        };
+        rlog.info(
+          { previousRoots: previous.length, trustedUntil: until, unconfirmed: check.waiting },
+          check.waiting.length === 0
+            ? 'CA rotated: every sidecar trusts the new root; certificates are reissued from it'
+            : 'CA rotated: the wait for the sidecars is over; certificates are reissued from the new root',
+        );
+      } else {
+        st = { ...rotation, previous: live, next };
+        const previousCa = this.signers.get(rotation.fingerprint);
+        // A new leader does not have the previous CA's key: it issues only what cannot wait
+        // (new identities, expired ones) and from the new CA.
+        signer = previousCa
+          ? {
+              ca: previousCa,
+              fingerprint: rotation.fingerprint,
+              current: rotation.fingerprint,
+              deferRenewals: false,
+            }
+          : { ca, fingerprint: fp, current: rotation.fingerprint, deferRenewals: true };
+        wakeAt = deadline;
+        if (!rotation.next || rotation.next.fingerprint !== fp)
+          rlog.info(
+            { newRoots: newRoots.length, sidecars: check.total, maxWaitMs: this.o.maxWaitMs },
+            'CA replaced: distributing the new root to every trust bundle before issuing from it',
+          );
+      }
     }
-    const bundle = trustBundle(
-      ca.rootsPem,
-      st.previous.map((p) => ({ pem: p.pem, trustedUntil: new Date(p.trustedUntil) })),
-      now,
-    );
+    st = normalized(st);
+    const bundle = bundleOf(st, now);
     if (JSON.stringify(st) !== JSON.stringify(rotation)) await this.writeRotation(st, bundle);
     else st = rotation;
 
@@ -151,16 +241,80 @@ export class BuiltInCa {
       ca.notAfter.getTime(),
       ...ca.rootsPem.map((r) => inspect(r).notAfter.getTime()),
     );
+    const out = trusted(
+      bundle,
+      // Stable across restarts (a generated root is logged, not reported), so a new leader
+      // rewrites no status.
+      IDENTITY_REASON.Loaded,
+      `Workload certificates are signed by ${inspect(signer.ca.certPem).subject} from Secret ${this.o.namespace}/${s.ca.builtIn?.rootSecretName || DEFAULT_CA_SECRET}`,
+      certExpiry,
+    );
+    const rotationCondition = this.rotationCondition(st);
+    if (rotationCondition) out.status.rotation = rotationCondition;
+    return { ...out, signing: { ...signer, rotation: st, bundle, now, wakeAt } };
+  }
+
+  /** Whether a root rotation waits for the sidecars' reports (the operator re-queues on them). */
+  get rotating(): boolean {
+    const st = this.rotation;
+    return !!st && (!!st.next || (!!st.rotated && st.rotated.at !== this.doneFor));
+  }
+
+  /** The sidecars that do not report `ok` yet (sorted), of how many. */
+  private confirmations(
+    newRoots: string[],
+    ok: (t: TrustSummary) => boolean,
+  ): { waiting: string[]; total: number } {
+    if (newRoots.length === 0) return { waiting: [], total: 0 };
+    const sidecars = this.o.sidecars();
+    if (!sidecars) return { waiting: ['(the sidecars have not all reported yet)'], total: 0 };
+    const waiting = sidecars.filter((p) => !p.trust || !ok(p.trust)).map((p) => p.pod);
+    return { waiting: waiting.sort(), total: sidecars.length };
+  }
+
+  /** CARotation: where a rotation stands, from the state and the sidecars' reports. */
+  private rotationCondition(st: RotationState): ConditionInput | undefined {
+    const names = (pods: string[]) =>
+      pods.length <= 10 ? pods.join(', ') : `${pods.slice(0, 10).join(', ')} and ${pods.length - 10} more`;
+    if (st.next) {
+      const next = st.next;
+      const newRoots = next.roots.filter((r) => !st.roots.includes(r)).map(fingerprint);
+      const c = this.confirmations(newRoots, (t) => newRoots.every((r) => t.roots.includes(r)));
+      const deadline = new Date(new Date(next.since).getTime() + this.o.maxWaitMs).toISOString();
+      return {
+        type: ROTATION_CONDITION,
+        status: 'True',
+        reason: ROTATION_REASON.DistributingRoot,
+        message: `New root ${inspect(next.roots[0]!).subject} added to every trust bundle; ${c.total - c.waiting.length}/${c.total} sidecars trust it${c.waiting.length ? ` (waiting for ${names(c.waiting)})` : ''}; certificates are reissued from it once all do, at the latest at ${deadline}`,
+      };
+    }
+    const r = st.rotated;
+    if (!r) return undefined;
+    const until = st.previous.map((p) => p.trustedUntil).sort()[0];
+    const old = until
+      ? `the previous root(s) stay trusted until ${until}`
+      : 'the previous root(s) left the trust bundle';
+    const unconfirmed = r.unconfirmed.length
+      ? `; reissued after the ${Math.round(this.o.maxWaitMs / 1000)} s wait without confirmation from ${names(r.unconfirmed)}`
+      : '';
+    // While the previous roots are trusted, the sidecars' certificates say whether it is done.
+    const c =
+      until && r.at !== this.doneFor
+        ? this.confirmations(r.roots, (t) => t.signedBy !== undefined && r.roots.includes(t.signedBy))
+        : { waiting: [], total: 0 };
+    if (c.waiting.length > 0)
+      return {
+        type: ROTATION_CONDITION,
+        status: 'True',
+        reason: ROTATION_REASON.ReissuingCertificates,
+        message: `Certificates reissued from ${r.subject} at ${r.at}; ${c.total - c.waiting.length}/${c.total} sidecars present one (waiting for ${names(c.waiting)}); ${old}${unconfirmed}`,
+      };
+    this.doneFor = r.at;
     return {
-      ...trusted(
-        bundle,
-        // Stable across restarts (a generated root is logged, not reported), so a new leader
-        // rewrites no status.
-        IDENTITY_REASON.Loaded,
-        `Workload certificates are signed by ${inspect(ca.certPem).subject} from Secret ${this.o.namespace}/${s.ca.builtIn?.rootSecretName || DEFAULT_CA_SECRET}`,
-        certExpiry,
-      ),
-      signing: { ca, fingerprint: fp, rotation: st, bundle, now },
+      type: ROTATION_CONDITION,
+      status: 'False',
+      reason: ROTATION_REASON.Done,
+      message: `Every sidecar presents a certificate from ${r.subject} (rotated at ${r.at}); ${old}${unconfirmed}`,
     };
   }
 
@@ -196,7 +350,7 @@ export class BuiltInCa {
       trustDomain: s.trustDomain,
       wanted: wantedList,
       existing,
-      rootFingerprint: fp,
+      rootFingerprint: signing.current,
       renewBeforeMs: s.renewBeforeMs,
       now,
     });
@@ -209,6 +363,13 @@ export class BuiltInCa {
         plan.issue.push({ namespace: e.namespace, serviceAccount: e.serviceAccount, reason: 'renewal-due' });
         due.add(k);
       }
+    }
+    if (signing.deferRenewals) {
+      // Distributing a new root without the previous CA's key: only what cannot wait is issued
+      // (from the new CA); renewals of valid certificates wait for the switch.
+      plan.issue = plan.issue.filter(
+        (w) => w.reason === 'missing' || w.reason === 'identity-changed' || w.reason === 'expired',
+      );
     }
     const caCrt = b64(pemFile(bundle));
     const issued = new Set<string>();
@@ -257,6 +418,7 @@ export class BuiltInCa {
     // Next look: the earliest renewal, or the end of a rotation overlap.
     const dueAt = [
       plan.nextCheck?.getTime(),
+      signing.wakeAt,
       ...st.previous.map((p) => new Date(p.trustedUntil).getTime()),
     ].filter((t): t is number => t !== undefined);
     if (dueAt.length === 0) return undefined;
@@ -272,7 +434,7 @@ export class BuiltInCa {
         this.o.namespace,
       );
       const st = JSON.parse(cm.data?.['state.json'] ?? '{}') as Partial<RotationState>;
-      this.rotation = { fingerprint: st.fingerprint, roots: st.roots ?? [], previous: st.previous ?? [] };
+      this.rotation = normalized({ ...st, roots: st.roots ?? [], previous: st.previous ?? [] });
     } catch (err) {
       if (!isNotFound(err)) throw err;
       this.rotation = { roots: [], previous: [] };

@@ -23,7 +23,13 @@ import type { ReconcileResult } from '../../kube/queue.ts';
 import type { InformerFactory } from '../cache.ts';
 import { BuiltInCa } from './builtin.ts';
 import { reconcileCertManager } from './certmanager.ts';
-import { type IdentityStatus, identitySettings, type TrustOutcome } from './model.ts';
+import {
+  DEFAULT_ROOT_DISTRIBUTION_MAX_WAIT_MS,
+  type IdentityStatus,
+  identitySettings,
+  type SidecarTrust,
+  type TrustOutcome,
+} from './model.ts';
 import { IdentitySecrets } from './secrets.ts';
 
 export {
@@ -33,6 +39,8 @@ export {
   IDENTITY_CONDITION,
   IDENTITY_REASON,
   type IdentityStatus,
+  ROTATION_CONDITION,
+  ROTATION_REASON,
   type SecretObj,
   splitPem,
   TRUST_BUNDLE_CONFIGMAP,
@@ -58,6 +66,10 @@ export interface IdentityOptions {
   onTrustBundleChange: () => void;
   /** The CA status changed: rewrite the Mesh status. */
   onStatusChange: () => void;
+  /** Meshed pods' sidecars and the roots they report trusting; undefined until all reported once. */
+  sidecars?: () => SidecarTrust[] | undefined;
+  /** How long a root rotation waits for every sidecar to trust the new root (default 10 min). */
+  rootDistributionMaxWaitMs?: number;
   timeoutMs?: number;
 }
 
@@ -76,7 +88,14 @@ export class IdentityReconciler {
     this.clock = o.clock ?? systemClock;
     this.secrets = new IdentitySecrets(o.client, o.informers, o.enqueue);
     this.builtIn = new BuiltInCa(
-      { client: o.client, namespace: o.namespace, clock: this.clock, secrets: this.secrets },
+      {
+        client: o.client,
+        namespace: o.namespace,
+        clock: this.clock,
+        secrets: this.secrets,
+        sidecars: o.sidecars ?? (() => []),
+        maxWaitMs: o.rootDistributionMaxWaitMs ?? DEFAULT_ROOT_DISTRIBUTION_MAX_WAIT_MS,
+      },
       o.informers,
       o.enqueue,
     );
@@ -110,6 +129,11 @@ export class IdentityReconciler {
    */
   get ready(): boolean {
     return this.decided;
+  }
+
+  /** Whether a root rotation waits on the sidecars' reports (re-queue the identities when they change). */
+  get rotating(): boolean {
+    return this.builtIn.rotating;
   }
 
   /** For the Mesh status; undefined before the first reconcile. */

@@ -2,8 +2,11 @@
 // (builtin.ts, certmanager.ts) and for the Mesh reconciler.
 import type { Mesh } from '../../api/index.ts';
 import { durationMs } from '../../api/index.ts';
+import type { TrustSummary } from '../../api/pem.ts';
 import type { KubeObject, ResourceType } from '../../kube/client.ts';
 import type { ConditionInput } from '../../kube/conditions.ts';
+
+export { splitPem } from '../../api/pem.ts';
 
 export const DEFAULT_CA_SECRET = 'weft-ca';
 export const TRUST_BUNDLE_CONFIGMAP = 'weft-trust-bundle';
@@ -21,6 +24,29 @@ export const IDENTITY_REASON = {
   CertManagerNotInstalled: 'CertManagerNotInstalled',
 } as const;
 
+/**
+ * The Mesh condition of a root rotation (built-in CA): True while it runs, with the phase as
+ * reason; False/Done once every sidecar presents a certificate from the new root.
+ */
+export const ROTATION_CONDITION = 'CARotation';
+export const ROTATION_REASON = {
+  /** The new root is in every trust bundle; certificates still come from the previous CA. */
+  DistributingRoot: 'DistributingRoot',
+  /** Every sidecar trusts the new root (or the wait ended): certificates reissued from it. */
+  ReissuingCertificates: 'ReissuingCertificates',
+  Done: 'Done',
+} as const;
+/** How long a root rotation waits for every sidecar to confirm the new root before reissuing anyway. */
+export const DEFAULT_ROOT_DISTRIBUTION_MAX_WAIT_MS = 10 * 60_000;
+
+/** A meshed pod's sidecar as the operator's long polls know it, for a root rotation. */
+export interface SidecarTrust {
+  /** namespace/name */
+  pod: string;
+  /** What it reported; null: no identity loaded; undefined: nothing reported yet (or an older proxy). */
+  trust: TrustSummary | null | undefined;
+}
+
 export const CERTIFICATES: ResourceType = {
   group: 'cert-manager.io',
   version: 'v1',
@@ -36,6 +62,8 @@ export interface SecretObj extends KubeObject {
 
 export interface IdentityStatus {
   condition: ConditionInput;
+  /** CARotation, once a root rotation happened (built-in CA). */
+  rotation?: ConditionInput;
   /** When the signing CA (or the earliest root of the bundle) expires, RFC 3339. */
   caExpiry?: string;
 }
@@ -76,12 +104,3 @@ export const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
 export const unb64 = (s: string | undefined) =>
   s === undefined ? undefined : Buffer.from(s, 'base64').toString('utf8');
 export const saKey = (ns: string, sa: string) => `${ns}/${sa}`;
-
-/** Every certificate in a PEM text, normalised (one block each, trailing newline). */
-export function splitPem(text: string | undefined): string[] {
-  return (
-    (text ?? '')
-      .match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)
-      ?.map((p) => `${p.replace(/\r/g, '')}\n`) ?? []
-  );
-}

@@ -86,6 +86,7 @@ export function meshReconciler(d: MeshDeps): KeyReconciler {
       { type: CONDITION.Accepted, status: 'True', reason: REASON.Accepted, message: 'Valid' },
       ready,
       ...(ca ? [{ ...ca.condition, type: IDENTITY_CONDITION }] : []),
+      ...(ca?.rotation ? [ca.rotation] : []),
       ...(d.gatewayApi ? [d.gatewayApi] : []),
     ];
     await d.status.write(RESOURCES.meshes, mesh, [...conditions, ...progressOf(conditions)], {

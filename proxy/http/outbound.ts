@@ -15,6 +15,7 @@ import {
 import { forwardHead, redirectAnswer, responseHead } from '../outbound/apply.ts';
 import { planOutbound } from '../outbound/plan.ts';
 import { backendAttempts, failureReply, unsentByPeer } from '../resilience/attempts.ts';
+import { unreachableCode } from '../transport.ts';
 import {
   type Attempt,
   type AttemptRequest,
@@ -146,13 +147,21 @@ export async function forwardOutbound(core: ProxyCore, ex: Exchange): Promise<vo
     const perTryP = new Promise<'pertry'>((resolve) => {
       stopPerTry = tries.perTry(() => resolve('pertry'));
     });
+    // Its endpoint gone while the try waits for its head (Endpoints.gone): ended at once.
+    const goneP = new Promise<'gone'>((resolve) => {
+      tr.gone = () => resolve('gone');
+    });
+    let gone = false;
     let up: UpstreamResponse | undefined;
     let failure: UpstreamFailure | undefined;
     try {
-      const racers: Array<Promise<UpstreamResponse | 'timeout' | 'pertry'>> = [attempt.response];
+      const racers: Array<Promise<UpstreamResponse | 'timeout' | 'pertry' | 'gone'>> = [
+        attempt.response,
+        goneP,
+      ];
       if (tries.timeoutMs > 0) racers.push(overall);
       if (stopPerTry) racers.push(perTryP);
-      const r = racers.length === 1 ? await attempt.response : await Promise.race(racers);
+      const r = await Promise.race(racers);
       if (r === 'timeout' || tries.expired) {
         tries.cancel(tr);
         attempt.abort();
@@ -171,6 +180,13 @@ export async function forwardOutbound(core: ProxyCore, ex: Exchange): Promise<vo
       if (r === 'pertry') {
         attempt.abort();
         failure = new UpstreamFailure('timeout', `per-try timeout of ${tries.perTryTimeoutMs} ms`);
+      } else if (r === 'gone') {
+        attempt.abort();
+        gone = true;
+        failure = new UpstreamFailure(
+          attempt.connected() ? 'reset' : 'connect-failure',
+          `endpoint ${tr.key} went away while the request waited for its answer (not sent again)`,
+        );
       } else {
         up = r;
       }
@@ -188,7 +204,14 @@ export async function forwardOutbound(core: ProxyCore, ex: Exchange): Promise<vo
     const step = tries.settle(
       tr,
       failure || !up
-        ? { failure: failure?.kind ?? 'reset', stale: failure?.staleConnection === true }
+        ? {
+            failure: failure?.kind ?? 'reset',
+            stale: failure?.staleConnection === true,
+            gone,
+            unreachable:
+              failure?.kind === 'connect-failure' &&
+              unreachableCode((failure.cause as NodeJS.ErrnoException | undefined)?.code),
+          }
         : unsentByPeer(
               up.status,
               headerOf(up.headers as HttpTypes.IncomingHttpHeaders, 'weft-error'),
@@ -204,7 +227,7 @@ export async function forwardOutbound(core: ProxyCore, ex: Exchange): Promise<vo
     }
     tries.stopDeadline();
     if (failure || !up) {
-      const reply = failureReply(failure?.kind ?? 'reset');
+      const reply = failureReply(failure?.kind ?? 'reset', gone);
       ex.status = reply.status;
       span?.end(ex.status);
       sendError(

@@ -10,6 +10,7 @@ import { isTlsSocket } from '../builtins.ts';
 import { H_DST_NAMESPACE, H_DST_WORKLOAD } from '../context.ts';
 import { type Attempts, failureReply, unsentByPeer } from '../resilience/attempts.ts';
 import type { TryFailureKind } from '../resilience/retry.ts';
+import { unreachableCode } from '../transport.ts';
 import {
   BodyTracker,
   type Framing,
@@ -55,7 +56,7 @@ export interface Exchange<T> {
   /** The label of the upstream in error messages (a service, or "local app"). */
   service: string;
   /** The status and code when the last try failed before a response head (default: failureReply). */
-  failureReply?: (kind: TryFailureKind) => { status: number; code: string };
+  failureReply?: (kind: TryFailureKind, gone?: boolean) => { status: number; code: string };
   /** The client connection is closed after such a failure. */
   closeOnFailure?: boolean;
   /**
@@ -180,8 +181,15 @@ export function forward<T>(dn: Downstream, head: Head, hasBody: boolean, x: Exch
       conn.off('close', onUpClose);
       stopPerTry?.();
     };
-    /** A failure before the response head: retry or answer with an error. */
-    const failed = (kind: 'connect-failure' | 'reset' | 'timeout', code: string | undefined) => {
+    /**
+     * A failure before the response head: retry or answer with an error. `gone`: the try was
+     * ended because its endpoint went away (Endpoints.gone).
+     */
+    const failed = (
+      kind: 'connect-failure' | 'reset' | 'timeout',
+      code: string | undefined,
+      gone = false,
+    ) => {
       detachUp();
       conn.destroy();
       if (current === conn) current = undefined;
@@ -191,22 +199,32 @@ export function forward<T>(dn: Downstream, head: Head, hasBody: boolean, x: Exch
       }
       // A pooled connection the upstream had just closed: not the endpoint's fault.
       const stale =
-        reused && kind !== 'timeout' && (code === 'ECONNRESET' || code === 'EPIPE' || code === undefined);
-      const step = tries.settle(tr, { failure: kind, stale }, !hasBody || !bodyStarted);
+        !gone &&
+        reused &&
+        kind !== 'timeout' &&
+        (code === 'ECONNRESET' || code === 'EPIPE' || code === undefined);
+      const unreachable = kind === 'connect-failure' && unreachableCode(code);
+      const step = tries.settle(
+        tr,
+        { failure: kind, stale, ...(gone ? { gone } : {}), ...(unreachable ? { unreachable } : {}) },
+        !hasBody || !bodyStarted,
+      );
       if (step !== 'stop') {
         attempt();
         return;
       }
-      const reply = (x.failureReply ?? failureReply)(kind);
+      const reply = (x.failureReply ?? failureReply)(kind, gone);
       if (x.closeOnFailure) dn.keepAlive = false;
       replyError(
         reply.status,
         reply.code,
-        kind === 'connect-failure'
-          ? `${x.service}: ${code ?? 'connect failed'}`
-          : kind === 'timeout'
-            ? `${x.service}: per-try timeout of ${tries.perTryTimeoutMs} ms`
-            : `${x.service}: ${code ?? 'connection closed'}`,
+        gone
+          ? `${x.service}: endpoint ${tr.key} went away while the request waited for its answer (not sent again)`
+          : kind === 'connect-failure'
+            ? `${x.service}: ${code ?? 'connect failed'}`
+            : kind === 'timeout'
+              ? `${x.service}: per-try timeout of ${tries.perTryTimeoutMs} ms`
+              : `${x.service}: ${code ?? 'connection closed'}`,
       );
     };
     const onUpError = (e: NodeJS.ErrnoException) => {
@@ -356,6 +374,9 @@ export function forward<T>(dn: Downstream, head: Head, hasBody: boolean, x: Exch
       dn.next();
     };
 
+    tr.gone = () => {
+      if (!resBody) failed(established ? 'reset' : 'connect-failure', undefined, true);
+    };
     conn.on('data', onUpData);
     conn.on('error', onUpError);
     conn.on('close', onUpClose);

@@ -134,8 +134,8 @@ export function outboundFastPath(d: OutboundDeps) {
 
   return {
     serve,
-    /** Drops idle connections to endpoints the config no longer names ("address:port" keys). */
-    retain: (keys: ReadonlySet<string>) => pool.retain((k) => keys.has(k.split('|', 1)[0]!)),
+    /** Drops idle connections to the endpoints `keep` says no to ("address:port" keys). */
+    retain: (keep: (key: string) => boolean) => pool.retain((k) => keep(k.split('|', 1)[0]!)),
     close: () => pool.close(),
   };
 }

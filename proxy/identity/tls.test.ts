@@ -2,6 +2,7 @@
 // mesh CA library: TLS 1.3, SPIFFE IDs both ways, wrong identity / foreign CA / expired
 // certificate refused, and reload without dropping open connections.
 import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -243,4 +244,16 @@ test('a TLS session resumes until the server reloads its identity: no ticket out
   const third = await visit(second.ticket);
   assert.equal(third.resumed, false, 'a ticket issued before the reload does not resume');
   srv.close();
+});
+
+test('the trust summary names the roots of ca.crt and the one that issued the certificate', async () => {
+  const now = new Date();
+  const a = await createRoot({ trustDomain: 'cluster.local', lifetimeMs: H, now });
+  const b = await createRoot({ trustDomain: 'cluster.local', lifetimeMs: H, now });
+  const fp = (pem: string) => new X509Certificate(pem).fingerprint256;
+  const both = new WorkloadIdentity(await identityDir(b, 'web', { roots: [a.certPem, b.certPem] }));
+  assert.deepEqual(both.trust, { roots: [fp(a.certPem), fp(b.certPem)].sort(), signedBy: fp(b.certPem) });
+  // A certificate none of the trusted roots issued: no signedBy.
+  const foreign = new WorkloadIdentity(await identityDir(b, 'web', { roots: [a.certPem] }));
+  assert.deepEqual(foreign.trust, { roots: [fp(a.certPem)] });
 });

@@ -7,6 +7,7 @@ import { existsSync, readFileSync, statSync, watch } from 'node:fs';
 import { join } from 'node:path';
 import type tls from 'node:tls';
 import { CodedError } from '../../api/errors.ts';
+import { splitPem, type TrustSummary } from '../../api/pem.ts';
 import { tls as lazyTls } from '../builtins.ts';
 
 /**
@@ -95,6 +96,7 @@ export class WorkloadIdentity {
   #material: IdentityMaterial;
   #client: tls.SecureContext;
   #stamp: string;
+  #trust: TrustSummary | undefined;
   readonly #dir: string;
   #watcher: ReturnType<typeof watch> | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -172,6 +174,7 @@ export class WorkloadIdentity {
       const m = readIdentity(this.#dir);
       const [client, id] = this.#contexts(m);
       this.#material = m;
+      this.#trust = undefined;
       this.#client = client;
       this.id = id;
       // New ticket keys too: a session ticket never outlives the identity it was issued under
@@ -215,6 +218,12 @@ export class WorkloadIdentity {
 
   get material(): IdentityMaterial {
     return this.#material;
+  }
+
+  /** The roots this identity trusts and the one its certificate comes from (computed per reload). */
+  get trust(): TrustSummary {
+    this.#trust ??= trustSummary(this.#material);
+    return this.#trust;
   }
 
   /** The leaf certificate's public facts (what `weftctl proxy-config` shows); never the key. */
@@ -293,6 +302,18 @@ export class WorkloadIdentity {
     sock.setNoDelay(true);
     return sock;
   }
+}
+
+/** The roots an identity trusts and the one its chain comes from (api/pem.ts TrustSummary). */
+export function trustSummary(m: IdentityMaterial): TrustSummary {
+  const parse = (text: string) => splitPem(text).map((p) => new X509Certificate(p));
+  const roots = parse(m.roots);
+  const top = parse(m.certChain).at(-1);
+  const signer = top && roots.find((r) => top.checkIssued(r) && top.verify(r.publicKey));
+  return {
+    roots: [...new Set(roots.map((r) => r.fingerprint256))].sort(),
+    ...(signer ? { signedBy: signer.fingerprint256 } : {}),
+  };
 }
 
 /** Whether the first bytes of a connection are a TLS ClientHello (record type 22, version 3.x). */

@@ -107,6 +107,26 @@ describe('attempts', () => {
     assert.equal(unsentByPeer(503, 'WEFT_UPSTREAM_CONNECT', true), false);
   });
 
+  it('a try whose endpoint went away while it waited is sent once more elsewhere when idempotent and not begun; else answered 503 WEFT_ENDPOINT_GONE', () => {
+    const goneReset = { failure: 'reset', stale: false, gone: true } as const;
+    const { tries, excluded } = driver(['a', 'b', 'c']);
+    assert.equal(tries.settle(tries.pick()!, goneReset, true), 'resend');
+    const second = tries.pick()!;
+    assert.deepEqual(excluded[1], ['a'], 'the gone endpoint is avoided');
+    assert.equal(tries.settle(second, goneReset, true), 'stop', 'once per request');
+    const post = driver(['a', 'b'], { method: 'POST' }).tries;
+    assert.equal(post.settle(post.pick()!, goneReset, true), 'stop', 'a POST may have reached the app');
+    const begun = driver(['a', 'b']).tries;
+    assert.equal(begun.settle(begun.pick()!, goneReset, false), 'stop', 'a body already begun');
+    // Its connection had not opened yet: nothing was sent, any method goes elsewhere.
+    const connecting = driver(['a', 'b'], { method: 'POST' }).tries;
+    assert.equal(
+      connecting.settle(connecting.pick()!, { failure: 'connect-failure', stale: false, gone: true }, true),
+      'resend',
+    );
+    assert.deepEqual(failureReply('reset', true), { status: 503, code: 'WEFT_ENDPOINT_GONE' });
+  });
+
   it('the budget has the last word on a retry the policy wants', () => {
     let spent = 0;
     const { tries } = driver(['a', 'b'], {

@@ -17,11 +17,14 @@ export const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS'
 /**
  * How one try ended: a response head, or a failure before it (`stale`: a pooled connection the
  * peer had closed). `unsent`: the head is a peer sidecar's own answer that its local app refused
- * the connection (unsentByPeer), so the request reached no app.
+ * the connection (unsentByPeer), so the request reached no app. `gone`: the try was ended while it
+ * waited for its head because its endpoint is gone (left the config, or found unreachable:
+ * Endpoints.gone). `unreachable`: its connection never opened and the address did not answer at
+ * all (connect timeout, host unreachable), so its endpoint is presumed gone.
  */
 export type TryOutcome =
   | { status: number; grpcStatus: string | undefined; unsent?: boolean }
-  | { failure: TryFailureKind; stale: boolean };
+  | { failure: TryFailureKind; stale: boolean; gone?: boolean; unreachable?: boolean };
 
 /**
  * Whether a response head is a peer sidecar's own 502 saying its local app refused the
@@ -49,10 +52,10 @@ export interface TrySource<T> {
   pick(tried: ReadonlySet<string>): { target: T; key: string } | undefined;
   /** How many targets there are: once all were tried, they may be tried again. */
   size(): number;
-  /** A try began (counted in flight). */
-  begin?(target: T): void;
+  /** A try began (counted in flight; waiting for its response head). */
+  begin?(target: T, t: Try<T>): void;
   /** A try ended after `ms`; `outcome` undefined when it was cancelled (client gone, deadline). */
-  end?(target: T, outcome: TryOutcome | undefined, ms: number): void;
+  end?(target: T, outcome: TryOutcome | undefined, ms: number, t: Try<T>): void;
 }
 
 export interface AttemptsPolicy {
@@ -74,6 +77,11 @@ export interface Try<T> {
   readonly key: string;
   readonly started: number;
   ended: boolean;
+  /**
+   * Set by the transport while the try waits for its response head: called when its endpoint is
+   * gone, it ends the try at once (its connection aborted, settled with `gone`).
+   */
+  gone?: () => void;
 }
 
 /** Whether a try that met a stale pooled connection is resent on a fresh one: once, idempotent, body not begun. */
@@ -81,8 +89,12 @@ export function resendsStale(method: string, canReplay: boolean, resentBefore: b
   return !resentBefore && canReplay && IDEMPOTENT.has(method);
 }
 
-/** The proxy's own answer when the last try failed before a response head. */
-export function failureReply(kind: TryFailureKind): { status: number; code: ProxyErrorCode } {
+/**
+ * The proxy's own answer when the last try failed before a response head (`gone`: ended because
+ * its endpoint went away while it waited, and not sent again).
+ */
+export function failureReply(kind: TryFailureKind, gone = false): { status: number; code: ProxyErrorCode } {
+  if (gone) return { status: 503, code: 'WEFT_ENDPOINT_GONE' };
   if (kind === 'timeout') return { status: 504, code: 'WEFT_UPSTREAM_TIMEOUT' };
   if (kind === 'connect-failure') return { status: 503, code: 'WEFT_UPSTREAM_CONNECT' };
   return { status: 502, code: 'WEFT_UPSTREAM_RESET' };
@@ -104,6 +116,7 @@ export class Attempts<T> {
   #tryNo = 1;
   #resent = false;
   #reconnected = false;
+  #goneResent = false;
   #deadline: NodeJS.Timeout | undefined;
 
   constructor(policy: AttemptsPolicy, source: TrySource<T>) {
@@ -140,8 +153,9 @@ export class Attempts<T> {
       this.#tried.add(p.key);
       if (this.#tried.size >= targets) this.#tried.clear();
     }
-    this.#source.begin?.(p.target);
-    return { target: p.target, key: p.key, started: this.#policy.now(), ended: false };
+    const t: Try<T> = { target: p.target, key: p.key, started: this.#policy.now(), ended: false };
+    this.#source.begin?.(p.target, t);
+    return t;
   }
 
   /** Starts the per-try timeout when the route has one; returns the function that stops it. */
@@ -181,6 +195,12 @@ export class Attempts<T> {
       this.#reconnected = true;
       return 'resend';
     }
+    if ('failure' in o && o.gone && !this.#goneResent && canReplay && IDEMPOTENT.has(this.#policy.method)) {
+      // Its endpoint went away while the request waited for an answer: an idempotent request is
+      // sent once more to another endpoint (the gone one stays in `tried`), whatever the policy.
+      this.#goneResent = true;
+      return 'resend';
+    }
     const retries = this.#policy.retries;
     if (!retries || this.#tryNo >= this.maxTries || !canReplay) return 'stop';
     const wanted =
@@ -195,7 +215,8 @@ export class Attempts<T> {
   #end(t: Try<T>, o: TryOutcome | undefined): void {
     if (t.ended) return;
     t.ended = true;
-    this.#source.end?.(t.target, o, this.#policy.now() - t.started);
+    t.gone = undefined;
+    this.#source.end?.(t.target, o, this.#policy.now() - t.started, t);
   }
 }
 
@@ -227,11 +248,13 @@ export function backendAttempts(
         return p && { target: p, key: p.stats.key };
       },
       size: () => endpoints.entriesFor(backend).stats.length,
-      begin: (p) => {
+      begin: (p, t) => {
         p.stats.inflight++;
+        endpoints.waiting(t);
       },
-      end(p, o, ms) {
+      end(p, o, ms, t) {
         p.stats.inflight--;
+        endpoints.done(t);
         observeLatency(p.stats, ms, r.now());
         if (!o) return;
         // A peer sidecar's word that its app refused the connection is a connect failure of
@@ -244,13 +267,16 @@ export function backendAttempts(
             route,
             r.service,
           );
-        else if (!o.stale)
+        else if (!o.stale) {
+          // An endpoint gone silent counts as one that cannot be connected to.
           endpoints.recordOutcome(
             p,
-            o.failure === 'connect-failure' ? 'connect-failure' : '5xx',
+            o.failure === 'connect-failure' || o.gone ? 'connect-failure' : '5xx',
             route,
             r.service,
           );
+          if (o.unreachable) endpoints.unreachable(p.stats.key);
+        }
       },
     },
   );

@@ -39,6 +39,8 @@ export interface Picked {
 }
 
 interface BackendEntries {
+  /** The service object they were built from. */
+  service: Service;
   stats: EndpointStats[];
   peers: OutlierState[];
   byStats: Map<EndpointStats, { e: Endpoint; address: UpstreamAddress }>;
@@ -50,6 +52,26 @@ export function mtlsModeFor(config: ProxyConfig | undefined, port: number | unde
   const m = config.mesh.mtls;
   return (port !== undefined ? m.ports.find((p) => p.port === port)?.mode : undefined) ?? m.mode;
 }
+
+/**
+ * How the endpoints of tries that wait for their response head are watched for a silent death
+ * (a pod killed without grace: its network namespace gone, nothing answers, not even a reset):
+ * every SWEEP_MS, an endpoint with a try waiting PROBE_AFTER_MS or longer gets a TCP connect of
+ * its own (at most one a PROBE_EVERY_MS); one that does not answer it at all is gone.
+ */
+const SWEEP_MS = 200;
+const PROBE_AFTER_MS = 200;
+const PROBE_EVERY_MS = 1_000;
+
+/** A try waiting for its response head (attempts.ts `Try`). */
+interface Waiting {
+  readonly target: Picked;
+  readonly started: number;
+  gone?: () => void;
+}
+
+/** A TCP connect to an endpoint's address: whether anything answered (a refusal is an answer). */
+export type Probe = (to: UpstreamAddress) => Promise<'answered' | 'unreachable'>;
 
 function outlierPolicy(route: CompiledRoute): OutlierPolicy {
   const cb = route.source?.circuitBreaker;
@@ -71,7 +93,17 @@ export class Endpoints {
   // Per service id, while none of its endpoints is ready or serving: those last usable here,
   // still listed and not terminating (usableEndpoints).
   #kept = new Map<string, ReadonlySet<string>>();
+  // Tries waiting for their response head, by endpoint key (oldest first): Endpoints.gone.
+  readonly #waiting = new Map<string, Set<Waiting>>();
+  readonly #probed = new Map<string, number>();
+  #sweeper: NodeJS.Timeout | undefined;
+  /** How an endpoint suspected dead is checked (Transport.probe); none: never checked. */
+  probe: Probe | undefined;
+  /** Called when an endpoint was found unreachable (its idle pooled connections are dead too). */
+  onUnreachable: ((key: string) => void) | undefined;
   #config: ProxyConfig | undefined;
+  /** The current config's services by id. */
+  #services = new Map<string, Service>();
   /** What the outbound plan needs of this state. */
   readonly planState: PlanState;
 
@@ -93,9 +125,81 @@ export class Endpoints {
   apply(config: ProxyConfig, keys: ReadonlySet<string>): void {
     const previous = this.#config;
     this.#config = config;
+    this.#services = new Map(config.services.map((s) => [s.id, s]));
     this.#backends.clear();
     for (const k of this.#stats.keys()) if (!keys.has(k)) this.#stats.delete(k);
+    for (const k of this.#probed.keys()) if (!keys.has(k)) this.#probed.delete(k);
     this.#keepLastUsable(previous, config);
+    // An endpoint the config no longer names (its pod deleted, a force delete included): a
+    // request waiting on it would wait for a pod that may be gone without a trace.
+    for (const k of [...this.#waiting.keys()]) if (!keys.has(k)) this.gone(k);
+  }
+
+  /** A try on `t.target` waits for its response head (until `done`). */
+  waiting(t: Waiting): void {
+    const key = t.target.stats.key;
+    let set = this.#waiting.get(key);
+    if (!set) {
+      set = new Set();
+      this.#waiting.set(key, set);
+    }
+    set.add(t);
+    if (!this.#sweeper && this.probe) {
+      this.#sweeper = setInterval(() => this.#sweep(), SWEEP_MS);
+      this.#sweeper.unref();
+    }
+  }
+
+  /** The try has its response head, or ended (an endpoint's set stays, empty, while it is listed). */
+  done(t: Waiting): void {
+    this.#waiting.get(t.target.stats.key)?.delete(t);
+  }
+
+  /**
+   * The endpoint `key` is gone (left the config, or does not answer at all): every try waiting
+   * for its head there ends now; the transport sends an idempotent one to another endpoint, and
+   * answers the others 503 WEFT_ENDPOINT_GONE (attempts.ts), rather than waiting for silence.
+   */
+  gone(key: string): void {
+    const set = this.#waiting.get(key);
+    if (!set) return;
+    this.#waiting.delete(key);
+    for (const t of set) t.gone?.();
+  }
+
+  /** A connection to `key` found its address not answering at all: the endpoint is gone. */
+  unreachable(key: string): void {
+    this.onUnreachable?.(key);
+    this.gone(key);
+  }
+
+  /** Probes the endpoints whose tries have waited a while, each at most once a PROBE_EVERY_MS. */
+  #sweep(): void {
+    const now = this.#now();
+    let waiting = false;
+    for (const [key, set] of this.#waiting) {
+      const oldest = set.values().next().value;
+      if (!oldest) continue;
+      waiting = true;
+      if (now - oldest.started < PROBE_AFTER_MS) continue;
+      if (now - (this.#probed.get(key) ?? -Infinity) < PROBE_EVERY_MS) continue;
+      this.#probed.set(key, now);
+      this.probe?.(oldest.target.address).then(
+        (r) => {
+          if (r === 'unreachable') {
+            this.#log('warn', 'endpoint does not answer a connect: ending the requests waiting on it', {
+              endpoint: key,
+            });
+            this.unreachable(key);
+          }
+        },
+        () => {},
+      );
+    }
+    if (!waiting) {
+      clearInterval(this.#sweeper);
+      this.#sweeper = undefined;
+    }
   }
 
   /**
@@ -169,12 +273,18 @@ export class Endpoints {
     return cluster;
   }
 
+  /**
+   * A backend's usable endpoints with their live state, from the current config's version of its
+   * service: a try sent again after a config change (its endpoint gone) picks among today's
+   * endpoints, not those of the config its request started with.
+   */
   entriesFor(backend: Backend): BackendEntries {
     const key = `${backend.service.id}:${backend.port.port}`;
+    const service = this.#services.get(backend.service.id) ?? backend.service;
     let be = this.#backends.get(key);
-    if (!be) {
-      be = { stats: [], peers: [], byStats: new Map() };
-      for (const e of usableEndpoints(backend.service, this.#kept.get(backend.service.id))) {
+    if (!be || be.service !== service) {
+      be = { service, stats: [], peers: [], byStats: new Map() };
+      for (const e of usableEndpoints(service, this.#kept.get(service.id))) {
         const port = targetPort(e, backend.port);
         const st = this.#statsFor(`${e.address}:${port}`);
         be.stats.push(st);

@@ -13,6 +13,7 @@ import { connect as tlsConnect, createServer as tlsServer } from 'node:tls';
 import * as x509 from '@peculiar/x509';
 import type { Mesh } from '../../api/index.ts';
 import type { ProxyConfig } from '../../api/proxyconfig.ts';
+import { replaceWeftCa } from '../../hack/lib/mtlsfixture.ts';
 import { KubeClient, type KubeObject, RESOURCES, type ResourceType } from '../../kube/client.ts';
 import { systemClock } from '../../kube/clock.ts';
 import { isNotFound } from '../../kube/errors.ts';
@@ -532,21 +533,12 @@ describe('workload identity on a real control plane', () => {
     await waitSecret('app', 'weft-identity-ratings', (sec) =>
       certs(text(sec, 'tls.crt'))[0]!.checkIssued(root),
     );
-    const next = await createRoot({ trustDomain: TD, lifetimeMs: 1000 * H, now: new Date(clock.now()) });
+    const next = await replaceWeftCa(cluster.kubectl, {
+      trustDomain: TD,
+      lifetimeMs: 1000 * H,
+      now: new Date(clock.now()),
+    });
     const nextX = new X509Certificate(next.certPem);
-    const b64 = (x: string) => Buffer.from(x).toString('base64');
-    cluster.kubectl(
-      'patch',
-      'secret',
-      'weft-ca',
-      '-n',
-      'weft-system',
-      '--type=merge',
-      '-p',
-      JSON.stringify({
-        data: { 'tls.crt': b64(next.certPem), 'tls.key': b64(next.keyPem), 'ca.crt': b64(next.certPem) },
-      }),
-    );
     const s = await waitSecret('app', 'weft-identity-ratings', (sec) =>
       certs(text(sec, 'tls.crt'))[0]!.checkIssued(nextX),
     );

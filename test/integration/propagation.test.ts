@@ -18,7 +18,7 @@ import { type OperatorHandle, startOperator } from '../../operator/operator.ts';
 import { dirFingerprint, writeProjected } from '../../proxy/configdir.ts';
 import { installCrds, startTestCluster, type TestCluster } from '../support/cluster.ts';
 import { eventually } from '../support/eventually.ts';
-import { meshedNamespaceWithProxyToken } from '../support/propagation.ts';
+import { meshedNamespaceWithProxyToken, runningMeshedPod } from '../support/propagation.ts';
 import { type ProxyProcess, spawnProxy } from '../support/proxyprocess.ts';
 
 const NS = 'shop';
@@ -134,26 +134,8 @@ describe('config propagation: apiserver fast path, proxies report what they appl
       metadata: { name: 'canary', namespace: NS },
       spec: splitSpec(90, 10),
     });
-    for (const name of PODS) {
-      await client.create(RESOURCES.pods, {
-        apiVersion: 'v1',
-        kind: 'Pod',
-        metadata: { name, namespace: NS, labels: { app: 'web' } },
-        spec: {
-          serviceAccountName: 'web',
-          automountServiceAccountToken: false,
-          containers: [
-            { name: 'app', image: 'app' },
-            { name: 'weft-proxy', image: 'weft' },
-          ],
-        },
-      });
-      await client.apply(
-        RESOURCES.pods,
-        { metadata: { name, namespace: NS }, status: { phase: 'Running', podIP: '127.0.0.1' } },
-        { subresource: 'status', fieldManager: 'weft-test' },
-      );
-    }
+    for (const name of PODS)
+      await runningMeshedPod(client, { namespace: NS, name, serviceAccount: 'web', labels: { app: 'web' } });
 
     op = await startOperator({
       kubeConfig: cluster.kc,

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { endpoint, proxyConfig, route, service } from '../../proxy/testdata.ts';
 import { newCa, spiffe, writeIdentity, writeLabels } from './mtlsfixture.ts';
-import { type Agent, eventually, type Pod, Topology } from './netns.ts';
+import { type Agent, eventually, type Pod, sleep, Topology } from './netns.ts';
 
 const topo = new Topology();
 let client: Pod;
@@ -20,6 +20,7 @@ interface HttpMany {
   statuses: Record<string, number>;
   backends: Record<string, number>;
   first: { status: number; headers: Record<string, string>; body: string };
+  firstError?: { status: number; headers: Record<string, string>; body: string };
 }
 
 describe('a backend whose app is down behind its running sidecar (STRICT mTLS)', { timeout: 240_000 }, () => {
@@ -193,5 +194,131 @@ describe('every endpoint of a Service not ready at once (a kubelet restart)', { 
     const r = await get(30);
     assert.deepEqual(r.statuses, { 200: 30 }, r.first.body);
     assert.deepEqual(r.backends, { a: 30 });
+  });
+});
+
+// A backend pod killed without grace (`kubectl delete pod --grace-period=0 --force`): its network
+// namespace goes with its veth, so nothing it had open answers again, not even with a reset.
+// Requests in flight to it, idle pooled connections to it and new connections' SYNs all meet
+// silence. The caller's sidecar must not hang its app's requests on it, whether the endpoint
+// leaves the config a moment later (the EndpointSlice update) or stays listed for a while: steady
+// traffic (the fault suite's client: a 2 s timeout) through the demo's setup (STRICT mTLS,
+// HTTP/1.1 over mTLS between sidecars), and through callers that mux HTTP/1.1 as HTTP/2 streams.
+describe('a backend pod killed without grace (its network namespace gone: no reset ever)', {
+  timeout: 400_000,
+}, () => {
+  const t = new Topology();
+  let ca: Awaited<ReturnType<typeof newCa>>;
+  let survivor: Pod;
+  const callers: Record<'h1' | 'mux', Agent> = {} as never;
+  let serial = 0;
+  const ep = (p: Pod) => ({ ...endpoint(p.ip, 8080), pod: `${p.name}-pod`, identity: spiffe('web') });
+  async function apply(pods: Pod[]): Promise<void> {
+    const c = proxyConfig('shop', [service('web', 'shop', '10.96.0.10', 80, pods.map(ep))], [], {
+      mtls: { mode: 'STRICT', ports: [] },
+    });
+    c.version = `${c.version.slice(0, 12)}${(serial++).toString(16).padStart(4, '0')}`;
+    await t.writeConfig(c);
+    for (const caller of Object.values(callers)) {
+      const ok = await eventually(async () => {
+        const r = await caller.send<HttpMany>({ op: 'http', url: 'http://127.0.0.1:15000/config' });
+        return (JSON.parse(r.first.body) as { status: { version: string } }).status.version === c.version;
+      });
+      assert.ok(ok, `config ${c.version} applied`);
+    }
+  }
+  /** A meshed pod: iptables, identity, app (not for callers) and sidecar. */
+  async function meshed(name: string, sa: string, app: boolean, extra: string[] = []): Promise<Pod> {
+    const p = await t.addPod(name);
+    await t.intercept(p);
+    const dir = await t.tempDir(`id-${name}`);
+    await writeIdentity(dir, ca, sa);
+    const info = await t.tempDir(`info-${name}`);
+    await writeLabels(info, { app: sa });
+    if (app) await t.startApp(p, { http: 8080 });
+    await t.startProxy(p, ['--identity-dir', dir, '--pod-info-dir', info, ...extra]);
+    return p;
+  }
+  /** A backend pod with its app and sidecar, in the config beside the survivor. */
+  async function victim(name: string): Promise<Pod> {
+    const v = await meshed(name, 'web', true);
+    await apply([survivor, v]);
+    return v;
+  }
+  /** The pod's veth deleted: its packets go nowhere, and nothing comes back from it. */
+  const kill = (p: Pod) => t.ip(t.router, 'ip', 'link', 'del', `v${p.name}`.slice(0, 15));
+  type Result = HttpMany & { slowestMs: number };
+  /**
+   * Steady traffic from a caller while `fault` runs 1.5 s in: `concurrency` clients, each answer
+   * taking 100 ms at the app so requests are in flight on every endpoint when one dies.
+   */
+  async function during(
+    caller: Agent,
+    fault: () => Promise<void>,
+    o: { n: number; concurrency: number; method?: string },
+  ): Promise<Result> {
+    const traffic = caller.send<Result>(
+      { op: 'http', url: 'http://10.96.0.10/delay/100', timeoutMs: 2000, ...o },
+      120_000,
+    );
+    await sleep(1500);
+    await fault();
+    return traffic;
+  }
+  const show = (r: Result) =>
+    `answers: ${JSON.stringify(r.statuses)} by ${JSON.stringify(r.backends)}; slowest ${r.slowestMs} ms; first error: ${JSON.stringify(r.firstError)}`;
+  /** Kills `v`, and `leaves` ms later (unless undefined) its endpoint leaves the config. */
+  const killThenRemove = (v: Pod, leaves: number | undefined) => async () => {
+    await kill(v);
+    if (leaves === undefined) return;
+    if (leaves > 0) await sleep(leaves);
+    await apply([survivor]);
+  };
+
+  before(async () => {
+    await t.create();
+    ca = await newCa();
+    await t.writeConfig(proxyConfig('shop', [service('web', 'shop', '10.96.0.10', 80, [])]));
+    survivor = await meshed('up', 'web', true);
+    const h1 = await meshed('client', 'client', false);
+    const mux = await meshed('muxclient', 'client', false, ['--mux-connections', '2']);
+    callers.h1 = await t.startAgent(h1);
+    callers.mux = await t.startAgent(mux);
+  });
+  after(() => t.destroy());
+
+  for (const [kind, leaves] of [
+    // Written at once, applied within the caller's config poll (500 ms): before the caller
+    // could find the pod silent by itself (a probe after 200 ms of waiting, 1 s to connect).
+    ['its endpoint leaves the config a moment later', 0],
+    ['its endpoint stays listed', undefined],
+  ] as const) {
+    for (const via of ['h1', 'mux'] as const) {
+      it(`${kind} (${via === 'h1' ? 'HTTP/1.1 over mTLS' : 'mux'}): no GET fails`, async (tc) => {
+        const v = await victim(`g${via}${leaves ?? 'x'}`);
+        const r = await during(callers[via], killThenRemove(v, leaves), { n: 160, concurrency: 4 });
+        tc.diagnostic(show(r));
+        assert.deepEqual(r.statuses, { 200: 160 }, show(r));
+      });
+    }
+  }
+
+  it('its endpoint stays listed, one client (its idle pooled connection reused, no new connection beside it): no GET fails', async (tc) => {
+    const v = await victim('gone1c');
+    const r = await during(callers.h1, killThenRemove(v, undefined), { n: 40, concurrency: 1 });
+    tc.diagnostic(show(r));
+    assert.deepEqual(r.statuses, { 200: 40 }, show(r));
+  });
+
+  it('a POST in flight (not sent twice) is answered at once, 503 WEFT_ENDPOINT_GONE, rather than hanging', async (tc) => {
+    const v = await victim('gonepost');
+    const r = await during(callers.h1, killThenRemove(v, 0), { n: 160, concurrency: 4, method: 'POST' });
+    tc.diagnostic(show(r));
+    // The requests in flight on the dead pod (a few) end with the proxy's answer; no client waits
+    // out its timeout (-1).
+    const { 200: ok = 0, 503: gone = 0, ...others } = r.statuses;
+    assert.deepEqual(others, {}, show(r));
+    assert.equal(ok + gone, 160, show(r));
+    if (gone > 0) assert.equal(r.firstError?.headers['weft-error'], 'WEFT_ENDPOINT_GONE', show(r));
   });
 });
