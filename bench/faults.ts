@@ -1,24 +1,27 @@
 // npm run bench:faults — the fault suite on the real one-node cluster (hack/node, needs root and
 // takes the real-cluster lock; docs/reliability.md): Weft installed by Helm from the image, the
-// demo Mesh set to STRICT, a 2-replica backend `echo` and a meshed client calling it every
-// 50 ms over HTTP/1.1 (hack/lib/faults.ts), then every scenario in turn under that traffic:
+// demo Mesh set to STRICT, a 2-replica backend `echo` and a meshed client pod calling it every
+// 50 ms over HTTP/1.1, gRPC (h2c) and opaque TCP, a container each (hack/lib/faults.ts), then
+// every scenario in turn under that traffic:
 // operator SIGKILL and leader failover, a backend's sidecar and app container crashing, a
 // rolling restart, a pod killed without grace, scale to zero and back, kube-apiserver and etcd
 // paused 20 s and restarted, kubelet and containerd restarted, the webhook down while pods are
 // created, the webhook's certificate rotated, the workload certificates and the root CA rotated, `helm upgrade` from the previous
 // commit's chart and image, a connection flood and a soak.
 // WEFT_FAULTS picks scenarios by name (comma-separated substrings; default all): the others keep
-// their results from the previous file.
+// their results from the previous file. WEFT_FAULTS_PROTOCOLS (default http,grpc,tcp) picks the
+// steady clients.
 // Writes bench/results/faults.json: per scenario {name, requests, failed, expectedFailed,
-// failuresByReason, maxRecoverySeconds, durationSeconds, notes, failures}, the load average
-// before and after, and the date.
+// failuresByReason, maxRecoverySeconds, byProtocol, durationSeconds, notes, failures} (requests
+// and failed: the three protocols' sums; byProtocol: each one's requests, failed and
+// maxRecoverySeconds), the load average before and after, and the date.
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { type Baseline, prepareBaseline } from '../hack/lib/baseline.ts';
 import { repoRoot } from '../hack/lib/cluster.ts';
-import { baselineImage, Faults, type ScenarioResult } from '../hack/lib/faults.ts';
+import { baselineImage, Faults, protocolsFromEnv, type ScenarioResult } from '../hack/lib/faults.ts';
 import { startWeftNode } from '../hack/lib/weft-node.ts';
 
 const NS = 'weft-demo';
@@ -63,7 +66,7 @@ try {
     log,
   });
   await faults.deployEcho(2);
-  await faults.startClient('steady', 50);
+  await faults.startClient('steady', 50, protocolsFromEnv());
   const scenarios: [string, () => Promise<ScenarioResult>][] = [
     ['operator SIGKILL', faults.operatorSigkill],
     ['operator leader failover', faults.operatorFailover],
@@ -103,6 +106,7 @@ try {
         failures: [],
         failuresByReason: {},
         maxRecoverySeconds: 0,
+        byProtocol: {},
         durationSeconds: 0,
         servedBy: [],
         notes: `the scenario did not complete: ${message}`,
@@ -141,7 +145,7 @@ writeFileSync(
     {
       date: new Date().toISOString(),
       traffic:
-        'one meshed HTTP/1.1 client, a request every 50 ms (2 s timeout), to a 2-replica backend under STRICT mTLS',
+        'one meshed client pod, three containers each making a call every 50 ms after the previous answer (2 s timeout) to a 2-replica backend under STRICT mTLS: HTTP/1.1 GET (keep-alive), unary gRPC on one long-lived h2c connection, and opaque TCP (a connection per call, one line each way); requests and failed are their sums, byProtocol each one',
       loadAverageBefore: loadBefore,
       loadAverageAfter: loadavg().map((l) => Math.round(l * 10) / 10),
       cpus: cpus().length,

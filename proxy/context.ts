@@ -96,6 +96,8 @@ export interface ConnContext {
   peer?: string;
   /** Inbound HTTP/2 from a peer sidecar whose streams carry an HTTP/1.1 app's requests (ALPN weft-h2-http/1.1). */
   muxed?: boolean;
+  /** Inbound opaque TCP from a peer sidecar that waits for TCP_ACK (ALPN weft-tcp-ack). */
+  tcpAck?: boolean;
 }
 
 export type Log = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;

@@ -4,9 +4,16 @@
 //   FILES_DIR  when set, GET /files/<name> returns that file (to show projected volumes)
 //   STATUS [200]  the status of the JSON answers (500: a broken revision whose probe still passes)
 //   DELAY_MS [0]  how long each JSON answer waits before it is sent (a slow revision; not /healthz)
+//   GRPC_PORT [unset: off]  gRPC over h2c (HTTP/2 prior knowledge) on that port, e.g. 9090
+//   TCP_PORT [unset: off]  an opaque TCP echo on that port, e.g. 9000
 // GET /healthz → 200 "ok"; any other path → JSON {service, version, pod, namespace, podIP, path}.
+// gRPC: one unary method, /weft.demo.Echo/Echo: any request message; the answer is the message
+// {1: service, 2: version, 3: pod} (protobuf strings) with `grpc-status: 0` in the trailers and
+// the pod in the `x-served-by` header; any other method gets grpc-status 12 (UNIMPLEMENTED).
+// TCP: for each line received, one line back: "<service> <version> <pod>".
 import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
+import type { Server as NetServer } from 'node:net';
 import { basename, join } from 'node:path';
 
 const env = process.env;
@@ -35,6 +42,22 @@ if (!Number.isInteger(delayMs) || delayMs < 0 || delayMs > 60_000) {
   process.exit(2);
 }
 
+/** GRPC_PORT / TCP_PORT: a port number, or undefined when unset. */
+function optionalPort(name: 'GRPC_PORT' | 'TCP_PORT'): number | undefined {
+  const v = env[name];
+  if (v === undefined || v === '') return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 65535 || n === port) {
+    process.stderr.write(
+      `${name}=${v}: must be a port number from 1 to 65535 other than PORT (${port}), e.g. ${name === 'GRPC_PORT' ? 9090 : 9000}, or unset for none\n`,
+    );
+    process.exit(2);
+  }
+  return n;
+}
+const grpcPort = optionalPort('GRPC_PORT');
+const tcpPort = optionalPort('TCP_PORT');
+
 const server = createServer(async (req, res) => {
   const path = (req.url ?? '/').split('?')[0]!;
   if (path === '/healthz') {
@@ -58,8 +81,71 @@ const server = createServer(async (req, res) => {
 server.listen(port, '0.0.0.0', () => {
   process.stdout.write(`${info.service} ${info.version} (pod ${info.pod}) listening on :${port}\n`);
 });
+
+/** The gRPC and TCP servers, when asked for (closed with the HTTP server). */
+const others: NetServer[] = [];
+if (grpcPort !== undefined) {
+  const { createServer: createH2cServer } = await import('node:http2');
+  // A protobuf string field, short enough for a one-byte length.
+  const field = (n: number, s: string) => {
+    const b = Buffer.from(s).subarray(0, 127);
+    return Buffer.concat([Buffer.from([(n << 3) | 2, b.length]), b]);
+  };
+  const reply = Buffer.concat([field(1, info.service), field(2, info.version), field(3, info.pod)]);
+  const message = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), reply]);
+  message.writeUInt32BE(reply.length, 1);
+  const grpc = createH2cServer();
+  grpc.on('stream', (stream, headers) => {
+    stream.on('error', () => {});
+    if (headers[':path'] !== '/weft.demo.Echo/Echo') {
+      stream.respond(
+        {
+          ':status': 200,
+          'content-type': 'application/grpc',
+          'grpc-status': '12',
+          'grpc-message': 'unknown method',
+        },
+        { endStream: true },
+      );
+      return;
+    }
+    // Unary: the answer once the request message is all read.
+    stream.resume();
+    stream.on('end', () => {
+      if (stream.destroyed) return;
+      stream.respond(
+        { ':status': 200, 'content-type': 'application/grpc', 'x-served-by': info.pod },
+        { waitForTrailers: true },
+      );
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+      stream.end(message);
+    });
+  });
+  grpc.listen(grpcPort, '0.0.0.0', () => process.stdout.write(`gRPC (h2c) listening on :${grpcPort}\n`));
+  others.push(grpc);
+}
+if (tcpPort !== undefined) {
+  const { createServer: createTcpServer } = await import('node:net');
+  const tcp = createTcpServer((socket) => {
+    socket.on('error', () => {});
+    let pending = '';
+    socket.on('data', (d: Buffer) => {
+      pending += d.toString('latin1');
+      if (pending.length > 4096) socket.destroy();
+      for (let i = pending.indexOf('\n'); i >= 0; i = pending.indexOf('\n')) {
+        pending = pending.slice(i + 1);
+        socket.write(`${info.service} ${info.version} ${info.pod}\n`);
+      }
+    });
+    socket.on('end', () => socket.end());
+  });
+  tcp.listen(tcpPort, '0.0.0.0', () => process.stdout.write(`TCP echo listening on :${tcpPort}\n`));
+  others.push(tcp);
+}
+
 const shutdown = (sig: string) => {
   process.stdout.write(`${sig}: shutting down\n`);
+  for (const s of others) s.close();
   server.close(() => process.exit(0));
   server.closeAllConnections();
   setTimeout(() => process.exit(0), 2000).unref();

@@ -1,11 +1,13 @@
 // Faults under steady traffic, on a real cluster with Weft installed (bench/faults.ts, the e2e
 // suites; docs/reliability.md): a backend Deployment `echo` (the demo server, two replicas by
-// default) behind a Service, a meshed client pod that calls it over HTTP/1.1 every `intervalMs`
+// default) behind a Service with three ports (HTTP/1.1, gRPC over h2c, opaque TCP), a meshed
+// client pod whose containers call it, one protocol each, every `intervalMs`
 // (hack/demo-apps/client.ts, 2 s timeout, one line per answer), and scenarios, each a function
 // that injects one fault and returns once the cluster recovered. `underFault` counts the
-// client's answers from the fault's start until a few seconds after it ended (the container
-// runtime's timestamps of the client's lines) and names every failure: its time, what the client
-// saw, and the fault that was active. Scenarios that touch processes need the host (`node`).
+// clients' answers from the fault's start until a few seconds after it ended (the container
+// runtime's timestamps of the clients' lines), per protocol and in all, and names every failure:
+// its time, its protocol, what the client saw, and the fault that was active. Scenarios that
+// touch processes need the host (`node`).
 import { execFileSync, spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -39,13 +41,54 @@ export interface FaultContext {
   log?: (line: string) => void;
 }
 
-/** One answer of the steady client: when its line was written, and the line. */
+/** The steady clients' protocols, one container of the client pod each. */
+export const PROTOCOLS = ['http', 'grpc', 'tcp'] as const;
+export type Protocol = (typeof PROTOCOLS)[number];
+
+/**
+ * WEFT_FAULTS_PROTOCOLS (comma-separated, default all three): the steady clients bench/faults.ts
+ * and the e2e short suite start, e.g. `http` to compare with the HTTP/1.1-only harness.
+ */
+export function protocolsFromEnv(value = process.env.WEFT_FAULTS_PROTOCOLS): Protocol[] {
+  if (!value) return [...PROTOCOLS];
+  const picked = value.split(',').map((p) => p.trim());
+  for (const p of picked)
+    if (!(PROTOCOLS as readonly string[]).includes(p))
+      throw new Error(
+        `WEFT_FAULTS_PROTOCOLS=${value}: "${p}" is none of ${PROTOCOLS.join(', ')} (e.g. http,grpc)`,
+      );
+  return picked as Protocol[];
+}
+
+/**
+ * Per protocol: the client's container, the URL it calls (a port of the echo Service) and the
+ * status column of an answer that went well (hack/demo-apps/client.ts prints them).
+ */
+const CLIENTS: Record<Protocol, { container: string; url: string; ok: string }> = {
+  http: { container: 'app', url: 'http://echo:8080/', ok: '200' },
+  grpc: { container: 'grpc', url: 'http://echo:9090', ok: 'grpc-0' },
+  tcp: { container: 'tcp', url: 'tcp://echo:9000', ok: 'ok' },
+};
+
+/** One answer of a steady client: when its line was written, the line, and its protocol. */
 export interface Answer {
   at: number;
-  /** "<n> <status> <service> <version> <pod> <ms>ms" or "<n> error <message>". */
+  /**
+   * "<n> <status> <service> <version> <pod> <ms>ms" (status 200, grpc-0 or ok when it went well),
+   * "<n> <status> <what came back> <ms>ms" or "<n> error <message>".
+   */
   line: string;
   ok: boolean;
+  protocol: Protocol;
 }
+
+/** A client's line as an answer (`at`: the runtime's timestamp of the line). */
+export function answerOf(protocol: Protocol, at: number, line: string): Answer {
+  return { at, line, ok: line.split(' ')[1] === CLIENTS[protocol].ok, protocol };
+}
+
+/** The pod that gave a successful answer. */
+export const answeredBy = (a: Answer): string => a.line.split(' ')[4]!;
 
 export interface ScenarioResult {
   name: string;
@@ -58,6 +101,8 @@ export interface ScenarioResult {
   failuresByReason: Record<string, number>;
   /** Longest span from a failed request to the next successful one (0 when none failed). */
   maxRecoverySeconds: number;
+  /** The same window per protocol of the clients (`requests` and `failed` are their sums). */
+  byProtocol: Partial<Record<Protocol, { requests: number; failed: number; maxRecoverySeconds: number }>>;
   durationSeconds: number;
   /** Pods that answered during the scenario. */
   servedBy: string[];
@@ -71,6 +116,66 @@ const lineReason = (line: string): string => {
     ? `error ${rest.join(' ').slice(0, 80)}`
     : `${status} ${rest.join(' ').slice(0, 80)}`;
 };
+
+/** What `tally` counts of a window of answers. */
+type Tally = Pick<
+  ScenarioResult,
+  | 'requests'
+  | 'failed'
+  | 'expectedFailed'
+  | 'failures'
+  | 'failuresByReason'
+  | 'maxRecoverySeconds'
+  | 'byProtocol'
+  | 'servedBy'
+>;
+
+/**
+ * Counts the answers written from `t0` to `t1`, per protocol and in all: each failure named
+ * "+<s since t0>s <protocol> <line>", its reason counted as "<protocol> <status> <message>", the
+ * ones matching `expected` (tested on "<protocol> <line>") counted apart, and the longest span
+ * from a failure to the protocol's next success (to `t1` when none came).
+ */
+export function tally(answers: Answer[], t0: number, t1: number, expected?: RegExp): Tally {
+  const window = answers.filter((a) => a.at >= t0 && a.at <= t1).sort((a, b) => a.at - b.at);
+  const failed = window.filter((a) => !a.ok);
+  const seconds = (ms: number) => Math.round(ms / 100) / 10;
+  const byProtocol: Tally['byProtocol'] = {};
+  for (const protocol of PROTOCOLS) {
+    const mine = window.filter((a) => a.protocol === protocol);
+    if (!mine.length && !answers.some((a) => a.protocol === protocol)) continue;
+    let maxRecovery = 0;
+    let firstFailed: number | undefined;
+    for (const a of mine) {
+      if (!a.ok) firstFailed ??= a.at;
+      else if (firstFailed !== undefined) {
+        maxRecovery = Math.max(maxRecovery, a.at - firstFailed);
+        firstFailed = undefined;
+      }
+    }
+    if (firstFailed !== undefined) maxRecovery = Math.max(maxRecovery, t1 - firstFailed);
+    byProtocol[protocol] = {
+      requests: mine.length,
+      failed: mine.filter((a) => !a.ok).length,
+      maxRecoverySeconds: seconds(maxRecovery),
+    };
+  }
+  const failuresByReason: Record<string, number> = {};
+  for (const a of failed) {
+    const reason = `${a.protocol} ${lineReason(a.line)}`;
+    failuresByReason[reason] = (failuresByReason[reason] ?? 0) + 1;
+  }
+  return {
+    requests: window.length,
+    failed: failed.length,
+    expectedFailed: failed.filter((a) => expected?.test(`${a.protocol} ${a.line}`)).length,
+    failures: failed.map((a) => `+${((a.at - t0) / 1000).toFixed(1)}s ${a.protocol} ${a.line}`),
+    failuresByReason,
+    maxRecoverySeconds: Math.max(0, ...Object.values(byProtocol).map((c) => c.maxRecoverySeconds)),
+    byProtocol,
+    servedBy: [...new Set(window.filter((a) => a.ok).map(answeredBy))].sort(),
+  };
+}
 
 export class Faults {
   readonly c: FaultContext;
@@ -137,7 +242,14 @@ export class Faults {
       metadata: { name: 'echo', namespace: this.ns },
       spec: {
         selector: labels,
-        ports: [{ name: 'http', port: 8080, targetPort: 8080, appProtocol: 'http' }],
+        // gRPC: no appProtocol, so the callers' sidecars detect HTTP/2 from the h2c preface (as
+        // for the many Services that name ports only); the backends' read the port's name.
+        // TCP: appProtocol tcp, opaque to Weft (docs/proxy.md "Protocols").
+        ports: [
+          { name: 'http', port: 8080, targetPort: 8080, appProtocol: 'http' },
+          { name: 'grpc', port: 9090, targetPort: 9090 },
+          { name: 'tcp', port: 9000, targetPort: 9000, appProtocol: 'tcp' },
+        ],
       },
     });
     this.apply({
@@ -151,7 +263,7 @@ export class Faults {
           metadata: { labels },
           spec: {
             serviceAccountName: this.c.serviceAccount,
-            containers: [demoServerContainer('echo')],
+            containers: [demoServerContainer('echo', { GRPC_PORT: '9090', TCP_PORT: '9000' })],
           },
         },
       },
@@ -160,12 +272,18 @@ export class Faults {
   }
 
   /**
-   * The meshed client `name`, calling http://echo:8080/ every `intervalMs` until deleted;
-   * returns once every backend replica answered it (before that its sidecar may not have the
-   * endpoints yet).
+   * The meshed client pod `name`, a container per protocol calling echo every `intervalMs` until
+   * deleted (HTTP/1.1 http://echo:8080/, gRPC to echo:9090, TCP to echo:9000); returns once
+   * every backend replica answered the first and the others answered (before that its sidecar
+   * may not have the endpoints yet).
    */
-  async startClient(name = 'steady', intervalMs = 50): Promise<void> {
+  async startClient(
+    name = 'steady',
+    intervalMs = 50,
+    protocols: readonly Protocol[] = PROTOCOLS,
+  ): Promise<void> {
     this.client = name;
+    this.protocols = protocols;
     this.apply({
       apiVersion: 'v1',
       kind: 'Pod',
@@ -174,41 +292,52 @@ export class Faults {
         serviceAccountName: this.c.serviceAccount,
         restartPolicy: 'Never',
         terminationGracePeriodSeconds: 1,
-        containers: [
-          {
-            name: 'app',
-            image: DEMO_IMAGE,
-            command: ['node', 'hack/demo-apps/client.ts', 'http://echo:8080/'],
-            env: [{ name: 'INTERVAL_MS', value: String(intervalMs) }],
-          },
-        ],
+        containers: protocols.map((protocol) => ({
+          name: CLIENTS[protocol].container,
+          image: DEMO_IMAGE,
+          command: ['node', 'hack/demo-apps/client.ts', CLIENTS[protocol].url],
+          env: [
+            { name: 'INTERVAL_MS', value: String(intervalMs) },
+            { name: 'PROTOCOL', value: protocol },
+          ],
+        })),
       },
     });
+    // Every replica answered one protocol (the first: HTTP/1.1 unless left out), so the one
+    // sidecar has the endpoints; the others answered once. (Waiting for every replica on each
+    // took about 100 s on the real node: the balancer keeps to the faster endpoint while the
+    // other's latency estimate decays.)
     const want = new Set(this.backends().map((p) => p.metadata.name));
     await eventually(
-      `${name}: answers from the echo replicas ${[...want].join(', ')}`,
+      `${name}: answers from the echo replicas ${[...want].join(', ')} over ${protocols[0]}, and over ${protocols.join(', ')}`,
       () => {
-        const pods = new Set(
-          this.answers()
-            .filter((a) => a.ok)
-            .map((a) => a.line.split(' ')[4]),
-        );
-        return [...want].every((p) => pods.has(p)) ? true : undefined;
+        const [first, ...others] = protocols.map((protocol) => this.answers(protocol).filter((a) => a.ok));
+        const pods = new Set(first?.map(answeredBy));
+        return [...want].every((p) => pods.has(p)) && others.every((a) => a.length > 0) ? true : undefined;
       },
       { timeoutMs: 180_000, intervalMs: 500 },
     );
   }
   private client = 'steady';
+  private protocols: readonly Protocol[] = PROTOCOLS;
 
   stopClient(): void {
     this.kubectl('delete', 'pod', this.client, '-n', this.ns, '--wait=false', '--ignore-not-found');
   }
 
-  /** Every answer of the client so far (kubectl logs with the runtime's timestamps). */
-  answers(): Answer[] {
+  /** Every answer of the client over `protocol` so far (kubectl logs with the runtime's timestamps). */
+  answers(protocol: Protocol): Answer[] {
     let out: string;
     try {
-      out = this.kubectl('logs', '-n', this.ns, this.client, '-c', 'app', '--timestamps');
+      out = this.kubectl(
+        'logs',
+        '-n',
+        this.ns,
+        this.client,
+        '-c',
+        CLIENTS[protocol].container,
+        '--timestamps',
+      );
     } catch {
       return [];
     }
@@ -217,8 +346,7 @@ export class Faults {
       .filter(Boolean)
       .map((l) => {
         const sp = l.indexOf(' ');
-        const line = l.slice(sp + 1);
-        return { at: Date.parse(l.slice(0, sp)), line, ok: line.split(' ')[1] === '200' };
+        return answerOf(protocol, Date.parse(l.slice(0, sp)), l.slice(sp + 1));
       });
   }
 
@@ -267,43 +395,25 @@ export class Faults {
     await new Promise((r) => setTimeout(r, o.settleMs ?? 3000));
     const t1 = Date.now();
     // Lines reach the log a moment after they are written: wait for one past the window.
-    const all = await eventually(`${this.client}: an answer after ${name}`, () => {
-      const a = this.answers();
-      return a.some((x) => x.at > t1) ? a : undefined;
-    });
-    const window = all.filter((a) => a.at >= t0 && a.at <= t1);
-    const failures: string[] = [];
-    const byReason: Record<string, number> = {};
-    let expectedFailed = 0;
-    let maxRecovery = 0;
-    let firstFailed: number | undefined;
-    for (const a of window) {
-      if (a.ok) {
-        if (firstFailed !== undefined) maxRecovery = Math.max(maxRecovery, a.at - firstFailed);
-        firstFailed = undefined;
-        continue;
-      }
-      firstFailed ??= a.at;
-      const reason = lineReason(a.line);
-      byReason[reason] = (byReason[reason] ?? 0) + 1;
-      if (o.expected?.test(a.line)) expectedFailed++;
-      failures.push(`+${((a.at - t0) / 1000).toFixed(1)}s ${a.line}`);
-    }
-    if (firstFailed !== undefined) maxRecovery = Math.max(maxRecovery, t1 - firstFailed);
+    const all = await eventually(
+      `${this.client}: an answer after ${name} over ${this.protocols.join(', ')}`,
+      () => {
+        const a = this.protocols.map((p) => this.answers(p));
+        return a.every((x) => x.some((y) => y.at > t1)) ? a.flat() : undefined;
+      },
+    );
+    const counted = tally(all, t0, t1, o.expected);
     const r: ScenarioResult = {
       name,
-      requests: window.length,
-      failed: failures.length,
-      expectedFailed,
-      failures,
-      failuresByReason: byReason,
-      maxRecoverySeconds: Math.round(maxRecovery / 100) / 10,
+      ...counted,
       durationSeconds: Math.round((t1 - t0) / 100) / 10,
-      servedBy: [...new Set(window.filter((a) => a.ok).map((a) => a.line.split(' ')[4]!))].sort(),
       notes: `${notes}${notes ? '; ' : ''}fault ${((faultEnd - t0) / 1000).toFixed(1)} s, then ${((t1 - faultEnd) / 1000).toFixed(1)} s of traffic`,
     };
+    const each = Object.entries(r.byProtocol)
+      .map(([p, c]) => `${p} ${c.failed}/${c.requests}`)
+      .join(', ');
     this.log(
-      `[faults] ${name}: ${r.failed} of ${r.requests} requests failed (${r.expectedFailed} expected)${r.failed ? `: ${failures.slice(0, 5).join(' | ')}` : ''}; ${r.notes}`,
+      `[faults] ${name}: ${r.failed} of ${r.requests} requests failed (${each}; ${r.expectedFailed} expected)${r.failed ? `: ${r.failures.slice(0, 5).join(' | ')}` : ''}; ${r.notes}`,
     );
     return r;
   }
@@ -478,11 +588,16 @@ export class Faults {
           },
         );
         await this.available(n);
-        const firstOk = await eventually('the client gets 200 again', () =>
-          this.answers().find((a) => a.ok && a.at > t0),
+        // The first good answer of each protocol after the scale-up (the last of them counts).
+        const firstOk = await eventually(
+          `the client answered again over ${this.protocols.join(', ')}`,
+          () => {
+            const firsts = this.protocols.map((p) => this.answers(p).find((a) => a.ok && a.at > t0));
+            return firsts.every(Boolean) ? firsts.reduce((a, b) => (b!.at > a!.at ? b : a))! : undefined;
+          },
         );
         const dataPlane = Math.max(0, firstOk.at - ready);
-        return `held at zero ${holdMs / 1000} s; scaled back to ${n}: first pod Ready ${((ready - t0) / 1000).toFixed(1)} s later, the client's first 200 ${((firstOk.at - t0) / 1000).toFixed(1)} s later (data plane ${(dataPlane / 1000).toFixed(1)} s after Ready)`;
+        return `held at zero ${holdMs / 1000} s; scaled back to ${n}: first pod Ready ${((ready - t0) / 1000).toFixed(1)} s later, the client's first good answer over every protocol ${((firstOk.at - t0) / 1000).toFixed(1)} s later (data plane ${(dataPlane / 1000).toFixed(1)} s after Ready)`;
       },
       // While no replica is left, every answer is the callers' sidecars' 5xx naming why.
       { expected: / 50[23] / },
@@ -760,7 +875,7 @@ export class Faults {
         return true;
       }
     });
-    await this.startClient(this.client);
+    await this.startClient(this.client, 50, this.protocols);
     this.log(
       `[faults] helm upgrade: Weft ${base.ref} (${base.commit.slice(0, 12)}) installed, workloads on its sidecars`,
     );
@@ -1155,13 +1270,13 @@ export interface ChurnResult {
 
 /**
  * A rolling restart of a backend (`replicas`, default 2) under the steady traffic of a meshed
- * client (one request every 50 ms): what the e2e propagation suite and bench/propagation.ts
- * measure. The client and the backend stay; the failures are the requests that failed.
+ * HTTP/1.1 client (one request every 50 ms): what the e2e propagation suite and
+ * bench/propagation.ts measure. The client and the backend stay; the failures are the requests that failed.
  */
 export async function rollingRestartUnderLoad(o: FaultContext & { replicas?: number }): Promise<ChurnResult> {
   const f = new Faults(o);
   await f.deployEcho(o.replicas ?? 2);
-  await f.startClient();
+  await f.startClient('steady', 50, ['http']);
   try {
     const t0 = Date.now();
     const r = await f.rollingRestart();

@@ -110,7 +110,12 @@ export class Topology {
     await chmod(this.configDir, 0o755);
   }
 
-  spawnIn(pod: Pod, args: string[], opts: { asProxy?: boolean; tag: string }): ChildProcess {
+  /** Runs `node <args>` in the pod (as the proxy's user with `asProxy`); `env` adds variables. */
+  spawnIn(
+    pod: Pod,
+    args: string[],
+    opts: { asProxy?: boolean; tag: string; env?: Record<string, string> },
+  ): ChildProcess {
     const prefix = opts.asProxy
       ? ['setpriv', `--reuid=${PROXY.uid}`, `--regid=${PROXY.gid}`, '--clear-groups']
       : [];
@@ -121,7 +126,7 @@ export class Topology {
       : [];
     const p = spawn('ip', ['netns', 'exec', pod.ns, ...prefix, NODE, ...flags, ...args], {
       cwd: ROOT,
-      env: opts.asProxy ? { ...process.env, ...PROXY_ENV } : process.env,
+      env: { ...process.env, ...(opts.asProxy ? PROXY_ENV : {}), ...opts.env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     this.procs.push(p);

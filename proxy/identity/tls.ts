@@ -21,8 +21,15 @@ export const ALPN = {
   mux: 'weft-h2-http/1.1',
   h2: 'weft-h2',
   http1: 'weft-http/1.1',
+  // Opaque TCP whose accepting sidecar writes one byte (TCP_ACK) once its app took the
+  // connection, before any of the app's: until then the caller's sidecar sends nothing, so a
+  // connection its app refused is opened to another endpoint. Before `tcp`, which older
+  // sidecars answer instead.
+  tcpAck: 'weft-tcp-ack',
   tcp: 'weft-tcp',
 } as const;
+/** The byte a sidecar writes first on a `tcpAck` connection once its app accepted it. */
+export const TCP_ACK = 0x06;
 export type InnerProtocol = keyof typeof ALPN;
 export const protocolOfAlpn = (alpn: string | false | null | undefined): InnerProtocol | undefined =>
   (Object.entries(ALPN).find(([, v]) => v === alpn)?.[0] as InnerProtocol | undefined) ?? undefined;

@@ -59,7 +59,12 @@ export class InboundTls {
       }
       const alpn = protocolOfAlpn(t.alpnProtocol);
       // weft-h2-http/1.1: HTTP/2 streams carrying an HTTP/1.1 app's requests (spoken HTTP/1.1 to the app).
-      const inner: ConnContext = alpn === 'mux' ? { ...ctx, peer, muxed: true } : { ...ctx, peer };
+      const inner: ConnContext =
+        alpn === 'mux'
+          ? { ...ctx, peer, muxed: true }
+          : alpn === 'tcpAck'
+            ? { ...ctx, peer, tcpAck: true }
+            : { ...ctx, peer };
       metrics.mtlsConnections.inc({ direction: 'inbound', tls_version: t.getProtocol() ?? 'unknown', peer });
       if (t.isSessionReused()) metrics.mtlsResumed.inc({ direction: 'inbound' });
       this.#core.ctxOf.set(t, inner);
