@@ -299,7 +299,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
       for (const s of config.services)
         for (const e of s.endpoints) for (const p of Object.values(e.ports)) keys.add(`${e.address}:${p}`);
       endpoints.apply(config, keys);
-      transport.retain(keys);
+      transport.retain(keys, inboundTarget);
       fastOutbound?.retain((k) => keys.has(k));
     },
     table: () => table,

@@ -314,9 +314,13 @@ export class Transport {
     for (const s of this.#sessions.values()) s.close();
   }
 
-  /** Drops pools of endpoints no longer in the config (keys are `host:port`). */
-  retain(keys: ReadonlySet<string>): void {
-    this.#drop((k) => !keys.has(k));
+  /**
+   * Drops pools of endpoints no longer in the config (keys are `host:port`). The local app's
+   * (`localHost`, the inbound target) is never a Service endpoint and stays: closing its HTTP/2
+   * session on every config change failed the streams still opening on it.
+   */
+  retain(keys: ReadonlySet<string>, localHost?: string): void {
+    this.#drop((k) => !keys.has(k) && k.slice(0, k.lastIndexOf(':')) !== localHost);
   }
 
   /** Drops the pools of the endpoints (`host:port`) `gone` says yes to. */
