@@ -1,7 +1,7 @@
 // Transport's pools across config changes (proxy/transport.ts).
 import assert from 'node:assert/strict';
-import type { AddressInfo } from 'node:net';
 import * as http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Transport } from './transport.ts';
 
