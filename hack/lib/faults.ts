@@ -136,7 +136,14 @@ type Tally = Pick<
  * ones matching `expected` (tested on "<protocol> <line>") counted apart, and the longest span
  * from a failure to the protocol's next success (to `t1` when none came).
  */
-export function tally(answers: Answer[], t0: number, t1: number, expected?: RegExp): Tally {
+export function tally(
+  answers: Answer[],
+  t0: number,
+  t1: number,
+  expected?: RegExp | ((a: Answer) => boolean),
+): Tally {
+  const isExpected =
+    typeof expected === 'function' ? expected : (a: Answer) => !!expected?.test(`${a.protocol} ${a.line}`);
   const window = answers.filter((a) => a.at >= t0 && a.at <= t1).sort((a, b) => a.at - b.at);
   const failed = window.filter((a) => !a.ok);
   const seconds = (ms: number) => Math.round(ms / 100) / 10;
@@ -168,7 +175,7 @@ export function tally(answers: Answer[], t0: number, t1: number, expected?: RegE
   return {
     requests: window.length,
     failed: failed.length,
-    expectedFailed: failed.filter((a) => expected?.test(`${a.protocol} ${a.line}`)).length,
+    expectedFailed: failed.filter(isExpected).length,
     failures: failed.map((a) => `+${((a.at - t0) / 1000).toFixed(1)}s ${a.protocol} ${a.line}`),
     failuresByReason,
     maxRecoverySeconds: Math.max(0, ...Object.values(byProtocol).map((c) => c.maxRecoverySeconds)),
@@ -386,7 +393,7 @@ export class Faults {
   async underFault(
     name: string,
     fault: () => Promise<string | undefined>,
-    o: { settleMs?: number; expected?: RegExp } = {},
+    o: { settleMs?: number; expected?: RegExp | ((a: Answer) => boolean) } = {},
   ): Promise<ScenarioResult> {
     const t0 = Date.now();
     this.log(`[faults] ${name}: begins`);
@@ -564,8 +571,9 @@ export class Faults {
     });
 
   /** The backend scaled to zero for `holdMs`, then back: callers get 503 naming no endpoints meanwhile. */
-  scaleToZero = (holdMs = 5000) =>
-    this.underFault(
+  scaleToZero = (holdMs = 5000) => {
+    let readyAt = Number.POSITIVE_INFINITY;
+    return this.underFault(
       'backend scaled to zero and back',
       async () => {
         const n = this.backends().length;
@@ -596,12 +604,16 @@ export class Faults {
             return firsts.every(Boolean) ? firsts.reduce((a, b) => (b!.at > a!.at ? b : a))! : undefined;
           },
         );
+        readyAt = ready;
         const dataPlane = Math.max(0, firstOk.at - ready);
         return `held at zero ${holdMs / 1000} s; scaled back to ${n}: first pod Ready ${((ready - t0) / 1000).toFixed(1)} s later, the client's first good answer over every protocol ${((firstOk.at - t0) / 1000).toFixed(1)} s later (data plane ${(dataPlane / 1000).toFixed(1)} s after Ready)`;
       },
-      // While no replica is left, every answer is the callers' sidecars' 5xx naming why.
-      { expected: / 50[23] / },
+      // From the scale-down until a new pod is Ready nothing can serve: every protocol fails
+      // (HTTP and gRPC with the sidecars' 5xx naming why, TCP closed or reset). Up to 5 s after
+      // Ready the data plane recovers (the issue's bound); a failure later is not expected.
+      { expected: (a) => a.at <= readyAt + 5000 },
     );
+  };
 
   /** A control-plane process stopped with SIGSTOP for `ms`, then continued. */
   paused = (binary: 'kube-apiserver' | 'etcd', ms = 20_000) =>

@@ -208,6 +208,19 @@ describe('the demo server and client of the fault suite, each protocol, on loopb
 
 describe('tally: the answers of a fault window, per protocol and in all', () => {
   const a = (protocol: Protocol, at: number, line: string) => answerOf(protocol, at, line);
+  it('expected failures by time (scale to zero: until a new pod is Ready and 5 s more), whatever the protocol', () => {
+    const answers = [
+      a('http', 1000, '1 503 WEFT_NO_ENDPOINTS echo.weft-demo has no ready endpoints 2ms'),
+      a('tcp', 2000, '1 error ECONNRESET'),
+      a('grpc', 6500, '1 502 WEFT_UPSTREAM_CONNECT local app: ECONNREFUSED 3ms'),
+      a('http', 9000, '2 503 WEFT_NO_ENDPOINTS echo.weft-demo has no ready endpoints 2ms'),
+    ];
+    const readyAt = 1500;
+    const t = tally(answers, 0, 10_000, (x) => x.at <= readyAt + 5000);
+    assert.equal(t.failed, 4);
+    // The one at 9 s (7.5 s after Ready) is past the data plane's 5 s: not expected.
+    assert.equal(t.expectedFailed, 3);
+  });
   it('counts each protocol, names each failure with its protocol, and the longest recovery per protocol', () => {
     const t = tally(
       [
