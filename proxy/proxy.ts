@@ -89,6 +89,15 @@ export interface ProxyHandle {
   close(): void;
 }
 
+/**
+ * The listen backlog of the sidecar's and gateway's listeners: a burst of new connections (a
+ * client opening thousands at once, callers reconnecting after a restart) waits in the kernel's
+ * accept queue while the event loop is busy. Node's default, 511, dropped the SYNs past it, and
+ * each dropped connection waited a second or more for the SYN retransmit (a steady TCP client
+ * timed out during a 2,000-connection flood). 4096 is the kernel's somaxconn default.
+ */
+export const LISTEN_BACKLOG = 4096;
+
 export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
   const limits: Limits = { ...DEFAULT_LIMITS, ...opts.limits };
   const now = opts.now ?? systemNow;
@@ -254,8 +263,14 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
   const inbound = makeListener(core, 'inbound', listenerDeps);
   const host = opts.host ?? '0.0.0.0';
   await Promise.all([
-    new Promise<void>((r, j) => outbound.once('error', j).listen(opts.ports.outbound, host, () => r())),
-    new Promise<void>((r, j) => inbound.once('error', j).listen(opts.ports.inbound, host, () => r())),
+    new Promise<void>((r, j) =>
+      outbound
+        .once('error', j)
+        .listen({ port: opts.ports.outbound, host, backlog: LISTEN_BACKLOG }, () => r()),
+    ),
+    new Promise<void>((r, j) =>
+      inbound.once('error', j).listen({ port: opts.ports.inbound, host, backlog: LISTEN_BACKLOG }, () => r()),
+    ),
   ]);
   ports.outbound = (outbound.address() as net.AddressInfo).port;
   ports.inbound = (inbound.address() as net.AddressInfo).port;
@@ -285,7 +300,9 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
         if (gatewayListeners.has(bind)) continue;
         const server = makeGatewayListener(core, transports, port, { tls: gatewayTls, bind });
         try {
-          await new Promise<void>((r, j) => server.once('error', j).listen(bind, host, () => r()));
+          await new Promise<void>((r, j) =>
+            server.once('error', j).listen({ port: bind, host, backlog: LISTEN_BACKLOG }, () => r()),
+          );
           gatewayListeners.set(bind, { server, port });
         } catch (e) {
           log('error', `gateway listener for port ${port} cannot bind ${bind}: ${(e as Error).message}`);

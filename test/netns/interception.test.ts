@@ -89,6 +89,18 @@ describe('interception in network namespaces', { timeout: 180_000 }, () => {
   });
   after(() => topo.destroy());
 
+  it("the sidecar's outbound and inbound listeners queue 4096 connections (Node's default backlog of 511 dropped a flood's SYNs: new connections waited for the SYN retransmit)", async () => {
+    const { stdout } = await run('ip', ['netns', 'exec', s1.ns, 'ss', '-ltnH']);
+    // LISTEN <Recv-Q> <Send-Q = the backlog> <local address:port> <peer>
+    const backlog = (port: number) =>
+      stdout
+        .split('\n')
+        .map((l) => l.trim().split(/\s+/))
+        .find((f) => f[0] === 'LISTEN' && f[3]?.endsWith(`:${port}`))?.[2];
+    assert.equal(backlog(15001), '4096', stdout);
+    assert.equal(backlog(15006), '4096', stdout);
+  });
+
   it('HTTP/1.1 to a Service VIP reaches both backends through the sidecars, on kept-alive connections', async () => {
     const r = await agent.send<HttpMany>({ op: 'http', url: 'http://10.96.0.10/', n: 40 });
     assert.deepEqual(r.statuses, { 200: 40 });
