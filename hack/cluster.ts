@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startControlPlane } from './lib/control-plane.ts';
+import { waitEstablished } from './lib/crds.ts';
 import { alive } from './lib/processes.ts';
 import {
   handOverRealClusterLock,
@@ -120,19 +121,15 @@ export async function up(
       stdio: ['ignore', 'ignore', 'inherit'],
     },
   );
-  execFileSync(
-    cp.kubectl,
-    [
-      '--kubeconfig',
-      cp.kubeconfigPath,
-      'wait',
-      '--for=condition=Established',
-      '--timeout=60s',
-      'crd',
-      '-l',
-      'app.kubernetes.io/part-of=weft',
-    ],
-    { stdio: ['ignore', 'ignore', 'inherit'] },
+  waitEstablished(
+    (...args) =>
+      execFileSync(cp.kubectl, ['--kubeconfig', cp.kubeconfigPath, ...args], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        encoding: 'utf8',
+      }),
+    'crd',
+    '-l',
+    'app.kubernetes.io/part-of=weft',
   );
   return { ...state, kubectl: cp.kubectl };
 }

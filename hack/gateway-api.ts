@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { waitEstablished } from './lib/crds.ts';
 
 export const GATEWAY_API_MODULE = 'sigs.k8s.io/gateway-api';
 export const GATEWAY_API_VERSION = 'v1.6.3';
@@ -46,7 +47,7 @@ export function applyGatewayApiCrds(kubectl: (...args: string[]) => unknown): bo
   ).trim();
   const apply = present === '';
   if (apply) kubectl('apply', '--server-side', '--field-manager=weft-install', '-f', gatewayApiCrdDir());
-  kubectl('wait', '--for=condition=Established', '--timeout=60s', ...ROUTE_CRDS);
+  waitEstablished(kubectl, ...ROUTE_CRDS);
   return apply;
 }
 

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as yaml from 'js-yaml';
 import { helmBinary } from '../../hack/install.ts';
+import { waitEstablished } from '../../hack/lib/crds.ts';
 import { kubeconform, writeSchemas } from '../../hack/lib/kubeconform.ts';
 import { KubeClient, type KubeObject, RESOURCES, type ResourceType } from '../../kube/client.ts';
 import { DEFAULT_CA_SECRET } from '../../operator/identity/model.ts';
@@ -152,7 +153,7 @@ describe('the Helm chart', () => {
     // As a GitOps tool does: the CRDs first, the Mesh and the users' CRs, then the release. The
     // operator runs in-process (no kubelet here): it generates the CA Secret and the statuses.
     cluster.kubectl('apply', '--server-side', '-f', join(prevChart, 'crds'));
-    cluster.kubectl('wait', '--for=condition=Established', '--timeout=30s', 'crd', '--all');
+    waitEstablished(cluster.kubectl, 'crd', '--all');
     await createNamespaces(client, { [NS]: {}, shop: { 'weft.dev/inject': 'enabled' } });
     const crs: [ResourceType, KubeObject][] = [
       [
