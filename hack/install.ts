@@ -95,6 +95,31 @@ export async function installWeft(o: InstallOptions): Promise<{ gatewayApiApplie
       { timeoutMs: 120_000, intervalMs: 500 },
     );
   }
+  // Deployments available and the CA published do not mean the apiserver reaches the webhook:
+  // until kube-proxy has programmed the webhook Service's endpoints the call is refused, and the
+  // first apply of Weft's resources failed ("failed calling webhook … connection refused", seen in
+  // the demo). A server-side dry run goes through the validating webhook and persists nothing.
+  const probe = JSON.stringify({
+    apiVersion: 'weft.dev/v1alpha1',
+    kind: 'AuthorizationPolicy',
+    metadata: { name: 'weft-install-check', namespace: WEFT_NAMESPACE },
+    spec: { action: 'DENY', rules: [{ to: [{ operation: { paths: ['/weft-install-check'] } }] }] },
+  });
+  await eventually(
+    `the apiserver to reach the webhook through its Service (kubectl -n ${WEFT_NAMESPACE} get endpointslices -l kubernetes.io/service-name=weft-webhook)`,
+    () => {
+      try {
+        execFileSync(o.kubectl, ['--kubeconfig', o.kubeconfig, 'create', '--dry-run=server', '-f', '-'], {
+          input: probe,
+          stdio: ['pipe', 'ignore', 'pipe'],
+        });
+        return true;
+      } catch {
+        return undefined;
+      }
+    },
+    { timeoutMs: 120_000, intervalMs: 500 },
+  );
   return { gatewayApiApplied };
 }
 
