@@ -360,12 +360,7 @@ export class Faults {
   /** A pod's sidecar's warnings and errors counted by message (and code, when one is logged). */
   proxyWarningCounts(pod: string): Record<string, number> {
     const counts: Record<string, number> = {};
-    let out = '';
-    try {
-      out = this.kubectl('logs', '-n', this.ns, pod, '-c', PROXY.containerName);
-    } catch {}
-    for (const l of out.split('\n')) {
-      if (!/"level":(40|50)/.test(l)) continue;
+    for (const l of this.proxyWarnings(pod)) {
       const msg = /"msg":"([^"]*)"/.exec(l)?.[1] ?? l.slice(0, 80);
       const code = /"code":"([^"]*)"/.exec(l)?.[1];
       const key = code ? `${msg} (${code})` : msg;
@@ -374,16 +369,20 @@ export class Faults {
     return counts;
   }
 
-  /** The client sidecar's warnings and errors (for a report when requests failed). */
-  clientProxyWarnings(): string[] {
+  /** A pod's sidecar's warning and error log lines (none when its log cannot be read). */
+  proxyWarnings(pod: string): string[] {
     try {
-      return this.kubectl('logs', '-n', this.ns, this.client, '-c', PROXY.containerName)
+      return this.kubectl('logs', '-n', this.ns, pod, '-c', PROXY.containerName)
         .split('\n')
-        .filter((l) => /"level":(40|50)/.test(l))
-        .slice(-20);
+        .filter((l) => /"level":(40|50)/.test(l));
     } catch {
       return [];
     }
+  }
+
+  /** The client sidecar's last warnings and errors (for a report when requests failed). */
+  clientProxyWarnings(): string[] {
+    return this.proxyWarnings(this.client).slice(-20);
   }
 
   /**
