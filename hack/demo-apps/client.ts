@@ -13,6 +13,7 @@
 // <version> <pod> <ms>ms", where status is the HTTP status (200 when it went well), grpc-<code>
 // (grpc-0) or ok (tcp); or "<n> <status> <what came back> <ms>ms" (an HTTP error status, a gRPC
 // error code and message); or "<n> error <message>" (no answer: refused, reset, closed, timed out).
+import { lookup as dnsLookup } from 'node:dns/promises';
 import http2 from 'node:http2';
 import net from 'node:net';
 
@@ -124,10 +125,17 @@ function grpcCall(): Promise<string> {
   });
 }
 
-function tcpCall(n: number): Promise<string> {
+// The Service name is resolved once, as a gRPC channel or a keep-alive HTTP client in effect does:
+// a lookup per connection measured the cluster's DNS, not the mesh (during a kubelet restart
+// CoreDNS's own endpoint can drop for a moment: EAI_AGAIN, then a lookup that hung).
+let tcpAddress: string | undefined;
+
+async function tcpCall(n: number): Promise<string> {
   const target = new URL(url);
+  tcpAddress ??= (await dnsLookup(target.hostname)).address;
+  const address = tcpAddress;
   return new Promise((resolve, reject) => {
-    const socket = net.connect(Number(target.port), target.hostname);
+    const socket = net.connect(Number(target.port), address);
     let got = '';
     const done = (err: Error | undefined, line?: string) => {
       clearTimeout(timer);
