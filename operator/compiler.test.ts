@@ -171,6 +171,31 @@ describe('compiler', () => {
     assert.equal(cfg.mesh.trustDomain, 'cluster.local');
   });
 
+  // Found by the fault suite: a pod deleted with --grace-period=0 --force leaves the Pod cache at
+  // once while the EndpointSlice still lists it and its sidecar still runs. Compiled as an
+  // endpoint of no known pod (not meshed, no identity), it was sent plaintext, and its STRICT
+  // sidecar answered 403 "plaintext refused" to one request of 127.
+  test('an EndpointSlice entry whose Pod is not in the cache is left out, never sent plaintext', () => {
+    const snap = shop();
+    snap.pods = snap.pods.filter((p) => p.metadata.name !== 'reviews-v1-a');
+    const v1 = compileNamespace(snap, 'shop')!.services.find((s) => s.id === 'shop/reviews-v1')!;
+    assert.deepEqual(
+      v1.endpoints.map((e) => e.pod),
+      ['reviews-v1-b'],
+      'the force-deleted pod reviews-v1-a is not an endpoint',
+    );
+    // An endpoint that names no pod (a hand-written EndpointSlice) is kept, as before.
+    snap.endpointSlices[0]!.endpoints!.push({ addresses: ['10.0.0.9'], conditions: { ready: true } });
+    const again = compileNamespace(snap, 'shop')!.services.find((s) => s.id === 'shop/reviews-v1')!;
+    assert.deepEqual(
+      again.endpoints.map((e) => [e.address, e.meshed]),
+      [
+        ['10.0.0.2', false],
+        ['10.0.0.9', false],
+      ],
+    );
+  });
+
   test('each meshed namespace gets its own policies and short hostnames; others get nothing', () => {
     const c = compile(shop());
     assert.deepEqual([...c.configs.keys()], ['shop', 'web']);

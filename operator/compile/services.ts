@@ -115,11 +115,14 @@ function endpointsOf(
       if (ep.targetRef?.kind === 'Pod' && ep.targetRef.name) {
         pod = ep.targetRef.name;
         const p = podOf(idx, ep.targetRef.namespace ?? namespace, pod);
-        if (p) {
-          meshed = isMeshedPod(p);
-          if (meshed || idx.meshed.has(namespace))
-            identity = spiffeId(trustDomain, namespace, p.spec?.serviceAccountName || 'default');
-        }
+        // A pod the cache does not hold: deleted (with --grace-period=0 --force it leaves at
+        // once, while the slice still lists it and its sidecar may still run) or not seen yet.
+        // Whether it is meshed, and as whom, is unknown: left out rather than sent plaintext
+        // (a STRICT sidecar refuses that). Its Pod event brings it back (serviceSignature).
+        if (!p) continue;
+        meshed = isMeshedPod(p);
+        if (meshed || idx.meshed.has(namespace))
+          identity = spiffeId(trustDomain, namespace, p.spec?.serviceAccountName || 'default');
       }
       for (const address of ep.addresses) {
         const prev = byAddress.get(address);
