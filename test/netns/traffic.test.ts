@@ -70,7 +70,8 @@ function startServer(p: Pod): Promise<void> {
   return waitForLine(
     server,
     (l) => l.includes('listening on') && ++listening === 3,
-    15_000,
+    // Generous: .ci/run starts this beside a real cluster's bring-up on two cores.
+    30_000,
     topo.logs.get(`server-${p.name}`)!,
   );
 }
