@@ -259,9 +259,15 @@ export class KubeClient {
     return this.request<T>('PUT', resourcePath(t, obj.metadata.namespace, obj.metadata.name), { body: obj });
   }
 
-  async delete(t: ResourceType, name: string, namespace?: string): Promise<void> {
+  /** Deletes an object; `gracePeriodSeconds: 0` with a pod is `kubectl delete --grace-period=0 --force`. */
+  async delete(
+    t: ResourceType,
+    name: string,
+    namespace?: string,
+    opts: { gracePeriodSeconds?: number } = {},
+  ): Promise<void> {
     await this.request('DELETE', resourcePath(t, namespace, name), {
-      body: { propagationPolicy: 'Background' },
+      body: { propagationPolicy: 'Background', ...opts },
     });
   }
 

@@ -274,6 +274,51 @@ describe('operator on a real control plane', () => {
     );
   });
 
+  // Found by the fault suite on the real node: a pod deleted with --grace-period=0 --force left
+  // the operator's Pod cache at once while its EndpointSlice still listed it (and its sidecar
+  // still ran); compiled as an endpoint of no known pod (meshed false, no identity), it was sent
+  // plaintext, and its STRICT sidecar answered 403. Here the slice is written by hand, so it
+  // stays stale for as long as the test looks.
+  test('a pod deleted without grace that its EndpointSlice still lists is left out of the config', async () => {
+    await client.create(RESOURCES.services, {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'stale', namespace: NS },
+      spec: { ports: [{ name: 'http', port: 9080, targetPort: 8080, appProtocol: 'http' }] },
+    } as unknown as KubeObject);
+    const ip = await startPod('stale-a', { app: 'stale' }, 'reviews');
+    await client.create(RESOURCES.endpointSlices, {
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: {
+        name: 'stale-1',
+        namespace: NS,
+        labels: {
+          'kubernetes.io/service-name': 'stale',
+          'endpointslice.kubernetes.io/managed-by': 'weft-test',
+        },
+      },
+      addressType: 'IPv4',
+      ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+      endpoints: [
+        {
+          addresses: [ip],
+          conditions: { ready: true },
+          targetRef: { kind: 'Pod', name: 'stale-a', namespace: NS },
+        },
+      ],
+    } as unknown as KubeObject);
+    const stale = (c: ProxyConfig) => c.services.find((s) => s.id === 'shop/stale');
+    await waitConfig('the stale-a endpoint, meshed', (c) =>
+      !!stale(c)?.endpoints.some((e) => e.address === ip && e.meshed && e.identity !== undefined),
+    );
+    await client.delete(RESOURCES.pods, 'stale-a', NS, { gracePeriodSeconds: 0 });
+    const cfg = await waitConfig('the stale-a endpoint left out', (c) => stale(c)?.endpoints.length === 0);
+    assert.deepEqual(stale(cfg)!.clusterIPs.length, 1, 'the Service itself stays');
+    await client.delete(RESOURCES.endpointSlices, 'stale-1', NS);
+    await client.delete(RESOURCES.services, 'stale', NS);
+  });
+
   test('a weight change updates the route', async () => {
     // The operator writes this TrafficSplit's status meanwhile (Programmed follows the proxies'
     // reports): an update from a stale read is a conflict, read again.
