@@ -309,8 +309,9 @@ describe('operator on a real control plane', () => {
       ],
     } as unknown as KubeObject);
     const stale = (c: ProxyConfig) => c.services.find((s) => s.id === 'shop/stale');
-    await waitConfig('the stale-a endpoint, meshed', (c) =>
-      !!stale(c)?.endpoints.some((e) => e.address === ip && e.meshed && e.identity !== undefined),
+    await waitConfig(
+      'the stale-a endpoint, meshed',
+      (c) => !!stale(c)?.endpoints.some((e) => e.address === ip && e.meshed && e.identity !== undefined),
     );
     await client.delete(RESOURCES.pods, 'stale-a', NS, { gracePeriodSeconds: 0 });
     const cfg = await waitConfig('the stale-a endpoint left out', (c) => stale(c)?.endpoints.length === 0);
