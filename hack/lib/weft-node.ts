@@ -31,7 +31,9 @@ export async function startWeftNode(
   const stop = async () => {
     try {
       if (node) {
-        const report = await node.stop();
+        // The cluster is thrown away: no graceful pod deletion (the conformance test proves this
+        // stop leaves nothing behind with every pod of the suite still running).
+        const report = await node.stop({ graceful: false });
         if (report.nftTablesLeft.length)
           o.log(`[real-node] nf_tables left: ${report.nftTablesLeft.join(', ')}`);
       }

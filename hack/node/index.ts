@@ -133,7 +133,17 @@ export interface RealNode {
     name: 'containerd' | 'kubelet' | 'kube-proxy' | 'kube-apiserver' | 'etcd',
     signal?: NodeJS.Signals,
   ): Promise<number>;
-  stop(): Promise<StopReport>;
+  /**
+   * Stops the node and restores the host. `graceful: false` (the test files, whose cluster is
+   * thrown away) does not delete the pods through the API first: the kubelet is stopped and
+   * containerd's tasks killed, and the same cleanup removes what their sandboxes left.
+   */
+  stop(opts?: StopOptions): Promise<StopReport>;
+}
+
+export interface StopOptions {
+  /** Delete every pod through the API first, so the kubelet tears each sandbox down (default true). */
+  graceful?: boolean;
 }
 
 const stateFile = (dir: string) => join(dir, 'node.json');
@@ -637,7 +647,7 @@ export async function startRealNode(opts: RealNodeOptions): Promise<RealNode> {
     created: FIXED_PATHS.filter((p) => !existsSync(p)),
   };
   writeFileSync(stateFile(opts.dir), JSON.stringify(state, null, 2));
-  const stop = () => stopRealNode(opts.dir, log);
+  const stop = (so?: StopOptions) => stopRealNode(opts.dir, log, so);
   try {
     log(`[node] bridge ${o.bridge} with ${o.gateway}/${o.prefix}`);
     sh('ip', ['link', 'add', o.bridge, 'type', 'bridge']);
@@ -971,6 +981,7 @@ export interface StopReport {
 export async function stopRealNode(
   dir: string,
   log: (line: string) => void = defaultLog,
+  opts: StopOptions = {},
 ): Promise<StopReport> {
   if (!existsSync(stateFile(dir))) return { nftTablesLeft: [] };
   const s = JSON.parse(readFileSync(stateFile(dir), 'utf8')) as NodeState;
@@ -981,7 +992,8 @@ export async function stopRealNode(
     sh(kubectlBin, ['--kubeconfig', s.kubeconfigPath ?? '', '--request-timeout=10s', ...args]);
   const kubeletPid = pidOf('kubelet');
   const containerdPid = pidOf('containerd');
-  if (s.kubeconfigPath && kubeletPid && alive(kubeletPid) && s.controlPlanePids.every(alive)) {
+  if (opts.graceful === false) log('[node] stopping without deleting the pods (their containers are killed)');
+  else if (s.kubeconfigPath && kubeletPid && alive(kubeletPid) && s.controlPlanePids.every(alive)) {
     log('[node] deleting every workload and pod (the kubelet stops their sandboxes)');
     try {
       kubectl([
