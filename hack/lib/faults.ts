@@ -28,6 +28,8 @@ import { bundleVerifies, caDue, servedCertificate, servingCertDue } from './webh
 export { DEMO_IMAGE };
 
 const WEFT_NAMESPACE = 'weft-system';
+/** How long after a flood the backends' sidecar memory is read again (what they gave back). */
+const GIVEN_BACK_MS = 60_000;
 
 export interface FaultContext {
   kubectl: string;
@@ -827,7 +829,12 @@ export class Faults {
             this.proxyWarningCounts(p),
           ]),
         );
-        return `flood ${summary}; sidecars' warnings ${JSON.stringify(said)}; sidecar MiB when it began ${JSON.stringify(before)}, while held ${JSON.stringify(during)}, after ${JSON.stringify(rss())}`;
+        const after = rss();
+        // How much the backends' sidecars give back once the flood is over (its pod gone).
+        this.kubectl('delete', 'pod', 'flood', '-n', this.ns, '--wait=false', '--ignore-not-found');
+        await new Promise((r) => setTimeout(r, GIVEN_BACK_MS));
+        const later = rss();
+        return `flood ${summary}; sidecars' warnings ${JSON.stringify(said)}; sidecar MiB when it began ${JSON.stringify(before)}, while held ${JSON.stringify(during)}, after ${JSON.stringify(after)}, ${GIVEN_BACK_MS / 1000} s after ${JSON.stringify(later)}`;
       } finally {
         this.kubectl('delete', 'pod', 'flood', '-n', this.ns, '--wait=false', '--ignore-not-found');
       }
