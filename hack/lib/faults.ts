@@ -133,6 +133,27 @@ type Tally = Pick<
 >;
 
 /**
+ * A call cut because the process it was in flight through was killed (tested on "<protocol>
+ * <line>"): an HTTP request or gRPC stream reset (`502 WEFT_UPSTREAM_RESET`), a TCP connection
+ * closed or reset before its echo. Nothing tells whether the app had it, so it is not sent again.
+ */
+export const IN_FLIGHT_CUT =
+  /^(http \d+ 502 WEFT_UPSTREAM_RESET|grpc \d+ 502 WEFT_UPSTREAM_RESET|tcp \d+ error (closed before an answer|\S*ECONNRESET))/;
+
+/**
+ * The failures a crash of the process calls go through must cause: the one call in flight per
+ * protocol (IN_FLIGHT_CUT), no more. A predicate for `tally`'s `expected` (stateful: one per run).
+ */
+export function inFlightCut(): (a: Answer) => boolean {
+  const seen = new Set<Protocol>();
+  return (a) => {
+    if (seen.has(a.protocol) || !IN_FLIGHT_CUT.test(`${a.protocol} ${a.line}`)) return false;
+    seen.add(a.protocol);
+    return true;
+  };
+}
+
+/**
  * Counts the answers written from `t0` to `t1`, per protocol and in all: each failure named
  * "+<s since t0>s <protocol> <line>", its reason counted as "<protocol> <status> <message>", the
  * ones matching `expected` (tested on "<protocol> <line>") counted apart, and the longest span
@@ -528,19 +549,27 @@ export class Faults {
 
   /** A backend's sidecar process SIGKILLed: the kubelet restarts the native sidecar. */
   sidecarCrash = () =>
-    this.underFault('sidecar crash (backend)', async () => {
-      const [p] = this.backends();
-      const ms = await this.crashContainer(this.ns, p!.metadata.name, PROXY.containerName);
-      return `${p!.metadata.name}'s weft-proxy killed, restarted and Ready in ${(ms / 1000).toFixed(1)} s`;
-    });
+    this.underFault(
+      'sidecar crash (backend)',
+      async () => {
+        const [p] = this.backends();
+        const ms = await this.crashContainer(this.ns, p!.metadata.name, PROXY.containerName);
+        return `${p!.metadata.name}'s weft-proxy killed, restarted and Ready in ${(ms / 1000).toFixed(1)} s`;
+      },
+      { expected: inFlightCut() },
+    );
 
   /** A backend's app process SIGKILLed: the kubelet restarts the container. */
   appCrash = () =>
-    this.underFault('app container crash (backend)', async () => {
-      const [p] = this.backends();
-      const ms = await this.crashContainer(this.ns, p!.metadata.name, 'app');
-      return `${p!.metadata.name}'s app killed, restarted and Ready in ${(ms / 1000).toFixed(1)} s`;
-    });
+    this.underFault(
+      'app container crash (backend)',
+      async () => {
+        const [p] = this.backends();
+        const ms = await this.crashContainer(this.ns, p!.metadata.name, 'app');
+        return `${p!.metadata.name}'s app killed, restarted and Ready in ${(ms / 1000).toFixed(1)} s`;
+      },
+      { expected: inFlightCut() },
+    );
 
   rollingRestart = () =>
     this.underFault('backend rolling restart', async () => {
