@@ -3,7 +3,7 @@
 // (`ctr -n k8s.io images import`). The pause image is Kubernetes' own pause.c (from the Go module
 // cache, compiled with gcc -static); the test image is Debian's static busybox; CoreDNS is the
 // binary hack/build-control-plane.sh builds.
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
   chmodSync,
@@ -203,9 +203,28 @@ export function ensureImage(spec: ImageSpec, dir: string, name: string): string 
   return archive;
 }
 
+const importArgs = (address: string, archivePath: string) => [
+  '--address',
+  address,
+  '-n',
+  'k8s.io',
+  'images',
+  'import',
+  archivePath,
+];
+
 /** Imports an OCI or Docker archive into containerd's Kubernetes namespace at `address`. */
 export function importImage(address: string, archivePath: string): void {
-  execFileSync('ctr', ['--address', address, '-n', 'k8s.io', 'images', 'import', archivePath], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  execFileSync('ctr', importArgs(address, archivePath), { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+/** importImage without blocking: several run side by side, and beside the control plane's start. */
+export function importImageAsync(address: string, archivePath: string): Promise<void> {
+  return new Promise((resolve, reject) =>
+    execFile('ctr', importArgs(address, archivePath), (err, _out, stderr) =>
+      err
+        ? reject(new Error(`ctr images import ${archivePath}: ${stderr.trim() || err.message}`))
+        : resolve(),
+    ),
+  );
 }

@@ -34,6 +34,7 @@ import {
   corednsImage,
   ensureImage,
   importImage,
+  importImageAsync,
   PAUSE_IMAGE,
   pauseImage,
 } from './images.ts';
@@ -654,26 +655,6 @@ export async function startRealNode(opts: RealNodeOptions): Promise<RealNode> {
     sh('ip', ['addr', 'add', `${o.gateway}/${o.prefix}`, 'dev', o.bridge]);
     sh('ip', ['link', 'set', o.bridge, 'up']);
 
-    const pki = await kubeletPki(join(opts.dir, 'pki'));
-    const cp = await startControlPlane({
-      dir: join(opts.dir, 'control-plane'),
-      controllerManager: true,
-      scheduler: true,
-      detached: true,
-      address: o.gateway,
-      serviceCIDR: o.serviceCIDR,
-      apiserverArgs: [
-        `--kubelet-client-certificate=${pki.cert}`,
-        `--kubelet-client-key=${pki.key}`,
-        // The node's hostname may not resolve (or resolve to loopback): dial its InternalIP.
-        '--kubelet-preferred-address-types=InternalIP',
-      ],
-      log,
-    });
-    state.controlPlanePids = cp.pids;
-    state.kubeconfigPath = cp.kubeconfigPath;
-    writeFileSync(stateFile(opts.dir), JSON.stringify(state, null, 2));
-
     // containerd
     const cdir = join(opts.dir, 'containerd');
     const cniConfDir = join(opts.dir, 'cni', 'net.d');
@@ -715,8 +696,35 @@ export async function startRealNode(opts: RealNodeOptions): Promise<RealNode> {
       ensureImage(busyboxImage(), imageDir, 'busybox'),
       ensureImage(corednsImage(join(bin, 'coredns')), imageDir, 'coredns'),
     ];
-    for (const a of archives) importImage(state.containerd, a);
-    log(`[node] imported ${archives.length} images (${elapsed()})`);
+    // Imported while the control plane starts (containerd needs nothing from it): 4 s of a
+    // bring-up of 12 s when one followed the other.
+    const imported = Promise.all(archives.map((a) => importImageAsync(state.containerd, a))).then(() =>
+      log(`[node] imported ${archives.length} images (${elapsed()})`),
+    );
+    // Settled before anything can fail in between (no unhandled rejection); awaited below.
+    imported.catch(() => {});
+
+    const pki = await kubeletPki(join(opts.dir, 'pki'));
+    const cp = await startControlPlane({
+      dir: join(opts.dir, 'control-plane'),
+      controllerManager: true,
+      scheduler: true,
+      detached: true,
+      address: o.gateway,
+      serviceCIDR: o.serviceCIDR,
+      apiserverArgs: [
+        `--kubelet-client-certificate=${pki.cert}`,
+        `--kubelet-client-key=${pki.key}`,
+        // The node's hostname may not resolve (or resolve to loopback): dial its InternalIP.
+        '--kubelet-preferred-address-types=InternalIP',
+      ],
+      log,
+    });
+    state.controlPlanePids = cp.pids;
+    state.kubeconfigPath = cp.kubeconfigPath;
+    writeFileSync(stateFile(opts.dir), JSON.stringify(state, null, 2));
+
+    await imported;
 
     // kubelet
     const kubeletDir = join(opts.dir, 'kubelet');
