@@ -815,9 +815,9 @@ export class Faults {
         ...this.backends().map((p) => p.metadata.name),
         ...(this.json('get', 'pod', 'flood', '-n', this.ns).status.phase === 'Running' ? ['flood'] : []),
       ];
-      const rss = () =>
+      const rss = (pods = sidecars()) =>
         Object.fromEntries(
-          sidecars().map((p) => {
+          pods.map((p) => {
             try {
               return [p, Math.round(this.rssMiB(this.ns, p, PROXY.containerName))];
             } catch {
@@ -862,7 +862,7 @@ export class Faults {
         // How much the backends' sidecars give back once the flood is over (its pod gone).
         this.kubectl('delete', 'pod', 'flood', '-n', this.ns, '--wait=false', '--ignore-not-found');
         await new Promise((r) => setTimeout(r, GIVEN_BACK_MS));
-        const later = rss();
+        const later = rss(this.backends().map((p) => p.metadata.name));
         return `flood ${summary}; sidecars' warnings ${JSON.stringify(said)}; sidecar MiB when it began ${JSON.stringify(before)}, while held ${JSON.stringify(during)}, after ${JSON.stringify(after)}, ${GIVEN_BACK_MS / 1000} s after ${JSON.stringify(later)}`;
       } finally {
         this.kubectl('delete', 'pod', 'flood', '-n', this.ns, '--wait=false', '--ignore-not-found');
