@@ -15,6 +15,7 @@ import {
 import { forwardHead, redirectAnswer, responseHead } from '../outbound/apply.ts';
 import { planOutbound } from '../outbound/plan.ts';
 import { backendAttempts, failureReply, unsentByPeer } from '../resilience/attempts.ts';
+import { ReplayBuffer } from '../resilience/replay.ts';
 import { unreachableCode } from '../transport.ts';
 import {
   type Attempt,
@@ -103,6 +104,28 @@ export async function forwardOutbound(core: ProxyCore, ex: Exchange): Promise<vo
     countRetry: (outcome) => metrics.retries.inc({ destination_service: service, outcome }),
   });
   let bodyStarted = false;
+  /** The body read so far, kept for a second try (REPLAY_LIMIT). */
+  const kept = hasBody ? new ReplayBuffer() : undefined;
+  /** The try the body goes to, once connected; none between tries. */
+  let sending: Attempt | undefined;
+  let reqEnded = false;
+  /** The client paused until the try's body drains (if that try is still the one sent to). */
+  const waitForDrain = (a: Attempt) => {
+    req.pause();
+    a.body.once('drain', () => {
+      if (sending === a) req.resume();
+    });
+  };
+  /** One chunk of the request body: kept, copied to the mirrors, written to the current try. */
+  const sendChunk = (chunk: Buffer) => {
+    kept!.append(chunk);
+    for (const m of mirrors) {
+      if (m.body.writableLength < 1 << 20) m.body.write(chunk);
+      else m.abort();
+    }
+    const a = sending;
+    if (a && !a.body.destroyed && !a.body.write(chunk)) waitForDrain(a);
+  };
   let current: Attempt | undefined;
   const overall = new Promise<'timeout'>((resolve) =>
     tries.deadline(() => {
@@ -131,16 +154,24 @@ export async function forwardOutbound(core: ProxyCore, ex: Exchange): Promise<vo
     current = attempt;
     if (hasBody) {
       attempt.whenConnected(() => {
-        if (bodyStarted || res.destroyed) return;
-        bodyStarted = true;
-        for (const m of mirrors) {
-          req.on('data', (chunk: Buffer) => {
-            if (m.body.writableLength < 1 << 20) m.body.write(chunk);
-            else m.abort();
+        if (current !== attempt || res.destroyed) return;
+        sending = attempt;
+        if (!bodyStarted) {
+          bodyStarted = true;
+          req.on('data', sendChunk);
+          req.on('end', () => {
+            reqEnded = true;
+            for (const m of mirrors) m.body.end();
+            if (sending && !sending.body.destroyed) sending.body.end();
           });
-          req.on('end', () => m.body.end());
+          return;
         }
-        req.pipe(attempt.body);
+        // A later try: the body kept so far first (the request was paused since the last try
+        // ended, so all of it is kept, or it would not be tried again), then the rest.
+        const flowing = kept!.replayInto(attempt.body);
+        if (reqEnded) attempt.body.end();
+        else if (flowing) req.resume();
+        else waitForDrain(attempt);
       });
     }
     let stopPerTry: (() => void) | undefined;
@@ -219,9 +250,17 @@ export async function forwardOutbound(core: ProxyCore, ex: Exchange): Promise<vo
             )
           ? { status: up.status, grpcStatus: gs, unsent: true }
           : { status: up.status, grpcStatus: gs },
-      !hasBody || !bodyStarted,
+      !hasBody || !bodyStarted || kept!.replayable,
     );
     if (step === 'resend' || step === 'retry') {
+      if (sending === attempt) {
+        // This try is over: its body gets nothing more, and the request waits (paused, nothing
+        // more read, so nothing more to keep) until the next try is connected and sent what was
+        // kept.
+        sending = undefined;
+        req.pause();
+        if (!attempt.body.writableFinished) attempt.abort();
+      }
       up?.body.resume();
       continue;
     }

@@ -6,6 +6,7 @@
 // forwarded request upstream is exchange.ts's.
 import type net from 'node:net';
 import { DEFAULT_PATH_NORMALIZATION, type NormalizedTarget, normalizeTarget } from '../pathnorm.ts';
+import { ReplayBuffer } from '../resilience/replay.ts';
 import { BodyTracker, badTarget, bare, type Head, headerValue, plain, readHead } from './codec.ts';
 import { type Downstream, type Exchange, forward } from './exchange.ts';
 
@@ -107,8 +108,13 @@ export function serveConnection<T>(socket: net.Socket, initial: Buffer, d: ConnD
   let buf: Buffer<ArrayBufferLike> = initial;
   let state: 'head' | 'body' | 'wait' | 'closed' = 'head';
   let reqBody: BodyTracker | undefined;
-  /** Where request body bytes go now; undefined while not connected yet (they wait in buf) or dropped. */
+  /**
+   * Where request body bytes go now; undefined (or destroyed: its try failed) while the next try
+   * is not connected yet (they wait in buf), or when dropped.
+   */
   let sink: net.Socket | undefined;
+  /** The body bytes passed to a try so far, as received (framed), kept for a second try. */
+  let kept: ReplayBuffer | undefined;
   let dropping = false;
   let pumping = false;
 
@@ -121,19 +127,27 @@ export function serveConnection<T>(socket: net.Socket, initial: Buffer, d: ConnD
     draining: d.draining,
     error: d.error,
     bodyDone: () => reqBody?.done ?? true,
+    replayable: () => kept?.replayable ?? true,
     bodyTo(s) {
       sink = s;
+      // A later try: the bytes the earlier ones were sent first (replayable, or it is not tried).
+      if (kept && kept.bytes > 0 && !kept.replayInto(s)) waitForDrain(s, socket);
       socket.resume();
       if (state === 'body' && !pumping) pump();
     },
     dropBody() {
+      kept = undefined;
       if (reqBody?.done ?? true) return;
       sink = undefined;
       dropping = true;
+      // The client may be paused for a sink that is gone (its 'drain' never comes).
+      socket.resume();
+      if (state === 'body' && !pumping) pump();
     },
     next() {
       dn.inRequest = false;
       dn.onAbort = undefined;
+      kept = undefined;
       if (!dn.keepAlive || d.draining()) {
         state = 'closed';
         socket.end();
@@ -247,17 +261,19 @@ export function serveConnection<T>(socket: net.Socket, initial: Buffer, d: ConnD
         }
         dropping = false;
         dn.inRequest = true;
+        kept = hasBody ? new ReplayBuffer() : undefined;
         forward(dn, head, hasBody, decision.exchange);
         continue;
       }
       if (state === 'body') {
         if (buf.length > 0 && !reqBody!.done) {
-          if (!sink && !dropping) {
-            // Not connected yet: the body waits here (read no further than a bound).
+          if ((!sink || sink.destroyed) && !dropping) {
+            // Not connected yet (or its try failed, the next not connected yet): the body waits
+            // here (read no further than a bound).
             if (buf.length > MAX_WAITING) socket.pause();
             return;
           }
-          const rest = passBody(buf, reqBody!, sink, socket);
+          const rest = passBody(buf, reqBody!, sink, socket, dropping ? undefined : kept);
           if (!rest) {
             sink?.destroy();
             fatal(400);
@@ -283,14 +299,16 @@ export function serveConnection<T>(socket: net.Socket, initial: Buffer, d: ConnD
 }
 
 /**
- * Moves the body bytes at the start of `buf` to `sink` (dropped when there is none), pausing
- * `from` while the sink is full. Returns what is left (the next request), undefined on bad chunking.
+ * Moves the body bytes at the start of `buf` to `sink` (dropped when there is none), keeping them
+ * in `kept` for a second try, pausing `from` while the sink is full. Returns what is left (the
+ * next request), undefined on bad chunking.
  */
 function passBody(
   buf: Buffer,
   body: BodyTracker,
   sink: net.Socket | undefined,
   from: net.Socket,
+  kept: ReplayBuffer | undefined,
 ): Buffer | undefined {
   let n: number;
   try {
@@ -298,9 +316,15 @@ function passBody(
   } catch {
     return undefined;
   }
-  if (n > 0 && sink && !sink.destroyed && !sink.write(buf.subarray(0, n))) {
-    from.pause();
-    sink.once('drain', () => from.resume());
-  }
+  if (n === 0) return buf;
+  const bytes = buf.subarray(0, n);
+  kept?.append(bytes);
+  if (sink && !sink.destroyed && !sink.write(bytes)) waitForDrain(sink, from);
   return buf.subarray(n);
+}
+
+/** `from` is paused until `sink` drains (a sink destroyed meanwhile: bodyTo or dropBody resumes it). */
+function waitForDrain(sink: net.Socket, from: net.Socket): void {
+  from.pause();
+  sink.once('drain', () => from.resume());
 }

@@ -3,8 +3,9 @@
 // pooled or new connection as the try driver says (proxy/resilience/attempts.ts: targets,
 // per-try timeout and deadline, the stale-connection resend, retries), interim responses passed
 // through, the response head checked by the codec and relayed with its body streamed, the
-// connection given back to the pool when it can carry another request. A request with a body is
-// never sent twice once its body started (only a failure before it is retried).
+// connection given back to the pool when it can carry another request. A request whose body
+// started is sent again only while the Downstream keeps all of it (up to REPLAY_LIMIT,
+// proxy/resilience/replay.ts); a larger one is never sent twice.
 import type net from 'node:net';
 import { isTlsSocket } from '../builtins.ts';
 import { H_DST_NAMESPACE, H_DST_WORKLOAD } from '../context.ts';
@@ -84,7 +85,12 @@ export interface Downstream {
   error(code: string): void;
   /** Whether the request body was read to its end. */
   bodyDone(): boolean;
-  /** Request body bytes go to `s` from now on, those already read first. */
+  /** Whether every request body byte passed to a try so far is kept (REPLAY_LIMIT), so it can go to another. */
+  replayable(): boolean;
+  /**
+   * Request body bytes go to `s` from now on: those kept from earlier tries first, then those
+   * already read, then the rest as it comes.
+   */
   bodyTo(s: net.Socket): void;
   /** The rest of the request body is read and dropped. */
   dropBody(): void;
@@ -120,6 +126,8 @@ export function forward<T>(dn: Downstream, head: Head, hasBody: boolean, x: Exch
   let upstreamNamespace: string | undefined;
   let grpcStatus = '';
 
+  /** No body, its body not begun, or all of it sent so far kept. */
+  const canReplay = () => !hasBody || !bodyStarted || dn.replayable();
   const finish = (st: number) => {
     if (finished) return;
     finished = true;
@@ -207,7 +215,7 @@ export function forward<T>(dn: Downstream, head: Head, hasBody: boolean, x: Exch
       const step = tries.settle(
         tr,
         { failure: kind, stale, ...(gone ? { gone } : {}), ...(unreachable ? { unreachable } : {}) },
-        !hasBody || !bodyStarted,
+        canReplay(),
       );
       if (step !== 'stop') {
         attempt();
@@ -286,7 +294,7 @@ export function forward<T>(dn: Downstream, head: Head, hasBody: boolean, x: Exch
             tries.settle(
               tr,
               { status: rh.status, grpcStatus: gs, ...(unsent ? { unsent } : {}) },
-              !hasBody || !bodyStarted,
+              canReplay(),
             ) !== 'stop'
           ) {
             detachUp();
@@ -390,7 +398,8 @@ export function forward<T>(dn: Downstream, head: Head, hasBody: boolean, x: Exch
     const go = () => {
       established = true;
       if (current !== conn || finished) return;
-      if (hasBody && !dn.bodyDone()) {
+      // A later try after the body was all read still gets it (kept).
+      if (hasBody && (bodyStarted || !dn.bodyDone())) {
         bodyStarted = true;
         dn.bodyTo(conn);
       }

@@ -2,10 +2,14 @@
 // namespaces: a backend whose app container is down while its sidecar still runs (the app
 // crashed and the kubelet has not restarted it yet, before its readiness probe fails). Its
 // sidecar answers 502 WEFT_UPSTREAM_CONNECT: nothing reached the app, so the caller's sidecar
-// sends the request to another endpoint instead, for any method, once, when it can send it again
-// (no body, or its body not begun: a body already sent is not kept for a second try).
+// sends the request to another endpoint instead, for any method, once, when it can send it again:
+// no body, its body not begun, or its body kept whole so far (up to REPLAY_LIMIT, 64 KiB:
+// proxy/resilience/replay.ts). A larger body is not kept, so that request gets the 502.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import type { Endpoint } from '../../api/index.ts';
+import { REPLAY_LIMIT } from '../../proxy/resilience/replay.ts';
 import { endpoint, proxyConfig, route, service } from '../../proxy/testdata.ts';
 import { newCa, spiffe, writeIdentity, writeLabels } from './mtlsfixture.ts';
 import { type Agent, eventually, type Pod, sleep, Topology } from './netns.ts';
@@ -15,6 +19,7 @@ let client: Pod;
 let up: Pod;
 let down: Pod;
 let agent: Agent;
+const clientArgs: string[] = [];
 
 interface HttpMany {
   statuses: Record<string, number>;
@@ -23,6 +28,45 @@ interface HttpMany {
   firstError?: { status: number; headers: Record<string, string>; body: string };
 }
 
+interface GrpcAnswer {
+  error?: string;
+  status?: number;
+  backend?: string;
+  grpcStatus?: string;
+  message: string;
+}
+
+/** A body's size and SHA-256 as the app's /echo reports them. */
+const digest = (b: string) => ({ bytes: b.length, sha256: createHash('sha256').update(b).digest('hex') });
+
+/**
+ * The caller's sidecar started afresh: no endpoint ejected by an earlier case (each case below
+ * must meet the endpoint whose app is down). The agent's pooled connections to the old one are
+ * closed by then.
+ */
+async function freshCaller(): Promise<void> {
+  const old = topo.proxies.get('client')!;
+  const exited = new Promise((r) => old.once('exit', r));
+  old.kill('SIGKILL');
+  await exited;
+  await topo.startProxy(client, clientArgs);
+  await sleep(300);
+}
+
+/** `n` unary gRPC calls, one after the other, to the rpc Service (or `vip`); every answer. */
+async function grpcCalls(n: number, message: string, vip = '10.96.0.11'): Promise<GrpcAnswer[]> {
+  const out: GrpcAnswer[] = [];
+  for (let i = 0; i < n; i++)
+    out.push(await agent.send<GrpcAnswer>({ op: 'grpc', url: `http://${vip}:9090`, message }, 30_000));
+  return out;
+}
+const brief = (answers: GrpcAnswer[]) =>
+  JSON.stringify(
+    answers.map(
+      (a) => a.error ?? `${a.status} ${a.grpcStatus ?? '-'} ${a.backend ?? '-'} ${a.message.length}`,
+    ),
+  );
+
 describe('a backend whose app is down behind its running sidecar (STRICT mTLS)', { timeout: 240_000 }, () => {
   before(async () => {
     await topo.create();
@@ -30,11 +74,47 @@ describe('a backend whose app is down behind its running sidecar (STRICT mTLS)',
     client = await topo.addPod('client');
     up = await topo.addPod('up');
     down = await topo.addPod('down');
-    const ep = (p: Pod) => ({ ...endpoint(p.ip, 8080), pod: `${p.name}-abc`, identity: spiffe('web') });
+    const ep = (p: Pod): Endpoint => ({
+      ...endpoint(p.ip, 8080, { ports: { http: 8080, grpc: 50051 } }),
+      pod: `${p.name}-abc`,
+      identity: spiffe('web'),
+    });
+    const eps = [ep(up), ep(down)];
+    // Round robin: the endpoint whose app is down gets every other request until it is ejected.
+    const rr = (name: string, over = {}) =>
+      route({
+        name: `shop/${name}`,
+        service: `shop/${name}`,
+        backends: [{ service: `shop/${name}`, weight: 1 }],
+        loadBalancer: { type: 'ROUND_ROBIN' },
+        ...over,
+      });
+    const grpc = (name: string, vip: string) => ({
+      ...service(name, 'shop', vip, 9090, eps),
+      ports: [{ name: 'grpc', port: 9090, protocol: 'TCP' as const, appProtocol: 'grpc' }],
+    });
+    const delayed = { faultInjection: { delay: { fixedDelayMs: 300, percentage: 100 } } };
     await topo.writeConfig(
-      proxyConfig('shop', [service('web', 'shop', '10.96.0.10', 80, [ep(up), ep(down)])], [], {
-        mtls: { mode: 'STRICT', ports: [] },
-      }),
+      proxyConfig(
+        'shop',
+        [
+          service('web', 'shop', '10.96.0.10', 80, eps),
+          grpc('rpc', '10.96.0.11'),
+          service('bulk', 'shop', '10.96.0.12', 80, eps),
+          grpc('bulkrpc', '10.96.0.13'),
+        ],
+        [
+          rr('web'),
+          rr('rpc'),
+          // Held before its first try, so the caller's sidecar has read more of the body than it
+          // keeps by the time the try begins (the HTTP/1.1 path reads up to 64 KiB ahead, HTTP/2
+          // up to its flow-control window and stream buffer): the body is not kept, whatever the
+          // timing of the peer's answer.
+          rr('bulk', delayed),
+          rr('bulkrpc', delayed),
+        ],
+        { mtls: { mode: 'STRICT', ports: [] } },
+      ),
     );
     const dirs: Record<string, string> = {};
     for (const p of [client, up, down]) {
@@ -44,15 +124,15 @@ describe('a backend whose app is down behind its running sidecar (STRICT mTLS)',
     }
     const info = await topo.tempDir('info');
     await writeLabels(info, { app: 'web' });
+    clientArgs.push('--identity-dir', dirs.client!);
     // The app of `down` is not running: its sidecar is.
-    await topo.startApp(up, { http: 8080 });
+    await topo.startApp(up, { http: 8080, grpc: 50051 });
     await Promise.all(
       [client, up, down].map((p) =>
-        topo.startProxy(p, [
-          '--identity-dir',
-          dirs[p.name]!,
-          ...(p === client ? [] : ['--pod-info-dir', info]),
-        ]),
+        topo.startProxy(
+          p,
+          p === client ? clientArgs : ['--identity-dir', dirs[p.name]!, '--pod-info-dir', info],
+        ),
       ),
     );
     agent = await topo.startAgent(client);
@@ -70,21 +150,62 @@ describe('a backend whose app is down behind its running sidecar (STRICT mTLS)',
     });
   }
 
-  it('POST with a body (not sent again): the endpoint whose app is down is ejected after 3, then every request is answered', async () => {
-    const r = await agent.send<HttpMany>({
-      op: 'http',
-      url: 'http://10.96.0.10/',
-      method: 'POST',
-      body: 'x'.repeat(2000),
-      n: 40,
+  // Before the replay buffer, a request whose body had begun was not sent again: the peer's 502
+  // WEFT_UPSTREAM_CONNECT reached the client until three of them ejected the endpoint.
+  const bodies: [string, Record<string, unknown>, string][] = [
+    ['a 2 KB body (content-length)', { body: 'p'.repeat(2000) }, 'p'.repeat(2000)],
+    ['a 40 KB body (chunked, 16 KiB chunks)', { bodyBytes: 40_000 }, 'x'.repeat(40_000)],
+  ];
+  for (const [what, body, sent] of bodies)
+    it(`HTTP/1.1 POST with ${what}, kept for a second try: every request is answered, whole, by the endpoint whose app runs`, async () => {
+      await freshCaller();
+      const r = await agent.send<HttpMany>({
+        op: 'http',
+        url: 'http://10.96.0.10/echo',
+        method: 'POST',
+        n: 40,
+        ...body,
+      });
+      assert.deepEqual(
+        r.statuses,
+        { 200: 40 },
+        `answers: ${JSON.stringify(r.statuses)}; first error: ${JSON.stringify(r.firstError ?? r.first)}`,
+      );
+      assert.deepEqual(r.backends, { up: 40 });
+      // The first request went to the endpoint whose app is down (round robin), then again.
+      assert.deepEqual(JSON.parse(r.first.body), digest(sent));
     });
-    // The peer's 502 WEFT_UPSTREAM_CONNECT counts as a connect failure of that endpoint: three
-    // in a row eject it (the default policy), so at most three such requests fail.
-    assert.ok(
-      (r.statuses['200'] ?? 0) >= 37,
-      `answers: ${JSON.stringify(r.statuses)}; first: ${JSON.stringify(r.first)}`,
+
+  it('a unary gRPC call (its body always begun), kept for a second try: every call answers grpc-0, whole, from the endpoint whose app runs', async () => {
+    await freshCaller();
+    const message = 'hello '.repeat(100);
+    const answers = await grpcCalls(20, message);
+    const ok = answers.filter(
+      (a) => a.status === 200 && a.grpcStatus === '0' && a.backend === 'up' && a.message === message,
     );
-    assert.equal((r.statuses['200'] ?? 0) + (r.statuses['502'] ?? 0), 40, JSON.stringify(r.statuses));
+    assert.equal(ok.length, 20, brief(answers));
+  });
+
+  it(`HTTP/1.1 POST with a body over the ${REPLAY_LIMIT / 1024} KiB kept: not sent again, the 502 reaches the client until the endpoint is ejected`, async () => {
+    await freshCaller();
+    const r = await agent.send<HttpMany>(
+      { op: 'http', url: 'http://10.96.0.12/echo', method: 'POST', n: 8, bodyBytes: 200_000 },
+      60_000,
+    );
+    const failed = r.statuses['502'] ?? 0;
+    assert.ok(failed >= 1 && failed <= 3, `answers: ${JSON.stringify(r.statuses)}`);
+    assert.equal((r.statuses['200'] ?? 0) + failed, 8, JSON.stringify(r.statuses));
+    assert.equal(r.firstError?.headers['weft-error'], 'WEFT_UPSTREAM_CONNECT', JSON.stringify(r.firstError));
+  });
+
+  it(`a gRPC call with a message over the ${REPLAY_LIMIT / 1024} KiB kept: not sent again, the 502 reaches the client until the endpoint is ejected`, async () => {
+    await freshCaller();
+    const message = 'y'.repeat(200_000);
+    const answers = await grpcCalls(8, message, '10.96.0.13');
+    const failed = answers.filter((a) => a.status === 502).length;
+    const ok = answers.filter((a) => a.status === 200 && a.grpcStatus === '0' && a.message === message);
+    assert.ok(failed >= 1 && failed <= 3, brief(answers));
+    assert.equal(ok.length + failed, 8, brief(answers));
   });
 
   it('with only that endpoint, the caller gets the 502 naming the local app', async () => {
