@@ -6,6 +6,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { Attempts } from '../resilience/attempts.ts';
+import { REPLAY_LIMIT } from '../resilience/replay.ts';
 import { type Decision, serveConnection } from './conn.ts';
 import type { Exchange } from './exchange.ts';
 import { KeyedPool } from './pool.ts';
@@ -195,10 +196,32 @@ describe('outbound fast path on loopback', () => {
     assert.deepEqual(reports, ['{"status":503}', '{"status":200}']);
   });
 
-  it('does not resend a request whose body was sent: the 503 goes to the client', async () => {
+  it('resends a request whose body was sent, with the body kept (chunked, as received)', async () => {
     decide = () => ({ kind: 'forward', exchange: exchange([0, 1], {}, true) });
-    const got = await raw('POST /fail HTTP/1.1\r\nHost: web\r\ncontent-length: 3\r\n\r\nabc', (t) =>
-      t.includes('app0 POST /fail 3'),
+    const got = await raw(
+      [
+        'POST /fail HTTP/1.1\r\nHost: web\r\ntransfer-encoding: chunked\r\n\r\n',
+        '3\r\nabc\r\n',
+        '2\r\nde\r\n0\r\n\r\n',
+      ],
+      (t) => t.includes('app1 POST /fail 5'),
+    );
+    assert.match(got, /^HTTP\/1\.1 200/);
+    assert.deepEqual(
+      seen.map((s) => [s.port, s.body]),
+      [
+        [ports[0], 'abcde'],
+        [ports[1], 'abcde'],
+      ],
+    );
+  });
+
+  it(`does not resend a request whose body sent was over ${REPLAY_LIMIT} bytes: the 503 goes to the client`, async () => {
+    decide = () => ({ kind: 'forward', exchange: exchange([0, 1], {}, true) });
+    const size = REPLAY_LIMIT + 1;
+    const got = await raw(
+      `POST /fail HTTP/1.1\r\nHost: web\r\ncontent-length: ${size}\r\n\r\n${'x'.repeat(size)}`,
+      (t) => t.includes(`app0 POST /fail ${size}`),
     );
     assert.match(got, /^HTTP\/1\.1 503/);
     assert.equal(seen.length, 1, 'sent once');
