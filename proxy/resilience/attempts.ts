@@ -84,7 +84,7 @@ export interface Try<T> {
   gone?: () => void;
 }
 
-/** Whether a try that met a stale pooled connection is resent on a fresh one: once, idempotent, body not begun. */
+/** Whether a try that met a stale pooled connection is resent on a fresh one: once, idempotent, replayable. */
 export function resendsStale(method: string, canReplay: boolean, resentBefore: boolean): boolean {
   return !resentBefore && canReplay && IDEMPOTENT.has(method);
 }
@@ -172,7 +172,7 @@ export class Attempts<T> {
 
   /**
    * A try's outcome, reported for its target; then what comes next. `canReplay`: the request
-   * can be sent again (no body, or its body not begun).
+   * can be sent again (no body, its body not begun, or all of it sent so far kept: replay.ts).
    */
   settle(t: Try<T>, o: TryOutcome, canReplay: boolean): NextStep {
     this.#end(t, o);
@@ -259,7 +259,7 @@ export function backendAttempts(
         if (!o) return;
         // A peer sidecar's word that its app refused the connection is a connect failure of
         // that endpoint (default ejection: 3 in a row), so requests that cannot be sent again
-        // (their body begun) stop going there.
+        // (their body begun and over the replay limit) stop going there.
         if ('status' in o)
           endpoints.recordOutcome(
             p,
