@@ -104,8 +104,8 @@ export async function forwardOutbound(core: ProxyCore, ex: Exchange): Promise<vo
     countRetry: (outcome) => metrics.retries.inc({ destination_service: service, outcome }),
   });
   let bodyStarted = false;
-  /** The body read so far, kept for a second try (REPLAY_LIMIT). */
-  const kept = hasBody ? new ReplayBuffer() : undefined;
+  /** The body read so far, kept for a second try (REPLAY_LIMIT); let go once no try follows. */
+  let kept = hasBody ? new ReplayBuffer() : undefined;
   /** The try the body goes to, once connected; none between tries. */
   let sending: Attempt | undefined;
   let reqEnded = false;
@@ -118,7 +118,7 @@ export async function forwardOutbound(core: ProxyCore, ex: Exchange): Promise<vo
   };
   /** One chunk of the request body: kept, copied to the mirrors, written to the current try. */
   const sendChunk = (chunk: Buffer) => {
-    kept!.append(chunk);
+    kept?.append(chunk);
     for (const m of mirrors) {
       if (m.body.writableLength < 1 << 20) m.body.write(chunk);
       else m.abort();
@@ -252,6 +252,8 @@ export async function forwardOutbound(core: ProxyCore, ex: Exchange): Promise<vo
           : { status: up.status, grpcStatus: gs },
       !hasBody || !bodyStarted || kept!.replayable,
     );
+    // No try follows: a body still streaming (a gRPC client stream) is not kept any longer.
+    if (step === 'stop') kept = undefined;
     if (step === 'resend' || step === 'retry') {
       if (sending === attempt) {
         // This try is over: its body gets nothing more, and the request waits (paused, nothing
