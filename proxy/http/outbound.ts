@@ -116,6 +116,15 @@ export async function forwardOutbound(core: ProxyCore, ex: Exchange): Promise<vo
       if (sending === a) req.resume();
     });
   };
+  /**
+   * The proxy answers itself (no try follows): the rest of a body begun is read and dropped, so a
+   * request paused between tries or for a failed try's body does not stall its connection.
+   */
+  const dropRest = () => {
+    sending = undefined;
+    kept = undefined;
+    if (bodyStarted && !reqEnded) req.resume();
+  };
   /** One chunk of the request body: kept, copied to the mirrors, written to the current try. */
   const sendChunk = (chunk: Buffer) => {
     kept?.append(chunk);
@@ -143,6 +152,7 @@ export async function forwardOutbound(core: ProxyCore, ex: Exchange): Promise<vo
     const tr = tries.pick();
     if (!tr) {
       ex.status = 503;
+      dropRest();
       sendError(core, res, 503, 'WEFT_NO_ENDPOINTS', `${service} has no ready endpoints`, direction);
       return;
     }
@@ -198,6 +208,7 @@ export async function forwardOutbound(core: ProxyCore, ex: Exchange): Promise<vo
         attempt.abort();
         ex.status = 504;
         span?.end(504);
+        dropRest();
         sendError(
           core,
           res,
@@ -271,6 +282,7 @@ export async function forwardOutbound(core: ProxyCore, ex: Exchange): Promise<vo
       const reply = failureReply(failure?.kind ?? 'reset', gone);
       ex.status = reply.status;
       span?.end(ex.status);
+      dropRest();
       sendError(
         core,
         res,
