@@ -134,11 +134,12 @@ type Tally = Pick<
 
 /**
  * A call cut because the process it was in flight through was killed (tested on "<protocol>
- * <line>"): an HTTP request or gRPC stream reset (`502 WEFT_UPSTREAM_RESET`), a TCP connection
- * closed or reset before its echo. Nothing tells whether the app had it, so it is not sent again.
+ * <line>"): an HTTP request or gRPC stream reset (`502 WEFT_UPSTREAM_RESET`, or the gRPC
+ * stream reset once its answer began: `ERR_HTTP2_STREAM_ERROR`), a TCP connection closed or reset
+ * before its echo. Nothing tells whether the app had it, so it is not sent again.
  */
 export const IN_FLIGHT_CUT =
-  /^(http \d+ 502 WEFT_UPSTREAM_RESET|grpc \d+ 502 WEFT_UPSTREAM_RESET|tcp \d+ error (closed before an answer|\S*ECONNRESET))/;
+  /^(http \d+ 502 WEFT_UPSTREAM_RESET|grpc \d+ (502 WEFT_UPSTREAM_RESET|error \S*ERR_HTTP2_STREAM_ERROR)|tcp \d+ error (closed before an answer|\S*ECONNRESET))/;
 
 /**
  * The failures a crash of the process calls go through must cause: the one call in flight per
