@@ -860,11 +860,32 @@ export class Faults {
           ]),
         );
         const after = rss();
+        // Where time went: the requests each backend's sidecar took over 1 s to answer from its
+        // app (inbound, from the request's arrival to the app's answer), gRPC and HTTP apart.
+        const slow = Object.fromEntries(
+          this.backends().map((p) => {
+            const text = this.kubectl(
+              'get',
+              '--raw',
+              `/api/v1/namespaces/${this.ns}/pods/${p.metadata.name}:${PROXY.healthPort}/proxy/metrics`,
+            );
+            const over1s = (...parts: string[]) =>
+              metricSum(text, 'weft_request_duration_seconds_count{', 'direction="inbound"', ...parts) -
+              metricSum(
+                text,
+                'weft_request_duration_seconds_bucket{',
+                'direction="inbound"',
+                'le="1"',
+                ...parts,
+              );
+            return [p.metadata.name, { grpc: over1s('grpc_status="0"'), http: over1s('grpc_status=""') }];
+          }),
+        );
         // How much the backends' sidecars give back once the flood is over (its pod gone).
         this.kubectl('delete', 'pod', 'flood', '-n', this.ns, '--wait=false', '--ignore-not-found');
         await new Promise((r) => setTimeout(r, GIVEN_BACK_MS));
         const later = rss(this.backends().map((p) => p.metadata.name));
-        return `flood ${summary}; sidecars' warnings ${JSON.stringify(said)}; sidecar MiB when it began ${JSON.stringify(before)}, while held ${JSON.stringify(during)}, after ${JSON.stringify(after)}, ${GIVEN_BACK_MS / 1000} s after ${JSON.stringify(later)}`;
+        return `flood ${summary}; sidecars' warnings ${JSON.stringify(said)}; sidecar MiB when it began ${JSON.stringify(before)}, while held ${JSON.stringify(during)}, after ${JSON.stringify(after)}, ${GIVEN_BACK_MS / 1000} s after ${JSON.stringify(later)}; inbound requests answered by the app in over 1 s, per backend ${JSON.stringify(slow)}`;
       } finally {
         this.kubectl('delete', 'pod', 'flood', '-n', this.ns, '--wait=false', '--ignore-not-found');
       }
