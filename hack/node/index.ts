@@ -467,36 +467,49 @@ function createCgroupRoot(cgroup: string): void {
  * Kills what still runs in `cgroup` (containers whose containerd is gone) and removes it and
  * everything below it, deepest first. Returns the directories that could not be removed.
  */
-export async function removeCgroupRoot(cgroup: string, timeoutMs = 10_000): Promise<string[]> {
-  const roots = readdirSync('/sys/fs/cgroup')
+/** The cgroup root's directories in every hierarchy that has it. */
+function cgroupRoots(cgroup: string): string[] {
+  return readdirSync('/sys/fs/cgroup')
     .map((h) => join('/sys/fs/cgroup', h, cgroup))
     .filter((p) => existsSync(p));
-  const walk = (dir: string, visit: (dir: string) => void) => {
-    let entries: import('node:fs').Dirent[] = [];
-    try {
-      entries = readdirSync(dir, { withFileTypes: true });
-    } catch {
-      return; // gone already
-    }
-    for (const e of entries) if (e.isDirectory()) walk(join(dir, e.name), visit);
-    visit(dir);
-  };
+}
+
+/** Visits `dir` and every directory under it, deepest first. */
+function walkCgroup(dir: string, visit: (dir: string) => void): void {
+  let entries: import('node:fs').Dirent[] = [];
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return; // gone already
+  }
+  for (const e of entries) if (e.isDirectory()) walkCgroup(join(dir, e.name), visit);
+  visit(dir);
+}
+
+/** Every process in the cgroup root (the pods' containers), in any hierarchy. */
+function cgroupPids(cgroup: string): number[] {
+  const pids = new Set<number>();
+  for (const r of cgroupRoots(cgroup)) {
+    walkCgroup(r, (d) => {
+      try {
+        for (const p of readFileSync(join(d, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean))
+          pids.add(Number(p));
+      } catch {}
+    });
+  }
+  return [...pids];
+}
+
+export async function removeCgroupRoot(cgroup: string, timeoutMs = 10_000): Promise<string[]> {
+  const roots = cgroupRoots(cgroup);
   // A process may still be exiting (or a runc init entering) when the directories go: retry.
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const pids = new Set<number>();
-    for (const r of roots) {
-      walk(r, (d) => {
-        try {
-          for (const p of readFileSync(join(d, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean))
-            pids.add(Number(p));
-        } catch {}
-      });
-    }
-    if (pids.size) await stopPids([...pids], 0);
+    const pids = cgroupPids(cgroup);
+    if (pids.length) await stopPids(pids, 0);
     const failed: string[] = [];
     for (const r of roots) {
-      walk(r, (d) => {
+      walkCgroup(r, (d) => {
         try {
           rmdirSync(d);
         } catch {
@@ -1030,6 +1043,14 @@ export async function stopRealNode(
   if (containerdPid && alive(containerdPid)) {
     const ctr = (args: string[]) => sh('ctr', ['--address', s.containerd, '-n', 'k8s.io', ...args]);
     try {
+      // Without the graceful deletion every pod still runs: their processes are killed at once
+      // through the cgroup root (one signal each, not a `ctr` call per task).
+      if (opts.graceful === false)
+        for (const pid of cgroupPids(s.cgroupRoot)) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {}
+        }
       // Every task killed first, then each deleted once it has exited. containerd's CRI plugin
       // deletes a task itself when it sees it exit: "not found" is done (retrying it cost 10 s
       // per task, minutes for a cluster whose pods were not deleted first).
