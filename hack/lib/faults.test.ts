@@ -1,6 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { answerOf, IN_FLIGHT_CUT, inFlightCut, memorySlope, type Protocol, tally } from './faults.ts';
+import {
+  answerOf,
+  IN_FLIGHT_CUT,
+  inFlightCut,
+  isInFlightCut,
+  memorySlope,
+  type Protocol,
+  tally,
+} from './faults.ts';
 
 describe('memorySlope (the soak of bench/faults.ts)', () => {
   it('gives first, last, peak and the least-squares slope in MiB per hour', () => {
@@ -51,5 +59,7 @@ describe('inFlightCut (the failures a crash of the process calls go through must
     // grpc 13, tcp 149, http 7: the second gRPC reset, the 503 and the refusal are not.
     assert.equal(t.expectedFailed, 3);
     assert.ok(!IN_FLIGHT_CUT.test('tcp 150 error ECONNREFUSED'));
+    // The same rule on the failures as tally names them.
+    assert.deepEqual(t.failures.map(isInFlightCut), [true, true, true, true, false, false]);
   });
 });

@@ -141,6 +141,10 @@ type Tally = Pick<
 export const IN_FLIGHT_CUT =
   /^(http \d+ 502 WEFT_UPSTREAM_RESET|grpc \d+ (502 WEFT_UPSTREAM_RESET|error \S*ERR_HTTP2_STREAM_ERROR)|tcp \d+ error (closed before an answer|\S*ECONNRESET))/;
 
+/** Whether a failure as `tally` names it ("+<s>s <protocol> <line>") is IN_FLIGHT_CUT. */
+export const isInFlightCut = (failure: string): boolean =>
+  IN_FLIGHT_CUT.test(failure.replace(/^\+[\d.]+s /, ''));
+
 /**
  * The failures a crash of the process calls go through must cause: the one call in flight per
  * protocol (IN_FLIGHT_CUT), no more. A predicate for `tally`'s `expected` (stateful: one per run).
@@ -682,14 +686,18 @@ export class Faults {
       return `the apiserver ready again ${((Date.now() - t0) / 1000).toFixed(1)} s after the stop`;
     });
 
-  /** The sidecar's certificate reloads of a pod of the namespace (its metrics, through the apiserver). */
-  identityReloads(pod: string): number {
-    const text = this.kubectl(
+  /** The Prometheus text of a pod's sidecar (its health port, through the apiserver). */
+  private sidecarMetrics(pod: string): string {
+    return this.kubectl(
       'get',
       '--raw',
       `/api/v1/namespaces/${this.ns}/pods/${pod}:${PROXY.healthPort}/proxy/metrics`,
     );
-    return metricSum(text, 'weft_identity_reloads_total{', 'result="ok"');
+  }
+
+  /** The sidecar's certificate reloads of a pod of the namespace. */
+  identityReloads(pod: string): number {
+    return metricSum(this.sidecarMetrics(pod), 'weft_identity_reloads_total{', 'result="ok"');
   }
 
   /** Waits until the sidecars of the backends and the client reloaded their certificate `times` more. */
@@ -864,11 +872,7 @@ export class Faults {
         // app (inbound, from the request's arrival to the app's answer), gRPC and HTTP apart.
         const slow = Object.fromEntries(
           this.backends().map((p) => {
-            const text = this.kubectl(
-              'get',
-              '--raw',
-              `/api/v1/namespaces/${this.ns}/pods/${p.metadata.name}:${PROXY.healthPort}/proxy/metrics`,
-            );
+            const text = this.sidecarMetrics(p.metadata.name);
             const over1s = (...parts: string[]) =>
               metricSum(text, 'weft_request_duration_seconds_count{', 'direction="inbound"', ...parts) -
               metricSum(

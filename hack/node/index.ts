@@ -1045,12 +1045,7 @@ export async function stopRealNode(
     try {
       // Without the graceful deletion every pod still runs: their processes are killed at once
       // through the cgroup root (one signal each, not a `ctr` call per task).
-      if (opts.graceful === false)
-        for (const pid of cgroupPids(s.cgroupRoot)) {
-          try {
-            process.kill(pid, 'SIGKILL');
-          } catch {}
-        }
+      if (opts.graceful === false) await stopPids(cgroupPids(s.cgroupRoot), 0);
       // Every task killed first, then each deleted once it has exited. containerd's CRI plugin
       // deletes a task itself when it sees it exit: "not found" is done (retrying it cost 10 s
       // per task, minutes for a cluster whose pods were not deleted first).
