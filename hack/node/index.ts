@@ -1149,7 +1149,18 @@ export async function stopRealNode(
   }
   const nftTablesLeft = removeNewEmptyNftTables(before);
   if (nftTablesLeft.length) log(`[node] could not delete the nf_tables tables ${nftTablesLeft.join(', ')}`);
-  if (existsSync(join('/sys/class/net', s.bridge))) sh('ip', ['link', 'delete', s.bridge]);
+  if (existsSync(join('/sys/class/net', s.bridge))) {
+    // The pods' host-side veths still on the bridge: a stop without graceful deletion (no CNI DEL)
+    // leaves each until the kernel destroys its pod's network namespace, which it does later and
+    // asynchronously (conformance's leftovers check once found one). Deleted here, both ends go.
+    const ports = join('/sys/class/net', s.bridge, 'brif');
+    for (const port of existsSync(ports) ? readdirSync(ports) : []) {
+      try {
+        sh('ip', ['link', 'delete', port]);
+      } catch {} // gone meanwhile
+    }
+    sh('ip', ['link', 'delete', s.bridge]);
+  }
   const restored = restoreSysctls(s.sysctls);
   if (restored.length) log(`[node] restored ${restored.join(', ')}`);
   for (const p of s.created) {
